@@ -126,7 +126,6 @@ class TrainingMap:
         if self.functional_optimizer is not None:
             self._buffer_layout = [(b, None) for b in self.functional_optimizer.buffer_names()]
             self.dim = self.param_dim * (1 + self.functional_optimizer.n_buffers)
-            self._grad_and_loss = torch.func.grad_and_value(self._loss_flat, argnums=0)
         else:
             self._black_box = _BlackBoxOptimizer(self, optimizer, lr, optimizer_kwargs)
             self._buffer_layout = self._black_box.layout
@@ -164,7 +163,11 @@ class TrainingMap:
         return torch.cat((theta, theta.new_zeros(self.dim - self.param_dim)))
 
     def step(self, x: Tensor, t: int) -> Tensor:
-        """The state after one optimiser step from ``x`` at time ``t``."""
+        """The state after one optimiser step from ``x`` at time ``t``.
+
+        The gradient comes from plain reverse-mode autograd (the cheapest way on
+        CPU), so ``step`` is not traced by ``torch.func.vmap``: ensembles loop.
+        """
         return self.step_with_metrics(x, t)[0]
 
     def step_with_metrics(self, x: Tensor, t: int) -> tuple[Tensor, dict[str, float]]:
@@ -176,20 +179,33 @@ class TrainingMap:
         return x_next, {"loss": float(loss), "grad_norm": float(grad_norm)}
 
     def step_jvp(self, x: Tensor, v: Tensor, t: int) -> tuple[Tensor, Tensor]:
-        """``(x_next, J(x) v)``, exact; ``v`` of shape ``(dim,)`` or ``(k, dim)``."""
+        """``(x_next, J(x) v)``, exact; ``v`` of shape ``(dim,)`` or ``(k, dim)``.
+
+        The gradient and the Hessian-vector products ``H v_theta`` come from one
+        forward pass and a double backward pass (reverse-over-reverse, which costs
+        about two gradients here, less than forward-over-reverse); a batch of ``k``
+        tangents reuses that graph.  The optimiser's element-wise update is then
+        linearised by ``torch.func.jvp``.
+        """
         if self.functional_optimizer is None:
             raise TypeError(f"TrainingMap.step_jvp: {self.no_jacobian_reason}")
         self._check_state(x, "step_jvp")
         _check_tangent(self, x, v)
+        tangents = v.reshape(-1, self.dim)
+        theta, buffers = x[: self.param_dim], x[self.param_dim :]
+        grad, hvps = self._grad_and_hvps(theta, tangents[:, : self.param_dim], self.batch_indices(t))
 
-        indices = self.batch_indices(t)
+        def update(th: Tensor, buf: Tensor, g: Tensor) -> Tensor:
+            return torch.cat(self.functional_optimizer.update(th, buf, g, t))
 
-        def update(y: Tensor) -> Tensor:
-            return self._update(y, t, indices)[0]
+        def linearised(v_theta: Tensor, v_buffers: Tensor, hvp: Tensor) -> tuple[Tensor, Tensor]:
+            return torch.func.jvp(update, (theta, buffers, grad), (v_theta, v_buffers, hvp))
 
         if v.ndim == 1:
-            return torch.func.jvp(update, (x,), (v,))
-        return torch.func.vmap(lambda u: torch.func.jvp(update, (x,), (u,)), out_dims=(None, 0))(v)
+            return linearised(tangents[0, : self.param_dim], tangents[0, self.param_dim :], hvps[0])
+        return torch.func.vmap(linearised, out_dims=(None, 0))(
+            tangents[:, : self.param_dim], tangents[:, self.param_dim :], hvps
+        )
 
     def loss(self, theta: Tensor, t: int) -> Tensor:
         """Differentiable training loss at parameters ``theta`` ``(param_dim,)`` on step ``t``'s batch."""
@@ -264,11 +280,28 @@ class TrainingMap:
         out = torch.func.functional_call(self.model, self._unflatten(theta), (inputs,))
         return self.loss_fn(out, targets)
 
+    def _grad_and_hvps(self, theta: Tensor, directions: Tensor, indices: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Gradient ``(P,)`` and Hessian-vector products ``(k, P)`` of the loss at ``theta``."""
+        with torch.enable_grad():
+            leaf = theta.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self._loss_flat(leaf, indices), leaf, create_graph=True)
+            if not grad.requires_grad:  # loss linear in theta: zero Hessian
+                return grad.detach(), torch.zeros_like(directions)
+            hvps = [
+                torch.autograd.grad(grad, leaf, u, retain_graph=i < len(directions) - 1, allow_unused=True)[0]
+                for i, u in enumerate(directions)
+            ]
+        hvps = [torch.zeros_like(theta) if h is None else h for h in hvps]
+        return grad.detach(), torch.stack(hvps)
+
     def _update(self, x: Tensor, t: int, indices: Tensor | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         theta, buffers = x[: self.param_dim], x[self.param_dim :]
-        grad, loss = self._grad_and_loss(theta, indices)
+        with torch.enable_grad():
+            leaf = theta.detach().requires_grad_(True)
+            loss = self._loss_flat(leaf, indices)
+            (grad,) = torch.autograd.grad(loss, leaf)
         theta_next, buffers_next = self.functional_optimizer.update(theta, buffers, grad, t)
-        return torch.cat((theta_next, buffers_next)), (loss, torch.linalg.vector_norm(grad))
+        return torch.cat((theta_next, buffers_next)), (loss.detach(), torch.linalg.vector_norm(grad))
 
     def _check_state(self, x: Tensor, caller: str) -> None:
         if x.shape != (self.dim,):
