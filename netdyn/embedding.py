@@ -132,7 +132,8 @@ def choose_lag(x: np.ndarray, max_lag: int | None = None) -> int:
     ``lag = min(tau_AMI, tau_ACF)`` where ``tau_ACF`` is the first ``tau >= 1``
     with autocorrelation below ``1/e`` and ``tau_AMI`` the first local minimum of
     the auto mutual information (searched only up to ``tau_ACF``, since a later
-    one is never chosen).  For maps whose consecutive values are already
+    one is never chosen; the histogram estimate is smoothed by a 5-lag running
+    mean first, so that its sampling noise does not create early minima).  For maps whose consecutive values are already
     decorrelated (logistic r=4, Hénon) this gives 1; for finely sampled flows it
     gives the usual quarter-period-like delay.  ``max_lag`` defaults to
     ``max(1, min(200, N // 10))``; when neither criterion is met below it, a
@@ -144,8 +145,9 @@ def choose_lag(x: np.ndarray, max_lag: int | None = None) -> int:
     acf = autocorrelation(arr, max_lag)
     below = np.nonzero(acf[1:] < 1.0 / math.e)[0]
     tau_acf = int(below[0]) + 1 if below.size else max_lag
-    ami = auto_mutual_information(arr, min(max_lag, tau_acf + 1))
-    minima = [t for t in range(1, ami.size - 1) if ami[t] <= ami[t - 1] and ami[t] < ami[t + 1]]
+    ami = auto_mutual_information(arr, min(max_lag, tau_acf + 3))
+    smooth = np.convolve(ami, np.ones(5) / 5, mode="valid")  # smooth[t - 2] is centred on lag t
+    minima = [t + 2 for t in range(1, smooth.size - 1) if smooth[t] <= smooth[t - 1] and smooth[t] < smooth[t + 1]]
     tau = min([tau_acf] + minima[:1])
     if not below.size and not minima:
         warnings.warn(

@@ -12,7 +12,7 @@ fraction of pairs recur (``recurrence_rate``; the pair distance of rank
 for ``theiler=0`` is pyunicorn's rule).
 
 Nothing of size ``N x N`` is ever held: the matrix is produced in blocks of rows
-(``block_size`` entries each, default 2^22), and diagonal line lengths are
+(``block_size`` entries each, default 2^20), and diagonal line lengths are
 counted along each block with the open runs carried to the next block, while
 vertical line lengths are counted as horizontal runs of the rows (the matrix is
 symmetric).  Peak memory is ``O(block_size + N)``; time ``O(N^2 d)``.
@@ -53,6 +53,7 @@ analysis for complex systems science: The pyunicorn package", Chaos 25,
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, fields
 from typing import Any, Iterator
 
@@ -74,7 +75,7 @@ __all__ = [
 ]
 
 _METRICS = {"supremum": "chebyshev", "euclidean": "euclidean", "manhattan": "cityblock"}
-_BLOCK = 1 << 22
+_BLOCK = 1 << 20
 _MEASURES = ("RR", "DET", "L", "Lmax", "DIV", "ENTR", "LAM", "TT", "Vmax")
 
 
@@ -263,7 +264,16 @@ def _resolve_threshold(pts: np.ndarray, threshold: float | None, recurrence_rate
         if not threshold > 0:
             raise ValueError(f"{caller}: expected threshold > 0, got {threshold}")
         return float(threshold)
-    return recurrence_threshold(pts, recurrence_rate, metric, theiler, block_size=block_size)
+    eps = recurrence_threshold(pts, recurrence_rate, metric, theiler, block_size=block_size)
+    if eps == 0:
+        warnings.warn(
+            f"{caller}: more than a fraction {recurrence_rate} of the pairs coincide exactly (e.g. a periodic "
+            "orbit); counting exact coincidences as recurrences (eps = smallest positive float)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        eps = float(np.nextafter(0.0, 1.0))
+    return eps
 
 
 def recurrence_matrix(
@@ -419,7 +429,7 @@ def rqa(
         Optional delay embedding of ``x``.
     observable : str, optional
         For a Dataset input (default ``"loss"``).
-    block_size : int, default 2^22
+    block_size : int, default 2^20
         Matrix entries per row block (memory ~ 9 bytes each).
 
     Returns
