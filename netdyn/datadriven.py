@@ -72,6 +72,7 @@ __all__ = [
     "rosenstein",
     "nolds_lyap_r",
     "nolds_lyap_e",
+    "analyze_dataset",
 ]
 
 _STATE_OBSERVABLES = ("norm", "update_norm", "projection", "projection:pca", "projection:random", "state")
@@ -598,3 +599,72 @@ def nolds_lyap_e(
         n_points=int(x.size),
         observable=_observable_label(data, observable),
     )
+
+
+def analyze_dataset(
+    ds: xr.Dataset,
+    observable: str = "loss",
+    emb_dim: int | None = None,
+    lag: int | None = None,
+    min_tsep: int | None = None,
+    trajectory_len: int = 20,
+    recurrence_rate: float = 0.05,
+    theiler: int = 1,
+    max_eckmann: int = 5000,
+    seed: int = 0,
+) -> xr.Dataset:
+    """Data-driven summary of one trajectory: Rosenstein exponent, Eckmann spectrum, RQA.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A trajectory (netdyn data model).
+    observable : str, default "loss"
+        Series analysed (:func:`observable_series`); ``"state"`` analyses the
+        whole state (Eckmann is then skipped, it needs a scalar).
+    emb_dim, lag, min_tsep, trajectory_len
+        For :func:`rosenstein` (defaults from :func:`embedding_parameters`).
+    recurrence_rate : float, default 0.05
+        RQA at this fixed recurrence rate (supremum metric) on the same observable.
+    theiler : int, default 1
+        Theiler window of the RQA.
+    max_eckmann : int, default 5000
+        :func:`nolds_lyap_e` (``O(N^2)`` time) runs only for series up to this length.
+    seed : int, default 0
+        For projection observables.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``lyap_rosenstein`` with its divergence curve (``log_divergence``,
+        ``fitted``, ``in_fit`` over ``k``; fit range and embedding in attrs
+        ``rosenstein_*``), ``eckmann_exponents`` over ``exponent`` when computed,
+        and ``rqa_<measure>`` scalars (settings in attrs ``rqa_*``).
+    """
+    from .recurrence import rqa
+
+    series = observable_series(ds, observable, seed)
+    curve = rosenstein(series, None, emb_dim, lag, min_tsep, trajectory_len, tau=1.0)
+    out = curve.to_dataset().rename({"exponent": "lyap_rosenstein"})
+    out.attrs = {f"rosenstein_{key}": value for key, value in out.attrs.items() if key not in ("method", "observable")}
+    if series.ndim == 1 and series.size <= max_eckmann:
+        spectrum = nolds_lyap_e(series)
+        out["eckmann_exponents"] = ("exponent", spectrum.exponents)
+        out.attrs.update({"eckmann_emb_dim": spectrum.emb_dim, "eckmann_matrix_dim": spectrum.matrix_dim})
+    measures = rqa(series, recurrence_rate=recurrence_rate, theiler=theiler)
+    for name in ("RR", "DET", "L", "Lmax", "DIV", "ENTR", "LAM", "TT", "Vmax"):
+        out[f"rqa_{name}"] = ((), getattr(measures, name))
+    out.attrs.update(
+        {
+            "observable": observable,
+            "n_points": int(series.shape[0]),
+            "rqa_threshold": measures.threshold,
+            "rqa_recurrence_rate": recurrence_rate,
+            "rqa_metric": measures.metric,
+            "rqa_theiler": theiler,
+            "rqa_l_min": measures.l_min,
+            "rqa_v_min": measures.v_min,
+            "source_map": str(ds.attrs.get("map", "")),
+        }
+    )
+    return out
