@@ -15,7 +15,7 @@ Nothing of size ``N x N`` is ever held: the matrix is produced in blocks of rows
 (``block_size`` entries each, default 2^20), and diagonal line lengths are
 counted along each block with the open runs carried to the next block, while
 vertical line lengths are counted as horizontal runs of the rows (the matrix is
-symmetric).  Peak memory is ``O(block_size + N)``; time ``O(N^2 d)``.
+symmetric).  After one dense pass per block all counting is ``O(recurrences)``.  Peak memory is ``O(block_size + N)``; time ``O(N^2 d)``.
 
 RQA measures (Marwan et al. 2007), with ``P(l)`` / ``P_v(v)`` the numbers of
 diagonal / vertical lines of length exactly ``l`` / ``v``:
@@ -59,7 +59,6 @@ from typing import Any, Iterator
 
 import numpy as np
 import xarray as xr
-from numpy.lib.stride_tricks import as_strided
 from scipy.spatial.distance import cdist
 
 from .embedding import delay_embed
@@ -341,14 +340,25 @@ def recurrence_image(
     return image, factor
 
 
-def _run_lengths(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(start, stop) flat indices of the runs of True in a 1-D bool array."""
-    edges = np.diff(flat.view(np.int8), prepend=0, append=0)
-    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+def _runs(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(start, stop) of the runs of consecutive integers in the sorted array ``pos``."""
+    if pos.size == 0:
+        return pos, pos
+    breaks = np.flatnonzero(np.diff(pos) != 1)
+    return pos[np.r_[0, breaks + 1]], pos[np.r_[breaks, pos.size - 1]] + 1
 
 
 def _line_histograms(pts: np.ndarray, eps: float, metric: str, theiler: int, block_size: int) -> tuple[int, np.ndarray, np.ndarray]:
-    """(recurrent pairs, diagonal histogram, vertical histogram), streamed over row blocks."""
+    """(recurrent pairs, diagonal histogram, vertical histogram), streamed over row blocks.
+
+    Per block, one dense pass finds the recurrent positions; everything after
+    is ``O(recurrences)``: vertical lines are runs of consecutive positions
+    (a zero padding column separates the rows), diagonal lines are runs of
+    consecutive rows within one diagonal ``k = j - i``, for which the positions
+    are regrouped by ``k`` with scipy's ``O(nnz)`` CSR -> CSC conversion.
+    """
+    from scipy.sparse import csr_matrix
+
     n = pts.shape[0]
     diag = np.zeros(n + 1, dtype=np.int64)
     vert = np.zeros(n + 1, dtype=np.int64)
@@ -357,17 +367,21 @@ def _line_histograms(pts: np.ndarray, eps: float, metric: str, theiler: int, blo
     count = 0
     for i0, block in _recurrent_rows(pts, eps, metric, theiler, _bounds(n, _rows_per_block(n, block_size))):
         rows, width = block.shape
-        count += int(np.count_nonzero(block))
-        start, stop = _run_lengths(block.ravel())
+        pos = np.flatnonzero(block)
+        count += pos.size
+        start, stop = _runs(pos)
         vert += np.bincount(stop - start, minlength=n + 1)
-        # diagonals k >= kmin, as rows of a (K, rows + 1) array (last column 0 separates them)
         n_k = n - i0 - kmin
         if n_k <= 0:
             continue
-        skew = as_strided(block.ravel()[i0 + kmin :], shape=(rows, n_k), strides=(width + 1, 1))
-        cols = np.zeros((n_k, rows + 1), dtype=bool)
-        cols[:, :rows] = skew.T
-        start, stop = _run_lengths(cols.ravel())
+        b, c = np.divmod(pos, width)
+        k = c - i0 - b
+        upper = k >= kmin
+        b, k = b[upper], k[upper] - kmin
+        indptr = np.searchsorted(b, np.arange(rows + 1))
+        by_k = csr_matrix((np.ones(b.size, dtype=np.int8), k, indptr), shape=(rows, n_k)).tocsc()
+        key = np.repeat(np.arange(n_k, dtype=np.int64) * (rows + 1), np.diff(by_k.indptr)) + by_k.indices
+        start, stop = _runs(key)
         k = start // (rows + 1) + kmin
         top, bottom = start % (rows + 1) == 0, stop % (rows + 1) == rows
         length = stop - start
@@ -439,9 +453,9 @@ def rqa(
 
     The matrix is streamed row block by row block: each block's distances come
     from ``scipy.spatial.distance.cdist``; vertical lines are the horizontal runs
-    of the (symmetric) rows; diagonal runs are read from a strided "skewed" view
-    ``S[b, k] = R[i0 + b, i0 + b + k]`` of the block, and a run that reaches the
-    block's last row is carried into the next block.  Time ``O(N^2 d)``, memory
+    of the (symmetric) rows; diagonal runs are found after regrouping the block's
+    recurrences by diagonal ``k = j - i``, and a run that reaches the block's last
+    row is carried into the next block.  Time ``O(N^2 d)``, memory
     ``O(block_size + N)``.
     """
     caller = "rqa"
