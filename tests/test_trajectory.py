@@ -242,3 +242,21 @@ class TestSummarize:
         assert "recorded steps" in out and "FakeNet" in out and "complete" in out
         with pytest.raises(FileNotFoundError):
             args.func(parser.parse_args(["info", str(tmp_path / "missing.nc")]))
+
+
+class TestRunWithTrainingMap:
+    def test_streamed_mlp_run_rebuilds_from_its_attrs(self, tmp_path):
+        from netdyn.problems import make_task, map_from_attrs, training_map
+
+        task = make_task("iris", hidden=(4,), seed=0)
+        tmap = training_map(task, lr=0.1, optimizer="sgd", momentum=0.9)
+        assert tmap.dim > tmap.param_dim  # the momentum buffer is part of the state
+        with run(tmap, 12, seed=1, eval_every=4, path=tmp_path / "mlp.nc", flush_every=5, record=["0.weight"]) as ds:
+            assert ds.sizes["param"] == 16 and set(ds["layer"].values) == {"0.weight"}
+            assert ds.sizes["state_index"] == tmap.dim
+            acc = ds["test_accuracy"].values[::4]
+            assert np.all((acc >= 0) & (acc <= 1)) and np.isfinite(ds["loss"]).all()
+            again = run(map_from_attrs(ds.attrs), 12, seed=int(ds.attrs["seed"]), eval_every=4,
+                        record=ds.attrs["record"])
+            xr.testing.assert_identical(again["state"], ds["state"].load())
+            assert np.array_equal(again["final_state"], ds["final_state"])
