@@ -146,6 +146,10 @@ class TestRun:
         with pytest.raises(ValueError, match="^run: "):
             run(_quad(), **args)
 
+    def test_progress_bar_counts_steps(self, capsys):
+        run(_quad(), 7, progress=True)
+        assert "7/7" in capsys.readouterr().err
+
     def test_eval_every_must_be_a_multiple_of_record_every(self):
         with pytest.raises(ValueError, match="multiple of record_every"):
             run(FakeNet(), 5, record_every=2, eval_every=3)
