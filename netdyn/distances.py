@@ -135,7 +135,9 @@ def trajectory_distances(
     return _dataset(out, steps, sizes)
 
 
-def graph_distances(graphs: Iterable[nx.DiGraph], steps: Sequence[int] | None = None, *, kendall: bool = True) -> xr.Dataset:
+def graph_distances(
+    graphs: Iterable[nx.DiGraph], steps: Sequence[int] | None = None, *, kendall: bool = True
+) -> xr.Dataset:
     """The measures of :func:`trajectory_distances`, computed from graphs.
 
     Parameters
@@ -296,13 +298,17 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
 def _graph_features(graph: nx.DiGraph, sizes: list[int]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
     """(per-layer descending singular values, in-strengths, out-strengths, edge weights in sorted edge order)."""
     layer = dict(graph.nodes(data="layer"))
-    by_layer = [sorted((n for n, l in layer.items() if l == k), key=lambda n: graph.nodes[n]["index"]) for k in range(len(sizes))]
+    by_layer = [
+        sorted((n for n, l in layer.items() if l == k), key=lambda n: graph.nodes[n]["index"]) for k in range(len(sizes))
+    ]
     spectra = []
     for k in range(1, len(sizes)):
         # rows = sources: this is W_k transposed, with the same singular values
-        w_t = nx.bipartite.biadjacency_matrix(graph, row_order=by_layer[k - 1], column_order=by_layer[k], weight="weight")
-        dense = w_t.toarray()
-        spectra.append(np.linalg.svd(dense, compute_uv=False) if np.isfinite(dense).all() else np.full(min(dense.shape), np.nan))
+        dense = nx.bipartite.biadjacency_matrix(
+            graph, row_order=by_layer[k - 1], column_order=by_layer[k], weight="weight"
+        ).toarray()
+        finite = np.isfinite(dense).all()
+        spectra.append(np.linalg.svd(dense, compute_uv=False) if finite else np.full(min(dense.shape), np.nan))
     last = len(sizes) - 1
     s_in = np.array([d for n, d in graph.in_degree(weight="weight") if layer[n] > 0])
     s_out = np.array([d for n, d in graph.out_degree(weight="weight") if layer[n] < last])

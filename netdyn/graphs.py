@@ -122,7 +122,9 @@ def split_layers(states: np.ndarray, layer_sizes: Sequence[int]) -> list[tuple[n
     return out
 
 
-def to_graph(model_or_state: nn.Module | np.ndarray | torch.Tensor, layer_sizes: Sequence[int] | None = None) -> nx.DiGraph:
+def to_graph(
+    model_or_state: nn.Module | np.ndarray | torch.Tensor, layer_sizes: Sequence[int] | None = None
+) -> nx.DiGraph:
     """The weighted directed graph of an MLP (see the module docstring for its layout).
 
     Parameters
@@ -190,7 +192,9 @@ def from_graph(graph: nx.DiGraph) -> tuple[np.ndarray, list[int]]:
     return np.concatenate(parts).astype(dtype), sizes
 
 
-def trajectory_layer_sizes(ds: xr.Dataset, layer_sizes: Sequence[int] | None = None, caller: str = "graph_trajectory") -> list[int]:
+def trajectory_layer_sizes(
+    ds: xr.Dataset, layer_sizes: Sequence[int] | None = None, caller: str = "graph_trajectory"
+) -> list[int]:
     """Layer sizes of a recorded MLP trajectory, checked against its ``state``.
 
     ``layer_sizes`` wins over ``ds.attrs["layer_sizes"]``; a trajectory whose
@@ -259,7 +263,9 @@ def _state_and_sizes(
     if layer_sizes is None:
         raise ValueError(f"{caller}: expected layer_sizes with a flat state, got None")
     sizes = _check_sizes(layer_sizes, caller)
-    state = model_or_state.detach().cpu().numpy() if isinstance(model_or_state, torch.Tensor) else np.asarray(model_or_state)
+    if isinstance(model_or_state, torch.Tensor):
+        model_or_state = model_or_state.detach().cpu().numpy()
+    state = np.asarray(model_or_state)
     if state.ndim != 1 or state.shape[0] != n_parameters(sizes) or state.dtype.kind != "f":
         raise ValueError(
             f"{caller}: expected a float state of shape ({n_parameters(sizes)},) for layer_sizes {sizes}, "

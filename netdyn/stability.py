@@ -288,7 +288,10 @@ def orbital_stability(
             best_period=best_p, return_distance=best_e, converged=False, **common, **base,
         )
     if math.isnan(lam):
-        warnings.warn("orbital_stability: no exponent could be estimated; labelling the bounded aperiodic orbit chaotic", stacklevel=2)
+        warnings.warn(
+            "orbital_stability: no exponent could be estimated; labelling the bounded aperiodic orbit chaotic",
+            stacklevel=2,
+        )
         label, why = "chaotic", "bounded and aperiodic; exponent not estimable"
     elif lam > exponent_tol:
         label, why = "chaotic", f"bounded, aperiodic, exponent {lam:.3g} > {exponent_tol:g} ({source})"
@@ -319,7 +322,9 @@ def _states(orbit: Any) -> tuple[np.ndarray, np.dtype, bool, int]:
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2 or arr.dtype.kind not in "fiu":
-        raise ValueError(f"orbital_stability: expected a real orbit of shape (T,) or (T, d), got {arr.dtype} {arr.shape}")
+        raise ValueError(
+            f"orbital_stability: expected a real orbit of shape (T,) or (T, d), got {arr.dtype} {arr.shape}"
+        )
     dtype = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)
     return arr.astype(np.float64), dtype, flagged, arr.shape[0] if t_next is None else t_next
 
@@ -388,7 +393,9 @@ def _map_exponent(map_: Any, x_last: np.ndarray, t0: int, steps: int, scale: flo
                 growth = sep / d0
                 y = x + (y - x) * (d0 / sep)
             if not (math.isfinite(growth) and growth > 0):
-                warnings.warn(f"orbital_stability: map-based exponent broke down at step {k} (growth {growth})", stacklevel=3)
+                warnings.warn(
+                    f"orbital_stability: map-based exponent broke down at step {k} (growth {growth})", stacklevel=3
+                )
                 return float("nan")
             total += math.log(growth)
     return total / steps

@@ -84,7 +84,8 @@ class TestTrajectoryDistances:
         assert np.isnan(d["euclidean"][0]) and np.isnan(d["l1"][0]) and np.isnan(d["cosine"][0])
         np.testing.assert_allclose(d["euclidean"][1:], np.linalg.norm(v), rtol=1e-13)
         np.testing.assert_allclose(d["l1"][1:], np.abs(v).sum(), rtol=1e-13)
-        np.testing.assert_allclose(d["euclidean_to_final"], (7 - np.arange(8)) * np.linalg.norm(v), rtol=1e-12, atol=1e-12)
+        expected = (7 - np.arange(8)) * np.linalg.norm(v)
+        np.testing.assert_allclose(d["euclidean_to_final"], expected, rtol=1e-12, atol=1e-12)
 
     def test_cosine_is_zero_along_a_ray_and_one_for_orthogonal_states(self):
         u = np.zeros(P)

@@ -57,7 +57,9 @@ def gd_trajectory_dataset(steps: int = 30, record: str = "all") -> xr.Dataset:
     return xr.Dataset(
         {"state": (("step", "param"), np.array(states)), "loss": ("step", np.array(losses)), "diverged": ((), False)},
         coords={"step": np.arange(steps, dtype=np.int64), "param": np.arange(len(states[0]))},
-        attrs={"map": "TrainingMap", "layer_sizes": SIZES, "record": record, "lr": 0.5, "record_every": 1, "complete": 1},
+        attrs={
+            "map": "TrainingMap", "layer_sizes": SIZES, "record": record, "lr": 0.5, "record_every": 1, "complete": 1,
+        },
     )
 
 

@@ -21,7 +21,9 @@ LABEL_COLORS = {
 }
 
 
-def plot_orbit_diagram(diagram: xr.Dataset, ax: Any = None, *, markersize: float = 0.5, color_by_label: bool = True) -> Any:
+def plot_orbit_diagram(
+    diagram: xr.Dataset, ax: Any = None, *, markersize: float = 0.5, color_by_label: bool = True
+) -> Any:
     """Scatter the tail of each orbit against the control value.
 
     Parameters
