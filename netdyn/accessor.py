@@ -10,6 +10,11 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .datadriven import DivergenceCurve, analyze_dataset, observable_series, rosenstein
+from .distances import trajectory_distances
+from .graphs import graph_trajectory
+from .recurrence import RQAResult, rqa, windowed_rqa
+from .stability import OrbitalStability, orbital_stability
 from .trajectory import state_matrix, summarize
 
 __all__ = ["NetdynAccessor"]
@@ -29,3 +34,35 @@ class NetdynAccessor:
     def summary(self) -> dict[str, Any]:
         """:func:`netdyn.trajectory.summarize` of this Dataset."""
         return summarize(self._ds)
+
+    def series(self, observable: str = "loss", seed: int = 0) -> np.ndarray:
+        """:func:`netdyn.datadriven.observable_series` of this Dataset."""
+        return observable_series(self._ds, observable, seed)
+
+    def rosenstein(self, observable: str = "loss", **kwargs: Any) -> DivergenceCurve:
+        """:func:`netdyn.datadriven.rosenstein` of ``observable`` (keywords forwarded)."""
+        return rosenstein(self._ds, observable, **kwargs)
+
+    def rqa(self, observable: str = "loss", **kwargs: Any) -> RQAResult:
+        """:func:`netdyn.recurrence.rqa` of ``observable`` (keywords forwarded)."""
+        return rqa(self.series(observable), **kwargs)
+
+    def windowed_rqa(self, observable: str = "loss", **kwargs: Any) -> xr.Dataset:
+        """:func:`netdyn.recurrence.windowed_rqa` of ``observable`` (keywords forwarded)."""
+        return windowed_rqa(self.series(observable), **kwargs)
+
+    def analyze(self, **kwargs: Any) -> xr.Dataset:
+        """:func:`netdyn.datadriven.analyze_dataset` of this Dataset."""
+        return analyze_dataset(self._ds, **kwargs)
+
+    def orbit(self, **kwargs: Any) -> OrbitalStability:
+        """:func:`netdyn.stability.orbital_stability` of this Dataset."""
+        return orbital_stability(self._ds, **kwargs)
+
+    def distances(self, **kwargs: Any) -> xr.Dataset:
+        """:func:`netdyn.distances.trajectory_distances` of this Dataset."""
+        return trajectory_distances(self._ds, **kwargs)
+
+    def graphs(self, **kwargs: Any) -> Any:
+        """:func:`netdyn.graphs.graph_trajectory`: a lazy iterator of weighted DiGraphs."""
+        return graph_trajectory(self._ds, **kwargs)

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["train", "analyze"]
+COMMANDS = ["train", "info", "analyze", "orbit"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -85,5 +85,5 @@ class TestAnalyzeCLI:
 
     def test_missing_file(self, tmp_path):
         args = parse(["analyze", str(tmp_path / "nope.nc")])
-        with pytest.raises(FileNotFoundError, match="analyze: no such file"):
+        with pytest.raises(FileNotFoundError, match="no such file"):
             args.func(args)

@@ -58,7 +58,12 @@ def as_dataset(states: np.ndarray, record: str = "all", sizes=SIZES) -> xr.Datas
     if sizes is not None:
         attrs["layer_sizes"] = list(sizes)
     return xr.Dataset(
-        {"state": (("step", "param"), states), "diverged": ((), False)},
+        {
+            "state": (("step", "param"), states),
+            "loss": ("step", np.full(len(states), np.nan)),
+            "grad_norm": ("step", np.full(len(states), np.nan)),
+            "diverged": ((), False),
+        },
         coords={"step": np.arange(10, 10 + len(states), dtype=np.int64), "param": np.arange(states.shape[1])},
         attrs=attrs,
     )

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 from pathlib import Path
 
 import numpy as np
-import xarray as xr
+
+from ..distances import trajectory_distances
+from ..stability import orbital_stability
+from ..storage import open_trajectory
+from .orbit import distance_summary
 
 __all__ = ["register", "run", "format_report"]
 
@@ -37,16 +40,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of projection observables")
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
     p.set_defaults(func=run)
-
-
-def _open(path: str) -> xr.Dataset:
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"analyze: no such file: {path}")
-    try:
-        from netdyn.trajectory import open_trajectory
-    except ImportError:
-        return xr.open_dataset(path)
-    return open_trajectory(path)
 
 
 def format_report(result: xr.Dataset, path: str = "") -> str:
@@ -81,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     """Analyse ``args.path``; returns the exit code."""
     from netdyn.datadriven import analyze_dataset, observable_series, rosenstein
 
-    ds = _open(args.path)
+    ds = open_trajectory(args.path)
     result = analyze_dataset(
         ds,
         observable=args.observable,
@@ -97,6 +90,12 @@ def run(args: argparse.Namespace) -> int:
     outdir.mkdir(parents=True, exist_ok=True)
     result.to_netcdf(outdir / "analysis.nc")
     print(format_report(result, args.path))
+    orbit = orbital_stability(ds)
+    distances = trajectory_distances(ds, kendall=False) if ds.attrs.get("record", "all") == "all" and "layer_sizes" in ds.attrs else None
+    print(f"\norbital stability: {orbit.label}" + (f" (period {orbit.period})" if orbit.period else "") + f"\n  {orbit.reason}")
+    if distances is not None:
+        print(distance_summary(distances))
+        distances.to_netcdf(outdir / "distances.nc")
     if not args.no_figures:
         import matplotlib
 
@@ -117,5 +116,7 @@ def run(args: argparse.Namespace) -> int:
         fig = plot_recurrence(series, threshold=a["rqa_threshold"], theiler=a["rqa_theiler"], steps=steps)
         fig.savefig(outdir / "recurrence.png", dpi=120)
         plt.close(fig)
-    print(f"\nwrote {outdir / 'analysis.nc'}" + ("" if args.no_figures else ", divergence.png, recurrence.png"))
+    written = ["analysis.nc"] + (["distances.nc"] if distances is not None else [])
+    written += [] if args.no_figures else ["divergence.png", "recurrence.png"]
+    print(f"\nwrote {', '.join(written)} in {outdir}")
     return 0

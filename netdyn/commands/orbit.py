@@ -16,6 +16,7 @@ import xarray as xr
 
 from ..distances import trajectory_distances
 from ..stability import orbital_stability
+from ..storage import open_trajectory
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     sizes = None if args.layer_sizes is None else [int(n) for n in args.layer_sizes.split(",")]
     outdir = path.parent if args.outdir is None else args.outdir
     outdir.mkdir(parents=True, exist_ok=True)
-    with _open_trajectory(path) as ds:
+    with open_trajectory(path) as ds:
         result = orbital_stability(ds, tail=args.tail, tol=args.tol)
         distances = trajectory_distances(ds, sizes, kendall=not args.no_kendall)
     print(f"{path.name}: {result.label}" + (f" (period {result.period})" if result.period else ""))
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     for field in dataclasses.fields(result):
         if field.name not in ("label", "period", "reason"):
             print(f"  {field.name:16s} {_fmt(getattr(result, field.name))}")
-    print(_summary(distances))
+    print(distance_summary(distances))
     stem = path.stem
     nc_path, fig_path = outdir / f"{stem}_distances.nc", outdir / f"{stem}_distances.png"
     distances.attrs["source"] = str(path)
@@ -61,12 +62,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_trajectory(path: Path) -> xr.Dataset:
-    """Open a saved trajectory (to be replaced by ``netdyn.trajectory.open_trajectory``)."""
-    return xr.open_dataset(path)
-
-
-def _summary(distances: xr.Dataset) -> str:
+def distance_summary(distances: xr.Dataset) -> str:
     lines = [f"distance curves over {distances.sizes['step']} steps:",
              f"  {'measure':20s} {'first':>11s} {'last':>11s} {'min':>11s} {'max':>11s} {'mean':>11s}"]
     for name, var in distances.data_vars.items():

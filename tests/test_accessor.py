@@ -1,0 +1,36 @@
+"""The ds.netdyn accessor forwards to the module functions and gives the same results."""
+import numpy as np
+import pytest
+import torch
+
+import netdyn
+from netdyn.datadriven import rosenstein
+from netdyn.distances import trajectory_distances
+from netdyn.recurrence import rqa
+from netdyn.stability import orbital_stability
+
+
+@pytest.fixture(scope="module")
+def trajectory():
+    task = netdyn.make_task("iris", hidden=(5,), seed=0)
+    return netdyn.run(netdyn.training_map(task, lr=0.5), 300)
+
+
+def test_accessor_equals_functions(trajectory):
+    ds = trajectory
+    assert ds.netdyn.rosenstein("loss").exponent == rosenstein(ds, "loss").exponent
+    assert ds.netdyn.rqa("loss", recurrence_rate=0.05).to_dataset().identical(
+        rqa(ds.loss.values, recurrence_rate=0.05).to_dataset()
+    )
+    assert repr(ds.netdyn.orbit()) == repr(orbital_stability(ds))
+    assert ds.netdyn.distances().identical(trajectory_distances(ds))
+    np.testing.assert_array_equal(ds.netdyn.state_matrix(), ds.state.values)
+
+
+def test_accessor_graphs_round_trip(trajectory):
+    graphs = trajectory.netdyn.graphs()
+    first = next(graphs)
+    assert first.number_of_nodes() == 4 + 5 + 3
+    assert first.number_of_edges() == 4 * 5 + 5 * 3
+    # W1 is (out, in) row-major: entry [0, 1] is the edge input 1 -> hidden 0
+    assert first.edges[(0, 1), (1, 0)]["weight"] == float(trajectory.state.values[0, 1])
