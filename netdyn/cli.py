@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["demo", "train", "info"]
+COMMANDS = ["train"]
 
 
 def build_parser() -> argparse.ArgumentParser:

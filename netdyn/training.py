@@ -1,0 +1,397 @@
+"""Training as a map: model + loss + data + optimiser -> :class:`~netdyn.maps.DiscreteMap`.
+
+:class:`TrainingMap` is the adapter between a working PyTorch set-up and every
+diagnostic in netdyn.  Its state vector is
+
+    ``x = [theta (param_dim entries) | optimiser buffers]``
+
+where ``theta`` is ``parameters_to_vector(model.parameters())`` (module order,
+each tensor row-major) and the buffers are those listed by
+:meth:`TrainingMap.state_layout` (momentum, Adam moments, ...).  The step index
+``t`` counts optimiser steps already taken; it drives Adam's bias correction and
+selects the mini-batch, so the map is a function of ``(x, t)`` alone.
+
+Two kinds of optimiser:
+
+* **functional** (SGD with momentum/dampening/Nesterov/weight decay, Adam, AdamW,
+  RMSprop; see :mod:`netdyn.optim`): the whole update is a pure torch function of
+  ``x``, so :meth:`TrainingMap.step_jvp` is its exact Jacobian-vector product
+  (forward-over-reverse AD, i.e. Hessian-vector products through the loss);
+* **generic**: any other ``torch.optim.Optimizer`` class or factory, driven as a
+  black box: ``step`` (orbits, twin trajectories, perturbation growth) but no
+  ``step_jvp``.
+
+Mini-batches: ``batch_size=None`` is full-batch GD (a deterministic map).  With
+``batch_size=k`` the data are reshuffled every epoch by a permutation that is a
+function of ``(seed, epoch)`` only, and step ``t`` uses batch ``t mod n_batches`` of
+epoch ``t // n_batches`` — a random dynamical system whose noise every twin or
+tangent copy shares.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parameters_to_vector
+
+from .maps import _check_tangent
+from .optim import FunctionalOptimizer, functional_optimizer
+
+__all__ = ["TrainingMap"]
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+Initializer = Callable[[nn.Module, torch.Generator], None]
+
+
+class TrainingMap:
+    """A training procedure as a discrete map on ``(parameters, optimiser buffers)``.
+
+    Parameters
+    ----------
+    model:
+        any ``nn.Module``; it is copied, never modified.  Its current parameters are
+        the default initial state.
+    loss_fn:
+        ``loss_fn(model_output, targets) -> scalar`` (e.g. ``nn.CrossEntropyLoss()``).
+    data:
+        ``(inputs, targets)`` tensors of the training set; first dimension = samples.
+    optimizer:
+        ``"sgd"`` (default), ``"adam"``, ``"adamw"``, ``"rmsprop"``, a ``torch.optim``
+        class, or a factory ``params -> Optimizer``.  torch's SGD/Adam/AdamW/RMSprop
+        become functional (exact tangents) unless ``functional=False``.
+    lr:
+        learning rate (required).
+    batch_size:
+        ``None`` for full batch, else the mini-batch size.
+    seed:
+        seed of the batch schedule and the default seed of :meth:`initial_state`.
+    test_data:
+        optional ``(inputs, targets)`` for :meth:`evaluate`.
+    init:
+        optional ``init(model, generator)`` that re-draws parameters in place; used by
+        ``initial_state(seed)`` (default: each module's ``reset_parameters`` under a
+        forked, seeded RNG).
+    functional:
+        force the generic black-box path with ``False``.
+    name, info:
+        task name and extra scalar attributes (activation, layer sizes, ...) that
+        :meth:`describe` reports.
+    **optimizer_kwargs:
+        hyper-parameters passed to the optimiser (momentum, betas, weight_decay, ...).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        data: tuple[Tensor, Tensor],
+        optimizer: str | type | Callable[..., torch.optim.Optimizer] = "sgd",
+        lr: float | None = None,
+        batch_size: int | None = None,
+        seed: int = 0,
+        test_data: tuple[Tensor, Tensor] | None = None,
+        init: Initializer | None = None,
+        functional: bool = True,
+        name: str = "custom",
+        info: dict[str, Any] | None = None,
+        **optimizer_kwargs: Any,
+    ):
+        if lr is None or not lr > 0:
+            raise ValueError(f"TrainingMap: expected a learning rate lr > 0, got {lr!r}")
+        inputs, targets = data
+        if inputs.shape[0] != targets.shape[0] or inputs.shape[0] == 0:
+            raise ValueError(
+                f"TrainingMap: inputs and targets must have the same positive number of samples, "
+                f"got {inputs.shape[0]} and {targets.shape[0]}"
+            )
+        if batch_size is not None and not 1 <= batch_size <= inputs.shape[0]:
+            raise ValueError(f"TrainingMap: expected 1 <= batch_size <= {inputs.shape[0]}, got {batch_size}")
+        self.model = copy.deepcopy(model)
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.loss_fn, self.inputs, self.targets = loss_fn, inputs, targets
+        self.test_data, self.lr, self.batch_size, self.seed = test_data, float(lr), batch_size, int(seed)
+        self.init, self.name, self.info = init, name, dict(info or {})
+        self.dtype = next(self.model.parameters()).dtype
+        self._names = [n for n, _ in self.model.named_parameters()]
+        self._shapes = [p.shape for p in self.model.parameters()]
+        self._sizes = [p.numel() for p in self.model.parameters()]
+        self.param_dim = sum(self._sizes)
+        self.optimizer_spec, self.optimizer_kwargs = optimizer, dict(optimizer_kwargs)
+        self.functional_optimizer: FunctionalOptimizer | None = (
+            functional_optimizer(optimizer, lr, **optimizer_kwargs) if functional and not callable_factory(optimizer) else None
+        )
+        if self.functional_optimizer is not None:
+            self._buffer_layout = [(b, None) for b in self.functional_optimizer.buffer_names()]
+            self.dim = self.param_dim * (1 + self.functional_optimizer.n_buffers)
+        else:
+            self._black_box = _BlackBoxOptimizer(self, optimizer, lr, optimizer_kwargs)
+            self._buffer_layout = self._black_box.layout
+            self.dim = self.param_dim + self._black_box.buffer_dim
+            self.no_jacobian_reason = (
+                f"optimizer {self.optimizer_label} is driven as a black box; exact tangents exist only for "
+                "the functional sgd/adam/adamw/rmsprop"
+            )
+        self.n_batches = 1 if batch_size is None else -(-inputs.shape[0] // batch_size)
+
+    # ------------------------------------------------------------------ protocol
+    @property
+    def optimizer_label(self) -> str:
+        if isinstance(self.optimizer_spec, str):
+            return self.optimizer_spec.lower()
+        return getattr(self.optimizer_spec, "__name__", type(self.optimizer_spec).__name__)
+
+    def initial_state(self, seed: int | None = None) -> Tensor:
+        """The state ``(dim,)``: the model's parameters (``seed=None``) or freshly drawn
+        ones (``seed`` given; reproducible, global RNG untouched), fresh optimiser buffers."""
+        model = self.model
+        if seed is not None:
+            model = copy.deepcopy(self.model)
+            generator = torch.Generator().manual_seed(int(seed))
+            with torch.no_grad():
+                if self.init is not None:
+                    self.init(model, generator)
+                else:
+                    with torch.random.fork_rng(devices=[]):
+                        torch.manual_seed(int(seed))
+                        for module in model.modules():
+                            if hasattr(module, "reset_parameters"):
+                                module.reset_parameters()
+        theta = parameters_to_vector(model.parameters()).detach().clone()
+        return torch.cat((theta, theta.new_zeros(self.dim - self.param_dim)))
+
+    def step(self, x: Tensor, t: int) -> Tensor:
+        """The state after one optimiser step from ``x`` at time ``t``.
+
+        The gradient comes from plain reverse-mode autograd (the cheapest way on
+        CPU), so ``step`` is not traced by ``torch.func.vmap``: ensembles loop.
+        """
+        return self.step_with_metrics(x, t)[0]
+
+    def step_with_metrics(self, x: Tensor, t: int) -> tuple[Tensor, dict[str, float]]:
+        """``(x_next, {"loss", "grad_norm"})`` with loss and gradient norm *at* ``x``."""
+        self._check_state(x, "step")
+        if self.functional_optimizer is None:
+            return self._black_box.step(x, t)
+        x_next, (loss, grad_norm) = self._update(x, t, self.batch_indices(t))
+        return x_next, {"loss": float(loss), "grad_norm": float(grad_norm)}
+
+    def step_jvp(self, x: Tensor, v: Tensor, t: int) -> tuple[Tensor, Tensor]:
+        """``(x_next, J(x) v)``, exact; ``v`` of shape ``(dim,)`` or ``(k, dim)``.
+
+        The gradient and the Hessian-vector products ``H v_theta`` come from one
+        forward pass and a double backward pass (reverse-over-reverse, which costs
+        about two gradients here, less than forward-over-reverse); a batch of ``k``
+        tangents reuses that graph.  The optimiser's element-wise update is then
+        linearised by ``torch.func.jvp``.
+        """
+        if self.functional_optimizer is None:
+            raise TypeError(f"TrainingMap.step_jvp: {self.no_jacobian_reason}")
+        self._check_state(x, "step_jvp")
+        _check_tangent(self, x, v)
+        tangents = v.reshape(-1, self.dim)
+        theta, buffers = x[: self.param_dim], x[self.param_dim :]
+        grad, hvps = self._grad_and_hvps(theta, tangents[:, : self.param_dim], self.batch_indices(t))
+
+        def update(th: Tensor, buf: Tensor, g: Tensor) -> Tensor:
+            return torch.cat(self.functional_optimizer.update(th, buf, g, t))
+
+        def linearised(v_theta: Tensor, v_buffers: Tensor, hvp: Tensor) -> tuple[Tensor, Tensor]:
+            return torch.func.jvp(update, (theta, buffers, grad), (v_theta, v_buffers, hvp))
+
+        if v.ndim == 1:
+            return linearised(tangents[0, : self.param_dim], tangents[0, self.param_dim :], hvps[0])
+        return torch.func.vmap(linearised, out_dims=(None, 0))(
+            tangents[:, : self.param_dim], tangents[:, self.param_dim :], hvps
+        )
+
+    def loss(self, theta: Tensor, t: int) -> Tensor:
+        """Differentiable training loss at parameters ``theta`` ``(param_dim,)`` on step ``t``'s batch."""
+        return self._loss_flat(theta, self.batch_indices(t))
+
+    def evaluate(self, x: Tensor) -> dict[str, float]:
+        """Loss and accuracy (classification: arg-max) on the test data at state ``x``."""
+        if self.test_data is None:
+            raise ValueError("TrainingMap.evaluate: this map was built without test_data")
+        inputs, targets = self.test_data
+        with torch.no_grad():
+            out = torch.func.functional_call(self.model, self._unflatten(x[: self.param_dim]), (inputs,))
+            metrics = {"test_loss": float(self.loss_fn(out, targets))}
+            if out.ndim == 2 and targets.ndim == 1 and not targets.is_floating_point():
+                metrics["test_accuracy"] = float((out.argmax(dim=1) == targets).double().mean())
+        return metrics
+
+    def describe(self) -> dict[str, Any]:
+        """Everything needed to rebuild the map: task, optimiser and hyper-parameters."""
+        out: dict[str, Any] = {
+            "map": "TrainingMap",
+            "task": self.name,
+            "optimizer": self.optimizer_label,
+            "lr": self.lr,
+            "batch_size": -1 if self.batch_size is None else self.batch_size,
+            "batch_seed": self.seed,
+            "functional": int(self.functional_optimizer is not None),
+            "param_dim": self.param_dim,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "loss_fn": type(self.loss_fn).__name__,
+            "model": repr(self.model),
+        }
+        out.update({f"optim_{k}": v for k, v in self.optimizer_kwargs.items()})
+        out.update(self.info)
+        return out
+
+    def param_labels(self) -> tuple[list[str], list[str]]:
+        """``(names, layers)``: e.g. ``"0.weight[3,1]"`` and ``"0.weight"`` for each parameter entry."""
+        names: list[str] = []
+        layers: list[str] = []
+        for name, shape in zip(self._names, self._shapes):
+            for index in _row_major_indices(shape):
+                names.append(f"{name}[{','.join(map(str, index))}]" if index else name)
+                layers.append(name)
+        return names, layers
+
+    def state_layout(self) -> list[tuple[str, int, int]]:
+        """``(label, start, stop)`` of each block of the state vector."""
+        blocks = [("params", 0, self.param_dim)]
+        start = self.param_dim
+        for label, size in self._buffer_layout:
+            width = self.param_dim if size is None else size
+            blocks.append((label, start, start + width))
+            start += width
+        return blocks
+
+    def batch_indices(self, t: int) -> Tensor | None:
+        """Sample indices of step ``t``'s batch (``None`` = all), a function of ``(seed, t)``."""
+        if self.batch_size is None:
+            return None
+        epoch, position = divmod(int(t), self.n_batches)
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(self.inputs.shape[0], generator=generator)
+        return order[position * self.batch_size : (position + 1) * self.batch_size]
+
+    # ------------------------------------------------------------------ internals
+    def _unflatten(self, theta: Tensor) -> dict[str, Tensor]:
+        return {n: p.view(s) for n, p, s in zip(self._names, theta.split(self._sizes), self._shapes)}
+
+    def _loss_flat(self, theta: Tensor, indices: Tensor | None) -> Tensor:
+        inputs, targets = (self.inputs, self.targets) if indices is None else (self.inputs[indices], self.targets[indices])
+        out = torch.func.functional_call(self.model, self._unflatten(theta), (inputs,))
+        return self.loss_fn(out, targets)
+
+    def _grad_and_hvps(self, theta: Tensor, directions: Tensor, indices: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Gradient ``(P,)`` and Hessian-vector products ``(k, P)`` of the loss at ``theta``."""
+        with torch.enable_grad():
+            leaf = theta.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self._loss_flat(leaf, indices), leaf, create_graph=True)
+            if not grad.requires_grad:  # loss linear in theta: zero Hessian
+                return grad.detach(), torch.zeros_like(directions)
+            hvps = [
+                torch.autograd.grad(grad, leaf, u, retain_graph=i < len(directions) - 1, allow_unused=True)[0]
+                for i, u in enumerate(directions)
+            ]
+        hvps = [torch.zeros_like(theta) if h is None else h for h in hvps]
+        return grad.detach(), torch.stack(hvps)
+
+    def _update(self, x: Tensor, t: int, indices: Tensor | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        theta, buffers = x[: self.param_dim], x[self.param_dim :]
+        with torch.enable_grad():
+            leaf = theta.detach().requires_grad_(True)
+            loss = self._loss_flat(leaf, indices)
+            (grad,) = torch.autograd.grad(loss, leaf)
+        theta_next, buffers_next = self.functional_optimizer.update(theta, buffers, grad, t)
+        return torch.cat((theta_next, buffers_next)), (loss.detach(), torch.linalg.vector_norm(grad))
+
+    def _check_state(self, x: Tensor, caller: str) -> None:
+        if x.shape != (self.dim,):
+            raise ValueError(f"TrainingMap.{caller}: expected state of shape ({self.dim},), got {tuple(x.shape)}")
+
+
+def callable_factory(optimizer: Any) -> bool:
+    """True for a factory function (not a class, not a name)."""
+    return callable(optimizer) and not isinstance(optimizer, (str, type))
+
+
+def _row_major_indices(shape: torch.Size) -> list[tuple[int, ...]]:
+    if len(shape) == 0:
+        return [()]
+    return [tuple(int(i) for i in idx) for idx in torch.cartesian_prod(*[torch.arange(n) for n in shape]).reshape(-1, len(shape))]
+
+
+class _BlackBoxOptimizer:
+    """Drives a real ``torch.optim.Optimizer`` as a map on ``(theta, buffers)``.
+
+    The buffer layout (every floating tensor in ``optimizer.state`` except the step
+    counter) is discovered by one probe step on a throw-away copy.  At ``t == 0`` the
+    optimiser starts from its state at construction (fresh), ignoring the buffer part
+    of ``x``; afterwards the buffers are loaded from ``x`` and the counter from ``t``.
+    """
+
+    def __init__(self, owner: TrainingMap, optimizer: Any, lr: float, kwargs: dict[str, Any]):
+        self.owner = owner
+        self.model = copy.deepcopy(owner.model)
+        for p in self.model.parameters():
+            p.requires_grad_(True)
+        self.params = list(self.model.parameters())
+        if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
+            self.optimizer = optimizer(self.params, lr=lr, **kwargs)
+        elif callable_factory(optimizer):
+            self.optimizer = optimizer(self.params)
+        elif isinstance(optimizer, str):
+            raise ValueError(f"TrainingMap: optimizer {optimizer!r} has no black-box form; pass a torch.optim class")
+        else:
+            raise ValueError(
+                f"TrainingMap: expected optimizer as a name, a torch.optim.Optimizer class or a factory, got {optimizer!r}"
+            )
+        self.fresh_state = copy.deepcopy(self.optimizer.state_dict())
+        self.layout, self.keys, self.step_template = self._probe()
+        self.buffer_dim = sum(size for _, size in self.layout)
+
+    def _probe(self) -> tuple[list[tuple[str, int]], list[tuple[int, str, torch.Size]], dict[int, Tensor]]:
+        self._load_params(parameters_to_vector(self.params).detach())
+        self._gradient(None)
+        self.optimizer.step()
+        layout, keys, steps = [], [], {}
+        for i, p in enumerate(self.params):
+            for key, value in sorted(self.optimizer.state[p].items()):
+                if not torch.is_tensor(value):
+                    continue
+                if key == "step":
+                    steps[i] = value
+                elif value.is_floating_point():
+                    layout.append((f"{self.owner._names[i]}.{key}", value.numel()))
+                    keys.append((i, key, value.shape))
+        self.optimizer.load_state_dict(copy.deepcopy(self.fresh_state))
+        return layout, keys, steps
+
+    def _load_params(self, theta: Tensor) -> None:
+        with torch.no_grad():
+            for p, chunk in zip(self.params, theta.split(self.owner._sizes)):
+                p.copy_(chunk.view_as(p))
+
+    def _gradient(self, indices: Tensor | None) -> Tensor:
+        owner = self.owner
+        inputs, targets = (owner.inputs, owner.targets) if indices is None else (owner.inputs[indices], owner.targets[indices])
+        self.optimizer.zero_grad(set_to_none=False)
+        with torch.enable_grad():
+            loss = owner.loss_fn(self.model(inputs), targets)
+            loss.backward()
+        return loss.detach()
+
+    def step(self, x: Tensor, t: int) -> tuple[Tensor, dict[str, float]]:
+        theta, buffers = x[: self.owner.param_dim], x[self.owner.param_dim :]
+        if t == 0:
+            self.optimizer.load_state_dict(copy.deepcopy(self.fresh_state))
+        else:
+            for (i, key, shape), chunk in zip(self.keys, buffers.split([s for _, s in self.layout])):
+                self.optimizer.state[self.params[i]][key] = chunk.clone().view(shape)
+            for i, template in self.step_template.items():
+                self.optimizer.state[self.params[i]]["step"] = torch.full_like(template, float(t))
+        self._load_params(theta)
+        loss = self._gradient(self.owner.batch_indices(t))
+        grad_norm = float(torch.linalg.vector_norm(torch.cat([p.grad.reshape(-1) for p in self.params])))
+        self.optimizer.step()
+        state = [parameters_to_vector(self.params).detach().clone()]
+        state += [self.optimizer.state[self.params[i]][key].detach().reshape(-1).clone() for i, key, _ in self.keys]
+        return torch.cat(state), {"loss": float(loss), "grad_norm": grad_norm}
