@@ -221,7 +221,7 @@ def max_lyapunov(
     update map.
 
     Failure policy: when the state (or the separation) of a member becomes
-    non-finite the member stops, ``diverged`` is True, ``diverged_step`` is the
+    non-finite, or (twin) so large that ``d0`` is below its resolution, the member stops, ``diverged`` is True, ``diverged_step`` is the
     step, its ``lyapunov`` is ``+inf`` (unbounded separation rate) and its running
     estimate is kept up to that step (NaN after), with a warning.  A separation that
     collapses to exactly 0 gives ``-inf`` (also with a warning).
@@ -262,7 +262,7 @@ def max_lyapunov(
         rescale = lambda x, v, g: v / g.to(v.dtype)[:, None]  # noqa: E731
     else:
         ys = xs + d0 * u
-        if not torch.allclose(norm(ys - xs), torch.full((n,), d0, dtype=torch.float64), rtol=1e-3):
+        if not torch.allclose(norm(ys - xs), torch.full((n,), d0, dtype=torch.float64), rtol=1e-3, atol=0.0):
             raise ValueError(
                 f"{caller}: expected d0 above the resolution of the {xs.dtype} state, got d0={d0} "
                 f"(use float64 states or a larger d0)"
@@ -275,7 +275,8 @@ def max_lyapunov(
         separation = lambda x, y: norm(y - x)  # noqa: E731
         rescale = lambda x, y, g: x + (y - x) * (d0 / g).to(x.dtype)[:, None]  # noqa: E731
         pair = (xs, ys)
-    logs, diverged, end_step = _benettin(advance, separation, rescale, pair, steps, transient, renorm_every)
+    target = 1.0 if method == "tangent" else d0
+    logs, diverged, end_step = _benettin(advance, separation, rescale, pair, target, steps, transient, renorm_every)
     return _rates_dataset(
         logs,
         diverged,
@@ -313,12 +314,17 @@ def _benettin(
     separation: Callable[[Tensor, Tensor], Tensor],
     rescale: Callable[[Tensor, Tensor, Tensor], Tensor],
     pair: Pair,
+    target: float,
     steps: int,
     transient: int,
     m: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Shared loop: returns ``ln`` growth per interval ``(n, steps // m)`` (NaN after a
-    member stops), ``diverged (n,)``, ``end_step (n,)`` (-1 while alive)."""
+    member stops), ``diverged (n,)``, ``end_step (n,)`` (-1 while alive).
+
+    A member also counts as diverged when its rescaled separation is no longer
+    ``target`` within 10 %: the state has grown so large that ``target`` is below its
+    floating-point resolution (a twin of an escaping orbit)."""
     x, z = pair
     n = x.shape[0]
     logs = np.full((n, steps // m), np.nan)
@@ -344,6 +350,8 @@ def _benettin(
                 alive &= ~collapsed
             z = rescale(x, z, torch.from_numpy(np.where(g > 0, g, 1.0)))
             prev = separation(x, z).numpy()
+            with np.errstate(invalid="ignore"):
+                stop |= alive & ~(np.abs(prev / target - 1.0) <= 0.1)
         diverged |= stop
         end_step[stop] = t + 1
         alive &= ~stop
@@ -372,8 +380,8 @@ def _rates_dataset(
     collapsed = ~diverged & ~complete
     if diverged.any():
         warnings.warn(
-            f"{caller}: {int(diverged.sum())} of {len(diverged)} orbit(s) became non-finite "
-            f"(first at step {int(end_step[diverged].min())}); their exponent is reported as +inf",
+            f"{caller}: {int(diverged.sum())} of {len(diverged)} orbit(s) became non-finite or too large to "
+            f"resolve the separation (first at step {int(end_step[diverged].min())}); exponent reported as +inf",
             RuntimeWarning,
             stacklevel=3,
         )
