@@ -145,8 +145,8 @@ def perturbation_growth(
         raise ValueError(f"{caller}: expected norm 'l1' or 'l2', got {norm!r}")
     if not eps > 0:
         raise ValueError(f"{caller}: expected eps > 0, got {eps}")
-    if fit_window is not None and not 0 <= fit_window[0] < fit_window[1] - 1 < steps:
-        raise ValueError(f"{caller}: expected fit_window (start, stop) with 0 <= start < stop - 1 < {steps}, "
+    if fit_window is not None and not 0 <= fit_window[0] < fit_window[1] - 1 <= steps:
+        raise ValueError(f"{caller}: expected fit_window (start, stop) with 0 <= start < stop - 1 <= {steps}, "
                          f"got {fit_window}")
     n, p = xs.shape[0], map_.param_dim
     gen = torch.Generator().manual_seed(int(seed))
