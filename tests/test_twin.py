@@ -1,7 +1,7 @@
 """perturbation_growth and its fit window.
 
 Tolerances: GD on a quadratic has d(t) ~ |1 - lr h_max|^t exactly after alignment
-(slope to 0.01 with the automatic window, 1e-6 with a late window); Henon slopes
+(slope to 0.01 with the automatic window, 1e-4 with a late window); Henon slopes
 scatter by ~0.07 per reference over 40 steps, so the mean of 20 is within ~0.05.
 """
 import math
@@ -53,11 +53,11 @@ class TestPerturbationGrowth:
         exact = float(m.exact_exponents()[0])
         ds = perturbation_growth(m, m.initial_state(0), 60)
         # the automatic window starts while the sub-leading mode (gap 0.19/step at
-        # lr=0.3) still bends ln d; a late window is exact up to the rounding of
-        # theta_c - theta_ref (relative 1e-16 * |theta| / d ~ 1e-8 for the growing orbit)
+        # lr=0.3) still bends ln d; in a late window the sub-leading mode is down to
+        # (0.7/0.85)^40 ~ 4e-4 of d, which moves the slope by < 1e-4
         assert float(ds.lyapunov) == pytest.approx(exact, abs=0.01)
         late = perturbation_growth(m, m.initial_state(0), 60, fit_window=(40, 61))
-        assert float(late.lyapunov) == pytest.approx(exact, abs=1e-6)
+        assert float(late.lyapunov) == pytest.approx(exact, abs=1e-4)
         assert late.attrs["fit_rule"] == "given" and int(late.fit_start) == 40
 
     def test_norms_and_eps(self):
