@@ -1,0 +1,121 @@
+"""``netdyn analyze run.nc``: data-driven exponents and RQA of a recorded trajectory.
+
+A thin layer over :func:`netdyn.datadriven.analyze_dataset`: prints a report,
+writes ``analysis.nc`` (the result Dataset), ``divergence.png`` and
+``recurrence.png`` to the output directory.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["register", "run", "format_report"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``analyze`` sub-command."""
+    p = subparsers.add_parser(
+        "analyze",
+        help="data-driven Lyapunov exponents and recurrence analysis of a trajectory file",
+        description="Rosenstein / Eckmann exponents and RQA of one observable of a recorded trajectory.",
+    )
+    p.add_argument("path", help="trajectory netCDF file")
+    p.add_argument("--observable", default="loss", help="loss, grad_norm, param:<i>, norm, update_norm, projection, "
+                   "projection:random, state (default: loss)")
+    p.add_argument("-o", "--outdir", default=None, help="output directory (default: <file stem>_analysis)")
+    p.add_argument("--emb-dim", type=int, default=None, help="embedding dimension (default: false nearest neighbours)")
+    p.add_argument("--lag", type=int, default=None, help="embedding lag (default: AMI / autocorrelation)")
+    p.add_argument("--min-tsep", type=int, default=None, help="Theiler window for neighbours (default: mean period)")
+    p.add_argument("--trajectory-len", type=int, default=20, help="steps the neighbour pairs are followed (default 20)")
+    p.add_argument("--recurrence-rate", type=float, default=0.05, help="fixed recurrence rate of the RQA (default 0.05)")
+    p.add_argument("--theiler", type=int, default=1, help="Theiler window of the RQA (default 1: the LOI)")
+    p.add_argument("--seed", type=int, default=0, help="seed of projection observables")
+    p.add_argument("--no-figures", action="store_true", help="skip the figures")
+    p.set_defaults(func=run)
+
+
+def _open(path: str) -> xr.Dataset:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"analyze: no such file: {path}")
+    try:
+        from netdyn.trajectory import open_trajectory
+    except ImportError:
+        return xr.open_dataset(path)
+    return open_trajectory(path)
+
+
+def format_report(result: xr.Dataset, path: str = "") -> str:
+    """Human-readable summary of an :func:`analyze_dataset` result."""
+    a = result.attrs
+    lines = [
+        f"netdyn analyze {path}".rstrip(),
+        f"observable: {a['observable']}   points: {a['n_points']}",
+        "",
+        "data-driven Lyapunov exponents",
+        f"  Rosenstein (k-d tree):  lambda_1 = {float(result['lyap_rosenstein']):+.5f} per step",
+        f"    fitted on k in [{a['rosenstein_fit_start']}, {a['rosenstein_fit_stop']}) of {a['rosenstein_trajectory_len']}"
+        f"; emb_dim={a['rosenstein_emb_dim']}, lag={a['rosenstein_lag']}, min_tsep={a['rosenstein_min_tsep']}",
+    ]
+    if "eckmann_exponents" in result:
+        spectrum = ", ".join(f"{v:+.4f}" for v in result["eckmann_exponents"].values)
+        lines.append(f"  Eckmann (nolds, m={a['eckmann_emb_dim']}, d={a['eckmann_matrix_dim']}):  [{spectrum}]")
+    else:
+        lines.append("  Eckmann: skipped (multivariate observable or series too long)")
+    lines += [
+        "",
+        f"recurrence quantification (RR target {a['rqa_recurrence_rate']}, eps = {a['rqa_threshold']:.4g}, "
+        f"{a['rqa_metric']}, Theiler {a['rqa_theiler']}, l_min={a['rqa_l_min']}, v_min={a['rqa_v_min']})",
+    ]
+    for name in ("RR", "DET", "L", "Lmax", "DIV", "ENTR", "LAM", "TT", "Vmax"):
+        value = float(result[f"rqa_{name}"])
+        lines.append(f"  {name:<5} {value:12.5g}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Analyse ``args.path``; returns the exit code."""
+    from netdyn.datadriven import analyze_dataset, observable_series, rosenstein
+
+    ds = _open(args.path)
+    result = analyze_dataset(
+        ds,
+        observable=args.observable,
+        emb_dim=args.emb_dim,
+        lag=args.lag,
+        min_tsep=args.min_tsep,
+        trajectory_len=args.trajectory_len,
+        recurrence_rate=args.recurrence_rate,
+        theiler=args.theiler,
+        seed=args.seed,
+    )
+    outdir = Path(args.outdir) if args.outdir else Path(args.path).with_name(Path(args.path).stem + "_analysis")
+    outdir.mkdir(parents=True, exist_ok=True)
+    result.to_netcdf(outdir / "analysis.nc")
+    print(format_report(result, args.path))
+    if not args.no_figures:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from netdyn.plot.recurrence import plot_divergence, plot_recurrence
+
+        series = observable_series(ds, args.observable, args.seed)
+        a = result.attrs
+        curve = rosenstein(
+            series, None, a["rosenstein_emb_dim"], a["rosenstein_lag"], a["rosenstein_min_tsep"], a["rosenstein_trajectory_len"]
+        )
+        fig = plot_divergence(dataclasses.replace(curve, observable=args.observable))
+        fig.savefig(outdir / "divergence.png", dpi=120)
+        plt.close(fig)
+        steps = ds["step"].values[: series.shape[0]] if "step" in ds.coords else np.arange(series.shape[0])
+        fig = plot_recurrence(series, threshold=a["rqa_threshold"], theiler=a["rqa_theiler"], steps=steps)
+        fig.savefig(outdir / "recurrence.png", dpi=120)
+        plt.close(fig)
+    print(f"\nwrote {outdir / 'analysis.nc'}" + ("" if args.no_figures else ", divergence.png, recurrence.png"))
+    return 0

@@ -1,0 +1,100 @@
+"""Figures for recurrence analysis and data-driven exponents.
+
+matplotlib is imported inside the functions, so importing this module is cheap
+and safe under the ``Agg`` backend.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..datadriven import DivergenceCurve
+from ..recurrence import recurrence_image
+
+__all__ = ["plot_recurrence", "plot_divergence"]
+
+
+def plot_recurrence(
+    x: Any,
+    threshold: float | None = None,
+    recurrence_rate: float | None = None,
+    metric: str = "supremum",
+    theiler: int = 1,
+    emb_dim: int = 1,
+    lag: int = 1,
+    size: int = 1000,
+    steps: np.ndarray | None = None,
+    ax: Any = None,
+) -> Any:
+    """Recurrence plot of a series or state trajectory.
+
+    Parameters
+    ----------
+    x : array (N,) / (N, d) or DataArray
+        The points (see :func:`netdyn.recurrence.recurrence_points`).
+    threshold, recurrence_rate, metric, theiler, emb_dim, lag
+        As :func:`netdyn.recurrence.rqa` (exactly one of the first two).
+    size : int, default 1000
+        Largest side of the drawn image: for ``N > size`` blocks of
+        ``ceil(N / size)`` steps are merged by logical OR
+        (:func:`netdyn.recurrence.recurrence_image`), so no dense ``N x N`` array
+        is formed and a recurrence anywhere in a block stays visible.
+    steps : array (N,), optional
+        Axis labels (e.g. the trajectory's ``step`` coordinate); default indices.
+    ax : matplotlib Axes, optional
+        Drawn into; a new figure otherwise.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    image, factor = recurrence_image(x, threshold, recurrence_rate, metric, theiler, emb_dim, lag, size)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.5, 5))
+    else:
+        fig = ax.figure
+    n = image.shape[0] * factor
+    lo, hi = (0, n) if steps is None else (float(steps[0]), float(steps[0]) + (float(steps[-1]) - float(steps[0])) * n / max(len(steps) - 1, 1))
+    ax.imshow(image, cmap="binary", origin="lower", interpolation="nearest", extent=(lo, hi, lo, hi))
+    label = "step" if steps is not None else "index"
+    ax.set_xlabel(label)
+    ax.set_ylabel(label)
+    title = "recurrence plot"
+    if factor > 1:
+        title += f" (blocks of {factor} merged)"
+    ax.set_title(title)
+    return fig
+
+
+def plot_divergence(curve: DivergenceCurve, ax: Any = None) -> Any:
+    """Mean log divergence against ``k`` with the fitted line and its fit range shaded.
+
+    Parameters
+    ----------
+    curve : DivergenceCurve
+        From :func:`netdyn.datadriven.rosenstein` or ``nolds_lyap_r``.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+    else:
+        fig = ax.figure
+    ax.plot(curve.k, curve.log_divergence, "o", ms=4, label=r"$\langle \ln d_i(k) \rangle$")
+    lo, hi = curve.fit_range
+    ks = np.arange(lo, max(hi, lo + 1))
+    ax.plot(ks, curve.intercept + curve.exponent * curve.tau * ks, "-", label=rf"fit: $\lambda$ = {curve.exponent:.4g}")
+    ax.axvspan(lo - 0.5, hi - 0.5, color="0.9", zorder=0, label=f"fit range [{lo}, {hi})")
+    ax.set_xlabel("k (steps)")
+    ax.set_ylabel("mean log distance")
+    ax.set_title(f"{curve.method} on {curve.observable} (m={curve.emb_dim}, lag={curve.lag}, w={curve.min_tsep})")
+    ax.legend(loc="lower right")
+    return fig

@@ -1,0 +1,210 @@
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+import xarray as xr
+from pyunicorn.timeseries import RecurrencePlot
+
+from netdyn.recurrence import (
+    recurrence_image,
+    recurrence_matrix,
+    recurrence_threshold,
+    rqa,
+    windowed_rqa,
+)
+
+
+def logistic(n: int, x0: float = 0.3, r: float = 4.0) -> np.ndarray:
+    x = np.empty(n)
+    x[0] = x0
+    for i in range(n - 1):
+        x[i + 1] = r * x[i] * (1 - x[i])
+    return x
+
+
+def f32(x: np.ndarray) -> np.ndarray:
+    """pyunicorn stores series as float32; feed both codes float32-exact values."""
+    return x.astype(np.float32).astype(np.float64)
+
+
+def dense_reference(x: np.ndarray, eps: float, theiler: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Brute force: dense R, diagonal-line and vertical-line histograms, straight from the definitions."""
+    pts = x.reshape(len(x), -1)
+    n = len(pts)
+    dist = np.max(np.abs(pts[:, None, :] - pts[None, :, :]), axis=2)
+    i, j = np.indices((n, n))
+    rec = (dist < eps) & (np.abs(i - j) >= theiler)
+    diag = np.zeros(n + 1, dtype=np.int64)
+    vert = np.zeros(n + 1, dtype=np.int64)
+
+    def runs(line):
+        padded = np.r_[0, line.astype(np.int8), 0]
+        d = np.diff(padded)
+        return np.flatnonzero(d == -1) - np.flatnonzero(d == 1)
+
+    for k in range(1, n):
+        for length in runs(np.diagonal(rec, k)):
+            diag[length] += 2
+    for col in range(n):
+        for length in runs(rec[:, col]):
+            vert[length] += 1
+    return rec, diag, vert
+
+
+class TestRQA:
+    @pytest.mark.parametrize("metric", ["supremum", "euclidean", "manhattan"])
+    @pytest.mark.parametrize("emb_dim", [1, 3])
+    def test_matches_pyunicorn(self, metric, emb_dim):
+        x = f32(logistic(1200))
+        kw = {"dim": emb_dim, "tau": 1} if emb_dim > 1 else {}
+        ref = RecurrencePlot(x, threshold=0.05, metric=metric, silence_level=2, **kw)
+        # theiler=0 is pyunicorn's convention (LOI in RR and vertical lines, never a diagonal line);
+        # a small block size makes the diagonal runs cross many row blocks.
+        ours = rqa(x, threshold=0.05, metric=metric, theiler=0, emb_dim=emb_dim, block_size=30_000)
+        assert abs(ours.RR - ref.recurrence_rate()) < 1e-12
+        np.testing.assert_array_equal(ours.diag_hist[1:], ref.diagline_dist())
+        np.testing.assert_array_equal(ours.vert_hist[1:], ref.vertline_dist())
+        # pyunicorn adds 1e-8 to its denominators (>= 1 line or point here) -> agreement to 1e-7 relative
+        for mine, theirs in [
+            (ours.DET, ref.determinism(2)),
+            (ours.L, ref.average_diaglength(2)),
+            (ours.ENTR, ref.diag_entropy(2)),
+            (ours.LAM, ref.laminarity(2)),
+            (ours.TT, ref.trapping_time(2)),
+        ]:
+            assert mine == pytest.approx(theirs, rel=1e-7)
+        assert ours.Lmax == ref.max_diaglength() and ours.Vmax == ref.max_vertlength()
+        assert ours.DIV == pytest.approx(1 / ref.max_diaglength())
+
+    def test_l_min_v_min(self):
+        x = f32(logistic(800))
+        ref = RecurrencePlot(x, threshold=0.08, metric="supremum", silence_level=2)
+        ours = rqa(x, threshold=0.08, theiler=0, l_min=4, v_min=3)
+        assert ours.DET == pytest.approx(ref.determinism(4), rel=1e-7)
+        assert ours.LAM == pytest.approx(ref.laminarity(3), rel=1e-7)
+
+    @pytest.mark.parametrize("theiler", [1, 3, 7])
+    @pytest.mark.parametrize("block_size", [2_000, 50_000, 10**7])
+    def test_theiler_window_and_blocks_match_brute_force(self, theiler, block_size):
+        x = logistic(300, x0=0.21)
+        rec, diag, vert = dense_reference(x, 0.1, theiler)
+        res = rqa(x, threshold=0.1, theiler=theiler, block_size=block_size)
+        n_outside = (np.abs(np.subtract.outer(np.arange(300), np.arange(300))) >= theiler).sum()
+        assert res.RR == rec.sum() / n_outside
+        np.testing.assert_array_equal(res.diag_hist, diag)
+        np.testing.assert_array_equal(res.vert_hist, vert)
+
+    def test_multivariate_state(self):
+        x = logistic(400)
+        state = np.stack([x[:-1], x[1:]], axis=1)
+        np.testing.assert_array_equal(
+            rqa(state, threshold=0.05).diag_hist, rqa(x, threshold=0.05, emb_dim=2).diag_hist
+        )
+
+    def test_periodic_has_det_one(self):
+        n, p = 1000, 5
+        x = np.tile([0.1, 0.5, 0.8, 0.3, 0.65], n // p)
+        res = rqa(x, threshold=0.05)
+        assert res.DET == 1.0
+        assert res.Lmax == n - p  # the first off-LOI diagonal with recurrences, k = p, is one full line
+        assert res.RR == pytest.approx(2 * sum(n - k for k in range(p, n, p)) / (n * n - n))
+
+    def test_iid_noise_det_matches_theory(self):
+        # For i.i.d. data R_ij and R_{i+1,j+1} are independent when |i - j| >= 2, each with probability
+        # p = RR, so along a diagonal the run containing a recurrent point is geometric and
+        # DET(l_min=2) = 1 - P(run of length 1 | recurrent) = 1 - (1 - p)^2.  theiler=2 keeps k = 1 out
+        # (R_{i,i+1}, R_{i+1,i+2} share x_{i+1}).  ~4e5 recurrent points: sampling error ~1e-3; tol 5e-3.
+        u = np.random.default_rng(1).random(3000)
+        res = rqa(u, threshold=0.05, theiler=2)
+        assert res.DET == pytest.approx(1 - (1 - res.RR) ** 2, abs=5e-3)
+
+    def test_tells_periodic_quasiperiodic_chaotic_apart(self):
+        n = 2000
+        periodic = np.tile([0.1, 0.5, 0.8, 0.3, 0.65], n // 5)
+        rotation = (0.1 + (np.sqrt(5) - 1) / 2 * np.arange(n)) % 1.0  # circle rotation, golden angle
+        chaotic = logistic(n)
+        per, qp, ch = (rqa(s, threshold=0.05) for s in (periodic, rotation, chaotic))
+        # periodic: all recurrences on full-length diagonals -> DET = 1 and Lmax = N - period;
+        # rotation: an isometry, lines only broken at the 0/1 wrap -> DET ~ 1, Lmax long but < N - 5;
+        # chaotic: neighbours separate at rate ln 2 -> short lines, DET well below 1, some laminar points.
+        assert per.DET == 1.0 and per.Lmax == n - 5 and per.LAM == 0.0
+        assert qp.DET > 0.99 and 100 < qp.Lmax < n - 5
+        assert ch.DET < 0.9 and ch.Lmax < 40 and ch.LAM > 0.05
+
+    def test_fixed_rate(self):
+        x = f32(logistic(900))
+        ref = RecurrencePlot(x, recurrence_rate=0.07, metric="supremum", silence_level=2)
+        assert rqa(x, recurrence_rate=0.07, theiler=0).RR == pytest.approx(ref.recurrence_rate(), abs=1e-12)
+        eps = recurrence_threshold(x, 0.07, theiler=0, block_size=20_000)
+        assert eps == recurrence_threshold(x, 0.07, theiler=0)
+        res = rqa(x, recurrence_rate=0.05, theiler=1)
+        assert 0.049 < res.RR <= 0.05
+
+    def test_fixed_rate_on_coinciding_points_warns(self):
+        x = np.tile([0.1, 0.5, 0.8, 0.3, 0.65], 100)
+        with pytest.warns(RuntimeWarning, match="coincide exactly"):
+            res = rqa(x, recurrence_rate=0.05)
+        assert res.DET == 1.0
+
+    def test_memory_is_far_below_n_squared(self):
+        # N = 20 000: a dense float matrix would be 3.2 GB, a bool one 400 MB; we allow N^2 / 8 bytes.
+        n = 20_000
+        x = logistic(n)
+        tracemalloc.start()
+        res = rqa(x, threshold=0.02)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < n * n / 8
+        assert 0.0 < res.RR < 0.1 and res.n_points == n
+
+    def test_result_dataset(self):
+        ds = rqa(logistic(300), threshold=0.05).to_dataset()
+        assert {"RR", "DET", "L", "Lmax", "DIV", "ENTR", "LAM", "TT", "Vmax"} <= set(ds.data_vars)
+        assert ds.attrs["metric"] == "supremum" and ds.attrs["theiler"] == 1
+
+    def test_bad_input(self):
+        x = logistic(100)
+        with pytest.raises(ValueError, match="rqa: expected a non-constant"):
+            rqa(np.ones(50), threshold=0.1)
+        with pytest.raises(ValueError, match="rqa: expected metric in"):
+            rqa(x, threshold=0.1, metric="cosine")
+        with pytest.raises(ValueError, match="rqa: expected exactly one of threshold / recurrence_rate"):
+            rqa(x)
+        with pytest.raises(ValueError, match="recurrence_points: expected finite values"):
+            rqa(np.r_[x, np.nan], threshold=0.1)
+
+
+class TestWindowedRQA:
+    def test_detects_regime_change(self):
+        x = np.concatenate([np.tile([0.2, 0.7], 500), logistic(1000)])
+        ds = windowed_rqa(x, window=200, step=100, threshold=0.05)
+        assert ds.sizes["window_center"] == 19
+        early, late = ds.sel(window_center=slice(0, 800)), ds.sel(window_center=slice(1100, None))
+        assert float(early["DET"].min()) == 1.0
+        assert float(late["DET"].max()) < 0.95
+
+    def test_trajectory_dataset_uses_step_coordinate(self):
+        n = 400
+        ds = xr.Dataset(
+            {"loss": ("step", logistic(n))}, coords={"step": np.arange(n, dtype=np.int64) * 10}
+        )
+        out = windowed_rqa(ds, window=100, recurrence_rate=0.05)
+        assert out["window_center"].values[0] == 490
+        assert out.attrs["threshold"] == pytest.approx(recurrence_threshold(ds["loss"].values, 0.05))
+
+
+class TestRecurrenceMatrix:
+    def test_dense_and_packed(self):
+        x = logistic(203)
+        rec, _, _ = dense_reference(x, 0.07, 1)
+        np.testing.assert_array_equal(recurrence_matrix(x, threshold=0.07), rec)
+        np.testing.assert_array_equal(recurrence_matrix(x, threshold=0.07, packed=True), np.packbits(rec, axis=1))
+
+    def test_image_is_block_or(self):
+        x = logistic(203)
+        rec, _, _ = dense_reference(x, 0.07, 1)
+        image, factor = recurrence_image(x, threshold=0.07, size=50, block_size=3000)
+        assert factor == 5 and image.shape == (41, 41)
+        padded = np.pad(rec, ((0, 2), (0, 2)))
+        np.testing.assert_array_equal(image, padded.reshape(41, 5, 41, 5).any(axis=(1, 3)))
