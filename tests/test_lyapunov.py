@@ -220,3 +220,44 @@ class TestOnTrainingMaps:
         assert m.dim > m.param_dim and full.attrs["batching"] == "loop"
         assert np.isfinite(full.lyapunov) and np.isfinite(params.lyapunov)
         assert params.attrs["params_only"] == 1
+
+
+class TestCommand:
+    def test_lyapunov_command_prints_estimate_and_plot(self, tmp_path, capsys):
+        import argparse
+
+        pytest.importorskip("netdyn.trajectory")  # netdyn.commands.train needs it
+        from netdyn.commands import lyapunov as command
+
+        parser = argparse.ArgumentParser()
+        command.register(parser.add_subparsers())
+        figure = tmp_path / "conv.png"
+        args = parser.parse_args(["lyapunov", "--task", "iris", "--hidden", "4", "--lr", "0.5", "--steps", "20",
+                                  "--method", "twin", "--plot", str(figure)])
+        assert args.func(args) == 0
+        out = capsys.readouterr().out
+        assert "lambda_max = " in out and "+-" in out and figure.stat().st_size > 0
+
+
+class TestPlots:
+    def test_figures_draw_the_estimates(self):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from netdyn.plot.lyapunov import plot_convergence, plot_perturbation_growth, plot_sharpness
+        from netdyn.sharpness import sharpness_along
+        from netdyn.tangent import lyapunov_spectrum
+        from netdyn.twin import perturbation_growth
+
+        m = HenonMap()
+        fig = plot_convergence(max_lyapunov(m, ensemble(m, 2, 20), 50))
+        assert len(fig.axes[0].lines) == 3  # two runs + the zero line
+        fig = plot_convergence(lyapunov_spectrum(m, m.initial_state(0), 30))
+        assert len(fig.axes[0].lines) == 3
+        growth = perturbation_growth(m, m.initial_state(0), 20, n_copies=2)
+        assert len(plot_perturbation_growth(growth).axes[0].lines) == 4  # 2 copies, mean, fit
+        q = QuadraticGD([1.0, 2.0], lr=0.5)
+        along = sharpness_along(q, torch.stack([q.initial_state(s) for s in range(3)]))
+        assert len(plot_sharpness(along).axes[0].lines) == 2  # sharpness and 2/lr
+        with pytest.raises(ValueError, match="plot_convergence"):
+            plot_convergence(growth)

@@ -19,7 +19,7 @@ def _axes(ax: Any) -> tuple[Any, Any]:
         return ax.figure, ax
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
     return fig, ax
 
 
