@@ -22,18 +22,24 @@ from .maps import (
     QuadraticGD,
     has_jacobian,
 )
+from .lyapunov import max_lyapunov
 from .problems import make_task, map_from_attrs, training_map
 from .recurrence import recurrence_matrix, rqa, windowed_rqa
+from .sharpness import sharpness, sharpness_along
 from .stability import OrbitalStability, orbital_stability
+from .tangent import clv, ftle, lyapunov_spectrum, lyapunov_sum_from_jacobian
 from .storage import open_trajectory, save_trajectory
 from .training import TrainingMap
 from .trajectory import run, summarize
+from .twin import perturbation_growth
 
 __all__ = [
     "__version__",
     "CircleRotation", "DiscreteMap", "HenonMap", "LinearMap", "LogisticMap", "LorenzRK4", "MapBase",
     "PotentialGD", "QuadraticGD", "has_jacobian",
     "TrainingMap", "make_task", "training_map", "map_from_attrs",
+    "max_lyapunov", "perturbation_growth", "lyapunov_spectrum", "ftle", "clv", "lyapunov_sum_from_jacobian",
+    "sharpness", "sharpness_along",
     "run", "summarize", "open_trajectory", "save_trajectory",
     "rosenstein", "nolds_lyap_r", "nolds_lyap_e", "observable_series", "analyze_dataset",
     "rqa", "windowed_rqa", "recurrence_matrix",

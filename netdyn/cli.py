@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["train", "info", "analyze", "orbit"]
+COMMANDS = ["train", "info", "lyapunov", "analyze", "orbit"]
 
 
 def build_parser() -> argparse.ArgumentParser:

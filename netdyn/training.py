@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parameters_to_vector
 
-from .maps import _check_tangent
+from .maps import _check_tangent, require_jacobian
 from .optim import FunctionalOptimizer, functional_optimizer
 
 __all__ = ["TrainingMap"]
@@ -188,7 +188,7 @@ class TrainingMap:
         linearised by ``torch.func.jvp``.
         """
         if self.functional_optimizer is None:
-            raise TypeError(f"TrainingMap.step_jvp: {self.no_jacobian_reason}")
+            require_jacobian(self, "TrainingMap.step_jvp")
         self._check_state(x, "step_jvp")
         _check_tangent(self, x, v)
         tangents = v.reshape(-1, self.dim)
