@@ -1,0 +1,265 @@
+"""Record the orbit of a map: ``run(map, steps) -> xarray.Dataset``.
+
+The recorder iterates ``x_{t+1} = F(x_t, t)`` and stores, every ``record_every``
+steps, the selected parameters of ``x_t`` (see :mod:`netdyn.recording`) with the
+loss and gradient norm *at* ``x_t`` and, every ``eval_every`` steps, held-out
+metrics.  With ``path=`` the rows stream to a netCDF4 file (:mod:`netdyn.storage`)
+in blocks, so memory does not grow with the number of steps.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ._version import __version__
+from .recording import resolve_record
+from .storage import RowBuffer, TrajectoryWriter, build_dataset, open_trajectory
+
+__all__ = ["run", "state_matrix", "summarize"]
+
+
+def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"run: expected {name} to be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _initial(map_: Any, x0: Any, seed: int | None) -> Tensor:
+    x = map_.initial_state(seed) if x0 is None else torch.as_tensor(x0)
+    if x.shape != (map_.dim,):
+        raise ValueError(f"run: expected x0 of shape ({map_.dim},), got {tuple(x.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("run: expected a finite initial state, got NaN/inf entries")
+    return x.detach().clone()
+
+
+def _numpy(x: Tensor, dtype: np.dtype) -> np.ndarray:
+    return x.detach().to("cpu", torch.float64 if dtype == np.float64 else torch.float32).numpy()
+
+
+def run(
+    map: Any,
+    steps: int,
+    x0: Tensor | np.ndarray | None = None,
+    seed: int | None = None,
+    record_every: int = 1,
+    record: Any = "all",
+    path: str | os.PathLike | None = None,
+    eval_every: int | None = None,
+    flush_every: int = 100,
+    progress: bool = False,
+    t0: int = 0,
+) -> xr.Dataset:
+    """Iterate ``map`` for ``steps`` steps and return the recorded trajectory.
+
+    Parameters
+    ----------
+    map : DiscreteMap
+        any map of :mod:`netdyn.maps`; ``step_with_metrics`` (when present) supplies
+        ``loss`` and ``grad_norm``, ``evaluate`` the test metrics, ``param_labels`` the labels.
+    steps : int
+        number of map steps, ``t = t0 ... t0 + steps - 1``.
+    x0 : tensor or array (dim,), optional
+        initial state (e.g. ``ds.final_state.values`` to continue a run); default
+        ``map.initial_state(seed)``.
+    seed : int, optional
+        passed to ``map.initial_state`` and stored in the ``seed`` attribute.
+    record_every : int, default 1
+        store ``x_t`` for ``t - t0 = 0, record_every, 2 record_every, ...``.
+    record : "all", list of layer names, int k, default "all"
+        what to store of ``x_t[:param_dim]``; see :func:`netdyn.recording.resolve_record`
+        (an int gives a seeded random sketch of ``k`` dimensions for large models).
+    path : str or PathLike, optional
+        stream to this netCDF4 file (overwritten) and return it opened lazily.
+    eval_every : int, optional
+        call ``map.evaluate(x_t)`` when ``(t - t0) % eval_every == 0``; must be a
+        multiple of ``record_every``.  Adds ``test_loss``/``test_accuracy`` (NaN between).
+    flush_every : int, default 100
+        with ``path``: recorded rows kept in memory between writes to the file.
+    progress : bool, default False
+        show a tqdm progress bar.
+    t0 : int, default 0
+        index of the first step (the map sees ``t``; mini-batch maps pick batches by it).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``state(step, param)``, ``loss``, ``grad_norm`` (NaN for maps without
+        metrics), optional ``test_loss``/``test_accuracy``, ``diverged``,
+        ``initial_state``/``final_state`` (``state_index``: the full map state,
+        optimiser buffers included) and ``final_step``; attributes from
+        ``map.describe()`` plus ``seed``, ``record``, ``record_every``, ``eval_every``,
+        ``t0``, ``dtype``, ``created``, ``netdyn_version``, ``complete``.
+
+    The maths
+    ---------
+    Row ``t`` holds ``x_t`` and ``L(x_t)``, ``|grad L(x_t)|`` as computed by the step
+    ``x_t -> x_{t+1}``.  ``final_state`` is ``x_{t0+steps}`` with ``final_step = t0 + steps``,
+    so ``run(map, n, x0=ds.final_state.values, t0=int(ds.final_step))`` continues the
+    orbit exactly.
+
+    Divergence: when ``L(x_t)`` or any entry of ``x_{t+1}`` is NaN/inf the run stops
+    with ``diverged = True`` and a ``RuntimeWarning`` naming the step; the rows up to
+    the last finite step are kept, ``final_state`` is the last finite state and
+    ``final_step`` its index.  No exception is raised and a streamed file is completed.
+    """
+    steps = _positive_int(steps, "steps", 0)
+    record_every = _positive_int(record_every, "record_every")
+    flush_every = _positive_int(flush_every, "flush_every")
+    t0 = _positive_int(t0, "t0", 0)
+    if eval_every is not None:
+        eval_every = _positive_int(eval_every, "eval_every")
+        if eval_every % record_every:
+            raise ValueError(f"run: expected eval_every to be a multiple of record_every={record_every}, got {eval_every}")
+        if not callable(getattr(map, "evaluate", None)):
+            raise ValueError(f"run: eval_every needs {type(map).__name__}.evaluate(x), which it lacks")
+    selection = resolve_record(map, record)
+    x = _initial(map, x0, seed)
+    param_dim = int(getattr(map, "param_dim", map.dim))
+    dtype = np.dtype(np.float64 if x.dtype == torch.float64 else np.float32)
+    with_eval = eval_every is not None
+    n_records = -(-steps // record_every)
+    attrs = {
+        "map": type(map).__name__,
+        **map.describe(),
+        "seed": seed,
+        "record": selection.record,
+        **selection.attrs,
+        "record_every": record_every,
+        "eval_every": eval_every,
+        "t0": t0,
+        "dtype": str(dtype),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "netdyn_version": __version__,
+        "complete": 0,
+    }
+    initial = _numpy(x, dtype)
+    writer = None
+    if path is not None:
+        parent = os.path.dirname(os.path.abspath(os.fspath(path)))
+        if not os.path.isdir(parent):
+            raise FileNotFoundError(f"run: the directory of path={os.fspath(path)!r} does not exist")
+        writer = TrajectoryWriter(
+            path, selection.names, selection.layers, dtype, initial, t0, with_eval, attrs, flush_every
+        )
+    buffer = RowBuffer(min(flush_every, n_records) if writer else n_records, selection.size, dtype, with_eval)
+    step_with_metrics = getattr(map, "step_with_metrics", None)
+    has_metrics = callable(step_with_metrics)
+    final_step, diverged = t0 + steps, False
+    nan = float("nan")
+    with tqdm(total=steps, disable=not progress, desc=f"run {type(map).__name__}") as bar:
+        for t in range(t0, t0 + steps):
+            if has_metrics:
+                x_next, metrics = step_with_metrics(x, t)
+                loss, grad_norm = float(metrics["loss"]), float(metrics["grad_norm"])
+            else:
+                x_next, loss, grad_norm = map.step(x, t), nan, nan
+            if has_metrics and not math.isfinite(loss):
+                final_step, diverged = t, True
+                warnings.warn(
+                    f"run: non-finite loss at step {t}; the run stopped, steps before {t} are kept",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                break
+            finite_next = bool(torch.isfinite(x_next).all())
+            if (t - t0) % record_every == 0:
+                row = {
+                    "step": t,
+                    "state": _numpy(selection.project(x[:param_dim]), dtype),
+                    "loss": loss,
+                    "grad_norm": grad_norm,
+                }
+                if with_eval:
+                    metrics = map.evaluate(x) if (t - t0) % eval_every == 0 else {}
+                    row["test_loss"] = float(metrics.get("test_loss", nan))
+                    row["test_accuracy"] = float(metrics.get("test_accuracy", nan))
+                buffer.add(row)
+                if writer and buffer.full:
+                    last, last_step = (x_next, t + 1) if finite_next else (x, t)
+                    writer.append(buffer.rows(), _numpy(last, dtype), last_step)
+                    buffer.clear()
+            bar.update(1)
+            if not finite_next:
+                final_step, diverged = t, True
+                warnings.warn(
+                    f"run: non-finite state at step {t + 1}; the run stopped, steps up to {t} are kept",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                break
+            x = x_next
+    final = _numpy(x, dtype)
+    if writer:
+        writer.finish(buffer.rows(), final, final_step, diverged)
+        return open_trajectory(path)
+    attrs["complete"] = 1
+    return build_dataset(buffer.rows(), selection.names, selection.layers, initial, final, final_step, diverged, attrs)
+
+
+def state_matrix(ds: xr.Dataset) -> np.ndarray:
+    """The recorded states as a numpy array of shape ``(steps, params)`` (loads ``state``)."""
+    if "state" not in ds.variables or ds["state"].dims != ("step", "param"):
+        raise ValueError("state_matrix: expected a trajectory Dataset with state(step, param), got "
+                         f"variables {sorted(map(str, ds.variables))}")
+    return np.asarray(ds["state"].values)
+
+
+def _last_finite(da: xr.DataArray | None) -> float | None:
+    if da is None:
+        return None
+    values = np.asarray(da.values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    return float(finite[-1]) if finite.size else None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def summarize(ds: xr.Dataset) -> dict[str, Any]:
+    """A small dict describing a trajectory (used by ``netdyn info``).
+
+    Keys: ``path``, ``file_size_bytes`` (None in memory), ``steps`` (recorded rows),
+    ``first_step``, ``last_step``, ``final_step``, ``n_params`` (recorded), ``state_dim``,
+    ``map``, ``optimizer``, ``lr``, ``seed``, ``record``, ``final_loss`` (last finite loss),
+    ``final_test_accuracy`` (last evaluated), ``diverged``, ``complete``.  Values are plain
+    Python objects (None where absent).
+    """
+    if "state" not in ds.variables:
+        raise ValueError(f"summarize: expected a trajectory Dataset with a state variable, got {sorted(map(str, ds.variables))}")
+    source = ds.encoding.get("source")
+    steps = ds["step"].values if "step" in ds.variables else np.array([])
+    attrs = ds.attrs
+    return {
+        "path": source,
+        "file_size_bytes": os.path.getsize(source) if source and os.path.isfile(source) else None,
+        "steps": int(ds.sizes.get("step", 0)),
+        "first_step": int(steps[0]) if steps.size else None,
+        "last_step": int(steps[-1]) if steps.size else None,
+        "final_step": int(ds["final_step"]) if "final_step" in ds.variables else None,
+        "n_params": int(ds.sizes.get("param", 0)),
+        "state_dim": int(ds.sizes["state_index"]) if "state_index" in ds.sizes else None,
+        "map": _plain(attrs.get("map")),
+        "optimizer": _plain(attrs.get("optimizer", attrs.get("optimiser"))),
+        "lr": _plain(attrs.get("lr")),
+        "seed": _plain(attrs.get("seed")),
+        "record": _plain(attrs.get("record")),
+        "final_loss": _last_finite(ds.get("loss")),
+        "final_test_accuracy": _last_finite(ds.get("test_accuracy")),
+        "diverged": bool(ds["diverged"]) if "diverged" in ds.variables else None,
+        "complete": bool(int(attrs["complete"])) if "complete" in attrs else None,
+    }

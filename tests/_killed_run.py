@@ -1,0 +1,42 @@
+"""A long, slowed-down streaming run, started as a subprocess and SIGKILLed by
+tests/test_storage.py (the kill test).  Usage: python tests/_killed_run.py PATH
+
+It prints ``step t`` (flushed) when the map starts step ``t``; every row before
+``t`` has been recorded by then, and the file holds every completed block of
+FLUSH_EVERY rows.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from netdyn.maps import QuadraticGD  # noqa: E402
+from netdyn.trajectory import run  # noqa: E402
+
+FLUSH_EVERY = 5
+STEPS = 100_000
+SEED = 3
+
+
+class SlowQuadraticGD(QuadraticGD):
+    """QuadraticGD (lr=0.01 on eigenvalues 0.5, 1, 2: a slow contraction) that
+    sleeps ``delay`` seconds per step and announces each step on stdout."""
+
+    def __init__(self, delay: float = 0.0, announce: bool = False):
+        super().__init__(torch.tensor([0.5, 1.0, 2.0]), lr=0.01)
+        self.delay, self.announce = delay, announce
+
+    def step_with_metrics(self, x, t):
+        if self.announce:
+            print(f"step {t}", flush=True)
+        time.sleep(self.delay)
+        return super().step_with_metrics(x, t)
+
+
+if __name__ == "__main__":
+    run(SlowQuadraticGD(delay=0.05, announce=True), STEPS, seed=SEED, path=sys.argv[1], flush_every=FLUSH_EVERY)

@@ -1,0 +1,262 @@
+import argparse
+import math
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+import netdyn.accessor  # noqa: F401  (registers ds.netdyn)
+from netdyn.commands import info
+from netdyn.maps import HenonMap, LogisticMap, PotentialGD, QuadraticGD
+from netdyn.recording import SKETCH_CHUNK_ROWS, SketchProjection, resolve_record
+from netdyn.trajectory import run, state_matrix, summarize
+
+
+class FakeNet:
+    """A training-like map: 5 parameters in layers W1 (3) and b1 (2) plus 2 buffer
+    entries; heavy-ball GD on f(theta) = sum(h_i theta_i^2) / 2 with h = 1..5,
+    buffer = the last gradient of the first two coordinates."""
+
+    dim, param_dim, dtype = 7, 5, torch.float64
+
+    def __init__(self, lr: float = 0.1):
+        self.lr = lr
+        self.h = torch.arange(1.0, 6.0, dtype=torch.float64)
+
+    def initial_state(self, seed=None):
+        g = torch.Generator().manual_seed(0 if seed is None else seed)
+        return torch.cat([torch.randn(5, generator=g, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)])
+
+    def step_with_metrics(self, x, t):
+        theta = x[:5]
+        g = self.h * theta
+        nxt = torch.cat([theta - self.lr * g, g[:2]])
+        return nxt, {"loss": float(0.5 * (self.h * theta**2).sum()), "grad_norm": float(g.norm())}
+
+    def step(self, x, t):
+        return self.step_with_metrics(x, t)[0]
+
+    def evaluate(self, x):
+        loss = float(0.5 * (self.h * x[:5] ** 2).sum())
+        return {"test_loss": 2 * loss, "test_accuracy": 1.0 / (1.0 + loss)}
+
+    def param_labels(self):
+        return ["W1[0]", "W1[1]", "W1[2]", "b1[0]", "b1[1]"], ["W1", "W1", "W1", "b1", "b1"]
+
+    def describe(self):
+        return {"map": "FakeNet", "lr": self.lr, "optimizer": "heavyball", "layer_sizes": [3, 2],
+                "nesterov": False, "scheduler": None, "extra": {"a": 1}}
+
+
+def _quad():
+    return QuadraticGD([0.5, 1.0, 2.0], lr=0.3)
+
+
+class TestRun:
+    @pytest.mark.parametrize("map_", [_quad(), LogisticMap(3.9), HenonMap(), FakeNet()], ids=lambda m: type(m).__name__)
+    def test_same_seed_is_bit_identical(self, map_):
+        a, b = run(map_, 50, seed=4), run(map_, 50, seed=4)
+        assert a["state"].values.tobytes() == b["state"].values.tobytes()
+        assert a["loss"].values.tobytes() == b["loss"].values.tobytes()
+        assert not np.array_equal(a["state"].values, run(map_, 50, seed=5)["state"].values)
+
+    def test_quadratic_orbit_and_metrics_match_closed_form(self):
+        # x_t = (1 - lr h)^t x_0 exactly in exact arithmetic; 40 float64 products
+        # accumulate < 1e-13 relative error.
+        m = _quad()
+        ds = run(m, 40, seed=1)
+        x0 = m.initial_state(1).numpy()
+        t = np.arange(40)[:, None]
+        h = np.array([0.5, 1.0, 2.0])
+        expected = (1 - 0.3 * h) ** t * x0
+        np.testing.assert_allclose(ds["state"].values, expected, rtol=1e-13)
+        np.testing.assert_allclose(ds["loss"].values, 0.5 * (h * expected**2).sum(1), rtol=1e-12)
+        np.testing.assert_allclose(ds["grad_norm"].values, np.linalg.norm(h * expected, axis=1), rtol=1e-12)
+        np.testing.assert_allclose(ds["final_state"].values, (1 - 0.3 * h) ** 40 * x0, rtol=1e-13)
+        assert int(ds["final_step"]) == 40 and ds["step"].values.tolist() == list(range(40))
+
+    def test_map_without_metrics_records_nan_loss(self):
+        ds = run(HenonMap(), 20, seed=0)
+        assert np.isnan(ds["loss"]).all() and np.isnan(ds["grad_norm"]).all()
+        x = HenonMap().initial_state(0)
+        for t in range(20):
+            np.testing.assert_array_equal(ds["state"].values[t], x.numpy())
+            x = HenonMap().step(x, t)
+
+    def test_record_every_subsamples_the_same_orbit(self):
+        full, sub = run(FakeNet(), 30, seed=2), run(FakeNet(), 30, seed=2, record_every=4)
+        assert sub["step"].values.tolist() == list(range(0, 30, 4))
+        xr.testing.assert_identical(sub["state"], full["state"].sel(step=sub["step"]))
+        assert np.array_equal(sub["final_state"], full["final_state"])
+
+    def test_eval_every_fills_test_metrics_on_its_grid(self):
+        ds = run(FakeNet(), 12, seed=0, record_every=2, eval_every=4)
+        evaluated = ~np.isnan(ds["test_accuracy"].values)
+        assert ds["step"].values[evaluated].tolist() == [0, 4, 8]
+        np.testing.assert_allclose(ds["test_loss"].values[evaluated], 2 * ds["loss"].values[evaluated], rtol=1e-15)
+        assert "test_loss" not in run(FakeNet(), 3).variables
+
+    def test_continuation_from_final_state_reproduces_one_long_run(self):
+        whole = run(FakeNet(), 20, seed=3)
+        first = run(FakeNet(), 12, seed=3)
+        second = run(FakeNet(), 8, x0=first["final_state"].values, t0=int(first["final_step"]))
+        joined = xr.concat([first["state"], second["state"]], dim="step")
+        assert joined.values.tobytes() == whole["state"].values.tobytes()
+        assert second["step"].values.tolist() == list(range(12, 20))
+
+    def test_attrs_are_netcdf_safe_and_complete(self):
+        ds = run(FakeNet(), 3, seed=7)
+        a = ds.attrs
+        assert a["map"] == "FakeNet" and a["seed"] == 7 and a["record"] == "all" and a["complete"] == 1
+        assert a["nesterov"] == 0 and a["scheduler"] == "None" and a["extra"] == '{"a": 1}'
+        np.testing.assert_array_equal(a["layer_sizes"], [3, 2])
+        assert {"netdyn_version", "created", "record_every"} <= set(a)
+
+    def test_divergence_stops_cleanly_at_the_last_finite_step(self):
+        # lr * h = 1000: |x| grows x999 per step; 0.5 x^2 overflows to inf before x does.
+        m = QuadraticGD([1.0], lr=1000.0)
+        with pytest.warns(RuntimeWarning, match=r"non-finite loss at step (\d+)"):
+            ds = run(m, 500, seed=0)
+        x, first_bad = m.initial_state(0), None
+        for t in range(500):
+            x_next, metrics = m.step_with_metrics(x, t)
+            if not math.isfinite(metrics["loss"]) or not torch.isfinite(x_next).all():
+                first_bad = t if not math.isfinite(metrics["loss"]) else t + 1
+                break
+            x = x_next
+        assert bool(ds["diverged"]) and first_bad is not None and 0 < first_bad < 500
+        assert ds.sizes["step"] == first_bad and int(ds["step"][-1]) == first_bad - 1
+        assert np.isfinite(ds["state"]).all() and np.isfinite(ds["loss"]).all()
+        assert np.isfinite(ds["final_state"]).all() and int(ds["final_step"]) == first_bad
+
+    def test_divergence_of_a_map_without_metrics(self):
+        # Henon from (10, 10) escapes to infinity doubly exponentially.
+        with pytest.warns(RuntimeWarning, match="non-finite state at step"):
+            ds = run(HenonMap(), 100, x0=torch.tensor([10.0, 10.0], dtype=torch.float64))
+        assert bool(ds["diverged"]) and 0 < ds.sizes["step"] < 100 and np.isfinite(ds["state"]).all()
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [dict(steps=-1), dict(record_every=0), dict(flush_every=0), dict(x0=torch.zeros(2)),
+         dict(x0=torch.full((3,), float("nan"))), dict(eval_every=3), dict(record=True)],
+    )
+    def test_bad_input_raises_value_error(self, kwargs):
+        args = dict(steps=5) | kwargs
+        with pytest.raises(ValueError, match="^run: "):
+            run(_quad(), **args)
+
+    def test_eval_every_must_be_a_multiple_of_record_every(self):
+        with pytest.raises(ValueError, match="multiple of record_every"):
+            run(FakeNet(), 5, record_every=2, eval_every=3)
+
+
+class TestResolveRecord:
+    def test_layer_selection_keeps_the_named_columns(self):
+        full = run(FakeNet(), 10, seed=1)
+        ds = run(FakeNet(), 10, seed=1, record=["b1"])
+        assert ds["param_name"].values.tolist() == ["b1[0]", "b1[1]"] and ds.attrs["record"] == "layers:b1"
+        np.testing.assert_array_equal(ds["state"].values, full["state"].values[:, 3:])
+        again = run(FakeNet(), 10, seed=1, record=ds.attrs["record"])
+        xr.testing.assert_identical(again["state"], ds["state"])
+
+    def test_unknown_layer_lists_the_known_ones(self):
+        with pytest.raises(ValueError, match=r"unknown layer name\(s\) \['W9'\]; known layers: \['W1', 'b1'\]"):
+            resolve_record(FakeNet(), ["W1", "W9"])
+
+    def test_layers_need_param_labels(self):
+        with pytest.raises(ValueError, match="param_labels"):
+            resolve_record(_quad(), ["W1"])
+
+    def test_all_labels_default_for_unlabelled_maps(self):
+        sel = resolve_record(_quad(), "all")
+        assert sel.names == ["x0", "x1", "x2"] and sel.layers == ["x"] * 3
+
+
+class TestSketchProjection:
+    def test_johnson_lindenstrauss_pairwise_distances(self):
+        # 20 points in R^3000, k = 200.  JL: P(|ratio^2 - 1| > 0.6) <= 2 exp(-k(0.18 - 0.072)/2)
+        # = 4e-5 per pair, < 1% for all 190 pairs; the mean ratio^2 has spread ~sqrt(2/k)/sqrt(#indep.)
+        rng = np.random.default_rng(0)
+        pts = torch.from_numpy(rng.standard_normal((20, 3000)))
+        proj = SketchProjection(3000, 200, seed=0)
+        sk = torch.stack([proj(p) for p in pts])
+        i, j = np.triu_indices(20, 1)
+        ratio = (torch.cdist(sk, sk) ** 2 / torch.cdist(pts, pts) ** 2).numpy()[i, j]
+        assert ratio.min() > 0.4 and ratio.max() < 1.6
+        assert abs(ratio.mean() - 1) < 0.1
+
+    def test_deterministic_by_seed(self):
+        theta = torch.linspace(-1, 1, 500, dtype=torch.float64)
+        assert torch.equal(SketchProjection(500, 8, seed=3)(theta), SketchProjection(500, 8, seed=3)(theta))
+        assert not torch.equal(SketchProjection(500, 8, seed=3)(theta), SketchProjection(500, 8, seed=4)(theta))
+
+    def test_chunkwise_regeneration_equals_the_full_matrix(self):
+        # param_dim spans 3 blocks; without cache every block is regenerated per call.
+        n = 2 * SKETCH_CHUNK_ROWS + 17
+        theta = torch.randn(n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        cached, uncached = SketchProjection(n, 4, seed=1), SketchProjection(n, 4, seed=1, cache_bytes=0)
+        full = torch.cat([cached.block(c) for c in range(3)])
+        assert full.shape == (n, 4)
+        torch.testing.assert_close(cached(theta), theta @ full, rtol=1e-12, atol=1e-12)
+        assert torch.equal(uncached(theta), cached(theta))
+
+    def test_sketched_run_is_the_projection_of_the_full_run(self):
+        m = PotentialGD(lambda x: (x**2).sum() / 2 + (x**4).sum() / 8, dim=300, lr=0.1)
+        full, sk = run(m, 15, seed=0), run(m, 15, seed=0, record=16)
+        assert sk.attrs["record"] == "sketch:16:0" and sk.attrs["sketch_seed"] == 0 and sk.sizes["param"] == 16
+        p = torch.cat([SketchProjection(300, 16, seed=0).block(0)]).numpy()
+        np.testing.assert_allclose(sk["state"].values, full["state"].values @ p, rtol=1e-12, atol=1e-12)
+        xr.testing.assert_identical(run(m, 15, seed=0, record="sketch:16:0")["state"], sk["state"])
+
+
+class TestStateMatrixAndAccessor:
+    def test_accessor_forwards(self):
+        ds = run(FakeNet(), 6, seed=0)
+        np.testing.assert_array_equal(ds.netdyn.state_matrix(), state_matrix(ds))
+        assert state_matrix(ds).shape == (6, 5)
+        assert ds.netdyn.summary() == summarize(ds)
+
+    def test_state_matrix_rejects_other_datasets(self):
+        with pytest.raises(ValueError, match="^state_matrix: "):
+            state_matrix(xr.Dataset({"x": ("t", [1.0])}))
+
+
+class TestSummarize:
+    def test_fields(self, tmp_path):
+        ds = run(FakeNet(), 9, seed=5, eval_every=4, path=tmp_path / "r.nc")
+        s = summarize(ds)
+        assert s["steps"] == 9 and s["last_step"] == 8 and s["map"] == "FakeNet" and s["optimizer"] == "heavyball"
+        assert s["lr"] == 0.1 and s["seed"] == 5 and s["diverged"] is False and s["complete"] is True
+        assert s["final_loss"] == float(ds["loss"][-1])
+        assert s["final_test_accuracy"] == float(ds["test_accuracy"].sel(step=8))
+        assert s["file_size_bytes"] == (tmp_path / "r.nc").stat().st_size
+
+    def test_info_command(self, tmp_path, capsys):
+        run(FakeNet(), 5, seed=1, path=tmp_path / "r.nc")
+        parser = argparse.ArgumentParser()
+        info.register(parser.add_subparsers())
+        args = parser.parse_args(["info", str(tmp_path / "r.nc")])
+        assert args.func(args) == 0
+        out = capsys.readouterr().out
+        assert "recorded steps" in out and "FakeNet" in out and "complete" in out
+        with pytest.raises(FileNotFoundError):
+            args.func(parser.parse_args(["info", str(tmp_path / "missing.nc")]))
+
+
+class TestRunWithTrainingMap:
+    def test_streamed_mlp_run_rebuilds_from_its_attrs(self, tmp_path):
+        from netdyn.problems import make_task, map_from_attrs, training_map
+
+        task = make_task("iris", hidden=(4,), seed=0)
+        tmap = training_map(task, lr=0.1, optimizer="sgd", momentum=0.9)
+        assert tmap.dim > tmap.param_dim  # the momentum buffer is part of the state
+        with run(tmap, 12, seed=1, eval_every=4, path=tmp_path / "mlp.nc", flush_every=5, record=["0.weight"]) as ds:
+            assert ds.sizes["param"] == 16 and set(ds["layer"].values) == {"0.weight"}
+            assert ds.sizes["state_index"] == tmap.dim
+            acc = ds["test_accuracy"].values[::4]
+            assert np.all((acc >= 0) & (acc <= 1)) and np.isfinite(ds["loss"]).all()
+            again = run(map_from_attrs(ds.attrs), 12, seed=int(ds.attrs["seed"]), eval_every=4,
+                        record=ds.attrs["record"])
+            xr.testing.assert_identical(again["state"], ds["state"].load())
+            assert np.array_equal(again["final_state"], ds["final_state"])
