@@ -1,0 +1,409 @@
+"""The maximal Lyapunov exponent of any map, by tangent vectors or twin orbits.
+
+Front door: :func:`max_lyapunov`.  Both methods are Benettin's algorithm: a small
+separation (a tangent vector, or the difference to a twin orbit) is evolved
+along the orbit, its growth factor ``g`` is measured and the separation is
+renormalised every ``renorm_every`` steps; the exponent is the mean of ``ln g``
+per step.
+
+* ``method="tangent"`` evolves an exact tangent vector with ``map.step_jvp``;
+* ``method="twin"`` evolves a second orbit at distance ``d0`` with ``map.step``
+  only, so it works for every map (e.g. a training map with a generic
+  ``torch.optim`` optimiser whose update has no exact tangent).
+
+Shared building blocks used by the other exponent modules live here too:
+:class:`BatchStepper` (one call steps a batch of states, vectorised with
+``torch.func.vmap`` when the map allows it) and :func:`block_stderr`.
+
+Related modules: :mod:`netdyn.tangent` (spectrum by QR, FTLE, covariant
+vectors, sum of exponents from ``det J``), :mod:`netdyn.twin` (the papers'
+un-renormalised perturbation-growth protocol), :mod:`netdyn.sharpness`.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import Tensor
+
+from .maps import require_jacobian
+
+__all__ = ["max_lyapunov", "BatchStepper", "as_states", "block_stderr", "map_attrs"]
+
+Pair = tuple[Tensor, Tensor]
+
+
+def as_states(map_: Any, x0: Tensor | np.ndarray, caller: str) -> tuple[Tensor, bool]:
+    """Validate initial states: ``(dim,)`` or ``(n, dim)`` -> ``((n, dim) tensor, batched)``."""
+    x = torch.as_tensor(x0)
+    if x.ndim not in (1, 2) or x.shape[-1] != map_.dim or x.shape[0] == 0:
+        raise ValueError(f"{caller}: expected x0 of shape ({map_.dim},) or (n, {map_.dim}), got {tuple(x.shape)}")
+    if not torch.is_floating_point(x):
+        raise ValueError(f"{caller}: expected a floating-point x0, got dtype {x.dtype}")
+    return (x.unsqueeze(0) if x.ndim == 1 else x).clone(), x.ndim == 2
+
+
+def map_attrs(map_: Any) -> dict[str, Any]:
+    """The map's ``describe()`` made netCDF-safe (bools -> int, None -> "none")."""
+    attrs = {}
+    for key, value in map_.describe().items():
+        if isinstance(value, bool):
+            value = int(value)
+        elif value is None:
+            value = "none"
+        attrs[key] = value
+    return attrs
+
+
+def block_stderr(rates: np.ndarray, n_blocks: int = 10) -> np.ndarray:
+    """Standard error of the mean of correlated local rates by block averaging.
+
+    Parameters
+    ----------
+    rates : array ``(..., n)``
+        local rates along the last axis (time order).
+    n_blocks : int, default 10
+        number of contiguous blocks; fewer when ``n < n_blocks``.
+
+    Returns
+    -------
+    array ``(...)``: ``std(block means, ddof=1) / sqrt(B)``; NaN when fewer than two
+    blocks fit or a rate is non-finite.
+
+    Notes
+    -----
+    Blocks much longer than the correlation time of the rates have nearly
+    independent means, so their spread gives an honest error bar where the naive
+    ``std / sqrt(n)`` would be too small.  The ``n mod B`` earliest rates (the
+    least converged) are dropped so that blocks are equal.  Ten blocks trade the
+    bias of short blocks against the noise of the error estimate itself.
+    """
+    rates = np.asarray(rates, dtype=np.float64)
+    n = rates.shape[-1]
+    b = min(int(n_blocks), n)
+    if b < 2:
+        return np.full(rates.shape[:-1], np.nan)
+    size = n // b
+    blocks = rates[..., n - b * size :].reshape(*rates.shape[:-1], b, size).mean(-1)
+    return blocks.std(-1, ddof=1) / math.sqrt(b)
+
+
+class BatchStepper:
+    """Step a batch of states ``(n, dim)`` of one map in one call.
+
+    ``vectorize=None`` (default) tries ``torch.func.vmap`` over ``map.step`` /
+    ``map.step_jvp`` on the first batched call, checks member 0 against an
+    un-batched call, and keeps vmap if both succeed; otherwise (the map uses
+    ``.item()``, in-place module updates, a ``torch.optim`` optimiser, random ops
+    ...) it falls back to a Python loop over the members.  ``True`` forces vmap,
+    ``False`` the loop.  ``mode`` says which is in use ("vmap", "loop", or
+    "unknown" before the first batched call).
+    """
+
+    def __init__(self, map_: Any, vectorize: bool | None = None):
+        self.map = map_
+        self.mode = "unknown" if vectorize is None else ("vmap" if vectorize else "loop")
+
+    def step(self, xs: Tensor, t: int) -> Tensor:
+        return self._call(lambda x: self.map.step(x, t), (xs,))
+
+    def step_jvp(self, xs: Tensor, vs: Tensor, t: int) -> Pair:
+        """``xs (n, dim)``, ``vs (n, dim)`` or ``(n, k, dim)`` -> ``(x_next, J v)``."""
+        return self._call(lambda x, v: self.map.step_jvp(x, v, t), (xs, vs))
+
+    def _call(self, f: Callable, args: tuple[Tensor, ...]) -> Any:
+        if args[0].shape[0] == 1:
+            return _stack([f(*(a[0] for a in args))])
+        if self.mode != "loop":
+            try:
+                out = torch.func.vmap(f)(*args)
+            except Exception:  # any failure of vmap means "not vectorisable": use the loop
+                if self.mode == "vmap":
+                    raise
+                self.mode = "loop"
+            else:
+                if self.mode == "unknown":
+                    self.mode = "vmap" if _same(out, f(*(a[0] for a in args))) else "loop"
+                if self.mode == "vmap":
+                    return out
+        return _stack([f(*(a[i] for a in args)) for i in range(args[0].shape[0])])
+
+
+def _stack(outs: list[Any]) -> Any:
+    if isinstance(outs[0], tuple):
+        return tuple(torch.stack(parts) for parts in zip(*outs))
+    return torch.stack(outs)
+
+
+def _same(batched: Any, single: Any) -> bool:
+    pairs = zip(batched, single) if isinstance(single, tuple) else [(batched, single)]
+    return all(torch.allclose(b[0], s, rtol=1e-5, atol=1e-12, equal_nan=True) for b, s in pairs)
+
+
+def max_lyapunov(
+    map_: Any,
+    x0: Tensor | np.ndarray,
+    steps: int,
+    method: str = "tangent",
+    transient: int = 0,
+    renorm_every: int = 1,
+    d0: float = 1e-9,
+    seed: int = 0,
+    params_only: bool = False,
+    n_blocks: int = 10,
+    vectorize: bool | None = None,
+) -> xr.Dataset:
+    """Maximal Lyapunov exponent (per step) by Benettin's algorithm.
+
+    Parameters
+    ----------
+    map_ : DiscreteMap
+        needs ``step_jvp`` for ``method="tangent"``; only ``step`` for ``"twin"``.
+    x0 : tensor ``(dim,)`` or ``(n, dim)``
+        initial state, or ``n`` initial states estimated together (result gains a
+        dim ``init``).
+    steps : int
+        counted steps after the transient; a multiple of ``renorm_every``.
+    method : {"tangent", "twin"}, default "tangent"
+    transient : int, default 0
+        steps run first (separation renormalised every step) and not counted, to
+        let the separation align with the most unstable direction.
+    renorm_every : int, default 1
+        steps between renormalisations (both methods).
+    d0 : float, default 1e-9
+        twin distance (ChaosTools' default; float64 states).  Ignored by "tangent".
+    seed : int, default 0
+        seed of the random initial direction(s) (``torch.Generator``).
+    params_only : bool, default False
+        measure and renormalise the separation by the norm of the parameter part
+        (first ``map.param_dim`` entries) only, and start it there; by default the
+        Euclidean norm over the *full* state (parameters and optimiser buffers).
+    n_blocks : int, default 10
+        blocks for the standard error (:func:`block_stderr`).
+    vectorize : bool or None, default None
+        for ``n > 1`` (and for the twin pair): ``torch.func.vmap`` over the map
+        when possible (None: try it, else loop; see :class:`BatchStepper`).
+
+    Returns
+    -------
+    xarray.Dataset with coords ``step`` (global step index at each
+    renormalisation) and, for batched ``x0``, ``init``:
+
+    ``lyapunov`` ``(init)``
+        final estimate, per step (+inf for a diverged orbit, see below);
+    ``lyapunov_stderr`` ``(init)``
+        block-average standard error of the local rates;
+    ``lyapunov_running`` ``(init, step)``
+        running estimate ``lambda(t)`` (convergence);
+    ``local_rate`` ``(init, step)``
+        ``ln(g) / renorm_every`` of each interval;
+    ``diverged`` ``(init)`` bool and ``diverged_step`` ``(init)`` (-1 if none).
+
+    attrs: ``method``, ``d0``, ``renorm_every``, ``transient``, ``steps``,
+    ``perturbation_seed``, ``params_only`` (0/1), ``batching``, the map's
+    ``describe()``.
+
+    Maths
+    -----
+    ``lambda = 1/(N m) sum_j ln(|delta_j'| / |delta_{j-1}|)`` where ``delta'`` is the
+    separation after ``m = renorm_every`` steps and ``delta`` after the previous
+    renormalisation.  Tangent: ``delta_{t+1} = J(x_t) delta_t`` exactly.  Twin:
+    ``delta = y - x`` for a second orbit ``y`` of the same map (same ``t``, so a
+    mini-batch map shows both the same batch), rescaled to ``|delta| = d0`` towards
+    the reference; the *measured* distance after rescaling is used as the next
+    denominator, so rounding in the rescale does not bias the estimate.  For a
+    stateful optimiser the state, and thus the separation, includes the
+    optimiser buffers (momentum, Adam moments): the exponent is that of the full
+    update map.
+
+    Failure policy: when the state (or the separation) of a member becomes
+    non-finite, or (twin) so large that ``d0`` is below its resolution, the member stops, ``diverged`` is True, ``diverged_step`` is the
+    step, its ``lyapunov`` is ``+inf`` (unbounded separation rate) and its running
+    estimate is kept up to that step (NaN after), with a warning.  A separation that
+    collapses to exactly 0 gives ``-inf`` (also with a warning).
+
+    Defaults: ``d0 = 1e-9`` is ChaosTools' choice: far below attractor scales yet
+    ``1e7`` times the float64 resolution of O(1) states; a ``d0`` lost to rounding
+    raises ``ValueError``.  Ten blocks: see :func:`block_stderr`.
+
+    References
+    ----------
+    Benettin, Galgani, Giorgilli, Strelcyn, Meccanica 15 (1980); ChaosTools.jl
+    ``lyapunov``; Skokos, Lect. Notes Phys. 790 (2010).
+    """
+    caller = "max_lyapunov"
+    xs, batched = as_states(map_, x0, caller)
+    _check_counts(caller, steps=steps, transient=transient, renorm_every=renorm_every, n_blocks=n_blocks)
+    if steps % renorm_every:
+        raise ValueError(f"{caller}: expected steps to be a multiple of renorm_every={renorm_every}, got {steps}")
+    if method not in ("tangent", "twin"):
+        raise ValueError(f"{caller}: expected method 'tangent' or 'twin', got {method!r}")
+    if not d0 > 0:
+        raise ValueError(f"{caller}: expected d0 > 0, got {d0}")
+    if method == "tangent":
+        require_jacobian(map_, caller)
+    n, p = xs.shape[0], (map_.param_dim if params_only else map_.dim)
+    gen = torch.Generator().manual_seed(int(seed))
+    u = torch.zeros_like(xs)
+    u[:, :p] = torch.randn(n, p, generator=gen, dtype=torch.float64).to(xs.dtype)
+    u = u / u[:, :p].norm(dim=1, keepdim=True)
+    stepper = BatchStepper(map_, vectorize)
+
+    def norm(z: Tensor) -> Tensor:
+        return z[:, :p].norm(dim=1).to(torch.float64)
+
+    if method == "tangent":
+        pair, advance = (xs, u), lambda x, v, t: stepper.step_jvp(x, v, t)
+        separation = lambda x, v: norm(v)  # noqa: E731
+        rescale = lambda x, v, g: v / g.to(v.dtype)[:, None]  # noqa: E731
+    else:
+        ys = xs + d0 * u
+        if not torch.allclose(norm(ys - xs), torch.full((n,), d0, dtype=torch.float64), rtol=1e-3, atol=0.0):
+            raise ValueError(
+                f"{caller}: expected d0 above the resolution of the {xs.dtype} state, got d0={d0} "
+                f"(use float64 states or a larger d0)"
+            )
+
+        def advance(x: Tensor, y: Tensor, t: int) -> Pair:
+            out = stepper.step(torch.cat((x, y)), t)
+            return out[:n], out[n:]
+
+        separation = lambda x, y: norm(y - x)  # noqa: E731
+        rescale = lambda x, y, g: x + (y - x) * (d0 / g).to(x.dtype)[:, None]  # noqa: E731
+        pair = (xs, ys)
+    target = 1.0 if method == "tangent" else d0
+    logs, diverged, end_step = _benettin(advance, separation, rescale, pair, target, steps, transient, renorm_every)
+    return _rates_dataset(
+        logs,
+        diverged,
+        end_step,
+        batched,
+        steps,
+        transient,
+        renorm_every,
+        n_blocks,
+        caller,
+        {
+            **map_attrs(map_),
+            "method": method,
+            "d0": float(d0),
+            "renorm_every": int(renorm_every),
+            "transient": int(transient),
+            "steps": int(steps),
+            "perturbation_seed": int(seed),
+            "params_only": int(params_only),
+            "batching": stepper.mode if n > 1 or method == "twin" else "single",
+            "units": "per step",
+        },
+    )
+
+
+def _check_counts(caller: str, **counts: int) -> None:
+    for name, value in counts.items():
+        low = 0 if name == "transient" else 1
+        if int(value) != value or value < low:
+            raise ValueError(f"{caller}: expected integer {name} >= {low}, got {value}")
+
+
+def _benettin(
+    advance: Callable[[Tensor, Tensor, int], Pair],
+    separation: Callable[[Tensor, Tensor], Tensor],
+    rescale: Callable[[Tensor, Tensor, Tensor], Tensor],
+    pair: Pair,
+    target: float,
+    steps: int,
+    transient: int,
+    m: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shared loop: returns ``ln`` growth per interval ``(n, steps // m)`` (NaN after a
+    member stops), ``diverged (n,)``, ``end_step (n,)`` (-1 while alive).
+
+    A member also counts as diverged when its rescaled separation is no longer
+    ``target`` within 10 %: the state has grown so large that ``target`` is below its
+    floating-point resolution (a twin of an escaping orbit)."""
+    x, z = pair
+    n = x.shape[0]
+    logs = np.full((n, steps // m), np.nan)
+    alive = np.ones(n, dtype=bool)
+    diverged = np.zeros(n, dtype=bool)
+    end_step = np.full(n, -1, dtype=np.int64)
+    prev = separation(x, z).numpy()
+    for t in range(transient + steps):
+        x, z = advance(x, z, t)
+        finite = (torch.isfinite(x).all(1) & torch.isfinite(z).all(1)).numpy()
+        counted = t - transient + 1
+        if counted > 0 and counted % m:
+            stop = alive & ~finite
+        else:
+            g = separation(x, z).numpy()
+            stop = alive & ~(finite & np.isfinite(g))
+            if counted > 0:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    rate = np.log(g / prev)
+                logs[alive & ~stop, counted // m - 1] = rate[alive & ~stop]
+                collapsed = alive & ~stop & (g == 0)
+                end_step[collapsed] = t + 1
+                alive &= ~collapsed
+            z = rescale(x, z, torch.from_numpy(np.where(g > 0, g, 1.0)))
+            prev = separation(x, z).numpy()
+            with np.errstate(invalid="ignore"):
+                stop |= alive & ~(np.abs(prev / target - 1.0) <= 0.1)
+        diverged |= stop
+        end_step[stop] = t + 1
+        alive &= ~stop
+        if not alive.any():
+            break
+    return logs, diverged, end_step
+
+
+def _rates_dataset(
+    logs: np.ndarray,
+    diverged: np.ndarray,
+    end_step: np.ndarray,
+    batched: bool,
+    steps: int,
+    transient: int,
+    m: int,
+    n_blocks: int,
+    caller: str,
+    attrs: dict[str, Any],
+) -> xr.Dataset:
+    rates = logs / m
+    with np.errstate(invalid="ignore"):
+        running = np.cumsum(logs, axis=1) / (m * np.arange(1, logs.shape[1] + 1))
+    complete = np.isfinite(logs).all(axis=1)
+    final = np.where(diverged, np.inf, np.where(complete, running[:, -1], -np.inf))
+    collapsed = ~diverged & ~complete
+    if diverged.any():
+        warnings.warn(
+            f"{caller}: {int(diverged.sum())} of {len(diverged)} orbit(s) became non-finite or too large to "
+            f"resolve the separation (first at step {int(end_step[diverged].min())}); exponent reported as +inf",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    if collapsed.any():
+        warnings.warn(
+            f"{caller}: the separation collapsed to 0 for {int(collapsed.sum())} orbit(s); exponent -inf",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    stderr = np.where(complete, block_stderr(np.where(complete[:, None], rates, 0.0), n_blocks), np.nan)
+    step = transient + m * np.arange(1, logs.shape[1] + 1, dtype=np.int64)
+    ds = xr.Dataset(
+        {
+            "lyapunov": (("init",), final),
+            "lyapunov_stderr": (("init",), stderr),
+            "lyapunov_running": (("init", "step"), running),
+            "local_rate": (("init", "step"), rates),
+            "diverged": (("init",), diverged),
+            "diverged_step": (("init",), np.where(diverged, end_step, -1)),
+        },
+        coords={"step": step, "init": np.arange(len(final))},
+        attrs=attrs,
+    )
+    ds["lyapunov"].attrs["units"] = "1/step"
+    return ds if batched else ds.isel(init=0, drop=True)
