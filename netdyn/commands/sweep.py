@@ -34,11 +34,11 @@ def parse_seeds(text: str) -> list[int]:
     return [int(v) for v in text.split(",")] if "," in text else list(range(int(text)))
 
 
-def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+def add_sweep_arguments(parser: argparse.ArgumentParser, threshold: float = 0.0) -> None:
     """Where the sweep runs and what it measures (shared with ``netdyn demo``)."""
     parser.add_argument("--target", type=float, default=0.9, help="test accuracy of 'time to target' (default: 0.9)")
-    parser.add_argument("--threshold", type=float, default=0.0,
-                        help="exponent level (1/step) whose crossing is the edge of chaos (default: 0)")
+    parser.add_argument("--threshold", type=float, default=threshold,
+                        help=f"exponent level (1/step) whose crossing is the edge of chaos (default: {threshold:g})")
     parser.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler (tcp://host:port)")
     parser.add_argument("--workers", type=int, default=None,
                         help="LocalCluster worker processes (default: one per core; 0: a plain loop)")

@@ -20,7 +20,7 @@ CLASS_COLORS = {
 }
 
 
-def plot_sweep(result: xr.Dataset, threshold: float = 0.0, fig: Any = None) -> Any:
+def plot_sweep(result: xr.Dataset, threshold: float = 0.0, linthresh: float | None = 0.01, fig: Any = None) -> Any:
     """Maximal exponent and time to target against the learning rate, on a shared log-x axis.
 
     Parameters
@@ -104,8 +104,12 @@ def plot_sweep(result: xr.Dataset, threshold: float = 0.0, fig: Any = None) -> A
         if np.isfinite(best):
             bottom.axvline(best, color=color, ls=":", lw=1.5, gid="fastest")
             bottom.plot([best], [float(fastest["fastest_time"].sel(curve=curve))], marker="*", ms=12, color=color)
-    top.axhline(threshold, color="0.4", lw=0.8)
+    top.axhline(0.0, color="0.4", lw=0.8)
+    if threshold != 0.0:
+        top.axhline(threshold, color="0.4", lw=0.8, ls="-.")
     top.set_xscale("log")
+    if linthresh is not None:
+        top.set_yscale("symlog", linthresh=linthresh)
     top.set_ylabel(r"$\lambda_{\max}$ (1/step)")
     top.tick_params(labelbottom=False)
     if extra:
@@ -116,8 +120,8 @@ def plot_sweep(result: xr.Dataset, threshold: float = 0.0, fig: Any = None) -> A
     present = {c for c in np.unique(stacked["orbit_class"].values)} if "orbit_class" in stacked else set()
     handles = [Patch(color=c, label=n.replace("_", " ")) for n, c in CLASS_COLORS.items() if n in present]
     if handles:
-        strip.legend(handles=handles, ncol=len(handles), fontsize="x-small", loc="lower center",
-                     bbox_to_anchor=(0.5, 1.0), frameon=False)
+        strip.legend(handles=handles, fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5),
+                     frameon=False)
     target = result.attrs.get("target_accuracy")
     bottom.set_ylabel("steps to target" + (f"\n(test acc >= {target:g})" if target is not None else ""))
     bottom.set_xlabel("learning rate")
