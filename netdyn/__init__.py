@@ -27,6 +27,7 @@ from .problems import make_task, map_from_attrs, training_map
 from .recurrence import recurrence_matrix, rqa, windowed_rqa
 from .sharpness import sharpness, sharpness_along
 from .stability import OrbitalStability, orbital_stability
+from .sweep import edge_of_chaos, fastest_lr, sweep
 from .tangent import clv, ftle, lyapunov_spectrum, lyapunov_sum_from_jacobian
 from .storage import open_trajectory, save_trajectory
 from .training import TrainingMap
@@ -44,5 +45,6 @@ __all__ = [
     "rosenstein", "nolds_lyap_r", "nolds_lyap_e", "observable_series", "analyze_dataset",
     "rqa", "windowed_rqa", "recurrence_matrix",
     "to_graph", "from_graph", "graph_trajectory", "trajectory_distances", "graph_distances",
+    "sweep", "edge_of_chaos", "fastest_lr",
     "orbital_stability", "OrbitalStability", "orbit_diagram",
 ]

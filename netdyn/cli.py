@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["train", "info", "lyapunov", "analyze", "orbit"]
+COMMANDS = ["demo", "train", "info", "lyapunov", "analyze", "orbit", "sweep"]
 
 
 def build_parser() -> argparse.ArgumentParser:
