@@ -213,6 +213,10 @@ class LyapunovMonitor:
         self._batch_loss: BatchLoss = batch_loss or _loss_of_pair(loss_fn)
         self._params = _tracked_parameters(model, optimizer)
         self._shadow_model, self._shadow_params = _shadow_model(model, self._params)
+        self._modules = list(zip(model.modules(), self._shadow_model.modules()))
+        self._flat: Tensor | None = None
+        self._views: list[Tensor] = []
+        self._measured: Tensor | None = None
         self._shadow_opt = _shadow_optimizer(optimizer, self._params, self._shadow_params)
         self._devices = sorted({p.device.index or 0 for p in self._params if p.device.type == "cuda"})
         self._calls = 0
@@ -264,7 +268,7 @@ class LyapunovMonitor:
         """Freeze the optimiser's current ``param_groups`` hyper-parameters for the next
         :meth:`step` (call it before the user's ``optimizer.step()`` when a scheduler
         changes them between that step and the monitor call)."""
-        self._hyper = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+        self._hyper = [dict(g) for g in self.optimizer.param_groups]
 
     @property
     def exponent(self) -> float:
@@ -337,14 +341,20 @@ class LyapunovMonitor:
                     sha.append(self._shadow_opt.state[s][key])
         return ref, sha
 
-    @torch.no_grad()
-    def _separation(self, extra: Tensor | None = None) -> float:
-        ref, sha = self._pairs()
-        count = len(self._params) if self.params_only else len(ref)
-        diffs = [(s - r).reshape(-1) for r, s in zip(ref[:count], sha[:count])]
-        if extra is not None:
-            diffs.append(extra)
-        return float(torch.cat(diffs).norm().to(torch.float64))
+    def _separation(self, pairs: tuple[list[Tensor], list[Tensor]] | None = None, extra: Tensor | None = None) -> float:
+        """``|y - x|`` over the measured entries: the norm of one flat vector, as in
+        ``max_lyapunov``.  Leaves all of ``y - x`` in ``self._flat`` / ``self._views``.
+        Call under ``torch.no_grad()``."""
+        ref, sha = pairs or self._pairs()
+        if self._flat is None or len(self._views) != len(ref):
+            sizes = [r.numel() for r in ref]
+            self._flat = torch.empty(sum(sizes), dtype=ref[0].dtype, device=ref[0].device)
+            self._views = [v.view_as(r) for v, r in zip(self._flat.split(sizes), ref)]
+            self._measured = self._flat[: sum(sizes[: len(self._params)]) if self.params_only else None]
+        torch._foreach_copy_(self._views, sha)
+        torch._foreach_sub_(self._views, ref)
+        measured = self._measured if extra is None else torch.cat((self._measured, extra))
+        return float(torch.linalg.vector_norm(measured))
 
     def _arm_random(self) -> float:
         """Shadow = reference + ``d0 u``, ``u`` drawn as ``max_lyapunov`` draws it; returns
@@ -365,7 +375,7 @@ class LyapunovMonitor:
         with torch.no_grad():
             for r, s, chunk in zip(ref, sha, chunks):
                 s.copy_(r + self.d0 * chunk.to(r.device).view_as(r))
-        return self._separation(self.d0 * chunks[-1].to(ref[0].device) if missing else None)
+            return self._separation(extra=self.d0 * chunks[-1].to(ref[0].device) if missing else None)
 
     def _arm_carried(self) -> float:
         """Shadow = current reference + the separation stored by :meth:`_to_separation`."""
@@ -376,7 +386,7 @@ class LyapunovMonitor:
         with torch.no_grad():
             for r, s, d in zip(ref, sha, separation):
                 s.copy_(r + d)
-        return self._separation()
+            return self._separation()
 
     def _to_separation(self) -> None:
         ref, sha = self._pairs()
@@ -396,49 +406,55 @@ class LyapunovMonitor:
                     self._shadow_opt.state.pop(s, None)
 
     def _advance(self, batch: Any) -> None:
-        hyper = self._hyper or [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+        hyper = self._hyper or self.optimizer.param_groups
         self._hyper = None
         for group, values in zip(self._shadow_opt.param_groups, hyper):
-            group.update(values)
-        for user, shadow in zip(self.model.modules(), self._shadow_model.modules()):
+            for key, value in values.items():
+                if key != "params":
+                    group[key] = value
+        for user, shadow in self._modules:
             shadow.training = user.training
-        with torch.random.fork_rng(devices=self._devices):
-            _restore_rng(self._rng, self._devices)
+        user_rng = _capture_rng(self._devices)
+        _restore_rng(self._rng, self._devices)
+        try:
             self._shadow_opt.zero_grad(set_to_none=True)
             with torch.enable_grad():
                 self._batch_loss(self._shadow_model, batch).backward()
             self._shadow_opt.step()
+        finally:
+            _restore_rng(user_rng, self._devices)
 
     def _measure(self, step: int, counted: bool) -> bool:
-        g = self._separation()
-        if not math.isfinite(g):
-            self._stop(step, diverged=True)
-            warnings.warn(
-                f"LyapunovMonitor: the training state or its twin became non-finite at step {step}; "
-                "the exponent is reported as +inf and monitoring stopped",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            return False
-        if counted:
-            log = float(np.log(np.float64(g) / self._prev)) if g > 0 else -math.inf
-            self._logs.append(log)
-            self._steps.append(step)
-            self._sum += log
-            if g == 0:
-                self._stop(step, diverged=False)
+        pairs = self._pairs()
+        with torch.no_grad():
+            g = self._separation(pairs)
+            if not math.isfinite(g):
+                self._stop(step, diverged=True)
                 warnings.warn(
-                    f"LyapunovMonitor: the separation collapsed to 0 at step {step}; exponent -inf, monitoring stopped",
+                    f"LyapunovMonitor: the training state or its twin became non-finite at step {step}; "
+                    "the exponent is reported as +inf and monitoring stopped",
                     RuntimeWarning,
                     stacklevel=3,
                 )
-                return True
-        ref, sha = self._pairs()
-        scale = self.d0 / g if g > 0 else self.d0
-        with torch.no_grad():
-            for r, s in zip(ref, sha):
-                s.copy_(r + (s - r) * scale)
-        self._prev = self._separation()
+                return False
+            if counted:
+                log = float(np.log(np.float64(g) / self._prev)) if g > 0 else -math.inf
+                self._logs.append(log)
+                self._steps.append(step)
+                self._sum += log
+                if g == 0:
+                    self._stop(step, diverged=False)
+                    warnings.warn(
+                        f"LyapunovMonitor: the separation collapsed to 0 at step {step}; exponent -inf, monitoring stopped",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+                    return True
+            # y <- x + (y - x) * d0 / g, as max_lyapunov; the next denominator is measured
+            self._flat.mul_(self.d0 / g if g > 0 else self.d0)
+            torch._foreach_copy_(pairs[1], pairs[0])
+            torch._foreach_add_(pairs[1], self._views)
+            self._prev = self._separation(pairs)
         return counted
 
     def _stop(self, step: int, diverged: bool) -> None:
