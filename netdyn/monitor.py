@@ -75,8 +75,8 @@ slowly, while a random direction in ``P`` dimensions has overlap ``~1/sqrt(P)``.
 
 Randomness
 ----------
-The shadow pass runs inside ``torch.random.fork_rng``: the user's RNG stream is
-restored afterwards.  Inside, the global (and CUDA) RNG is set to its state at the
+The shadow pass saves the user's global (and CUDA) RNG state and restores it
+afterwards, so the user's stream is untouched.  Inside, the RNG is set to its state at the
 end of the previous ``monitor.step`` call, i.e. at the start of the user's
 iteration, so a model with dropout draws the *same* masks in the shadow as in the
 user's step *if* the user's iteration consumes random numbers only in the model's
@@ -166,7 +166,8 @@ class LyapunovMonitor:
     *measured* distance after the previous rescale ``y <- x + (y - x) d0 / |y - x|``;
     identical to ``max_lyapunov(method="twin")`` on the equivalent ``TrainingMap``
     for ``every = 1``.  Cost: one extra forward/backward and optimiser step per
-    twin step, i.e. about ``1 + 1/every`` times the bare loop.
+    twin step, plus two norms and a rescale over the state, i.e. a little more than
+    ``1 + 1/every`` times the bare loop (``benchmarks/monitor_cost.py``).
 
     References
     ----------

@@ -153,6 +153,28 @@ class TestQuadraticSGD:
         assert abs(monitor.exponent - truth) < 1e-2
 
 
+class TestEvery:
+    def test_shadow_steps_only_in_segments(self):
+        # The cost claim: with every=k the twin takes one step in k (window steps per
+        # k * window), never on the other batches.
+        model, batch, _ = quadratic_problem()
+        optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+        calls = []
+
+        def batch_loss(module, b):
+            calls.append(len(calls))
+            return nn.MSELoss()(module(b[0]), b[1])
+
+        monitor = LyapunovMonitor(model, optimizer, batch_loss=batch_loss, every=10, window=4)
+        for _ in range(200):
+            optimizer.zero_grad()
+            nn.MSELoss()(model(batch[0]), batch[1]).backward()
+            optimizer.step()
+            monitor.step(batch)
+        assert len(calls) == 200 // 10
+        assert monitor.transient == 2 and [s for s, _ in monitor.history] == [40 * j + i for j in range(5) for i in (3, 4)]
+
+
 class TestUserLoopUntouched:
     @pytest.mark.parametrize("cls,lr", [(torch.optim.SGD, 0.1), (torch.optim.Adam, 1e-3)])
     def test_weights_grads_and_rng_identical(self, digits, cls, lr):
