@@ -1,0 +1,69 @@
+"""Cost of LyapunovMonitor inside a plain training loop, as ratios to the bare loop.
+
+Run by hand: ``python benchmarks/monitor_cost.py [--batch-size 64] [--optimizer sgd]``.
+Digits MLP 64-32-10, tanh, float64, mini-batches of the training set, one thread.
+Each variant trains a fresh copy from the same initial weights for ``--steps`` steps
+(a multiple of 100, so ``every=10`` covers whole segment periods of
+``10 x window = 100`` steps); the median of ``--repeats`` timings per step is
+compared with the bare loop's, all measured in this one run.
+Targets (issue 8): every=1 <= 2.1x, every=10 <= 1.15x.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+
+import torch
+
+from netdyn.monitor import LyapunovMonitor
+from netdyn.problems import make_task
+
+
+def per_step_seconds(task, optimizer_name: str, batch_size: int, steps: int, monitor_kwargs) -> float:
+    model = copy.deepcopy(task.model)
+    if optimizer_name == "adam":
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    monitor = None if monitor_kwargs is None else LyapunovMonitor(model, optimizer, task.loss_fn, **monitor_kwargs)
+    inputs, targets = task.train
+    n_batches = inputs.shape[0] // batch_size
+    batches = [(inputs[i * batch_size : (i + 1) * batch_size], targets[i * batch_size : (i + 1) * batch_size])
+               for i in range(n_batches)]
+    start = time.perf_counter()
+    for t in range(steps):
+        batch = batches[t % n_batches]
+        optimizer.zero_grad()
+        task.loss_fn(model(batch[0]), batch[1]).backward()
+        optimizer.step()
+        if monitor is not None:
+            monitor.step(batch)
+    return (time.perf_counter() - start) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    task = make_task("digits", hidden=(32,), activation="tanh")
+    variants = [("bare loop", None), ("monitor every=1", {}), ("monitor every=10", {"every": 10})]
+    times = {label: [] for label, _ in variants}
+    for _ in range(args.repeats):  # interleaved, so drifts in machine load hit all variants alike
+        for label, kwargs in variants:
+            times[label].append(per_step_seconds(task, args.optimizer, args.batch_size, args.steps, kwargs))
+    base = statistics.median(times["bare loop"])
+    print(f"digits MLP 64-32-10 float64, {args.optimizer}, batch {args.batch_size}, {args.steps} steps, "
+          f"median of {args.repeats}, 1 thread")
+    for label, _ in variants:
+        seconds = statistics.median(times[label])
+        print(f"{label:18s} {seconds * 1e6:9.1f} us/step   ratio {seconds / base:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()

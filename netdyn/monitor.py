@@ -1,0 +1,559 @@
+"""Chaos diagnostics inside a user's own training loop: a twin that shadows the optimiser.
+
+:class:`LyapunovMonitor` estimates the maximal Lyapunov exponent of the training
+map that a user's loop *is*, with one extra line in that loop::
+
+    monitor = LyapunovMonitor(model, optimizer, loss_fn)   # before the first step
+    for inputs, targets in loader:
+        optimizer.zero_grad()
+        loss_fn(model(inputs), targets).backward()
+        optimizer.step()
+        monitor.step((inputs, targets))                     # the one added call
+    print(monitor.exponent, "+-", monitor.stderr)
+
+It is Benettin's twin-orbit method (the ``method="twin"`` convention of
+:func:`netdyn.lyapunov.max_lyapunov`) where the reference orbit is the user's own
+run: a *shadow* copy of the model and a second optimiser of the same class (same
+``param_groups`` hyper-parameters, a copy of the optimiser state) is advanced on
+the same batch, the distance between shadow and user state is measured and the
+shadow is pulled back to distance ``d0``.  The user's model, optimiser,
+gradients and random-number stream are never touched.
+
+Order of events (why the shadow lags by one step)
+-------------------------------------------------
+The monitor is built *before* the user's first step and snapshots the reference
+state ``x_0`` (parameters + optimiser state) there, as the twin ``y_0 = x_0 + d0 u``.
+The user's ``optimizer.step()`` on batch ``t`` maps ``x_t -> x_{t+1}``; the following
+``monitor.step(batch_t)`` maps the shadow ``y_t -> y_{t+1}`` with the same batch and
+the hyper-parameters of that step, then compares ``y_{t+1}`` with the user's
+``x_{t+1}``.  Call ``monitor.step`` right after ``optimizer.step()`` and before
+``scheduler.step()`` (or call :meth:`LyapunovMonitor.snapshot_hyperparameters` before
+the user's step, as the Lightning callback does).
+
+What the state is
+-----------------
+As in :class:`netdyn.training.TrainingMap`, the state is the parameters that the
+optimiser updates (in ``model.parameters()`` order) followed by the optimiser
+buffers: every floating-point tensor in ``optimizer.state`` except ``step``,
+buffer by buffer in the order the optimiser creates them (for SGD/Adam/AdamW/
+RMSprop exactly the functional ``TrainingMap`` layout).  The step counter is the
+map's time and is never perturbed.  A fresh optimiser has no buffers yet: they are
+zero in the flat state, and a perturbation of them is discarded by the first step
+(torch creates them from the first gradient), exactly as the black-box
+``TrainingMap`` does at ``t = 0``.
+
+Separation norm (``params_only``)
+---------------------------------
+By default (``params_only=True``) the perturbation starts on the parameters and the
+separation is measured on the parameters; the buffers of the shadow still evolve
+and are rescaled with it.  Reasons: parameters and buffers (Adam's second moments
+are squared gradients) have different units, so a Euclidean norm over both is
+arbitrary; and a direct perturbation of a second moment that is (nearly) zero
+can make it negative, which ``torch.optim.Adam`` turns into NaN.  Lyapunov
+exponents do not depend on the norm, so both choices estimate the same number
+(finite-time estimates differ by O(1/steps)).  ``params_only=False`` is the full
+state norm of ``max_lyapunov``'s default; agreement with ``max_lyapunov`` to 1e-8
+needs the same choice on both sides.
+
+Every k-th step (``every``)
+---------------------------
+``every=1`` runs one uninterrupted twin: the classic estimator, one extra forward/
+backward per step.  ``every=k > 1`` runs the twin in *segments* of ``window``
+consecutive steps, one segment per ``k * window`` steps (cost spread to ``1/k``).
+Each segment starts from the user's current state plus the separation vector the
+previous segment ended with (a random direction for the first one), spends its
+first ``transient`` steps re-aligning (renormalised, not counted) and counts the
+log-growth of the rest.  What is measured: the time average of the growth rate of
+a separation that has followed the tangent dynamics for at least ``transient``
+steps, sampled at a ``(window - transient) / (k window)`` fraction of the steps.
+On a stationary (or slowly drifting) run this is the same exponent, with a larger
+statistical error from fewer samples and a small alignment bias of order
+``exp(-(lambda_1 - lambda_2) transient)`` that the uninterrupted twin does not
+have.  Carrying the direction over (instead of a fresh random one per segment)
+keeps that bias small: the leading Lyapunov direction of a training run drifts
+slowly, while a random direction in ``P`` dimensions has overlap ``~1/sqrt(P)``.
+
+Randomness
+----------
+The shadow pass saves the user's global (and CUDA) RNG state and restores it
+afterwards, so the user's stream is untouched.  Inside, the RNG is set to its state at the
+end of the previous ``monitor.step`` call, i.e. at the start of the user's
+iteration, so a model with dropout draws the *same* masks in the shadow as in the
+user's step *if* the user's iteration consumes random numbers only in the model's
+forward (in that order).  Otherwise (random augmentation on the global RNG in the
+loop body, a shuffling ``DataLoader`` starting a new epoch, ...) the shadow sees
+different masks: the twin then follows a different noise realisation and the
+measured "exponent" mixes noise with sensitivity; evaluate with dropout off or
+draw augmentations from your own ``torch.Generator``.
+
+Other caveats: the shadow is a ``copy.deepcopy`` of the model, so hooks registered
+on the model run for the shadow too; module buffers (BatchNorm running
+statistics) evolve in the shadow but are not part of the measured state; an
+optimiser whose ``step`` needs a closure (L-BFGS) is not supported.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import Tensor, nn
+
+from .lyapunov import block_stderr
+
+__all__ = ["LyapunovMonitor"]
+
+BatchLoss = Callable[[nn.Module, Any], Tensor]
+
+
+class LyapunovMonitor:
+    """Running maximal Lyapunov exponent of a user's training loop (twin method).
+
+    Parameters
+    ----------
+    model : nn.Module
+        the user's model; copied once (the shadow), never modified.
+    optimizer : torch.optim.Optimizer
+        the user's optimiser, any class whose ``step()`` works without a closure;
+        its state at construction is the reference state ``x_0``.
+    loss_fn : callable, optional
+        ``loss_fn(model(inputs), targets) -> scalar``; the batch passed to
+        :meth:`step` is then ``(inputs, targets)``.
+    d0 : float, default 1e-9
+        twin distance (``max_lyapunov``'s default; needs float64 parameters, use
+        ``d0 ~ 1e-4`` for float32).
+    renorm_every : int, default 1
+        steps between renormalisations.
+    every : int, default 1
+        the twin runs on one step in ``every`` (segments, see the module docstring).
+    window : int, default 10
+        segment length in steps when ``every > 1`` (unused for ``every = 1``).
+    transient : int, optional
+        uncounted alignment steps at the start of each segment.  Default: 0 for
+        ``every = 1`` (as ``max_lyapunov``), ``window // 2`` for ``every > 1`` so that
+        a carried-over direction re-aligns before it is counted.
+    seed : int, default 0
+        seed of the random initial direction (``torch.Generator``), drawn exactly as
+        ``max_lyapunov`` draws it.
+    params_only : bool, default True
+        start and measure the separation on the parameters only (see the module
+        docstring); ``False``: the full state (parameters and optimiser buffers).
+    n_blocks : int, default 10
+        blocks for the standard error (:func:`netdyn.lyapunov.block_stderr`).
+    batch_loss : callable, optional
+        ``batch_loss(model, batch) -> scalar`` for batches that are not
+        ``(inputs, targets)``; replaces ``loss_fn``.
+
+    Attributes
+    ----------
+    exponent : float
+        running estimate (per step; NaN before the first counted interval,
+        ``+inf`` after a divergence, ``-inf`` after a collapse to 0).
+    stderr : float
+        block-average standard error of the local rates.
+    history : list of (step, local_rate)
+        each counted interval: the number of user steps taken since construction
+        at its end, and ``ln(g) / renorm_every``.
+
+    Maths
+    -----
+    ``lambda = 1/(N m) sum_j ln(|y - x|_j / |y - x|_{j-1}^+)`` with ``|.|^+`` the
+    *measured* distance after the previous rescale ``y <- x + (y - x) d0 / |y - x|``;
+    identical to ``max_lyapunov(method="twin")`` on the equivalent ``TrainingMap``
+    for ``every = 1``.  Cost: one extra forward/backward and optimiser step per
+    twin step, plus two norms and a rescale over the state, i.e. a little more than
+    ``1 + 1/every`` times the bare loop (``benchmarks/monitor_cost.py``).
+
+    References
+    ----------
+    Benettin, Galgani, Giorgilli, Strelcyn, Meccanica 15 (1980); ChaosTools.jl
+    ``lyapunov``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+        d0: float = 1e-9,
+        renorm_every: int = 1,
+        every: int = 1,
+        window: int = 10,
+        transient: int | None = None,
+        seed: int = 0,
+        params_only: bool = True,
+        n_blocks: int = 10,
+        batch_loss: BatchLoss | None = None,
+    ):
+        caller = "LyapunovMonitor"
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ValueError(f"{caller}: expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        if (loss_fn is None) == (batch_loss is None):
+            raise ValueError(f"{caller}: expected exactly one of loss_fn and batch_loss, got {'both' if loss_fn else 'neither'}")
+        if transient is None:
+            transient = 0 if every == 1 else window // 2
+        for name, value, low in (("renorm_every", renorm_every, 1), ("every", every, 1), ("window", window, 1),
+                                 ("transient", transient, 0), ("n_blocks", n_blocks, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{caller}: expected integer {name} >= {low}, got {value!r}")
+        if every > 1 and (window <= transient or (window - transient) % renorm_every):
+            raise ValueError(
+                f"{caller}: expected window - transient to be a positive multiple of renorm_every={renorm_every}, "
+                f"got window={window}, transient={transient}"
+            )
+        if not d0 > 0:
+            raise ValueError(f"{caller}: expected d0 > 0, got {d0}")
+        self.model, self.optimizer = model, optimizer
+        self.d0, self.renorm_every, self.every, self.window = float(d0), renorm_every, every, window
+        self.transient, self.seed, self.params_only, self.n_blocks = transient, int(seed), bool(params_only), n_blocks
+        self._batch_loss: BatchLoss = batch_loss or _loss_of_pair(loss_fn)
+        self._params = _tracked_parameters(model, optimizer)
+        self._shadow_model, self._shadow_params = _shadow_model(model, self._params)
+        self._modules = list(zip(model.modules(), self._shadow_model.modules()))
+        self._flat: Tensor | None = None
+        self._views: list[Tensor] = []
+        self._measured: Tensor | None = None
+        self._shadow_opt = _shadow_optimizer(optimizer, self._params, self._shadow_params)
+        self._devices = sorted({p.device.index or 0 for p in self._params if p.device.type == "cuda"})
+        self._calls = 0
+        self._logs: list[float] = []
+        self._steps: list[int] = []
+        self._sum = 0.0
+        self._hyper: list[dict[str, Any]] | None = None
+        self.diverged, self.diverged_step, self._stopped = False, -1, False
+        self._prev = self._arm_random()
+        if not math.isclose(self._prev, self.d0, rel_tol=1e-3):
+            raise ValueError(
+                f"{caller}: expected d0 above the resolution of the {self._params[0].dtype} parameters, got d0={d0} "
+                f"(measured {self._prev:.3g}; use float64 parameters or a larger d0)"
+            )
+        self._rng = _capture_rng(self._devices)
+
+    # ------------------------------------------------------------------ public
+    def step(self, batch: Any) -> bool:
+        """Advance the shadow on ``batch`` (the batch of the user's step just taken).
+
+        Returns True when this call completed a counted interval (a new entry of
+        :attr:`history`).  After a divergence or collapse the monitor is stopped and
+        every call returns False.
+        """
+        if self._stopped:
+            return False
+        c = self._calls
+        self._calls += 1
+        period = self.every * self.window
+        i = c if self.every == 1 else c % period
+        counted_new = False
+        if i < (c + 1 if self.every == 1 else self.window):
+            self._advance(batch)
+            counted = i - self.transient + 1
+            if counted <= 0 or counted % self.renorm_every == 0:
+                counted_new = self._measure(c + 1, counted > 0)
+            if self.every > 1 and i == self.window - 1 and not self._stopped:
+                self._to_separation()
+        if self._stopped:
+            return counted_new
+        following = c + 1 if self.every == 1 else (c + 1) % period
+        if self.every > 1 and following == 0:
+            self._prev = self._arm_carried()
+        if following < (c + 2 if self.every == 1 else self.window):
+            self._rng = _capture_rng(self._devices)
+        return counted_new
+
+    def snapshot_hyperparameters(self) -> None:
+        """Freeze the optimiser's current ``param_groups`` hyper-parameters for the next
+        :meth:`step` (call it before the user's ``optimizer.step()`` when a scheduler
+        changes them between that step and the monitor call)."""
+        self._hyper = [dict(g) for g in self.optimizer.param_groups]
+
+    @property
+    def exponent(self) -> float:
+        if self.diverged:
+            return math.inf
+        if self._stopped:
+            return -math.inf
+        return self._sum / (self.renorm_every * len(self._logs)) if self._logs else math.nan
+
+    @property
+    def stderr(self) -> float:
+        if self._stopped:
+            return math.nan
+        return float(block_stderr(np.asarray(self._logs) / self.renorm_every, self.n_blocks))
+
+    @property
+    def history(self) -> list[tuple[int, float]]:
+        return [(s, g / self.renorm_every) for s, g in zip(self._steps, self._logs)]
+
+    def result(self) -> xr.Dataset:
+        """The estimate as a Dataset with the variables of ``max_lyapunov`` (single orbit).
+
+        ``lyapunov``, ``lyapunov_stderr``, ``diverged``, ``diverged_step`` () and
+        ``lyapunov_running``, ``local_rate`` (step); coordinate ``step`` = user steps
+        taken since construction at the end of each counted interval.  attrs:
+        ``method="twin"``, ``source="LyapunovMonitor"``, ``optimizer``, ``d0``,
+        ``renorm_every``, ``transient``, ``every``, ``window``, ``perturbation_seed``,
+        ``params_only``, ``steps`` (calls so far), ``units``.
+        """
+        logs = np.asarray(self._logs, dtype=np.float64)
+        m = self.renorm_every
+        running = np.cumsum(logs) / (m * np.arange(1, logs.size + 1))
+        ds = xr.Dataset(
+            {
+                "lyapunov": ((), self.exponent),
+                "lyapunov_stderr": ((), self.stderr),
+                "lyapunov_running": (("step",), running),
+                "local_rate": (("step",), logs / m),
+                "diverged": ((), self.diverged),
+                "diverged_step": ((), self.diverged_step),
+            },
+            coords={"step": np.asarray(self._steps, dtype=np.int64)},
+            attrs={
+                "method": "twin",
+                "source": "LyapunovMonitor",
+                "optimizer": type(self.optimizer).__name__,
+                "d0": self.d0,
+                "renorm_every": m,
+                "transient": self.transient,
+                "every": self.every,
+                "window": self.window,
+                "perturbation_seed": self.seed,
+                "params_only": int(self.params_only),
+                "steps": self._calls,
+                "units": "per step",
+            },
+        )
+        ds["lyapunov"].attrs["units"] = "1/step"
+        return ds
+
+    # ------------------------------------------------------------------ internals
+    def _pairs(self) -> tuple[list[Tensor], list[Tensor]]:
+        """``(reference, shadow)`` tensors of the state: parameters, then buffers."""
+        ref, sha = list(self._params), list(self._shadow_params)
+        for key in _buffer_keys(self.optimizer, self._params):
+            for p, s in zip(self._params, self._shadow_params):
+                value = self.optimizer.state[p].get(key) if p in self.optimizer.state else None
+                if _is_buffer(key, value):
+                    ref.append(value)
+                    sha.append(self._shadow_opt.state[s][key])
+        return ref, sha
+
+    def _separation(self, pairs: tuple[list[Tensor], list[Tensor]] | None = None, extra: Tensor | None = None) -> float:
+        """``|y - x|`` over the measured entries: the norm of one flat vector, as in
+        ``max_lyapunov``.  Leaves all of ``y - x`` in ``self._flat`` / ``self._views``.
+        Call under ``torch.no_grad()``."""
+        ref, sha = pairs or self._pairs()
+        if self._flat is None or len(self._views) != len(ref):
+            sizes = [r.numel() for r in ref]
+            self._flat = torch.empty(sum(sizes), dtype=ref[0].dtype, device=ref[0].device)
+            self._views = [v.view_as(r) for v, r in zip(self._flat.split(sizes), ref)]
+            self._measured = self._flat[: sum(sizes[: len(self._params)]) if self.params_only else None]
+        torch._foreach_copy_(self._views, sha)
+        torch._foreach_sub_(self._views, ref)
+        measured = self._measured if extra is None else torch.cat((self._measured, extra))
+        return float(torch.linalg.vector_norm(measured))
+
+    def _arm_random(self) -> float:
+        """Shadow = reference + ``d0 u``, ``u`` drawn as ``max_lyapunov`` draws it; returns
+        the measured distance.  Buffers that do not exist yet (fresh optimiser) are
+        zero: their part of ``u`` only enters the initial distance."""
+        self._copy_reference()
+        ref, sha = self._pairs()
+        sizes = [r.numel() for r in ref]
+        missing = 0
+        if not self.params_only and len(ref) == len(self._params):
+            missing = _fresh_buffer_size(self.optimizer, self._params)
+        p = sum(sizes[: len(self._params)] if self.params_only else sizes) + missing
+        gen = torch.Generator().manual_seed(self.seed)
+        dtype = self._params[0].dtype
+        u = torch.randn(1, p, generator=gen, dtype=torch.float64).to(dtype)
+        u = (u / u.norm(dim=1, keepdim=True))[0]
+        chunks = u.split(sizes[: len(self._params)] if self.params_only else sizes + [missing])
+        with torch.no_grad():
+            for r, s, chunk in zip(ref, sha, chunks):
+                s.copy_(r + self.d0 * chunk.to(r.device).view_as(r))
+            return self._separation(extra=self.d0 * chunks[-1].to(ref[0].device) if missing else None)
+
+    def _arm_carried(self) -> float:
+        """Shadow = current reference + the separation stored by :meth:`_to_separation`."""
+        ref, sha = self._pairs()
+        separation = [s.clone() for s in sha]
+        self._copy_reference()
+        _, sha = self._pairs()
+        with torch.no_grad():
+            for r, s, d in zip(ref, sha, separation):
+                s.copy_(r + d)
+            return self._separation()
+
+    def _to_separation(self) -> None:
+        ref, sha = self._pairs()
+        with torch.no_grad():
+            for r, s in zip(ref, sha):
+                s.sub_(r)
+
+    def _copy_reference(self) -> None:
+        with torch.no_grad():
+            for p, s in zip(self._params, self._shadow_params):
+                s.copy_(p)
+                if p in self.optimizer.state and self.optimizer.state[p]:
+                    self._shadow_opt.state[s] = {
+                        k: v.clone() if torch.is_tensor(v) else copy.deepcopy(v) for k, v in self.optimizer.state[p].items()
+                    }
+                else:
+                    self._shadow_opt.state.pop(s, None)
+
+    def _advance(self, batch: Any) -> None:
+        hyper = self._hyper or self.optimizer.param_groups
+        self._hyper = None
+        for group, values in zip(self._shadow_opt.param_groups, hyper):
+            for key, value in values.items():
+                if key != "params":
+                    group[key] = value
+        for user, shadow in self._modules:
+            shadow.training = user.training
+        user_rng = _capture_rng(self._devices)
+        _restore_rng(self._rng, self._devices)
+        try:
+            self._shadow_opt.zero_grad(set_to_none=True)
+            with torch.enable_grad():
+                self._batch_loss(self._shadow_model, batch).backward()
+            self._shadow_opt.step()
+        finally:
+            _restore_rng(user_rng, self._devices)
+
+    def _measure(self, step: int, counted: bool) -> bool:
+        pairs = self._pairs()
+        with torch.no_grad():
+            g = self._separation(pairs)
+            if not math.isfinite(g):
+                self._stop(step, diverged=True)
+                warnings.warn(
+                    f"LyapunovMonitor: the training state or its twin became non-finite at step {step}; "
+                    "the exponent is reported as +inf and monitoring stopped",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                return False
+            if counted:
+                log = float(np.log(np.float64(g) / self._prev)) if g > 0 else -math.inf
+                self._logs.append(log)
+                self._steps.append(step)
+                self._sum += log
+                if g == 0:
+                    self._stop(step, diverged=False)
+                    warnings.warn(
+                        f"LyapunovMonitor: the separation collapsed to 0 at step {step}; exponent -inf, monitoring stopped",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+                    return True
+            # y <- x + (y - x) * d0 / g, as max_lyapunov; the next denominator is measured
+            self._flat.mul_(self.d0 / g if g > 0 else self.d0)
+            torch._foreach_copy_(pairs[1], pairs[0])
+            torch._foreach_add_(pairs[1], self._views)
+            self._prev = self._separation(pairs)
+        return counted
+
+    def _stop(self, step: int, diverged: bool) -> None:
+        self._stopped, self.diverged = True, diverged
+        self.diverged_step = step if diverged else -1
+
+
+def _loss_of_pair(loss_fn: Callable[[Tensor, Tensor], Tensor]) -> BatchLoss:
+    def batch_loss(model: nn.Module, batch: Any) -> Tensor:
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            raise ValueError(
+                f"LyapunovMonitor.step: expected batch = (inputs, targets), got {type(batch).__name__}"
+                + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
+                + "; pass batch_loss=... for other batch structures"
+            )
+        return loss_fn(model(batch[0]), batch[1])
+
+    return batch_loss
+
+
+def _tracked_parameters(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[nn.Parameter]:
+    """The model's parameters that the optimiser updates, in ``model.parameters()`` order."""
+    in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    params = list(model.parameters())
+    foreign = in_optimizer - {id(p) for p in params}
+    if foreign:
+        raise ValueError(f"LyapunovMonitor: expected the optimiser's parameters to be the model's, got {len(foreign)} foreign")
+    tracked = [p for p in params if id(p) in in_optimizer]
+    if not tracked:
+        raise ValueError("LyapunovMonitor: expected the optimiser to update some of the model's parameters, got none")
+    return tracked
+
+
+def _shadow_model(model: nn.Module, tracked: list[nn.Parameter]) -> tuple[nn.Module, list[nn.Parameter]]:
+    index = {id(p): i for i, p in enumerate(model.parameters())}
+    shadow = copy.deepcopy(model)
+    shadow_params = list(shadow.parameters())
+    for p in shadow_params:
+        p.grad = None
+    return shadow, [shadow_params[index[id(p)]] for p in tracked]
+
+
+def _shadow_optimizer(
+    optimizer: torch.optim.Optimizer, params: list[nn.Parameter], shadow_params: list[nn.Parameter]
+) -> torch.optim.Optimizer:
+    """A second instance of the optimiser's class on the shadow parameters, same groups."""
+    twin_of = {id(p): s for p, s in zip(params, shadow_params)}
+    groups = [
+        {**{k: v for k, v in g.items() if k != "params"}, "params": [twin_of[id(p)] for p in g["params"] if id(p) in twin_of]}
+        for g in optimizer.param_groups
+    ]
+    cls = type(optimizer)
+    signature = inspect.signature(cls.__init__).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.values())
+    defaults = {k: v for k, v in optimizer.defaults.items() if takes_any or k in signature}
+    try:  # the groups carry every hyper-parameter; defaults only satisfy required arguments
+        return cls(groups, **defaults)
+    except TypeError as err:
+        raise ValueError(
+            f"LyapunovMonitor: cannot build a second {cls.__name__} from its param_groups and defaults: {err}"
+        ) from None
+
+
+def _is_buffer(key: str, value: Any) -> bool:
+    return key != "step" and torch.is_tensor(value) and value.is_floating_point()
+
+
+def _buffer_keys(optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) -> list[str]:
+    keys: list[str] = []
+    for p in params:
+        if p in optimizer.state:
+            keys.extend(k for k, v in optimizer.state[p].items() if _is_buffer(k, v) and k not in keys)
+    return keys
+
+
+def _fresh_buffer_size(optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) -> int:
+    """Number of buffer entries a fresh optimiser creates: one zero-gradient step of a
+    throw-away instance on throw-away parameters."""
+    probes = [torch.zeros_like(p, requires_grad=True) for p in params]
+    probe = _shadow_optimizer(optimizer, params, probes)
+    for q in probes:
+        q.grad = torch.zeros_like(q)
+    with torch.random.fork_rng(devices=[]):
+        try:
+            probe.step()
+        except Exception as err:  # e.g. L-BFGS, whose step needs a closure
+            raise ValueError(
+                f"LyapunovMonitor: expected an optimiser whose step() works without a closure, "
+                f"got {type(optimizer).__name__} ({err})"
+            ) from None
+    return sum(v.numel() for q in probes for k, v in probe.state[q].items() if _is_buffer(k, v))
+
+
+def _capture_rng(devices: list[int]) -> tuple[Tensor, list[Tensor]]:
+    return torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in devices]
+
+
+def _restore_rng(state: tuple[Tensor, list[Tensor]], devices: list[int]) -> None:
+    torch.set_rng_state(state[0])
+    for d, s in zip(devices, state[1]):
+        torch.cuda.set_rng_state(s, d)

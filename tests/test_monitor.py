@@ -1,0 +1,304 @@
+"""LyapunovMonitor: agreement with max_lyapunov, GD on a quadratic, an untouched user loop."""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from netdyn.lyapunov import max_lyapunov
+from netdyn.monitor import LyapunovMonitor
+from netdyn.problems import make_task, training_map
+
+STEPS = 60
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return make_task("digits", n_train=512)
+
+
+def monitored_loop(task, tmap, optimizer_cls, steps=STEPS, monitor_kwargs=None, **hyper):
+    """The user's plain loop on ``tmap``'s batches, with a monitor (or none)."""
+    model = copy.deepcopy(task.model)
+    optimizer = optimizer_cls(model.parameters(), lr=tmap.lr, **hyper)
+    monitor = None if monitor_kwargs is None else LyapunovMonitor(model, optimizer, task.loss_fn, **monitor_kwargs)
+    inputs, targets = task.train
+    for t in range(steps):
+        idx = tmap.batch_indices(t)
+        optimizer.zero_grad()
+        task.loss_fn(model(inputs[idx]), targets[idx]).backward()
+        optimizer.step()
+        if monitor is not None:
+            monitor.step((inputs[idx], targets[idx]))
+    return model, optimizer, monitor
+
+
+CASES = [
+    ("sgd", torch.optim.SGD, 0.5, {}),
+    ("sgd-momentum", torch.optim.SGD, 0.2, {"momentum": 0.9}),
+    ("adam", torch.optim.Adam, 0.01, {}),
+]
+
+
+class TestAgreementWithMaxLyapunov:
+    @pytest.mark.parametrize("label,cls,lr,hyper", CASES, ids=[c[0] for c in CASES])
+    def test_functional_map_params_only(self, digits, label, cls, lr, hyper):
+        # torch.optim and netdyn.optim round differently (add with alpha, lerp): the
+        # orbits differ by ~1e-17, the twin separations (1e-9) by ~1e-8 relative per
+        # step; averaged over 60 steps the exponents agree far better than 1e-8
+        # (measured: <= 6e-10).
+        tmap = training_map(digits, lr=lr, optimizer=cls, batch_size=32, seed=3, **hyper)
+        *_, monitor = monitored_loop(digits, tmap, cls, monitor_kwargs={"seed": 1, "params_only": True}, **hyper)
+        ref = max_lyapunov(tmap, tmap.initial_state(), STEPS, method="twin", seed=1, params_only=True)
+        assert tmap.functional_optimizer is not None
+        assert abs(monitor.exponent - float(ref.lyapunov)) < 1e-8
+        np.testing.assert_allclose(monitor.result().lyapunov_running, ref.lyapunov_running, rtol=0, atol=1e-8)
+        np.testing.assert_array_equal(monitor.result().step, ref.step)
+
+    @pytest.mark.parametrize("params_only", [True, False])
+    @pytest.mark.parametrize("label,cls,lr,hyper", CASES, ids=[c[0] for c in CASES])
+    def test_black_box_map_is_bit_identical(self, digits, label, cls, lr, hyper, params_only):
+        # The black-box TrainingMap drives the same torch.optim class on the same
+        # batches: orbits are bit-identical, only the order of the norm's sum differs
+        # (it lays buffers out parameter by parameter, the monitor buffer by buffer),
+        # so rates agree to a few ulps (measured <= 7e-16).  With params_only=False both
+        # discard the perturbation of not-yet-existing buffers at the first step.
+        tmap = training_map(digits, lr=lr, optimizer=cls, batch_size=32, seed=3, functional=False, **hyper)
+        kwargs = {"seed": 2, "params_only": params_only}
+        *_, monitor = monitored_loop(digits, tmap, cls, monitor_kwargs=kwargs, **hyper)
+        ref = max_lyapunov(tmap, tmap.initial_state(), STEPS, method="twin", seed=2, params_only=params_only)
+        np.testing.assert_allclose(monitor.result().local_rate, ref.local_rate, rtol=0, atol=1e-14)
+        assert abs(monitor.exponent - float(ref.lyapunov)) < 1e-14
+
+    def test_full_state_sgd_momentum_matches_functional_map(self, digits):
+        # Functional SGD ignores the momentum buffer at t = 0, as torch does: the
+        # full-state twin agrees too (tolerance as above; measured 4e-9).
+        hyper = {"momentum": 0.9}
+        tmap = training_map(digits, lr=0.2, optimizer="sgd", batch_size=32, seed=3, **hyper)
+        *_, monitor = monitored_loop(digits, tmap, torch.optim.SGD, monitor_kwargs={"params_only": False}, **hyper)
+        ref = max_lyapunov(tmap, tmap.initial_state(), STEPS, method="twin", params_only=False)
+        assert abs(monitor.exponent - float(ref.lyapunov)) < 1e-8
+
+    def test_transient_and_renorm_every(self, digits):
+        tmap = training_map(digits, lr=0.5, optimizer=torch.optim.SGD, batch_size=32, seed=3, functional=False)
+        kwargs = {"transient": 10, "renorm_every": 5}
+        *_, monitor = monitored_loop(digits, tmap, torch.optim.SGD, monitor_kwargs=kwargs)
+        ref = max_lyapunov(tmap, tmap.initial_state(), STEPS - 10, method="twin", transient=10, renorm_every=5)
+        np.testing.assert_array_equal(monitor.result().step, ref.step)
+        np.testing.assert_allclose(monitor.result().local_rate, ref.local_rate, rtol=0, atol=1e-14)
+        assert math.isclose(monitor.stderr, float(ref.lyapunov_stderr), rel_tol=1e-10)
+
+
+LR = 0.1
+LR_H = (1.9, 1.2, 1.0, 0.8)  # lr * Hessian eigenvalues: |1 - lr h| = 0.9, 0.2, 0, 0.2
+
+
+def quadratic_problem(n=40, seed=0):
+    """nn.Linear(4, 1, bias=False) with MSE on fixed data whose Hessian has eigenvalues
+    ``LR_H / LR``: GD is the affine map x -> x - lr H (x - x*), lambda = ln 0.9, and the
+    gap to the next multiplier (0.2) aligns a separation within a few steps."""
+    gen = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(n, 4, generator=gen, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(4, 4, generator=gen, dtype=torch.float64))
+    h = torch.tensor(LR_H, dtype=torch.float64) / LR
+    inputs = q * torch.sqrt(n * h / 2) @ v.T  # MSE Hessian (2/n) X^T X = V diag(h) V^T
+    targets = torch.randn(n, 1, generator=gen, dtype=torch.float64)
+    model = nn.Linear(4, 1, bias=False, dtype=torch.float64)
+    with torch.no_grad():
+        model.weight.copy_(torch.randn(1, 4, generator=gen, dtype=torch.float64))
+    return model, (inputs, targets), torch.linalg.eigvalsh(2.0 / n * inputs.T @ inputs)
+
+
+class TestQuadraticSGD:
+    """SGD on a quadratic loss: lambda = max_i ln|1 - lr h_i|, exactly."""
+
+    def run(self, steps, **kwargs):
+        model, batch, eigs = quadratic_problem()
+        optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+        monitor = LyapunovMonitor(model, optimizer, nn.MSELoss(), **kwargs)
+        for _ in range(steps):
+            optimizer.zero_grad()
+            nn.MSELoss()(model(batch[0]), batch[1]).backward()
+            optimizer.step()
+            monitor.step(batch)
+        truth = float(torch.log(torch.abs(1 - LR * eigs)).max())
+        assert math.isclose(truth, math.log(0.9), rel_tol=1e-12)
+        return monitor, truth
+
+    def test_every_step(self):
+        monitor, truth = self.run(100, transient=20)
+        # The map is affine, so after alignment ((0.2/0.9)^20 ~ 1e-13) every local
+        # rate is ln 0.9 up to rounding: ~1e-16 on O(1) states over d0 = 1e-9 gives
+        # ~1e-7 per step (measured <= 1e-7).
+        rates = np.array([r for _, r in monitor.history])
+        assert np.abs(rates - truth).max() < 1e-6
+        assert abs(monitor.exponent - truth) < 1e-7
+
+    def test_segments_carry_the_direction(self):
+        monitor, truth = self.run(1000, every=10, window=10, transient=1)
+        steps = [s for s, _ in monitor.history]
+        # twin active on steps [100 j, 100 j + 10), counted after 1 transient step
+        assert steps == [100 * j + i for j in range(10) for i in range(2, 11)]
+        rates = np.array([r for _, r in monitor.history]).reshape(10, 9)
+        # Segment 0 starts from a random direction: one step leaves a misalignment
+        # ~0.2/0.9 times its initial one, so its first rate is visibly off.  Later
+        # segments resume the aligned direction: ln 0.9 up to rounding from their
+        # first step, which a fresh random direction per segment would not give.
+        assert abs(rates[0, 0] - truth) > 1e-4
+        assert np.abs(rates[1:] - truth).max() < 1e-6
+        assert abs(monitor.exponent - truth) < 1e-2
+
+
+class TestEvery:
+    def test_shadow_steps_only_in_segments(self):
+        # The cost claim: with every=k the twin takes one step in k (window steps per
+        # k * window), never on the other batches.
+        model, batch, _ = quadratic_problem()
+        optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+        calls = []
+
+        def batch_loss(module, b):
+            calls.append(len(calls))
+            return nn.MSELoss()(module(b[0]), b[1])
+
+        monitor = LyapunovMonitor(model, optimizer, batch_loss=batch_loss, every=10, window=4)
+        for _ in range(200):
+            optimizer.zero_grad()
+            nn.MSELoss()(model(batch[0]), batch[1]).backward()
+            optimizer.step()
+            monitor.step(batch)
+        assert len(calls) == 200 // 10
+        assert monitor.transient == 2 and [s for s, _ in monitor.history] == [40 * j + i for j in range(5) for i in (3, 4)]
+
+
+class TestUserLoopUntouched:
+    @pytest.mark.parametrize("cls,lr", [(torch.optim.SGD, 0.1), (torch.optim.Adam, 1e-3)])
+    def test_weights_grads_and_rng_identical(self, digits, cls, lr):
+        def loop(with_monitor: bool):
+            torch.manual_seed(123)  # the user's own global seeding, as in their script
+            model = nn.Sequential(nn.Linear(64, 32, dtype=torch.float64), nn.Tanh(), nn.Dropout(0.2),
+                                  nn.Linear(32, 10, dtype=torch.float64))
+            optimizer = cls(model.parameters(), lr=lr)
+            monitor = LyapunovMonitor(model, optimizer, digits.loss_fn) if with_monitor else None
+            inputs, targets = digits.train
+            for t in range(20):
+                batch = (inputs[32 * t : 32 * t + 32], targets[32 * t : 32 * t + 32])
+                optimizer.zero_grad()
+                digits.loss_fn(model(batch[0]), batch[1]).backward()
+                optimizer.step()
+                if monitor is not None:
+                    before = ([p.grad.clone() for p in model.parameters()], torch.get_rng_state())
+                    monitor.step(batch)
+                    assert all(torch.equal(g, p.grad) for g, p in zip(before[0], model.parameters()))
+                    assert torch.equal(before[1], torch.get_rng_state())
+            return model, optimizer, torch.get_rng_state()
+
+        (m1, o1, rng1), (m2, o2, rng2) = loop(False), loop(True)
+        for p, q in zip(m1.parameters(), m2.parameters()):
+            assert torch.equal(p, q) and torch.equal(p.grad, q.grad)
+        for p, q in zip(m1.parameters(), m2.parameters()):
+            for key, value in o1.state[p].items():
+                assert torch.equal(value, o2.state[q][key])
+        assert torch.equal(rng1, rng2)
+
+
+class TestDropout:
+    def run(self, digits, extra_draw: bool):
+        torch.manual_seed(7)
+        model = nn.Sequential(nn.Linear(64, 32, dtype=torch.float64), nn.Tanh(), nn.Dropout(0.5),
+                              nn.Linear(32, 10, dtype=torch.float64))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        monitor = LyapunovMonitor(model, optimizer, digits.loss_fn)
+        inputs, targets = digits.train
+        for t in range(10):
+            if extra_draw:
+                torch.rand(1)  # e.g. a random augmentation drawn from the global RNG in the loop body
+            batch = (inputs[32 * t : 32 * t + 32], targets[32 * t : 32 * t + 32])
+            optimizer.zero_grad()
+            digits.loss_fn(model(batch[0]), batch[1]).backward()
+            optimizer.step()
+            monitor.step(batch)
+        return np.array([r for _, r in monitor.history])
+
+    def test_shadow_replays_the_users_masks(self, digits):
+        # Same masks: a smooth map, one-step growth factors of order 1 (|rate| < 2).
+        # Different masks: the twins separate by ~lr * |grad| >> d0 at once (rate ~ +15).
+        assert np.abs(self.run(digits, extra_draw=False)).max() < 2
+        assert self.run(digits, extra_draw=True).min() > 5
+
+
+class TestValidation:
+    def test_bad_arguments(self, digits):
+        model = copy.deepcopy(digits.model)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        with pytest.raises(ValueError, match="^LyapunovMonitor: expected integer every >= 1"):
+            LyapunovMonitor(model, opt, digits.loss_fn, every=0)
+        with pytest.raises(ValueError, match="^LyapunovMonitor: expected window - transient"):
+            LyapunovMonitor(model, opt, digits.loss_fn, every=5, window=4, transient=4)
+        with pytest.raises(ValueError, match="^LyapunovMonitor: expected exactly one of loss_fn and batch_loss"):
+            LyapunovMonitor(model, opt)
+        with pytest.raises(ValueError, match="^LyapunovMonitor: expected a torch.optim.Optimizer"):
+            LyapunovMonitor(model, "sgd", digits.loss_fn)
+        other = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+        with pytest.raises(ValueError, match="foreign"):
+            LyapunovMonitor(model, other, digits.loss_fn)
+        with pytest.raises(ValueError, match=r"^LyapunovMonitor.step: expected batch = \(inputs, targets\)"):
+            LyapunovMonitor(model, opt, digits.loss_fn).step(digits.train[0])
+
+    def test_d0_below_float32_resolution(self):
+        model = nn.Linear(3, 1)
+        with pytest.raises(ValueError, match="resolution of the torch.float32"):
+            LyapunovMonitor(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss())
+        LyapunovMonitor(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), d0=1e-3)
+
+    def test_closure_optimizer_rejected(self):
+        model = nn.Linear(3, 1, dtype=torch.float64)
+        with pytest.raises(ValueError, match="without a closure"):
+            LyapunovMonitor(model, torch.optim.LBFGS(model.parameters()), nn.MSELoss(), params_only=False)
+
+
+class TestFailurePolicy:
+    def test_divergence_is_recorded(self):
+        model, (inputs, targets), _ = quadratic_problem()
+        optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+        monitor = LyapunovMonitor(model, optimizer, nn.MSELoss())
+        corrupt = inputs.clone()
+        corrupt[0, 0] = math.nan  # a bad sample: the user's run and its twin become NaN
+        with pytest.warns(RuntimeWarning, match="non-finite at step 4"):
+            for t in range(6):
+                batch = (corrupt if t == 3 else inputs, targets)
+                optimizer.zero_grad()
+                nn.MSELoss()(model(batch[0]), batch[1]).backward()
+                optimizer.step()
+                monitor.step(batch)
+        ds = monitor.result()
+        assert monitor.exponent == math.inf and bool(ds.diverged) and int(ds.diverged_step) == 4
+        assert len(monitor.history) == 3 and not monitor.step(batch)  # stopped
+
+    def test_collapse_is_recorded(self):
+        # lr 5x larger: |1 - lr h_max| = 8.5, the run itself blows up; once ulp(x)
+        # exceeds d0 the twin rounds onto the reference (the twin method's limit).
+        model, batch, _ = quadratic_problem()
+        optimizer = torch.optim.SGD(model.parameters(), lr=5 * LR)
+        monitor = LyapunovMonitor(model, optimizer, nn.MSELoss())
+        with pytest.warns(RuntimeWarning, match="collapsed to 0"):
+            for _ in range(40):
+                optimizer.zero_grad()
+                nn.MSELoss()(model(batch[0]), batch[1]).backward()
+                optimizer.step()
+                monitor.step(batch)
+        assert monitor.exponent == -math.inf and not bool(monitor.result().diverged)
+        assert max(r for _, r in monitor.history) > math.log(8)  # while resolved, the growth (ln 8.5) shows
+
+    def test_result_layout(self, digits):
+        tmap = training_map(digits, lr=0.5, optimizer=torch.optim.SGD, batch_size=32, seed=3, functional=False)
+        *_, monitor = monitored_loop(digits, tmap, torch.optim.SGD, steps=20, monitor_kwargs={})
+        ds = monitor.result()
+        ref = max_lyapunov(tmap, tmap.initial_state(), 20, method="twin")
+        assert set(ds.data_vars) == set(ref.data_vars)
+        assert ds.attrs["method"] == "twin" and ds.attrs["optimizer"] == "SGD" and ds.attrs["steps"] == 20
+        assert len(monitor.history) == 20 and float(ds.lyapunov) == monitor.exponent
