@@ -96,6 +96,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+import os
 import warnings
 from typing import Any, Callable
 
@@ -104,6 +105,7 @@ import torch
 import xarray as xr
 from torch import Tensor, nn
 
+from .loop_recorder import LoopRecorder
 from .lyapunov import block_stderr
 
 __all__ = ["LyapunovMonitor"]
@@ -148,6 +150,16 @@ class LyapunovMonitor:
     batch_loss : callable, optional
         ``batch_loss(model, batch) -> scalar`` for batches that are not
         ``(inputs, targets)``; replaces ``loss_fn``.
+    record_to : str or PathLike, optional
+        stream the run to this netCDF file (:class:`netdyn.loop_recorder.LoopRecorder`):
+        parameters (or a sketch), the ``loss`` passed to :meth:`step`, the gradient
+        norm and the running exponent ``lyapunov_running``; call :meth:`close` at
+        the end (an unclosed file stays readable, marked incomplete).
+    sketch : int or None, default 64
+        with ``record_to``: record a seeded random projection to this many numbers,
+        or every parameter with ``None``.
+    flush_every : int, default 100
+        with ``record_to``: rows buffered between appends to the file.
 
     Attributes
     ----------
@@ -189,6 +201,9 @@ class LyapunovMonitor:
         params_only: bool = True,
         n_blocks: int = 10,
         batch_loss: BatchLoss | None = None,
+        record_to: str | os.PathLike | None = None,
+        sketch: int | None = 64,
+        flush_every: int = 100,
     ):
         caller = "LyapunovMonitor"
         if not isinstance(optimizer, torch.optim.Optimizer):
@@ -233,15 +248,32 @@ class LyapunovMonitor:
                 f"(measured {self._prev:.3g}; use float64 parameters or a larger d0)"
             )
         self._rng = _capture_rng(self._devices)
+        self.recorder = None if record_to is None else LoopRecorder(
+            model, record_to, sketch=sketch, flush_every=flush_every, extra=("lyapunov_running",),
+            attrs={"optimizer": type(optimizer).__name__, "lr": float(optimizer.param_groups[0].get("lr", math.nan)),
+                   "monitor_d0": self.d0, "monitor_every": every, "monitor_params_only": int(self.params_only)},
+        )
 
     # ------------------------------------------------------------------ public
-    def step(self, batch: Any) -> bool:
+    def step(self, batch: Any, loss: float | Tensor | None = None) -> bool:
         """Advance the shadow on ``batch`` (the batch of the user's step just taken).
 
-        Returns True when this call completed a counted interval (a new entry of
-        :attr:`history`).  After a divergence or collapse the monitor is stopped and
-        every call returns False.
+        ``loss``: the loss of that step (before the update), recorded when the
+        monitor was built with ``record_to``.  Returns True when this call completed
+        a counted interval (a new entry of :attr:`history`).  After a divergence or
+        collapse the monitor is stopped and every call returns False.
         """
+        counted_new = self._advance_twin(batch)
+        if self.recorder is not None and not self.recorder.closed:
+            self.recorder.record(math.nan if loss is None else float(loss), lyapunov_running=self.exponent)
+        return counted_new
+
+    def close(self) -> None:
+        """Finish the recording (if any): remaining rows, ``complete = 1``."""
+        if self.recorder is not None:
+            self.recorder.close(diverged=self.diverged)
+
+    def _advance_twin(self, batch: Any) -> bool:
         if self._stopped:
             return False
         c = self._calls

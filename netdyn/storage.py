@@ -87,9 +87,10 @@ def netcdf_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
 
 class RowBuffer:
     """Pre-allocated rows of a trajectory: ``step``, ``state``, ``loss``, ``grad_norm``
-    (and ``test_loss``, ``test_accuracy`` when ``with_eval``); at most ``capacity`` rows."""
+    (and ``test_loss``, ``test_accuracy`` when ``with_eval``, and one float per name
+    in ``extra``, e.g. a running exponent); at most ``capacity`` rows."""
 
-    def __init__(self, capacity: int, n_params: int, dtype: np.dtype, with_eval: bool):
+    def __init__(self, capacity: int, n_params: int, dtype: np.dtype, with_eval: bool, extra: tuple[str, ...] = ()):
         self.capacity, self.n = int(capacity), 0
         self.arrays: dict[str, np.ndarray] = {
             "step": np.empty(capacity, dtype=np.int64),
@@ -97,9 +98,8 @@ class RowBuffer:
             "loss": np.empty(capacity),
             "grad_norm": np.empty(capacity),
         }
-        if with_eval:
-            self.arrays["test_loss"] = np.empty(capacity)
-            self.arrays["test_accuracy"] = np.empty(capacity)
+        for name in (EVAL_VARIABLES if with_eval else ()) + tuple(extra):
+            self.arrays[name] = np.empty(capacity)
 
     @property
     def full(self) -> bool:
@@ -134,8 +134,8 @@ def build_dataset(
         "loss": ("step", rows["loss"]),
         "grad_norm": ("step", rows["grad_norm"]),
     }
-    for name in EVAL_VARIABLES:
-        if name in rows:
+    for name in rows:
+        if name not in ("step", "state", "loss", "grad_norm"):
             data[name] = ("step", rows[name])
     data.update(
         diverged=((), np.bool_(diverged)),
@@ -173,6 +173,7 @@ class TrajectoryWriter:
         with_eval: bool,
         attrs: Mapping[str, Any],
         chunk_rows: int,
+        extra: tuple[str, ...] = (),
     ):
         self.path, self.n_written = os.fspath(path), 0
         self._pending: list[dict[str, np.ndarray]] = []
@@ -189,7 +190,7 @@ class TrajectoryWriter:
             nc.createVariable("layer", str, ("param",))[:] = np.array(layers, dtype=object)
             state = nc.createVariable("state", np.dtype(state_dtype), ("step", "param"), chunksizes=(rows, max(1, n)))
             state.setncattr("coordinates", "param_name layer")
-            for name in ("loss", "grad_norm") + (EVAL_VARIABLES if with_eval else ()):
+            for name in ("loss", "grad_norm") + (EVAL_VARIABLES if with_eval else ()) + tuple(extra):
                 nc.createVariable(name, "f8", ("step",), chunksizes=(rows,))
             diverged = nc.createVariable("diverged", "i1", ())
             diverged.setncattr("dtype", "bool")

@@ -302,3 +302,37 @@ class TestFailurePolicy:
         assert set(ds.data_vars) == set(ref.data_vars)
         assert ds.attrs["method"] == "twin" and ds.attrs["optimizer"] == "SGD" and ds.attrs["steps"] == 20
         assert len(monitor.history) == 20 and float(ds.lyapunov) == monitor.exponent
+
+
+class TestRecording:
+    """record_to= streams the monitored loop in the trajectory format that offline analysis reads."""
+
+    def test_recorded_loop_opens_as_a_trajectory(self, tmp_path):
+        from netdyn.storage import open_trajectory
+
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3)).double()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.5)
+        loss_fn = torch.nn.CrossEntropyLoss()
+        x = torch.randn(40, 4, dtype=torch.float64)
+        y = torch.randint(0, 3, (40,))
+        initial = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+        path = tmp_path / "monitored.nc"
+        monitor = LyapunovMonitor(model, optimizer, loss_fn, record_to=path, sketch=None, flush_every=7)
+        losses, states = [], [initial.numpy().copy()]
+        for _ in range(25):
+            optimizer.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            optimizer.step()
+            monitor.step((x, y), loss=loss.item())
+            losses.append(loss.item())
+            states.append(torch.nn.utils.parameters_to_vector(model.parameters()).detach().numpy().copy())
+        monitor.close()
+        with open_trajectory(path) as ds:
+            assert ds.sizes["step"] == 25 and int(ds.attrs["complete"]) == 1
+            np.testing.assert_array_equal(ds.loss.values, losses)  # row t: loss at x_t
+            np.testing.assert_array_equal(ds.state.values, np.stack(states[:-1]))  # row t: x_t
+            np.testing.assert_array_equal(ds.final_state.values, states[-1])
+            np.testing.assert_allclose(ds.lyapunov_running.values[-1], monitor.exponent, rtol=0, atol=0)
+            assert np.isfinite(ds.grad_norm.values).all()
