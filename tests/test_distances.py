@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 import torch
+from _models import flat, small_mlp
 import xarray as xr
 from torch import nn
 
@@ -23,17 +24,6 @@ P = n_parameters(SIZES)
 PATH_TOL = 1e-12
 
 
-def small_mlp(seed: int, dtype: torch.dtype = torch.float64) -> nn.Sequential:
-    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).to(dtype)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=dtype))
-    return model
-
-
-def flat(model: nn.Module) -> np.ndarray:
-    return nn.utils.parameters_to_vector(model.parameters()).detach().numpy().copy()
 
 
 def gd_states(steps: int, lr: float = 0.5) -> np.ndarray:

@@ -4,6 +4,7 @@ import networkx as nx
 import numpy as np
 import pytest
 import torch
+from _models import flat, small_mlp
 import xarray as xr
 from torch import nn
 
@@ -12,18 +13,6 @@ from netdyn.graphs import from_graph, graph_trajectory, layer_sizes_of, n_parame
 SIZES = [4, 5, 3]
 
 
-def small_mlp(seed: int = 0, dtype: torch.dtype = torch.float32) -> nn.Sequential:
-    """nn.Sequential(Linear(4,5), Tanh, Linear(5,3)) with N(0,1) parameters from ``seed``."""
-    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).to(dtype)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=dtype))
-    return model
-
-
-def flat(model: nn.Module) -> np.ndarray:
-    return nn.utils.parameters_to_vector(model.parameters()).detach().numpy()
 
 
 def permute_hidden(model: nn.Sequential, perm: torch.Tensor) -> nn.Sequential:
@@ -192,7 +181,7 @@ class TestPermutationIsomorphism:
         perm = torch.tensor([3, 0, 4, 1, 2])
         permuted = permute_hidden(model, perm)
         assert not np.array_equal(flat(model), flat(permuted))
-        x = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+        x = torch.randn(6, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
         assert torch.allclose(model(x), permuted(x), atol=1e-6)  # same function
         assert nx.is_isomorphic(to_graph(model), to_graph(permuted), node_match=self.node_match, edge_match=self.match)
 

@@ -18,14 +18,6 @@ HENON_L1 = 0.41922  # Sprott, "Chaos and Time-Series Analysis" (2003), table 5.1
 LORENZ_L1 = 0.9056  # per unit time, same source
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # 2 shared CPUs: torch's intra-op threads only add contention for these tiny ops
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def ensemble(map_, n, settle=200):
     """``n`` states on the attractor (``settle`` steps from seeded initial states)."""

@@ -16,13 +16,6 @@ from netdyn.tangent import clv, ftle, lyapunov_spectrum, lyapunov_sum_from_jacob
 HENON = (0.41922, -1.62319)  # Sprott (2003); sum = ln 0.3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def henon_x0():

@@ -15,13 +15,6 @@ from netdyn.maps import HenonMap, QuadraticGD
 from netdyn.twin import growth_fit_window, perturbation_growth
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def henon_states():
