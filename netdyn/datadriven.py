@@ -435,23 +435,19 @@ def rosenstein(
         curve[k] = np.mean(np.log(d)) if d.size else -np.inf
     ks = np.arange(trajectory_len)
     finite = np.isfinite(curve)
-    ks, curve = ks[finite], curve[finite]
+    settings = dict(emb_dim=emb_dim, lag=lag, min_tsep=min_tsep, trajectory_len=trajectory_len, tau=tau)
+    return _fitted_curve(ks[finite], curve[finite], fit_range, caller, settings, int(x.shape[0]), "rosenstein",
+                         _observable_label(data, observable))
+
+
+def _fitted_curve(
+    ks: np.ndarray, curve: np.ndarray, fit_range: Any, caller: str, settings: dict[str, Any], n_points: int,
+    method: str, observable: str,
+) -> DivergenceCurve:
+    """Fit the divergence curve's line and pack the result (shared by both Rosenstein front doors)."""
     slope, intercept, used = _fit(ks, curve, fit_range, caller)
-    return DivergenceCurve(
-        exponent=slope / tau,
-        k=ks,
-        log_divergence=curve,
-        fit_range=used,
-        intercept=intercept,
-        emb_dim=emb_dim,
-        lag=lag,
-        min_tsep=min_tsep,
-        trajectory_len=trajectory_len,
-        tau=tau,
-        n_points=int(x.shape[0]),
-        method="rosenstein",
-        observable=_observable_label(data, observable),
-    )
+    return DivergenceCurve(exponent=slope / settings["tau"], k=ks, log_divergence=curve, fit_range=used,
+                           intercept=intercept, n_points=n_points, method=method, observable=observable, **settings)
 
 
 def _observable_label(data: Any, observable: str | None) -> str:
@@ -507,23 +503,9 @@ def nolds_lyap_r(
     _, (ks, curve, _) = nolds.lyap_r(
         x, emb_dim=emb_dim, lag=lag, min_tsep=min_tsep, trajectory_len=trajectory_len, fit="poly", debug_data=True
     )
-    ks, curve = np.asarray(ks), np.asarray(curve)
-    slope, intercept, used = _fit(ks, curve, fit_range, caller)
-    return DivergenceCurve(
-        exponent=slope / tau,
-        k=ks,
-        log_divergence=curve,
-        fit_range=used,
-        intercept=intercept,
-        emb_dim=emb_dim,
-        lag=lag,
-        min_tsep=min_tsep,
-        trajectory_len=trajectory_len,
-        tau=tau,
-        n_points=int(x.size),
-        method="nolds.lyap_r",
-        observable=_observable_label(data, observable),
-    )
+    settings = dict(emb_dim=emb_dim, lag=lag, min_tsep=min_tsep, trajectory_len=trajectory_len, tau=tau)
+    return _fitted_curve(np.asarray(ks), np.asarray(curve), fit_range, caller, settings, int(x.size), "nolds.lyap_r",
+                         _observable_label(data, observable))
 
 
 def nolds_lyap_e(
