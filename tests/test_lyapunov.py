@@ -218,7 +218,6 @@ class TestCommand:
     def test_lyapunov_command_prints_estimate_and_plot(self, tmp_path, capsys):
         import argparse
 
-        pytest.importorskip("netdyn.trajectory")  # netdyn.commands.train needs it
         from netdyn.commands import lyapunov as command
 
         parser = argparse.ArgumentParser()
