@@ -24,6 +24,7 @@ from .maps import (
 )
 from .lyapunov import max_lyapunov
 from .monitor import LyapunovMonitor
+from .predict import compare_predictors, early_features, feature_matrix
 from .problems import make_task, map_from_attrs, training_map
 from .recurrence import recurrence_matrix, rqa, windowed_rqa
 from .sharpness import sharpness, sharpness_along
@@ -42,6 +43,7 @@ __all__ = [
     "TrainingMap", "make_task", "training_map", "map_from_attrs",
     "max_lyapunov", "perturbation_growth", "lyapunov_spectrum", "ftle", "clv", "lyapunov_sum_from_jacobian",
     "sharpness", "sharpness_along", "LyapunovMonitor",
+    "early_features", "feature_matrix", "compare_predictors",
     "run", "summarize", "open_trajectory", "save_trajectory",
     "rosenstein", "nolds_lyap_r", "nolds_lyap_e", "observable_series", "analyze_dataset",
     "rqa", "windowed_rqa", "recurrence_matrix",
