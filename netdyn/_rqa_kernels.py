@@ -96,72 +96,111 @@ def line_histograms(
     for i in range(n):
         m = _row(pts, i, i + kmin, eps, metric, row, hits)
         upper += m
-        # runs through the previous row's recurrences (i - 1, jp) that end here
+        # runs through the previous row's recurrences (i - 1, jp) that end here; branch-free, as whether a
+        # run ends is data-dependent: an ending run of length r adds to bin r, a going one to the junk bin 0
+        for j in range(i + 1, min(n, i + kmin)):
+            row[j] = False  # the Theiler band
         for h in range(n_prev):
             jp = prev_hits[h]
-            if not row[jp + 1]:
-                k = jp - i + 1
-                diag[diag_run[k]] += 2
-                diag_run[k] = 0
-            if jp > i and (jp - i < kmin or not row[jp]):
-                vert[vert_run[jp]] += 1
-                vert_run[jp] = 0
+            k = jp - i + 1
+            end = 1 - row[jp + 1]
+            r = diag_run[k]
+            diag[r * end] += 2
+            diag_run[k] = r - r * end
+            end = (jp > i) * (1 - row[jp])
+            r = vert_run[jp]
+            vert[r * end] += 1
+            vert_run[jp] = r - r * end
         for h in range(m):
             j = hits[h]
             diag_run[j - i] += 1
             vert_run[j] += 1
         # column i: its rows < i, then R_ii, then row i read left to right
         run = vert_run[i]
-        if theiler > 0 and run > 0:
+        if theiler > 0:
             vert[run] += 1
             run = 0
-        elif theiler == 0:
+        else:
             run += 1
         last = i
         for h in range(m):
             j = hits[h]
-            if j != last + 1 and run > 0:
-                vert[run] += 1
-                run = 0
-            run += 1
+            end = j != last + 1
+            vert[run * end] += 1
+            run = run - run * end + 1
             last = j
-        if run > 0:
-            vert[run] += 1
+        vert[run] += 1
         hits, prev_hits, n_prev = prev_hits, hits, m
+    diag[0] = 0
+    vert[0] = 0
     return 2 * upper + (n if theiler == 0 else 0)
 
 
 @numba.njit(cache=True, inline="never")
-def _row_histogram(
-    pts: np.ndarray, i: int, start: int, metric: int, lo: float, hi: float, scale: float, counts: np.ndarray
-) -> None:
+def _distance_row(pts_t: np.ndarray, i: int, start: int, metric: int, out: np.ndarray) -> None:
+    """``out[j] = ||X_i - X_j||`` for ``j >= start``, coordinate by coordinate (``pts_t`` is (d, N)).
+
+    Each ``out[j]`` accumulates over the coordinates in order, as ``_distance``.
+    """
+    d, n = pts_t.shape
+    col = pts_t[0]
+    xi = col[i]
+    if metric == 1:
+        for j in range(start, n):
+            v = xi - col[j]
+            out[j] = v * v
+    else:
+        for j in range(start, n):
+            out[j] = abs(xi - col[j])
+    for c in range(1, d):
+        col = pts_t[c]
+        xi = col[i]
+        if metric == 0:
+            for j in range(start, n):
+                v = abs(xi - col[j])
+                out[j] = v if v > out[j] else out[j]
+        elif metric == 1:
+            for j in range(start, n):
+                v = xi - col[j]
+                out[j] += v * v
+        else:
+            for j in range(start, n):
+                out[j] += abs(xi - col[j])
+    if metric == 1:
+        for j in range(start, n):
+            out[j] = np.sqrt(out[j])
+
+
+@numba.njit(cache=True, inline="never")
+def _row_histogram(dist: np.ndarray, start: int, lo: float, hi: float, scale: float, counts: np.ndarray) -> None:
     last = counts.size - 1
-    for j in range(start, pts.shape[0]):
-        d = _distance(pts, i, j, metric)
+    for j in range(start, dist.size):
+        d = dist[j]
         if lo <= d <= hi:
             counts[min(int((d - lo) * scale), last)] += 1
 
 
 @numba.njit(cache=True)
 def distance_histogram(
-    pts: np.ndarray, metric: int, kmin: int, lo: float, hi: float, scale: float, counts: np.ndarray
+    pts_t: np.ndarray, metric: int, kmin: int, lo: float, hi: float, scale: float, counts: np.ndarray, dist: np.ndarray
 ) -> None:
     """Add to ``counts`` (B bins) the upper-triangle distances ``d`` in ``[lo, hi]`` (``j - i >= kmin``).
 
-    ``d`` goes to bin ``min(int((d - lo) scale), B - 1)``, a non-decreasing
-    function of ``d``, so every bin holds the values of one interval.
+    ``pts_t`` is (d, N); ``dist`` (N) a work array.  ``d`` goes to bin
+    ``min(int((d - lo) scale), B - 1)``, a non-decreasing function of ``d``, so
+    every bin holds the values of one interval.
     """
-    for i in range(pts.shape[0]):
-        _row_histogram(pts, i, i + kmin, metric, lo, hi, scale, counts)
+    for i in range(pts_t.shape[1]):
+        _distance_row(pts_t, i, i + kmin, metric, dist)
+        _row_histogram(dist, i + kmin, lo, hi, scale, counts)
 
 
 @numba.njit(cache=True, inline="never")
 def _row_bin_values(
-    pts: np.ndarray, i: int, start: int, metric: int, lo: float, hi: float, scale: float, last: int, b: int,
-    m: int, out: np.ndarray, bounds: np.ndarray,
+    dist: np.ndarray, start: int, lo: float, hi: float, scale: float, last: int, b: int, m: int, out: np.ndarray, bounds: np.ndarray
 ) -> int:
-    for j in range(start, pts.shape[0]):
-        d = _distance(pts, i, j, metric)
+    for j in range(start, dist.size):
+        d = dist[j]
         if lo <= d <= hi and min(int((d - lo) * scale), last) == b:
             if m < out.size:
                 out[m] = d
@@ -173,7 +212,7 @@ def _row_bin_values(
 
 @numba.njit(cache=True)
 def distance_bin_values(
-    pts: np.ndarray, metric: int, kmin: int, lo: float, hi: float, scale: float, last: int, b: int, out: np.ndarray
+    pts_t: np.ndarray, metric: int, kmin: int, lo: float, hi: float, scale: float, last: int, b: int, out: np.ndarray, dist: np.ndarray
 ) -> tuple[int, float, float]:
     """The distances of bin ``b`` of :func:`distance_histogram` (``last = B - 1``): (how many, min, max).
 
@@ -182,6 +221,7 @@ def distance_bin_values(
     """
     m = 0
     bounds = np.array([np.inf, -np.inf])
-    for i in range(pts.shape[0]):
-        m = _row_bin_values(pts, i, i + kmin, metric, lo, hi, scale, last, b, m, out, bounds)
+    for i in range(pts_t.shape[1]):
+        _distance_row(pts_t, i, i + kmin, metric, dist)
+        m = _row_bin_values(dist, i + kmin, lo, hi, scale, last, b, m, out, bounds)
     return m, bounds[0], bounds[1]

@@ -305,7 +305,6 @@ def _threshold_kernels(kernels: ModuleType, pts: np.ndarray, rank: int, metric: 
     first, then every upper-triangle distance twice, so full rank ``r`` is the
     upper-triangle rank ``(r - zeros) // 2``.
     """
-    pts = np.ascontiguousarray(pts)
     zeros = pts.shape[0] if theiler == 0 else 0
     if rank < zeros:
         return 0.0
@@ -314,16 +313,17 @@ def _threshold_kernels(kernels: ModuleType, pts: np.ndarray, rank: int, metric: 
     lo, hi = 0.0, _diameter(pts, _METRICS[metric])
     counts = np.empty(_BINS, dtype=np.int64)
     values = np.empty(_SELECT)
+    pts_t, dist = np.ascontiguousarray(pts.T), np.empty(pts.shape[0])
     while True:
         scale = _BINS / (hi - lo)
         if not math.isfinite(scale):  # a bin narrower than ~1e-304: leave it to the numpy path
             return None
         counts[:] = 0
-        kernels.distance_histogram(pts, code, kmin, lo, hi, scale, counts)
+        kernels.distance_histogram(pts_t, code, kmin, lo, hi, scale, counts, dist)
         cum = np.cumsum(counts)
         b = int(np.searchsorted(cum, rank, "right"))
         rank -= int(cum[b - 1]) if b > 0 else 0
-        m, lo, hi = kernels.distance_bin_values(pts, code, kmin, lo, hi, scale, _BINS - 1, b, values)
+        m, lo, hi = kernels.distance_bin_values(pts_t, code, kmin, lo, hi, scale, _BINS - 1, b, values, dist)
         if m <= values.size:
             return float(np.partition(values[:m], rank)[rank])
         if lo == hi:
