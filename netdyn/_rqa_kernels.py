@@ -1,11 +1,20 @@
 """Numba kernels for :mod:`netdyn.recurrence` (the optional ``fast`` extra).
 
 Every kernel walks the upper triangle ``j > i`` of the pair-distance matrix row
-by row, computing each distance once, and allocates nothing: the caller passes
-the (``O(N)``) work arrays, so that ``tracemalloc`` sees all the memory used.
-Distances are summed over the coordinates in their natural order, as
-``scipy.spatial.distance.cdist`` does, so they are bit-identical to the numpy
-path's and thresholds / recurrences agree exactly.
+by row, computing each distance once, and allocates nothing of size ``N``: the
+caller passes the (``O(N)``) work arrays, so that ``tracemalloc`` sees all the
+memory used.  Distances are accumulated over the coordinates in their natural
+order, as ``scipy.spatial.distance.cdist`` does, so they are bit-identical to
+the numpy path's and thresholds / recurrences agree exactly.  They come per pair
+(``_distance``, fused with the recurrence test: fastest for RQA) or per row
+(``_distance_row`` on the transposed points, vectorised: fastest for the
+threshold histograms).
+
+The row loops are functions of their own (``inline="never"``): inlined into the
+outer loops, LLVM compiles them 2-3x slower.  Single-threaded on purpose: a
+``prange`` over batches of rows, tried, was deterministic but 20x slower on a
+machine with more busy threads than cores (every batch waits for a descheduled
+thread).
 
 Metric codes: 0 supremum, 1 Euclidean, 2 Manhattan.
 """
@@ -39,10 +48,7 @@ def _distance(pts: np.ndarray, i: int, j: int, metric: int) -> float:
 
 @numba.njit(cache=True, inline="never")
 def _row(pts: np.ndarray, i: int, start: int, eps: float, metric: int, row: np.ndarray, hits: np.ndarray) -> int:
-    """``row[j] = R_ij`` for ``j >= start``; the recurrent ``j`` to ``hits`` (branch-free); how many.
-
-    A function of its own: inlined into the row loop LLVM compiles it ~3x slower.
-    """
+    """``row[j] = R_ij`` for ``j >= start``; the recurrent ``j`` to ``hits`` (branch-free); how many."""
     m = 0
     for j in range(start, pts.shape[0]):
         rec = _distance(pts, i, j, metric) < eps
