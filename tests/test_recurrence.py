@@ -1,3 +1,5 @@
+import math
+import sys
 import tracemalloc
 import warnings
 
@@ -6,6 +8,7 @@ import pytest
 import xarray as xr
 from pyunicorn.timeseries import RecurrencePlot
 
+import netdyn.recurrence as recurrence
 from netdyn.recurrence import (
     recurrence_image,
     recurrence_matrix,
@@ -50,6 +53,24 @@ def dense_reference(x: np.ndarray, eps: float, theiler: int) -> tuple[np.ndarray
         for length in runs(rec[:, col]):
             vert[length] += 1
     return rec, diag, vert
+
+
+def series(kind: str, n: int, seed: int = 0) -> np.ndarray:
+    """The three regimes the engines are compared on."""
+    if kind == "random":
+        return np.random.default_rng(seed).random(n)
+    if kind == "periodic":
+        return np.tile([0.1, 0.5, 0.8, 0.3, 0.65, 0.45, 0.9], n // 7 + 1)[:n]
+    return logistic(n, x0=0.1 + 0.05 * seed)
+
+
+def assert_same_rqa(a, b) -> None:
+    """Every field equal, bit for bit (NaN == NaN): the engines count the same lines from the same distances."""
+    np.testing.assert_array_equal(a.diag_hist, b.diag_hist)
+    np.testing.assert_array_equal(a.vert_hist, b.vert_hist)
+    for name in ("RR", "DET", "L", "Lmax", "DIV", "ENTR", "LAM", "TT", "Vmax", "threshold"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x == y or (math.isnan(x) and math.isnan(y)), (name, x, y)
 
 
 class TestRQA:
@@ -175,7 +196,98 @@ class TestRQA:
             rqa(np.r_[x, np.nan], threshold=0.1)
 
 
+    @pytest.mark.parametrize("kind", ["random", "periodic", "logistic"])
+    @pytest.mark.parametrize("metric", ["supremum", "euclidean", "manhattan"])
+    @pytest.mark.parametrize("theiler", [0, 1, 5])
+    @pytest.mark.parametrize("emb_dim", [1, 3])
+    def test_numba_engine_equals_numpy(self, kind, metric, theiler, emb_dim):
+        # periodic: a fixed rate would give eps = 0 (coinciding points), so a threshold between the levels
+        kw = {"threshold": 0.07} if kind == "periodic" else {"recurrence_rate": 0.1}
+        x = series(kind, 350)
+        common = dict(metric=metric, theiler=theiler, emb_dim=emb_dim, **kw)
+        ref = rqa(x, engine="numpy", block_size=20_000, **common)
+        assert ref.RR > 0
+        assert_same_rqa(rqa(x, engine="numba", **common), ref)
+
+    def test_numba_engine_equals_numpy_on_random_cases(self):
+        # sizes down to N = 2, thresholds from almost empty to almost full matrices, d = 1..3, Theiler windows
+        # up to N - 1, lines crossing the numpy path's row blocks: histograms must agree exactly every time.
+        rng = np.random.default_rng(7)
+        for case in range(40):
+            n = int(rng.integers(2, 160))
+            pts = rng.random((n, int(rng.integers(1, 4)))) if case % 2 else logistic(n, x0=rng.uniform(0.05, 0.95))
+            kw = dict(
+                threshold=float(rng.uniform(0.01, 0.9)),
+                metric=["supremum", "euclidean", "manhattan"][case % 3],
+                theiler=int(rng.integers(0, n)),
+                l_min=int(rng.integers(1, 4)),
+                v_min=int(rng.integers(1, 4)),
+            )
+            if np.ptp(pts, axis=0).max() == 0:
+                continue
+            assert_same_rqa(rqa(pts, engine="numba", **kw), rqa(pts, engine="numpy", block_size=600, **kw))
+
+    def test_numpy_engine_without_numba(self, monkeypatch):
+        monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` now raises ImportError
+        monkeypatch.delitem(sys.modules, "netdyn._rqa_kernels", raising=False)
+        x = logistic(300)
+        ref = rqa(x, threshold=0.05, engine="numpy")
+        assert_same_rqa(rqa(x, threshold=0.05, engine="auto"), ref)
+        with pytest.raises(ImportError, match=r"rqa: engine='numba' needs numba \(pip install netdyn\[fast\]\)"):
+            rqa(x, threshold=0.05, engine="numba")
+        assert "netdyn._rqa_kernels" not in sys.modules
+
+    def test_bad_engine_and_theiler(self):
+        x = logistic(100)
+        with pytest.raises(ValueError, match=r"rqa: expected engine in \['auto', 'numba', 'numpy'\], got 'cuda'"):
+            rqa(x, threshold=0.1, engine="cuda")
+        with pytest.raises(ValueError, match="rqa: expected theiler < N = 100, got 100"):
+            rqa(x, threshold=0.1, theiler=100)
+
+
+class TestRecurrenceThreshold:
+    @pytest.mark.parametrize("metric", ["supremum", "euclidean", "manhattan"])
+    @pytest.mark.parametrize("theiler", [0, 1, 5])
+    def test_engines_return_the_same_distance(self, metric, theiler):
+        x = logistic(500)
+        for rate in (0.0, 0.003, 0.05, 0.1, 0.5, 0.999, 1.0):
+            ref = recurrence_threshold(x, rate, metric, theiler, emb_dim=2, engine="numpy")
+            assert recurrence_threshold(x, rate, metric, theiler, emb_dim=2, engine="numba") == ref
+
+    def test_is_the_order_statistic(self):
+        # brute force: all T pair distances outside the Theiler window, sorted, at rank int(rate (T - 1))
+        x = logistic(240, x0=0.37)
+        dist = np.abs(np.subtract.outer(x, x))
+        far = np.abs(np.subtract.outer(np.arange(240), np.arange(240))) >= 3
+        values = np.sort(dist[far])
+        for rate in (0.01, 0.2, 0.75):
+            assert recurrence_threshold(x, rate, theiler=3, engine="numba") == values[int(rate * (values.size - 1))]
+
+    def test_refinement_and_coinciding_distances(self, monkeypatch):
+        # shrink the histogram and the buffer so the numba selection must refine (and, on a periodic orbit,
+        # stop on a bin holding one repeated distance); the numpy path is the reference.
+        monkeypatch.setattr(recurrence, "_BINS", 4)
+        monkeypatch.setattr(recurrence, "_SELECT", 16)
+        for x in (logistic(300), series("periodic", 300), np.random.default_rng(3).random(300) * 1e-306):
+            for rate in (0.05, 0.3, 0.9):
+                for theiler in (0, 2):
+                    ref = recurrence_threshold(x, rate, theiler=theiler, engine="numpy")
+                    assert recurrence_threshold(x, rate, theiler=theiler, engine="numba") == ref
+
+    def test_bad_input(self):
+        with pytest.raises(ValueError, match="recurrence_threshold: expected theiler < N = 10"):
+            recurrence_threshold(logistic(10), 0.1, theiler=10)
+        with pytest.raises(ValueError, match="recurrence_threshold: expected recurrence_rate in"):
+            recurrence_threshold(logistic(10), 1.5)
+
+
 class TestWindowedRQA:
+    def test_engines_agree(self):
+        x = np.concatenate([np.tile([0.2, 0.7], 200), logistic(400)])
+        kw = dict(window=150, step=50, threshold=0.05)
+        a, b = windowed_rqa(x, engine="numba", **kw), windowed_rqa(x, engine="numpy", **kw)
+        xr.testing.assert_identical(a, b)
+
     def test_detects_regime_change(self):
         x = np.concatenate([np.tile([0.2, 0.7], 500), logistic(1000)])
         ds = windowed_rqa(x, window=200, step=100, threshold=0.05)
