@@ -138,7 +138,9 @@ def orbital_stability(
         ``dim`` is ``d``); used when ``exponent`` is None to estimate it by
         ``exponent_steps`` tangent steps (``step_jvp``) or, without one, twin steps
         renormalised to a separation of ``1e-8 * max(scale, 1)``, from the last state
-        at step index ``T`` (the Dataset's last step + 1).
+        at step index ``T`` (the Dataset's last step + 1) — or, for a trajectory
+        Dataset whose ``final_state`` has the map's ``dim`` (a training map with
+        optimiser buffers), from ``final_state`` at ``final_step``.
     exponent_tol
         default 0.01 per step: a bounded aperiodic orbit is chaotic when its
         exponent exceeds this, quasi-periodic otherwise.  Reference estimates on
@@ -264,7 +266,8 @@ def orbital_stability(
     if exponent is not None:
         lam, source = float(exponent), "supplied"
     elif map is not None:
-        lam, source = _map_exponent(map, x[-1], t_next, exponent_steps, scale, seed), "map"
+        start, t_start = _map_start(orbit, map, x[-1], t_next)
+        lam, source = _map_exponent(map, start, t_start, exponent_steps, scale, seed), "map"
     else:
         lam, source = _orbit_exponent(x, neighbours, horizon), "orbit"
     base.update(exponent=lam, exponent_source=source)
@@ -364,6 +367,17 @@ def _orbit_exponent(x: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray] | N
         return float("nan")
     mean_log = logs[:, good].mean(axis=1)
     return float(np.polyfit(ks, mean_log, 1)[0])
+
+
+def _map_start(orbit: Any, map_: Any, x_last: np.ndarray, t_next: int) -> tuple[np.ndarray, int]:
+    """Where the map-based exponent starts: a trajectory Dataset's full ``final_state``
+    (parameters *and* optimiser buffers) at ``final_step`` when it fits the map, else
+    the last recorded state."""
+    if isinstance(orbit, xr.Dataset) and "final_state" in orbit and "final_step" in orbit:
+        final = np.asarray(orbit["final_state"].values, dtype=np.float64)
+        if final.shape == (getattr(map_, "dim", None),):
+            return final, int(orbit["final_step"].values)
+    return x_last, t_next
 
 
 def _map_exponent(map_: Any, x_last: np.ndarray, t0: int, steps: int, scale: float, seed: int) -> float:

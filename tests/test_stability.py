@@ -189,3 +189,15 @@ class TestOrbitalStability:
     def test_refuses_map_of_another_width(self):
         with pytest.raises(ValueError, match="expected a map with dim=1"):
             orbital_stability(orbit(LogisticMap(4.0), 200), map=HenonMap())
+
+
+class TestMapWithOptimiserBuffers:
+    def test_adam_trajectory_uses_the_full_final_state(self):
+        from netdyn.problems import make_task, training_map
+        from netdyn.trajectory import run
+
+        tmap = training_map(make_task("iris", hidden=(4,), seed=0), lr=0.01, optimizer="adam")
+        ds = run(tmap, 120)
+        assert ds.sizes["param"] < tmap.dim  # recorded parameters only; buffers live in final_state
+        result = orbital_stability(ds, map=tmap, exponent_steps=50)
+        assert result.exponent_source == "map" and np.isfinite(result.exponent)
