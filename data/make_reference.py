@@ -5,8 +5,10 @@
 An MLP 4-8-3 (tanh, float64, PyTorch's default initialisation drawn with seed 0)
 trained by full-batch gradient descent at learning rate 20 on the bundled iris
 data for 3 000 steps, every parameter recorded, test accuracy every 10 steps.
-At this learning rate training still learns but the orbit is chaotic, which
-makes it a good subject for offline analysis (recurrence, Rosenstein, orbits).
+At this learning rate training still learns through a chaotic transient (twin
+exponent ~0.27 per step over the first 600 steps, tutorial 05) and then settles
+on a contracting period-2 cycle: a good subject for offline analysis, where
+windowed recurrence measures show the change of regime.
 Deterministic: the same file contents on every CPU run of the same torch build.
 """
 from __future__ import annotations

@@ -28,14 +28,15 @@ __all__ = ["qr_tangent_steps", "lyapunov_spectrum", "ftle", "clv", "lyapunov_sum
 
 
 def qr_tangent_steps(
-    map_: Any, x0: Tensor, steps: int, k: int, seed: int = 0
+    map_: Any, x0: Tensor, steps: int, k: int, seed: int = 0, t0: int = 0
 ) -> Iterator[tuple[int, Tensor, Tensor, Tensor]]:
     """Yield ``(t, x_{t+1}, Q_{t+1}, R_{t+1})`` for ``t = 0 .. steps-1``.
 
     Parameters
     ----------
     map_ : map with ``step_jvp``; x0 : ``(dim,)``; steps : int; k : int (1..dim);
-    seed : int, default 0 — seed of the random initial orthonormal basis.
+    seed : int, default 0 — seed of the random initial orthonormal basis;
+    t0 : int, default 0 — map time of ``x0`` (the map is called at ``t0 + t``).
 
     Returns
     -------
@@ -54,7 +55,7 @@ def qr_tangent_steps(
     basis = torch.linalg.qr(torch.randn(map_.dim, k, generator=gen, dtype=torch.float64))[0]
     q, x = basis.to(x0.dtype), x0
     for t in range(steps):
-        x, w = map_.step_jvp(x, q.T.contiguous(), t)
+        x, w = map_.step_jvp(x, q.T.contiguous(), t0 + t)
         q, r = torch.linalg.qr(w.T)
         sign = torch.where(torch.diagonal(r) < 0, -1.0, 1.0).to(r.dtype)
         q, r = q * sign, r * sign[:, None]

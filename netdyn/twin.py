@@ -87,6 +87,7 @@ def perturbation_growth(
     seed: int = 0,
     fit_window: tuple[int, int] | None = None,
     vectorize: bool | None = None,
+    t0: int = 0,
 ) -> xr.Dataset:
     """Growth of un-renormalised parameter perturbations and its exponent.
 
@@ -105,6 +106,9 @@ def perturbation_growth(
         slope; None chooses it per init with :func:`growth_fit_window`.
     vectorize : bool or None — batching of the copies (see
         :class:`netdyn.lyapunov.BatchStepper`).
+    t0 : int, default 0 — map time of ``x0`` (e.g. ``ds.final_step`` of a saved run);
+        the ``step`` coordinate counts from it, while ``fit_window``, ``fit_start``
+        and ``fit_stop`` stay positions along it (steps after ``x0``).
 
     Returns
     -------
@@ -158,7 +162,7 @@ def perturbation_growth(
     dist = np.full((n, n_copies, steps + 1), np.nan)
     for t in range(steps + 1):
         if t:
-            batch = stepper.step(batch, t - 1)
+            batch = stepper.step(batch, t0 + t - 1)
         theta = batch.reshape(n, n_copies + 1, map_.dim)[..., :p]
         dist[..., t] = torch.linalg.vector_norm(theta[:, 1:] - theta[:, :1], ord=order, dim=-1).double().numpy()
         if not np.isfinite(dist[..., t]).any():
@@ -181,9 +185,9 @@ def perturbation_growth(
             "fit_stop": (("init",), np.array([w[1] for w in windows], dtype=np.int64)),
             "diverged": (("init",), diverged),
         },
-        coords={"step": np.arange(steps + 1, dtype=np.int64), "copy": np.arange(n_copies), "init": np.arange(n)},
+        coords={"step": t0 + np.arange(steps + 1, dtype=np.int64), "copy": np.arange(n_copies), "init": np.arange(n)},
         attrs={**map_attrs(map_), "eps": float(eps), "norm": norm, "n_copies": int(n_copies),
-               "perturbation_seed": int(seed), "fit_rule": "auto" if fit_window is None else "given",
+               "perturbation_seed": int(seed), "fit_rule": "auto" if fit_window is None else "given", "t0": int(t0),
                "units": "per step"},
     )
     return ds if batched else ds.isel(init=0, drop=True)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from netdyn.lyapunov import BatchStepper, block_stderr, max_lyapunov
-from netdyn.maps import CircleRotation, HenonMap, LogisticMap, LorenzRK4, QuadraticGD
+from netdyn.maps import CircleRotation, HenonMap, LinearMap, LogisticMap, LorenzRK4, QuadraticGD
 
 HENON_L1 = 0.41922  # Sprott, "Chaos and Time-Series Analysis" (2003), table 5.1
 LORENZ_L1 = 0.9056  # per unit time, same source
@@ -252,3 +252,30 @@ class TestPlots:
         assert len(plot_sharpness(along).axes[0].lines) == 2  # sharpness and 2/lr
         with pytest.raises(ValueError, match="plot_convergence"):
             plot_convergence(growth)
+
+
+class TestStartTime:
+    """t0: continuing from a saved state runs the map at its own time (momentum, Adam, batches depend on it)."""
+
+    class ClockMap(LinearMap):
+        def __init__(self):
+            super().__init__([[0.5, 0.0], [0.0, 0.9]])
+            self.times = []
+
+        def step(self, x, t):
+            self.times.append(t)
+            return super().step(x, t)
+
+    def test_twin_and_growth_run_at_t0(self):
+        from netdyn.twin import perturbation_growth
+
+        m = self.ClockMap()
+        ds = max_lyapunov(m, m.initial_state(0), 6, method="twin", transient=50, t0=100, vectorize=False)
+        assert sorted(set(m.times)) == list(range(100, 156))
+        assert ds["step"].values.tolist() == list(range(151, 157))
+        # after 50 transient steps the 0.5-direction is (0.5/0.9)^50 ~ 1e-13 of the separation
+        assert float(ds.lyapunov) == pytest.approx(math.log(0.9), abs=1e-6)
+        m.times.clear()
+        growth = perturbation_growth(m, m.initial_state(0), 5, n_copies=2, t0=40, vectorize=False)
+        assert sorted(set(m.times)) == list(range(40, 45))
+        assert growth["step"].values.tolist() == list(range(40, 46))
