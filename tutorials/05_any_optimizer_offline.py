@@ -179,17 +179,17 @@ for name, res in twins.items():
           f"ends at {float(running[-1]):+.5f}")
 
 # %% [markdown]
-# **A caveat for stateful optimisers.**  By default (`params_only=False`) the initial separation is a random
+# **A caveat for stateful optimisers.**  With `params_only=False` the initial separation is a random
 # direction of the *full* state, optimiser buffers included.  Adam's buffers start at exactly zero, and a
 # $10^{-9}$ perturbation of a zero second moment is an infinite *relative* change: the first step multiplies it
 # by $e^{20}$, and that one step dominates the average over the whole run.  Both methods agree on this
-# (it is a property of the map, not a numerical error), so measure parameters only — or skip a transient —
-# when the run starts from fresh buffers.
+# (it is a property of the map, not a numerical error), so netdyn measures parameters only by default
+# (`params_only=True`, as above) — or skip a transient when you need the full-state norm.
 
 # %%
 adam, adam_x0 = maps["Adam"], x0s["Adam"]
 for method in ("twin", "tangent"):
-    full = netdyn.max_lyapunov(adam, adam_x0, STEPS, method=method)
+    full = netdyn.max_lyapunov(adam, adam_x0, STEPS, method=method, params_only=False)
     print(f"Adam, {method:<7} full state: lambda = {float(full['lyapunov']):+.5f}, first local rate "
           f"{float(full['local_rate'][0]):.2f}, mean of the rest {float(full['local_rate'][1:].mean()):+.5f}")
 print(f"Adam, twin    parameters only: lambda = {float(twins['Adam']['lyapunov']):+.5f}")
@@ -198,8 +198,8 @@ print(f"Adam, twin    parameters only: lambda = {float(twins['Adam']['lyapunov']
 # ### Orbital class, and what a black box cannot do
 #
 # `orbital_stability` needs only the recorded orbit; we give it the tail exponent of the twin run (the mean
-# local rate over the second half).  (Its `map=` option, which estimates that exponent itself, needs the
-# full state — here the record holds the 67 weights but the maps' states also hold the optimiser buffers.)
+# local rate over the second half).  (Its `map=` option estimates that exponent itself, starting from the
+# record's full `final_state`, optimiser buffers included.)
 
 # %%
 for name, rec in orbits.items():
