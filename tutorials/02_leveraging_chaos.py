@@ -67,8 +67,9 @@ if QUICK:  # seconds: a narrower net on 500 images, 60 steps, four learning rate
 else:
     TASK = {"dataset": "digits", "hidden": [64], "init": "normal", "init_scale": 1.0}
     LRS, SEEDS, STEPS = sorted(PAPER_LRS + [1.5, 2.0, 3.0, 3.5]), [0, 1, 2], 200
-    COMPARE_LRS, CURVE_LRS = [0.1, 1.0, 2.0, 2.5, 5.0, 20.0], [0.1, 1.0, 2.5, 20.0]
+    COMPARE_LRS, CURVE_LRS = [0.1, 1.0, 1.5, 2.0, 2.5, 5.0, 20.0], [0.1, 1.0, 2.5, 20.0]
     RELU_LRS, RELU_SEEDS = [0.1, 0.5, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 20.0], [0, 1, 2]
+EARLY = STEPS * 3 // 20  # the first 15 % of training (30 of 200 steps): the early, transient phase
 TARGET = 0.90  # "acceptable" test accuracy; the paper does not state its threshold
 CHAOS_TOL = 0.01  # exponent (1/step) above which an orbit counts as chaotic (orbital_stability's exponent_tol)
 
@@ -225,6 +226,8 @@ for (lr, s), (tangent, growth) in estimates.items():
         "window": f"{a}-{b}",
         "tangent (window)": float(tangent["local_rate"].sel(step=slice(a + 1, b - 1)).mean()),
         "growth (all steps)": np.polyfit(np.arange(logd.size)[ok], logd[ok], 1)[0],
+        "tangent (early)": float(tangent["local_rate"].sel(step=slice(1, EARLY)).mean()),
+        "tangent (2nd half)": float(tangent["local_rate"].sel(step=slice(STEPS // 2 + 1, None)).mean()),
     })
 table = pd.DataFrame(rows).set_index(["lr", "init"])
 print(table.to_string(float_format=lambda v: f"{v:.3g}"))
@@ -265,6 +268,30 @@ for ax in np.atleast_1d(axes)[1:]:
     ax.set_ylabel("")
 fig.tight_layout()
 save(fig, "perturbation_growth")
+
+# %% [markdown]
+# **When is the orbit chaotic?**  The columns `tangent (early)` (first 15 % of the steps) and `tangent (2nd half)`
+# split the tangent exponent in time.  Below, the tangent's local growth rate $\ln\|J v\|$ per step, averaged
+# over 10-step blocks and over the initialisations.
+
+# %%
+block = 10 if not QUICK else 5
+fig, ax = plt.subplots(figsize=(6.5, 3.2))
+for k, lr in enumerate(COMPARE_LRS):
+    rates = np.mean([estimates[(lr, s)][0]["local_rate"].values for s in SEEDS], axis=0)
+    n = rates.size // block * block
+    ax.plot(np.arange(n // block) * block + block / 2, rates[:n].reshape(-1, block).mean(1), marker=".",
+            color=plt.cm.viridis(k / max(len(COMPARE_LRS) - 1, 1)), label=f"lr {lr:g}")
+ax.axhline(CHAOS_TOL, color="0.4", ls="-.", lw=0.8)
+ax.axhline(0.0, color="0.4", lw=0.8)
+ax.set_yscale("symlog", linthresh=1e-3)
+ax.set_xlabel("step")
+ax.set_ylabel("tangent local rate (1/step)")
+ax.legend(fontsize="x-small", ncol=2)
+fig.tight_layout()
+save(fig, "local_rates")
+late = table.groupby(level="lr")[["tangent (early)", "tangent (2nd half)"]].mean()
+print(late.to_string(float_format=lambda v: f"{v:.3g}"))
 
 # %% [markdown]
 # ## 4. Headline figure
