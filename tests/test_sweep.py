@@ -180,7 +180,7 @@ class TestEdgeOfChaos:
     def test_log_linear_exponent_gives_the_exact_crossing(self):
         lrs = np.geomspace(0.01, 10, 13)
         edges = [0.3, 0.5, 1.7]
-        out = edge_of_chaos(synthetic(edges, lrs))
+        out = edge_of_chaos(synthetic(edges, lrs), threshold=0.0)
         # interpolation is exact for a linear function of ln lr: only rounding remains
         np.testing.assert_allclose(out["edge_lr"].values, edges, rtol=1e-12)
         assert out["edge_lr_mean"] == pytest.approx(np.mean(edges), rel=1e-12)
@@ -198,11 +198,11 @@ class TestEdgeOfChaos:
         lam = np.array([-1e-3, 2e-3, -1e-2, -5e-3, math.inf, 0.2])[:, None]  # noise crossing, then the edge
         ds = xr.Dataset({"lyapunov": (("lr", "seed"), lam)}, coords={"lr": lrs, "seed": [0]})
         expected = math.exp(math.log(0.8) + 5e-3 / 0.205 * (math.log(3.2) - math.log(0.8)))
-        assert float(edge_of_chaos(ds)["edge_lr"][0]) == pytest.approx(expected, rel=1e-12)
+        assert float(edge_of_chaos(ds, threshold=0.0)["edge_lr"][0]) == pytest.approx(expected, rel=1e-12)
 
     def test_no_crossing_is_nan(self):
         ds = synthetic([100.0], np.geomspace(0.01, 10, 5))  # all negative
-        out = edge_of_chaos(ds)
+        out = edge_of_chaos(ds, threshold=0.0)
         assert math.isnan(float(out["edge_lr"][0])) and int(out["n_crossing"]) == 0
 
     def test_bad_input(self):
@@ -238,10 +238,10 @@ class TestPlotSweep:
         ds["lyapunov_stderr"] = ds["lyapunov"] * 0 + 0.01
         ds["time_to_target"] = xr.DataArray([90.0, 60, 40, 20, 30, math.inf, math.inf], coords={"lr": lrs}) + 0 * ds["lyapunov"]
         ds["orbit_class"] = xr.where(ds["lyapunov"] > 0.01, "chaotic", "fixed_point")
-        fig = plot_sweep(ds)
+        fig = plot_sweep(ds, threshold=0.0)
         top, strip, bottom = fig.axes[:3]
         assert top.get_xscale() == "log" and top.get_shared_x_axes().joined(top, bottom)
-        edge = float(edge_of_chaos(ds)["edge_lr_mean"].squeeze())
+        edge = float(edge_of_chaos(ds, threshold=0.0)["edge_lr_mean"].squeeze())
         xs = [line.get_xdata()[0] for line in top.get_lines() if line.get_gid() == "edge"]
         assert xs == [pytest.approx(edge)]
         fast = [line.get_xdata()[0] for line in bottom.get_lines() if line.get_gid() == "fastest"]

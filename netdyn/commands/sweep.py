@@ -34,7 +34,7 @@ def parse_seeds(text: str) -> list[int]:
     return [int(v) for v in text.split(",")] if "," in text else list(range(int(text)))
 
 
-def add_sweep_arguments(parser: argparse.ArgumentParser, threshold: float = 0.0) -> None:
+def add_sweep_arguments(parser: argparse.ArgumentParser, threshold: float = 0.01) -> None:
     """Where the sweep runs and what it measures (shared with ``netdyn demo``)."""
     parser.add_argument("--target", type=float, default=0.9, help="test accuracy of 'time to target' (default: 0.9)")
     parser.add_argument("--threshold", type=float, default=threshold,
@@ -139,7 +139,7 @@ def format_table(result: xr.Dataset) -> str:
     return "\n".join(lines)
 
 
-def format_findings(result: xr.Dataset, threshold: float = 0.0) -> str:
+def format_findings(result: xr.Dataset, threshold: float = 0.01) -> str:
     """The edge of chaos (per seed and mean +- std) and the fastest learning rate, per curve."""
     edges, fastest = edge_of_chaos(result, threshold=threshold), fastest_lr(result)
     lines = []

@@ -20,7 +20,7 @@ CLASS_COLORS = {
 }
 
 
-def plot_sweep(result: xr.Dataset, threshold: float = 0.0, linthresh: float | None = 0.01, fig: Any = None) -> Any:
+def plot_sweep(result: xr.Dataset, threshold: float = 0.01, linthresh: float | None = 0.01, fig: Any = None) -> Any:
     """Maximal exponent and time to target against the learning rate, on a shared log-x axis.
 
     Parameters
@@ -29,7 +29,7 @@ def plot_sweep(result: xr.Dataset, threshold: float = 0.0, linthresh: float | No
         a :func:`netdyn.sweep.sweep` result (``lyapunov``, ``time_to_target`` over
         ``lr, seed``; ``lyapunov_stderr`` and ``orbit_class`` used when present).
         Each ``(activation, optimizer)`` pair is one coloured curve.
-    threshold : float, default 0.0
+    threshold : float, default 0.01
         the exponent level that defines the edge of chaos (see
         :func:`netdyn.sweep.edge_of_chaos`); drawn as a horizontal line.
     fig : matplotlib Figure, optional
