@@ -25,7 +25,7 @@ exactly zero, e.g. a dead ReLU unit, would otherwise turn tangents into NaN).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch

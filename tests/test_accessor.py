@@ -1,7 +1,6 @@
 """The ds.netdyn accessor forwards to the module functions and gives the same results."""
 import numpy as np
 import pytest
-import torch
 
 import netdyn
 from netdyn.datadriven import rosenstein

@@ -18,13 +18,6 @@ from netdyn.maps import LinearMap, QuadraticGD
 from netdyn.predict import compare_predictors, early_features, feature_matrix
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def quadratic(lr=0.1, h=(1.0, 3.0)):
     return QuadraticGD(list(h), lr=lr)

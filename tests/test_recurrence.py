@@ -1,7 +1,6 @@
 import math
 import sys
 import tracemalloc
-import warnings
 
 import numpy as np
 import pytest

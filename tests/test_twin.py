@@ -4,7 +4,6 @@ Tolerances: GD on a quadratic has d(t) ~ |1 - lr h_max|^t exactly after alignmen
 (slope to 0.01 with the automatic window, 1e-4 with a late window); Henon slopes
 scatter by ~0.07 per reference over 40 steps, so the mean of 20 is within ~0.05.
 """
-import math
 
 import numpy as np
 import pytest

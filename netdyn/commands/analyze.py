@@ -11,6 +11,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
 
 from ..distances import trajectory_distances
 from ..stability import orbital_stability
