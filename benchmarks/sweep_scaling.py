@@ -12,7 +12,6 @@ because other processes compete for the same cores.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import time
 
@@ -40,7 +39,9 @@ def _warm() -> None:
 
 
 def main() -> None:
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from netdyn.sweep import local_cluster
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=8, help="points per sweep (even; default 8)")
@@ -53,8 +54,7 @@ def main() -> None:
     times, startup, inside = {}, {}, {}
     for n in (1, 2):
         start = time.perf_counter()
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        with local_cluster(n) as cluster, Client(cluster) as client:
             client.run(_warm)  # each worker imports torch/sklearn and loads the data before the clock
             startup[n] = time.perf_counter() - start
             times[n], inside[n] = timed_sweep(grid, client=client)

@@ -32,7 +32,7 @@ from .stability import orbital_stability
 from .sweep_store import load_point, save_point
 from .trajectory import run
 
-__all__ = ["AXES", "sweep", "point_specs", "train_point", "edge_of_chaos", "fastest_lr"]
+__all__ = ["AXES", "sweep", "point_specs", "train_point", "edge_of_chaos", "fastest_lr", "local_cluster"]
 
 AXES = ("lr", "seed", "activation", "optimizer")
 TASK_DEFAULTS: dict[str, Any] = {
@@ -443,27 +443,44 @@ def _run_dask(todo: list, client: Any, scheduler: str | None, n_workers: int | N
             yield index, spec, result
 
 
+def local_cluster(n_workers: int | None = None) -> Any:
+    """A ``distributed.LocalCluster`` tuned for training points: ``n_workers`` (default:
+    one per core) single-threaded worker processes, no dashboard.
+
+    Dask's nanny normally exports ``MALLOC_TRIM_THRESHOLD_=65536`` to its workers, so
+    that glibc hands freed memory back at once; torch's per-step activation buffers
+    are then unmapped and faulted in again at every step, which made a digits point
+    46 % slower in a worker than in the calling process (measured: 3.03 s vs 2.08 s
+    for four 100-step points).  The cluster is started without that variable (glibc's
+    adaptive default), which brings the worker within a few % of the plain loop.
+    """
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        return LocalCluster(
+            n_workers=n_workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+            env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+        )
+
+
 @contextlib.contextmanager
 def _client(client: Any, scheduler: str | None, n_workers: int | None) -> Iterator[Any]:
     """The given client, a client of ``scheduler``, or a fresh LocalCluster's client (closed after)."""
     if client is not None:
         yield client
         return
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if scheduler is not None:
         with Client(scheduler) as connected:
             yield connected
         return
-    n = n_workers or os.cpu_count() or 1
-    with LocalCluster(
-        n_workers=n,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-        env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
-    ) as cluster, Client(cluster) as local:
+    with local_cluster(n_workers) as cluster, Client(cluster) as local:
         yield local
 
 
