@@ -54,6 +54,29 @@ class FunctionalOptimizer:
         """One step.  ``theta, grad``: ``(P,)``; ``buffers``: ``(n_buffers * P,)``; ``t``: steps taken."""
         raise NotImplementedError
 
+    def update_jvp(
+        self, theta: Tensor, buffers: Tensor, grad: Tensor, t: int, d_theta: Tensor, d_buffers: Tensor, d_grad: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """``(x', dx')``: the update as one flat vector ``cat(theta', buffers')`` and its
+        directional derivative along ``(d_theta, d_buffers, d_grad)``.
+
+        The tangents may carry a leading batch dimension ``(k, ...)``; ``dx'`` then has
+        shape ``(k, P * (1 + n_buffers))``.  This generic version differentiates
+        :meth:`update` with ``torch.func.jvp`` (exact for any subclass, but forward-mode
+        dispatch costs ~0.2-1.3 ms per call on 2 400 parameters); the subclasses below
+        override it with their closed-form derivatives, checked against it in the tests.
+        """
+
+        def flat_update(th: Tensor, buf: Tensor, g: Tensor) -> Tensor:
+            return torch.cat(self.update(th, buf, g, t))
+
+        def linearised(dt: Tensor, db: Tensor, dg: Tensor) -> tuple[Tensor, Tensor]:
+            return torch.func.jvp(flat_update, (theta, buffers, grad), (dt, db, dg))
+
+        if d_theta.ndim == 1:
+            return linearised(d_theta, d_buffers, d_grad)
+        return torch.func.vmap(linearised, out_dims=(None, 0))(d_theta, d_buffers, d_grad)
+
     def init_buffers(self, theta: Tensor) -> Tensor:
         """The buffers of a fresh optimiser, shape ``(n_buffers * P,)`` (zeros)."""
         return theta.new_zeros(self.n_buffers * theta.numel())
@@ -104,6 +127,13 @@ class SGD(FunctionalOptimizer):
         direction = g + self.momentum * buf if self.nesterov else buf
         return theta - self.lr * direction, buf
 
+    def update_jvp(self, theta, buffers, grad, t, d_theta, d_buffers, d_grad):  # noqa: D102 (see base class)
+        # the update is linear in (theta, buffers, grad): its derivative is the update of the tangents
+        # with the buffer rule of the same step (t == 0 ignores the incoming buffer)
+        new_theta, new_buffers = self.update(theta, buffers, grad, t)
+        d_new_theta, d_new_buffers = self.update(d_theta, d_buffers, d_grad, t)
+        return torch.cat((new_theta, new_buffers)), torch.cat((d_new_theta, d_new_buffers), dim=-1)
+
 
 @dataclass(frozen=True)
 class Adam(FunctionalOptimizer):
@@ -152,6 +182,36 @@ class Adam(FunctionalOptimizer):
         new = (m, v, second) if self.amsgrad else (m, v)
         return theta, torch.cat(new)
 
+    def update_jvp(self, theta, buffers, grad, t, d_theta, d_buffers, d_grad):  # noqa: D102 (see base class)
+        beta1, beta2 = self.betas
+        parts, d_parts = buffers.chunk(self.n_buffers), d_buffers.chunk(self.n_buffers, dim=-1)
+        if self.decoupled:
+            shrink = 1.0 - self.lr * self.weight_decay
+            theta, d_theta = theta * shrink, d_theta * shrink
+            g, dg = grad, d_grad
+        elif self.weight_decay != 0:
+            g, dg = grad + self.weight_decay * theta, d_grad + self.weight_decay * d_theta
+        else:
+            g, dg = grad, d_grad
+        m, dm = beta1 * parts[0] + (1.0 - beta1) * g, beta1 * d_parts[0] + (1.0 - beta1) * dg
+        v, dv = beta2 * parts[1] + (1.0 - beta2) * g * g, beta2 * d_parts[1] + 2.0 * (1.0 - beta2) * g * dg
+        if self.amsgrad:
+            keep_old = parts[2] > v  # torch.maximum's value; ties take the new moment's tangent
+            second, d_second = torch.where(keep_old, parts[2], v), torch.where(keep_old, d_parts[2], dv)
+        else:
+            second, d_second = v, dv
+        step = t + 1
+        bias1, root_bias2 = 1.0 - beta1**step, math.sqrt(1.0 - beta2**step)
+        root = safe_sqrt(second)
+        denom = root / root_bias2 + self.eps
+        d_denom = torch.where(root > 0, d_second / (2.0 * root * root_bias2 + (root == 0)), torch.zeros_like(d_second))
+        scale = self.lr / bias1
+        new_theta = theta - scale * (m / denom)
+        d_new_theta = d_theta - scale * (dm / denom - m * d_denom / (denom * denom))
+        new = (m, v, second) if self.amsgrad else (m, v)
+        d_new = (dm, dv, d_second) if self.amsgrad else (dm, dv)
+        return torch.cat((new_theta, *new)), torch.cat((d_new_theta, *d_new), dim=-1)
+
 
 @dataclass(frozen=True)
 class RMSprop(FunctionalOptimizer):
@@ -196,6 +256,36 @@ class RMSprop(FunctionalOptimizer):
         if self.centered:
             new.append(grad_avg)
         return theta, torch.cat(new)
+
+    def update_jvp(self, theta, buffers, grad, t, d_theta, d_buffers, d_grad):  # noqa: D102 (see base class)
+        parts, d_parts = buffers.chunk(self.n_buffers), d_buffers.chunk(self.n_buffers, dim=-1)
+        if self.weight_decay != 0:
+            g, dg = grad + self.weight_decay * theta, d_grad + self.weight_decay * d_theta
+        else:
+            g, dg = grad, d_grad
+        a = self.alpha
+        v, dv = a * parts[0] + (1.0 - a) * g * g, a * d_parts[0] + 2.0 * (1.0 - a) * g * dg
+        new, d_new = [v], [dv]
+        if self.centered:
+            ga, dga = a * parts[-1] + (1.0 - a) * g, a * d_parts[-1] + (1.0 - a) * dg
+            var, d_var = v - ga * ga, dv - 2.0 * ga * dga
+        else:
+            var, d_var = v, dv
+        root = safe_sqrt(var)
+        avg = root + self.eps
+        d_avg = torch.where(root > 0, d_var / (2.0 * root + (root == 0)), torch.zeros_like(d_var))
+        step, d_step = g / avg, dg / avg - g * d_avg / (avg * avg)
+        if self.momentum > 0:
+            buf, d_buf = self.momentum * parts[1] + step, self.momentum * d_parts[1] + d_step
+            new_theta, d_new_theta = theta - self.lr * buf, d_theta - self.lr * d_buf
+            new.append(buf)
+            d_new.append(d_buf)
+        else:  # same operation order as update(), so the value is bit-identical
+            new_theta, d_new_theta = theta - self.lr * g / avg, d_theta - self.lr * d_step
+        if self.centered:
+            new.append(ga)
+            d_new.append(dga)
+        return torch.cat((new_theta, *new)), torch.cat((d_new_theta, *d_new), dim=-1)
 
 
 FUNCTIONAL_OPTIMIZERS: dict[str, type[FunctionalOptimizer]] = {"sgd": SGD, "adam": Adam, "adamw": Adam, "rmsprop": RMSprop}

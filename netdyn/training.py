@@ -185,7 +185,7 @@ class TrainingMap:
         forward pass and a double backward pass (reverse-over-reverse, which costs
         about two gradients here, less than forward-over-reverse); a batch of ``k``
         tangents reuses that graph.  The optimiser's element-wise update is then
-        linearised by ``torch.func.jvp``.
+        linearised by its closed-form derivative (:meth:`FunctionalOptimizer.update_jvp`).
         """
         if self.functional_optimizer is None:
             require_jacobian(self, "TrainingMap.step_jvp")
@@ -195,17 +195,10 @@ class TrainingMap:
         theta, buffers = x[: self.param_dim], x[self.param_dim :]
         grad, hvps = self._grad_and_hvps(theta, tangents[:, : self.param_dim], self.batch_indices(t))
 
-        def update(th: Tensor, buf: Tensor, g: Tensor) -> Tensor:
-            return torch.cat(self.functional_optimizer.update(th, buf, g, t))
-
-        def linearised(v_theta: Tensor, v_buffers: Tensor, hvp: Tensor) -> tuple[Tensor, Tensor]:
-            return torch.func.jvp(update, (theta, buffers, grad), (v_theta, v_buffers, hvp))
-
+        d_theta, d_buffers = tangents[:, : self.param_dim], tangents[:, self.param_dim :]
         if v.ndim == 1:
-            return linearised(tangents[0, : self.param_dim], tangents[0, self.param_dim :], hvps[0])
-        return torch.func.vmap(linearised, out_dims=(None, 0))(
-            tangents[:, : self.param_dim], tangents[:, self.param_dim :], hvps
-        )
+            d_theta, d_buffers, hvps = d_theta[0], d_buffers[0], hvps[0]
+        return self.functional_optimizer.update_jvp(theta, buffers, grad, t, d_theta, d_buffers, hvps)
 
     def loss(self, theta: Tensor, t: int) -> Tensor:
         """Differentiable training loss at parameters ``theta`` ``(param_dim,)`` on step ``t``'s batch."""
