@@ -77,11 +77,13 @@ def _check(map_: Any, x0: Tensor, steps: int, k: int, transient: int, caller: st
     return xs[0]
 
 
-def _log_diagonals(map_: Any, x: Tensor, steps: int, k: int, transient: int, seed: int) -> tuple[np.ndarray, int]:
+def _log_diagonals(
+    map_: Any, x: Tensor, steps: int, k: int, transient: int, seed: int, t0: int = 0
+) -> tuple[np.ndarray, int]:
     """``ln diag R`` for the counted steps ``(steps, k)`` (NaN after a divergence) and
     the step of divergence (-1 if none)."""
     logs = np.full((steps, k), np.nan)
-    for t, x_next, _, r in qr_tangent_steps(map_, x, transient + steps, k, seed):
+    for t, x_next, _, r in qr_tangent_steps(map_, x, transient + steps, k, seed, t0):
         if not (torch.isfinite(x_next).all() and torch.isfinite(r).all()):
             return logs, t + 1
         if t >= transient:
@@ -105,6 +107,7 @@ def lyapunov_spectrum(
     transient: int = 0,
     seed: int = 0,
     n_blocks: int = 10,
+    t0: int = 0,
 ) -> xr.Dataset:
     """Top-``k`` Lyapunov exponents (per step) by repeated QR re-orthonormalisation.
 
@@ -116,6 +119,8 @@ def lyapunov_spectrum(
     k : int or None, default None (= ``map.dim``) — number of exponents.
     transient : int, default 0 — steps run first (tangents aligned, not counted).
     seed : int, default 0 — seed of the initial orthonormal basis.
+    t0 : int, default 0 — map time of ``x0`` (e.g. ``ds.final_step`` of a saved run);
+        the ``step`` coordinate counts from it.
     n_blocks : int, default 10 — blocks for the standard errors.
 
     Returns
@@ -148,7 +153,7 @@ def lyapunov_spectrum(
     caller = "lyapunov_spectrum"
     k = map_.dim if k is None else k
     x = _check(map_, x0, steps, k, transient, caller)
-    logs, at = _log_diagonals(map_, x, steps, k, transient, seed)
+    logs, at = _log_diagonals(map_, x, steps, k, transient, seed, t0)
     valid = np.isfinite(logs).all(axis=1)
     n_valid = int(valid.sum())
     if at >= 0:
@@ -164,14 +169,14 @@ def lyapunov_spectrum(
             "diverged": ((), at >= 0),
             "diverged_step": ((), at),
         },
-        coords={"step": transient + np.arange(1, steps + 1, dtype=np.int64), "exponent": np.arange(k)},
+        coords={"step": t0 + transient + np.arange(1, steps + 1, dtype=np.int64), "exponent": np.arange(k)},
         attrs={**map_attrs(map_), "method": "qr", "transient": int(transient), "steps": int(steps),
                "basis_seed": int(seed), "units": "per step"},
     )
 
 
 def ftle(
-    map_: Any, x0: Tensor, steps: int, k: int, window: int, transient: int = 0, seed: int = 0
+    map_: Any, x0: Tensor, steps: int, k: int, window: int, transient: int = 0, seed: int = 0, t0: int = 0
 ) -> xr.Dataset:
     """Finite-time Lyapunov exponents over consecutive windows of ``window`` steps.
 
@@ -181,6 +186,7 @@ def ftle(
     steps : int — counted steps, a multiple of ``window``.
     k : int — number of exponents; window : int — steps per window.
     transient : int, default 0; seed : int, default 0 (initial basis).
+    t0 : int, default 0 — map time of ``x0``; the ``step`` coordinate counts from it.
 
     Returns
     -------
@@ -205,13 +211,13 @@ def ftle(
     x = _check(map_, x0, steps, k, transient, caller)
     if int(window) != window or window < 1 or steps % window:
         raise ValueError(f"ftle: expected an integer window >= 1 dividing steps={steps}, got {window}")
-    logs, at = _log_diagonals(map_, x, steps, k, transient, seed)
+    logs, at = _log_diagonals(map_, x, steps, k, transient, seed, t0)
     if at >= 0:
         _warn_diverged(caller, at)
     values = logs.reshape(steps // window, window, k).mean(axis=1)
     return xr.Dataset(
         {"ftle": (("step", "exponent"), values), "diverged": ((), at >= 0)},
-        coords={"step": transient + window * np.arange(1, steps // window + 1, dtype=np.int64),
+        coords={"step": t0 + transient + window * np.arange(1, steps // window + 1, dtype=np.int64),
                 "exponent": np.arange(k)},
         attrs={**map_attrs(map_), "window": int(window), "transient": int(transient), "units": "per step"},
     )
@@ -225,6 +231,7 @@ def clv(
     transient: int = 100,
     window: tuple[int, int] | None = None,
     seed: int = 0,
+    t0: int = 0,
 ) -> xr.Dataset:
     """Covariant Lyapunov vectors by Ginelli's method, with the angles between them.
 
@@ -240,6 +247,8 @@ def clv(
         ``stop`` exclusive) for which vectors are returned; ``stop <= steps -
         transient``.  Default ``(0, steps - transient)``.
     seed : int, default 0 — seeds the initial basis and the random triangular ``C``.
+    t0 : int, default 0 — map time of ``x0`` (e.g. ``ds.final_step`` of a saved run);
+        the ``step`` coordinate counts from it.
 
     Returns
     -------
@@ -279,11 +288,11 @@ def clv(
         )
     qs, rs = [], []
     logs = np.zeros(k)
-    for t, x_next, q, r in qr_tangent_steps(map_, x, transient + steps, k, seed):
+    for t, x_next, q, r in qr_tangent_steps(map_, x, transient + steps, k, seed, t0):
         if not (torch.isfinite(x_next).all() and torch.isfinite(r).all()):
             warnings.warn(f"clv: the orbit became non-finite at step {t + 1}; no vectors", RuntimeWarning, 2)
             return _clv_dataset(map_, np.full((stop - start, k, map_.dim), np.nan), np.full(k, np.nan),
-                                transient + start, transient, True)
+                                t0 + transient + start, transient, True)
         logs += torch.log(torch.diagonal(r)).to(torch.float64).numpy()
         s = t + 1 - transient  # Q_{t+1} is the basis at the counted step s
         if start <= s < stop:
@@ -300,7 +309,7 @@ def clv(
         if s - 1 < stop:
             vectors.append((qs[s - 1 - start] @ c).T)
     clvs = torch.stack(vectors[::-1]).numpy()
-    return _clv_dataset(map_, clvs, logs / (transient + steps), transient + start, transient, False)
+    return _clv_dataset(map_, clvs, logs / (transient + steps), t0 + transient + start, transient, False)
 
 
 def _clv_dataset(map_: Any, clvs: np.ndarray, spectrum: np.ndarray, first: int, transient: int, diverged: bool):

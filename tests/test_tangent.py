@@ -115,3 +115,23 @@ class TestLyapunovSumFromJacobian:
         m = QuadraticGD([[2.0, 0.5], [0.5, 1.0]], lr=0.9)
         ds = lyapunov_sum_from_jacobian(m, m.initial_state(0), 20)
         assert float(ds.lyapunov_sum) == pytest.approx(float(m.exact_exponents().sum()), abs=1e-12)
+
+
+class TestStartTime:
+    def test_spectrum_ftle_clv_run_the_map_at_t0(self):
+        times = []
+
+        class Clock(LinearMap):
+            def step_jvp(self, x, v, t):
+                times.append(t)
+                return super().step_jvp(x, v, t)
+
+        m = Clock([[0.5, 0.0], [0.0, 0.9]])
+        spectrum = lyapunov_spectrum(m, m.initial_state(0), 4, k=2, transient=1, t0=30)
+        assert times == [30, 31, 32, 33, 34] and spectrum["step"].values.tolist() == [32, 33, 34, 35]
+        times.clear()
+        assert ftle(m, m.initial_state(0), 4, 2, window=2, t0=10)["step"].values.tolist() == [12, 14]
+        assert times == [10, 11, 12, 13]
+        times.clear()
+        vectors = clv(m, m.initial_state(0), 6, 2, transient=2, t0=50)
+        assert times == list(range(50, 58)) and vectors["step"].values[0] == 52  # transient + steps map steps
