@@ -167,16 +167,21 @@ class TrainingMap:
 
         The gradient comes from plain reverse-mode autograd (the cheapest way on
         CPU), so ``step`` is not traced by ``torch.func.vmap``: ensembles loop.
+        Unlike :meth:`step_with_metrics` it computes no observables (twin and
+        ensemble loops call it twice per step or more).
         """
-        return self.step_with_metrics(x, t)[0]
+        self._check_state(x, "step")
+        if self.functional_optimizer is None:
+            return self._black_box.step(x, t)[0]
+        return self._update(x, t, self.batch_indices(t))[0]
 
     def step_with_metrics(self, x: Tensor, t: int) -> tuple[Tensor, dict[str, float]]:
         """``(x_next, {"loss", "grad_norm"})`` with loss and gradient norm *at* ``x``."""
         self._check_state(x, "step")
         if self.functional_optimizer is None:
             return self._black_box.step(x, t)
-        x_next, (loss, grad_norm) = self._update(x, t, self.batch_indices(t))
-        return x_next, {"loss": float(loss), "grad_norm": float(grad_norm)}
+        x_next, loss, grad = self._update(x, t, self.batch_indices(t))
+        return x_next, {"loss": float(loss), "grad_norm": float(torch.linalg.vector_norm(grad))}
 
     def step_jvp(self, x: Tensor, v: Tensor, t: int) -> tuple[Tensor, Tensor]:
         """``(x_next, J(x) v)``, exact; ``v`` of shape ``(dim,)`` or ``(k, dim)``.
@@ -287,14 +292,15 @@ class TrainingMap:
         hvps = [torch.zeros_like(theta) if h is None else h for h in hvps]
         return grad.detach(), torch.stack(hvps)
 
-    def _update(self, x: Tensor, t: int, indices: Tensor | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def _update(self, x: Tensor, t: int, indices: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """``(x_next, loss at x, gradient at x)``."""
         theta, buffers = x[: self.param_dim], x[self.param_dim :]
         with torch.enable_grad():
             leaf = theta.detach().requires_grad_(True)
             loss = self._loss_flat(leaf, indices)
             (grad,) = torch.autograd.grad(loss, leaf)
         theta_next, buffers_next = self.functional_optimizer.update(theta, buffers, grad, t)
-        return torch.cat((theta_next, buffers_next)), (loss.detach(), torch.linalg.vector_norm(grad))
+        return torch.cat((theta_next, buffers_next)), loss.detach(), grad
 
     def _check_state(self, x: Tensor, caller: str) -> None:
         if x.shape != (self.dim,):
