@@ -2,19 +2,12 @@ import argparse
 import math
 
 import numpy as np
+from _series import logistic
 import pytest
 import xarray as xr
 
 from netdyn.commands import analyze
 from netdyn.datadriven import analyze_dataset
-
-
-def logistic(n: int, x0: float = 0.3) -> np.ndarray:
-    x = np.empty(n)
-    x[0] = x0
-    for i in range(n - 1):
-        x[i + 1] = 4 * x[i] * (1 - x[i])
-    return x
 
 
 def write_run(path, n: int = 1500, diverge_at: int | None = None) -> None:

@@ -2,6 +2,7 @@ import math
 import warnings
 
 import numpy as np
+from _series import logistic
 import pytest
 import xarray as xr
 
@@ -28,14 +29,6 @@ from netdyn.embedding import (
 
 LN2 = math.log(2.0)
 HENON_L1 = 0.41922
-
-
-def logistic(n: int, x0: float = 0.3, r: float = 4.0) -> np.ndarray:
-    x = np.empty(n)
-    x[0] = x0
-    for i in range(n - 1):
-        x[i + 1] = r * x[i] * (1 - x[i])
-    return x
 
 
 def henon(n: int) -> np.ndarray:

@@ -3,6 +3,7 @@ import sys
 import tracemalloc
 
 import numpy as np
+from _series import logistic
 import pytest
 import xarray as xr
 from pyunicorn.timeseries import RecurrencePlot
@@ -15,14 +16,6 @@ from netdyn.recurrence import (
     rqa,
     windowed_rqa,
 )
-
-
-def logistic(n: int, x0: float = 0.3, r: float = 4.0) -> np.ndarray:
-    x = np.empty(n)
-    x[0] = x0
-    for i in range(n - 1):
-        x[i + 1] = r * x[i] * (1 - x[i])
-    return x
 
 
 def f32(x: np.ndarray) -> np.ndarray:
