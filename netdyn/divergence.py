@@ -1,0 +1,140 @@
+"""Training divergence: one rule, used by ``run``, ``orbital_stability``, ``sweep`` and the CLI.
+
+What users and the papers call a *diverged* training run is any of
+
+* ``"non-finite"`` — a NaN or infinity in the loss or the state;
+* ``"loss blow-up"`` — the loss rose to more than ``loss_factor`` (default 1e3) times
+  its reference ``max(|L_0|, loss_floor)``, three orders of magnitude: softmax
+  cross-entropy keeps the loss finite even at absurd learning rates, so
+  "finite" alone never catches those runs;
+* ``"unbounded growth"`` — the state's Euclidean norm rose to more than
+  ``norm_factor`` (default 1e3) times ``max(||x_0||, norm_floor)``.
+
+The floors (1.0 by default) keep the rule meaningful for losses and states that
+start near zero: a logistic-map orbit from ``x_0 = 1e-4`` that settles at 0.6
+has not diverged.  ``L_0`` and ``x_0`` are the first finite values the check sees.
+
+A separate fact, never mixed with this one: an exponent estimate whose twin orbit
+lost floating-point resolution is reported by the exponent result
+(:func:`netdyn.max_lyapunov`'s ``unresolved``), not as divergence of training.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["DivergenceRule", "DivergenceCheck", "divergence_reason", "REASONS"]
+
+REASONS = ("non-finite", "loss blow-up", "unbounded growth")
+
+
+@dataclass(frozen=True)
+class DivergenceRule:
+    """Thresholds of the divergence rule (see the module docstring).
+
+    Parameters
+    ----------
+    loss_factor
+        default 1e3: a loss above ``loss_factor * max(|L_0|, loss_floor)`` is a blow-up.
+    norm_factor
+        default 1e3: a state norm above ``norm_factor * max(||x_0||, norm_floor)`` is
+        unbounded growth.
+    loss_floor, norm_floor
+        default 1.0: lower bounds of the references, in the units of the loss and
+        of the state.
+    """
+
+    loss_factor: float = 1e3
+    norm_factor: float = 1e3
+    loss_floor: float = 1.0
+    norm_floor: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("loss_factor", "norm_factor"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 1):
+                raise ValueError(f"DivergenceRule: expected {name} > 1 and finite, got {value!r}")
+        for name in ("loss_floor", "norm_floor"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"DivergenceRule: expected {name} > 0 and finite, got {value!r}")
+
+
+@dataclass
+class DivergenceCheck:
+    """The divergence rule applied step by step.
+
+    ``check(loss, norm)`` returns ``""`` while the run is sound and the reason
+    (a sentence starting with one of :data:`REASONS`) at the first step that breaks
+    the rule.  ``loss`` may be NaN for maps without a loss (then only the norm
+    is checked).
+    """
+
+    rule: DivergenceRule = field(default_factory=DivergenceRule)
+    loss_ref: float = math.nan
+    norm_ref: float = math.nan
+
+    def check(self, loss: float, norm: float) -> str:
+        """Reason for divergence at this step, ``""`` if none (units of the loss and state)."""
+        if math.isinf(loss) or not math.isfinite(norm):
+            return "non-finite: the loss or the state has NaN/inf entries"
+        if math.isnan(loss) and not math.isnan(self.loss_ref):
+            return "non-finite: the loss became NaN"
+        if math.isnan(self.norm_ref):
+            self.norm_ref = max(norm, self.rule.norm_floor)
+        if math.isfinite(loss) and math.isnan(self.loss_ref):
+            self.loss_ref = max(abs(loss), self.rule.loss_floor)
+        if math.isfinite(loss) and abs(loss) > self.rule.loss_factor * self.loss_ref:
+            return (
+                f"loss blow-up: the loss reached {loss:.3g}, more than {self.rule.loss_factor:g} x its "
+                f"reference {self.loss_ref:.3g}"
+            )
+        if norm > self.rule.norm_factor * self.norm_ref:
+            return (
+                f"unbounded growth: the state norm reached {norm:.3g}, more than {self.rule.norm_factor:g} x "
+                f"its reference {self.norm_ref:.3g}"
+            )
+        return ""
+
+
+def divergence_reason(
+    loss: np.ndarray | None = None,
+    norm: np.ndarray | None = None,
+    *,
+    rule: DivergenceRule | None = None,
+) -> tuple[str, int]:
+    """Apply the divergence rule to recorded series.
+
+    Parameters
+    ----------
+    loss
+        loss per recorded step ``(T,)``, or None (only the norm is checked).
+    norm
+        state norm per recorded step ``(T,)``, or None (only the loss is checked).
+    rule
+        thresholds; default :class:`DivergenceRule()`.
+
+    Returns
+    -------
+    (reason, index)
+        ``("", -1)`` when the series never break the rule, else the reason and the
+        index of the first offending entry.
+    """
+    if loss is None and norm is None:
+        raise ValueError("divergence_reason: expected a loss or a norm series, got neither")
+    loss = None if loss is None else np.asarray(loss, dtype=np.float64).ravel()
+    norm = None if norm is None else np.asarray(norm, dtype=np.float64).ravel()
+    n = len(loss) if loss is not None else len(norm)
+    if loss is not None and norm is not None and len(norm) != n:
+        raise ValueError(f"divergence_reason: expected loss and norm of one length, got {n} and {len(norm)}")
+    check = DivergenceCheck(rule or DivergenceRule())
+    for i in range(n):
+        reason = check.check(
+            math.nan if loss is None else float(loss[i]),
+            0.0 if norm is None else float(norm[i]),
+        )
+        if reason:
+            return reason, i
+    return "", -1
