@@ -176,7 +176,7 @@ def _column_runs(m: np.ndarray, size: int) -> np.ndarray:
     padded = np.zeros((m.shape[0] + 2, m.shape[1]), dtype=np.int8)
     padded[1:-1] = m
     step = np.diff(padded, axis=0).T  # (columns, rows + 1): +1 where a run starts, -1 after it ends
-    col_s, start = np.nonzero(step == 1)
+    _, start = np.nonzero(step == 1)
     _, stop = np.nonzero(step == -1)
     return np.bincount(stop - start, minlength=size + 1)
 

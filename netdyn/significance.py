@@ -53,7 +53,7 @@ from .datadriven import embedding_parameters, observable_series, rosenstein
 from .recurrence import rqa
 from .surrogates import KINDS, surrogates
 
-__all__ = ["ALTERNATIVES", "STATISTICS", "rank_p_value", "significance"]
+__all__ = ["ALTERNATIVES", "STATISTICS", "VERDICTS", "rank_p_value", "significance", "chaos_test"]
 
 ALTERNATIVES = ("greater", "less", "two-sided")
 _RQA = {"det": "DET", "lam": "LAM", "l": "L", "tt": "TT", "entr": "ENTR"}
@@ -224,4 +224,72 @@ def significance(
         },
         coords={"surrogate": np.arange(n)},
         attrs=attrs,
+    )
+
+
+VERDICTS = ("regular", "chaotic", "irregular, not distinguishable from linear noise")
+
+
+def chaos_test(
+    series: Any,
+    *,
+    observable: str | None = None,
+    kind: str = "iaaft",
+    n: int = 99,
+    seed: int = 0,
+    emb_dim: int | None = 3,
+    lag: int | None = 1,
+    recurrence_rate: float = 0.05,
+    k_regular: float = 0.5,
+    level: float = 0.05,
+) -> xr.Dataset:
+    """One verdict: the 0-1 test for regularity, then a surrogate test of DET for nonlinear determinism.
+
+    ``K < k_regular`` (:func:`netdyn.chaos01.chaos01`): ``"regular"``.  Otherwise
+    DET (at ``recurrence_rate``, in the delay embedding ``emb_dim``, ``lag``;
+    ``None`` chooses them from the data) is tested against ``n`` surrogates of
+    ``kind``: ``p <= level`` gives ``"chaotic"`` (irregular and nonlinear-
+    deterministic), else ``"irregular, not distinguishable from linear
+    noise"``.  K alone cannot tell chaos from noise (K ~ 1 for both) and DET
+    alone cannot tell chaos from a converging, drifting or periodic series (all
+    deterministic), hence both.  Rosenstein's exponent and its surrogate
+    p-value are reported alongside for its size, not used for the verdict: on
+    noise its slope is as large or larger (see tutorial 06).
+
+    Returns
+    -------
+    xarray.Dataset
+        Scalars ``K``, ``DET``, ``p_DET``, ``rosenstein``, ``p_rosenstein``;
+        attrs ``verdict`` (one of :data:`VERDICTS`), ``kind``, ``n``, ``seed``,
+        ``k_regular``, ``level``, ``emb_dim``, ``lag``, ``recurrence_rate``,
+        ``n_points``.
+    """
+    data = observable_series(series, observable)
+    if data.ndim != 1:
+        raise ValueError(f"chaos_test: expected a scalar observable, got shape {data.shape}")
+    k = chaos01_k(data, seed=seed)
+    det = significance("det", data, kind=kind, n=n, seed=seed, emb_dim=emb_dim, lag=lag, recurrence_rate=recurrence_rate)
+    ros = significance("rosenstein", data, kind=kind, n=n, seed=seed)
+    p_det = float(det["p_value"])
+    verdict = VERDICTS[0] if k < k_regular else (VERDICTS[1] if p_det <= level else VERDICTS[2])
+    return xr.Dataset(
+        {
+            "K": ((), k),
+            "DET": det["statistic"],
+            "p_DET": ((), p_det),
+            "rosenstein": ros["statistic"],
+            "p_rosenstein": ros["p_value"],
+        },
+        attrs={
+            "verdict": verdict,
+            "kind": kind,
+            "n": n,
+            "seed": seed,
+            "k_regular": k_regular,
+            "level": level,
+            "emb_dim": det.attrs["emb_dim"],
+            "lag": det.attrs["lag"],
+            "recurrence_rate": recurrence_rate,
+            "n_points": int(data.size),
+        },
     )

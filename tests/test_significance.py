@@ -95,3 +95,16 @@ def test_bad_arguments_are_rejected():
         significance(np.std, CHAOS, emb_dim=2)
     with pytest.raises(ValueError, match="expected a finite"):
         significance(lambda x: float("nan"), CHAOS, n=3)
+
+
+@pytest.mark.parametrize("series, expected", [
+    (logistic(600, x0=0.31), "chaotic"),
+    (np.tile([0.2, 0.5, 0.9], 200) + 1e-6 * np.random.default_rng(0).normal(size=600), "regular"),
+    (ar1(600), "irregular, not distinguishable from linear noise"),
+])
+def test_chaos_test_verdicts(series, expected):
+    from netdyn.significance import chaos_test
+
+    res = chaos_test(series, n=19, seed=0)
+    assert res.attrs["verdict"] == expected, (float(res["K"]), float(res["p_DET"]))
+    assert res.attrs["n"] == 19 and set(res.data_vars) == {"K", "DET", "p_DET", "rosenstein", "p_rosenstein"}

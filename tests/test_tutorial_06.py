@@ -11,7 +11,7 @@ def test_tutorial_06_runs_quick(tmp_path):
     env = {**os.environ, "NETDYN_TUTORIAL_QUICK": "1", "MPLBACKEND": "Agg", "PYTHONPATH": str(SCRIPT.parents[1])}
     done = subprocess.run([sys.executable, str(SCRIPT)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"{SCRIPT.name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
-    assert "chaos supported" in done.stdout  # the logistic map at r = 4 passes the combined test
+    assert "logistic r=4 (chaos)" in done.stdout and "-> chaotic" in done.stdout  # r = 4 passes the combined test
 
 
 def test_tutorial_06_has_an_executed_notebook():
