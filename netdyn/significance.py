@@ -82,7 +82,8 @@ def _rosenstein_statistic(data: np.ndarray, options: dict[str, Any]) -> tuple[Ca
     settings = dict(emb_dim=emb_dim, lag=lag, min_tsep=min_tsep, trajectory_len=trajectory_len)
     first = rosenstein(data, fit_range=fit_range, **settings, **options)
     settings["fit_start"], settings["fit_stop"] = (int(v) for v in first.fit_range)
-    settings["data_reliable"] = int(bool(getattr(first, "reliable", True)))
+    settings["data_reliable"] = int(bool(getattr(first, "reliable", True)))  # judged estimators (when available)
+    settings["data_reason"] = str(getattr(first, "reason", ""))
     fixed = (settings["fit_start"], settings["fit_stop"])
 
     def statistic(series: np.ndarray) -> float:
@@ -254,7 +255,8 @@ def chaos_test(
     alone cannot tell chaos from a converging, drifting or periodic series (all
     deterministic), hence both.  Rosenstein's exponent and its surrogate
     p-value are reported alongside for its size, not used for the verdict: on
-    noise its slope is as large or larger (see tutorial 06).
+    noise its slope is as large or larger (see tutorial 06); when it cannot be
+    computed they are NaN and ``rosenstein_note`` says why.
 
     Returns
     -------
@@ -262,14 +264,19 @@ def chaos_test(
         Scalars ``K``, ``DET``, ``p_DET``, ``rosenstein``, ``p_rosenstein``;
         attrs ``verdict`` (one of :data:`VERDICTS`), ``kind``, ``n``, ``seed``,
         ``k_regular``, ``level``, ``emb_dim``, ``lag``, ``recurrence_rate``,
-        ``n_points``.
+        ``n_points``, ``rosenstein_note`` ("" when the exponent is sound).
     """
     data = observable_series(series, observable)
     if data.ndim != 1:
         raise ValueError(f"chaos_test: expected a scalar observable, got shape {data.shape}")
     k = chaos01_k(data, seed=seed)
     det = significance("det", data, kind=kind, n=n, seed=seed, emb_dim=emb_dim, lag=lag, recurrence_rate=recurrence_rate)
-    ros = significance("rosenstein", data, kind=kind, n=n, seed=seed)
+    try:
+        ros = significance("rosenstein", data, kind=kind, n=n, seed=seed)
+        ros_value, ros_p = float(ros["statistic"]), float(ros["p_value"])
+        ros_note = "" if ros.attrs.get("data_reliable", 1) else f"auto fit on the data judged unreliable: {ros.attrs.get('data_reason', '')}"
+    except ValueError as err:  # no finite exponent on the data: reported, not part of the verdict
+        ros_value, ros_p, ros_note = float("nan"), float("nan"), str(err)
     p_det = float(det["p_value"])
     verdict = VERDICTS[0] if k < k_regular else (VERDICTS[1] if p_det <= level else VERDICTS[2])
     return xr.Dataset(
@@ -277,8 +284,8 @@ def chaos_test(
             "K": ((), k),
             "DET": det["statistic"],
             "p_DET": ((), p_det),
-            "rosenstein": ros["statistic"],
-            "p_rosenstein": ros["p_value"],
+            "rosenstein": ((), ros_value),
+            "p_rosenstein": ((), ros_p),
         },
         attrs={
             "verdict": verdict,
@@ -291,5 +298,6 @@ def chaos_test(
             "lag": det.attrs["lag"],
             "recurrence_rate": recurrence_rate,
             "n_points": int(data.size),
+            "rosenstein_note": ros_note,
         },
     )
