@@ -1,4 +1,4 @@
-"""Numba kernels for :mod:`netdyn.recurrence` (the optional ``fast`` extra).
+"""Numba kernels for :mod:`netdyn.recurrence` (numba is a core dependency).
 
 Every kernel walks the upper triangle ``j > i`` of the pair-distance matrix row
 by row, computing each distance once, and allocates nothing of size ``N``: the

@@ -16,7 +16,7 @@ Nothing of size ``N x N`` is ever held: the matrix is produced in blocks of rows
 counted along each block with the open runs carried to the next block, while
 vertical line lengths are counted as horizontal runs of the rows (the matrix is
 symmetric).  After one dense pass per block all counting is ``O(recurrences)``.  Peak memory is ``O(block_size + N)``; time ``O(N^2 d)``.
-With numba installed (the ``fast`` extra) ``engine="auto"`` runs compiled
+With numba (a core dependency) ``engine="auto"`` runs compiled
 kernels instead (:mod:`netdyn._rqa_kernels`): one pass over the upper triangle
 in ``O(N)`` memory, same results (at N = 5000: ~3x faster than the numpy
 path with a given threshold, ~17x at a fixed rate; see
@@ -165,7 +165,7 @@ def _kernels(engine: str, caller: str) -> ModuleType | None:
         return importlib.import_module(f"{__package__}._rqa_kernels")
     except ImportError as err:
         if engine == "numba":
-            raise ImportError(f"{caller}: engine='numba' needs numba (pip install netdyn[fast]): {err}") from err
+            raise ImportError(f"{caller}: engine='numba' needs numba (pip install numba): {err}") from err
         return None
 
 
@@ -531,7 +531,7 @@ def rqa(
     block_size : int, default 2^20
         numpy engine: matrix entries per row block (memory ~ 9 bytes each).
     engine : {"auto", "numba", "numpy"}, default "auto"
-        "numba" (the ``fast`` extra) or the numpy path; "auto" takes numba when
+        "numba" (compiled kernels) or the numpy path; "auto" takes numba when
         it imports.  Both give identical results (same distances, same counts).
 
     Returns

@@ -225,7 +225,7 @@ class TestRQA:
         x = logistic(300)
         ref = rqa(x, threshold=0.05, engine="numpy")
         assert_same_rqa(rqa(x, threshold=0.05, engine="auto"), ref)
-        with pytest.raises(ImportError, match=r"rqa: engine='numba' needs numba \(pip install netdyn\[fast\]\)"):
+        with pytest.raises(ImportError, match=r"rqa: engine='numba' needs numba \(pip install numba\)"):
             rqa(x, threshold=0.05, engine="numba")
         assert "netdyn._rqa_kernels" not in sys.modules
 
