@@ -29,7 +29,8 @@ tangent copy shares.
 
 Randomness in the forward (dropout masks, noise layers, anything drawing from
 torch's global generator) is made a function of ``(seed, t)`` too: every forward of
-step ``t`` runs under :func:`torch.random.fork_rng` seeded by :func:`step_seed`, so
+step ``t`` runs with torch's default generator seeded by :func:`step_seed` and restored
+afterwards (the effect of :func:`torch.random.fork_rng` + ``manual_seed``), so
 the orbit, its twin, its tangent (the Hessian-vector products see the gradient's
 masks) and every ensemble member see the same noise, and the user's global RNG is
 left as it was.
@@ -107,7 +108,7 @@ class TrainingMap:
     How the model is run, so that the map is a function of ``(x, t)`` alone:
 
     * training forwards (``step``, ``step_jvp``, ``loss``, both optimiser paths) run in
-      train mode, under an RNG forked and seeded by ``step_seed(seed, t)``, with the
+      train mode, with torch's generator seeded by ``step_seed(seed, t)`` (and restored), the
       trainable parameters taken from ``x`` and every buffer *cloned*: BatchNorm
       normalises by the batch's statistics and updates only the clones, so the
       model's stored buffers never change;
