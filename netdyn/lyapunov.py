@@ -30,7 +30,7 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from .maps import require_jacobian
+from .maps import describe_map, param_dim_of, require_jacobian
 
 __all__ = ["max_lyapunov", "BatchStepper", "as_states", "block_stderr", "map_attrs"]
 
@@ -50,7 +50,7 @@ def as_states(map_: Any, x0: Tensor | np.ndarray, caller: str) -> tuple[Tensor, 
 def map_attrs(map_: Any) -> dict[str, Any]:
     """The map's ``describe()`` made netCDF-safe (bools -> int, None -> "none")."""
     attrs = {}
-    for key, value in map_.describe().items():
+    for key, value in describe_map(map_).items():
         if isinstance(value, bool):
             value = int(value)
         elif value is None:
@@ -258,7 +258,7 @@ def max_lyapunov(
         raise ValueError(f"{caller}: expected d0 > 0, got {d0}")
     if method == "tangent":
         require_jacobian(map_, caller)
-    n, p = xs.shape[0], (map_.param_dim if params_only else map_.dim)
+    n, p = xs.shape[0], (param_dim_of(map_) if params_only else map_.dim)
     gen = torch.Generator().manual_seed(int(seed))
     u = torch.zeros_like(xs)
     u[:, :p] = torch.randn(n, p, generator=gen, dtype=torch.float64).to(xs.dtype)

@@ -24,6 +24,7 @@ import xarray as xr
 from torch import Tensor
 
 from .lyapunov import map_attrs
+from .maps import param_dim_of
 from .stability_threshold import stability_threshold, step_preconditioner
 
 __all__ = ["Sharpness", "sharpness", "sharpness_along", "track_sharpness", "hessian_vector_product"]
@@ -136,7 +137,7 @@ def sharpness(
     caller = "sharpness"
     if not callable(getattr(map_, "loss", None)):
         raise TypeError(f"{caller}: {type(map_).__name__} has no loss(theta, t) method")
-    p = map_.param_dim
+    p = param_dim_of(map_)
     x = torch.as_tensor(x)
     if x.ndim != 1 or x.shape[0] not in (p, map_.dim):
         raise ValueError(f"{caller}: expected x of shape ({map_.dim},) or ({p},), got {tuple(x.shape)}")
@@ -296,8 +297,8 @@ def sharpness_along(
     else:
         states = torch.as_tensor(trajectory_states)
         steps = np.arange(states.shape[0])
-    if states.ndim != 2 or states.shape[1] not in (map_.param_dim, map_.dim):
-        raise ValueError(f"{caller}: expected states of shape (n, {map_.param_dim}) or (n, {map_.dim}) "
+    if states.ndim != 2 or states.shape[1] not in (param_dim_of(map_), map_.dim):
+        raise ValueError(f"{caller}: expected states of shape (n, {param_dim_of(map_)}) or (n, {map_.dim}) "
                          f"(all parameters recorded), got {tuple(states.shape)}")
     if int(every) != every or every < 1:
         raise ValueError(f"{caller}: expected integer every >= 1, got {every}")

@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .maps import param_dim_of
 from .optim import SGD, Adam, FunctionalOptimizer, RMSprop, safe_sqrt
 
 __all__ = ["stability_threshold", "step_preconditioner"]
@@ -113,7 +114,7 @@ def step_preconditioner(map_: Any, x: Tensor, t: int) -> Tensor:
     if x.shape != (map_.dim,):
         raise ValueError(f"{caller}: expected the full state of shape ({map_.dim},) (parameters and optimiser "
                          f"buffers), got {tuple(x.shape)}")
-    p = map_.param_dim
+    p = param_dim_of(map_)
     theta = x[:p].detach()
     if opt is None or isinstance(opt, SGD):
         return torch.ones_like(theta)

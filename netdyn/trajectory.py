@@ -21,6 +21,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ._version import __version__
+from .maps import describe_map, param_dim_of
 from .recording import resolve_record
 from .storage import RowBuffer, TrajectoryWriter, build_dataset, open_trajectory
 
@@ -124,13 +125,13 @@ def run(
             raise ValueError(f"run: eval_every needs {type(map).__name__}.evaluate(x), which it lacks")
     selection = resolve_record(map, record)
     x = _initial(map, x0, seed)
-    param_dim = int(getattr(map, "param_dim", map.dim))
+    param_dim = param_dim_of(map)
     dtype = np.dtype(np.float64 if x.dtype == torch.float64 else np.float32)
     with_eval = eval_every is not None
     n_records = -(-steps // record_every)
     attrs = {
         "map": type(map).__name__,
-        **map.describe(),
+        **describe_map(map),
         "seed": seed,
         "record": selection.record,
         **selection.attrs,

@@ -18,6 +18,7 @@ import xarray as xr
 from torch import Tensor
 
 from .lyapunov import BatchStepper, as_states, map_attrs
+from .maps import param_dim_of
 
 __all__ = ["perturbation_growth", "growth_fit_window"]
 
@@ -152,7 +153,7 @@ def perturbation_growth(
     if fit_window is not None and not 0 <= fit_window[0] < fit_window[1] - 1 <= steps:
         raise ValueError(f"{caller}: expected fit_window (start, stop) with 0 <= start < stop - 1 <= {steps}, "
                          f"got {fit_window}")
-    n, p = xs.shape[0], map_.param_dim
+    n, p = xs.shape[0], param_dim_of(map_)
     gen = torch.Generator().manual_seed(int(seed))
     shift = torch.zeros(n, n_copies, map_.dim, dtype=xs.dtype)
     shift[..., :p] = (eps * (2 * torch.rand(n, n_copies, p, generator=gen, dtype=torch.float64) - 1)).to(xs.dtype)
