@@ -208,6 +208,11 @@ def run(
                 reason, diverged_step, final_step = "non-finite: the state has NaN/inf entries", t + 1, t
                 break
             previous, x = x, x_next
+    if not reason and check is not None and steps:
+        # the last state's loss is not computed; its norm is checked like every other state's
+        reason = check.check_norm(_param_norm(x, param_dim))
+        if reason:
+            diverged_step, final_step, x = t0 + steps, t0 + steps - 1, previous
     if reason:
         warnings.warn(
             f"run: diverged at step {diverged_step} ({reason}); the run stopped, steps before {diverged_step} "

@@ -145,6 +145,17 @@ class TestRun:
         norms = np.linalg.norm(ds["state"].values, axis=1)
         assert norms.max() <= 1e3 * norms[0] and int(ds["diverged_step"]) == ds.sizes["step"]
 
+    def test_the_last_state_is_checked_too(self):
+        # stop exactly when Henon's escaping orbit first breaks the norm rule: x_steps (no loss,
+        # no further step) is judged by its norm, every row is kept, final_state is x_{steps-1}
+        x0 = torch.tensor([10.0, 10.0], dtype=torch.float64)
+        with pytest.warns(RuntimeWarning, match="unbounded growth"):
+            b = int(run(HenonMap(), 100, x0=x0)["diverged_step"])
+        with pytest.warns(RuntimeWarning, match=f"diverged at step {b} \\(unbounded growth"):
+            ds = run(HenonMap(), b, x0=x0)
+        assert bool(ds["diverged"]) and ds.sizes["step"] == b and int(ds["final_step"]) == b - 1
+        np.testing.assert_array_equal(ds["final_state"].values, ds["state"].values[-1])
+
     def test_gd_above_two_over_h_is_a_loss_blow_up_at_the_predicted_step(self):
         # x_t,i = (1 - lr h_i)^t x_0,i, |1 - lr h_max| = 2: L_t = sum_i h_i (1 - lr h_i)^(2t) x_0,i^2 / 2
         # grows like 4^t; the rule fires at the first t with L_t > 1e3 max(L_0, 1) -- long before any inf.
