@@ -260,11 +260,13 @@ def max_lyapunov(
     the rescaled separation is no longer ``d0`` within 10 % because the state has
     grown so large that ``d0`` is below its floating-point resolution, the member
     stops with ``unresolved = True`` at ``unresolved_step``, a warning, running
-    estimate kept up to that step (NaN after), ``lyapunov = +inf`` — the exponent
-    is too large to resolve at this ``d0`` and counts as above every chaos
-    threshold in :func:`netdyn.sweep.edge_of_chaos` — and ``lyapunov_resolved``
-    the estimate it had reached.  A separation that collapses to exactly 0 gives
-    ``-inf`` (also with a warning).
+    estimate kept up to that step (NaN after), ``lyapunov = +inf`` by convention
+    (not resolvable at this ``d0``; :func:`netdyn.sweep.edge_of_chaos` counts it
+    above every chaos threshold) and ``lyapunov_resolved`` the estimate it had
+    reached.  With the default ``d0`` this needs a state ~1e5 times larger than
+    ``d0``'s resolution allows (float64: parameter norms ~1e5-1e6), so on sound
+    training it is rare; a small explicit ``d0`` makes it common.  A separation that
+    collapses to exactly 0 gives ``-inf`` (also with a warning).
 
     Defaults: ``d0 = 1e-9`` is ChaosTools' choice: far below attractor scales yet
     ``1e7`` times the float64 resolution of O(1) states.  In float32 that ``d0`` is
