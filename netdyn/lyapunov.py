@@ -263,9 +263,9 @@ def max_lyapunov(
     estimate kept up to that step (NaN after), ``lyapunov = +inf`` by convention
     (not resolvable at this ``d0``; :func:`netdyn.sweep.edge_of_chaos` counts it
     above every chaos threshold) and ``lyapunov_resolved`` the estimate it had
-    reached.  With the default ``d0`` this needs a state ~1e5 times larger than
-    ``d0``'s resolution allows (float64: parameter norms ~1e5-1e6), so on sound
-    training it is rare; a small explicit ``d0`` makes it common.  A separation that
+    reached.  With the default ``d0`` in float64 this takes parameter entries of
+    order 1e6 (their rounding then rivals ``d0``), so on sound training it is rare;
+    a small explicit ``d0`` makes it common.  A separation that
     collapses to exactly 0 gives ``-inf`` (also with a warning).
 
     Defaults: ``d0 = 1e-9`` is ChaosTools' choice: far below attractor scales yet
