@@ -82,8 +82,6 @@ class DivergenceCheck:
             return "non-finite: the loss or the state has NaN/inf entries"
         if math.isnan(loss) and not math.isnan(self.loss_ref):
             return "non-finite: the loss became NaN"
-        if math.isnan(self.norm_ref):
-            self.norm_ref = max(norm, self.rule.norm_floor)
         if math.isfinite(loss) and math.isnan(self.loss_ref):
             self.loss_ref = max(abs(loss), self.rule.loss_floor)
         if math.isfinite(loss) and abs(loss) > self.rule.loss_factor * self.loss_ref:
@@ -91,6 +89,15 @@ class DivergenceCheck:
                 f"loss blow-up: the loss reached {loss:.3g}, more than {self.rule.loss_factor:g} x its "
                 f"reference {self.loss_ref:.3g}"
             )
+        return self.check_norm(norm)
+
+    def check_norm(self, norm: float) -> str:
+        """The norm part of the rule alone, for a state whose loss is not known (e.g.
+        the last state of a run); ``""`` if sound."""
+        if not math.isfinite(norm):
+            return "non-finite: the state has NaN/inf entries"
+        if math.isnan(self.norm_ref):
+            self.norm_ref = max(norm, self.rule.norm_floor)
         if norm > self.rule.norm_factor * self.norm_ref:
             return (
                 f"unbounded growth: the state norm reached {norm:.3g}, more than {self.rule.norm_factor:g} x "
