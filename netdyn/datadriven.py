@@ -62,6 +62,7 @@ import numpy as np
 import xarray as xr
 
 from .embedding import _nearest_outside_window, choose_lag, delay_embed, false_nearest_neighbours, mean_period
+from .linear_region import LinearRegion, linear_region
 
 __all__ = [
     "DivergenceCurve",
@@ -105,6 +106,18 @@ class DivergenceCurve:
         ``"rosenstein"`` (ours) or ``"nolds.lyap_r"``.
     observable : str
         Which observable was analysed.
+    reliable : bool
+        False when ``fit_range="auto"`` found no trustworthy linear region; the
+        exponent is then NaN and ``reason`` says why.  Given ranges are not judged.
+    reason : str
+        Why the estimate is unreliable ("" when reliable).
+    fit_r2 : float
+        R² of the fitted line on the fit range.
+    fit_points : int
+        Number of curve points in the fit range.
+    exponent_stderr : float
+        Standard error of the exponent from its spread over blocks of reference
+        points (:func:`rosenstein` only; NaN otherwise).
     """
 
     exponent: float
@@ -120,6 +133,11 @@ class DivergenceCurve:
     n_points: int
     method: str
     observable: str
+    reliable: bool = True
+    reason: str = ""
+    fit_r2: float = float("nan")
+    fit_points: int = 0
+    exponent_stderr: float = float("nan")
 
     def to_dataset(self) -> xr.Dataset:
         """The curve and its fit as an ``xarray.Dataset`` over ``k``."""
@@ -145,6 +163,11 @@ class DivergenceCurve:
                 "trajectory_len": self.trajectory_len,
                 "tau": self.tau,
                 "n_points": self.n_points,
+                "reliable": int(self.reliable),
+                "reason": self.reason,
+                "fit_r2": self.fit_r2,
+                "fit_points": self.fit_points,
+                "exponent_stderr": self.exponent_stderr,
             },
         )
 
@@ -324,42 +347,106 @@ def embedding_parameters(
     return int(emb_dim), int(lag), int(min_tsep)
 
 
-def auto_fit_range(ks: np.ndarray, curve: np.ndarray, margin: float = 1.0) -> tuple[int, int]:
-    """The linear region of a divergence curve, before saturation.
+#: a linear region must hold at least this many points of the divergence curve
+MIN_FIT_POINTS = 5
+#: ... and rise by at least this much (natural-log units): less cannot be told from the initial transient
+MIN_RISE = 2.0
+#: ... and its slope must agree over blocks of reference points to this relative standard error
+MAX_REL_STDERR = 0.05
+#: contiguous blocks of reference points whose separate curves give the standard error
+N_BLOCKS = 4
 
-    Distances saturate at the size of the attractor, where the curve levels off
-    at its maximum.  The range is ``ks[0] <= k < k_stop`` with ``k_stop`` the
-    first ``k`` whose value is within ``margin`` (natural-log units, default 1 =
-    a factor e) of the maximum; at least two points are kept.
+
+def auto_fit_range(ks: np.ndarray, curve: np.ndarray) -> tuple[int, int]:
+    """The linear region of a divergence curve: its longest stretch of constant slope.
+
+    Parameters
+    ----------
+    ks : array (K,)
+        Steps ``k`` of the curve (increasing).
+    curve : array (K,)
+        ``<ln d(k)>``.
+
+    Returns
+    -------
+    (lo, hi)
+        The range ``lo <= k < hi`` of :func:`netdyn.linear_region.linear_region`
+        (local slopes within 15 %; see there); all of ``ks`` for fewer than 3 points.
     """
-    if ks.size < 2:
-        return (int(ks[0]), int(ks[0]) + 1) if ks.size else (0, 0)
-    near = np.nonzero(curve >= curve.max() - margin)[0]
-    stop = max(int(near[0]), 2)
-    return int(ks[0]), int(ks[stop - 1]) + 1
+    if ks.size == 0:
+        return 0, 0
+    region = linear_region(curve)
+    return int(ks[region.start]), int(ks[region.stop - 1]) + 1
+
+
+def _unreliable_reason(region: LinearRegion, n_curve: int, rel_stderr: float) -> str:
+    """Why a Rosenstein fit on ``region`` cannot be trusted ("" if it can)."""
+    if n_curve < MIN_FIT_POINTS:
+        return f"too short: the divergence curve has only {n_curve} finite points (need {MIN_FIT_POINTS})"
+    if region.n_points < MIN_FIT_POINTS:
+        return (f"no linear region: only {region.n_points} points of constant slope "
+                f"(need {MIN_FIT_POINTS}); the curve saturates at once or is noise")
+    if not region.slope > 0:
+        return f"curve falls: no divergence (slope {region.slope:+.3g} per step over the longest linear region)"
+    if region.rise < MIN_RISE:
+        return (f"no linear region: the straightest stretch rises only {region.rise:.2f} (< {MIN_RISE}) in ln d "
+                "and cannot be told from the initial transient; use a longer trajectory_len or series")
+    if rel_stderr > MAX_REL_STDERR:
+        return (f"too short: the slope differs between blocks of the series (relative standard error "
+                f"{rel_stderr:.0%} > {MAX_REL_STDERR:.0%}); use a longer series")
+    return ""
 
 
 def _fit(
-    ks: np.ndarray, curve: np.ndarray, fit_range: tuple[int, int] | str | None, caller: str
-) -> tuple[float, float, tuple[int, int]]:
-    """Least-squares line through ``curve`` on ``fit_range`` ("auto", None = all ``ks``, or (lo, hi))."""
-    if isinstance(fit_range, str):
-        if fit_range != "auto":
-            raise ValueError(f"{caller}: expected fit_range 'auto', None or (lo, hi), got {fit_range!r}")
-        fit_range = auto_fit_range(ks, curve)
+    ks: np.ndarray, curve: np.ndarray, fit_range: tuple[int, int] | str | None, caller: str,
+    block_curves: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Line through ``curve`` on ``fit_range`` ("auto", None = all ``ks``, or (lo, hi)), judged when "auto".
+
+    Returns the ``DivergenceCurve`` fields ``exponent`` (slope per step here),
+    ``intercept``, ``fit_range``, ``reliable``, ``reason``, ``fit_r2``,
+    ``fit_points``, ``exponent_stderr``.  ``block_curves`` (B, K) are the curves
+    of blocks of reference points, for the standard error.
+    """
+    auto = isinstance(fit_range, str)
+    if auto and fit_range != "auto":
+        raise ValueError(f"{caller}: expected fit_range 'auto', None or (lo, hi), got {fit_range!r}")
+    if auto:
+        region = linear_region(curve)
+        sel = np.zeros(ks.size, dtype=bool)
+        sel[region.start : region.stop] = True
+        lo, hi = (int(ks[region.start]), int(ks[region.stop - 1]) + 1) if region.n_points else (0, 0)
     elif fit_range is None:
-        fit_range = (int(ks[0]), int(ks[-1]) + 1) if ks.size else (0, 0)
-    lo, hi = int(fit_range[0]), int(fit_range[1])
-    sel = (ks >= lo) & (ks < hi)
-    if sel.sum() < 2:
-        warnings.warn(
-            f"{caller}: fewer than 2 finite points of the divergence curve in fit_range=({lo}, {hi}); exponent is NaN",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return float("nan"), float("nan"), (lo, hi)
-    slope, intercept = np.polyfit(ks[sel], curve[sel], 1)
-    return float(slope), float(intercept), (lo, hi)
+        lo, hi = (int(ks[0]), int(ks[-1]) + 1) if ks.size else (0, 0)
+        sel = np.ones(ks.size, dtype=bool)
+    else:
+        lo, hi = int(fit_range[0]), int(fit_range[1])
+        sel = (ks >= lo) & (ks < hi)
+    n_sel = int(sel.sum())
+    out: dict[str, Any] = dict(fit_range=(lo, hi), fit_points=n_sel, reliable=True, reason="",
+                               exponent=float("nan"), intercept=float("nan"), fit_r2=float("nan"),
+                               exponent_stderr=float("nan"))
+    if n_sel < 2:
+        out.update(reliable=False, reason=f"only {n_sel} finite points of the divergence curve in k in [{lo}, {hi})")
+    else:
+        slope, intercept = np.polyfit(ks[sel], curve[sel], 1)
+        resid = curve[sel] - (intercept + slope * ks[sel])
+        ss_tot = float(((curve[sel] - curve[sel].mean()) ** 2).sum())
+        out.update(exponent=float(slope), intercept=float(intercept),
+                   fit_r2=1.0 - float(resid @ resid) / ss_tot if ss_tot > 0 else float("nan"))
+        if block_curves is not None and n_sel >= 2:
+            slopes = [np.polyfit(ks[sel], b[sel], 1)[0] for b in block_curves if np.isfinite(b[sel]).all()]
+            if len(slopes) >= 2:
+                out["exponent_stderr"] = float(np.std(slopes, ddof=1) / np.sqrt(len(slopes)))
+        if auto:
+            rel = out["exponent_stderr"] / abs(slope) if slope != 0 and np.isfinite(out["exponent_stderr"]) else 0.0
+            reason = _unreliable_reason(region, ks.size, rel)
+            out.update(reliable=not reason, reason=reason)
+    if not out["reliable"]:
+        out["exponent"] = float("nan")
+        warnings.warn(f"{caller}: no reliable exponent: {out['reason']}; exponent is NaN", RuntimeWarning,
+                      stacklevel=4)
+    return out
 
 
 def rosenstein(
@@ -429,25 +516,35 @@ def rosenstein(
     _, nb = _nearest_outside_window(orbit[:ntraj], min_tsep)
     ref = np.arange(ntraj)
     curve = np.empty(trajectory_len)
+    # contiguous blocks of reference points: their separate curves give the exponent's standard error
+    block = np.minimum(ref * N_BLOCKS // ntraj, N_BLOCKS - 1)
+    blocks = np.full((N_BLOCKS, trajectory_len), -np.inf)
     for k in range(trajectory_len):
         d = np.sqrt(np.sum((orbit[ref + k] - orbit[nb + k]) ** 2, axis=1))
-        d = d[d != 0]
-        curve[k] = np.mean(np.log(d)) if d.size else -np.inf
+        nonzero = d != 0
+        log_d = np.log(d[nonzero])
+        curve[k] = np.mean(log_d) if log_d.size else -np.inf
+        counts = np.bincount(block[nonzero], minlength=N_BLOCKS)
+        sums = np.bincount(block[nonzero], weights=log_d, minlength=N_BLOCKS)
+        blocks[counts > 0, k] = sums[counts > 0] / counts[counts > 0]
     ks = np.arange(trajectory_len)
     finite = np.isfinite(curve)
     settings = dict(emb_dim=emb_dim, lag=lag, min_tsep=min_tsep, trajectory_len=trajectory_len, tau=tau)
     return _fitted_curve(ks[finite], curve[finite], fit_range, caller, settings, int(x.shape[0]), "rosenstein",
-                         _observable_label(data, observable))
+                         _observable_label(data, observable), blocks[:, finite])
 
 
 def _fitted_curve(
     ks: np.ndarray, curve: np.ndarray, fit_range: Any, caller: str, settings: dict[str, Any], n_points: int,
-    method: str, observable: str,
+    method: str, observable: str, block_curves: np.ndarray | None = None,
 ) -> DivergenceCurve:
     """Fit the divergence curve's line and pack the result (shared by both Rosenstein front doors)."""
-    slope, intercept, used = _fit(ks, curve, fit_range, caller)
-    return DivergenceCurve(exponent=slope / settings["tau"], k=ks, log_divergence=curve, fit_range=used,
-                           intercept=intercept, n_points=n_points, method=method, observable=observable, **settings)
+    fit = _fit(ks, curve, fit_range, caller, block_curves)
+    tau = settings["tau"]
+    fit["exponent"] /= tau
+    fit["exponent_stderr"] /= tau
+    return DivergenceCurve(k=ks, log_divergence=curve, n_points=n_points, method=method, observable=observable,
+                           **fit, **settings)
 
 
 def _observable_label(data: Any, observable: str | None) -> str:
