@@ -54,8 +54,11 @@ C. Schölzel, nolds (https://github.com/CSchoel/nolds), version 0.6.2.
 """
 from __future__ import annotations
 
+import inspect
+import math
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -320,6 +323,26 @@ def _checked(x: np.ndarray, caller: str) -> np.ndarray:
     return x
 
 
+#: series larger than this in magnitude are rescaled before distances are squared (2^500 ~ 3e150)
+_HUGE = 2.0**500
+
+
+def _rescaled(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """``(x / 2^p, p ln 2)``: a series that grew past ``_HUGE`` (a loss at 1e304) divided by a power of two.
+
+    Distances are squared, so such a series would overflow; dividing by ``2^p``
+    is exact and shifts every ``ln d`` by ``-p ln 2`` -- the slope, i.e. the
+    exponent, is unchanged, and callers add ``p ln 2`` back to the curve so it
+    stays in the series' units.  Series below ``_HUGE`` are returned as they are
+    (so results stay bit-for-bit equal to nolds).
+    """
+    peak = float(np.max(np.abs(x)))
+    if peak <= _HUGE:
+        return x, 0.0
+    p = math.frexp(peak)[1]
+    return np.ldexp(x, -p), p * math.log(2.0)
+
+
 def embedding_parameters(
     x: np.ndarray, emb_dim: int | None = None, lag: int | None = None, min_tsep: int | None = None
 ) -> tuple[int, int, int]:
@@ -343,8 +366,36 @@ def embedding_parameters(
     if min_tsep is None:
         min_tsep = mean_period(scalar)
     if emb_dim is None:
-        emb_dim = 1 if x.ndim == 2 else false_nearest_neighbours(scalar, lag=lag, theiler=min_tsep)[0]
+        emb_dim = 1 if x.ndim == 2 else _fnn_dimension(scalar, lag, min_tsep)
     return int(emb_dim), int(lag), int(min_tsep)
+
+
+def _outside_netdyn() -> int:
+    """``stacklevel`` (for a ``warnings.warn`` in the caller) of the first frame outside the netdyn package."""
+    package = str(Path(__file__).parent)
+    frame, level = inspect.currentframe(), 0
+    while frame is not None and (level == 0 or frame.f_code.co_filename.startswith(package)):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _fnn_dimension(x: np.ndarray, lag: int, theiler: int) -> int:
+    """:func:`false_nearest_neighbours` dimension, its "no dimension passes" warning said in the user's terms."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        emb_dim, fractions = false_nearest_neighbours(x, lag=lag, theiler=theiler)
+    for w in caught:
+        if "false_nearest_neighbours: no dimension" in str(w.message):
+            warnings.warn(
+                f"embedding_parameters: no embedding dimension up to {emb_dim} leaves fewer than 1 % false "
+                f"nearest neighbours (lowest {min(fractions, default=float('nan')):.1%}): noise, drift or too "
+                f"short a series; using emb_dim={emb_dim} (pass emb_dim= to choose)",
+                RuntimeWarning,
+                stacklevel=_outside_netdyn(),
+            )
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return emb_dim
 
 
 #: a linear region must hold at least this many points of the divergence curve
@@ -392,8 +443,8 @@ def _unreliable_reason(region: LinearRegion, n_curve: int, rel_stderr: float) ->
         return (f"no linear region: the straightest stretch rises only {region.rise:.2f} (< {MIN_RISE}) in ln d "
                 "and cannot be told from the initial transient; use a longer trajectory_len or series")
     if rel_stderr > MAX_REL_STDERR:
-        return (f"too short: the slope differs between blocks of the series (relative standard error "
-                f"{rel_stderr:.0%} > {MAX_REL_STDERR:.0%}); use a longer series")
+        return (f"slope not stable: it differs between {N_BLOCKS} blocks of reference points (relative standard "
+                f"error {rel_stderr:.0%} > {MAX_REL_STDERR:.0%}); a longer or stationary series is needed")
     return ""
 
 
@@ -503,7 +554,7 @@ def rosenstein(
     Rosenstein, Collins, De Luca, Physica D 65, 117 (1993).
     """
     caller = "rosenstein"
-    x = _checked(observable_series(data, observable, seed), caller)
+    x, log_scale = _rescaled(_checked(observable_series(data, observable, seed), caller))
     emb_dim, lag, min_tsep = embedding_parameters(x, emb_dim, lag, min_tsep)
     orbit = delay_embed(x, emb_dim, lag)
     ntraj = orbit.shape[0] - trajectory_len + 1
@@ -527,6 +578,9 @@ def rosenstein(
         counts = np.bincount(block[nonzero], minlength=N_BLOCKS)
         sums = np.bincount(block[nonzero], weights=log_d, minlength=N_BLOCKS)
         blocks[counts > 0, k] = sums[counts > 0] / counts[counts > 0]
+    if log_scale:
+        curve += log_scale
+        blocks += log_scale
     ks = np.arange(trajectory_len)
     finite = np.isfinite(curve)
     settings = dict(emb_dim=emb_dim, lag=lag, min_tsep=min_tsep, trajectory_len=trajectory_len, tau=tau)
@@ -597,9 +651,11 @@ def nolds_lyap_r(
             f"{caller}: series too short for emb_dim={emb_dim}, lag={lag}, min_tsep={min_tsep}, "
             f"trajectory_len={trajectory_len}: expected at least {need} points, got {x.size}"
         )
+    scaled, log_scale = _rescaled(x)
     _, (ks, curve, _) = nolds.lyap_r(
-        x, emb_dim=emb_dim, lag=lag, min_tsep=min_tsep, trajectory_len=trajectory_len, fit="poly", debug_data=True
+        scaled, emb_dim=emb_dim, lag=lag, min_tsep=min_tsep, trajectory_len=trajectory_len, fit="poly", debug_data=True
     )
+    curve = np.asarray(curve) + log_scale if log_scale else curve
     settings = dict(emb_dim=emb_dim, lag=lag, min_tsep=min_tsep, trajectory_len=trajectory_len, tau=tau)
     return _fitted_curve(np.asarray(ks), np.asarray(curve), fit_range, caller, settings, int(x.size), "nolds.lyap_r",
                          _observable_label(data, observable))

@@ -249,3 +249,54 @@ class TestEmbedding:
     def test_mean_period_of_sine(self):
         t = np.arange(5000)
         assert mean_period(np.sin(2 * np.pi * t / 50)) in (50, 51)
+
+
+class TestHugeAndBadValues:
+    def test_rescaling_leaves_the_exponent(self):
+        # issue 12: a series near 1e300 overflowed when distances were squared; it is divided by a power of
+        # two (exact), so the slope is that of the unscaled series and the curve is shifted by ln(1e300)
+        x = logistic(1500)
+        ref = rosenstein(x, emb_dim=1, lag=1, min_tsep=10, trajectory_len=15)
+        big = rosenstein(x * 1e300, emb_dim=1, lag=1, min_tsep=10, trajectory_len=15)
+        assert big.exponent == pytest.approx(ref.exponent, rel=1e-12)
+        np.testing.assert_allclose(big.log_divergence, ref.log_divergence + math.log(1e300), rtol=1e-12)
+        wrapped = nolds_lyap_r(x * 1e300, emb_dim=1, lag=1, min_tsep=10, trajectory_len=15)
+        assert wrapped.exponent == pytest.approx(ref.exponent, rel=1e-12)
+
+    def test_diverging_loss_to_1e304_gives_an_answer_not_a_crash(self):
+        # issue 12: "cannot convert float NaN to integer" from the power spectrum in mean_period
+        loss = np.exp(np.linspace(0, math.log(1e304), 2000)) * (1 + 0.1 * logistic(2000))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = rosenstein(loss)
+        assert res.emb_dim >= 1 and res.min_tsep >= 1
+        messages = [str(w.message) for w in caught]
+        assert not any("encountered" in m for m in messages), messages  # no raw numpy warning leaks
+        assert all(m.startswith(("rosenstein:", "embedding_parameters:", "choose_lag:", "mean_period:"))
+                   for m in messages), messages
+
+    def test_heuristics_are_scale_invariant(self):
+        x = henon(2000)[:, 0]
+        assert embedding_parameters(x * 1e304) == embedding_parameters(x) == embedding_parameters(x * 1e-300)
+
+    def test_non_finite_values_name_their_index(self):
+        x = logistic(300)
+        x[17] = np.nan
+        for f in (choose_lag, mean_period, lambda v: false_nearest_neighbours(v), lambda v: autocorrelation(v, 5)):
+            with pytest.raises(ValueError, match="expected finite values, got nan at index 17"):
+                f(x)
+        x[17] = 0.2
+        x[40] = np.inf
+        with pytest.raises(ValueError, match="auto_mutual_information: expected finite values, got inf at index 40"):
+            auto_mutual_information(x, 5)
+
+    def test_fnn_failure_is_one_meaningful_warning(self):
+        noise = np.random.default_rng(0).standard_normal(400)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            embedding_parameters(noise)
+        fnn = [w for w in caught if "false nearest" in str(w.message)]
+        assert len(fnn) == 1 and "pass emb_dim=" in str(fnn[0].message)
+        assert fnn[0].filename == __file__  # points at the caller's line, not into netdyn
+        assert not any("encountered" in str(w.message) for w in caught)
+
