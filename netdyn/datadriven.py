@@ -180,7 +180,14 @@ class EckmannSpectrum:
     """An Eckmann et al. estimate of ``matrix_dim`` exponents (descending).
 
     ``per_step`` holds the per-reference-point estimates (``(M, matrix_dim)``,
-    nolds' debug data) whose mean gives ``exponents``.
+    nolds' debug data) whose mean gives ``exponents``; ``stderr`` is their
+    standard error ``std / sqrt(M)`` (treating the M steps as independent, so a
+    lower bound).  ``reliable`` is False (``reason`` says why, the exponents are
+    kept) when an exponent is not finite or when the exponents sum to more than
+    ``3`` standard errors above 0: a bounded (dissipative or conservative)
+    attractor has a sum <= 0, so a positive sum means spurious exponents -- e.g.
+    the multiples ``2 ln 2, 3 ln 2`` that noise-free data of a 1-D map produce
+    (Sauer, Tempkin & Yorke 1998).
     """
 
     exponents: np.ndarray
@@ -192,11 +199,15 @@ class EckmannSpectrum:
     tau: float
     n_points: int
     observable: str
+    stderr: np.ndarray | None = None
+    reliable: bool = True
+    reason: str = ""
 
     def to_dataset(self) -> xr.Dataset:
-        """The exponents as an ``xarray.Dataset`` over ``exponent``."""
+        """The exponents (and their standard errors) as an ``xarray.Dataset`` over ``exponent``."""
+        stderr = np.full(self.exponents.size, np.nan) if self.stderr is None else self.stderr
         return xr.Dataset(
-            {"eckmann_exponents": ("exponent", self.exponents)},
+            {"eckmann_exponents": ("exponent", self.exponents), "eckmann_stderr": ("exponent", stderr)},
             coords={"exponent": np.arange(self.exponents.size)},
             attrs={
                 "method": "nolds.lyap_e",
@@ -207,8 +218,25 @@ class EckmannSpectrum:
                 "min_tsep": self.min_tsep,
                 "tau": self.tau,
                 "n_points": self.n_points,
+                "reliable": int(self.reliable),
+                "reason": self.reason,
             },
         )
+
+
+def _eckmann_judgement(exponents: np.ndarray, per_step: np.ndarray) -> tuple[np.ndarray, str]:
+    """Standard errors of the Eckmann exponents and why they cannot be trusted ("" if they can)."""
+    m = max(per_step.shape[0], 1)
+    stderr = per_step.std(axis=0) / np.sqrt(m) if per_step.ndim == 2 else np.full(exponents.size, np.nan)
+    if not np.all(np.isfinite(exponents)):
+        return stderr, "nolds returned non-finite exponents (degenerate neighbourhoods)"
+    sum_se = float(per_step.sum(axis=1).std() / np.sqrt(m)) if per_step.ndim == 2 else 0.0
+    total = float(exponents.sum())
+    if total > 3 * sum_se:
+        return stderr, (f"exponents sum to {total:+.3g} > 0 (3 standard errors: {3 * sum_se:.2g}), impossible on a "
+                        "bounded attractor: spurious exponents of a curved reconstruction; add a little noise "
+                        "or lower matrix_dim")
+    return stderr, ""
 
 
 def _finite_leading(arr: np.ndarray, caller: str, what: str) -> np.ndarray:
@@ -496,7 +524,7 @@ def _fit(
     if not out["reliable"]:
         out["exponent"] = float("nan")
         warnings.warn(f"{caller}: no reliable exponent: {out['reason']}; exponent is NaN", RuntimeWarning,
-                      stacklevel=4)
+                      stacklevel=_outside_netdyn())
     return out
 
 
@@ -727,11 +755,19 @@ def nolds_lyap_e(
             f"min_tsep={min_tsep}: expected at least {need} points, got {x.size}"
         )
     exps, per_step = nolds.lyap_e(
-        x, emb_dim=emb_dim, matrix_dim=matrix_dim, min_nb=nb, min_tsep=min_tsep, tau=tau, debug_data=True
+        _rescaled(x)[0], emb_dim=emb_dim, matrix_dim=matrix_dim, min_nb=nb, min_tsep=min_tsep, tau=tau,
+        debug_data=True,
     )
+    exps, per_step = np.asarray(exps, dtype=np.float64), np.asarray(per_step, dtype=np.float64)
+    stderr, reason = _eckmann_judgement(exps, per_step)
+    if reason:
+        warnings.warn(f"{caller}: unreliable exponents: {reason}", RuntimeWarning, stacklevel=_outside_netdyn())
     return EckmannSpectrum(
-        exponents=np.asarray(exps, dtype=np.float64),
-        per_step=np.asarray(per_step, dtype=np.float64),
+        exponents=exps,
+        per_step=per_step,
+        stderr=stderr,
+        reliable=not reason,
+        reason=reason,
         emb_dim=emb_dim,
         matrix_dim=matrix_dim,
         min_nb=nb,
@@ -779,8 +815,16 @@ def analyze_dataset(
     xarray.Dataset
         ``lyap_rosenstein`` with its divergence curve (``log_divergence``,
         ``fitted``, ``in_fit`` over ``k``; fit range and embedding in attrs
-        ``rosenstein_*``), ``eckmann_exponents`` over ``exponent`` when computed,
-        and ``rqa_<measure>`` scalars (settings in attrs ``rqa_*``).
+        ``rosenstein_*``), ``eckmann_exponents`` and ``eckmann_stderr`` over
+        ``exponent`` when computed, and ``rqa_<measure>`` scalars (settings in
+        attrs ``rqa_*``).
+
+        Reliability (so a report can say when a number must not be read):
+        ``rosenstein_reliable`` (0/1), ``rosenstein_reason`` (why not; ""),
+        ``rosenstein_fit_r2``, ``rosenstein_fit_points``,
+        ``rosenstein_exponent_stderr``; ``lyap_rosenstein`` is NaN when
+        unreliable.  ``eckmann_reliable``, ``eckmann_reason`` likewise (the
+        exponents are kept).  Each unreliable estimate also warns.
     """
     from .recurrence import rqa
 
@@ -791,7 +835,9 @@ def analyze_dataset(
     if series.ndim == 1 and series.size <= max_eckmann:
         spectrum = nolds_lyap_e(series)
         out["eckmann_exponents"] = ("exponent", spectrum.exponents)
-        out.attrs.update({"eckmann_emb_dim": spectrum.emb_dim, "eckmann_matrix_dim": spectrum.matrix_dim})
+        out["eckmann_stderr"] = ("exponent", spectrum.stderr)
+        out.attrs.update({"eckmann_emb_dim": spectrum.emb_dim, "eckmann_matrix_dim": spectrum.matrix_dim,
+                          "eckmann_reliable": int(spectrum.reliable), "eckmann_reason": spectrum.reason})
     measures = rqa(series, recurrence_rate=recurrence_rate, theiler=theiler)
     for name in ("RR", "DET", "L", "Lmax", "DIV", "ENTR", "LAM", "TT", "Vmax"):
         out[f"rqa_{name}"] = ((), getattr(measures, name))

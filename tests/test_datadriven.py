@@ -11,6 +11,7 @@ with warnings.catch_warnings():
     import nolds
 
 from netdyn.datadriven import (
+    analyze_dataset,
     auto_fit_range,
     embedding_parameters,
     nolds_lyap_e,
@@ -152,6 +153,13 @@ class TestNoldsLyapR:
         with pytest.raises(ValueError, match="nolds_lyap_r: nolds needs a scalar series"):
             nolds_lyap_r(henon(500))
 
+    def test_refuses_what_rosenstein_refuses(self):
+        # issue 11's short window on Lorenz x sees only the initial burst (+100 %): same rule, same refusal
+        with pytest.warns(RuntimeWarning, match="nolds_lyap_r: no reliable exponent"):
+            res = nolds_lyap_r(lorenz_x(3000), emb_dim=5, lag=4, min_tsep=50, trajectory_len=30, tau=0.02)
+        assert not res.reliable and math.isnan(res.exponent) and "initial transient" in res.reason
+        assert math.isnan(res.exponent_stderr)  # nolds gives no per-reference distances
+
 
 class TestNoldsLyapE:
     def test_noisy_logistic_largest_near_ln2(self):
@@ -159,14 +167,23 @@ class TestNoldsLyapE:
         # (Sauer et al. 1998); 1e-4 measurement noise removes them.  The per-step estimates have std ~1, so
         # the mean over ~3000 steps has a standard error ~0.02 = 3 % of ln 2; tolerance 8 % (> 2.5 sigma).
         x = logistic(3000) + 1e-4 * np.random.default_rng(0).standard_normal(3000)
-        res = nolds_lyap_e(x, emb_dim=2, matrix_dim=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            res = nolds_lyap_e(x, emb_dim=2, matrix_dim=2)
         assert res.exponents[0] > 0
         assert abs(res.exponents[0] - LN2) < 0.08 * LN2
         assert res.exponents[1] < 0
+        assert res.reliable and res.reason == ""  # sum -0.012 +- 0.022: consistent with a bounded attractor
+        # std of the per-step estimates ~0.6-1 over 3000 steps: stderr ~0.01-0.02 (measured 0.0104, 0.0207)
+        assert np.all((res.stderr > 0.003) & (res.stderr < 0.05))
 
     def test_clean_logistic_shows_spurious_multiple(self):
-        res = nolds_lyap_e(logistic(2000), emb_dim=2, matrix_dim=2)
+        # the spurious 2 ln 2 makes the sum positive (2.08 +- 0.06): impossible on a bounded attractor
+        with pytest.warns(RuntimeWarning, match="nolds_lyap_e: unreliable exponents: exponents sum to"):
+            res = nolds_lyap_e(logistic(2000), emb_dim=2, matrix_dim=2)
         np.testing.assert_allclose(res.exponents, [2 * LN2, LN2], rtol=0.03)
+        assert not res.reliable and "spurious" in res.reason
+        assert res.to_dataset().attrs["reliable"] == 0
 
     def test_bad_matrix_dim(self):
         with pytest.raises(ValueError, match="nolds_lyap_e: expected matrix_dim"):
@@ -265,7 +282,7 @@ class TestHugeAndBadValues:
 
     def test_diverging_loss_to_1e304_gives_an_answer_not_a_crash(self):
         # issue 12: "cannot convert float NaN to integer" from the power spectrum in mean_period
-        loss = np.exp(np.linspace(0, math.log(1e304), 2000)) * (1 + 0.1 * logistic(2000))
+        loss = np.exp(np.linspace(0, math.log(1e304), 1000)) * (1 + 0.1 * logistic(1000))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             res = rosenstein(loss)
@@ -299,4 +316,29 @@ class TestHugeAndBadValues:
         assert len(fnn) == 1 and "pass emb_dim=" in str(fnn[0].message)
         assert fnn[0].filename == __file__  # points at the caller's line, not into netdyn
         assert not any("encountered" in str(w.message) for w in caught)
+
+
+class TestAnalyzeDatasetReliability:
+    def test_flags_travel_with_the_result(self, tmp_path):
+        ds = trajectory(800)
+        with pytest.warns(RuntimeWarning, match="rosenstein: no reliable exponent"):
+            bad = analyze_dataset(ds, observable="loss", emb_dim=2, lag=1, min_tsep=10, max_eckmann=0)
+        assert np.isnan(float(bad["lyap_rosenstein"]))
+        assert bad.attrs["rosenstein_reliable"] == 0 and bad.attrs["rosenstein_reason"]
+        good = analyze_dataset(ds, observable="param:0", emb_dim=1, lag=1, min_tsep=10, trajectory_len=15,
+                               max_eckmann=0)
+        assert good.attrs["rosenstein_reliable"] == 1 and good.attrs["rosenstein_reason"] == ""
+        assert good.attrs["rosenstein_fit_r2"] > 0.99 and good.attrs["rosenstein_fit_points"] >= 5
+        assert abs(float(good["lyap_rosenstein"]) - LN2) < 0.05 * LN2
+        bad.to_netcdf(tmp_path / "a.nc")  # flags are netCDF-storable (ints and strings)
+        with xr.open_dataset(tmp_path / "a.nc") as back:
+            assert back.attrs["rosenstein_reason"] == bad.attrs["rosenstein_reason"]
+
+    def test_eckmann_flags(self):
+        # noise-free logistic orbit: Eckmann's spurious positive exponents are flagged, not printed as truth
+        with pytest.warns(RuntimeWarning, match="nolds_lyap_e: unreliable exponents"):
+            res = analyze_dataset(trajectory(600), observable="param:0", emb_dim=1, lag=1, min_tsep=10,
+                                  trajectory_len=15)
+        assert res.attrs["eckmann_reliable"] == 0 and "sum to" in res.attrs["eckmann_reason"]
+        assert res["eckmann_stderr"].sizes == res["eckmann_exponents"].sizes
 
