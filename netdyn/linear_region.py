@@ -1,12 +1,22 @@
-"""The linear region of a log-distance curve: the longest stretch of constant slope.
+"""The linear region of a log-distance curve, where an exponent is read off as a slope.
 
-One rule, used wherever an exponent is read off ``<ln d(k)>`` against ``k``:
+Both exponent-from-a-curve estimators look at ``<ln d(k)>`` against ``k``:
 :func:`netdyn.datadriven.rosenstein` (divergence of nearest neighbours) and
 :func:`netdyn.twin.perturbation_growth` (growth of twin perturbations).  Both
-curves have the same anatomy -- a transient (alignment with the unstable
-direction; for sampled flows a faster-than-exponential burst), the exponential
-regime (a straight line of slope ``lambda``) and saturation at the attractor
-size -- and the exponent is the slope of the middle part only.
+curves have the same anatomy -- a transient, the exponential regime (a straight
+line of slope ``lambda``) and saturation at the attractor size -- and the
+exponent is the slope of the middle part only.  The two rules that find it live
+here, side by side, because the transients differ:
+
+* :func:`linear_region` -- the longest stretch of constant slope (local slopes
+  within 15 %).  For Rosenstein curves: averages over thousands of pairs, smooth,
+  and for a sampled flow the transient is a *steep burst* (neighbours separate
+  faster than ``lambda`` for ~0.5 time units), which a flat-transient model
+  mistakes for the line.
+* :func:`flat_linear_flat` -- a continuous flat-linear-flat least-squares fit.
+  For one orbit's perturbation growth: the transient is an alignment phase
+  (roughly flat) and the step-to-step scatter of finite-time growth is too large
+  for a slope band.
 """
 from __future__ import annotations
 
@@ -14,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LinearRegion", "linear_region", "local_slopes"]
+__all__ = ["LinearRegion", "linear_region", "local_slopes", "flat_linear_flat"]
 
 
 @dataclass(frozen=True)
@@ -129,3 +139,66 @@ def linear_region(
         if length > best_len:
             best_len, best_lo = length, lo
     return line_fit(m, best_lo, best_lo + best_len - 1 + w)
+
+
+def flat_linear_flat(log_distance: np.ndarray, min_points: int = 3, max_candidates: int = 200) -> LinearRegion:
+    """The linear part of a *flat - linear - flat* curve, by a continuous three-piece least-squares fit.
+
+    Parameters
+    ----------
+    log_distance : array (T,)
+        ``mean ln d(t)`` at ``t = 0 .. T-1``; non-finite values end the usable part.
+    min_points : int, default 3
+        Smallest window.
+    max_candidates : int, default 200
+        Break points searched on a grid of at most this many values (all integers
+        for short curves).
+
+    Returns
+    -------
+    LinearRegion
+        ``start, stop`` index the curve; the line is refitted on the window.
+
+    Maths (the rule)
+    ----------------
+    The curve is modelled as ``m(t) ~ c + lambda * clip(t, a, b)``: an alignment
+    phase before ``a`` (a random perturbation first loses its components along
+    contracting directions), exponential growth (or decay) between ``a`` and
+    ``b``, and saturation after ``b``.  For every pair ``a < b`` this is a
+    two-parameter least-squares fit (closed form from cumulative sums); the window
+    is the ``[a, b]`` with the least residual sum of squares.  Ties go to the
+    longest window.  A curve with no bend gives the whole range.
+
+    When to use which rule: this one for a single orbit's perturbation growth
+    (:func:`netdyn.twin.perturbation_growth`), whose step-to-step finite-time
+    scatter would break :func:`linear_region`'s slope band (on 20 Hénon orbits of
+    40 steps the band rule gave +25 %, this one 0 %); :func:`linear_region` for
+    Rosenstein curves, averages over thousands of pairs, whose transient for a
+    sampled flow is a steep burst rather than flat (this model then gave
+    +30 .. +180 % on Lorenz x).
+    """
+    m = np.asarray(log_distance, dtype=np.float64)
+    finite = np.isfinite(m)
+    n = int(np.argmin(finite)) if not finite.all() else m.size
+    if n < min_points:
+        return line_fit(m, 0, n)
+    m, t = m[:n], np.arange(n, dtype=np.float64)
+    grid = np.unique(np.linspace(0, n - 1, min(n, max_candidates)).round().astype(np.int64))
+    a, b = np.meshgrid(grid, grid, indexing="ij")
+    keep = b - a >= min_points - 1
+    a, b = a[keep], b[keep]
+    # cumulative sums with a leading zero: S[i] = sum over t < i
+    c = lambda v: np.concatenate(([0.0], np.cumsum(v)))  # noqa: E731
+    s_m, s_t, s_tt, s_tm = c(m), c(t), c(t * t), c(t * m)
+    lo, hi = a, n - 1 - b  # points clipped to a (t < a) and to b (t > b)
+    sz = a * lo + (s_t[b + 1] - s_t[a]) + b * hi
+    szz = a * a * lo + (s_tt[b + 1] - s_tt[a]) + b * b * hi
+    szm = a * s_m[a] + (s_tm[b + 1] - s_tm[a]) + b * (s_m[n] - s_m[b + 1])
+    smm = float((m * m).sum())
+    sm = s_m[n]
+    vzz = szz - sz * sz / n
+    vzm = szm - sz * sm / n
+    rss = (smm - sm * sm / n) - np.where(vzz > 0, vzm * vzm / np.where(vzz > 0, vzz, 1.0), 0.0)
+    best = np.flatnonzero(rss <= rss.min() + 1e-12 * max(1.0, abs(rss.min())))
+    pick = best[np.argmax(b[best] - a[best])]
+    return line_fit(m, int(a[pick]), int(b[pick]) + 1)

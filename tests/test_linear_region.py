@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from netdyn.linear_region import line_fit, linear_region, local_slopes
+from netdyn.linear_region import flat_linear_flat, line_fit, linear_region, local_slopes
 
 
 def test_local_slopes_of_a_line_and_a_kink():
@@ -52,3 +52,19 @@ def test_non_finite_ends_the_curve():
 def test_too_short_curves():
     assert linear_region(np.array([1.0, 2.0])).n_points == 2
     assert np.isnan(line_fit(np.array([1.0]), 0, 1).slope)
+
+
+def test_flat_linear_flat_fits_twin_curves_and_reports_the_line():
+    t = np.arange(100.0)
+    r = flat_linear_flat(-20 + 0.5 * np.clip(t, 10, 60))
+    assert (r.start, r.stop) == (10, 61) and r.slope == pytest.approx(0.5) and r.r2 == pytest.approx(1.0)
+
+
+def test_why_two_rules():
+    # a burst transient (Rosenstein on a sampled flow) is not flat: the flat-linear-flat model folds the
+    # burst into its line, the slope band does not
+    k = np.arange(120.0)
+    y = np.where(k < 20, 2 * k, 40 + 0.8 * (k - 20))
+    y = np.where(k < 80, y, 88.0)
+    assert flat_linear_flat(y).slope > 1.0
+    assert linear_region(y).slope == pytest.approx(0.8, rel=0.02)
