@@ -12,7 +12,7 @@ def logistic(n: int, x0: float = 0.3, r: float = 4.0) -> np.ndarray:
 
 
 def _rk4_x(field, s0: np.ndarray, n: int, dt: float, transient: int) -> np.ndarray:
-    """First coordinate of ``n`` samples of the flow ``field`` (classical RK4, step ``dt``) after ``transient`` steps."""
+    """First coordinate of ``n`` RK4 samples (step ``dt``) of the flow ``field``, after ``transient`` steps."""
     s = np.asarray(s0, dtype=np.float64)
     out = np.empty(n)
     for i in range(n + transient):

@@ -2,7 +2,7 @@ import math
 import warnings
 
 import numpy as np
-from _series import logistic, lorenz_x, rossler_x
+from _series import logistic, lorenz_x
 import pytest
 import xarray as xr
 
@@ -84,7 +84,12 @@ class TestRosenstein:
 
     @pytest.mark.parametrize(
         "series, emb_dim, min_tsep",
-        [(logistic(2000), 1, 10), (logistic(2000), 4, 5), (henon(2000)[:, 0], 2, 10), (lorenz_x(2500, transient=500), 3, None)],
+        [
+            (logistic(2000), 1, 10),
+            (logistic(2000), 4, 5),
+            (henon(2000)[:, 0], 2, 10),
+            (lorenz_x(2500, transient=500), 3, None),
+        ],
         ids=["logistic-m1", "logistic-m4", "henon-m2", "lorenz-default-window"],
     )
     def test_agrees_with_nolds_poly(self, series, emb_dim, min_tsep):

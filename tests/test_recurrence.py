@@ -190,7 +190,8 @@ class TestRQA:
     def test_too_short_input_is_refused(self):
         # issue: rqa on 5 points returned RR = 0 and DET = NaN silently
         x = logistic(100)
-        with pytest.raises(ValueError, match=r"rqa: expected a series \(after embedding\) of at least 10 points.*got 5"):
+        short = r"rqa: expected a series \(after embedding\) of at least 10 points.*got 5"
+        with pytest.raises(ValueError, match=short):
             rqa(x[:5], recurrence_rate=0.05)
         with pytest.raises(ValueError, match="at least 13 points"):  # theiler 5 + l_min 8
             rqa(x[:12], threshold=0.1, theiler=5, l_min=8)
