@@ -142,6 +142,26 @@ def recurrence_points(x: Any, emb_dim: int = 1, lag: int = 1, observable: str | 
     return pts
 
 
+#: fewest points an RQA is computed on: 10 points give 36 pairs outside the LOI band (theiler 1), so the
+#: smallest rate step is ~3 %; fewer make RR, DET, LAM ratios of a handful of counts
+MIN_RQA_POINTS = 10
+
+
+def _check_length(n: int, theiler: int, l_min: int, v_min: int, caller: str, what: str = "series") -> None:
+    """Raise unless ``n`` points can hold a recurrence line of ``max(l_min, v_min)`` outside the Theiler band.
+
+    A diagonal at offset ``k >= theiler`` has ``n - k`` points, so a line of
+    length ``l`` needs ``n >= theiler + l``; below that DET / LAM are 0 / 0.
+    """
+    need = max(MIN_RQA_POINTS, max(theiler, 1) + max(l_min, v_min))
+    if n < need:
+        raise ValueError(
+            f"{caller}: expected a {what} of at least {need} points (at least {MIN_RQA_POINTS}, and theiler "
+            f"{theiler} + longest minimal line {max(l_min, v_min)} so that a line fits outside the Theiler "
+            f"window), got {n}"
+        )
+
+
 def _array(x: Any) -> np.ndarray:
     arr = np.asarray(x.values if isinstance(x, xr.DataArray) else x, dtype=np.float64)
     if arr.ndim not in (1, 2):
@@ -379,6 +399,7 @@ def recurrence_matrix(
     """
     caller = "recurrence_matrix"
     pts = recurrence_points(x, emb_dim, lag)
+    _check_length(pts.shape[0], theiler, 1, 1, caller, "series (after embedding)")
     name = _metric(metric, caller)
     eps = _resolve_threshold(pts, threshold, recurrence_rate, metric, theiler, block_size, caller)
     n = pts.shape[0]
@@ -562,6 +583,7 @@ def rqa(
         raise ValueError(f"{caller}: expected l_min >= 1, v_min >= 1, theiler >= 0, got {l_min}, {v_min}, {theiler}")
     kernels = _kernels(engine, caller)
     pts = recurrence_points(x, emb_dim, lag, observable)
+    _check_length(pts.shape[0], theiler, l_min, v_min, caller, "series (after embedding)")
     if np.all(np.ptp(pts, axis=0) == 0):
         raise ValueError(f"{caller}: expected a non-constant series, got a constant one")
     if _pairs_outside(pts.shape[0], theiler) == 0:
@@ -689,6 +711,7 @@ def windowed_rqa(
     step = max(1, window // 4) if step is None else int(step)
     if not 2 <= window <= n or step < 1:
         raise ValueError(f"{caller}: expected 2 <= window <= {n} and step >= 1, got window={window}, step={step}")
+    _check_length(window, theiler, l_min, v_min, caller, "window")
     _metric(metric, caller)
     eps = _resolve_threshold(pts, threshold, recurrence_rate, metric, theiler, _BLOCK, caller, engine)
     starts = np.arange(0, n - window + 1, step)
