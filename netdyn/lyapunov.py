@@ -30,7 +30,7 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from .divergence import DivergenceCheck, DivergenceRule
+from .divergence import DivergenceRule, EnsembleDivergence
 from .maps import describe_map, param_dim_of, require_jacobian
 
 __all__ = ["max_lyapunov", "BatchStepper", "as_states", "block_stderr", "map_attrs"]
@@ -329,7 +329,7 @@ def max_lyapunov(
         advance, separation, rescale, pair, target, steps, transient, renorm_every, orbit_norm, divergence
     )
     end_step = np.where(end_step >= 0, end_step + int(t0), end_step)
-    verdict["diverged_step"] = np.where(verdict["diverged_step"] >= 0, verdict["diverged_step"] + int(t0), -1)
+    verdict.diverged_step = np.where(verdict.diverged_step >= 0, verdict.diverged_step + int(t0), -1)
     ds = _rates_dataset(
         logs,
         end_step,
@@ -388,10 +388,10 @@ def _benettin(
     m: int,
     orbit_norm: Callable[[Tensor], np.ndarray],
     rule: DivergenceRule | None,
-) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+) -> tuple[np.ndarray, np.ndarray, EnsembleDivergence]:
     """Shared loop: returns ``ln`` growth per interval ``(n, steps // m)`` (NaN after a
-    member stops), ``end_step (n,)`` (-1 while alive) and the orbit's divergence
-    verdict ``{"diverged", "diverged_step", "divergence_reason"}`` (arrays ``(n,)``).
+    member stops), ``end_step (n,)`` (-1 while alive) and the orbits' divergence
+    verdict.
 
     A member stops (unresolved) when the orbit or the separation becomes non-finite,
     or when its rescaled separation is no longer ``target`` within 10 %: the state
@@ -403,17 +403,12 @@ def _benettin(
     logs = np.full((n, steps // m), np.nan)
     alive = np.ones(n, dtype=bool)
     end_step = np.full(n, -1, dtype=np.int64)
-    checks = [DivergenceCheck(rule) if rule is not None else None for _ in range(n)]
-    verdict = {
-        "diverged": np.zeros(n, dtype=bool),
-        "diverged_step": np.full(n, -1, dtype=np.int64),
-        "divergence_reason": np.full(n, "", dtype=object),
-    }
-    _flag_divergence(verdict, checks, orbit_norm(x), alive, 0)
+    verdict = EnsembleDivergence(n, rule)
+    verdict.update(orbit_norm(x), 0, alive)
     prev = separation(x, z).numpy()
     for t in range(transient + steps):
         x, z = advance(x, z, t)
-        _flag_divergence(verdict, checks, orbit_norm(x), alive, t + 1)
+        verdict.update(orbit_norm(x), t + 1, alive)
         finite = (torch.isfinite(x).all(1) & torch.isfinite(z).all(1)).numpy()
         counted = t - transient + 1
         if counted > 0 and counted % m:
@@ -439,24 +434,10 @@ def _benettin(
     return logs, end_step, verdict
 
 
-def _flag_divergence(
-    verdict: dict[str, np.ndarray], checks: list[DivergenceCheck | None], norms: np.ndarray, alive: np.ndarray, step: int
-) -> None:
-    """Apply the divergence rule to the reference norms of the live, not yet flagged members."""
-    for i in np.flatnonzero(alive & ~verdict["diverged"]):
-        check, norm = checks[i], float(norms[i])
-        if check is not None:
-            reason = check.check(math.nan, norm)
-        else:
-            reason = "" if math.isfinite(norm) else "non-finite: the state has NaN/inf entries"
-        if reason:
-            verdict["diverged"][i], verdict["diverged_step"][i], verdict["divergence_reason"][i] = True, step, reason
-
-
 def _rates_dataset(
     logs: np.ndarray,
     end_step: np.ndarray,
-    verdict: dict[str, np.ndarray],
+    verdict: EnsembleDivergence,
     batched: bool,
     steps: int,
     transient: int,
@@ -473,15 +454,7 @@ def _rates_dataset(
     unresolved = ~complete & ~collapsed
     final = np.where(unresolved, np.inf, np.where(complete, running[:, -1], -np.inf))
     resolved = np.array([row[np.isfinite(row)][-1] if np.isfinite(row).any() else np.nan for row in running])
-    diverged = verdict["diverged"]
-    if diverged.any():
-        first = int(np.argmin(np.where(diverged, verdict["diverged_step"], np.iinfo(np.int64).max)))
-        warnings.warn(
-            f"{caller}: {int(diverged.sum())} of {len(diverged)} orbit(s) diverged (first at step "
-            f"{int(verdict['diverged_step'][first])}: {verdict['divergence_reason'][first]})",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+    verdict.warn(caller)
     if unresolved.any():
         warnings.warn(
             f"{caller}: the separation of {int(unresolved.sum())} of {len(unresolved)} orbit(s) could not be "
@@ -507,9 +480,7 @@ def _rates_dataset(
             "local_rate": (("init", "step"), rates),
             "unresolved": (("init",), unresolved),
             "unresolved_step": (("init",), np.where(unresolved, end_step, -1)),
-            "diverged": (("init",), diverged),
-            "diverged_step": (("init",), verdict["diverged_step"]),
-            "divergence_reason": (("init",), verdict["divergence_reason"].astype(str)),
+            **verdict.variables(),
         },
         coords={"step": step, "init": np.arange(len(final))},
         attrs=attrs,

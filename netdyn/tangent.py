@@ -27,8 +27,9 @@ import torch
 import xarray as xr
 from torch import Tensor
 
+from .divergence import DivergenceRule, EnsembleDivergence
 from .lyapunov import BatchStepper, as_states, block_stderr, map_attrs
-from .maps import require_jacobian
+from .maps import param_dim_of, require_jacobian
 
 __all__ = ["qr_tangent_steps", "lyapunov_spectrum", "ftle", "clv", "lyapunov_sum_from_jacobian"]
 
@@ -98,29 +99,47 @@ def _check(map_: Any, x0: Tensor, steps: int, k: int, transient: int, caller: st
 
 def _log_diagonals(
     map_: Any, xs: Tensor, steps: int, k: int, transient: int, seed: int, t0: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """``ln diag R`` for the counted steps ``(n, steps, k)`` (NaN from a member's
-    divergence on) and each member's step of divergence ``(n,)`` (-1 if none)."""
-    n = xs.shape[0]
+) -> tuple[np.ndarray, np.ndarray, EnsembleDivergence]:
+    """``ln diag R`` for the counted steps ``(n, steps, k)``, each member's step where its
+    numbers were lost ``(n,)`` (-1 if never; NaN rates from there on), and the orbits'
+    divergence verdict (the rule of :mod:`netdyn.divergence` on the parameter norm,
+    which flags a member without stopping it, as in :func:`netdyn.max_lyapunov`)."""
+    n, p = xs.shape[0], param_dim_of(map_)
     logs = np.full((n, steps, k), np.nan)
-    at = np.full(n, -1, dtype=np.int64)
+    lost = np.full(n, -1, dtype=np.int64)
+    verdict = EnsembleDivergence(n, DivergenceRule())
+    verdict.update(_norms(xs, p), t0)
     for t, x_next, _, r in qr_tangent_steps(map_, xs, transient + steps, k, seed, t0):
         bad = ~(torch.isfinite(x_next).all(dim=1) & torch.isfinite(r).flatten(1).all(dim=1)).numpy()
-        at[bad & (at < 0)] = t + 1
+        verdict.update(_norms(x_next, p), t0 + t + 1, lost < 0)
+        lost[bad & (lost < 0)] = t + 1
         if t >= transient:
             logs[:, t - transient] = torch.log(torch.diagonal(r, dim1=1, dim2=2)).to(torch.float64).numpy()
-            logs[at >= 0, t - transient] = np.nan
-    return logs, at
+            logs[lost >= 0, t - transient] = np.nan
+    return logs, lost, verdict
 
 
-def _warn_diverged(caller: str, at: np.ndarray) -> None:
-    if (at >= 0).any():
+def _norms(xs: Tensor, p: int) -> np.ndarray:
+    return xs[:, :p].to(torch.float64).norm(dim=1).numpy()
+
+
+def _warn_lost(caller: str, lost: np.ndarray) -> None:
+    if (lost >= 0).any():
         warnings.warn(
-            f"{caller}: the orbit or its tangents became non-finite at step {int(at[at >= 0].min())} "
-            f"({int((at >= 0).sum())} of {at.size} orbit(s)); estimates use the steps before it",
+            f"{caller}: the orbit or its tangents became non-finite at step {int(lost[lost >= 0].min())} "
+            f"({int((lost >= 0).sum())} of {lost.size} orbit(s)); estimates use the steps before it",
             RuntimeWarning,
             stacklevel=3,
         )
+
+
+def _verdict_variables(lost: np.ndarray, verdict: EnsembleDivergence, t0: int) -> dict[str, Any]:
+    """``unresolved``/``unresolved_step`` (numbers lost) and the divergence verdict, over ``init``."""
+    return {
+        "unresolved": (("init",), lost >= 0),
+        "unresolved_step": (("init",), np.where(lost >= 0, lost + t0, -1)),
+        **verdict.variables(),
+    }
 
 
 def _unbatched(ds: xr.Dataset, batched: bool) -> xr.Dataset:
@@ -159,7 +178,10 @@ def lyapunov_spectrum(
     ``lyapunov_stderr (exponent)`` block-average standard errors;
     ``lyapunov_running (step, exponent)`` running estimates;
     ``local_rate (step, exponent)`` ``ln R_ii`` of each step;
-    ``diverged ()`` and ``diverged_step ()`` (-1 if none).
+    ``unresolved ()``, ``unresolved_step ()`` (-1 if none): the orbit or its tangents
+    became non-finite and the estimate stopped there; ``diverged ()``,
+    ``diverged_step ()``, ``divergence_reason ()``: the orbit broke the training
+    divergence rule (:mod:`netdyn.divergence`; flagged, the estimate goes on).
     A batch adds the leading dimension ``init`` to each.
 
     Maths
@@ -169,7 +191,7 @@ def lyapunov_spectrum(
     exactly, so the sum of the spectrum is exact to rounding at every step.
 
     Failure policy: a non-finite orbit or tangent stops the estimate; the spectrum
-    is averaged over the steps before it, ``diverged`` is True, with a warning.
+    is averaged over the steps before it, ``unresolved`` is True, with a warning.
     The exponents of a linear map do not depend on the state, so an orbit that
     grows (but stays finite) does not stop the estimate.
 
@@ -183,8 +205,9 @@ def lyapunov_spectrum(
     caller = "lyapunov_spectrum"
     k = map_.dim if k is None else k
     xs, batched = _check(map_, x0, steps, k, transient, caller)
-    logs, at = _log_diagonals(map_, xs, steps, k, transient, seed, t0)
-    _warn_diverged(caller, at)
+    logs, lost, verdict = _log_diagonals(map_, xs, steps, k, transient, seed, t0)
+    _warn_lost(caller, lost)
+    verdict.warn(caller)
     n_valid = np.isfinite(logs).all(axis=2).sum(axis=1)  # (n,): NaN rows only after a divergence
     running = np.cumsum(logs, axis=1) / np.arange(1, steps + 1)[None, :, None]
     final = np.stack([running[i, m - 1] if m else np.full(k, np.nan) for i, m in enumerate(n_valid)])
@@ -195,8 +218,7 @@ def lyapunov_spectrum(
             "lyapunov_stderr": (("init", "exponent"), stderr),
             "lyapunov_running": (("init", "step", "exponent"), running),
             "local_rate": (("init", "step", "exponent"), logs),
-            "diverged": (("init",), at >= 0),
-            "diverged_step": (("init",), at),
+            **_verdict_variables(lost, verdict, t0),
         },
         coords={"step": t0 + transient + np.arange(1, steps + 1, dtype=np.int64), "exponent": np.arange(k),
                 "init": np.arange(xs.shape[0])},
@@ -222,9 +244,10 @@ def ftle(
     Returns
     -------
     xarray.Dataset with ``ftle (step, exponent)``, ``step`` = the global step index at
-    the *end* of each window; ``diverged ()``; attrs ``window``, ``transient``.  A
-    batch adds the leading dimension ``init``.
-    Windows after a divergence are NaN (with a warning).
+    the *end* of each window; ``unresolved``, ``diverged`` and their steps and reason
+    as in :func:`lyapunov_spectrum`; attrs ``window``, ``transient``.  A batch adds the
+    leading dimension ``init``.
+    Windows after the numbers were lost are NaN (with a warning).
 
     Maths
     -----
@@ -243,11 +266,12 @@ def ftle(
     xs, batched = _check(map_, x0, steps, k, transient, caller)
     if int(window) != window or window < 1 or steps % window:
         raise ValueError(f"ftle: expected an integer window >= 1 dividing steps={steps}, got {window}")
-    logs, at = _log_diagonals(map_, xs, steps, k, transient, seed, t0)
-    _warn_diverged(caller, at)
+    logs, lost, verdict = _log_diagonals(map_, xs, steps, k, transient, seed, t0)
+    _warn_lost(caller, lost)
+    verdict.warn(caller)
     values = logs.reshape(xs.shape[0], steps // window, window, k).mean(axis=2)
     ds = xr.Dataset(
-        {"ftle": (("init", "step", "exponent"), values), "diverged": (("init",), at >= 0)},
+        {"ftle": (("init", "step", "exponent"), values), **_verdict_variables(lost, verdict, t0)},
         coords={"step": t0 + transient + window * np.arange(1, steps // window + 1, dtype=np.int64),
                 "exponent": np.arange(k), "init": np.arange(xs.shape[0])},
         attrs={**map_attrs(map_), "window": int(window), "transient": int(transient), "units": "per step"},
@@ -322,10 +346,10 @@ def clv(
     n = xs.shape[0]
     qs, rs = [], []
     logs = np.zeros((n, k))
-    at = np.full(n, -1, dtype=np.int64)
+    lost = np.full(n, -1, dtype=np.int64)
     for t, x_next, q, r in qr_tangent_steps(map_, xs, transient + steps, k, seed, t0):
         bad = ~(torch.isfinite(x_next).all(dim=1) & torch.isfinite(r).flatten(1).all(dim=1)).numpy()
-        at[bad & (at < 0)] = t + 1
+        lost[bad & (lost < 0)] = t + 1
         logs += torch.log(torch.diagonal(r, dim1=1, dim2=2)).to(torch.float64).numpy()
         s = t + 1 - transient  # Q_{t+1} is the basis at the counted step s
         if start <= s < stop:
@@ -333,10 +357,10 @@ def clv(
         if s > start:
             rs.append(r.to(torch.float64))  # R_{s}, s = start+1 .. steps
     first = t0 + transient + start
-    if (at >= 0).any():
-        warnings.warn(f"clv: {int((at >= 0).sum())} of {n} orbit(s) became non-finite (first at step "
-                      f"{int(at[at >= 0].min())}); no vectors for them", RuntimeWarning, 2)
-    if (at >= 0).all():
+    if (lost >= 0).any():
+        warnings.warn(f"clv: {int((lost >= 0).sum())} of {n} orbit(s) became non-finite (first at step "
+                      f"{int(lost[lost >= 0].min())}); no vectors for them", RuntimeWarning, 2)
+    if (lost >= 0).all():
         ds = _clv_dataset(map_, np.full((n, stop - start, k, map_.dim), np.nan), np.full((n, k), np.nan), first,
                           transient, np.ones(n, dtype=bool))
         return _unbatched(ds, batched)
@@ -351,14 +375,14 @@ def clv(
             vectors.append((qs[s - 1 - start] @ c).transpose(1, 2))
     clvs = torch.stack(vectors[::-1], dim=1).numpy()
     spectrum = logs / (transient + steps)
-    clvs[at >= 0], spectrum[at >= 0] = np.nan, np.nan
-    return _unbatched(_clv_dataset(map_, clvs, spectrum, first, transient, at >= 0), batched)
+    clvs[lost >= 0], spectrum[lost >= 0] = np.nan, np.nan
+    return _unbatched(_clv_dataset(map_, clvs, spectrum, first, transient, lost >= 0), batched)
 
 
 def _clv_dataset(
-    map_: Any, clvs: np.ndarray, spectrum: np.ndarray, first: int, transient: int, diverged: np.ndarray
+    map_: Any, clvs: np.ndarray, spectrum: np.ndarray, first: int, transient: int, unresolved: np.ndarray
 ) -> xr.Dataset:
-    """``clvs (init, step, exponent, param)``, ``spectrum (init, exponent)``, ``diverged (init)``."""
+    """``clvs (init, step, exponent, param)``, ``spectrum (init, exponent)``, ``unresolved (init)``."""
     n, steps, k, dim = clvs.shape
     cos = np.abs(np.einsum("nsip,nsip->nsi", clvs[:, :, :-1], clvs[:, :, 1:]))
     return xr.Dataset(
@@ -366,7 +390,7 @@ def _clv_dataset(
             "clv": (("init", "step", "exponent", "param"), clvs),
             "angle": (("init", "step", "pair"), np.arccos(np.clip(cos, 0.0, 1.0))),
             "lyapunov": (("init", "exponent"), spectrum),
-            "diverged": (("init",), diverged),
+            "unresolved": (("init",), unresolved),
         },
         coords={"step": first + np.arange(steps, dtype=np.int64), "exponent": np.arange(k),
                 "param": np.arange(dim), "pair": np.arange(k - 1), "init": np.arange(n)},
@@ -408,7 +432,7 @@ def lyapunov_sum_from_jacobian(
         x_next, jt = map_.step_jvp(x, eye, t)  # rows J e_i: J transposed
         if not (torch.isfinite(x_next).all() and torch.isfinite(jt).all()):
             at = t + 1
-            _warn_diverged(caller, np.array([at]))
+            _warn_lost(caller, np.array([at]))
             break
         if t >= transient:
             logdet[t - transient] = float(torch.linalg.slogdet(jt.to(torch.float64))[1])
