@@ -14,6 +14,11 @@ import pytest
 
 TUTORIALS = sorted((Path(__file__).parents[1] / "tutorials").glob("[0-9][0-9]_*.py"))
 
+# findings a quick run must still print (a change that breaks one fails here)
+FINDINGS = {
+    "06_is_it_chaos": ["logistic r=4 (chaos)", "-> chaotic"],  # r = 4 passes the combined 0-1 / surrogate test
+}
+
 
 def test_there_are_tutorials():
     assert TUTORIALS, "no tutorials found"
@@ -24,6 +29,8 @@ def test_tutorial_runs_quick(script, tmp_path):
     env = {**os.environ, "NETDYN_TUTORIAL_QUICK": "1", "MPLBACKEND": "Agg", "PYTHONPATH": str(script.parents[1])}
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"{script.name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    for finding in FINDINGS.get(script.stem, []):
+        assert finding in done.stdout, f"{script.name}: the quick run no longer prints {finding!r}"
 
 
 @pytest.mark.parametrize("script", TUTORIALS, ids=lambda p: p.stem)
