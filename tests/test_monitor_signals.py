@@ -1,7 +1,6 @@
 """Issue 12: Ctrl-C (SIGINT) or SIGTERM in a monitored loop with record_to= keeps every row."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -93,5 +92,6 @@ class TestMonitorDefault:
         model = nn.Linear(3, 1).to(torch.bfloat16)
         with pytest.raises(ValueError, match="resolution of the torch.bfloat16"):
             LyapunovMonitor(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), d0=1e-4)
-        np.testing.assert_array_less(0, LyapunovMonitor(model, torch.optim.SGD(model.parameters(), lr=0.1),
-                                                        nn.MSELoss()).d0)
+        default = LyapunovMonitor(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss())
+        assert default.d0 == default_d0(torch.bfloat16, float(torch.cat([p.detach().double().flatten()
+                                                                        for p in model.parameters()]).norm()))
