@@ -79,13 +79,17 @@ The twin must see the same noise as the user's step (dropout masks, noise layers
 or the measured "exponent" is the distance between two noise realisations
 (``~ lr |grad| / d0`` per step, i.e. ``ln`` of a huge ratio) and not a sensitivity.
 The monitor therefore records the global CPU (and CUDA) RNG state at the moment
-the user's forward pass starts: a forward pre-hook on every module of the model
-takes ``torch.get_rng_state()`` at the first forward with gradients enabled after
-the previous ``monitor.step`` (the hook only reads the state; it costs a few
-microseconds per step and nothing on steps the twin skips).  The shadow's forward
-replays exactly that state, so whatever the loop draws between steps (a shuffling
-``DataLoader``, ``torch.randint`` batch indices, augmentation on the global RNG)
-the shadow draws the user's masks.  The shadow pass saves the user's RNG state and
+the user's forward pass starts: after each ``monitor.step`` that the next twin step
+follows, it registers a global forward pre-hook
+(``torch.nn.modules.module.register_module_forward_pre_hook``) that waits for the
+first call, with gradients enabled, of the model or any of its submodules (a
+LightningModule's ``training_step`` may call ``self.net(x)``), reads
+``torch.get_rng_state()`` there and removes itself.  It only reads the state; it
+costs a few microseconds per twin step, nothing on the steps the twin skips, and
+leaves no hook on the model.  The shadow's forward replays exactly that state, so
+whatever the loop draws between steps (a shuffling ``DataLoader``,
+``torch.randint`` batch indices, augmentation on the global RNG) the shadow draws
+the user's masks.  The shadow pass saves the user's RNG state and
 restores it afterwards, so the user's stream is untouched.  Forward passes under
 ``torch.no_grad()`` (evaluation) do not count as the step's forward.  If no forward
 of the model was seen since the previous call (a loss computed without calling the
@@ -289,8 +293,10 @@ class LyapunovMonitor:
                 f"(measured {self._prev:.3g}; leave d0 at its default, use a larger d0 or float64 parameters)"
             )
         self._rng = _capture_rng(self._devices)
-        self._capture_armed, self.closed = True, False
-        self._hooks = _register_rng_capture(model, weakref.ref(self))
+        self.closed = False
+        self._capture = _ForwardRngCapture(self, model)
+        self._capture.arm()
+        weakref.finalize(self, self._capture.disarm)
         self.recorder = None if record_to is None else LoopRecorder(
             model, record_to, sketch=sketch, flush_every=flush_every, extra=("lyapunov_running",),
             attrs={"optimizer": type(optimizer).__name__, "lr": float(optimizer.param_groups[0].get("lr", math.nan)),
@@ -315,12 +321,11 @@ class LyapunovMonitor:
         return counted_new
 
     def close(self) -> None:
-        """Stop monitoring: remove the hooks from the model and finish the recording
+        """Stop monitoring: remove the forward hook (if armed) and finish the recording
         (if any: remaining rows, ``complete = 1``).  Idempotent; :meth:`result` and
         the attributes stay available."""
-        for handle in self._hooks:
-            handle.remove()
-        self._hooks, self.closed = [], True
+        self._capture.disarm()
+        self.closed = True
         if self.recorder is not None:
             self.recorder.close(diverged=self.diverged)
 
@@ -329,13 +334,6 @@ class LyapunovMonitor:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-    def _capture_forward_rng(self) -> None:
-        """Called by the forward pre-hook: the first forward with gradients after
-        the previous :meth:`step` is the user's step; its RNG state is replayed."""
-        if self._capture_armed and torch.is_grad_enabled():
-            self._capture_armed = False
-            self._rng = _capture_rng(self._devices)
 
     def _advance_twin(self, batch: Any) -> bool:
         if self._stopped:
@@ -359,7 +357,7 @@ class LyapunovMonitor:
             self._prev = self._arm_carried()
         if following < (c + 2 if self.every == 1 else self.window):
             self._rng = _capture_rng(self._devices)  # replayed if no forward of the model is seen
-            self._capture_armed = True
+            self._capture.arm()
         return counted_new
 
     def snapshot_hyperparameters(self) -> None:
@@ -563,29 +561,36 @@ class LyapunovMonitor:
         self.diverged_step = step if diverged else -1
 
 
-def _register_rng_capture(model: nn.Module, monitor: weakref.ref) -> list[Any]:
-    """Forward pre-hooks on every module of ``model`` that call
-    ``monitor()._capture_forward_rng()``.  Every module, not only the root: a
-    LightningModule's ``training_step`` may call ``self.net(x)`` instead of ``self(x)``."""
-    hook = _RngCaptureHook(monitor, frozenset(id(m) for m in model.modules()))
-    return [m.register_forward_pre_hook(hook) for m in model.modules()]
+class _ForwardRngCapture:
+    """Takes the RNG state at the start of the user's next forward pass.
 
+    :meth:`arm` registers ``self`` as a global forward pre-hook; the first call of
+    one of the model's modules with gradients enabled stores the RNG state in the
+    monitor's ``_rng`` and removes the hook.  It holds the monitor weakly (a hook
+    of a monitor that was garbage collected removes itself).
+    """
 
-class _RngCaptureHook:
-    """The forward pre-hook of :func:`_register_rng_capture`.  It holds only a weak
-    reference to the monitor, ignores modules that are not the user's own, and
-    copies and pickles as an inert hook (``copy.deepcopy(model)``, ``torch.save(model)``)."""
+    def __init__(self, monitor: "LyapunovMonitor", model: nn.Module):
+        self.monitor = weakref.ref(monitor)
+        self.own = frozenset(id(m) for m in model.modules())
+        self.handle: Any = None
 
-    def __init__(self, monitor: weakref.ref | None = None, own: frozenset[int] = frozenset()):
-        self.monitor, self.own = monitor, own
+    def arm(self) -> None:
+        if self.handle is None:
+            self.handle = torch.nn.modules.module.register_module_forward_pre_hook(self)
+
+    def disarm(self) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None
 
     def __call__(self, module: nn.Module, args: Any) -> None:
-        target = None if self.monitor is None else self.monitor()
-        if target is not None and id(module) in self.own:
-            target._capture_forward_rng()
-
-    def __reduce__(self) -> tuple[type, tuple]:
-        return (_RngCaptureHook, ())
+        monitor = self.monitor()
+        if monitor is None:
+            self.disarm()
+        elif id(module) in self.own and torch.is_grad_enabled():
+            self.disarm()
+            monitor._rng = _capture_rng(monitor._devices)
 
 
 def _least_precise_dtype(params: list[nn.Parameter]) -> torch.dtype:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import math
 
 import numpy as np
@@ -182,13 +183,13 @@ def dropout_mlp(dtype=torch.float64, p=0.5):
     return nn.Sequential(nn.Linear(64, 32, dtype=dtype), nn.Tanh(), nn.Dropout(p), nn.Linear(32, 10, dtype=dtype))
 
 
-def noisy_loop(task, loop, steps, p=0.5, dtype=torch.float64, monitor_kwargs=None, on_forward=None):
+def noisy_loop(task, loop, steps, p=0.5, dtype=torch.float64, monitor_kwargs=None, before_forward=None):
     """The loops users write, with dropout ``p`` and Adam, monitored (``monitor_kwargs``) or not.
 
     ``loop="loader"``: a shuffling ``DataLoader`` (its sampler draws from the global RNG
     at the start of every epoch); ``loop="randint"``: batch indices from
-    ``torch.randint`` between steps.  ``on_forward()`` is called right before each
-    forward.  Returns ``(model, optimizer, monitor, user_losses)``.
+    ``torch.randint`` between steps.  ``before_forward(model)`` is called right before
+    each training forward.  Returns ``(model, optimizer, monitor, user_losses)``.
     """
     torch.manual_seed(123)  # the user's own global seeding, as in their script
     model = dropout_mlp(torch.float64, p).to(dtype)  # the same initial weights in every dtype
@@ -209,8 +210,8 @@ def noisy_loop(task, loop, steps, p=0.5, dtype=torch.float64, monitor_kwargs=Non
     losses = []
     for _, batch in zip(range(steps), batches()):
         optimizer.zero_grad()
-        if on_forward is not None:
-            on_forward()
+        if before_forward is not None:
+            before_forward(model)
         loss = task.loss_fn(model(batch[0]), batch[1])
         loss.backward()
         optimizer.step()
@@ -272,7 +273,7 @@ def assert_same_training(run_a, run_b):
 class TestDropout:
     """The shadow replays the RNG state at the start of the user's forward pass."""
 
-    @pytest.mark.parametrize("loop", LOOPS)
+    @pytest.mark.parametrize("loop", LOOPS + ["no_grad-probe"])
     def test_shadow_sees_the_users_masks(self, digits, loop):
         # The shadow's loss at y_t = x_t + d0 u differs from the user's loss at x_t by
         # about |grad L| d0 (d0 = 5.6e-8 here; measured 1.7e-9) with the same masks; with
@@ -285,7 +286,13 @@ class TestDropout:
             shadow_losses.append(loss.item())
             return loss
 
-        *_, monitor, user_losses = noisy_loop(digits, loop, 30, monitor_kwargs={"batch_loss": batch_loss})
+        def probe(model):  # a metric under no_grad, in train mode: it draws masks, yet is not the step
+            with torch.no_grad():
+                model(digits.train[0][:8])
+
+        before_forward = probe if loop == "no_grad-probe" else None
+        *_, monitor, user_losses = noisy_loop(digits, "randint" if before_forward else loop, 30,
+                                              monitor_kwargs={"batch_loss": batch_loss}, before_forward=before_forward)
         np.testing.assert_allclose(shadow_losses, user_losses, rtol=0, atol=1e-6)
         assert monitor.d0 < 1e-6
 
@@ -331,6 +338,31 @@ class TestDropout:
         ref = max_lyapunov(ReplayedRng(tmap, states), tmap.initial_state(), STEPS, method="twin", d0=monitor.d0, seed=2)
         np.testing.assert_allclose(monitor.result().local_rate, ref.local_rate, rtol=0, atol=1e-14)
         assert abs(monitor.exponent) < 0.1  # and it is a sensitivity, not mask noise (~10)
+
+
+class TestForwardHook:
+    def test_no_hook_left_behind(self, digits):
+        # The capture is a global forward pre-hook while it waits for the user's next
+        # forward: removed by that forward, by close(), or when the monitor is collected.
+        hooks = torch.nn.modules.module._global_forward_pre_hooks
+        before = len(hooks)
+        model = dropout_mlp()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        batch = (digits.train[0][:32], digits.train[1][:32])
+        with LyapunovMonitor(model, optimizer, digits.loss_fn) as monitor:
+            assert len(hooks) == before + 1
+            loss = digits.loss_fn(model(batch[0]), batch[1])
+            assert len(hooks) == before  # the forward took the state and removed the hook
+            loss.backward()
+            optimizer.step()
+            monitor.step(batch)
+            assert len(hooks) == before + 1  # waiting for the next step's forward
+        assert len(hooks) == before
+        with pytest.raises(ValueError, match="^LyapunovMonitor.step: the monitor is closed"):
+            monitor.step(batch)
+        LyapunovMonitor(model, optimizer, digits.loss_fn)  # dropped at once
+        gc.collect()
+        assert len(hooks) == before
 
 
 class ReplayedRng:
