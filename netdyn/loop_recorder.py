@@ -226,10 +226,13 @@ class _Stream:
 class _SignalGuard:
     """SIGINT/SIGTERM handling while recordings are open (see the module docstring).
 
-    Installed when the first recording opens in the main thread, restored to the
-    previous handlers when the last one closes (unless someone replaced ours since).
-    A signal during a critical section (a row being added or written) is re-raised
-    when the section ends.
+    Installed when a recording opens in the main thread, restored to the previous
+    handlers when the last one closes (unless someone replaced ours since).  The
+    previous handlers stay remembered, so a stale copy of :meth:`handle` that
+    another library restores later still acts exactly as the handler it replaced.
+    A signal whose handler was not set from Python (``getsignal`` gives None) is
+    left alone.  A signal during a critical section (a row being added or written)
+    is re-raised when the section ends.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -242,18 +245,19 @@ class _SignalGuard:
 
     def add(self, stream: _Stream) -> None:
         self.streams.add(stream)
-        if not self.previous and threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread():
             for signum in self.SIGNALS:
-                self.previous[signum] = signal.getsignal(signum)
-                signal.signal(signum, self.handle)
+                current = signal.getsignal(signum)
+                if current is not None and current != self.handle:
+                    self.previous[signum] = current
+                    signal.signal(signum, self.handle)
 
     def discard(self, stream: _Stream) -> None:
         self.streams.discard(stream)
-        if not self.streams and self.previous and threading.current_thread() is threading.main_thread():
+        if not self.streams and threading.current_thread() is threading.main_thread():
             for signum, previous in self.previous.items():
                 if signal.getsignal(signum) == self.handle:
                     signal.signal(signum, previous)
-            self.previous = {}
 
     def critical(self) -> "_Critical":
         return _Critical(self)

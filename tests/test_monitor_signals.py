@@ -114,6 +114,20 @@ class TestSignalDuringAWrite:
         second.close()
         assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == before
 
+    def test_stale_handler_acts_as_the_one_it_replaced(self, tmp_path):
+        # A library that saved our handler and restores it after the recording closed
+        # (Lightning's signal connector does) must still get a KeyboardInterrupt on Ctrl-C.
+        before = signal.getsignal(signal.SIGINT)
+        recorder, _ = small_recorder(tmp_path / "a.nc", 10)
+        ours = signal.getsignal(signal.SIGINT)
+        recorder.close()
+        signal.signal(signal.SIGINT, ours)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
+        finally:
+            signal.signal(signal.SIGINT, before)
+
     def test_unclosed_recorder_finished_when_collected(self, tmp_path):
         path = tmp_path / "dropped.nc"
         recorder, _ = small_recorder(path, flush_every=100)
