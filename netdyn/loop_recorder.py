@@ -132,10 +132,6 @@ class LoopRecorder:
     def closed(self) -> bool:
         return self._stream.closed
 
-    @property
-    def writer(self) -> TrajectoryWriter:
-        return self._stream.writer
-
     def __enter__(self) -> "LoopRecorder":
         return self
 
@@ -169,10 +165,6 @@ class LoopRecorder:
         if not diverged:
             self._row_state = self._recorded(theta)
         self._stream.add(row, None if diverged else theta)
-
-    def flush(self) -> None:
-        """Append the buffered rows to the file now (it stays open for more rows)."""
-        self._stream.flush()
 
     def close(self, diverged: bool = False) -> None:
         """Write the remaining rows and mark the file complete (idempotent).

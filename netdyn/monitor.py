@@ -214,7 +214,8 @@ class LyapunovMonitor:
     identical to ``max_lyapunov(method="twin")`` on the equivalent ``TrainingMap``
     for ``every = 1``.  Cost: one extra forward/backward and optimiser step per
     twin step, plus two norms and a rescale over the state, i.e. a little more than
-    ``1 + 1/every`` times the bare loop (``benchmarks/monitor_cost.py``).
+    ``1 + 1/every`` times the bare loop (``benchmarks/monitor_cost.py``); the RNG
+    capture adds a few microseconds per twin step.
 
     References
     ----------
@@ -300,7 +301,8 @@ class LyapunovMonitor:
         self.recorder = None if record_to is None else LoopRecorder(
             model, record_to, sketch=sketch, flush_every=flush_every, extra=("lyapunov_running",),
             attrs={"optimizer": type(optimizer).__name__, "lr": float(optimizer.param_groups[0].get("lr", math.nan)),
-                   "monitor_d0": self.d0, "monitor_d0_source": self.d0_source, "monitor_every": every, "monitor_params_only": int(self.params_only)},
+                   "monitor_d0": self.d0, "monitor_d0_source": self.d0_source, "monitor_every": every,
+                   "monitor_params_only": int(self.params_only)},
         )
 
     # ------------------------------------------------------------------ public

@@ -73,7 +73,8 @@ class TestAgreementWithMaxLyapunov:
         tmap = training_map(digits, lr=lr, optimizer=cls, batch_size=32, seed=3, functional=False, **hyper)
         kwargs = {"seed": 2, "params_only": params_only}
         *_, monitor = monitored_loop(digits, tmap, cls, monitor_kwargs=kwargs, **hyper)
-        ref = max_lyapunov(tmap, tmap.initial_state(), STEPS, method="twin", d0=monitor.d0, seed=2, params_only=params_only)
+        ref = max_lyapunov(tmap, tmap.initial_state(), STEPS, method="twin", d0=monitor.d0, seed=2,
+                           params_only=params_only)
         np.testing.assert_allclose(monitor.result().local_rate, ref.local_rate, rtol=0, atol=1e-14)
         assert abs(monitor.exponent - float(ref.lyapunov)) < 1e-14
 
@@ -90,7 +91,8 @@ class TestAgreementWithMaxLyapunov:
         tmap = training_map(digits, lr=0.5, optimizer=torch.optim.SGD, batch_size=32, seed=3, functional=False)
         kwargs = {"transient": 10, "renorm_every": 5}
         *_, monitor = monitored_loop(digits, tmap, torch.optim.SGD, monitor_kwargs=kwargs)
-        ref = max_lyapunov(tmap, tmap.initial_state(), STEPS - 10, method="twin", d0=monitor.d0, transient=10, renorm_every=5)
+        ref = max_lyapunov(tmap, tmap.initial_state(), STEPS - 10, method="twin", d0=monitor.d0, transient=10,
+                           renorm_every=5)
         np.testing.assert_array_equal(monitor.result().step, ref.step)
         np.testing.assert_allclose(monitor.result().local_rate, ref.local_rate, rtol=0, atol=1e-14)
         assert math.isclose(monitor.stderr, float(ref.lyapunov_stderr), rel_tol=1e-10)
@@ -295,6 +297,21 @@ class TestDropout:
                                               monitor_kwargs={"batch_loss": batch_loss}, before_forward=before_forward)
         np.testing.assert_allclose(shadow_losses, user_losses, rtol=0, atol=1e-6)
         assert monitor.d0 < 1e-6
+
+    def test_segments_see_the_users_masks(self, digits):
+        # every=5, window=4: the twin runs on steps [20 j, 20 j + 4) only and must take
+        # the RNG state of those steps' forwards, not of the last step it ran on.
+        shadow_losses = []
+
+        def batch_loss(module, batch):
+            loss = digits.loss_fn(module(batch[0]), batch[1])
+            shadow_losses.append(loss.item())
+            return loss
+
+        kwargs = {"batch_loss": batch_loss, "every": 5, "window": 4, "transient": 2}
+        *_, user_losses = noisy_loop(digits, "randint", 44, monitor_kwargs=kwargs)
+        active = [t for t in range(44) if t % 20 < 4]
+        np.testing.assert_allclose(shadow_losses, [user_losses[t] for t in active], rtol=0, atol=1e-6)
 
     @pytest.mark.parametrize("loop", LOOPS)
     def test_exponent_on_the_dropout_free_scale(self, digits, loop):

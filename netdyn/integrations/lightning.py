@@ -6,12 +6,12 @@ freezes the optimiser's hyper-parameters at ``on_train_batch_start`` (Lightning
 steps ``interval="step"`` schedulers *before* ``on_train_batch_end``) and advances
 the twin at ``on_train_batch_end`` with the batch of the step just taken, logging
 ``lyapunov`` (running estimate) and ``lyapunov_local_rate`` through
-``pl_module.log`` whenever an interval is completed.  The monitor's forward
-pre-hooks capture the RNG state when ``training_step`` calls the module (or any of
-its submodules), so the shadow sees the same dropout masks even though the
-shuffling sampler draws between steps.  The monitor is closed (hooks removed, a
-``record_to=`` file finished) at ``on_train_end`` and ``on_exception`` (Ctrl-C
-included); ``callback.monitor.result()`` stays available.
+``pl_module.log`` whenever an interval is completed.  The monitor takes the RNG
+state when ``training_step`` calls the module (or any of its submodules), so the
+shadow sees the same dropout masks although the shuffling sampler draws between
+steps.  The monitor is closed (its waiting forward hook removed, a ``record_to=``
+file finished) at ``on_train_end`` and ``on_exception`` (Ctrl-C included);
+``callback.monitor.result()`` stays available.
 
 Needs ``lightning`` (``pip install netdyn[lightning]``).
 """
