@@ -319,7 +319,8 @@ class LyapunovMonitor:
             raise ValueError("LyapunovMonitor.step: the monitor is closed")
         counted_new = self._advance_twin(batch)
         if self.recorder is not None and not self.recorder.closed:
-            self.recorder.record(math.nan if loss is None else float(loss), lyapunov_running=self.exponent)
+            value = math.nan if loss is None else float(loss.detach() if torch.is_tensor(loss) else loss)
+            self.recorder.record(value, lyapunov_running=self.exponent)
         return counted_new
 
     def close(self) -> None:

@@ -481,6 +481,7 @@ class TestFailurePolicy:
 class TestRecording:
     """record_to= streams the monitored loop in the trajectory format that offline analysis reads."""
 
+    @pytest.mark.filterwarnings("error::UserWarning")  # loss passed as a tensor that requires grad
     def test_recorded_loop_opens_as_a_trajectory(self, tmp_path):
         from netdyn.storage import open_trajectory
 
@@ -499,7 +500,7 @@ class TestRecording:
             loss = loss_fn(model(x), y)
             loss.backward()
             optimizer.step()
-            monitor.step((x, y), loss=loss.item())
+            monitor.step((x, y), loss=loss)
             losses.append(loss.item())
             states.append(torch.nn.utils.parameters_to_vector(model.parameters()).detach().numpy().copy())
         monitor.close()
