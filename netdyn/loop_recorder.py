@@ -178,7 +178,7 @@ class _Stream:
     """The writer and row buffer of one recording: everything :meth:`close` needs,
     without a reference to its :class:`LoopRecorder` (so that a finaliser and the
     signal handler can close it).  Every change of its rows happens inside
-    ``_GUARD.critical()``, so a signal never sees a half-added row or a half-written
+    ``with _GUARD:``, so a signal never sees a half-added row or a half-written
     block."""
 
     def __init__(self, writer: TrajectoryWriter, buffer: RowBuffer, theta: np.ndarray):
@@ -188,7 +188,7 @@ class _Stream:
     def add(self, row: Mapping[str, Any], theta: np.ndarray | None) -> None:
         """Add ``row`` as step ``self.step``; ``theta`` is the state reached, ``None``
         if it (or the loss) is not finite, which closes the file with ``diverged = 1``."""
-        with _GUARD.critical():
+        with _GUARD:
             self.buffer.add({"step": self.step, **row})
             self.step += 1
             if theta is None:
@@ -199,14 +199,14 @@ class _Stream:
                 self.flush()
 
     def flush(self) -> None:
-        with _GUARD.critical():
+        with _GUARD:
             if self.closed or not self.buffer.n:
                 return
             self.writer.append(self.buffer.rows(), self.last_finite, self.step)
             self.buffer.clear()
 
     def close(self, diverged: bool = False) -> None:
-        with _GUARD.critical():
+        with _GUARD:
             if self.closed:
                 return
             self.writer.finish(self.buffer.rows(), self.last_finite, self.step, diverged)
@@ -251,39 +251,33 @@ class _SignalGuard:
                 if signal.getsignal(signum) == self.handle:
                     signal.signal(signum, previous)
 
-    def critical(self) -> "_Critical":
-        return _Critical(self)
+    def __enter__(self) -> None:
+        """A critical section: a signal waits until the section ends."""
+        self.depth += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        self.depth -= 1
+        if not self.depth and self.pending is not None:
+            signum, self.pending = self.pending, None
+            signal.raise_signal(signum)  # handled now (in the main thread), outside the section
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
         if self.depth:
             self.pending = signum
             return
         previous = self.previous.get(signum, signal.SIG_DFL)
-        for stream in list(self.streams):
-            stream.flush()
-        if callable(previous):
-            previous(signum, frame)  # SIGINT: signal.default_int_handler raises KeyboardInterrupt
-        elif previous == signal.SIG_DFL:
-            # the default action (SIGTERM: terminate) skips atexit and finalisers: close first
+        try:
             for stream in list(self.streams):
-                stream.close()
-            signal.signal(signum, signal.SIG_DFL)
-            signal.raise_signal(signum)
-
-
-class _Critical:
-    def __init__(self, guard: _SignalGuard):
-        self.guard = guard
-
-    def __enter__(self) -> None:
-        self.guard.depth += 1
-
-    def __exit__(self, *exc: Any) -> None:
-        guard = self.guard
-        guard.depth -= 1
-        if not guard.depth and guard.pending is not None:
-            signum, guard.pending = guard.pending, None
-            signal.raise_signal(signum)  # handled now, in the main thread, outside the section
+                if previous == signal.SIG_DFL:  # terminates: no atexit, no finaliser, close now
+                    stream.close()
+                else:
+                    stream.flush()
+        finally:  # a failed write must not swallow the signal
+            if callable(previous):
+                previous(signum, frame)  # SIGINT: signal.default_int_handler raises KeyboardInterrupt
+            elif previous == signal.SIG_DFL:
+                signal.signal(signum, signal.SIG_DFL)
+                signal.raise_signal(signum)
 
 
 _GUARD = _SignalGuard()
