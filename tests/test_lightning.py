@@ -21,6 +21,7 @@ pl = pytest.importorskip("lightning.pytorch")
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 
 from netdyn.integrations.lightning import LyapunovCallback  # noqa: E402
+from test_monitor import loss_recorder  # noqa: E402
 
 STEPS = 6
 
@@ -97,13 +98,7 @@ class TestLyapunovCallback:
         # epoch here), between the shadow's steps: the shadow still sees the user's
         # dropout masks, so its loss at y_t = x_t + d0 u is the user's loss at x_t up
         # to |grad| d0 ~ 1e-8 (masks that differ: 1e-4 to 1e-1, see test_monitor.py).
-        shadow_losses = []
-
-        def batch_loss(module, batch):
-            loss = nn.CrossEntropyLoss()(module(batch[0]), batch[1])
-            shadow_losses.append(loss.item())
-            return loss
-
+        batch_loss, shadow_losses = loss_recorder(nn.CrossEntropyLoss())
         torch.manual_seed(0)
         net = nn.Sequential(nn.Linear(64, 32, dtype=torch.float64), nn.Tanh(), nn.Dropout(0.5),
                             nn.Linear(32, 10, dtype=torch.float64))

@@ -226,6 +226,19 @@ def noisy_loop(task, loop, steps, p=0.5, dtype=torch.float64, monitor_kwargs=Non
 LOOPS = ["loader", "randint"]
 
 
+def loss_recorder(loss_fn):
+    """``(batch_loss, losses)``: a ``batch_loss`` for the monitor that appends the
+    shadow's loss of every twin step to ``losses``."""
+    losses = []
+
+    def batch_loss(module, batch):
+        loss = loss_fn(module(batch[0]), batch[1])
+        losses.append(loss.item())
+        return loss
+
+    return batch_loss, losses
+
+
 class TestUserLoopUntouched:
     @pytest.mark.parametrize("cls,lr", [(torch.optim.SGD, 0.1), (torch.optim.Adam, 1e-3)])
     def test_weights_grads_and_rng_identical(self, digits, cls, lr):
@@ -281,13 +294,7 @@ class TestDropout:
         # about |grad L| d0 (d0 = 5.6e-8 here; measured 1.7e-9) with the same masks; with
         # other masks by the loss's spread over masks (the old monitor: 8e-5 to 9e-2, on
         # every randint step and at each epoch start of the loader).
-        shadow_losses = []
-
-        def batch_loss(module, batch):
-            loss = digits.loss_fn(module(batch[0]), batch[1])
-            shadow_losses.append(loss.item())
-            return loss
-
+        batch_loss, shadow_losses = loss_recorder(digits.loss_fn)
         def probe(model):  # a metric under no_grad, in train mode: it draws masks, yet is not the step
             with torch.no_grad():
                 model(digits.train[0][:8])
@@ -301,13 +308,7 @@ class TestDropout:
     def test_segments_see_the_users_masks(self, digits):
         # every=5, window=4: the twin runs on steps [20 j, 20 j + 4) only and must take
         # the RNG state of those steps' forwards, not of the last step it ran on.
-        shadow_losses = []
-
-        def batch_loss(module, batch):
-            loss = digits.loss_fn(module(batch[0]), batch[1])
-            shadow_losses.append(loss.item())
-            return loss
-
+        batch_loss, shadow_losses = loss_recorder(digits.loss_fn)
         kwargs = {"batch_loss": batch_loss, "every": 5, "window": 4, "transient": 2}
         *_, user_losses = noisy_loop(digits, "randint", 44, monitor_kwargs=kwargs)
         active = [t for t in range(44) if t % 20 < 4]
