@@ -206,6 +206,12 @@ class LyapunovMonitor:
     history : list of (step, local_rate)
         each counted interval: the number of user steps taken since construction
         at its end, and ``ln(g) / renorm_every``.
+    d0 : float
+        the twin distance used (units of the parameters); ``d0_source`` says how it
+        was chosen (``"given"`` or the default's formula), ``dtype`` is the
+        parameters' (least precise) dtype it was chosen for.
+    closed : bool
+        True after :meth:`close` (or leaving a ``with`` block).
 
     Maths
     -----
