@@ -75,16 +75,45 @@ slowly, while a random direction in ``P`` dimensions has overlap ``~1/sqrt(P)``.
 
 Randomness
 ----------
-The shadow pass saves the user's global (and CUDA) RNG state and restores it
-afterwards, so the user's stream is untouched.  Inside, the RNG is set to its state at the
-end of the previous ``monitor.step`` call, i.e. at the start of the user's
-iteration, so a model with dropout draws the *same* masks in the shadow as in the
-user's step *if* the user's iteration consumes random numbers only in the model's
-forward (in that order).  Otherwise (random augmentation on the global RNG in the
-loop body, a shuffling ``DataLoader`` starting a new epoch, ...) the shadow sees
-different masks: the twin then follows a different noise realisation and the
-measured "exponent" mixes noise with sensitivity; evaluate with dropout off or
-draw augmentations from your own ``torch.Generator``.
+The twin must see the same noise as the user's step (dropout masks, noise layers),
+or the measured "exponent" is the distance between two noise realisations
+(``~ lr |grad| / d0`` per step, i.e. ``ln`` of a huge ratio) and not a sensitivity.
+The monitor therefore records the global CPU (and CUDA) RNG state at the moment
+the user's forward pass starts: after each ``monitor.step`` that the next twin step
+follows, it registers a global forward pre-hook
+(``torch.nn.modules.module.register_module_forward_pre_hook``) that waits for the
+first call, with gradients enabled, of the model or any of its submodules (a
+LightningModule's ``training_step`` may call ``self.net(x)``), reads
+``torch.get_rng_state()`` there and removes itself.  It only reads the state; it
+costs a few microseconds per twin step, nothing on the steps the twin skips, and
+leaves no hook on the model.  The shadow's forward replays exactly that state, so
+whatever the loop draws between steps (a shuffling ``DataLoader``,
+``torch.randint`` batch indices, augmentation on the global RNG) the shadow draws
+the user's masks.  The shadow pass saves the user's RNG state and
+restores it afterwards, so the user's stream is untouched.  Forward passes under
+``torch.no_grad()`` (evaluation) do not count as the step's forward.  If no forward
+of the model was seen since the previous call (a loss computed without calling the
+model or one of its modules), the state at the end of the previous ``monitor.step``
+is replayed.  Randomness drawn inside the user's step *before* the model's forward
+(noise added to the inputs in ``training_step``) is not replayed: the shadow
+computes ``loss_fn(model(inputs), targets)`` (or ``batch_loss``) only.
+
+Twin distance
+-------------
+``d0`` defaults to ``sqrt(eps) * max(|theta_0|, 1)`` (:func:`netdyn._perturbation.default_d0`):
+``eps`` of the parameters' dtype (the least precise one), ``|theta_0|`` the Euclidean
+norm of the trained parameters at construction.  The rounding of the state
+(``~ eps |theta|``) and the nonlinearity over a separation ``d0`` (relative
+``~ d0 / |theta|``) then both disturb a growth factor by ``~ sqrt(eps)``: 1.5e-8 in
+float64, 3.5e-4 in float32, 0.09 in bfloat16 (per step, relative; they average
+down over the run).  ``result().attrs`` gives the ``d0`` used and how it was chosen.
+
+Interrupted loops
+-----------------
+With ``record_to=`` the rows are buffered; SIGINT / SIGTERM append them to the file
+before the signal acts (``KeyboardInterrupt`` still reaches the user's loop), and
+leaving a ``with LyapunovMonitor(...) as monitor:`` block (or :meth:`close` in a
+``finally``) closes the file; see :mod:`netdyn.loop_recorder`.
 
 Other caveats: the shadow is a ``copy.deepcopy`` of the model, so hooks registered
 on the model run for the shadow too; module buffers (BatchNorm running
@@ -98,6 +127,7 @@ import inspect
 import math
 import os
 import warnings
+import weakref
 from typing import Any, Callable
 
 import numpy as np
@@ -105,6 +135,7 @@ import torch
 import xarray as xr
 from torch import Tensor, nn
 
+from ._perturbation import default_d0, resolution_tolerance
 from .loop_recorder import LoopRecorder
 from .lyapunov import block_stderr
 
@@ -126,9 +157,11 @@ class LyapunovMonitor:
     loss_fn : callable, optional
         ``loss_fn(model(inputs), targets) -> scalar``; the batch passed to
         :meth:`step` is then ``(inputs, targets)``.
-    d0 : float, default 1e-9
-        twin distance (``max_lyapunov``'s default; needs float64 parameters, use
-        ``d0 ~ 1e-4`` for float32).
+    d0 : float, optional
+        twin distance, in the units of the parameters.  Default:
+        ``sqrt(eps(dtype)) * max(|theta_0|, 1)`` (module docstring, "Twin distance"),
+        e.g. ``1.5e-8 |theta_0|`` in float64 and ``3.5e-4 |theta_0|`` in float32.  An
+        explicit ``d0`` below the resolution of the parameters raises ``ValueError``.
     renorm_every : int, default 1
         steps between renormalisations.
     every : int, default 1
@@ -154,7 +187,9 @@ class LyapunovMonitor:
         stream the run to this netCDF file (:class:`netdyn.loop_recorder.LoopRecorder`):
         parameters (or a sketch), the ``loss`` passed to :meth:`step`, the gradient
         norm and the running exponent ``lyapunov_running``; call :meth:`close` at
-        the end (an unclosed file stays readable, marked incomplete).
+        the end, or use the monitor as a context manager (``with LyapunovMonitor(...)
+        as monitor:``); SIGINT/SIGTERM flush the buffered rows first, and an unclosed
+        file is closed when the interpreter exits.
     sketch : int or None, default 64
         with ``record_to``: record a seeded random projection to this many numbers,
         or every parameter with ``None``.
@@ -171,6 +206,12 @@ class LyapunovMonitor:
     history : list of (step, local_rate)
         each counted interval: the number of user steps taken since construction
         at its end, and ``ln(g) / renorm_every``.
+    d0 : float
+        the twin distance used (units of the parameters); ``d0_source`` says how it
+        was chosen (``"given"`` or the default's formula), ``dtype`` is the
+        parameters' (least precise) dtype it was chosen for.
+    closed : bool
+        True after :meth:`close` (or leaving a ``with`` block).
 
     Maths
     -----
@@ -179,7 +220,8 @@ class LyapunovMonitor:
     identical to ``max_lyapunov(method="twin")`` on the equivalent ``TrainingMap``
     for ``every = 1``.  Cost: one extra forward/backward and optimiser step per
     twin step, plus two norms and a rescale over the state, i.e. a little more than
-    ``1 + 1/every`` times the bare loop (``benchmarks/monitor_cost.py``).
+    ``1 + 1/every`` times the bare loop (``benchmarks/monitor_cost.py``); the RNG
+    capture adds a few microseconds per twin step.
 
     References
     ----------
@@ -192,7 +234,7 @@ class LyapunovMonitor:
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
         loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
-        d0: float = 1e-9,
+        d0: float | None = None,
         renorm_every: int = 1,
         every: int = 1,
         window: int = 10,
@@ -221,13 +263,23 @@ class LyapunovMonitor:
                 f"{caller}: expected window - transient to be a positive multiple of renorm_every={renorm_every}, "
                 f"got window={window}, transient={transient}"
             )
-        if not d0 > 0:
+        if d0 is not None and not d0 > 0:
             raise ValueError(f"{caller}: expected d0 > 0, got {d0}")
         self.model, self.optimizer = model, optimizer
-        self.d0, self.renorm_every, self.every, self.window = float(d0), renorm_every, every, window
+        self.renorm_every, self.every, self.window = renorm_every, every, window
         self.transient, self.seed, self.params_only, self.n_blocks = transient, int(seed), bool(params_only), n_blocks
         self._batch_loss: BatchLoss = batch_loss or _loss_of_pair(loss_fn)
         self._params = _tracked_parameters(model, optimizer)
+        self.dtype = _least_precise_dtype(self._params)
+        if d0 is None:
+            scale = _parameter_norm(self._params)
+            if not math.isfinite(scale):
+                raise ValueError(f"{caller}: expected finite parameters, got |theta| = {scale}")
+            d0, self.d0_source = default_d0(self.dtype, scale), "sqrt(eps(dtype)) * max(|theta_0|, 1)"
+        else:
+            self.d0_source = "given"
+        self.d0 = float(d0)
+        self._norm_dtype = torch.float32 if torch.finfo(self.dtype).bits < 32 else None
         self._shadow_model, self._shadow_params = _shadow_model(model, self._params)
         self._modules = list(zip(model.modules(), self._shadow_model.modules()))
         self._flat: Tensor | None = None
@@ -242,16 +294,21 @@ class LyapunovMonitor:
         self._hyper: list[dict[str, Any]] | None = None
         self.diverged, self.diverged_step, self._stopped = False, -1, False
         self._prev = self._arm_random()
-        if not math.isclose(self._prev, self.d0, rel_tol=1e-3):
+        if not math.isclose(self._prev, self.d0, rel_tol=resolution_tolerance(self.dtype)):
             raise ValueError(
-                f"{caller}: expected d0 above the resolution of the {self._params[0].dtype} parameters, got d0={d0} "
-                f"(measured {self._prev:.3g}; use float64 parameters or a larger d0)"
+                f"{caller}: expected d0 above the resolution of the {self.dtype} parameters, got d0={d0} "
+                f"(measured {self._prev:.3g}; leave d0 at its default, use a larger d0 or float64 parameters)"
             )
         self._rng = _capture_rng(self._devices)
+        self.closed = False
+        self._capture = _ForwardRngCapture(self, model)
+        self._capture.arm()
+        weakref.finalize(self, self._capture.disarm)
         self.recorder = None if record_to is None else LoopRecorder(
             model, record_to, sketch=sketch, flush_every=flush_every, extra=("lyapunov_running",),
             attrs={"optimizer": type(optimizer).__name__, "lr": float(optimizer.param_groups[0].get("lr", math.nan)),
-                   "monitor_d0": self.d0, "monitor_every": every, "monitor_params_only": int(self.params_only)},
+                   "monitor_d0": self.d0, "monitor_d0_source": self.d0_source, "monitor_every": every,
+                   "monitor_params_only": int(self.params_only)},
         )
 
     # ------------------------------------------------------------------ public
@@ -261,17 +318,31 @@ class LyapunovMonitor:
         ``loss``: the loss of that step (before the update), recorded when the
         monitor was built with ``record_to``.  Returns True when this call completed
         a counted interval (a new entry of :attr:`history`).  After a divergence or
-        collapse the monitor is stopped and every call returns False.
+        collapse the monitor is stopped and every call returns False.  Raises
+        ``ValueError`` after :meth:`close`.
         """
+        if self.closed:
+            raise ValueError("LyapunovMonitor.step: the monitor is closed")
         counted_new = self._advance_twin(batch)
         if self.recorder is not None and not self.recorder.closed:
-            self.recorder.record(math.nan if loss is None else float(loss), lyapunov_running=self.exponent)
+            value = math.nan if loss is None else float(loss.detach() if torch.is_tensor(loss) else loss)
+            self.recorder.record(value, lyapunov_running=self.exponent)
         return counted_new
 
     def close(self) -> None:
-        """Finish the recording (if any): remaining rows, ``complete = 1``."""
+        """Stop monitoring: remove the forward hook (if armed) and finish the recording
+        (if any: remaining rows, ``complete = 1``).  Idempotent; :meth:`result` and
+        the attributes stay available."""
+        self._capture.disarm()
+        self.closed = True
         if self.recorder is not None:
             self.recorder.close(diverged=self.diverged)
+
+    def __enter__(self) -> "LyapunovMonitor":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def _advance_twin(self, batch: Any) -> bool:
         if self._stopped:
@@ -294,7 +365,8 @@ class LyapunovMonitor:
         if self.every > 1 and following == 0:
             self._prev = self._arm_carried()
         if following < (c + 2 if self.every == 1 else self.window):
-            self._rng = _capture_rng(self._devices)
+            self._rng = _capture_rng(self._devices)  # replayed if no forward of the model is seen
+            self._capture.arm()
         return counted_new
 
     def snapshot_hyperparameters(self) -> None:
@@ -328,8 +400,9 @@ class LyapunovMonitor:
         ``lyapunov_running``, ``local_rate`` (step); coordinate ``step`` = user steps
         taken since construction at the end of each counted interval.  attrs:
         ``method="twin"``, ``source="LyapunovMonitor"``, ``optimizer``, ``d0``,
-        ``renorm_every``, ``transient``, ``every``, ``window``, ``perturbation_seed``,
-        ``params_only``, ``steps`` (calls so far), ``units``.
+        ``d0_source`` (``"given"`` or the default's formula), ``dtype`` (of the
+        parameters), ``renorm_every``, ``transient``, ``every``, ``window``,
+        ``perturbation_seed``, ``params_only``, ``steps`` (calls so far), ``units``.
         """
         logs = np.asarray(self._logs, dtype=np.float64)
         m = self.renorm_every
@@ -349,6 +422,8 @@ class LyapunovMonitor:
                 "source": "LyapunovMonitor",
                 "optimizer": type(self.optimizer).__name__,
                 "d0": self.d0,
+                "d0_source": self.d0_source,
+                "dtype": str(self.dtype),
                 "renorm_every": m,
                 "transient": self.transient,
                 "every": self.every,
@@ -387,7 +462,7 @@ class LyapunovMonitor:
         torch._foreach_copy_(self._views, sha)
         torch._foreach_sub_(self._views, ref)
         measured = self._measured if extra is None else torch.cat((self._measured, extra))
-        return float(torch.linalg.vector_norm(measured))
+        return float(torch.linalg.vector_norm(measured, dtype=self._norm_dtype))
 
     def _arm_random(self) -> float:
         """Shadow = reference + ``d0 u``, ``u`` drawn as ``max_lyapunov`` draws it; returns
@@ -493,6 +568,50 @@ class LyapunovMonitor:
     def _stop(self, step: int, diverged: bool) -> None:
         self._stopped, self.diverged = True, diverged
         self.diverged_step = step if diverged else -1
+
+
+class _ForwardRngCapture:
+    """Takes the RNG state at the start of the user's next forward pass.
+
+    :meth:`arm` registers ``self`` as a global forward pre-hook; the first call of
+    one of the model's modules with gradients enabled stores the RNG state in the
+    monitor's ``_rng`` and removes the hook.  It holds the monitor weakly (a hook
+    of a monitor that was garbage collected removes itself).
+    """
+
+    def __init__(self, monitor: "LyapunovMonitor", model: nn.Module):
+        self.monitor = weakref.ref(monitor)
+        self.own = frozenset(id(m) for m in model.modules())
+        self.handle: Any = None
+
+    def arm(self) -> None:
+        if self.handle is None:
+            self.handle = torch.nn.modules.module.register_module_forward_pre_hook(self)
+
+    def disarm(self) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None
+
+    def __call__(self, module: nn.Module, args: Any) -> None:
+        monitor = self.monitor()
+        if monitor is None:
+            self.disarm()
+        elif id(module) in self.own and torch.is_grad_enabled():
+            self.disarm()
+            monitor._rng = _capture_rng(monitor._devices)
+
+
+def _least_precise_dtype(params: list[nn.Parameter]) -> torch.dtype:
+    return max((p.dtype for p in params), key=lambda d: torch.finfo(d).eps)
+
+
+def _parameter_norm(params: list[nn.Parameter]) -> float:
+    """Euclidean norm of the parameters, accumulated in float64."""
+    with torch.no_grad():
+        return float(torch.linalg.vector_norm(torch.stack(
+            [torch.linalg.vector_norm(p.detach(), dtype=torch.float64).cpu() for p in params]
+        )))
 
 
 def _loss_of_pair(loss_fn: Callable[[Tensor, Tensor], Tensor]) -> BatchLoss:

@@ -8,6 +8,7 @@ import math
 import sys
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -20,6 +21,7 @@ pl = pytest.importorskip("lightning.pytorch")
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 
 from netdyn.integrations.lightning import LyapunovCallback  # noqa: E402
+from test_monitor import loss_recorder  # noqa: E402
 
 STEPS = 6
 
@@ -28,6 +30,7 @@ class Classifier(pl.LightningModule):
     def __init__(self, net: nn.Module, optimizer: str):
         super().__init__()
         self.net, self.loss_fn, self.optimizer_name = net, nn.CrossEntropyLoss(), optimizer
+        self.user_losses: list[float] = []
 
     def forward(self, x):
         return self.net(x)
@@ -35,6 +38,7 @@ class Classifier(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         loss = self.loss_fn(self(batch[0]), batch[1])
         self.log("train_loss", loss)
+        self.user_losses.append(loss.item())
         return loss
 
     def configure_optimizers(self):
@@ -48,12 +52,12 @@ def digits():
     return make_task("digits", n_train=256)
 
 
-def fit(digits, tmp_path, optimizer, **trainer_kwargs):
-    module = Classifier(copy.deepcopy(digits.model), optimizer)
-    loader = DataLoader(TensorDataset(*digits.train), batch_size=32, shuffle=False)
-    callback = LyapunovCallback(nn.CrossEntropyLoss())
+def fit(digits, tmp_path, optimizer, net=None, shuffle=False, callback=None, steps=STEPS, **trainer_kwargs):
+    module = Classifier(copy.deepcopy(digits.model) if net is None else net, optimizer)
+    loader = DataLoader(TensorDataset(*digits.train), batch_size=32, shuffle=shuffle)
+    callback = callback or LyapunovCallback(nn.CrossEntropyLoss())
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_steps=STEPS, logger=CSVLogger(tmp_path), log_every_n_steps=1,
+        accelerator="cpu", devices=1, max_steps=steps, logger=CSVLogger(tmp_path), log_every_n_steps=1,
         callbacks=[callback],
         enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False, **trainer_kwargs,
     )
@@ -88,6 +92,25 @@ class TestLyapunovCallback:
             monitor.step(batch)
         assert callback.monitor.history == monitor.history
         assert logged[-1] == pytest.approx(monitor.exponent, rel=1e-6)  # the CSV holds float32-printed values
+
+    def test_dropout_with_a_shuffling_loader(self, digits, tmp_path):
+        # The sampler draws from the global RNG at every epoch start (8 batches per
+        # epoch here), between the shadow's steps: the shadow still sees the user's
+        # dropout masks, so its loss at y_t = x_t + d0 u is the user's loss at x_t up
+        # to |grad| d0 ~ 1e-8 (masks that differ: 1e-4 to 1e-1, see test_monitor.py).
+        batch_loss, shadow_losses = loss_recorder(nn.CrossEntropyLoss())
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(64, 32, dtype=torch.float64), nn.Tanh(), nn.Dropout(0.5),
+                            nn.Linear(32, 10, dtype=torch.float64))
+        callback = LyapunovCallback(batch_loss=batch_loss)
+        trainer, callback = fit(digits, tmp_path, "adam", net=net, shuffle=True, callback=callback, steps=20)
+        user_losses = trainer.lightning_module.user_losses
+        assert len(user_losses) == 20
+        np.testing.assert_allclose(shadow_losses, user_losses, rtol=0, atol=1e-6)
+        # a sensitivity (old monitor: ~10 per mask change, 3 changes in 20 steps -> ~1.5)
+        assert abs(callback.monitor.exponent) < 0.5
+        assert callback.monitor.closed  # on_train_end closed it: no forward hook left behind
+        assert not torch.nn.modules.module._global_forward_pre_hooks
 
     def test_unsupported_setup_is_rejected(self, digits, tmp_path):
         with pytest.raises(ValueError, match="^LyapunovCallback: .*accumulate_grad_batches=2"):

@@ -6,7 +6,12 @@ freezes the optimiser's hyper-parameters at ``on_train_batch_start`` (Lightning
 steps ``interval="step"`` schedulers *before* ``on_train_batch_end``) and advances
 the twin at ``on_train_batch_end`` with the batch of the step just taken, logging
 ``lyapunov`` (running estimate) and ``lyapunov_local_rate`` through
-``pl_module.log`` whenever an interval is completed.
+``pl_module.log`` whenever an interval is completed.  The monitor takes the RNG
+state when ``training_step`` calls the module (or any of its submodules), so the
+shadow sees the same dropout masks although the shuffling sampler draws between
+steps.  The monitor is closed (its waiting forward hook removed, a ``record_to=``
+file finished) at ``on_train_end`` and ``on_exception`` (Ctrl-C included);
+``callback.monitor.result()`` stays available.
 
 Needs ``lightning`` (``pip install netdyn[lightning]``).
 """
@@ -46,7 +51,9 @@ class LyapunovCallback(pl.Callback):
         also show the running exponent in the progress bar.
     **monitor_kwargs
         ``d0``, ``renorm_every``, ``every``, ``window``, ``transient``, ``seed``,
-        ``params_only``, ``n_blocks`` of :class:`~netdyn.monitor.LyapunovMonitor`.
+        ``params_only``, ``n_blocks``, ``record_to``, ``sketch``, ``flush_every`` of
+        :class:`~netdyn.monitor.LyapunovMonitor` (``d0`` defaults to the
+        parameters' dtype and size).
 
     Attributes
     ----------
@@ -107,3 +114,10 @@ class LyapunovCallback(pl.Callback):
             pl_module.log(
                 f"{self.name}_local_rate", self.monitor.history[-1][1], on_step=True, on_epoch=False
             )
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.monitor.close()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if self.monitor is not None:
+            self.monitor.close()
