@@ -30,6 +30,7 @@ import torch
 import xarray as xr
 from torch import Tensor
 
+from ._perturbation import default_d0
 from .divergence import DivergenceRule, EnsembleDivergence
 from .maps import describe_map, param_dim_of, require_jacobian
 
@@ -178,10 +179,11 @@ def max_lyapunov(
     renorm_every : int, default 1
         steps between renormalisations (both methods).
     d0 : float, optional
-        twin distance; default :func:`_default_d0`: 1e-9 for float64 states
-        (ChaosTools' choice), ``sqrt(eps) * max(scale, 1)`` for lower precision
-        (float32: 3.5e-4 x scale), ``scale`` the largest parameter norm of ``x0``.
-        Ignored by "tangent".
+        twin distance; default :func:`netdyn._perturbation.default_d0`
+        ``sqrt(eps) * max(scale, 1)`` for the state's dtype (float64: 1.5e-8 x
+        scale, float32: 3.5e-4 x scale), ``scale`` the largest parameter norm of
+        ``x0`` — the same rule as :class:`netdyn.monitor.LyapunovMonitor`.  The
+        attribute ``d0`` of the result says what was used.  Ignored by "tangent".
     seed : int, default 0
         seed of the random initial direction(s) (``torch.Generator``).
     params_only : bool, default True
@@ -268,12 +270,12 @@ def max_lyapunov(
     a small explicit ``d0`` makes it common.  A separation that
     collapses to exactly 0 gives ``-inf`` (also with a warning).
 
-    Defaults: ``d0 = 1e-9`` is ChaosTools' choice: far below attractor scales yet
-    ``1e7`` times the float64 resolution of O(1) states.  In float32 that ``d0`` is
-    lost to rounding, so lower precisions take ``sqrt(eps) * scale``, the
-    finite-difference balance of rounding (relative ``eps * scale / d0``) and
-    nonlinearity (relative ``d0 / scale``).  A ``d0`` lost to rounding at the start
-    raises ``ValueError``.  Ten blocks: see :func:`block_stderr`.
+    Defaults: ``d0 = sqrt(eps) * max(scale, 1)`` is the finite-difference balance of
+    rounding (relative ``eps * scale / d0``) and nonlinearity (relative ``d0 / scale``),
+    both ``sqrt(eps)`` there, in every precision (ChaosTools' fixed 1e-9 is this rule
+    for float64 states of norm ~0.07, and is lost to rounding in float32).  A ``d0``
+    lost to rounding at the start raises ``ValueError``.  Ten blocks: see
+    :func:`block_stderr`.
 
     References
     ----------
@@ -294,7 +296,7 @@ def max_lyapunov(
     n_params = param_dim_of(map_)
     n, p = xs.shape[0], (n_params if params_only else map_.dim)
     if d0 is None:
-        d0 = _default_d0(xs.dtype, float(xs[:, :n_params].to(torch.float64).norm(dim=1).max()))
+        d0 = default_d0(xs.dtype, float(xs[:, :n_params].to(torch.float64).norm(dim=1).max()))
     gen = torch.Generator().manual_seed(int(seed))
     u = torch.zeros_like(xs)
     u[:, :p] = torch.randn(n, p, generator=gen, dtype=torch.float64).to(xs.dtype)
@@ -355,19 +357,6 @@ def max_lyapunov(
         },
     )
     return ds.assign_coords(step=ds["step"] + int(t0))
-
-
-def _default_d0(dtype: torch.dtype, scale: float) -> float:
-    """Default twin distance for states of ``dtype`` whose parameter norm is ``scale``.
-
-    float64: 1e-9 (ChaosTools; ``1e7`` x the resolution of O(1) states).  Other
-    floating dtypes: ``sqrt(eps) * max(scale, 1)`` (float32: 3.5e-4 x scale), where
-    rounding (``eps * scale / d0``) and the nonlinearity of the map (``d0 / scale``)
-    cost the same relative accuracy — the usual finite-difference step.
-    """
-    if dtype == torch.float64:
-        return 1e-9
-    return math.sqrt(torch.finfo(dtype).eps) * max(scale, 1.0)
 
 
 def _check_counts(caller: str, **counts: int) -> None:

@@ -137,6 +137,7 @@ from torch import Tensor, nn
 
 from ._perturbation import default_d0, resolution_tolerance
 from .loop_recorder import LoopRecorder
+from .divergence import DivergenceCheck
 from .lyapunov import block_stderr
 
 __all__ = ["LyapunovMonitor"]
@@ -292,7 +293,11 @@ class LyapunovMonitor:
         self._steps: list[int] = []
         self._sum = 0.0
         self._hyper: list[dict[str, Any]] | None = None
-        self.diverged, self.diverged_step, self._stopped = False, -1, False
+        self._stopped = False
+        self.unresolved, self.unresolved_step = False, -1
+        self._divergence = DivergenceCheck()
+        self.diverged, self.diverged_step, self.divergence_reason = False, -1, ""
+        self._check_divergence(0)
         self._prev = self._arm_random()
         if not math.isclose(self._prev, self.d0, rel_tol=resolution_tolerance(self.dtype)):
             raise ValueError(
@@ -377,7 +382,7 @@ class LyapunovMonitor:
 
     @property
     def exponent(self) -> float:
-        if self.diverged:
+        if self.unresolved:
             return math.inf
         if self._stopped:
             return -math.inf
@@ -396,7 +401,11 @@ class LyapunovMonitor:
     def result(self) -> xr.Dataset:
         """The estimate as a Dataset with the variables of ``max_lyapunov`` (single orbit).
 
-        ``lyapunov``, ``lyapunov_stderr``, ``diverged``, ``diverged_step`` () and
+        ``lyapunov`` (+inf once unresolved), ``lyapunov_resolved`` (the estimate
+        reached), ``lyapunov_stderr``, ``unresolved``, ``unresolved_step`` (the twin's
+        separation became non-finite), ``diverged``, ``diverged_step``,
+        ``divergence_reason`` (the user's parameters broke the divergence rule of
+        :mod:`netdyn.divergence`; a flag, monitoring goes on) () and
         ``lyapunov_running``, ``local_rate`` (step); coordinate ``step`` = user steps
         taken since construction at the end of each counted interval.  attrs:
         ``method="twin"``, ``source="LyapunovMonitor"``, ``optimizer``, ``d0``,
@@ -407,14 +416,19 @@ class LyapunovMonitor:
         logs = np.asarray(self._logs, dtype=np.float64)
         m = self.renorm_every
         running = np.cumsum(logs) / (m * np.arange(1, logs.size + 1))
+        finite = running[np.isfinite(running)]
         ds = xr.Dataset(
             {
                 "lyapunov": ((), self.exponent),
+                "lyapunov_resolved": ((), float(finite[-1]) if finite.size else math.nan),
                 "lyapunov_stderr": ((), self.stderr),
                 "lyapunov_running": (("step",), running),
                 "local_rate": (("step",), logs / m),
+                "unresolved": ((), self.unresolved),
+                "unresolved_step": ((), self.unresolved_step),
                 "diverged": ((), self.diverged),
                 "diverged_step": ((), self.diverged_step),
+                "divergence_reason": ((), self.divergence_reason),
             },
             coords={"step": np.asarray(self._steps, dtype=np.int64)},
             attrs={
@@ -532,15 +546,28 @@ class LyapunovMonitor:
         finally:
             _restore_rng(user_rng, self._devices)
 
+    def _check_divergence(self, step: int) -> None:
+        """Flag (once) the user's run when its parameters break the divergence rule."""
+        if self.diverged:
+            return
+        with torch.no_grad():
+            norm = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(self._params)).double()))
+        reason = self._divergence.check(math.nan, norm)
+        if reason:
+            self.diverged, self.diverged_step, self.divergence_reason = True, step, reason
+            warnings.warn(f"LyapunovMonitor: the training run diverged at step {step} ({reason})", RuntimeWarning,
+                          stacklevel=4)
+
     def _measure(self, step: int, counted: bool) -> bool:
         pairs = self._pairs()
+        self._check_divergence(step)
         with torch.no_grad():
             g = self._separation(pairs)
             if not math.isfinite(g):
-                self._stop(step, diverged=True)
+                self._stop(step, unresolved=True)
                 warnings.warn(
                     f"LyapunovMonitor: the training state or its twin became non-finite at step {step}; "
-                    "the exponent is reported as +inf and monitoring stopped",
+                    "the exponent is unresolved (reported as +inf) and monitoring stopped",
                     RuntimeWarning,
                     stacklevel=3,
                 )
@@ -551,7 +578,7 @@ class LyapunovMonitor:
                 self._steps.append(step)
                 self._sum += log
                 if g == 0:
-                    self._stop(step, diverged=False)
+                    self._stop(step, unresolved=False)
                     warnings.warn(
                         f"LyapunovMonitor: the separation collapsed to 0 at step {step}; exponent -inf, monitoring stopped",
                         RuntimeWarning,
@@ -565,9 +592,9 @@ class LyapunovMonitor:
             self._prev = self._separation(pairs)
         return counted
 
-    def _stop(self, step: int, diverged: bool) -> None:
-        self._stopped, self.diverged = True, diverged
-        self.diverged_step = step if diverged else -1
+    def _stop(self, step: int, unresolved: bool) -> None:
+        self._stopped, self.unresolved = True, unresolved
+        self.unresolved_step = step if unresolved else -1
 
 
 class _ForwardRngCapture:
