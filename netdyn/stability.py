@@ -180,16 +180,23 @@ def orbital_stability(
         the orbit's maximal Lyapunov exponent per step, if known: a number (taken to
         describe the tail window) or the Dataset returned by
         :func:`~netdyn.lyapunov.max_lyapunov` for this orbit, of which the mean
-        ``local_rate`` over the tail window is used (its steps must cover the window).
+        ``local_rate`` of the intervals inside the tail window is used (at least one
+        must be; an estimate that stopped before the window's end gives its
+        ``lyapunov``, ``+inf`` when unresolved).  A sweep hands over its
+        ``max_lyapunov`` Dataset this way.
     map
         the map that produced the orbit; when ``exponent`` is None the exponent is
         measured by :func:`~netdyn.lyapunov.max_lyapunov` (tangent when the map has
         ``step_jvp``, twin otherwise; its defaults: ``d0 = 1e-9``, parameter norm)
         over the tail window ``[t_a, t_b]`` (map times of the tail's first and last
-        states): from the tail's first state at ``t0 = t_a`` when the states have
-        the map's ``dim``, else — a trajectory Dataset that records parameters only,
-        e.g. of Adam — from its ``initial_state`` (parameters *and* optimiser
-        buffers) with the steps before ``t_a`` as ``transient``.
+        states).  For a trajectory Dataset it starts from ``initial_state`` (the full
+        state, optimiser buffers included, which the recorded parameters lack) with
+        the steps before ``t_a`` as ``transient``, so the separation is aligned with
+        the most unstable direction when the window opens — the same number as the
+        window's mean ``local_rate`` of a ``max_lyapunov`` run over the whole orbit.
+        Otherwise it starts from the tail's first state at ``t0 = t_a`` (the
+        orbit's width must be the map's ``dim``), from a random direction whose
+        alignment costs a bias of order ``ln|cos angle| / (t_b - t_a)``.
     exponent_tol
         default 0.01 per step: a bounded aperiodic orbit is chaotic when its
         exponent exceeds this, quasi-periodic otherwise; a cycle whose exponent
@@ -275,8 +282,6 @@ def orbital_stability(
     states = info.states
     n_all = states.shape[0]
     n = n_all // 2 if tail is None else int(tail)
-    if not 16 <= n <= n_all:
-        raise ValueError(f"orbital_stability: expected 16 <= tail <= T={n_all}, got tail={n}")
     if tol is None:
         tol = max(1e-6, 100 * float(np.finfo(info.dtype).eps))
     if not 0 < tol < 1 or max_period < 1 or theiler < 0 or horizon < 1:
@@ -286,24 +291,18 @@ def orbital_stability(
         )
     if exponent_steps is not None and (int(exponent_steps) != exponent_steps or exponent_steps < 1):
         raise ValueError(f"orbital_stability: expected exponent_steps None or an integer >= 1, got {exponent_steps}")
-    rule = _rule(rule, growth_limit)
+    why, conflict = _divergence(info, _rule(rule, growth_limit))
+    if why:  # decided on the whole orbit, however short (a run stops where it diverges)
+        return _divergent(states[n_all - min(max(n, 0), n_all) :], why, conflict, float(tol))
+    if not 16 <= n <= n_all:
+        raise ValueError(f"orbital_stability: expected 16 <= tail <= T={n_all}, got tail={n}")
     x = states[n_all - n :]
     nan = float("nan")
     base = dict(tail=n, tol=float(tol), recurrence_rate=nan, exponent=nan, exponent_source="none")
-    finite = bool(np.isfinite(states).all())
     norms = np.linalg.norm(x, axis=1)
     quarter = n // 4
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        growth = float(np.max(norms[-quarter:]) / np.max(norms[:quarter])) if finite else float("inf")
-    why, conflict = _divergence(info, rule)
-    if why:
-        scale = float(np.max(np.abs(norms))) if finite else float("inf")
-        return OrbitalStability(
-            label="divergent", period=None, reason=why, scale=scale, mean_distance=nan, best_period=0,
-            return_distance=nan, converged=False, growth=growth, drift=nan, confidence="low" if conflict else "high",
-            conflict=conflict, **base,
-        )
-
+    with np.errstate(invalid="ignore", divide="ignore"):
+        growth = float(np.max(norms[-quarter:]) / np.max(norms[:quarter]))
     scale = float(norms.max())
     if scale == 0.0:
         return OrbitalStability(
@@ -405,6 +404,26 @@ def orbital_stability(
     )
 
 
+def _divergent(x: np.ndarray, why: str, conflict: str, tol: float) -> OrbitalStability:
+    """The result for a divergent orbit whose tail (possibly shorter than 16 states) is ``x``."""
+    nan = float("nan")
+    finite = bool(np.isfinite(x).all())
+    with np.errstate(invalid="ignore", over="ignore"):
+        norms = np.linalg.norm(x, axis=1)
+    quarter = x.shape[0] // 4
+    growth, scale = float("inf"), float("inf")
+    if finite:
+        scale = float(norms.max()) if norms.size else nan
+        with np.errstate(invalid="ignore", divide="ignore"):
+            growth = float(norms[-quarter:].max() / norms[:quarter].max()) if quarter else nan
+    return OrbitalStability(
+        label="divergent", period=None, reason=why, tail=x.shape[0], scale=scale, tol=tol, mean_distance=nan,
+        best_period=0, return_distance=nan, converged=False, recurrence_rate=nan, exponent=nan,
+        exponent_source="none", growth=growth, drift=nan, confidence="low" if conflict else "high",
+        conflict=conflict,
+    )
+
+
 def _rule(rule: DivergenceRule | None, growth_limit: float | None) -> DivergenceRule:
     """The divergence rule, with the deprecated ``growth_limit`` folded into its ``norm_factor``."""
     if growth_limit is None:
@@ -501,10 +520,9 @@ def _exponent(
         return float(exponent), nan, nan, "supplied"
     if map_ is not None:
         result = _map_exponent(map_, info, n, exponent_steps, seed)
-        if bool(np.any(result["diverged"].values)):
-            return math.inf, nan, nan, "map"
         lam, stderr = (float(np.ravel(result[v].values)[0]) for v in ("lyapunov", "lyapunov_stderr"))
-        return lam, stderr, _late(np.ravel(result["local_rate"].values)), "map"
+        rates = np.ravel(result["local_rate"].values)
+        return lam, stderr, _late(rates) if np.isfinite(rates).all() else nan, "map"
     if not need:
         return nan, nan, nan, "none"
     return _orbit_exponent(x, theiler, horizon), nan, nan, "orbit"
@@ -523,22 +541,26 @@ def _window_rates(result: xr.Dataset, t_a: int, t_b: int) -> tuple[float, float,
             "orbital_stability: expected exponent as a number or a max_lyapunov Dataset (local_rate over step), "
             f"got a Dataset with {sorted(result.data_vars)}"
         )
-    if "diverged" in result and bool(np.any(result["diverged"].values)):
-        return math.inf, math.nan, math.nan
     m = int(result.attrs.get("renorm_every", 1))
     step = result["step"].values
     inside = (step - m >= t_a) & (step <= t_b)
-    rates = np.asarray(result["local_rate"].values, dtype=np.float64).reshape(-1, step.size)[0, inside]
-    if rates.size == 0:
+    rates = np.asarray(result["local_rate"].values, dtype=np.float64).reshape(-1, step.size)[0]
+    if not inside.any():
         raise ValueError(
             f"orbital_stability: expected a max_lyapunov Dataset whose steps cover the tail window [{t_a}, {t_b}], "
             f"got steps {int(step[0])}..{int(step[-1])}"
         )
+    if not np.isfinite(rates[: np.flatnonzero(inside)[-1] + 1]).all():
+        # the estimate stopped before the window's end: the engine's verdict (+inf unresolved, -inf collapsed)
+        return float(np.ravel(result["lyapunov"].values)[0]), math.nan, math.nan
+    rates = rates[inside]
     return float(rates.mean()), float(block_stderr(rates)), _late(rates)
 
 
 def _map_exponent(map_: Any, info: _Orbit, n: int, exponent_steps: int | None, seed: int) -> xr.Dataset:
-    """:func:`max_lyapunov` over the tail window, from the tail's first state or from the run's start."""
+    """:func:`max_lyapunov` over the tail window, from the run's start (the steps before the window as
+    transient) when the orbit is a trajectory Dataset with a fitting ``initial_state``, else from the
+    tail's first state."""
     dim = getattr(map_, "dim", None)
     t_first, t_a, t_b = int(info.steps[0]), int(info.steps[-n]), int(info.steps[-1])
     count = max(1, t_b - t_a)
@@ -547,10 +569,10 @@ def _map_exponent(map_: Any, info: _Orbit, n: int, exponent_steps: int | None, s
     dtype = getattr(map_, "dtype", torch.float64)
     method = "tangent" if has_jacobian(map_) else "twin"
     start = info.states[-n]
-    if start.shape == (dim,):
-        x0, t0, transient = start, t_a, 0
-    elif info.initial is not None and info.initial.shape == (dim,):
+    if info.initial is not None and info.initial.shape == (dim,):
         x0, t0, transient = info.initial, t_first, t_a - t_first
+    elif start.shape == (dim,):
+        x0, t0, transient = start, t_a, 0
     else:
         raise ValueError(
             f"orbital_stability: expected a map with dim={start.shape[0]} (the orbit's width) or a trajectory "

@@ -331,3 +331,15 @@ class TestMapWithOptimiserBuffers:
         assert float(ds["loss"][-1]) < 0.01 and result.exponent <= 0.01
         twin = max_lyapunov(tmap, torch.from_numpy(ds["initial_state"].values), 200, method="twin", transient=200)
         assert result.exponent == pytest.approx(float(twin["lyapunov"]), abs=1e-3)
+
+
+def test_a_flagged_run_too_short_to_classify_is_divergent():
+    # a run stops where it diverges: a handful of recorded states, the flag and the rule's reason
+    x = orbit(LogisticMap(3.2), 3)
+    ds = xr.Dataset({"state": (("step", "param"), x), "diverged": ((), True),
+                     "divergence_reason": ((), "loss blow-up: the loss reached 5e3, more than 1000 x its reference 1")},
+                    coords={"step": np.arange(3)})
+    res = orbital_stability(ds)
+    assert (res.label, res.tail, res.confidence) == ("divergent", 1, "high") and res.reason.startswith("loss blow-up")
+    with pytest.raises(ValueError, match="expected 16 <= tail <= T=3"):
+        orbital_stability(ds.assign(diverged=False))
