@@ -73,7 +73,8 @@ class OrbitalStability:
     exponent
         the maximal Lyapunov exponent (per step) over the tail window, NaN when none
         was supplied, no map was given and none was needed (a cycle found by its
-        return distance) or it is not estimable; ``+inf`` when the estimate diverged.
+        return distance) or it is not estimable; ``+inf`` when
+        :func:`~netdyn.lyapunov.max_lyapunov` could not resolve it.
     exponent_source
         ``"supplied"``, ``"map"`` (:func:`~netdyn.lyapunov.max_lyapunov`), ``"orbit"``
         (:func:`~netdyn.datadriven.rosenstein` on the tail's states) or ``"none"``.
@@ -395,7 +396,7 @@ def orbital_stability(
                 + (f"; over the tail's last quarter the exponent is {lam_late:.3g}" if math.isfinite(lam_late) else "")
             )
         elif math.isinf(lam):
-            conflict = f"the exponent estimate diverged (+inf, {source}) while the recorded orbit stays bounded"
+            conflict = f"the exponent could not be resolved (+inf, {source}) while the recorded orbit stays bounded"
     else:
         label, why = "quasi_periodic", f"bounded, aperiodic, exponent {lam:.3g} <= {exponent_tol:g} ({source})"
     return OrbitalStability(
