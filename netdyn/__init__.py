@@ -27,7 +27,8 @@ from .monitor import LyapunovMonitor
 from .predict import compare_predictors, early_features, feature_matrix
 from .problems import make_task, map_from_attrs, training_map
 from .recurrence import recurrence_matrix, rqa, windowed_rqa
-from .sharpness import sharpness, sharpness_along
+from .sharpness import sharpness, sharpness_along, track_sharpness
+from .stability_threshold import stability_threshold, step_preconditioner
 from .stability import OrbitalStability, orbital_stability
 from .sweep import edge_of_chaos, fastest_lr, sweep
 from .tangent import clv, ftle, lyapunov_spectrum, lyapunov_sum_from_jacobian
@@ -42,7 +43,8 @@ __all__ = [
     "PotentialGD", "QuadraticGD", "has_jacobian",
     "TrainingMap", "make_task", "training_map", "map_from_attrs",
     "max_lyapunov", "perturbation_growth", "lyapunov_spectrum", "ftle", "clv", "lyapunov_sum_from_jacobian",
-    "sharpness", "sharpness_along", "LyapunovMonitor",
+    "sharpness", "sharpness_along", "track_sharpness", "stability_threshold", "step_preconditioner",
+    "LyapunovMonitor",
     "early_features", "feature_matrix", "compare_predictors",
     "run", "summarize", "open_trajectory", "save_trajectory",
     "rosenstein", "nolds_lyap_r", "nolds_lyap_e", "observable_series", "analyze_dataset",

@@ -1,4 +1,4 @@
-"""Numba kernels for :mod:`netdyn.recurrence` (the optional ``fast`` extra).
+"""Numba kernels for :mod:`netdyn.recurrence` (numba is a core dependency).
 
 Every kernel walks the upper triangle ``j > i`` of the pair-distance matrix row
 by row, computing each distance once, and allocates nothing of size ``N``: the
@@ -11,10 +11,11 @@ the numpy path's and thresholds / recurrences agree exactly.  They come per pair
 threshold histograms).
 
 The row loops are functions of their own (``inline="never"``): inlined into the
-outer loops, LLVM compiles them 2-3x slower.  Single-threaded on purpose: a
-``prange`` over batches of rows, tried, was deterministic but 20x slower on a
-machine with more busy threads than cores (every batch waits for a descheduled
-thread).
+outer loops, LLVM compiles them 2-3x slower.  :func:`line_histograms` is
+single-threaded: a ``prange`` over batches of rows, tried, was deterministic but
+20x slower on a machine with more busy threads than cores (every batch waits for
+a descheduled thread).  :func:`line_histograms_banded` uses several cores with
+one parallel task per core and no barrier: each task owns a band of diagonals.
 
 Metric codes: 0 supremum, 1 Euclidean, 2 Manhattan.
 """
@@ -231,3 +232,178 @@ def distance_bin_values(
         _distance_row(pts_t, i, i + kmin, metric, dist)
         m = _row_bin_values(dist, i + kmin, lo, hi, scale, last, b, m, out, bounds)
     return m, bounds[0], bounds[1]
+
+
+# ---------------------------------------------------------------- multi-core line histograms
+#
+# The serial kernel above sweeps rows and carries every diagonal and vertical run from one
+# row to the next, so its rows cannot be split between threads.  The banded kernel splits
+# the upper triangle by *diagonal offset* instead: band b owns the offsets
+# k_lo <= k < k_hi and walks its pairs (i, i + k) row by row.  A diagonal then lies in one
+# band, whole, so its runs are exact; a column c of the symmetric matrix is cut into one
+# segment per band above the LOI (rows c - k, k in the band) and one below (rows c + k).
+# Each band counts the runs inside its segments and leaves, per column, the runs touching
+# the two ends of each segment (equal to its length when it recurs throughout) — O(N)
+# per band.  A serial pass then joins the segments of every column in row order.  Every
+# distance is computed once, by ``_distance``, so the histograms equal the serial
+# kernel's bit for bit.
+
+
+@numba.njit(cache=True, inline="never")
+def _row_span(pts: np.ndarray, i: int, start: int, stop: int, eps: float, metric: int, row: np.ndarray, hits: np.ndarray) -> int:
+    """``row[j] = R_ij`` for ``start <= j < stop``; the recurrent ``j`` to ``hits`` (branch-free); how many."""
+    m = 0
+    for j in range(start, stop):
+        rec = _distance(pts, i, j, metric) < eps
+        row[j] = rec
+        hits[m] = j
+        m += rec
+    return m
+
+
+@numba.njit(cache=True, inline="never")
+def _band(
+    pts: np.ndarray, eps: float, metric: int, k_lo: int, k_hi: int, diag: np.ndarray, vert: np.ndarray,
+    diag_run: np.ndarray, up_run: np.ndarray, up_head: np.ndarray, low_head: np.ndarray, low_tail: np.ndarray,
+    row: np.ndarray, hits: np.ndarray, prev_hits: np.ndarray,
+) -> int:
+    """Runs of the pairs ``(i, i + k)``, ``k_lo <= k < k_hi``; returns how many recur.
+
+    ``diag``/``vert`` (N + 1) receive the runs that lie inside the band's segments
+    (bin 0 is junk); ``diag_run[k]`` (shared, each band its own ``k``) the diagonal
+    runs.  Per column ``c``, of its segment above the LOI (rows ``c - k``):
+    ``up_head`` the run from its first row, ``up_run`` the run at its last row (equal
+    to the segment's length when it recurs throughout); of its segment below (rows
+    ``c + k``): ``low_head`` and ``low_tail``.  As in :func:`line_histograms`, the
+    work is ``O(recurrences)`` besides the distances: runs are only looked at where
+    the previous row recurred.  ``row`` (bool, N), ``hits``/``prev_hits`` (N) are
+    work arrays.
+    """
+    n = pts.shape[0]
+    up_run[:] = 0
+    up_head[:] = 0
+    low_head[:] = 0
+    low_tail[:] = 0
+    diag_run[k_lo:k_hi] = 0
+    upper = 0
+    n_prev = 0
+    for i in range(n - k_lo):
+        stop = min(i + k_hi, n)
+        m = _row_span(pts, i, i + k_lo, stop, eps, metric, row, hits)
+        upper += m
+        for h in range(n_prev):  # runs through the previous row's recurrences that end at row i
+            jp = prev_hits[h]
+            if jp + 1 < n and not row[jp + 1]:  # diagonal jp - i + 1, whose entry at row i is (i, jp + 1)
+                k = jp + 1 - i
+                diag[diag_run[k]] += 2
+                diag_run[k] = 0
+            if jp - i >= k_lo and not row[jp]:  # column jp, still inside the band at row i
+                r = up_run[jp]
+                if i - r == max(0, jp - k_hi + 1):
+                    up_head[jp] = r
+                else:
+                    vert[r] += 1
+                up_run[jp] = 0
+        for h in range(m):
+            j = hits[h]
+            diag_run[j - i] += 1
+            up_run[j] += 1
+        # column i below the LOI: rows i + k_lo .. stop - 1, i.e. this row read left to right
+        first, last, begin = i + k_lo, stop - 1, -2
+        prev = -2
+        for h in range(m + 1):
+            j = hits[h] if h < m else -2
+            if j != prev + 1:
+                if begin >= 0:  # the run begin .. prev is complete
+                    length = prev - begin + 1
+                    if prev == last:
+                        low_tail[i] = length
+                    elif begin == first:
+                        low_head[i] = length
+                    else:
+                        vert[length] += 1
+                begin = j
+            prev = j
+        hits, prev_hits, n_prev = prev_hits, hits, m
+    for k in range(k_lo, k_hi):
+        diag[diag_run[k]] += 2
+    return upper
+
+
+@numba.njit(cache=True)
+def _join_columns(
+    n: int, theiler: int, bounds: np.ndarray, up_run: np.ndarray, up_head: np.ndarray, low_head: np.ndarray,
+    low_tail: np.ndarray, vert: np.ndarray,
+) -> None:
+    """Add to ``vert`` the vertical runs that cross segment ends, column by column in row order."""
+    n_bands = bounds.size - 1
+    for c in range(n):
+        carry = 0
+        for b in range(n_bands - 1, -1, -1):  # rows c - k: the highest offsets come first
+            length = min(bounds[b + 1] - 1, c) - bounds[b] + 1
+            if length > 0:
+                if up_run[b, c] == length:
+                    carry += length
+                else:
+                    vert[carry + up_head[b, c]] += 1
+                    carry = up_run[b, c]
+        if theiler == 0:
+            carry += 1  # the LOI recurs
+        else:
+            vert[carry] += 1  # the Theiler band and the LOI do not
+            carry = 0
+        for b in range(n_bands):  # rows c + k
+            length = min(bounds[b + 1] - 1, n - 1 - c) - bounds[b] + 1
+            if length > 0:
+                if low_tail[b, c] == length:
+                    carry += length
+                else:
+                    vert[carry + low_head[b, c]] += 1
+                    carry = low_tail[b, c]
+        vert[carry] += 1
+
+
+@numba.njit(cache=True, parallel=True)
+def line_histograms_banded(
+    pts: np.ndarray,
+    eps: float,
+    metric: int,
+    theiler: int,
+    bounds: np.ndarray,
+    diag: np.ndarray,
+    vert: np.ndarray,
+    diag_b: np.ndarray,
+    vert_b: np.ndarray,
+    diag_run: np.ndarray,
+    up_run: np.ndarray,
+    up_head: np.ndarray,
+    low_head: np.ndarray,
+    low_tail: np.ndarray,
+    upper_b: np.ndarray,
+    rows: np.ndarray,
+    hits: np.ndarray,
+) -> int:
+    """:func:`line_histograms` on several cores: the same histograms and count, exactly.
+
+    ``bounds`` (B + 1, ascending from ``max(theiler, 1)`` to N) cut the offsets into
+    B bands, one parallel task each; ``diag_b``/``vert_b`` (B, N + 1) and
+    ``up_run``/``up_head``/``low_head``/``low_tail`` (B, N) are their work arrays,
+    ``diag_run`` (N), ``upper_b`` (B), ``rows`` (bool, (B, N)) and ``hits`` (B, 2, N) too.
+    ``diag``/``vert`` (N + 1) must be zero.
+    """
+    n = pts.shape[0]
+    n_bands = bounds.size - 1
+    for b in numba.prange(n_bands):
+        diag_b[b, :] = 0
+        vert_b[b, :] = 0
+        upper_b[b] = _band(
+            pts, eps, metric, bounds[b], bounds[b + 1], diag_b[b], vert_b[b], diag_run, up_run[b], up_head[b],
+            low_head[b], low_tail[b], rows[b], hits[b, 0], hits[b, 1],
+        )
+    _join_columns(n, theiler, bounds, up_run, up_head, low_head, low_tail, vert)
+    for b in range(n_bands):
+        diag += diag_b[b]
+        vert += vert_b[b]
+    diag[0] = 0
+    vert[0] = 0
+    return 2 * int(upper_b.sum()) + (n if theiler == 0 else 0)

@@ -43,6 +43,19 @@ the range of ``k`` on which the straight line was fitted, so that the linear
 region can be inspected (``DivergenceCurve.to_dataset()`` or the plot in
 :mod:`netdyn.plot.recurrence`).
 
+With ``fit_range="auto"`` (the default) the line is fitted on the longest
+stretch of constant slope (:func:`netdyn.linear_region.linear_region`) and the
+estimate is *judged*: it is NaN, with ``reliable=False``, a ``reason`` and a
+``RuntimeWarning``, when that stretch has fewer than ``MIN_FIT_POINTS`` points,
+falls, rises by less than ``MIN_RISE`` in ``ln d`` (too little to be told from
+the initial transient -- for sampled flows neighbours first separate about twice
+as fast as ``lambda_1`` for ~0.5 time units), or when its slope differs between
+``N_BLOCKS`` contiguous blocks of reference points by a relative standard error
+above ``MAX_REL_STDERR``.  Validated (tests/test_rosenstein_validation.py):
+logistic -1 %, Hénon x -4 %, Lorenz x -4 .. -6 % where reliable; short windows,
+short series, noise, periodic orbits refused.  Known limit: on Rössler x the
+curve is straight but its slope is 12-16 % low, and this is *not* detected.
+
 References
 ----------
 M. T. Rosenstein, J. J. Collins, C. J. De Luca, "A practical method for
@@ -54,14 +67,18 @@ C. Schölzel, nolds (https://github.com/CSchoel/nolds), version 0.6.2.
 """
 from __future__ import annotations
 
+import inspect
+import math
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from .embedding import _nearest_outside_window, choose_lag, delay_embed, false_nearest_neighbours, mean_period
+from .linear_region import LinearRegion, linear_region
 
 __all__ = [
     "DivergenceCurve",
@@ -105,6 +122,18 @@ class DivergenceCurve:
         ``"rosenstein"`` (ours) or ``"nolds.lyap_r"``.
     observable : str
         Which observable was analysed.
+    reliable : bool
+        False when ``fit_range="auto"`` found no trustworthy linear region; the
+        exponent is then NaN and ``reason`` says why.  Given ranges are not judged.
+    reason : str
+        Why the estimate is unreliable ("" when reliable).
+    fit_r2 : float
+        R² of the fitted line on the fit range.
+    fit_points : int
+        Number of curve points in the fit range.
+    exponent_stderr : float
+        Standard error of the exponent from its spread over blocks of reference
+        points (:func:`rosenstein` only; NaN otherwise).
     """
 
     exponent: float
@@ -120,6 +149,11 @@ class DivergenceCurve:
     n_points: int
     method: str
     observable: str
+    reliable: bool = True
+    reason: str = ""
+    fit_r2: float = float("nan")
+    fit_points: int = 0
+    exponent_stderr: float = float("nan")
 
     def to_dataset(self) -> xr.Dataset:
         """The curve and its fit as an ``xarray.Dataset`` over ``k``."""
@@ -145,6 +179,11 @@ class DivergenceCurve:
                 "trajectory_len": self.trajectory_len,
                 "tau": self.tau,
                 "n_points": self.n_points,
+                "reliable": int(self.reliable),
+                "reason": self.reason,
+                "fit_r2": self.fit_r2,
+                "fit_points": self.fit_points,
+                "exponent_stderr": self.exponent_stderr,
             },
         )
 
@@ -154,7 +193,14 @@ class EckmannSpectrum:
     """An Eckmann et al. estimate of ``matrix_dim`` exponents (descending).
 
     ``per_step`` holds the per-reference-point estimates (``(M, matrix_dim)``,
-    nolds' debug data) whose mean gives ``exponents``.
+    nolds' debug data) whose mean gives ``exponents``; ``stderr`` is their
+    standard error ``std / sqrt(M)`` (treating the M steps as independent, so a
+    lower bound).  ``reliable`` is False (``reason`` says why, the exponents are
+    kept) when an exponent is not finite or when the exponents sum to more than
+    ``3`` standard errors above 0: a bounded (dissipative or conservative)
+    attractor has a sum <= 0, so a positive sum means spurious exponents -- e.g.
+    the multiples ``2 ln 2, 3 ln 2`` that noise-free data of a 1-D map produce
+    (Sauer, Tempkin & Yorke 1998).
     """
 
     exponents: np.ndarray
@@ -166,11 +212,15 @@ class EckmannSpectrum:
     tau: float
     n_points: int
     observable: str
+    stderr: np.ndarray | None = None
+    reliable: bool = True
+    reason: str = ""
 
     def to_dataset(self) -> xr.Dataset:
-        """The exponents as an ``xarray.Dataset`` over ``exponent``."""
+        """The exponents (and their standard errors) as an ``xarray.Dataset`` over ``exponent``."""
+        stderr = np.full(self.exponents.size, np.nan) if self.stderr is None else self.stderr
         return xr.Dataset(
-            {"eckmann_exponents": ("exponent", self.exponents)},
+            {"eckmann_exponents": ("exponent", self.exponents), "eckmann_stderr": ("exponent", stderr)},
             coords={"exponent": np.arange(self.exponents.size)},
             attrs={
                 "method": "nolds.lyap_e",
@@ -181,8 +231,25 @@ class EckmannSpectrum:
                 "min_tsep": self.min_tsep,
                 "tau": self.tau,
                 "n_points": self.n_points,
+                "reliable": int(self.reliable),
+                "reason": self.reason,
             },
         )
+
+
+def _eckmann_judgement(exponents: np.ndarray, per_step: np.ndarray) -> tuple[np.ndarray, str]:
+    """Standard errors of the Eckmann exponents and why they cannot be trusted ("" if they can)."""
+    m = max(per_step.shape[0], 1)
+    stderr = per_step.std(axis=0) / np.sqrt(m) if per_step.ndim == 2 else np.full(exponents.size, np.nan)
+    if not np.all(np.isfinite(exponents)):
+        return stderr, "nolds returned non-finite exponents (degenerate neighbourhoods)"
+    sum_se = float(per_step.sum(axis=1).std() / np.sqrt(m)) if per_step.ndim == 2 else 0.0
+    total = float(exponents.sum())
+    if total > 3 * sum_se:
+        return stderr, (f"exponents sum to {total:+.3g} > 0 (3 standard errors: {3 * sum_se:.2g}), impossible on a "
+                        "bounded attractor: spurious exponents of a curved reconstruction; add a little noise "
+                        "or lower matrix_dim")
+    return stderr, ""
 
 
 def _finite_leading(arr: np.ndarray, caller: str, what: str) -> np.ndarray:
@@ -297,6 +364,26 @@ def _checked(x: np.ndarray, caller: str) -> np.ndarray:
     return x
 
 
+#: series larger than this in magnitude are rescaled before distances are squared (2^500 ~ 3e150)
+_HUGE = 2.0**500
+
+
+def _rescaled(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """``(x / 2^p, p ln 2)``: a series that grew past ``_HUGE`` (a loss at 1e304) divided by a power of two.
+
+    Distances are squared, so such a series would overflow; dividing by ``2^p``
+    is exact and shifts every ``ln d`` by ``-p ln 2`` -- the slope, i.e. the
+    exponent, is unchanged, and callers add ``p ln 2`` back to the curve so it
+    stays in the series' units.  Series below ``_HUGE`` are returned as they are
+    (so results stay bit-for-bit equal to nolds).
+    """
+    peak = float(np.max(np.abs(x)))
+    if peak <= _HUGE:
+        return x, 0.0
+    p = math.frexp(peak)[1]
+    return np.ldexp(x, -p), p * math.log(2.0)
+
+
 def embedding_parameters(
     x: np.ndarray, emb_dim: int | None = None, lag: int | None = None, min_tsep: int | None = None
 ) -> tuple[int, int, int]:
@@ -320,46 +407,138 @@ def embedding_parameters(
     if min_tsep is None:
         min_tsep = mean_period(scalar)
     if emb_dim is None:
-        emb_dim = 1 if x.ndim == 2 else false_nearest_neighbours(scalar, lag=lag, theiler=min_tsep)[0]
+        emb_dim = 1 if x.ndim == 2 else _fnn_dimension(scalar, lag, min_tsep)
     return int(emb_dim), int(lag), int(min_tsep)
 
 
-def auto_fit_range(ks: np.ndarray, curve: np.ndarray, margin: float = 1.0) -> tuple[int, int]:
-    """The linear region of a divergence curve, before saturation.
+def _outside_netdyn() -> int:
+    """``stacklevel`` (for a ``warnings.warn`` in the caller) of the first frame outside the netdyn package."""
+    package = str(Path(__file__).parent)
+    frame, level = inspect.currentframe(), 0
+    while frame is not None and (level == 0 or frame.f_code.co_filename.startswith(package)):
+        frame, level = frame.f_back, level + 1
+    return level
 
-    Distances saturate at the size of the attractor, where the curve levels off
-    at its maximum.  The range is ``ks[0] <= k < k_stop`` with ``k_stop`` the
-    first ``k`` whose value is within ``margin`` (natural-log units, default 1 =
-    a factor e) of the maximum; at least two points are kept.
+
+def _fnn_dimension(x: np.ndarray, lag: int, theiler: int) -> int:
+    """:func:`false_nearest_neighbours` dimension, its "no dimension passes" warning said in the user's terms."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        emb_dim, fractions = false_nearest_neighbours(x, lag=lag, theiler=theiler)
+    for w in caught:
+        if "false_nearest_neighbours: no dimension" in str(w.message):
+            warnings.warn(
+                f"embedding_parameters: no embedding dimension up to {emb_dim} leaves fewer than 1 % false "
+                f"nearest neighbours (lowest {min(fractions, default=float('nan')):.1%}): noise, drift or too "
+                f"short a series; using emb_dim={emb_dim} (pass emb_dim= to choose)",
+                RuntimeWarning,
+                stacklevel=_outside_netdyn(),
+            )
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return emb_dim
+
+
+#: a linear region must hold at least this many points of the divergence curve
+MIN_FIT_POINTS = 5
+#: ... and rise by at least this much (natural-log units): less cannot be told from the initial transient
+MIN_RISE = 2.0
+#: ... and its slope must agree over blocks of reference points to this relative standard error
+MAX_REL_STDERR = 0.05
+#: contiguous blocks of reference points whose separate curves give the standard error
+N_BLOCKS = 4
+
+
+def auto_fit_range(ks: np.ndarray, curve: np.ndarray) -> tuple[int, int]:
+    """The linear region of a divergence curve: its longest stretch of constant slope.
+
+    Parameters
+    ----------
+    ks : array (K,)
+        Steps ``k`` of the curve (increasing).
+    curve : array (K,)
+        ``<ln d(k)>``.
+
+    Returns
+    -------
+    (lo, hi)
+        The range ``lo <= k < hi`` of :func:`netdyn.linear_region.linear_region`
+        (local slopes within 15 %; see there); all of ``ks`` for fewer than 3 points.
     """
-    if ks.size < 2:
-        return (int(ks[0]), int(ks[0]) + 1) if ks.size else (0, 0)
-    near = np.nonzero(curve >= curve.max() - margin)[0]
-    stop = max(int(near[0]), 2)
-    return int(ks[0]), int(ks[stop - 1]) + 1
+    if ks.size == 0:
+        return 0, 0
+    region = linear_region(curve)
+    return int(ks[region.start]), int(ks[region.stop - 1]) + 1
+
+
+def _unreliable_reason(region: LinearRegion, n_curve: int, rel_stderr: float) -> str:
+    """Why a Rosenstein fit on ``region`` cannot be trusted ("" if it can)."""
+    if n_curve < MIN_FIT_POINTS:
+        return f"too short: the divergence curve has only {n_curve} finite points (need {MIN_FIT_POINTS})"
+    if region.n_points < MIN_FIT_POINTS:
+        return (f"no linear region: only {region.n_points} points of constant slope "
+                f"(need {MIN_FIT_POINTS}); the curve saturates at once or is noise")
+    if not region.slope > 0:
+        return f"curve falls: no divergence (slope {region.slope:+.3g} per step over the longest linear region)"
+    if region.rise < MIN_RISE:
+        return (f"no linear region: the straightest stretch rises only {region.rise:.2f} (< {MIN_RISE}) in ln d "
+                "and cannot be told from the initial transient; use a longer trajectory_len or series")
+    if rel_stderr > MAX_REL_STDERR:
+        return (f"slope not stable: it differs between {N_BLOCKS} blocks of reference points (relative standard "
+                f"error {rel_stderr:.0%} > {MAX_REL_STDERR:.0%}); a longer or stationary series is needed")
+    return ""
 
 
 def _fit(
-    ks: np.ndarray, curve: np.ndarray, fit_range: tuple[int, int] | str | None, caller: str
-) -> tuple[float, float, tuple[int, int]]:
-    """Least-squares line through ``curve`` on ``fit_range`` ("auto", None = all ``ks``, or (lo, hi))."""
-    if isinstance(fit_range, str):
-        if fit_range != "auto":
-            raise ValueError(f"{caller}: expected fit_range 'auto', None or (lo, hi), got {fit_range!r}")
-        fit_range = auto_fit_range(ks, curve)
+    ks: np.ndarray, curve: np.ndarray, fit_range: tuple[int, int] | str | None, caller: str,
+    block_curves: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Line through ``curve`` on ``fit_range`` ("auto", None = all ``ks``, or (lo, hi)), judged when "auto".
+
+    Returns the ``DivergenceCurve`` fields ``exponent`` (slope per step here),
+    ``intercept``, ``fit_range``, ``reliable``, ``reason``, ``fit_r2``,
+    ``fit_points``, ``exponent_stderr``.  ``block_curves`` (B, K) are the curves
+    of blocks of reference points, for the standard error.
+    """
+    auto = isinstance(fit_range, str)
+    if auto and fit_range != "auto":
+        raise ValueError(f"{caller}: expected fit_range 'auto', None or (lo, hi), got {fit_range!r}")
+    if auto:
+        region = linear_region(curve)
+        sel = np.zeros(ks.size, dtype=bool)
+        sel[region.start : region.stop] = True
+        lo, hi = (int(ks[region.start]), int(ks[region.stop - 1]) + 1) if region.n_points else (0, 0)
     elif fit_range is None:
-        fit_range = (int(ks[0]), int(ks[-1]) + 1) if ks.size else (0, 0)
-    lo, hi = int(fit_range[0]), int(fit_range[1])
-    sel = (ks >= lo) & (ks < hi)
-    if sel.sum() < 2:
-        warnings.warn(
-            f"{caller}: fewer than 2 finite points of the divergence curve in fit_range=({lo}, {hi}); exponent is NaN",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return float("nan"), float("nan"), (lo, hi)
-    slope, intercept = np.polyfit(ks[sel], curve[sel], 1)
-    return float(slope), float(intercept), (lo, hi)
+        lo, hi = (int(ks[0]), int(ks[-1]) + 1) if ks.size else (0, 0)
+        sel = np.ones(ks.size, dtype=bool)
+    else:
+        lo, hi = int(fit_range[0]), int(fit_range[1])
+        sel = (ks >= lo) & (ks < hi)
+    n_sel = int(sel.sum())
+    out: dict[str, Any] = dict(fit_range=(lo, hi), fit_points=n_sel, reliable=True, reason="",
+                               exponent=float("nan"), intercept=float("nan"), fit_r2=float("nan"),
+                               exponent_stderr=float("nan"))
+    if n_sel < 2:
+        out.update(reliable=False, reason=f"only {n_sel} finite points of the divergence curve in k in [{lo}, {hi})")
+    else:
+        slope, intercept = np.polyfit(ks[sel], curve[sel], 1)
+        resid = curve[sel] - (intercept + slope * ks[sel])
+        ss_tot = float(((curve[sel] - curve[sel].mean()) ** 2).sum())
+        out.update(exponent=float(slope), intercept=float(intercept),
+                   fit_r2=1.0 - float(resid @ resid) / ss_tot if ss_tot > 0 else float("nan"))
+        if block_curves is not None and n_sel >= 2:
+            slopes = [np.polyfit(ks[sel], b[sel], 1)[0] for b in block_curves if np.isfinite(b[sel]).all()]
+            if len(slopes) >= 2:
+                out["exponent_stderr"] = float(np.std(slopes, ddof=1) / np.sqrt(len(slopes)))
+        if auto:
+            rel = out["exponent_stderr"] / abs(slope) if slope != 0 and np.isfinite(out["exponent_stderr"]) else 0.0
+            reason = _unreliable_reason(region, ks.size, rel)
+            out.update(reliable=not reason, reason=reason)
+    if not out["reliable"]:
+        out["exponent"] = float("nan")
+        warnings.warn(f"{caller}: no reliable exponent: {out['reason']}; exponent is NaN", RuntimeWarning,
+                      stacklevel=_outside_netdyn())
+    return out
 
 
 def rosenstein(
@@ -388,8 +567,11 @@ def rosenstein(
         Number of steps ``k = 0 .. trajectory_len-1`` the neighbour pairs are followed.
     fit_range : (int, int), "auto" or None, default "auto"
         Fit the line on ``fit_range[0] <= k < fit_range[1]``.  ``"auto"``: the
-        region before saturation (:func:`auto_fit_range`); ``None``: all finite
-        points, as nolds does (which biases the slope low once the curve saturates).
+        longest stretch of constant slope (:func:`auto_fit_range`), judged as in
+        the module docstring (NaN + ``reliable=False`` + ``reason`` + warning when
+        there is none to trust); ``None``: all finite points, as nolds does (which
+        biases the slope low once the curve saturates).  Given ranges and ``None``
+        are fitted as asked, not judged, bit-for-bit as ``nolds.lyap_r(fit="poly")``.
     tau : float, default 1.0
         Time between samples; the exponent is ``slope / tau``.
     seed : int, default 0
@@ -398,6 +580,11 @@ def rosenstein(
     Returns
     -------
     DivergenceCurve
+        With ``fit_r2``, ``fit_points``, ``exponent_stderr`` (spread of the slope
+        over 4 blocks of reference points, per unit of time), ``reliable``, ``reason``.
+        A series larger than ``2^500`` in magnitude (a diverging loss) is divided by
+        a power of two first (exact; the exponent is unchanged and the curve is
+        shifted back to the series' units).
 
     Maths
     -----
@@ -416,7 +603,7 @@ def rosenstein(
     Rosenstein, Collins, De Luca, Physica D 65, 117 (1993).
     """
     caller = "rosenstein"
-    x = _checked(observable_series(data, observable, seed), caller)
+    x, log_scale = _rescaled(_checked(observable_series(data, observable, seed), caller))
     emb_dim, lag, min_tsep = embedding_parameters(x, emb_dim, lag, min_tsep)
     orbit = delay_embed(x, emb_dim, lag)
     ntraj = orbit.shape[0] - trajectory_len + 1
@@ -429,25 +616,38 @@ def rosenstein(
     _, nb = _nearest_outside_window(orbit[:ntraj], min_tsep)
     ref = np.arange(ntraj)
     curve = np.empty(trajectory_len)
+    # contiguous blocks of reference points: their separate curves give the exponent's standard error
+    block = np.minimum(ref * N_BLOCKS // ntraj, N_BLOCKS - 1)
+    blocks = np.full((N_BLOCKS, trajectory_len), -np.inf)
     for k in range(trajectory_len):
         d = np.sqrt(np.sum((orbit[ref + k] - orbit[nb + k]) ** 2, axis=1))
-        d = d[d != 0]
-        curve[k] = np.mean(np.log(d)) if d.size else -np.inf
+        nonzero = d != 0
+        log_d = np.log(d[nonzero])
+        curve[k] = np.mean(log_d) if log_d.size else -np.inf
+        counts = np.bincount(block[nonzero], minlength=N_BLOCKS)
+        sums = np.bincount(block[nonzero], weights=log_d, minlength=N_BLOCKS)
+        blocks[counts > 0, k] = sums[counts > 0] / counts[counts > 0]
+    if log_scale:
+        curve += log_scale
+        blocks += log_scale
     ks = np.arange(trajectory_len)
     finite = np.isfinite(curve)
     settings = dict(emb_dim=emb_dim, lag=lag, min_tsep=min_tsep, trajectory_len=trajectory_len, tau=tau)
     return _fitted_curve(ks[finite], curve[finite], fit_range, caller, settings, int(x.shape[0]), "rosenstein",
-                         _observable_label(data, observable))
+                         _observable_label(data, observable), blocks[:, finite])
 
 
 def _fitted_curve(
     ks: np.ndarray, curve: np.ndarray, fit_range: Any, caller: str, settings: dict[str, Any], n_points: int,
-    method: str, observable: str,
+    method: str, observable: str, block_curves: np.ndarray | None = None,
 ) -> DivergenceCurve:
     """Fit the divergence curve's line and pack the result (shared by both Rosenstein front doors)."""
-    slope, intercept, used = _fit(ks, curve, fit_range, caller)
-    return DivergenceCurve(exponent=slope / settings["tau"], k=ks, log_divergence=curve, fit_range=used,
-                           intercept=intercept, n_points=n_points, method=method, observable=observable, **settings)
+    fit = _fit(ks, curve, fit_range, caller, block_curves)
+    tau = settings["tau"]
+    fit["exponent"] /= tau
+    fit["exponent_stderr"] /= tau
+    return DivergenceCurve(k=ks, log_divergence=curve, n_points=n_points, method=method, observable=observable,
+                           **fit, **settings)
 
 
 def _observable_label(data: Any, observable: str | None) -> str:
@@ -484,7 +684,9 @@ def nolds_lyap_r(
     Same parameters, defaults and result as :func:`rosenstein`, for a scalar
     observable only.  ``nolds.lyap_r`` is called with ``fit="poly"`` and
     ``debug_data=True`` (its default RANSAC fit is unseeded, so not
-    reproducible); the line is then refitted on ``fit_range``.  nolds forms the
+    reproducible); the line is then refitted on ``fit_range`` and, for ``"auto"``,
+    judged like :func:`rosenstein`'s (no ``exponent_stderr``: nolds returns only
+    the mean curve).  nolds forms the
     full ``M x M`` distance matrix: ``8 M^2`` bytes, ~0.8 GB at ``M = 10^4``.
     The defaults for ``lag`` / ``min_tsep`` / ``emb_dim`` are netdyn's
     (:func:`embedding_parameters`), passed explicitly, not nolds' own.
@@ -500,9 +702,11 @@ def nolds_lyap_r(
             f"{caller}: series too short for emb_dim={emb_dim}, lag={lag}, min_tsep={min_tsep}, "
             f"trajectory_len={trajectory_len}: expected at least {need} points, got {x.size}"
         )
+    scaled, log_scale = _rescaled(x)
     _, (ks, curve, _) = nolds.lyap_r(
-        x, emb_dim=emb_dim, lag=lag, min_tsep=min_tsep, trajectory_len=trajectory_len, fit="poly", debug_data=True
+        scaled, emb_dim=emb_dim, lag=lag, min_tsep=min_tsep, trajectory_len=trajectory_len, fit="poly", debug_data=True
     )
+    curve = np.asarray(curve) + log_scale if log_scale else curve
     settings = dict(emb_dim=emb_dim, lag=lag, min_tsep=min_tsep, trajectory_len=trajectory_len, tau=tau)
     return _fitted_curve(np.asarray(ks), np.asarray(curve), fit_range, caller, settings, int(x.size), "nolds.lyap_r",
                          _observable_label(data, observable))
@@ -574,11 +778,19 @@ def nolds_lyap_e(
             f"min_tsep={min_tsep}: expected at least {need} points, got {x.size}"
         )
     exps, per_step = nolds.lyap_e(
-        x, emb_dim=emb_dim, matrix_dim=matrix_dim, min_nb=nb, min_tsep=min_tsep, tau=tau, debug_data=True
+        _rescaled(x)[0], emb_dim=emb_dim, matrix_dim=matrix_dim, min_nb=nb, min_tsep=min_tsep, tau=tau,
+        debug_data=True,
     )
+    exps, per_step = np.asarray(exps, dtype=np.float64), np.asarray(per_step, dtype=np.float64)
+    stderr, reason = _eckmann_judgement(exps, per_step)
+    if reason:
+        warnings.warn(f"{caller}: unreliable exponents: {reason}", RuntimeWarning, stacklevel=_outside_netdyn())
     return EckmannSpectrum(
-        exponents=np.asarray(exps, dtype=np.float64),
-        per_step=np.asarray(per_step, dtype=np.float64),
+        exponents=exps,
+        per_step=per_step,
+        stderr=stderr,
+        reliable=not reason,
+        reason=reason,
         emb_dim=emb_dim,
         matrix_dim=matrix_dim,
         min_nb=nb,
@@ -626,8 +838,16 @@ def analyze_dataset(
     xarray.Dataset
         ``lyap_rosenstein`` with its divergence curve (``log_divergence``,
         ``fitted``, ``in_fit`` over ``k``; fit range and embedding in attrs
-        ``rosenstein_*``), ``eckmann_exponents`` over ``exponent`` when computed,
-        and ``rqa_<measure>`` scalars (settings in attrs ``rqa_*``).
+        ``rosenstein_*``), ``eckmann_exponents`` and ``eckmann_stderr`` over
+        ``exponent`` when computed, and ``rqa_<measure>`` scalars (settings in
+        attrs ``rqa_*``).
+
+        Reliability (so a report can say when a number must not be read):
+        ``rosenstein_reliable`` (0/1), ``rosenstein_reason`` (why not; ""),
+        ``rosenstein_fit_r2``, ``rosenstein_fit_points``,
+        ``rosenstein_exponent_stderr``; ``lyap_rosenstein`` is NaN when
+        unreliable.  ``eckmann_reliable``, ``eckmann_reason`` likewise (the
+        exponents are kept).  Each unreliable estimate also warns.
     """
     from .recurrence import rqa
 
@@ -638,7 +858,9 @@ def analyze_dataset(
     if series.ndim == 1 and series.size <= max_eckmann:
         spectrum = nolds_lyap_e(series)
         out["eckmann_exponents"] = ("exponent", spectrum.exponents)
-        out.attrs.update({"eckmann_emb_dim": spectrum.emb_dim, "eckmann_matrix_dim": spectrum.matrix_dim})
+        out["eckmann_stderr"] = ("exponent", spectrum.stderr)
+        out.attrs.update({"eckmann_emb_dim": spectrum.emb_dim, "eckmann_matrix_dim": spectrum.matrix_dim,
+                          "eckmann_reliable": int(spectrum.reliable), "eckmann_reason": spectrum.reason})
     measures = rqa(series, recurrence_rate=recurrence_rate, theiler=theiler)
     for name in ("RR", "DET", "L", "Lmax", "DIV", "ENTR", "LAM", "TT", "Vmax"):
         out[f"rqa_{name}"] = ((), getattr(measures, name))

@@ -21,11 +21,12 @@ lost floating-point resolution is reported by the exponent result
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["DivergenceRule", "DivergenceCheck", "divergence_reason", "REASONS"]
+__all__ = ["DivergenceRule", "DivergenceCheck", "EnsembleDivergence", "divergence_reason", "REASONS"]
 
 REASONS = ("non-finite", "loss blow-up", "unbounded growth")
 
@@ -82,8 +83,6 @@ class DivergenceCheck:
             return "non-finite: the loss or the state has NaN/inf entries"
         if math.isnan(loss) and not math.isnan(self.loss_ref):
             return "non-finite: the loss became NaN"
-        if math.isnan(self.norm_ref):
-            self.norm_ref = max(norm, self.rule.norm_floor)
         if math.isfinite(loss) and math.isnan(self.loss_ref):
             self.loss_ref = max(abs(loss), self.rule.loss_floor)
         if math.isfinite(loss) and abs(loss) > self.rule.loss_factor * self.loss_ref:
@@ -91,6 +90,15 @@ class DivergenceCheck:
                 f"loss blow-up: the loss reached {loss:.3g}, more than {self.rule.loss_factor:g} x its "
                 f"reference {self.loss_ref:.3g}"
             )
+        return self.check_norm(norm)
+
+    def check_norm(self, norm: float) -> str:
+        """The norm part of the rule alone, for a state whose loss is not known (e.g.
+        the last state of a run); ``""`` if sound."""
+        if not math.isfinite(norm):
+            return "non-finite: the state has NaN/inf entries"
+        if math.isnan(self.norm_ref):
+            self.norm_ref = max(norm, self.rule.norm_floor)
         if norm > self.rule.norm_factor * self.norm_ref:
             return (
                 f"unbounded growth: the state norm reached {norm:.3g}, more than {self.rule.norm_factor:g} x "
@@ -138,3 +146,55 @@ def divergence_reason(
         if reason:
             return reason, i
     return "", -1
+
+
+class EnsembleDivergence:
+    """The divergence rule applied to ``n`` orbits advanced together (exponent engines).
+
+    ``update(norms, step, alive)`` checks the state norms ``(n,)`` of the members in
+    ``alive`` that have not diverged yet; a member breaking the rule is flagged at
+    ``step`` with its reason.  Flags never stop anything: the exponent engines keep
+    estimating a diverging orbit while its numbers stay finite.
+
+    Attributes
+    ----------
+    diverged : bool array ``(n,)``; diverged_step : int array ``(n,)`` (-1 if none);
+    reason : str array ``(n,)`` (``""`` if none).
+    """
+
+    def __init__(self, n: int, rule: DivergenceRule | None = None):
+        self.checks = [DivergenceCheck(rule) if rule is not None else None for _ in range(n)]
+        self.diverged = np.zeros(n, dtype=bool)
+        self.diverged_step = np.full(n, -1, dtype=np.int64)
+        self.reason = np.full(n, "", dtype=object)
+
+    def update(self, norms: np.ndarray, step: int, alive: np.ndarray | None = None) -> None:
+        """Check the members' norms at ``step``; ``rule=None`` checks finiteness only."""
+        live = ~self.diverged if alive is None else alive & ~self.diverged
+        for i in np.flatnonzero(live):
+            check, norm = self.checks[i], float(norms[i])
+            if check is not None:
+                reason = check.check(math.nan, norm)
+            else:
+                reason = "" if math.isfinite(norm) else "non-finite: the state has NaN/inf entries"
+            if reason:
+                self.diverged[i], self.diverged_step[i], self.reason[i] = True, step, reason
+
+    def warn(self, caller: str) -> None:
+        """One RuntimeWarning naming the first divergence, if any."""
+        if self.diverged.any():
+            first = int(np.argmin(np.where(self.diverged, self.diverged_step, np.iinfo(np.int64).max)))
+            warnings.warn(
+                f"{caller}: {int(self.diverged.sum())} of {len(self.diverged)} orbit(s) diverged (first at step "
+                f"{int(self.diverged_step[first])}: {self.reason[first]})",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    def variables(self) -> dict[str, tuple[tuple[str], np.ndarray]]:
+        """``diverged``, ``diverged_step``, ``divergence_reason`` over ``init``, for a result Dataset."""
+        return {
+            "diverged": (("init",), self.diverged.copy()),
+            "diverged_step": (("init",), self.diverged_step.copy()),
+            "divergence_reason": (("init",), self.reason.astype(str)),
+        }

@@ -55,6 +55,26 @@ def _as_2d(x: np.ndarray, caller: str) -> np.ndarray:
     return arr
 
 
+def _finite_rescaled(x: np.ndarray, caller: str) -> np.ndarray:
+    """``x`` as float64 divided by the power of two nearest above ``max |x|``, after a finiteness check.
+
+    The heuristics below are scale-invariant (correlations, histograms over the
+    range, mean frequency, ratios of distances), so this changes none of their
+    answers; dividing by a power of two is exact, and it keeps squares and power
+    spectra of a series that grew to ~1e304 (a diverging loss) from overflowing.
+    """
+    arr = np.asarray(x, dtype=np.float64)
+    finite = np.isfinite(arr)
+    if not finite.all():
+        bad = int(np.argmin(finite.reshape(arr.shape[0], -1).all(axis=1)))
+        value = arr[bad] if arr.ndim == 1 else arr[bad].tolist()
+        raise ValueError(f"{caller}: expected finite values, got {value} at index {bad}")
+    peak = float(np.max(np.abs(arr))) if arr.size else 0.0
+    if peak == 0.0:
+        return arr
+    return np.ldexp(arr, -math.frexp(peak)[1])
+
+
 def delay_embed(x: np.ndarray, emb_dim: int, lag: int = 1) -> np.ndarray:
     """Delay vectors of a scalar or multivariate series.
 
@@ -90,7 +110,7 @@ def autocorrelation(x: np.ndarray, max_lag: int) -> np.ndarray:
 
     Computed by FFT (Wiener-Khinchin) of the mean-removed scalar series ``x`` (N,).
     """
-    arr = np.asarray(x, dtype=np.float64)
+    arr = _finite_rescaled(x, "autocorrelation")
     arr = arr - arr.mean()
     n = arr.size
     spec = np.fft.rfft(arr, 2 * n)
@@ -108,7 +128,7 @@ def auto_mutual_information(x: np.ndarray, max_lag: int, bins: int | None = None
     (default ``max(4, min(64, sqrt(N / 5)))``, so a bin holds ~5 pairs on
     average per row and column).
     """
-    arr = np.asarray(x, dtype=np.float64)
+    arr = _finite_rescaled(x, "auto_mutual_information")
     n = arr.size
     if bins is None:
         bins = int(max(4, min(64, math.sqrt(n / 5.0))))
@@ -139,7 +159,7 @@ def choose_lag(x: np.ndarray, max_lag: int | None = None) -> int:
     ``max(1, min(200, N // 10))``; when neither criterion is met below it, a
     warning is issued and ``max_lag`` is returned.
     """
-    arr = np.asarray(x, dtype=np.float64)
+    arr = _finite_rescaled(x, "choose_lag")
     if max_lag is None:
         max_lag = max(1, min(200, arr.size // 10))
     acf = autocorrelation(arr, max_lag)
@@ -169,7 +189,7 @@ def mean_period(x: np.ndarray, max_fraction: float = 0.25) -> int:
     are excluded because they are correlated by continuity of the orbit, not by
     recurrence.
     """
-    arr = np.asarray(x, dtype=np.float64)
+    arr = _finite_rescaled(x, "mean_period")
     n = arr.size
     spec = np.fft.rfft(arr, n * 2 - 1)
     freqs = np.fft.rfftfreq(n * 2 - 1)
@@ -220,7 +240,7 @@ def false_nearest_neighbours(
         ``fractions[m-1]`` is the false fraction in dimension ``m``; ``emb_dim``
         is ``max_dim`` (with a warning) when no dimension passes.
     """
-    arr = np.asarray(x, dtype=np.float64)
+    arr = _finite_rescaled(x, "false_nearest_neighbours")
     sd = float(arr.std())
     if sd == 0:
         raise ValueError("false_nearest_neighbours: expected a non-constant series, got a constant one")

@@ -30,7 +30,8 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from .maps import require_jacobian
+from .divergence import DivergenceRule, EnsembleDivergence
+from .maps import describe_map, param_dim_of, require_jacobian
 
 __all__ = ["max_lyapunov", "BatchStepper", "as_states", "block_stderr", "map_attrs"]
 
@@ -50,7 +51,7 @@ def as_states(map_: Any, x0: Tensor | np.ndarray, caller: str) -> tuple[Tensor, 
 def map_attrs(map_: Any) -> dict[str, Any]:
     """The map's ``describe()`` made netCDF-safe (bools -> int, None -> "none")."""
     attrs = {}
-    for key, value in map_.describe().items():
+    for key, value in describe_map(map_).items():
         if isinstance(value, bool):
             value = int(value)
         elif value is None:
@@ -151,12 +152,13 @@ def max_lyapunov(
     method: str = "tangent",
     transient: int = 0,
     renorm_every: int = 1,
-    d0: float = 1e-9,
+    d0: float | None = None,
     seed: int = 0,
     params_only: bool = True,
     n_blocks: int = 10,
     vectorize: bool | None = None,
     t0: int = 0,
+    divergence: DivergenceRule | None = DivergenceRule(),
 ) -> xr.Dataset:
     """Maximal Lyapunov exponent (per step) by Benettin's algorithm.
 
@@ -175,8 +177,11 @@ def max_lyapunov(
         let the separation align with the most unstable direction.
     renorm_every : int, default 1
         steps between renormalisations (both methods).
-    d0 : float, default 1e-9
-        twin distance (ChaosTools' default; float64 states).  Ignored by "tangent".
+    d0 : float, optional
+        twin distance; default :func:`_default_d0`: 1e-9 for float64 states
+        (ChaosTools' choice), ``sqrt(eps) * max(scale, 1)`` for lower precision
+        (float32: 3.5e-4 x scale), ``scale`` the largest parameter norm of ``x0``.
+        Ignored by "tangent".
     seed : int, default 0
         seed of the random initial direction(s) (``torch.Generator``).
     params_only : bool, default True
@@ -198,7 +203,14 @@ def max_lyapunov(
         map time of ``x0`` (steps already taken): continuing a saved run from
         ``ds.final_state`` needs ``t0=int(ds.final_step)``, since momentum's first
         step, Adam's bias correction and the mini-batch schedule depend on it.
-        The ``step`` coordinate and ``diverged_step`` count from ``t0``.
+        The ``step`` coordinate, ``diverged_step`` and ``unresolved_step`` count from ``t0``.
+    divergence : DivergenceRule or None, default ``DivergenceRule()``
+        the training-divergence rule (:mod:`netdyn.divergence`) applied to the
+        reference orbit's parameter norm ``||x_t[:param_dim]||`` (the norm suffices
+        here: a loss is not part of the map protocol's ``step``; :func:`netdyn.run`
+        also checks the loss).  It only *flags* ``diverged``: the estimate goes on
+        while the separation can be measured (an escaping linear orbit keeps an
+        exact exponent).  ``None``: only non-finite orbits are flagged.
 
     Returns
     -------
@@ -206,14 +218,22 @@ def max_lyapunov(
     renormalisation) and, for batched ``x0``, ``init``:
 
     ``lyapunov`` ``(init)``
-        final estimate, per step (+inf for a diverged orbit, see below);
+        final estimate, per step; ``+inf`` for an unresolved member, ``-inf`` for a
+        collapsed separation (see below);
+    ``lyapunov_resolved`` ``(init)``
+        the running estimate at the last interval that could be measured (equal to
+        ``lyapunov`` for a resolved member; NaN when no interval was measured);
     ``lyapunov_stderr`` ``(init)``
         block-average standard error of the local rates;
     ``lyapunov_running`` ``(init, step)``
         running estimate ``lambda(t)`` (convergence);
     ``local_rate`` ``(init, step)``
         ``ln(g) / renorm_every`` of each interval;
-    ``diverged`` ``(init)`` bool and ``diverged_step`` ``(init)`` (-1 if none).
+    ``unresolved`` ``(init)`` bool and ``unresolved_step`` ``(init)`` (-1 if none)
+        the separation could no longer be measured (see the failure policy);
+    ``diverged`` ``(init)`` bool, ``diverged_step`` ``(init)`` (-1 if none) and
+    ``divergence_reason`` ``(init)`` str (``""`` if none)
+        the reference orbit broke the divergence rule (``divergence``).
 
     attrs: ``method``, ``d0``, ``renorm_every``, ``transient``, ``steps``,
     ``perturbation_seed``, ``params_only`` (0/1), ``batching``, the map's
@@ -232,14 +252,27 @@ def max_lyapunov(
     the optimiser buffers (momentum, Adam moments): the exponent is that of the
     full update map, measured by the norm that ``params_only`` selects.
 
-    Failure policy: when the state (or the separation) of a member becomes
-    non-finite, or (twin) so large that ``d0`` is below its resolution, the member stops, ``diverged`` is True, ``diverged_step`` is the
-    step, its ``lyapunov`` is ``+inf`` (unbounded separation rate) and its running
-    estimate is kept up to that step (NaN after), with a warning.  A separation that
+    Failure policy — two separate facts.  *Divergence* is a fact about the
+    orbit: ``diverged`` is set at the first step whose reference state breaks the
+    divergence rule (non-finite, or parameter norm above 1e3 x ``max(||x_0||, 1)``),
+    with a warning; the estimate continues.  *Resolution* is a fact about the
+    estimate: when the reference or the separation becomes non-finite, or (twin)
+    the rescaled separation is no longer ``d0`` within 10 % because the state has
+    grown so large that ``d0`` is below its floating-point resolution, the member
+    stops with ``unresolved = True`` at ``unresolved_step``, a warning, running
+    estimate kept up to that step (NaN after), ``lyapunov = +inf`` by convention
+    (not resolvable at this ``d0``; :func:`netdyn.sweep.edge_of_chaos` counts it
+    above every chaos threshold) and ``lyapunov_resolved`` the estimate it had
+    reached.  With the default ``d0`` in float64 this takes parameter entries of
+    order 1e6 (their rounding then rivals ``d0``), so on sound training it is rare;
+    a small explicit ``d0`` makes it common.  A separation that
     collapses to exactly 0 gives ``-inf`` (also with a warning).
 
     Defaults: ``d0 = 1e-9`` is ChaosTools' choice: far below attractor scales yet
-    ``1e7`` times the float64 resolution of O(1) states; a ``d0`` lost to rounding
+    ``1e7`` times the float64 resolution of O(1) states.  In float32 that ``d0`` is
+    lost to rounding, so lower precisions take ``sqrt(eps) * scale``, the
+    finite-difference balance of rounding (relative ``eps * scale / d0``) and
+    nonlinearity (relative ``d0 / scale``).  A ``d0`` lost to rounding at the start
     raises ``ValueError``.  Ten blocks: see :func:`block_stderr`.
 
     References
@@ -254,11 +287,14 @@ def max_lyapunov(
         raise ValueError(f"{caller}: expected steps to be a multiple of renorm_every={renorm_every}, got {steps}")
     if method not in ("tangent", "twin"):
         raise ValueError(f"{caller}: expected method 'tangent' or 'twin', got {method!r}")
-    if not d0 > 0:
+    if d0 is not None and not d0 > 0:
         raise ValueError(f"{caller}: expected d0 > 0, got {d0}")
     if method == "tangent":
         require_jacobian(map_, caller)
-    n, p = xs.shape[0], (map_.param_dim if params_only else map_.dim)
+    n_params = param_dim_of(map_)
+    n, p = xs.shape[0], (n_params if params_only else map_.dim)
+    if d0 is None:
+        d0 = _default_d0(xs.dtype, float(xs[:, :n_params].to(torch.float64).norm(dim=1).max()))
     gen = torch.Generator().manual_seed(int(seed))
     u = torch.zeros_like(xs)
     u[:, :p] = torch.randn(n, p, generator=gen, dtype=torch.float64).to(xs.dtype)
@@ -288,12 +324,16 @@ def max_lyapunov(
         rescale = lambda x, y, g: x + (y - x) * (d0 / g).to(x.dtype)[:, None]  # noqa: E731
         pair = (xs, ys)
     target = 1.0 if method == "tangent" else d0
-    logs, diverged, end_step = _benettin(advance, separation, rescale, pair, target, steps, transient, renorm_every)
+    orbit_norm = lambda x: x[:, :n_params].to(torch.float64).norm(dim=1).numpy()  # noqa: E731
+    logs, end_step, verdict = _benettin(
+        advance, separation, rescale, pair, target, steps, transient, renorm_every, orbit_norm, divergence
+    )
     end_step = np.where(end_step >= 0, end_step + int(t0), end_step)
+    verdict.diverged_step = np.where(verdict.diverged_step >= 0, verdict.diverged_step + int(t0), -1)
     ds = _rates_dataset(
         logs,
-        diverged,
         end_step,
+        verdict,
         batched,
         steps,
         transient,
@@ -317,6 +357,19 @@ def max_lyapunov(
     return ds.assign_coords(step=ds["step"] + int(t0))
 
 
+def _default_d0(dtype: torch.dtype, scale: float) -> float:
+    """Default twin distance for states of ``dtype`` whose parameter norm is ``scale``.
+
+    float64: 1e-9 (ChaosTools; ``1e7`` x the resolution of O(1) states).  Other
+    floating dtypes: ``sqrt(eps) * max(scale, 1)`` (float32: 3.5e-4 x scale), where
+    rounding (``eps * scale / d0``) and the nonlinearity of the map (``d0 / scale``)
+    cost the same relative accuracy — the usual finite-difference step.
+    """
+    if dtype == torch.float64:
+        return 1e-9
+    return math.sqrt(torch.finfo(dtype).eps) * max(scale, 1.0)
+
+
 def _check_counts(caller: str, **counts: int) -> None:
     for name, value in counts.items():
         low = 0 if name == "transient" else 1
@@ -333,22 +386,29 @@ def _benettin(
     steps: int,
     transient: int,
     m: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    orbit_norm: Callable[[Tensor], np.ndarray],
+    rule: DivergenceRule | None,
+) -> tuple[np.ndarray, np.ndarray, EnsembleDivergence]:
     """Shared loop: returns ``ln`` growth per interval ``(n, steps // m)`` (NaN after a
-    member stops), ``diverged (n,)``, ``end_step (n,)`` (-1 while alive).
+    member stops), ``end_step (n,)`` (-1 while alive) and the orbits' divergence
+    verdict.
 
-    A member also counts as diverged when its rescaled separation is no longer
-    ``target`` within 10 %: the state has grown so large that ``target`` is below its
-    floating-point resolution (a twin of an escaping orbit)."""
+    A member stops (unresolved) when the orbit or the separation becomes non-finite,
+    or when its rescaled separation is no longer ``target`` within 10 %: the state
+    has grown so large that ``target`` is below its floating-point resolution (a
+    twin of an escaping orbit).  The divergence rule on ``orbit_norm`` of the
+    reference is checked at every step and only flags the member."""
     x, z = pair
     n = x.shape[0]
     logs = np.full((n, steps // m), np.nan)
     alive = np.ones(n, dtype=bool)
-    diverged = np.zeros(n, dtype=bool)
     end_step = np.full(n, -1, dtype=np.int64)
+    verdict = EnsembleDivergence(n, rule)
+    verdict.update(orbit_norm(x), 0, alive)
     prev = separation(x, z).numpy()
     for t in range(transient + steps):
         x, z = advance(x, z, t)
+        verdict.update(orbit_norm(x), t + 1, alive)
         finite = (torch.isfinite(x).all(1) & torch.isfinite(z).all(1)).numpy()
         counted = t - transient + 1
         if counted > 0 and counted % m:
@@ -367,18 +427,17 @@ def _benettin(
             prev = separation(x, z).numpy()
             with np.errstate(invalid="ignore"):
                 stop |= alive & ~(np.abs(prev / target - 1.0) <= 0.1)
-        diverged |= stop
         end_step[stop] = t + 1
         alive &= ~stop
         if not alive.any():
             break
-    return logs, diverged, end_step
+    return logs, end_step, verdict
 
 
 def _rates_dataset(
     logs: np.ndarray,
-    diverged: np.ndarray,
     end_step: np.ndarray,
+    verdict: EnsembleDivergence,
     batched: bool,
     steps: int,
     transient: int,
@@ -391,12 +450,16 @@ def _rates_dataset(
     with np.errstate(invalid="ignore"):
         running = np.cumsum(logs, axis=1) / (m * np.arange(1, logs.shape[1] + 1))
     complete = np.isfinite(logs).all(axis=1)
-    final = np.where(diverged, np.inf, np.where(complete, running[:, -1], -np.inf))
-    collapsed = ~diverged & ~complete
-    if diverged.any():
+    collapsed = ~complete & (end_step >= 0) & np.isneginf(logs).any(axis=1)
+    unresolved = ~complete & ~collapsed
+    final = np.where(unresolved, np.inf, np.where(complete, running[:, -1], -np.inf))
+    resolved = np.array([row[np.isfinite(row)][-1] if np.isfinite(row).any() else np.nan for row in running])
+    verdict.warn(caller)
+    if unresolved.any():
         warnings.warn(
-            f"{caller}: {int(diverged.sum())} of {len(diverged)} orbit(s) became non-finite or too large to "
-            f"resolve the separation (first at step {int(end_step[diverged].min())}); exponent reported as +inf",
+            f"{caller}: the separation of {int(unresolved.sum())} of {len(unresolved)} orbit(s) could not be "
+            f"resolved (non-finite, or d0 below the state's floating-point resolution; first at step "
+            f"{int(end_step[unresolved].min())}); exponent reported as +inf, the estimate reached is lyapunov_resolved",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -411,14 +474,17 @@ def _rates_dataset(
     ds = xr.Dataset(
         {
             "lyapunov": (("init",), final),
+            "lyapunov_resolved": (("init",), resolved),
             "lyapunov_stderr": (("init",), stderr),
             "lyapunov_running": (("init", "step"), running),
             "local_rate": (("init", "step"), rates),
-            "diverged": (("init",), diverged),
-            "diverged_step": (("init",), np.where(diverged, end_step, -1)),
+            "unresolved": (("init",), unresolved),
+            "unresolved_step": (("init",), np.where(unresolved, end_step, -1)),
+            **verdict.variables(),
         },
         coords={"step": step, "init": np.arange(len(final))},
         attrs=attrs,
     )
     ds["lyapunov"].attrs["units"] = "1/step"
+    ds["lyapunov_resolved"].attrs["units"] = "1/step"
     return ds if batched else ds.isel(init=0, drop=True)

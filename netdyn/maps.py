@@ -7,23 +7,26 @@ on maps whose answers are known.
 
 The protocol
 ------------
-A :class:`DiscreteMap` has
+A :class:`DiscreteMap` needs only
 
 ``dim``
     size of the flat state vector (int);
-``param_dim``
-    how many *leading* entries of the state are the system's "parameters" (for a
-    training map: the network weights; the rest are optimiser buffers).  Reference
-    maps have ``param_dim == dim``;
 ``initial_state(seed=None) -> Tensor``
     a state of shape ``(dim,)``;
 ``step(x, t) -> Tensor``
     the next state; ``t`` is the integer step index, so random maps (mini-batch
-    training) are functions of ``(x, t)`` and twin/tangent copies see the same noise;
-``describe() -> dict``
-    scalar/str hyper-parameters, stored as attributes of recorded trajectories.
+    training) are functions of ``(x, t)`` and twin/tangent copies see the same noise.
 
-Optional methods, detected with :func:`has_jacobian` / ``hasattr``:
+Optional members, detected with :func:`param_dim_of`, :func:`describe_map`,
+:func:`has_jacobian` / ``hasattr``:
+
+``param_dim``
+    how many *leading* entries of the state are the system's "parameters" (for a
+    training map: the network weights; the rest are optimiser buffers); default
+    ``dim`` (read it with :func:`param_dim_of`);
+``describe() -> dict``
+    scalar/str hyper-parameters, stored as attributes of recorded trajectories;
+    default ``{"map": <class name>}`` (read it with :func:`describe_map`);
 
 ``step_jvp(x, v, t) -> (x_next, J(x) v)``
     exact Jacobian-vector product; ``v`` is ``(dim,)`` or a batch ``(k, dim)``;
@@ -63,21 +66,32 @@ __all__ = [
     "LinearMap",
     "has_jacobian",
     "require_jacobian",
+    "param_dim_of",
+    "describe_map",
 ]
 
 
 @runtime_checkable
 class DiscreteMap(Protocol):
-    """Structural type of every map netdyn analyses (see the module docstring)."""
+    """Structural type of every map netdyn analyses: the three required members
+    (see the module docstring for the optional ones)."""
 
     dim: int
-    param_dim: int
 
     def initial_state(self, seed: int | None = None) -> Tensor: ...
 
     def step(self, x: Tensor, t: int) -> Tensor: ...
 
-    def describe(self) -> dict[str, Any]: ...
+
+def param_dim_of(map_: Any) -> int:
+    """``map_.param_dim`` when the map defines it, else ``map_.dim`` (every entry is a parameter)."""
+    return int(getattr(map_, "param_dim", map_.dim))
+
+
+def describe_map(map_: Any) -> dict[str, Any]:
+    """A copy of ``map_.describe()`` when the map defines it, else ``{"map": <class name>}``."""
+    describe = getattr(map_, "describe", None)
+    return dict(describe()) if callable(describe) else {"map": type(map_).__name__}
 
 
 def has_jacobian(map_: Any) -> bool:

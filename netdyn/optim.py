@@ -40,6 +40,12 @@ def safe_sqrt(v: Tensor) -> Tensor:
     return torch.where(positive, torch.sqrt(torch.where(positive, v, torch.ones_like(v))), torch.zeros_like(v))
 
 
+def _require(ok: bool, caller: str, expected: str, name: str, value: Any) -> None:
+    """Raise ``ValueError("<caller>: expected <expected>, got <name>=<value>")`` unless ``ok``."""
+    if not ok:
+        raise ValueError(f"{caller}: expected {expected}, got {name}={value!r}")
+
+
 @dataclass(frozen=True)
 class FunctionalOptimizer:
     """Base class.  ``n_buffers`` flat buffers of the parameters' size form its state."""
@@ -49,6 +55,13 @@ class FunctionalOptimizer:
 
     name = "base"
     n_buffers = 0
+
+    def __post_init__(self) -> None:
+        # torch.optim's own checks (``not 0 <= x`` also rejects NaN), shared by every optimiser
+        caller = type(self).__name__
+        _require(0.0 <= self.lr, caller, "a learning rate lr >= 0 (torch: Invalid learning rate)", "lr", self.lr)
+        _require(0.0 <= self.weight_decay, caller, "weight_decay >= 0 (torch: Invalid weight_decay value)",
+                 "weight_decay", self.weight_decay)
 
     def update(self, theta: Tensor, buffers: Tensor, grad: Tensor, t: int) -> tuple[Tensor, Tensor]:
         """One step.  ``theta, grad``: ``(P,)``; ``buffers``: ``(n_buffers * P,)``; ``t``: steps taken."""
@@ -109,8 +122,16 @@ class SGD(FunctionalOptimizer):
     name = "sgd"
 
     def __post_init__(self) -> None:
-        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
-            raise ValueError("SGD: Nesterov momentum requires momentum > 0 and zero dampening")
+        super().__post_init__()
+        _require(0.0 <= self.momentum, "SGD", "momentum >= 0 (torch: Invalid momentum value)", "momentum", self.momentum)
+        _require(
+            not self.nesterov or (self.momentum > 0 and self.dampening == 0),
+            "SGD",
+            "momentum > 0 and dampening == 0 with nesterov=True (torch: Nesterov momentum requires a momentum "
+            "and zero dampening)",
+            "(momentum, dampening)",
+            (self.momentum, self.dampening),
+        )
 
     @property
     def n_buffers(self) -> int:  # type: ignore[override]
@@ -151,6 +172,15 @@ class Adam(FunctionalOptimizer):
     eps: float = 1e-8
     amsgrad: bool = False
     decoupled: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        caller = "AdamW" if self.decoupled else "Adam"
+        _require(0.0 <= self.eps, caller, "eps >= 0 (torch: Invalid epsilon value)", "eps", self.eps)
+        _require(len(self.betas) == 2, caller, "two betas", "betas", self.betas)
+        for i, beta in enumerate(self.betas):
+            _require(0.0 <= beta < 1.0, caller, f"0 <= betas[{i}] < 1 (torch: Invalid beta parameter at index {i})",
+                     "betas", self.betas)
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -229,6 +259,12 @@ class RMSprop(FunctionalOptimizer):
     centered: bool = False
 
     name = "rmsprop"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(0.0 <= self.eps, "RMSprop", "eps >= 0 (torch: Invalid epsilon value)", "eps", self.eps)
+        _require(0.0 <= self.momentum, "RMSprop", "momentum >= 0 (torch: Invalid momentum value)", "momentum", self.momentum)
+        _require(0.0 <= self.alpha, "RMSprop", "alpha >= 0 (torch: Invalid alpha value)", "alpha", self.alpha)
 
     @property
     def n_buffers(self) -> int:  # type: ignore[override]

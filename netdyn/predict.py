@@ -155,16 +155,16 @@ def early_features(
             warnings.simplefilter("ignore", RuntimeWarning)  # one summary warning below, not one per orbit
             f = ftle(map_, xs[i], steps, k, window, seed=seed)
             values[i] = f["ftle"].values
-            diverged[i] = bool(f["diverged"])
-            if clv_transient is not None and not diverged[i]:
+            diverged[i] = bool(f["diverged"]) or bool(f["unresolved"])
+            if clv_transient is not None and not bool(f["unresolved"]):
                 c = clv(map_, xs[i], steps - clv_transient, k, transient=clv_transient, seed=seed)
                 smallest = c["angle"].min("pair").values
                 angle_min[i], angle_median[i] = np.min(smallest), np.median(smallest)
         loss[i], grad_norm[i] = _window_metrics(map_, xs[i], window, n_windows)
     if diverged.any():
         warnings.warn(
-            f"{caller}: {int(diverged.sum())} of {n} orbit(s) became non-finite within the first {steps} steps; "
-            "their features are NaN from there on",
+            f"{caller}: {int(diverged.sum())} of {n} orbit(s) diverged within the first {steps} steps; "
+            "features of an orbit whose numbers overflowed are NaN from there on",
             RuntimeWarning,
             stacklevel=2,
         )

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .maps import param_dim_of
+
 __all__ = ["Selection", "SketchProjection", "resolve_record"]
 
 SKETCH_CHUNK_ROWS = 16384
@@ -166,7 +168,7 @@ def resolve_record(map_: Any, record: Any = "all") -> Selection:
     names ``x0, x1, ...`` and layer ``"x"``; sketch coordinates are ``sketch0, ...``
     with layer ``"sketch"``.
     """
-    param_dim = int(getattr(map_, "param_dim", map_.dim))
+    param_dim = param_dim_of(map_)
     kind, arg = _parse(record)
     labels = _labels(map_, param_dim)
     if kind == "all":

@@ -5,10 +5,14 @@ eigenvalue lies below ``2 / lr``; training at large ``lr`` tends to drive the to
 eigenvalue ("sharpness") up to that line and hover there (edge of stability,
 Cohen et al. 2021).  :func:`sharpness` computes the top eigenvalue(s) of
 ``map.loss(theta, t)`` from Hessian-vector products only; :func:`sharpness_along`
-tracks them along a recorded trajectory.
+tracks them along a recorded trajectory, each Lanczos run started from the previous
+top eigenvector.  ``preconditioned=True`` gives the eigenvalues of ``P^-1 H`` for
+the preconditioner ``P`` of an adaptive optimiser's step (Adam, RMSprop), compared
+with that optimiser's own threshold (:mod:`netdyn.stability_threshold`).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -20,17 +24,21 @@ import xarray as xr
 from torch import Tensor
 
 from .lyapunov import map_attrs
+from .maps import param_dim_of
+from .stability_threshold import stability_threshold, step_preconditioner
 
-__all__ = ["Sharpness", "sharpness", "sharpness_along", "hessian_vector_product"]
+__all__ = ["Sharpness", "sharpness", "sharpness_along", "track_sharpness", "hessian_vector_product"]
 
 
 @dataclass(frozen=True)
 class Sharpness:
     """Top Hessian eigenpairs.
 
-    ``values (k,)`` descending; ``vectors (k, param_dim)`` unit eigenvectors;
-    ``residuals (k,)`` ``||H v - lambda v||``; ``n_hvp`` Hessian-vector products used;
-    ``converged`` all residuals within tolerance; ``method``.
+    ``values (k,)`` descending; ``vectors (k, param_dim)`` unit eigenvectors (of the
+    symmetrised ``P^-1/2 H P^-1/2`` when ``preconditioned``); ``residuals (k,)``
+    ``||H v - lambda v||``; ``n_hvp`` Hessian-vector products used; ``converged`` all
+    residuals within tolerance; ``method``; ``preconditioned``; ``threshold`` the
+    optimiser's stability line for these eigenvalues (NaN when unknown).
     """
 
     values: np.ndarray
@@ -39,13 +47,30 @@ class Sharpness:
     n_hvp: int
     converged: bool
     method: str
+    preconditioned: bool = False
+    threshold: float = float("nan")
 
 
 def hessian_vector_product(map_: Any, theta: Tensor, t: int = 0) -> Callable[[Tensor], Tensor]:
-    """``v -> H(theta) v`` for ``map.loss(., t)``: forward-mode over reverse-mode AD
-    (``torch.func.jvp`` of ``torch.func.grad``), exact, about the cost of two gradients."""
-    grad = torch.func.grad(lambda th: map_.loss(th, t))
-    return lambda v: torch.func.jvp(grad, (theta,), (v,))[1]
+    """``v -> H(theta) v`` for ``map.loss(., t)``, exact.
+
+    Reverse-over-reverse: the gradient's graph is built once per ``theta`` and every
+    product is one more backward pass through it (on CPU cheaper than
+    forward-over-reverse, and it works for every loss autograd differentiates twice,
+    where ``torch.func.jvp`` of ``torch.func.grad`` fails on some, e.g. ``MSELoss``).
+    A loss linear in ``theta`` has ``H = 0``.
+    """
+    leaf = theta.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(map_.loss(leaf, t), leaf, create_graph=True)
+
+    def hvp(v: Tensor) -> Tensor:
+        if not grad.requires_grad:
+            return torch.zeros_like(v)
+        (product,) = torch.autograd.grad(grad, leaf, v, retain_graph=True, allow_unused=True)
+        return torch.zeros_like(v) if product is None else product.detach()
+
+    return hvp
 
 
 def sharpness(
@@ -57,8 +82,11 @@ def sharpness(
     max_iter: int | None = None,
     tol: float = 1e-6,
     seed: int = 0,
+    *,
+    preconditioned: bool = False,
+    v0: Tensor | None = None,
 ) -> Sharpness:
-    """Top-``k`` eigenvalues of the Hessian of ``map.loss(theta, t)``.
+    """Top-``k`` eigenvalues of the Hessian of ``map.loss(theta, t)``, or of ``P^-1 H``.
 
     Parameters
     ----------
@@ -71,10 +99,19 @@ def sharpness(
         or power iterations (default 1000).
     tol : float, default 1e-6 — relative residual ``||Hv - lambda v|| / |lambda|``.
     seed : int, default 0 — seed of the start vector(s).
+    preconditioned : bool, default False — eigenvalues of ``P^-1 H`` with ``P`` the
+        diagonal preconditioner of the optimiser's step from ``x`` at ``t``
+        (:func:`netdyn.stability_threshold.step_preconditioner`; needs the full state
+        ``(dim,)`` with the optimiser buffers).  Computed as the symmetric
+        ``P^-1/2 H P^-1/2``, which has the same eigenvalues.
+    v0 : tensor ``(param_dim,)``, optional — Lanczos start vector (a warm start, e.g.
+        the previous top eigenvector along training); default a seeded random vector.
 
     Returns
     -------
-    :class:`Sharpness`.  A non-finite ``theta`` or Hessian gives NaN values with a
+    :class:`Sharpness`, with ``threshold`` = :func:`~netdyn.stability_threshold.stability_threshold`
+    of the map (``2 / lr`` for plain GD; for ``preconditioned=False`` and an adaptive
+    optimiser NaN, as the raw Hessian has no threshold there).  A non-finite ``theta`` or Hessian gives NaN values with a
     warning; non-convergence gives ``converged=False`` with a warning.
 
     Maths
@@ -100,7 +137,7 @@ def sharpness(
     caller = "sharpness"
     if not callable(getattr(map_, "loss", None)):
         raise TypeError(f"{caller}: {type(map_).__name__} has no loss(theta, t) method")
-    p = map_.param_dim
+    p = param_dim_of(map_)
     x = torch.as_tensor(x)
     if x.ndim != 1 or x.shape[0] not in (p, map_.dim):
         raise ValueError(f"{caller}: expected x of shape ({map_.dim},) or ({p},), got {tuple(x.shape)}")
@@ -114,11 +151,19 @@ def sharpness(
         warnings.warn(f"{caller}: non-finite parameters; sharpness is NaN", RuntimeWarning, stacklevel=2)
         return nan
     hvp = hessian_vector_product(map_, theta, t)
+    threshold = _threshold(map_, preconditioned)
+    if preconditioned:
+        scale = step_preconditioner(map_, x, t).rsqrt()
+        raw_hvp = hvp
+        hvp = lambda v: scale * raw_hvp(scale * v)  # noqa: E731  (P^-1/2 H P^-1/2)
     gen = torch.Generator().manual_seed(int(seed))
+    if v0 is not None and (tuple(v0.shape) != (p,) or not bool(torch.isfinite(v0).all()) or float(v0.norm()) == 0):
+        raise ValueError(f"{caller}: expected a finite non-zero start vector v0 of shape ({p},), got {tuple(v0.shape)}")
     if method == "lanczos":
-        result = _lanczos(hvp, p, k, min(p, max(60, 4 * k)) if max_iter is None else max_iter, tol, gen, theta.dtype)
+        result = _lanczos(hvp, p, k, min(p, max(60, 4 * k)) if max_iter is None else max_iter, tol, gen, theta.dtype, v0)
     else:
         result = _power(hvp, p, k, 1000 if max_iter is None else max_iter, tol, gen, theta.dtype)
+    result = dataclasses.replace(result, preconditioned=bool(preconditioned), threshold=threshold)
     if not np.isfinite(result.values).all():
         warnings.warn(f"{caller}: the Hessian-vector product is non-finite; sharpness is NaN", RuntimeWarning, 2)
         return nan
@@ -128,8 +173,21 @@ def sharpness(
     return result
 
 
-def _lanczos(hvp: Callable, p: int, k: int, m: int, tol: float, gen: torch.Generator, dtype) -> Sharpness:
-    q = torch.randn(p, generator=gen, dtype=torch.float64).to(dtype)
+def _threshold(map_: Any, preconditioned: bool) -> float:
+    """The stability line that eigenvalues of this kind are compared with (NaN when none applies)."""
+    opt = getattr(map_, "functional_optimizer", None)
+    adaptive = opt is not None and getattr(opt, "name", "sgd") != "sgd"
+    if adaptive and not preconditioned:
+        return float("nan")
+    if opt is None and getattr(map_, "optimizer_spec", None) is not None:  # a black-box optimiser
+        return float("nan")
+    return stability_threshold(map_)
+
+
+def _lanczos(
+    hvp: Callable, p: int, k: int, m: int, tol: float, gen: torch.Generator, dtype, v0: Tensor | None = None
+) -> Sharpness:
+    q = torch.randn(p, generator=gen, dtype=torch.float64).to(dtype) if v0 is None else v0.detach().to(dtype)
     basis = [q / q.norm()]
     alphas: list[float] = []
     betas: list[float] = []
@@ -162,7 +220,7 @@ def _lanczos(hvp: Callable, p: int, k: int, m: int, tol: float, gen: torch.Gener
 
 def _power(hvp: Callable, p: int, k: int, iters: int, tol: float, gen: torch.Generator, dtype) -> Sharpness:
     v = torch.linalg.qr(torch.randn(p, k, generator=gen, dtype=torch.float64).to(dtype))[0]
-    batched = torch.func.vmap(hvp)
+    batched = lambda vs: torch.stack([hvp(v) for v in vs])  # noqa: E731  (k products on one graph)
     values = res = np.full(k, np.nan)
     n = 0
     for n in range(1, iters + 1):
@@ -188,6 +246,8 @@ def sharpness_along(
     k: int = 1,
     method: str = "lanczos",
     every: int = 1,
+    *,
+    warm_start: bool = True,
     **options: Any,
 ) -> xr.Dataset:
     """Top Hessian eigenvalue(s) along a trajectory, compared with ``2 / lr``.
@@ -201,7 +261,10 @@ def sharpness_along(
         sketch).  The ``step`` coordinate (else ``0 .. n-1``) is passed as ``t``.
     k : int, default 1; method : {"lanczos", "power"}.
     every : int, default 1 — use every ``every``-th recorded state.
-    **options : passed to :func:`sharpness` (``max_iter``, ``tol``, ``seed``).
+    warm_start : bool, default True — start each Lanczos run from the previous top
+        eigenvector (sharpness moves slowly along training, so this saves products).
+    **options : passed to :func:`sharpness` (``max_iter``, ``tol``, ``seed``,
+        ``preconditioned`` — which needs states with the optimiser buffers, ``(n, dim)``).
 
     Returns
     -------
@@ -234,22 +297,99 @@ def sharpness_along(
     else:
         states = torch.as_tensor(trajectory_states)
         steps = np.arange(states.shape[0])
-    if states.ndim != 2 or states.shape[1] not in (map_.param_dim, map_.dim):
-        raise ValueError(f"{caller}: expected states of shape (n, {map_.param_dim}) or (n, {map_.dim}) "
+    if states.ndim != 2 or states.shape[1] not in (param_dim_of(map_), map_.dim):
+        raise ValueError(f"{caller}: expected states of shape (n, {param_dim_of(map_)}) or (n, {map_.dim}) "
                          f"(all parameters recorded), got {tuple(states.shape)}")
     if int(every) != every or every < 1:
         raise ValueError(f"{caller}: expected integer every >= 1, got {every}")
     pick = np.arange(0, states.shape[0], every)
-    results = [sharpness(map_, states[i], k=k, method=method, t=int(steps[i]), **options) for i in pick]
+    if options.get("preconditioned") and states.shape[1] != map_.dim:
+        raise ValueError(f"{caller}: preconditioned sharpness needs the optimiser buffers: expected states of "
+                         f"shape (n, {map_.dim}), got {tuple(states.shape)}")
+    results: list[Sharpness] = []
+    for i in pick:
+        v0 = _warm_start(results, method) if warm_start else None
+        results.append(sharpness(map_, states[i], k=k, method=method, t=int(steps[i]), v0=v0, **options))
+    return _sharpness_dataset(map_, results, np.asarray(steps)[pick], k, method)
+
+
+def track_sharpness(
+    map_: Any,
+    x0: Tensor,
+    steps: int,
+    *,
+    every: int = 10,
+    t0: int = 0,
+    k: int = 1,
+    preconditioned: bool | None = None,
+    **options: Any,
+) -> xr.Dataset:
+    """Sharpness every ``every`` steps while the map runs, against the optimiser's own threshold.
+
+    Parameters
+    ----------
+    map_ : a map with ``loss(theta, t)`` and ``step`` (e.g. a :class:`~netdyn.training.TrainingMap`).
+    x0 : tensor ``(dim,)`` — the start state (parameters and optimiser buffers).
+    steps : int — map steps to run; sharpness is taken at ``t0, t0 + every, ...`` (before each step).
+    every : int, default 10.
+    t0 : int, default 0 — map time of ``x0``.
+    k : int, default 1 — eigenvalues per measurement.
+    preconditioned : bool or None — default None: True for an adaptive optimiser (Adam,
+        AdamW, RMSprop), whose edge of stability is that of ``P^-1 H``, False otherwise.
+    **options : passed to :func:`sharpness` (``method``, ``max_iter``, ``tol``, ``seed``).
+
+    Returns
+    -------
+    xarray.Dataset as :func:`sharpness_along`, with ``threshold`` in the attributes and
+    ``sharpness_over_threshold (step)``: 1 is the edge of stability.  Every Lanczos run
+    after the first starts from the previous top eigenvector.
+    """
+    caller = "track_sharpness"
+    x = torch.as_tensor(x0)
+    if x.shape != (map_.dim,):
+        raise ValueError(f"{caller}: expected x0 of shape ({map_.dim},), got {tuple(x.shape)}")
+    for name, value in (("steps", steps), ("every", every)):
+        if isinstance(value, bool) or int(value) != value or value < 1:
+            raise ValueError(f"{caller}: expected integer {name} >= 1, got {value!r}")
+    if preconditioned is None:
+        opt = getattr(map_, "functional_optimizer", None)
+        preconditioned = opt is not None and getattr(opt, "name", "sgd") != "sgd"
+    method = options.pop("method", "lanczos")
+    results: list[Sharpness] = []
+    measured: list[int] = []
+    for t in range(int(t0), int(t0) + int(steps)):
+        if (t - t0) % every == 0:
+            results.append(sharpness(map_, x, k=k, method=method, t=t, preconditioned=preconditioned,
+                                     v0=_warm_start(results, method), **options))
+            measured.append(t)
+        x = map_.step(x, t)
+        if not bool(torch.isfinite(x).all()):
+            warnings.warn(f"{caller}: the state became non-finite at step {t + 1}; tracking stopped", RuntimeWarning, 2)
+            break
+    return _sharpness_dataset(map_, results, np.array(measured), k, method)
+
+
+def _warm_start(previous: list[Sharpness], method: str) -> Tensor | None:
+    """The last finite top eigenvector, as a Lanczos start (the power method keeps its random block)."""
+    if method != "lanczos" or not previous or not np.isfinite(previous[-1].vectors[0]).all():
+        return None
+    return torch.from_numpy(previous[-1].vectors[0].copy())
+
+
+def _sharpness_dataset(map_: Any, results: list[Sharpness], steps: np.ndarray, k: int, method: str) -> xr.Dataset:
     values = np.stack([r.values for r in results])
     lr = float(getattr(map_, "lr", np.nan))
+    threshold = float(results[0].threshold) if results else float("nan")
     return xr.Dataset(
         {
             "sharpness": (("step", "eig"), values),
             "residual": (("step", "eig"), np.stack([r.residuals for r in results])),
             "converged": (("step",), np.array([r.converged for r in results])),
             "lr_times_sharpness": (("step",), lr * values[:, 0]),
+            "sharpness_over_threshold": (("step",), values[:, 0] / threshold),
+            "n_hvp": (("step",), np.array([r.n_hvp for r in results])),
         },
-        coords={"step": np.asarray(steps)[pick].astype(np.int64), "eig": np.arange(k)},
-        attrs={**map_attrs(map_), "two_over_lr": 2.0 / lr if lr else np.nan, "method": method},
+        coords={"step": steps.astype(np.int64), "eig": np.arange(k)},
+        attrs={**map_attrs(map_), "two_over_lr": 2.0 / lr if lr else np.nan, "method": method,
+               "threshold": threshold, "preconditioned": int(bool(results and results[0].preconditioned))},
     )

@@ -6,7 +6,10 @@ dimensions ``step`` (unlimited), ``param``, ``state_index``;
 ``step(step)`` int64, ``param(param)`` int64, ``param_name(param)``, ``layer(param)`` str;
 ``state(step, param)``, ``loss(step)``, ``grad_norm(step)``, optional
 ``test_loss(step)`` and ``test_accuracy(step)`` (NaN between evaluations);
-``diverged()`` (int8 tagged ``dtype="bool"``, read back as bool by xarray);
+``diverged()`` (int8 tagged ``dtype="bool"``, read back as bool by xarray) and, written
+when the run finishes, ``divergence_reason()`` (str, ``""`` when sound) and
+``diverged_step()`` (int64, -1 when sound) — older files, and files of killed runs, lack
+these two and still open;
 ``initial_state(state_index)``, ``final_state(state_index)``, ``final_step()``: the
 full map state (parameters and optimiser buffers) at the start and at step
 ``final_step``, so a run can be continued with ``run(map, n, x0=final_state, t0=final_step)``.
@@ -47,6 +50,7 @@ __all__ = [
     "netcdf_attrs",
     "open_trajectory",
     "save_trajectory",
+    "verdict_variables",
 ]
 
 REQUIRED_VARIABLES = ("state", "loss", "grad_norm", "diverged")
@@ -152,6 +156,23 @@ def build_dataset(
     return xr.Dataset(data, coords=coords, attrs=netcdf_attrs(attrs))
 
 
+def verdict_variables(verdict: Mapping[str, Any]) -> dict[str, tuple[tuple, np.ndarray]]:
+    """``divergence_reason`` (str) and ``diverged_step`` (int64) as scalar Dataset variables."""
+    return {
+        "divergence_reason": ((), np.array(str(verdict["divergence_reason"]))),
+        "diverged_step": ((), np.int64(verdict["diverged_step"])),
+    }
+
+
+def _write_verdict(nc: netCDF4.Dataset, verdict: Mapping[str, Any]) -> None:
+    """Create (if needed) and fill the scalar ``divergence_reason`` and ``diverged_step``."""
+    if "divergence_reason" not in nc.variables:
+        nc.createVariable("divergence_reason", str, ())
+        nc.createVariable("diverged_step", "i8", ())
+    nc["divergence_reason"][...] = np.array(str(verdict["divergence_reason"]), dtype=object)
+    nc["diverged_step"].assignValue(int(verdict["diverged_step"]))
+
+
 class TrajectoryWriter:
     """Streams a trajectory to a netCDF4 file, one block of rows per :meth:`append`.
 
@@ -178,6 +199,7 @@ class TrajectoryWriter:
         self.path, self.n_written = os.fspath(path), 0
         self._pending: list[dict[str, np.ndarray]] = []
         self._warned = False
+        self._verdict: Mapping[str, Any] | None = None
         n = len(names)
         rows = max(1, min(int(chunk_rows), _CHUNK_BYTES // max(1, n * np.dtype(state_dtype).itemsize)))
         with netCDF4.Dataset(self.path, "w", format="NETCDF4") as nc:
@@ -215,6 +237,8 @@ class TrajectoryWriter:
             nc["final_step"].assignValue(int(final_step))
             if diverged is not None:
                 nc["diverged"].assignValue(int(diverged))
+                if self._verdict is not None:
+                    _write_verdict(nc, self._verdict)
                 nc.setncattr("complete", 1)
         self._pending = []
         return True
@@ -231,8 +255,17 @@ class TrajectoryWriter:
                 stacklevel=3,
             )
 
-    def finish(self, rows: Mapping[str, np.ndarray], final_state: np.ndarray, final_step: int, diverged: bool) -> None:
-        """Write the last rows and mark the file complete (``complete = 1``)."""
+    def finish(
+        self,
+        rows: Mapping[str, np.ndarray],
+        final_state: np.ndarray,
+        final_step: int,
+        diverged: bool,
+        verdict: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Write the last rows and mark the file complete (``complete = 1``); ``verdict``
+        (``divergence_reason``, ``diverged_step``) is written with them."""
+        self._verdict = verdict
         self._pending.append({name: np.array(arr) for name, arr in rows.items()})
         deadline = time.monotonic() + FINISH_RETRY_S
         delay = 0.01

@@ -47,26 +47,45 @@ TASK_DEFAULTS: dict[str, Any] = {
 SCALARS: dict[str, Any] = {
     "lyapunov": math.nan,
     "lyapunov_stderr": math.nan,
+    "lyapunov_resolved": math.nan,
+    "exponent_unresolved": False,
     "orbit_class": "",
     "orbit_period": 0,
+    "orbit_confidence": "",
+    "orbit_conflict": "",
     "final_loss": math.nan,
     "final_test_accuracy": math.nan,
     "time_to_target": math.nan,
     "diverged": False,
+    "divergence_reason": "",
     "status": "error",
     "error": "",
     "wall_time": math.nan,
 }
 CURVES = ("loss", "test_accuracy")
 _DESCRIPTIONS = {
-    "lyapunov": ("maximal Lyapunov exponent of the training map along the orbit (+inf: diverged)", "1/step"),
+    "lyapunov": (
+        "maximal Lyapunov exponent of the training map along the orbit (+inf: too large to resolve, "
+        "see exponent_unresolved)", "1/step",
+    ),
     "lyapunov_stderr": ("block-average standard error of the exponent", "1/step"),
+    "lyapunov_resolved": ("running exponent estimate at the last step the twin could resolve", "1/step"),
+    "exponent_unresolved": (
+        "the twin/tangent separation lost floating-point resolution (or became non-finite): the exponent is "
+        "too large to resolve; a fact about the estimate, not about training", "",
+    ),
     "orbit_class": ("orbital class of the orbit's second half (netdyn.stability)", ""),
     "orbit_period": ("period of a fixed point (1) or periodic orbit, else 0", ""),
+    "orbit_confidence": ("high | low: whether the evidence for orbit_class agrees (netdyn.stability)", ""),
+    "orbit_conflict": ("the disagreeing evidence for orbit_class ('' when every piece agrees)", ""),
     "final_loss": ("training loss at the last step (+inf: diverged)", ""),
     "final_test_accuracy": ("test accuracy at the last evaluation (NaN: diverged)", ""),
     "time_to_target": ("first step whose test accuracy reaches target_accuracy (inf: never)", "steps"),
-    "diverged": ("a non-finite loss or state appeared", ""),
+    "diverged": (
+        "training diverged by the divergence rule (netdyn.divergence): non-finite values, loss blow-up or "
+        "unbounded parameter growth", "",
+    ),
+    "divergence_reason": ("the divergence rule's sentence ('' when training is sound)", ""),
     "status": ("ok | diverged | error", ""),
     "error": ("exception or divergence message ('' when ok)", ""),
     "wall_time": ("seconds spent on the point where it ran", "s"),
@@ -205,8 +224,17 @@ def train_point(spec: Mapping[str, Any]) -> dict[str, Any]:
     -------
     dict with the scalars of :data:`SCALARS` and the curves ``loss`` and
     ``test_accuracy`` (arrays ``(steps,)``, NaN after a divergence).  An exception
-    gives ``status="error"`` and its message in ``error``; a divergence
-    ``status="diverged"`` with the warning in ``error``.
+    gives ``status="error"`` and its message in ``error``; a training divergence
+    ``status="diverged"`` with the rule's reason in ``divergence_reason`` and the
+    warnings in ``error``.
+
+    Two separate facts: ``diverged`` is about *training* — the recorded orbit broke
+    the divergence rule (:mod:`netdyn.divergence`: non-finite values, the loss
+    above 1e3 x its start, the parameter norm above 1e3 x its start);
+    ``exponent_unresolved`` is about the *estimate* — the twin separation lost
+    floating-point resolution, ``lyapunov = +inf`` and ``lyapunov_resolved`` the
+    estimate it had reached.  A point whose training is sound but whose exponent is
+    unresolved is ``status="ok"`` with its real final loss and accuracy.
 
     The point
     ---------
@@ -215,11 +243,16 @@ def train_point(spec: Mapping[str, Any]) -> dict[str, Any]:
     2. ``run`` for ``steps`` steps from the seed's weights, evaluating test accuracy
        every ``eval_every`` steps: ``loss``, ``test_accuracy``, ``final_loss`` (at
        step ``steps - 1``), ``final_test_accuracy`` (last evaluation) and
-       ``time_to_target`` = first evaluated step ``t`` with accuracy >= target;
+       ``time_to_target`` = first evaluated step ``t`` with accuracy >= target
+       (of the steps before a divergence);
     3. ``max_lyapunov`` over the same orbit — same initial state and steps, the
        first ``lyapunov_transient`` steps not counted — by twin orbits (any
        optimiser) or exact tangents;
-    4. ``orbital_stability`` of the recorded orbit's second half, told the exponent.
+    4. ``orbital_stability`` of the recorded orbit (a Dataset: its ``diverged``
+       flag counts) told the exponent (+inf when unresolved: above every chaos
+       threshold); a diverged orbit is ``"divergent"`` without it (it may be too
+       short to classify).  ``orbit_confidence`` and ``orbit_conflict`` are the
+       result's ``confidence`` and ``conflict`` ("high" and "" where it has none).
 
     torch runs on one thread (:func:`_one_thread`) so a point gives the same bits in
     a plain loop and on any Dask worker.  Top-level and pure: Dask pickles it by name.
@@ -253,7 +286,7 @@ def _train(spec: Mapping[str, Any]) -> dict[str, Any]:
     exponent = max_lyapunov(
         tmap, x0, steps - lyap["transient"], method=lyap["method"], transient=lyap["transient"], d0=lyap["d0"]
     )
-    diverged = bool(orbit["diverged"]) or bool(exponent["diverged"])
+    diverged = bool(orbit["diverged"])
     curves = {name: np.full(steps, np.nan) for name in CURVES}
     recorded = orbit["step"].values
     for name in CURVES:
@@ -261,20 +294,26 @@ def _train(spec: Mapping[str, Any]) -> dict[str, Any]:
     evaluated = np.flatnonzero(np.isfinite(curves["test_accuracy"]))
     reached = evaluated[curves["test_accuracy"][evaluated] >= spec["target_accuracy"]]
     if diverged:
-        label, period = "divergent", 0
+        label, period, confidence, conflict = "divergent", 0, "high", ""
     else:
         stability = orbital_stability(orbit, exponent=float(exponent["lyapunov"]))
         label, period = stability.label, stability.period or 0
+        confidence, conflict = getattr(stability, "confidence", "high"), getattr(stability, "conflict", "")
     return {
         **SCALARS,
         "lyapunov": float(exponent["lyapunov"]),
         "lyapunov_stderr": float(exponent["lyapunov_stderr"]),
+        "lyapunov_resolved": float(exponent["lyapunov_resolved"]),
+        "exponent_unresolved": bool(exponent["unresolved"]),
         "orbit_class": label,
         "orbit_period": int(period),
+        "orbit_confidence": str(confidence),
+        "orbit_conflict": str(conflict),
         "final_loss": math.inf if diverged else float(curves["loss"][-1]),
         "final_test_accuracy": math.nan if diverged else float(curves["test_accuracy"][evaluated[-1]]),
         "time_to_target": float(reached[0]) if reached.size else math.inf,
         "diverged": diverged,
+        "divergence_reason": str(orbit["divergence_reason"].values),
         "status": "diverged" if diverged else "ok",
         **curves,
     }
@@ -552,28 +591,36 @@ def edge_of_chaos(result: xr.Dataset, threshold: float = 0.01, variable: str = "
 
     The maths
     ---------
-    Along increasing ``lr``, points with a non-finite exponent (diverged, failed)
-    are dropped; the edge is the *last* upward crossing ``lam_i < threshold <=
-    lam_{i+1}`` of neighbouring points — the learning rate above which the exponent
-    stays above the threshold — placed by linear interpolation in ``log lr``:
+    Along increasing ``lr``, points whose training diverged (``diverged`` True, when
+    ``result`` has that variable: the orbit left the regime the exponent describes)
+    and failed points (NaN exponent) are dropped; an unresolved exponent (+inf, see
+    :func:`train_point`) is kept and counts as above every threshold.  The edge is
+    the *last* upward crossing ``lam_i < threshold <= lam_{i+1}`` of neighbouring
+    points — the learning rate above which the exponent stays above the threshold —
+    placed by linear interpolation in ``log lr``:
     ``log lr* = log lr_i + (threshold - lam_i) / (lam_{i+1} - lam_i) *
-    (log lr_{i+1} - log lr_i)``.  The last rather than the first crossing, so that
-    noise of a near-zero exponent at small learning rates is not taken for the edge.
+    (log lr_{i+1} - log lr_i)``, which puts a crossing into an unresolved point at
+    ``lr_i`` (the limit ``lam_{i+1} -> inf``).  The last rather than the first
+    crossing, so that noise of a near-zero exponent at small learning rates is not
+    taken for the edge.
     """
     _check_result(result, "edge_of_chaos", variable, ("lr", "seed"))
     lam = result[variable].astype(float)
+    if "diverged" in result:
+        lam = lam.where(~result["diverged"].astype(bool))
     log_lr = np.log(result["lr"].values)
     order = np.argsort(log_lr)
 
     def crossing(values: np.ndarray) -> float:
         x, y = log_lr[order], values[order]
-        keep = np.isfinite(y)
+        keep = ~np.isnan(y)
         x, y = x[keep], y[keep]
         up = np.flatnonzero((y[:-1] < threshold) & (y[1:] >= threshold))
         if up.size == 0:
             return math.nan
         i = up[-1]
-        return float(np.exp(x[i] + (threshold - y[i]) / (y[i + 1] - y[i]) * (x[i + 1] - x[i])))
+        fraction = 0.0 if math.isinf(y[i + 1]) else (threshold - y[i]) / (y[i + 1] - y[i])
+        return float(np.exp(x[i] + fraction * (x[i + 1] - x[i])))
 
     edge = xr.apply_ufunc(crossing, lam, input_core_dims=[["lr"]], vectorize=True, output_dtypes=[float])
     found = edge.notnull().sum("seed")
@@ -605,11 +652,16 @@ def fastest_lr(result: xr.Dataset, variable: str = "time_to_target") -> xr.Datas
     The maths
     ---------
     ``median_s T(lr, s)`` with ``T = inf`` for seeds that never reach the target
-    (a median of inf when at least half never do) and failed points (NaN) left
-    out; ties go to the smallest learning rate.
+    and for points whose training diverged (``diverged`` True, when ``result`` has
+    that variable: a run that blew up is not a trained network, whatever accuracy
+    it passed through), so the median is inf when at least half never do; failed
+    points (NaN) are left out; ties go to the smallest learning rate.  An
+    unresolved exponent does not matter here.
     """
     _check_result(result, "fastest_lr", variable, ("lr", "seed"))
     times = result[variable].astype(float)
+    if "diverged" in result:
+        times = times.where(~result["diverged"].astype(bool), math.inf)
     median = times.median("seed", skipna=True)
 
     def best(values: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .maps import has_jacobian
+from .maps import describe_map, has_jacobian, param_dim_of
 
 __all__ = ["check_map", "finite_difference_jvp"]
 
@@ -34,11 +34,11 @@ def check_map(map_: Any, seed: int = 0, steps: int = 3, rtol: float = 1e-6) -> N
     """
     name = type(map_).__name__
     assert isinstance(map_.dim, int) and map_.dim >= 1, f"{name}.dim must be a positive int"
-    assert 1 <= map_.param_dim <= map_.dim, f"{name}.param_dim must lie in [1, dim]"
+    assert 1 <= param_dim_of(map_) <= map_.dim, f"{name}.param_dim must lie in [1, dim]"
     x = map_.initial_state(seed)
     assert x.shape == (map_.dim,), f"{name}.initial_state: expected ({map_.dim},), got {tuple(x.shape)}"
     assert torch.equal(x, map_.initial_state(seed)), f"{name}.initial_state is not a function of the seed"
-    assert isinstance(map_.describe(), dict), f"{name}.describe() must return a dict"
+    assert isinstance(describe_map(map_), dict), f"{name}.describe() must return a dict"
     for t in range(steps):
         y = map_.step(x, t)
         assert y.shape == x.shape and y.dtype == x.dtype, f"{name}.step changed shape or dtype at t={t}"

@@ -21,8 +21,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ._version import __version__
+from .divergence import DivergenceCheck, DivergenceRule
+from .maps import describe_map, param_dim_of
 from .recording import resolve_record
-from .storage import RowBuffer, TrajectoryWriter, build_dataset, open_trajectory
+from .storage import RowBuffer, TrajectoryWriter, build_dataset, open_trajectory, verdict_variables
 
 __all__ = ["run", "state_matrix", "summarize"]
 
@@ -58,6 +60,7 @@ def run(
     flush_every: int = 100,
     progress: bool = False,
     t0: int = 0,
+    divergence: DivergenceRule | None = DivergenceRule(),
 ) -> xr.Dataset:
     """Iterate ``map`` for ``steps`` steps and return the recorded trajectory.
 
@@ -89,12 +92,18 @@ def run(
         show a tqdm progress bar.
     t0 : int, default 0
         index of the first step (the map sees ``t``; mini-batch maps pick batches by it).
+    divergence : DivergenceRule or None, default ``DivergenceRule()``
+        thresholds of the divergence rule (:mod:`netdyn.divergence`): a non-finite
+        value, a loss above 1e3 x ``max(|L_0|, 1)`` or a parameter norm above
+        1e3 x ``max(||theta_0||, 1)`` stops the run.  ``None`` keeps only the
+        non-finite test (to follow an escaping orbit as far as floating point allows).
 
     Returns
     -------
     xarray.Dataset
         ``state(step, param)``, ``loss``, ``grad_norm`` (NaN for maps without
         metrics), optional ``test_loss``/``test_accuracy``, ``diverged``,
+        ``divergence_reason`` (str, ``""`` when sound), ``diverged_step`` (-1 when sound),
         ``initial_state``/``final_state`` (``state_index``: the full map state,
         optimiser buffers included) and ``final_step``; attributes from
         ``map.describe()`` plus ``seed``, ``record``, ``record_every``, ``eval_every``,
@@ -107,10 +116,18 @@ def run(
     so ``run(map, n, x0=ds.final_state.values, t0=int(ds.final_step))`` continues the
     orbit exactly.
 
-    Divergence: when ``L(x_t)`` or any entry of ``x_{t+1}`` is NaN/inf the run stops
-    with ``diverged = True`` and a ``RuntimeWarning`` naming the step; the rows up to
-    the last finite step are kept, ``final_state`` is the last finite state and
-    ``final_step`` its index.  No exception is raised and a streamed file is completed.
+    Divergence: the first state ``x_b`` that breaks the divergence rule — ``L(x_b)``
+    or an entry of ``x_b`` NaN/inf, ``L(x_b) > 1e3 max(|L(x_{t0})|, 1)`` ("loss
+    blow-up", e.g. cross-entropy at an absurd learning rate: finite but
+    meaningless), or ``||theta_b|| > 1e3 max(||theta_{t0}||, 1)`` ("unbounded
+    growth", ``theta`` the first ``param_dim`` entries: parameters, not optimiser
+    buffers, whose units differ) — stops the run with ``diverged = True``,
+    ``diverged_step = b``, ``divergence_reason`` the rule's sentence and a
+    ``RuntimeWarning`` naming the step and the reason.  The rows of steps ``< b``
+    are kept, ``final_state`` is the last sound state ``x_{b-1}`` and ``final_step``
+    is ``b - 1`` (``x_{t0}`` and ``t0`` when ``b = t0``).  No exception is raised and
+    a streamed file is completed.  Maps without ``step_with_metrics`` are judged by
+    the norm and finiteness only.
     """
     steps = _positive_int(steps, "steps", 0)
     record_every = _positive_int(record_every, "record_every")
@@ -124,13 +141,13 @@ def run(
             raise ValueError(f"run: eval_every needs {type(map).__name__}.evaluate(x), which it lacks")
     selection = resolve_record(map, record)
     x = _initial(map, x0, seed)
-    param_dim = int(getattr(map, "param_dim", map.dim))
+    param_dim = param_dim_of(map)
     dtype = np.dtype(np.float64 if x.dtype == torch.float64 else np.float32)
     with_eval = eval_every is not None
     n_records = -(-steps // record_every)
     attrs = {
         "map": type(map).__name__,
-        **map.describe(),
+        **describe_map(map),
         "seed": seed,
         "record": selection.record,
         **selection.attrs,
@@ -154,7 +171,9 @@ def run(
     buffer = RowBuffer(min(flush_every, n_records) if writer else n_records, selection.size, dtype, with_eval)
     step_with_metrics = getattr(map, "step_with_metrics", None)
     has_metrics = callable(step_with_metrics)
-    final_step, diverged = t0 + steps, False
+    check = DivergenceCheck(divergence) if divergence is not None else None
+    final_step, reason, diverged_step = t0 + steps, "", -1
+    previous = x  # the last sound state before x
     nan = float("nan")
     with tqdm(total=steps, disable=not progress, desc=f"run {type(map).__name__}") as bar:
         for t in range(t0, t0 + steps):
@@ -163,13 +182,10 @@ def run(
                 loss, grad_norm = float(metrics["loss"]), float(metrics["grad_norm"])
             else:
                 x_next, loss, grad_norm = map.step(x, t), nan, nan
-            if has_metrics and not math.isfinite(loss):
-                final_step, diverged = t, True
-                warnings.warn(
-                    f"run: non-finite loss at step {t}; the run stopped, steps before {t} are kept",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+            reason = _divergence(check, loss, has_metrics, _param_norm(x, param_dim))
+            if reason:
+                diverged_step, x = t, (previous if t > t0 else x)
+                final_step = max(t - 1, t0)
                 break
             finite_next = bool(torch.isfinite(x_next).all())
             if (t - t0) % record_every == 0:
@@ -190,20 +206,48 @@ def run(
                     buffer.clear()
             bar.update(1)
             if not finite_next:
-                final_step, diverged = t, True
-                warnings.warn(
-                    f"run: non-finite state at step {t + 1}; the run stopped, steps up to {t} are kept",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+                reason, diverged_step, final_step = "non-finite: the state has NaN/inf entries", t + 1, t
                 break
-            x = x_next
+            previous, x = x, x_next
+    if not reason and check is not None and steps:
+        # the last state's loss is not computed; its norm is checked like every other state's
+        reason = check.check_norm(_param_norm(x, param_dim))
+        if reason:
+            diverged_step, final_step, x = t0 + steps, t0 + steps - 1, previous
+    if reason:
+        warnings.warn(
+            f"run: diverged at step {diverged_step} ({reason}); the run stopped, steps before {diverged_step} "
+            "are kept",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    diverged = bool(reason)
     final = _numpy(x, dtype)
+    verdict = {"divergence_reason": reason, "diverged_step": diverged_step}
     if writer:
-        writer.finish(buffer.rows(), final, final_step, diverged)
+        writer.finish(buffer.rows(), final, final_step, diverged, verdict)
         return open_trajectory(path)
     attrs["complete"] = 1
-    return build_dataset(buffer.rows(), selection.names, selection.layers, initial, final, final_step, diverged, attrs)
+    ds = build_dataset(buffer.rows(), selection.names, selection.layers, initial, final, final_step, diverged, attrs)
+    return ds.assign(verdict_variables(verdict))
+
+
+def _param_norm(x: Tensor, param_dim: int) -> float:
+    """``||x[:param_dim]||_2`` in float64 (no overflow of a float32 sum)."""
+    return float(torch.linalg.vector_norm(x[:param_dim], dtype=torch.float64))
+
+
+def _divergence(check: DivergenceCheck | None, loss: float, has_metrics: bool, norm: float) -> str:
+    """The rule's reason at one state, ``""`` when sound.  A map with metrics whose
+    loss is NaN is non-finite even before a reference loss exists; without a rule
+    (``check`` None) only non-finite values count."""
+    if has_metrics and math.isnan(loss):
+        return "non-finite: the loss is NaN"
+    if check is not None:
+        return check.check(loss, norm)
+    if math.isinf(loss) or not math.isfinite(norm):
+        return "non-finite: the loss or the state has NaN/inf entries"
+    return ""
 
 
 def state_matrix(ds: xr.Dataset) -> np.ndarray:
@@ -236,7 +280,9 @@ def summarize(ds: xr.Dataset) -> dict[str, Any]:
     Keys: ``path``, ``file_size_bytes`` (None in memory), ``steps`` (recorded rows),
     ``first_step``, ``last_step``, ``final_step``, ``n_params`` (recorded), ``state_dim``,
     ``map``, ``optimizer``, ``lr``, ``seed``, ``record``, ``final_loss`` (last finite loss),
-    ``final_test_accuracy`` (last evaluated), ``diverged``, ``complete``.  Values are plain
+    ``final_test_accuracy`` (last evaluated), ``diverged``, ``divergence_reason`` (the rule's
+    sentence, ``""`` when sound; None for files written before the reason was recorded),
+    ``complete``.  Values are plain
     Python objects (None where absent).
     """
     if "state" not in ds.variables:
@@ -261,5 +307,6 @@ def summarize(ds: xr.Dataset) -> dict[str, Any]:
         "final_loss": _last_finite(ds.get("loss")),
         "final_test_accuracy": _last_finite(ds.get("test_accuracy")),
         "diverged": bool(ds["diverged"]) if "diverged" in ds.variables else None,
+        "divergence_reason": str(ds["divergence_reason"].values) if "divergence_reason" in ds.variables else None,
         "complete": bool(int(attrs["complete"])) if "complete" in attrs else None,
     }

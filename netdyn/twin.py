@@ -17,7 +17,9 @@ import torch
 import xarray as xr
 from torch import Tensor
 
+from .linear_region import flat_linear_flat
 from .lyapunov import BatchStepper, as_states, map_attrs
+from .maps import param_dim_of
 
 __all__ = ["perturbation_growth", "growth_fit_window"]
 
@@ -37,44 +39,14 @@ def growth_fit_window(log_distance: np.ndarray, min_points: int = 3, max_candida
     -------
     ``(start, stop)`` indices into the curve.
 
-    Maths (the rule)
-    ----------------
-    The curve is modelled as *flat - linear - flat*, continuous:
-    ``m(t) ~ c + lambda * clip(t, a, b)``: an alignment phase before ``a`` (the random
-    initial perturbation first loses its components along contracting directions),
-    exponential growth (or decay) between ``a`` and ``b``, and saturation after ``b``
-    (distance of the order of the attractor, or decay to the rounding floor).  For
-    every pair ``a < b`` this is a two-parameter least-squares fit (closed form from
-    cumulative sums); the window is the ``[a, b]`` with the least residual sum of
-    squares, i.e. the longest stretch before saturation that one straight line
-    explains.  Ties go to the longest window.  A curve with no bend gives the whole
-    range.
+    The rule is :func:`netdyn.linear_region.flat_linear_flat` (a continuous
+    flat - linear - flat least-squares fit; see there), the model of a twin
+    perturbation: alignment, exponential growth, saturation.  It is robust to the
+    step-to-step scatter of a single orbit's finite-time growth; Rosenstein's
+    averaged curves use :func:`netdyn.linear_region.linear_region` instead.
     """
-    m = np.asarray(log_distance, dtype=np.float64)
-    finite = np.isfinite(m)
-    n = int(np.argmin(finite)) if not finite.all() else m.size
-    if n < min_points:
-        return 0, n
-    m, t = m[:n], np.arange(n, dtype=np.float64)
-    grid = np.unique(np.linspace(0, n - 1, min(n, max_candidates)).round().astype(np.int64))
-    a, b = np.meshgrid(grid, grid, indexing="ij")
-    keep = b - a >= min_points - 1
-    a, b = a[keep], b[keep]
-    # cumulative sums with a leading zero: S[i] = sum over t < i
-    c = lambda v: np.concatenate(([0.0], np.cumsum(v)))  # noqa: E731
-    s_m, s_t, s_tt, s_tm = c(m), c(t), c(t * t), c(t * m)
-    lo, hi = a, n - 1 - b  # points clipped to a (t < a) and to b (t > b)
-    sz = a * lo + (s_t[b + 1] - s_t[a]) + b * hi
-    szz = a * a * lo + (s_tt[b + 1] - s_tt[a]) + b * b * hi
-    szm = a * s_m[a] + (s_tm[b + 1] - s_tm[a]) + b * (s_m[n] - s_m[b + 1])
-    smm = float((m * m).sum())
-    sm = s_m[n]
-    vzz = szz - sz * sz / n
-    vzm = szm - sz * sm / n
-    rss = (smm - sm * sm / n) - np.where(vzz > 0, vzm * vzm / np.where(vzz > 0, vzz, 1.0), 0.0)
-    best = np.flatnonzero(rss <= rss.min() + 1e-12 * max(1.0, abs(rss.min())))
-    pick = best[np.argmax(b[best] - a[best])]
-    return int(a[pick]), int(b[pick]) + 1
+    region = flat_linear_flat(log_distance, min_points=min_points, max_candidates=max_candidates)
+    return region.start, region.stop
 
 
 def perturbation_growth(
@@ -152,7 +124,7 @@ def perturbation_growth(
     if fit_window is not None and not 0 <= fit_window[0] < fit_window[1] - 1 <= steps:
         raise ValueError(f"{caller}: expected fit_window (start, stop) with 0 <= start < stop - 1 <= {steps}, "
                          f"got {fit_window}")
-    n, p = xs.shape[0], map_.param_dim
+    n, p = xs.shape[0], param_dim_of(map_)
     gen = torch.Generator().manual_seed(int(seed))
     shift = torch.zeros(n, n_copies, map_.dim, dtype=xs.dtype)
     shift[..., :p] = (eps * (2 * torch.rand(n, n_copies, p, generator=gen, dtype=torch.float64) - 1)).to(xs.dtype)

@@ -39,6 +39,13 @@ class TestDivergenceReason:
         assert check.check(math.nan, 999.0) == ""
         assert check.check(math.nan, 1001.0).startswith("unbounded growth")
 
+    def test_norm_alone_ignores_the_loss(self):
+        check = DivergenceCheck()
+        assert check.check(2.0, 5.0) == ""
+        assert check.check_norm(4000.0) == ""  # a NaN loss here would read as non-finite
+        assert check.check_norm(5001.0).startswith("unbounded growth")
+        assert check.check_norm(math.inf).startswith("non-finite")
+
     def test_custom_rule(self):
         rule = DivergenceRule(loss_factor=10.0)
         assert divergence_reason(np.array([1.0, 11.0]), None, rule=rule)[1] == 1

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,7 +12,9 @@ from netdyn.maps import (
     LorenzRK4,
     PotentialGD,
     QuadraticGD,
+    describe_map,
     has_jacobian,
+    param_dim_of,
     require_jacobian,
 )
 from netdyn.testing import check_map
@@ -105,3 +108,54 @@ def test_require_jacobian_names_caller():
     with pytest.raises(TypeError, match="my_diagnostic: NoJacobian has no exact Jacobian"):
         require_jacobian(NoJacobian(), "my_diagnostic")
     assert has_jacobian(LogisticMap())
+
+
+class ThreeMembers:
+    """A user's own map with only the required members: the logistic map at r = 4 (lambda = ln 2)."""
+
+    dim = 1
+
+    def initial_state(self, seed=None):
+        gen = torch.Generator().manual_seed(0 if seed is None else seed)
+        return 0.1 + 0.8 * torch.rand(1, generator=gen, dtype=torch.float64)
+
+    def step(self, x, t):
+        return 4.0 * x * (1.0 - x)
+
+
+class TestThreeMemberMap:
+    def test_defaults(self):
+        m = ThreeMembers()
+        assert param_dim_of(m) == 1 and describe_map(m) == {"map": "ThreeMembers"}
+        assert describe_map(HenonMap())["map"] == "HenonMap" and param_dim_of(HenonMap()) == 2
+        check_map(m)
+
+    def test_run_and_exponents(self):
+        import netdyn
+        from netdyn.twin import perturbation_growth
+
+        m = ThreeMembers()
+        ds = netdyn.run(m, 40)
+        assert ds.sizes["param"] == 1 and ds.attrs["map"] == "ThreeMembers"
+        xs = torch.stack([m.initial_state(s) for s in range(4)])
+        twin = netdyn.max_lyapunov(m, xs, 800, method="twin")
+        err = float(np.sqrt((twin.lyapunov_stderr**2).sum()) / 4)  # stderr of the mean of 4 runs
+        assert err < 0.01 and abs(float(twin.lyapunov.mean()) - math.log(2)) < 4 * err
+        assert twin.attrs["map"] == "ThreeMembers"
+        with pytest.raises(TypeError, match="lyapunov_spectrum: ThreeMembers has no exact Jacobian"):
+            netdyn.lyapunov_spectrum(m, m.initial_state(0), 10)
+        growth = perturbation_growth(m, m.initial_state(0), 20)
+        assert growth.attrs["map"] == "ThreeMembers" and np.isfinite(float(growth.lyapunov))
+
+    def test_orbital_stability_with_the_map(self):
+        from netdyn.stability import orbital_stability
+
+        m = ThreeMembers()
+        x = m.initial_state(0)
+        states = []
+        for t in range(2000):
+            states.append(x)
+            x = m.step(x, t)
+        # 500 twin steps: finite-time std of the mean log-derivative ~ (pi/2)/sqrt(500) ~ 0.07
+        res = orbital_stability(torch.stack(states), map=m)
+        assert res.label == "chaotic" and res.exponent == pytest.approx(math.log(2), abs=0.15)

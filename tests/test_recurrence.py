@@ -187,6 +187,23 @@ class TestRQA:
         with pytest.raises(ValueError, match="recurrence_points: expected finite values"):
             rqa(np.r_[x, np.nan], threshold=0.1)
 
+    def test_too_short_input_is_refused(self):
+        # issue: rqa on 5 points returned RR = 0 and DET = NaN silently
+        x = logistic(100)
+        short = r"rqa: expected a series \(after embedding\) of at least 10 points.*got 5"
+        with pytest.raises(ValueError, match=short):
+            rqa(x[:5], recurrence_rate=0.05)
+        with pytest.raises(ValueError, match="at least 13 points"):  # theiler 5 + l_min 8
+            rqa(x[:12], threshold=0.1, theiler=5, l_min=8)
+        with pytest.raises(ValueError, match="got 8"):  # 12 points, emb_dim 3, lag 2 -> 8 vectors
+            rqa(x[:12], threshold=0.1, emb_dim=3, lag=2)
+        with pytest.raises(ValueError, match="recurrence_matrix: expected a series .* at least 10 points"):
+            recurrence_matrix(x[:6], threshold=0.1)
+        with pytest.raises(ValueError, match="windowed_rqa: expected a window of at least 10 points"):
+            windowed_rqa(x, window=6, threshold=0.1)
+        res = rqa(x[:10], threshold=0.3)  # the minimum itself works
+        assert res.n_points == 10 and res.RR > 0
+
 
     @pytest.mark.parametrize("kind", ["random", "periodic", "logistic"])
     @pytest.mark.parametrize("metric", ["supremum", "euclidean", "manhattan"])
@@ -217,6 +234,11 @@ class TestRQA:
             )
             if np.ptp(pts, axis=0).max() == 0:
                 continue
+            if n < max(10, max(kw["theiler"], 1) + max(kw["l_min"], kw["v_min"])):  # too short: both refuse
+                for engine in ("numba", "numpy"):
+                    with pytest.raises(ValueError, match="rqa: expected a series .* of at least"):
+                        rqa(pts, engine=engine, **kw)
+                continue
             assert_same_rqa(rqa(pts, engine="numba", **kw), rqa(pts, engine="numpy", block_size=600, **kw))
 
     def test_numpy_engine_without_numba(self, monkeypatch):
@@ -225,7 +247,7 @@ class TestRQA:
         x = logistic(300)
         ref = rqa(x, threshold=0.05, engine="numpy")
         assert_same_rqa(rqa(x, threshold=0.05, engine="auto"), ref)
-        with pytest.raises(ImportError, match=r"rqa: engine='numba' needs numba \(pip install netdyn\[fast\]\)"):
+        with pytest.raises(ImportError, match=r"rqa: engine='numba' needs numba \(pip install numba\)"):
             rqa(x, threshold=0.05, engine="numba")
         assert "netdyn._rqa_kernels" not in sys.modules
 
@@ -233,7 +255,8 @@ class TestRQA:
         x = logistic(100)
         with pytest.raises(ValueError, match=r"rqa: expected engine in \['auto', 'numba', 'numpy'\], got 'cuda'"):
             rqa(x, threshold=0.1, engine="cuda")
-        with pytest.raises(ValueError, match="rqa: expected theiler < N = 100, got 100"):
+        # theiler = N leaves no pair; the length check (a line of l_min = 2 outside the window) says so first
+        with pytest.raises(ValueError, match=r"rqa: expected a series \(after embedding\) of at least 102 points"):
             rqa(x, threshold=0.1, theiler=100)
 
 

@@ -194,11 +194,26 @@ class TestEdgeOfChaos:
         assert float(out["edge_lr"][0]) == pytest.approx(0.5 * math.exp(0.1), rel=1e-12)
 
     def test_last_crossing_wins_and_diverged_points_are_skipped(self):
+        # a diverged training point is dropped whatever its exponent (here +inf)
         lrs = np.array([0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
         lam = np.array([-1e-3, 2e-3, -1e-2, -5e-3, math.inf, 0.2])[:, None]  # noise crossing, then the edge
-        ds = xr.Dataset({"lyapunov": (("lr", "seed"), lam)}, coords={"lr": lrs, "seed": [0]})
+        diverged = np.array([False, False, False, False, True, False])[:, None]
+        ds = xr.Dataset({"lyapunov": (("lr", "seed"), lam), "diverged": (("lr", "seed"), diverged)},
+                        coords={"lr": lrs, "seed": [0]})
         expected = math.exp(math.log(0.8) + 5e-3 / 0.205 * (math.log(3.2) - math.log(0.8)))
         assert float(edge_of_chaos(ds, threshold=0.0)["edge_lr"][0]) == pytest.approx(expected, rel=1e-12)
+
+    def test_unresolved_exponent_is_above_every_threshold(self):
+        # +inf on a sound training orbit (exponent_unresolved): kept, above the threshold; the crossing
+        # into it is placed at the lower learning rate (the interpolation's limit lam -> inf)
+        lrs = np.array([0.1, 0.2, 0.4, 0.8])
+        lam = np.array([-0.2, -0.1, math.inf, math.inf])[:, None]
+        ds = xr.Dataset({"lyapunov": (("lr", "seed"), lam), "diverged": (("lr", "seed"), np.zeros((4, 1), bool))},
+                        coords={"lr": lrs, "seed": [0]})
+        for threshold in (0.0, 0.01, 10.0):
+            assert float(edge_of_chaos(ds, threshold=threshold)["edge_lr"][0]) == pytest.approx(0.2, rel=1e-12)
+        dropped = edge_of_chaos(ds.assign(diverged=ds["diverged"] | (ds["lyapunov"] == math.inf)))
+        assert math.isnan(float(dropped["edge_lr"][0]))
 
     def test_no_crossing_is_nan(self):
         ds = synthetic([100.0], np.geomspace(0.01, 10, 5))  # all negative
@@ -218,6 +233,17 @@ class TestFastestLr:
         out = fastest_lr(ds)
         np.testing.assert_array_equal(out["median_time"].values, [60, 30, math.inf])
         assert float(out["fastest_lr"]) == 1.0 and float(out["fastest_time"]) == 30
+
+    def test_diverged_points_never_reach_the_target(self):
+        # lr = 10 reached the target fastest on two seeds before blowing up: not a trained network
+        lrs = [0.1, 1.0, 10.0]
+        times = np.array([[50, 60, 70], [30, 20, math.inf], [5, 5, 5]], dtype=float)
+        diverged = np.array([[False] * 3, [False] * 3, [True, True, False]])
+        ds = xr.Dataset({"time_to_target": (("lr", "seed"), times), "diverged": (("lr", "seed"), diverged)},
+                        coords={"lr": lrs, "seed": [0, 1, 2]})
+        out = fastest_lr(ds)
+        np.testing.assert_array_equal(out["median_time"].values, [60, 30, math.inf])
+        assert float(out["fastest_lr"]) == 1.0
 
     def test_ties_go_to_the_smallest_lr_and_never_is_nan(self):
         ds = xr.Dataset({"time_to_target": (("lr", "seed"), [[20.0], [20.0]])}, coords={"lr": [3.0, 1.0], "seed": [0]})

@@ -40,7 +40,10 @@ class TestLyapunovSpectrum:
     def test_quadratic_gd_exact(self, lr):
         m = QuadraticGD([[2.0, 0.5, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 3.0]], lr=lr)
         ds = lyapunov_spectrum(m, m.initial_state(0), 200, transient=100)
-        assert not bool(ds.diverged)
+        # above 2 / h_max the orbit grows without bound: flagged by the divergence rule, estimate still exact
+        assert bool(ds.diverged) == (lr > 2 / 3.0) and not bool(ds.unresolved)
+        if lr > 2 / 3.0:
+            assert ds.divergence_reason.item().startswith("unbounded growth")
         assert np.allclose(ds.lyapunov, m.exact_exponents(), atol=1e-10)
 
     def test_top_k_and_layout(self, henon_x0):
@@ -52,7 +55,8 @@ class TestLyapunovSpectrum:
         m = QuadraticGD([1.0], lr=1e150)  # |1 - lr h| = 1e150: overflow after 3 steps
         with pytest.warns(RuntimeWarning, match="non-finite"):
             ds = lyapunov_spectrum(m, torch.ones(1, dtype=torch.float64), 10)
-        assert bool(ds.diverged) and 0 < int(ds.diverged_step) <= 10
+        assert bool(ds.unresolved) and 0 < int(ds.unresolved_step) <= 10
+        assert bool(ds.diverged) and int(ds.diverged_step) <= int(ds.unresolved_step)
         assert float(ds.lyapunov[0]) == pytest.approx(math.log(1e150), rel=1e-12)
 
     def test_bad_k(self, henon_x0):

@@ -8,6 +8,7 @@ import xarray as xr
 
 import netdyn.accessor  # noqa: F401  (registers ds.netdyn)
 from netdyn.commands import info
+from netdyn.divergence import DivergenceRule
 from netdyn.maps import HenonMap, LogisticMap, PotentialGD, QuadraticGD
 from netdyn.recording import SKETCH_CHUNK_ROWS, SketchProjection, resolve_record
 from netdyn.trajectory import run, state_matrix, summarize
@@ -113,28 +114,73 @@ class TestRun:
         np.testing.assert_array_equal(a["layer_sizes"], [3, 2])
         assert {"netdyn_version", "created", "record_every"} <= set(a)
 
-    def test_divergence_stops_cleanly_at_the_last_finite_step(self):
-        # lr * h = 1000: |x| grows x999 per step; 0.5 x^2 overflows to inf before x does.
+    def test_non_finite_divergence_stops_cleanly_at_the_last_sound_step(self):
+        # the rule off (divergence=None): lr * h = 1000, |x| grows x999 per step and
+        # 0.5 x^2 overflows to inf before x does; the first bad state is the first
+        # with a non-finite loss (b = t) or a non-finite value (b = t + 1)
         m = QuadraticGD([1.0], lr=1000.0)
-        with pytest.warns(RuntimeWarning, match=r"non-finite loss at step (\d+)"):
-            ds = run(m, 500, seed=0)
-        x, first_bad = m.initial_state(0), None
+        with pytest.warns(RuntimeWarning, match=r"diverged at step (\d+) \(non-finite"):
+            ds = run(m, 500, seed=0, divergence=None)
+        x, bad = m.initial_state(0), None
         for t in range(500):
             x_next, metrics = m.step_with_metrics(x, t)
             if not math.isfinite(metrics["loss"]) or not torch.isfinite(x_next).all():
-                first_bad = t if not math.isfinite(metrics["loss"]) else t + 1
+                bad = t if not math.isfinite(metrics["loss"]) else t + 1
                 break
             x = x_next
-        assert bool(ds["diverged"]) and first_bad is not None and 0 < first_bad < 500
-        assert ds.sizes["step"] == first_bad and int(ds["step"][-1]) == first_bad - 1
+        assert bool(ds["diverged"]) and bad is not None and 0 < bad < 500
+        assert int(ds["diverged_step"]) == bad and str(ds["divergence_reason"].values).startswith("non-finite")
+        assert ds.sizes["step"] == bad and int(ds["step"][-1]) == bad - 1
         assert np.isfinite(ds["state"]).all() and np.isfinite(ds["loss"]).all()
-        assert np.isfinite(ds["final_state"]).all() and int(ds["final_step"]) == first_bad
+        # final_state is the last sound state x_{b-1}, so a continuation reproduces the divergence
+        assert int(ds["final_step"]) == bad - 1
+        np.testing.assert_array_equal(ds["final_state"].values, ds["state"].values[-1])
 
     def test_divergence_of_a_map_without_metrics(self):
-        # Henon from (10, 10) escapes to infinity doubly exponentially.
-        with pytest.warns(RuntimeWarning, match="non-finite state at step"):
+        # Henon from (10, 10) escapes to infinity doubly exponentially: the norm rule
+        # (1e3 x ||x0||) fires long before the overflow
+        with pytest.warns(RuntimeWarning, match=r"diverged at step \d+ \(unbounded growth"):
             ds = run(HenonMap(), 100, x0=torch.tensor([10.0, 10.0], dtype=torch.float64))
         assert bool(ds["diverged"]) and 0 < ds.sizes["step"] < 100 and np.isfinite(ds["state"]).all()
+        norms = np.linalg.norm(ds["state"].values, axis=1)
+        assert norms.max() <= 1e3 * norms[0] and int(ds["diverged_step"]) == ds.sizes["step"]
+
+    def test_the_last_state_is_checked_too(self):
+        # stop exactly when Henon's escaping orbit first breaks the norm rule: x_steps (no loss,
+        # no further step) is judged by its norm, every row is kept, final_state is x_{steps-1}
+        x0 = torch.tensor([10.0, 10.0], dtype=torch.float64)
+        with pytest.warns(RuntimeWarning, match="unbounded growth"):
+            b = int(run(HenonMap(), 100, x0=x0)["diverged_step"])
+        with pytest.warns(RuntimeWarning, match=f"diverged at step {b} \\(unbounded growth"):
+            ds = run(HenonMap(), b, x0=x0)
+        assert bool(ds["diverged"]) and ds.sizes["step"] == b and int(ds["final_step"]) == b - 1
+        np.testing.assert_array_equal(ds["final_state"].values, ds["state"].values[-1])
+
+    def test_gd_above_two_over_h_is_a_loss_blow_up_at_the_predicted_step(self):
+        # x_t,i = (1 - lr h_i)^t x_0,i, |1 - lr h_max| = 2: L_t = sum_i h_i (1 - lr h_i)^(2t) x_0,i^2 / 2
+        # grows like 4^t; the rule fires at the first t with L_t > 1e3 max(L_0, 1) -- long before any inf.
+        h = np.array([0.5, 1.0, 3.0])
+        m = QuadraticGD(h.tolist(), lr=1.0)
+        x0 = m.initial_state(0)
+        ds = run(m, 400, x0=x0)
+        closed = lambda t: 0.5 * float((h * (1 - h) ** (2 * t) * x0.numpy() ** 2).sum())  # noqa: E731
+        expected = next(t for t in range(400) if closed(t) > 1e3 * max(closed(0), 1.0))
+        assert bool(ds["diverged"]) and int(ds["diverged_step"]) == expected
+        assert str(ds["divergence_reason"].values).startswith("loss blow-up")
+        assert np.isfinite(ds["state"]).all() and abs(ds["state"]).max() < 1e3
+
+    def test_logistic_map_from_a_tiny_start_is_sound(self):
+        # x0 = 1e-4 grows ~4^t to O(1): a growth of 1e4 x ||x0||, below the floor-based
+        # reference 1e3 x max(||x0||, 1)
+        ds = run(LogisticMap(4.0), 300, x0=torch.tensor([1e-4], dtype=torch.float64))
+        assert not bool(ds["diverged"]) and int(ds["diverged_step"]) == -1
+        assert str(ds["divergence_reason"].values) == "" and ds.sizes["step"] == 300
+
+    def test_divergence_rule_is_configurable(self):
+        m = QuadraticGD([0.5, 1.0, 3.0], lr=1.0)
+        strict = run(m, 50, seed=0, divergence=DivergenceRule(loss_factor=2.0))
+        default = run(m, 50, seed=0)
+        assert 0 < int(strict["diverged_step"]) < int(default["diverged_step"])
 
     @pytest.mark.parametrize(
         "kwargs",

@@ -147,7 +147,9 @@ def candidates(activation: str, lr: float) -> pd.DataFrame:
             orbit = netdyn.run(tmap, STEPS, x0=x0s[seed], record_every=1)
             loss = orbit["loss"].values
             final = loss[-1] if not bool(orbit["diverged"]) and len(loss) == STEPS else np.inf
-            rows.append({"early exponent": early[seed], "early loss": loss[EARLY], "final loss": final})
+            # a run stops where it diverges (netdyn.divergence): one that blew up before EARLY has no early loss
+            early_loss = loss[EARLY] if len(loss) > EARLY else np.inf
+            rows.append({"early exponent": early[seed], "early loss": early_loss, "final loss": final})
     return pd.DataFrame(rows)
 
 

@@ -72,14 +72,18 @@ def plot_perturbation_growth(result: xr.Dataset, ax: Any = None) -> Any:
 
 
 def plot_sharpness(result: xr.Dataset, ax: Any = None) -> Any:
-    """Top Hessian eigenvalue(s) along training with the ``2 / lr`` line
-    (``result`` from :func:`netdyn.sharpness.sharpness_along`)."""
+    """Top Hessian eigenvalue(s) along training with the optimiser's stability line
+    (``result`` from :func:`netdyn.sharpness.sharpness_along` or
+    :func:`netdyn.sharpness.track_sharpness`): ``2 / lr`` for plain GD, the
+    preconditioned threshold (38 / lr for Adam) for ``P^-1 H``."""
     fig, ax = _axes(ax)
-    ax.plot(result["step"].values, result["sharpness"].values, lw=1)
-    threshold = result.attrs.get("two_over_lr", np.nan)
+    preconditioned = bool(result.attrs.get("preconditioned", 0))
+    label = "top eigenvalue of P^-1 H" if preconditioned else "top Hessian eigenvalue"
+    ax.plot(result["step"].values, result["sharpness"].values, lw=1, label=label)
+    threshold = result.attrs.get("threshold", result.attrs.get("two_over_lr", np.nan))
     if np.isfinite(threshold):
-        ax.axhline(threshold, color="k", ls="--", label="2 / lr")
-        ax.legend()
+        ax.axhline(threshold, color="k", ls="--", label=f"stability threshold {threshold:.4g}")
+    ax.legend()
     ax.set_xlabel("step")
-    ax.set_ylabel("top Hessian eigenvalue")
+    ax.set_ylabel(label)
     return fig
