@@ -580,11 +580,7 @@ def _map_exponent(map_: Any, info: _Orbit, n: int, exponent_steps: int | None, s
             f"Dataset whose initial_state has the map's dim, got a map with dim={dim}"
         )
     x0 = torch.as_tensor(x0, dtype=dtype)
-    # param_dim is optional in the map protocol (default dim, where both norms agree)
-    params_only = hasattr(map_, "param_dim")
-    return max_lyapunov(
-        map_, x0, count, method=method, transient=transient, seed=seed, t0=t0, params_only=params_only
-    )
+    return max_lyapunov(map_, x0, count, method=method, transient=transient, seed=seed, t0=t0)
 
 
 def _orbit_exponent(x: np.ndarray, theiler: int, horizon: int) -> float:

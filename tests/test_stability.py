@@ -33,9 +33,6 @@ class StepOnly:
     def step(self, x, t):
         return self.inner.step(x, t)
 
-    def describe(self):  # optional in the protocol, but max_lyapunov's attrs read it (reported)
-        return self.inner.describe()
-
 
 class TestOrbitalStability:
     # 2000 steps from U(0.1, 0.9): the stable cycles attract within a few hundred steps
