@@ -61,9 +61,11 @@ def orbit_diagram(
         default ``"value"``: name of the control parameter, stored as the attribute
         ``control`` (e.g. ``"r"``, ``"lr"``).
     use_map
-        default ``True``: pass the map to :func:`orbital_stability` so that the
-        exponent of aperiodic orbits comes from tangent (or twin) iteration rather
-        than from nearest neighbours on the tail.
+        default ``True``: pass the map to :func:`orbital_stability`, so that every
+        orbit's exponent is :func:`~netdyn.lyapunov.max_lyapunov` (tangent, or twin
+        without ``step_jvp``) over the kept tail window, from its first state at map
+        time ``steps - tail``, and checked against the class; ``False``: the
+        exponent of aperiodic tails from :func:`~netdyn.datadriven.rosenstein`.
     **stability
         further keyword arguments of :func:`orbital_stability` (``tol``,
         ``exponent_steps``, ...); its ``tail`` is the whole kept tail.
@@ -80,14 +82,22 @@ def orbit_diagram(
         ``period`` (value,)
             the period, 0 when there is none;
         ``exponent`` (value,)
-            the exponent used by the classification (NaN when none was needed);
+            the exponent of the tail window (per step; with ``use_map=False`` NaN
+            when none was needed);
+        ``confidence`` (value,)
+            ``"high"`` or ``"low"`` (:class:`~netdyn.stability.OrbitalStability`);
+        ``conflict`` (value,)
+            ``""`` or the sentence naming conflicting evidence;
 
         coords ``value`` (the control values) and ``tail_step`` (the step index
         ``steps - tail + k`` of each kept state); attrs ``control``, ``steps``,
         ``tail``, ``map`` (class name of the first map), ``netdyn_version``.
 
     An orbit that becomes non-finite stops there, its remaining tail is NaN and it
-    is labelled divergent (with one warning for the whole diagram).
+    is labelled divergent (the ``"non-finite"`` clause of
+    :mod:`netdyn.divergence`; one warning for the whole diagram).  A finite tail
+    is judged by :func:`orbital_stability`, which applies the whole divergence rule
+    (growth of the state norm relative to the tail's first state).
     """
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 1 or values.size == 0:
@@ -98,6 +108,7 @@ def orbit_diagram(
         raise ValueError(f"orbit_diagram: expected an int or a callable observable, got {type(observable).__name__}")
     orbits = np.full((values.size, tail), np.nan)
     labels, periods, exponents = [], np.zeros(values.size, dtype=np.int64), np.full(values.size, np.nan)
+    confidence, conflicts = [], []
     map_name, diverged = "", []
     for k, value in enumerate(values):
         map_ = make_map(float(value))
@@ -112,12 +123,17 @@ def orbit_diagram(
             proj = kept[:, observable] if not callable(observable) else np.asarray(observable(kept), dtype=np.float64)
             orbits[k, : kept.shape[0]] = proj
         if finite:
-            res = orbital_stability(states, tail=tail, seed=seed, map=map_ if use_map else None, **stability)
+            timed = xr.DataArray(states, dims=("step", "param"), coords={"step": np.arange(steps - tail, steps)})
+            res = orbital_stability(timed, tail=tail, seed=seed, map=map_ if use_map else None, **stability)
             labels.append(res.label)
             periods[k] = res.period or 0
             exponents[k] = res.exponent
+            confidence.append(res.confidence)
+            conflicts.append(res.conflict)
         else:
             labels.append("divergent")
+            confidence.append("high")
+            conflicts.append("")
     if diverged:
         warnings.warn(f"orbit_diagram: orbits diverged at {name} = {diverged}", stacklevel=2)
     return xr.Dataset(
@@ -126,6 +142,8 @@ def orbit_diagram(
             "label": ("value", np.array(labels, dtype=str)),
             "period": ("value", periods),
             "exponent": ("value", exponents),
+            "confidence": ("value", np.array(confidence, dtype=str)),
+            "conflict": ("value", np.array(conflicts, dtype=str)),
         },
         coords={"value": values, "tail_step": np.arange(steps - tail, steps, dtype=np.int64)},
         attrs={"control": name, "steps": int(steps), "tail": int(tail), "map": map_name, "netdyn_version": __version__},
