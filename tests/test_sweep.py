@@ -283,4 +283,13 @@ def test_local_cluster_workers_keep_glibcs_adaptive_malloc_trim():
 
     with local_cluster(1) as cluster, Client(cluster) as client:
         env = client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")))
+        scratch = client.run(lambda dask_worker: dask_worker.local_directory)
+        port = client.scheduler_info()["services"].get("dashboard")
+        dashboard = cluster.scheduler_spec["options"]["dashboard"]
     assert list(env.values()) == [(os.environ.get("MALLOC_TRIM_THRESHOLD_"), "1")]
+    # scratch space in the temporary folder, not the current directory; no dashboard unless asked
+    import tempfile
+
+    assert all(path.startswith(tempfile.gettempdir()) for path in scratch.values()), scratch
+    # (the scheduler's health/metrics HTTP server stays, on a free port rather than 8787)
+    assert dashboard is False and port != 8787
