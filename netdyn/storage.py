@@ -276,24 +276,36 @@ class TrajectoryWriter:
         self._end(final_state, final_step, flags, INTERRUPT_RETRY_S)
 
     def _end(self, final_state: np.ndarray, final_step: int, flags: Mapping[str, Any], wait_s: float) -> None:
+        """Write the pending rows with ``flags``, retrying for ``wait_s`` seconds; then,
+        or when interrupted while waiting, put them in a side file."""
         deadline = time.monotonic() + wait_s
         delay = 0.01
-        while not self._write(final_state, final_step, flags):
-            if time.monotonic() > deadline:
-                side = self._spill(final_state, final_step, flags)
-                warnings.warn(
-                    f"run: cannot reopen {self.path!r} (another process holds it open?) after {wait_s:.0f} s; "
-                    f"it holds the first {self.n_written} recorded rows, the other "
-                    f"{sum(len(b['step']) for b in self._pending)} and the final state are in {side!r}. "
-                    f"open_trajectory merges them; once no process holds the file, "
-                    f"netdyn.storage.consolidate({self.path!r}) writes them into it",
-                    RuntimeWarning,
-                    stacklevel=4,
-                )
-                self._pending = []
-                return
-            time.sleep(delay)
-            delay = min(2 * delay, 1.0)
+        try:
+            while not self._write(final_state, final_step, flags):
+                if time.monotonic() > deadline:
+                    self._spill_and_warn(final_state, final_step, flags, f"after {wait_s:g} s")
+                    return
+                time.sleep(delay)
+                delay = min(2 * delay, 1.0)
+        except BaseException:  # e.g. Ctrl-C while waiting for the lock: keep the rows anyway
+            if self._pending:
+                interrupted = {**flags, "diverged": False, "complete": 0,
+                               "interrupted_at": int(flags.get("interrupted_at", final_step))}
+                self._spill_and_warn(final_state, final_step, interrupted, "(interrupted while waiting)")
+            raise
+
+    def _spill_and_warn(self, final_state: np.ndarray, final_step: int, flags: Mapping[str, Any], when: str) -> None:
+        side = self._spill(final_state, final_step, flags)
+        warnings.warn(
+            f"run: cannot reopen {self.path!r} (another process holds it open?) {when}; "
+            f"it holds the first {self.n_written} recorded rows, the other "
+            f"{sum(len(b['step']) for b in self._pending)} and the final state are in {side!r}. "
+            f"open_trajectory merges them; once no process holds the file, "
+            f"netdyn.storage.consolidate({self.path!r}) writes them into it",
+            RuntimeWarning,
+            stacklevel=5,
+        )
+        self._pending = []
 
     def _spill(self, final_state: np.ndarray, final_step: int, flags: Mapping[str, Any]) -> str:
         """Write the pending rows, final state and flags to ``<path>.pending-<n>.nc``
@@ -343,7 +355,8 @@ def _merge_pending(ds: xr.Dataset, path: str, sides: list[str]) -> xr.Dataset:
             with xr.open_dataset(side, engine="netcdf4") as p:
                 p = p.load()
             first = int(p.attrs["first_row"]) if first is None else first
-            parts.append(p[[n for n in step_names if n in p.variables]])
+            if p.sizes.get("step", 0):  # a side file may hold only the final state and flags
+                parts.append(p[[n for n in step_names if n in p.variables]])
             last = p
         head = ds.isel(step=slice(0, first))[step_names].load()
         rows = xr.concat([head] + parts, dim="step", data_vars="all", coords="minimal", compat="override",
@@ -404,9 +417,9 @@ def consolidate(path: str | os.PathLike) -> int:
                     p = p.load()
             except (OSError, ValueError, RuntimeError) as err:
                 raise ValueError(f"consolidate: side file {side!r} is unreadable ({err})") from err
-            first, k = int(p.attrs["first_row"]), p.sizes["step"]
+            first, k = int(p.attrs["first_row"]), p.sizes.get("step", 0)
             for name in list(p.coords) + list(p.data_vars):
-                if name == "step" or "step" in p[name].dims:
+                if k and (name == "step" or "step" in p[name].dims):
                     nc[name][first : first + k] = p[name].values
             nc["final_state"][:] = p["final_state"].values
             nc["final_step"].assignValue(int(p["final_step"]))

@@ -218,6 +218,39 @@ def test_interrupt_while_a_handle_holds_the_file(tmp_path, monkeypatch):
         open_trajectory(path).close()
 
 
+def test_ctrl_c_while_waiting_for_the_lock_keeps_the_rows(tmp_path, monkeypatch):
+    """The user gives up during the FINISH_RETRY_S wait: the rows still go to a side file."""
+    monkeypatch.setattr(storage, "FINISH_RETRY_S", 30.0)
+    path = tmp_path / "wait.nc"
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    class HeldToTheEnd(QuadraticGD):
+        def step_with_metrics(self, x, t):
+            if t == 2:
+                self.handle = netCDF4.Dataset(path, "r")
+            if t == 19:  # Ctrl-C 0.3 s later, while run waits for the lock to finish the file
+                signal.setitimer(signal.ITIMER_REAL, 0.3)
+            return super().step_with_metrics(x, t)
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    m = HeldToTheEnd(torch.tensor([0.5, 1.0, 2.0]), lr=0.01)
+    start = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt), pytest.warns(RuntimeWarning, match="interrupted while waiting"):
+            run(m, 20, seed=5, path=path, flush_every=5)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+        m.handle.close()
+    assert time.monotonic() - start < 20
+    with pytest.warns(RuntimeWarning, match="side file"):
+        disk = open_trajectory(path)
+    same_rows(disk, run(quadratic(), 20, seed=5))
+    assert disk.sizes["step"] == 20 and disk.attrs["complete"] == 0 and int(disk["final_step"]) == 20
+    assert disk.attrs["interrupted_at"] == 20
+
+
 # ------------------------------------------------------------------ sweeps
 def test_damaged_point_files_are_reported_moved_aside_and_recomputed(tmp_path, reference_sweep):
     store = tmp_path / "points"
