@@ -218,11 +218,12 @@ class TrajectoryWriter:
         for side in pending_files(self.path):  # of an earlier run to the same path
             os.remove(side)
 
-    def _queue(self, rows: Mapping[str, np.ndarray]) -> None:
-        """Copy ``rows`` into the pending blocks, skipping steps already queued (a block
-        whose write was interrupted stays queued and is offered again by the caller)."""
+    def _queue(self, rows: Mapping[str, np.ndarray], only_new: bool = False) -> None:
+        """Copy ``rows`` into the pending blocks.  ``only_new`` (after an interruption)
+        skips the steps up to the last one queued: an append interrupted during its
+        write keeps its block queued while the caller still holds the same rows."""
         steps = np.asarray(rows["step"])
-        keep = steps > self._last_queued
+        keep = steps > self._last_queued if only_new else np.ones(len(steps), dtype=bool)
         if keep.any():
             self._pending.append({name: np.array(arr)[keep] for name, arr in rows.items()})
             self._last_queued = int(steps[keep][-1])
@@ -271,7 +272,7 @@ class TrajectoryWriter:
         """After an interruption: write every row computed, ``final_state`` at
         ``final_step``, ``complete = 0`` and ``interrupted_at``; rows that cannot be
         appended within ``INTERRUPT_RETRY_S`` go to a side file."""
-        self._queue(rows)
+        self._queue(rows, only_new=True)
         flags = {"diverged": False, "complete": 0, "interrupted_at": int(interrupted_at)}
         self._end(final_state, final_step, flags, INTERRUPT_RETRY_S)
 

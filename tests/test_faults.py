@@ -94,6 +94,29 @@ def test_interrupted_run_writes_every_computed_row(tmp_path, at, record_every, e
     disk.close()
 
 
+def test_interrupt_during_a_block_write_neither_loses_nor_doubles_rows(tmp_path, monkeypatch):
+    """Ctrl-C inside the second block's write (rows 5..9 queued, still in the buffer)."""
+    calls, write = [], storage.TrajectoryWriter._write
+
+    def interrupted_write(self, *args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return write(self, *args)
+
+    monkeypatch.setattr(storage.TrajectoryWriter, "_write", interrupted_write)
+    path = tmp_path / "w.nc"
+    with pytest.raises(KeyboardInterrupt):
+        run(quadratic(), 40, seed=6, path=path, flush_every=5)
+    with pytest.warns(RuntimeWarning, match="interrupted at step 9"):
+        disk = open_trajectory(path)
+    # row 9 was recorded before its step's state x_10 became the current state
+    assert disk.sizes["step"] == 10 and int(disk["final_step"]) == 9
+    same_rows(disk, run(quadratic(), 10, seed=6))
+    np.testing.assert_array_equal(disk["final_state"], run(quadratic(), 9, seed=6)["final_state"])
+    disk.close()
+
+
 def _interrupt_child(tmp_path: Path, sig: signal.Signals, rng: np.random.Generator) -> tuple[Path, int]:
     """Start tests/_killed_run.py (0.01 s a step, a write every 5 rows), send ``sig``
     at a random moment after a random step; returns the path and that step."""
