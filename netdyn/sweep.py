@@ -411,6 +411,7 @@ def sweep(
                     results[index], n_computed = result, n_computed + 1
                     bar.update(1)
             if waiting and len(results) == before:
+                bar.set_postfix_str(f"waiting for {len(waiting)} point(s) another process computes", refresh=True)
                 time.sleep(_POLL_S)
             remaining = waiting
     ds = _assemble(axes, results, int(steps))
