@@ -15,7 +15,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -352,10 +351,28 @@ SWEEP_CHILD = (
 )
 
 
-def _signal_sweep(folder: Path, sig: signal.Signals, workers: int) -> tuple[Path, list]:
+def _worker_processes(pid: int) -> list:
+    """The Dask worker processes under process ``pid`` (spawned, not the resource tracker)."""
+    import psutil
+
+    found = []
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            cmdline = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if "spawn_main" in cmdline and "resource_tracker" not in cmdline:
+            found.append(child)
+    return found
+
+
+def _signal_sweep(folder: Path, sig: signal.Signals, workers: int) -> tuple[Path, list, int]:
     """Start a sweep child into ``folder/points`` and send it ``sig`` at a seeded random
-    moment after its first stored point; returns the store and the processes the
-    child had started (its Dask cluster), which must be gone."""
+    moment after its first stored point.  With Dask workers, SIGKILL the worker after
+    the first point first and wait for a second point (the nanny restarts the worker,
+    Dask reruns its task).  Returns the store, the processes the child had started
+    that are still alive (its cluster must be gone) and the points stored when the
+    worker was killed (0: none killed)."""
     import psutil
 
     folder.mkdir()
@@ -363,11 +380,21 @@ def _signal_sweep(folder: Path, sig: signal.Signals, workers: int) -> tuple[Path
     script.write_text(SWEEP_CHILD)
     proc = subprocess.Popen([sys.executable, str(script), str(store), str(workers)], stderr=subprocess.PIPE,
                             text=True, cwd=folder, env=ENV)
-    try:
+
+    def wait_for(n: int) -> None:
         deadline = time.monotonic() + 120
-        while not stored_keys(store):
-            assert proc.poll() is None and time.monotonic() < deadline, f"{sig.name}: no point stored before the end"
+        while len(stored_keys(store)) < n:
+            assert proc.poll() is None and time.monotonic() < deadline, f"{sig.name}: {n} points not stored"
             time.sleep(0.01)
+
+    killed_at = 0
+    try:
+        wait_for(1)
+        if workers:
+            (worker,) = _worker_processes(proc.pid)
+            worker.kill()
+            killed_at = len(stored_keys(store))
+            wait_for(killed_at + 1)
         time.sleep(float(np.random.default_rng(int(sig)).uniform(0, 0.2)))
         descendants = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(sig)
@@ -377,57 +404,28 @@ def _signal_sweep(folder: Path, sig: signal.Signals, workers: int) -> tuple[Path
         proc.wait()
     assert proc.returncode == -signal.SIGINT and "KeyboardInterrupt" in err, (sig.name, err[-2000:])
     _, alive = psutil.wait_procs(descendants, timeout=10)
-    return store, alive
+    return store, alive, killed_at
 
 
 def test_signalled_sweeps_keep_finished_points_and_stop_their_cluster(tmp_path):
-    """SIGINT to a plain-loop sweep and SIGTERM (turned into KeyboardInterrupt) to a
-    sweep on a one-worker LocalCluster, at once; 8 points, so neither ends first."""
+    """SIGINT to a plain-loop sweep, and SIGTERM (turned into KeyboardInterrupt) to a
+    sweep on a one-worker LocalCluster whose worker was SIGKILLed mid-sweep before;
+    both at once, 8 points each so that neither ends first."""
     pytest.importorskip("psutil")
     cases = ((signal.SIGINT, 0), (signal.SIGTERM, 1))
     with ThreadPoolExecutor(2) as pool:
         children = list(pool.map(lambda case: _signal_sweep(tmp_path / case[0].name, *case), cases))
     reference = None
-    for (sig, _), (store, alive) in zip(cases, children):
+    for (sig, workers), (store, alive, killed_at) in zip(cases, children):
         assert not alive, f"{sig.name}: processes left running: {alive}"
         assert not glob.glob(str(store / "*.claim")) and not glob.glob(str(store / "*.tmp")), sig.name
         kept = {name: os.stat(store / name).st_mtime_ns for name in os.listdir(store) if name.endswith(".nc")}
         assert 1 <= len(kept) < 8, sig.name  # interrupted midway
+        if workers:  # the sweep went on after its worker was killed mid-sweep
+            assert 1 <= killed_at < len(kept)
         resumed = sweep("iris", store=store, n_workers=0, **{**SWEEP, "seed": [0, 1]})
         assert resumed.attrs["points_loaded"] == len(kept) and resumed.attrs["points_computed"] == 8 - len(kept)
         assert all(os.stat(store / name).st_mtime_ns == t for name, t in kept.items()), sig.name
         if reference is None:
             reference = sweep("iris", n_workers=0, **{**SWEEP, "seed": [0, 1]})
         xr.testing.assert_identical(comparable(resumed), comparable(reference))
-
-
-def test_a_killed_worker_loses_no_point(tmp_path, reference_sweep):
-    psutil = pytest.importorskip("psutil")
-    distributed = pytest.importorskip("distributed")
-    from netdyn.sweep import local_cluster
-
-    store = tmp_path / "points"
-    with local_cluster(1) as cluster, distributed.Client(cluster) as client:
-        (worker_pid,) = client.run(os.getpid).values()
-
-        stored_at_kill = []
-
-        def kill_after_first_point() -> None:
-            deadline = time.monotonic() + 120
-            while not stored_keys(store) and time.monotonic() < deadline:
-                time.sleep(0.01)
-            psutil.Process(worker_pid).kill()
-            stored_at_kill.append(len(stored_keys(store)))
-
-        killer = threading.Thread(target=kill_after_first_point)
-        killer.start()
-        result = sweep("iris", store=store, client=client, **SWEEP)
-        killer.join()
-    assert 1 <= stored_at_kill[0] < 4  # killed mid-sweep
-    assert not psutil.pid_exists(worker_pid) or psutil.Process(worker_pid).status() == psutil.STATUS_ZOMBIE
-    # the nanny restarts the worker and Dask reruns its task; a task that still fails
-    # would be an error point, left out of the store so that a rerun computes it
-    ok = result["status"] == "ok"
-    assert len(stored_keys(store)) == int(ok.sum())
-    rerun = sweep("iris", store=store, n_workers=0, **SWEEP)
-    xr.testing.assert_identical(comparable(rerun), comparable(reference_sweep))
