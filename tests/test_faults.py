@@ -30,10 +30,10 @@ import netdyn.storage as storage
 from netdyn.maps import QuadraticGD
 from netdyn.storage import consolidate, open_trajectory, pending_files
 from netdyn.sweep import sweep
-from netdyn.sweep_store import point_key, stored_keys
+from netdyn.sweep_store import stored_keys
 from netdyn.trajectory import run
 
-from _killed_run import FLUSH_EVERY, SEED, SlowQuadraticGD
+from _killed_run import SEED, SlowQuadraticGD
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
