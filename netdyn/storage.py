@@ -268,7 +268,9 @@ class TrajectoryWriter:
         self._queue(rows)
         self._end(final_state, final_step, {"diverged": diverged, "complete": 1}, FINISH_RETRY_S)
 
-    def close(self, rows: Mapping[str, np.ndarray], final_state: np.ndarray, final_step: int, interrupted_at: int) -> None:
+    def close(
+        self, rows: Mapping[str, np.ndarray], final_state: np.ndarray, final_step: int, interrupted_at: int
+    ) -> None:
         """After an interruption: write every row computed, ``final_state`` at
         ``final_step``, ``complete = 0`` and ``interrupted_at``; rows that cannot be
         appended within ``INTERRUPT_RETRY_S`` go to a side file."""

@@ -458,7 +458,9 @@ def _run_sync(todo: list, client: Any, scheduler: Any, n_workers: Any, take: Tak
         yield index, spec, (train_point(spec) if take is None or take(spec) else None)
 
 
-def _run_dask(todo: list, client: Any, scheduler: str | None, n_workers: int | None, take: Take | None = None) -> Iterator[tuple]:
+def _run_dask(
+    todo: list, client: Any, scheduler: str | None, n_workers: int | None, take: Take | None = None
+) -> Iterator[tuple]:
     """One Dask task per point taken (``take``, all claimed before the cluster starts;
     the others yield ``None``), results in completion order; a task whose worker
     failed (killed, lost) becomes an error point.  A cluster this function started is
@@ -519,7 +521,9 @@ def local_cluster(
             # without a dashboard the scheduler still serves health/metrics over HTTP, by
             # default on port 8787 (a warning when taken): a free local port instead
             scheduler_kwargs=None if dashboard_address else {"dashboard": False, "dashboard_address": "127.0.0.1:0"},
-            local_directory=os.fspath(local_directory or dask.config.get("temporary-directory") or tempfile.gettempdir()),
+            local_directory=os.fspath(
+                local_directory or dask.config.get("temporary-directory") or tempfile.gettempdir()
+            ),
             silence_logs=logging.ERROR,
             env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
         )
