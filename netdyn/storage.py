@@ -32,7 +32,9 @@ then keeps the rows in memory, warns once, and retries at the next write; at the
 end of the run it waits up to ``FINISH_RETRY_S`` seconds (an interrupted run
 ``INTERRUPT_RETRY_S``).  Rows it still cannot append are never dropped: they go to
 a *side file* ``<path>.pending-<first row>.nc`` (written atomically) with the final
-state and flags, and a ``RuntimeWarning`` names it.  :func:`open_trajectory` merges
+state and flags, and a ``RuntimeWarning`` names it.  While the lock lasts, rows
+beyond ``SPILL_BYTES`` of memory are spilled to side files too, and moved into the
+file at the first write that can reopen it.  :func:`open_trajectory` merges
 side files (with a warning) and :func:`consolidate` writes them into the main file
 once nobody holds it.  Setting the environment variable
 ``HDF5_USE_FILE_LOCKING=FALSE`` for both processes lifts the lock.
@@ -67,6 +69,7 @@ REQUIRED_VARIABLES = ("state", "loss", "grad_norm", "diverged")
 EVAL_VARIABLES = ("test_loss", "test_accuracy")
 FINISH_RETRY_S = 30.0
 INTERRUPT_RETRY_S = 2.0
+SPILL_BYTES = 64 * 2**20
 _PENDING = ".pending-"
 _CHUNK_BYTES = 4 * 2**20
 
@@ -194,6 +197,8 @@ class TrajectoryWriter:
         self.path, self.n_written = os.fspath(path), 0
         self._pending: list[dict[str, np.ndarray]] = []
         self._warned, self._last_queued = False, int(t0) - 1
+        self._sides: list[str] = []  # side files of rows spilled while the file was locked
+        self._spilled = 0  # rows in them
         n = len(names)
         rows = max(1, min(int(chunk_rows), _CHUNK_BYTES // max(1, n * np.dtype(state_dtype).itemsize)))
         with netCDF4.Dataset(self.path, "w", format="NETCDF4") as nc:
@@ -236,6 +241,8 @@ class TrajectoryWriter:
         except OSError:
             return False
         with nc:
+            for side in self._sides:  # rows spilled while the file was locked, in order
+                self.n_written = max(self.n_written, _copy_side(nc, side))
             while self._pending:
                 block = self._pending[0]
                 k = len(block["step"])
@@ -248,19 +255,29 @@ class TrajectoryWriter:
             if flags is not None:
                 nc["diverged"].assignValue(int(flags["diverged"]))
                 nc.setncatts(netcdf_attrs({k: v for k, v in flags.items() if k != "diverged"}))
+        for side in self._sides:
+            os.remove(side)
+        self._sides, self._spilled = [], 0
         return True
 
     def append(self, rows: Mapping[str, np.ndarray], final_state: np.ndarray, final_step: int) -> None:
         """Write ``rows`` (copied if the file is locked) and the state reached so far."""
         self._queue(rows)
-        if not self._write(final_state, final_step, None) and not self._warned:
+        if self._write(final_state, final_step, None):
+            return
+        if not self._warned:
             self._warned = True
             warnings.warn(
                 f"run: cannot reopen {self.path!r} to append (another process holds it open?); "
-                "keeping the rows in memory and retrying at the next write",
+                f"keeping the rows (in memory, beyond {SPILL_BYTES / 2**20:g} MiB in side files "
+                f"{self.path}{_PENDING}<row>.nc) and retrying at the next write",
                 RuntimeWarning,
                 stacklevel=3,
             )
+        if sum(arr.nbytes for block in self._pending for arr in block.values()) > SPILL_BYTES:
+            self._sides.append(self._spill(final_state, final_step, {"diverged": False, "complete": 0}))
+            self._spilled += sum(len(block["step"]) for block in self._pending)
+            self._pending = []
 
     def finish(self, rows: Mapping[str, np.ndarray], final_state: np.ndarray, final_step: int, diverged: bool) -> None:
         """Write the last rows and mark the file complete (``complete = 1``); rows that
@@ -324,9 +341,10 @@ class TrajectoryWriter:
             diverged=((), np.int8(flags["diverged"]), {"dtype": "bool"}),
         )
         attrs = {k: v for k, v in flags.items() if k != "diverged"}
+        first_row = self.n_written + self._spilled
         ds = xr.Dataset(data, coords={"step": ("step", rows["step"])},
-                        attrs=netcdf_attrs({**attrs, "netdyn_pending": 1, "first_row": self.n_written}))
-        side = f"{self.path}{_PENDING}{self.n_written}.nc"
+                        attrs=netcdf_attrs({**attrs, "netdyn_pending": 1, "first_row": first_row}))
+        side = f"{self.path}{_PENDING}{first_row}.nc"
         tmp = f"{side}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
         try:
             ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4")
@@ -386,6 +404,34 @@ def _merge_pending(ds: xr.Dataset, path: str, sides: list[str]) -> xr.Dataset:
     return out
 
 
+def _first_row(side: str) -> int:
+    """The first row of a side file, from its name ``<path>.pending-<row>.nc``."""
+    return int(side.rsplit(_PENDING, 1)[1][:-3])
+
+
+def _copy_side(nc: netCDF4.Dataset, side: str) -> int:
+    """Write a side file's rows into the open trajectory ``nc`` at their own row
+    positions, with its final state, flags and attributes; returns the row after them."""
+    try:
+        with xr.open_dataset(side, engine="netcdf4") as p:
+            p = p.load()
+    except (OSError, ValueError, RuntimeError) as err:
+        raise ValueError(f"consolidate: side file {side!r} is unreadable ({err})") from err
+    first, k = int(p.attrs["first_row"]), p.sizes.get("step", 0)
+    for name in list(p.coords) + list(p.data_vars):
+        if k and (name == "step" or "step" in p[name].dims):
+            nc[name][first : first + k] = p[name].values
+    nc["final_state"][:] = p["final_state"].values
+    nc["final_step"].assignValue(int(p["final_step"]))
+    nc["diverged"].assignValue(int(p["diverged"]))
+    for key, value in p.attrs.items():
+        if key not in ("netdyn_pending", "first_row"):
+            nc.setncattr(key, value)
+    if "interrupted_at" in nc.ncattrs() and "interrupted_at" not in p.attrs:
+        nc.delncattr("interrupted_at")
+    return first + k
+
+
 def consolidate(path: str | os.PathLike) -> int:
     """Write the rows of a trajectory's side files (``<path>.pending-<n>.nc``, left
     by a run that could not reopen a locked file) into ``path`` and remove them.
@@ -415,24 +461,7 @@ def consolidate(path: str | os.PathLike) -> int:
     moved = 0
     with nc:
         for side in sides:
-            try:
-                with xr.open_dataset(side, engine="netcdf4") as p:
-                    p = p.load()
-            except (OSError, ValueError, RuntimeError) as err:
-                raise ValueError(f"consolidate: side file {side!r} is unreadable ({err})") from err
-            first, k = int(p.attrs["first_row"]), p.sizes.get("step", 0)
-            for name in list(p.coords) + list(p.data_vars):
-                if k and (name == "step" or "step" in p[name].dims):
-                    nc[name][first : first + k] = p[name].values
-            nc["final_state"][:] = p["final_state"].values
-            nc["final_step"].assignValue(int(p["final_step"]))
-            nc["diverged"].assignValue(int(p["diverged"]))
-            for key, value in p.attrs.items():
-                if key not in ("netdyn_pending", "first_row"):
-                    nc.setncattr(key, value)
-            if "interrupted_at" in nc.ncattrs() and "interrupted_at" not in p.attrs:
-                nc.delncattr("interrupted_at")
-            moved += k
+            moved += _copy_side(nc, side) - _first_row(side)
     for side in sides:
         os.remove(side)
     return moved

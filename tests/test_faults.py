@@ -240,6 +240,49 @@ def test_interrupt_while_a_handle_holds_the_file(tmp_path, monkeypatch):
         open_trajectory(path).close()
 
 
+@pytest.mark.parametrize("release_at", [30, None], ids=["released", "held-to-the-end"])
+def test_a_long_lock_spills_rows_to_side_files_instead_of_memory(tmp_path, monkeypatch, release_at):
+    """With SPILL_BYTES tiny, every block the locked file refuses goes to a side file;
+    a write after the lock moves them in (none left), else open_trajectory merges them."""
+    monkeypatch.setattr(storage, "SPILL_BYTES", 1)
+    monkeypatch.setattr(storage, "FINISH_RETRY_S", 0.2)
+    path = tmp_path / "spill.nc"
+    seen = []
+
+    class Held(QuadraticGD):
+        def step_with_metrics(self, x, t):
+            if t == 6:
+                self.handle = netCDF4.Dataset(path, "r")
+            if t == 19:
+                seen.append(len(pending_files(path)))
+            if t == release_at:
+                self.handle.close()
+            return super().step_with_metrics(x, t)
+
+    m = Held(torch.tensor([0.5, 1.0, 2.0]), lr=0.01)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = run(m, 50, seed=7, path=path, flush_every=4)
+    if release_at is None:
+        m.handle.close()
+    ref = run(quadratic(), 50, seed=7)
+    # blocks ending at rows 7, 11, 15 were refused and spilled by step 19
+    assert seen == [3]
+    assert len(pending_files(path)) == (0 if release_at else 12)
+    same_rows(ds, ref)
+    assert ds.sizes["step"] == 50 and ds.attrs["complete"] == 1
+    np.testing.assert_array_equal(ds["final_state"], ref["final_state"])
+    ds.close()
+    assert consolidate(path) == (0 if release_at else 46)  # rows 4..49: the lock came before row 7
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        disk = open_trajectory(path)
+    same_rows(disk, ref)
+    assert disk.sizes["step"] == 50 and disk.attrs["complete"] == 1
+    disk.close()
+    assert any("side files" in str(w.message) for w in caught)
+
+
 def test_ctrl_c_while_waiting_for_the_lock_keeps_the_rows(tmp_path, monkeypatch):
     """The user gives up during the FINISH_RETRY_S wait: the rows still go to a side file."""
     monkeypatch.setattr(storage, "FINISH_RETRY_S", 30.0)
