@@ -177,8 +177,10 @@ class TrajectoryWriter:
     The file is created at once (``complete = 0``, no rows, ``final_state`` =
     ``initial_state``); each append reopens it, adds the rows, updates
     ``final_state``/``final_step`` and closes it; :meth:`finish` writes the last rows,
-    ``diverged`` and ``complete = 1``.  See the module docstring for crash safety and
-    file locks.
+    ``diverged`` and ``complete = 1``; :meth:`close` ends an interrupted run
+    (``complete = 0``, ``interrupted_at``).  Creating a writer removes side files
+    left by an earlier run to the same path.  See the module docstring for crash
+    safety, interruptions and file locks.
     """
 
     def __init__(
