@@ -16,9 +16,10 @@ import contextlib
 import logging
 import math
 import os
+import tempfile
 import time
 import warnings
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from ._version import __version__
 from .lyapunov import max_lyapunov
 from .problems import ACTIVATIONS, DATASETS, make_task, training_map
 from .stability import orbital_stability
-from .sweep_store import load_point, save_point
+from .sweep_store import Claims, grid_key, load_point, point_key, point_path, save_point
 from .trajectory import run
 
 __all__ = ["AXES", "sweep", "point_specs", "train_point", "edge_of_chaos", "fastest_lr", "local_cluster"]
@@ -63,6 +64,7 @@ SCALARS: dict[str, Any] = {
     "wall_time": math.nan,
 }
 CURVES = ("loss", "test_accuracy")
+_POLL_S = 0.5  # while another process computes the points this one waits for
 _DESCRIPTIONS = {
     "lyapunov": (
         "maximal Lyapunov exponent of the training map along the orbit (+inf: too large to resolve, "
@@ -145,7 +147,7 @@ def point_specs(
     optimizer_kwargs: Mapping[str, Any] | None = None,
     lyapunov_method: str = "twin",
     lyapunov_transient: int = 0,
-    d0: float = 1e-9,
+    d0: float | None = None,
 ) -> tuple[dict[str, list[Any]], list[tuple[tuple[int, ...], dict[str, Any]]]]:
     """The grid of a sweep: ``(axes, [(index, spec), ...])``.
 
@@ -183,7 +185,7 @@ def point_specs(
         "target_accuracy": float(target_accuracy),
         "batch_size": None if batch_size is None else int(batch_size),
         "optimizer_kwargs": dict(optimizer_kwargs or {}),
-        "lyapunov": {"method": lyapunov_method, "transient": int(lyapunov_transient), "d0": float(d0)},
+        "lyapunov": {"method": lyapunov_method, "transient": int(lyapunov_transient), "d0": None if d0 is None else float(d0)},
     }
     points = []
     for index in np.ndindex(*(len(v) for v in axes.values())):
@@ -333,7 +335,7 @@ def sweep(
     optimizer_kwargs: Mapping[str, Any] | None = None,
     lyapunov_method: str = "twin",
     lyapunov_transient: int = 0,
-    d0: float = 1e-9,
+    d0: float | None = None,
     store: str | os.PathLike | None = None,
     client: Any = None,
     scheduler: str | None = None,
@@ -369,12 +371,17 @@ def sweep(
     lyapunov_transient : int, default 0
         first steps of the orbit not counted in the exponent (0: the whole training
         run, as in Jiménez-González et al.).
-    d0 : float, default 1e-9
-        twin separation.
+    d0 : float, optional
+        twin separation; default the dtype rule of :func:`netdyn.max_lyapunov`
+        (``sqrt(eps) * max(|theta_0|, 1)``), so float32 tasks work too.
     store : path, optional
         folder of the point store: finished points are written there at once and
         points found there are not recomputed.  Failed (``status="error"``) points
         are not stored, so a rerun retries them; diverged points are results and are.
+        Several sweeps may share one store at the same time: each point is claimed
+        by one process (:class:`netdyn.sweep_store.Claims`), the others wait for its
+        file, so no point is computed twice and every sweep returns the same result.
+        A damaged point file is moved aside (``*.damaged``, one warning) and recomputed.
     client : distributed.Client or "sync", optional
         run on this Dask client; ``"sync"`` runs a plain in-process loop.
     scheduler : str, optional
@@ -414,36 +421,63 @@ def sweep(
         raise ValueError(f"sweep: expected n_workers >= 0, got {n_workers}")
     if client is not None and scheduler is not None:
         raise ValueError("sweep: expected at most one of client and scheduler, got both")
-    results: dict[tuple[int, ...], dict[str, Any]] = {}
-    todo = []
-    for index, spec in points:
-        stored = load_point(store, spec) if store is not None else None
-        if stored is None:
-            todo.append((index, spec))
-        else:
-            results[index] = stored
-    n_loaded = len(results)
     sync = client == "sync" or (client is None and scheduler is None and n_workers == 0)
     backend = "sync" if sync else _backend_name(client, scheduler, n_workers)
-    with tqdm(total=len(points), initial=n_loaded, desc="sweep", unit="point", disable=not progress) as bar:
-        if todo:
-            execute = _run_sync if sync else _run_dask
-            for index, spec, result in execute(todo, client, scheduler, n_workers):
-                if store is not None and result["status"] != "error":
-                    save_point(store, spec, result)
-                results[index] = result
-                bar.update(1)
+    execute = _run_sync if sync else _run_dask
+    results: dict[tuple[int, ...], dict[str, Any]] = {}
+    n_loaded = n_computed = 0
+    claims = Claims(store) if store is not None else contextlib.nullcontext()
+    with claims, tqdm(total=len(points), desc="sweep", unit="point", disable=not progress) as bar:
+        remaining = points
+        while remaining:
+            todo, waiting, before = [], [], len(results)
+            for index, spec in remaining:
+                stored = load_point(store, spec) if store is not None else None
+                if stored is None:
+                    todo.append((index, spec))
+                else:
+                    results[index], n_loaded = stored, n_loaded + 1
+                    bar.update(1)
+            take = None if store is None else (lambda spec: _take(claims, store, spec))
+            with contextlib.closing(execute(todo, client, scheduler, n_workers, take)) as done:
+                for index, spec, result in done:
+                    if result is None:  # another process holds the point: wait for its file
+                        waiting.append((index, spec))
+                        continue
+                    if store is not None:
+                        if result["status"] != "error":
+                            save_point(store, spec, result)
+                        claims.release(point_key(spec))
+                    results[index], n_computed = result, n_computed + 1
+                    bar.update(1)
+            if waiting and len(results) == before:
+                bar.set_postfix_str(f"waiting for {len(waiting)} point(s) another process computes", refresh=True)
+                time.sleep(_POLL_S)
+            remaining = waiting
     ds = _assemble(axes, results, int(steps))
     ds.attrs.update(_settings_attrs(points[0][1]))
     ds.attrs.update(
         points_total=len(points),
         points_loaded=n_loaded,
-        points_computed=len(todo),
+        points_computed=n_computed,
         points_failed=int((ds["status"] == "error").sum()),
         backend=backend,
+        grid_key=grid_key(spec for _, spec in points),
         netdyn_version=__version__,
     )
     return ds
+
+
+def _take(claims: Claims, store: str | os.PathLike, spec: Mapping[str, Any]) -> bool:
+    """Claim ``spec``'s point for this process; False when another process holds it
+    or has stored it since the store was read."""
+    key = point_key(spec)
+    if not claims.acquire(key):
+        return False
+    if os.path.exists(point_path(store, spec)):
+        claims.release(key)
+        return False
+    return True
 
 
 def _backend_name(client: Any, scheduler: str | None, n_workers: int | None) -> str:
@@ -454,21 +488,36 @@ def _backend_name(client: Any, scheduler: str | None, n_workers: int | None) -> 
     return f"LocalCluster({n_workers or os.cpu_count() or 1})"
 
 
-def _run_sync(todo: list, client: Any, scheduler: Any, n_workers: Any) -> Iterator[tuple[tuple, dict, dict]]:
+Take = Callable[[Mapping[str, Any]], bool]
+
+
+def _run_sync(todo: list, client: Any, scheduler: Any, n_workers: Any, take: Take | None = None) -> Iterator[tuple]:
+    """The points in a plain loop, claiming each (``take``) just before it runs, so
+    concurrent sweeps of one store share the work; a point not taken yields ``None``."""
     for index, spec in todo:
-        yield index, spec, train_point(spec)
+        yield index, spec, (train_point(spec) if take is None or take(spec) else None)
 
 
-def _run_dask(todo: list, client: Any, scheduler: str | None, n_workers: int | None) -> Iterator[tuple[tuple, dict, dict]]:
-    """One Dask task per point, results in completion order; a task whose worker
-    failed (killed, lost) becomes an error point."""
+def _run_dask(
+    todo: list, client: Any, scheduler: str | None, n_workers: int | None, take: Take | None = None
+) -> Iterator[tuple]:
+    """One Dask task per point taken (``take``, all claimed before the cluster starts;
+    the others yield ``None``), results in completion order; a task whose worker
+    failed (killed, lost) becomes an error point.  A cluster this function started is
+    closed however the caller stops (the generator is closed on an exception)."""
     from distributed import as_completed
 
-    from .sweep_store import point_key
-
+    mine = []
+    for index, spec in todo:
+        if take is None or take(spec):
+            mine.append((index, spec))
+        else:
+            yield index, spec, None
+    if not mine:
+        return
     with _client(client, scheduler, n_workers) as dask_client:
         points, futures = {}, []
-        for index, spec in todo:
+        for index, spec in mine:
             future = dask_client.submit(train_point, spec, key=f"netdyn-point-{point_key(spec)}", pure=False)
             points[future.key] = (index, spec)
             futures.append(future)
@@ -482,9 +531,16 @@ def _run_dask(todo: list, client: Any, scheduler: str | None, n_workers: int | N
             yield index, spec, result
 
 
-def local_cluster(n_workers: int | None = None) -> Any:
+def local_cluster(
+    n_workers: int | None = None, local_directory: str | os.PathLike | None = None, dashboard_address: str | None = None
+) -> Any:
     """A ``distributed.LocalCluster`` tuned for training points: ``n_workers`` (default:
-    one per core) single-threaded worker processes, no dashboard.
+    one per core) single-threaded worker processes.
+
+    Workers keep their scratch space (spilled data, locks) in ``local_directory``,
+    default Dask's ``temporary-directory`` setting or else the system temporary
+    folder — never the current directory.  No dashboard server is started unless
+    ``dashboard_address`` (e.g. ``":8787"``) asks for one.
 
     Dask's nanny normally exports ``MALLOC_TRIM_THRESHOLD_=65536`` to its workers, so
     that glibc hands freed memory back at once; torch's per-step activation buffers
@@ -501,7 +557,13 @@ def local_cluster(n_workers: int | None = None) -> Any:
             n_workers=n_workers or os.cpu_count() or 1,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=dashboard_address,
+            # without a dashboard the scheduler still serves health/metrics over HTTP, by
+            # default on port 8787 (a warning when taken): a free local port instead
+            scheduler_kwargs=None if dashboard_address else {"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+            local_directory=os.fspath(
+                local_directory or dask.config.get("temporary-directory") or tempfile.gettempdir()
+            ),
             silence_logs=logging.ERROR,
             env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
         )
@@ -561,7 +623,7 @@ def _settings_attrs(spec: Mapping[str, Any]) -> dict[str, Any]:
         "optimizer_kwargs": json.dumps(spec["optimizer_kwargs"], sort_keys=True),
         "lyapunov_method": spec["lyapunov"]["method"],
         "lyapunov_transient": spec["lyapunov"]["transient"],
-        "d0": spec["lyapunov"]["d0"],
+        "d0": "default" if spec["lyapunov"]["d0"] is None else spec["lyapunov"]["d0"],
     }
 
 

@@ -8,11 +8,12 @@ in blocks, so memory does not grow with the number of steps.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import math
 import os
 import warnings
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -46,6 +47,23 @@ def _initial(map_: Any, x0: Any, seed: int | None) -> Tensor:
 
 def _numpy(x: Tensor, dtype: np.dtype) -> np.ndarray:
     return x.detach().to("cpu", torch.float64 if dtype == np.float64 else torch.float32).numpy()
+
+
+@contextlib.contextmanager
+def _closed_on_interrupt(writer: TrajectoryWriter | None, reached: Callable[[], tuple]) -> Iterator[None]:
+    """Around the loop of :func:`run`: on any exception — ``KeyboardInterrupt`` from
+    SIGINT (or SIGTERM turned into one), an error of the map — write every computed
+    row and the state reached to the streamed file, mark it interrupted, re-raise.
+
+    ``reached()`` gives ``(rows, state, step)``: the buffered rows, the last state and its step.
+    """
+    try:
+        yield
+    except BaseException:
+        if writer is not None:
+            rows, state, step = reached()
+            writer.close(rows, state, step, interrupted_at=step)
+        raise
 
 
 def run(
@@ -128,6 +146,13 @@ def run(
     is ``b - 1`` (``x_{t0}`` and ``t0`` when ``b = t0``).  No exception is raised and
     a streamed file is completed.  Maps without ``step_with_metrics`` are judged by
     the norm and finiteness only.
+
+    Interruption: on ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM where a handler turns
+    it into one, as the CLI does) or any exception raised inside the loop, a streamed
+    file receives every row computed so far, ``final_state``/``final_step`` of the
+    last completed step, ``complete = 0`` and the attribute ``interrupted_at`` (that
+    step), then the exception propagates.  If another process holds the file open,
+    rows that cannot be appended go to a side file (see :mod:`netdyn.storage`).
     """
     steps = _positive_int(steps, "steps", 0)
     record_every = _positive_int(record_every, "record_every")
@@ -175,7 +200,10 @@ def run(
     final_step, reason, diverged_step = t0 + steps, "", -1
     previous = x  # the last sound state before x
     nan = float("nan")
-    with tqdm(total=steps, disable=not progress, desc=f"run {type(map).__name__}") as bar:
+    t_x = t0  # the step of x
+    with tqdm(total=steps, disable=not progress, desc=f"run {type(map).__name__}") as bar, _closed_on_interrupt(
+        writer, lambda: (buffer.rows(), _numpy(x, dtype), t_x)
+    ):
         for t in range(t0, t0 + steps):
             if has_metrics:
                 x_next, metrics = step_with_metrics(x, t)
@@ -208,7 +236,7 @@ def run(
             if not finite_next:
                 reason, diverged_step, final_step = "non-finite: the state has NaN/inf entries", t + 1, t
                 break
-            previous, x = x, x_next
+            previous, x, t_x = x, x_next, t + 1  # one statement: an interrupt sees all or none
     if not reason and check is not None and steps:
         # the last state's loss is not computed; its norm is checked like every other state's
         reason = check.check_norm(_param_norm(x, param_dim))

@@ -1,5 +1,8 @@
 """A long, slowed-down streaming run, started as a subprocess and SIGKILLed by
-tests/test_storage.py (the kill test).  Usage: python tests/_killed_run.py PATH
+tests/test_storage.py (the kill test), or interrupted by SIGINT/SIGTERM by
+tests/test_faults.py.  Usage: python tests/_killed_run.py PATH [DELAY [--term-raises]]
+(DELAY: seconds slept per step, default 0.05; ``--term-raises``: SIGTERM raises
+``KeyboardInterrupt``, as the CLI's handler does).
 
 It prints ``step t`` (flushed) when the map starts step ``t``; every row before
 ``t`` has been recorded by then, and the file holds every completed block of
@@ -7,6 +10,7 @@ FLUSH_EVERY rows.
 """
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -38,5 +42,12 @@ class SlowQuadraticGD(QuadraticGD):
         return super().step_with_metrics(x, t)
 
 
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 if __name__ == "__main__":
-    run(SlowQuadraticGD(delay=0.05, announce=True), STEPS, seed=SEED, path=sys.argv[1], flush_every=FLUSH_EVERY)
+    if "--term-raises" in sys.argv:
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+    delay = float(sys.argv[2]) if len(sys.argv) > 2 else 0.05
+    run(SlowQuadraticGD(delay=delay, announce=True), STEPS, seed=SEED, path=sys.argv[1], flush_every=FLUSH_EVERY)

@@ -117,6 +117,34 @@ class TestStore:
         assert stored_keys(tmp_path) == {point_key(spec)} and os.listdir(tmp_path) == [point_key(spec) + ".nc"]
         assert load_point(tmp_path, {**spec, "seed": 2}) is None
 
+    def test_claims_exclude_live_owners_and_take_over_stale_ones(self, tmp_path):
+        import json
+        import socket
+
+        from netdyn import sweep_store
+        from netdyn.sweep_store import Claims
+
+        def claim_of(key, pid, host=socket.gethostname()):
+            (tmp_path / f"{key}.claim").write_text(json.dumps({"pid": pid, "host": host, "time": 0}))
+
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        claim_of("live", os.getppid())
+        claim_of("dead", dead.pid)
+        claim_of("remote", os.getpid(), host="elsewhere")
+        claim_of("old", os.getppid(), host="elsewhere")
+        old = time.time() - sweep_store.CLAIM_STALE_S - 1
+        os.utime(tmp_path / "old.claim", (old, old))
+        with Claims(tmp_path) as claims:
+            assert claims.acquire("free") and not claims.acquire("free")  # held: not twice
+            assert [claims.acquire(k) for k in ("live", "dead", "remote", "old")] == [False, True, False, True]
+            owner = json.loads((tmp_path / "dead.claim").read_text())
+            assert owner["pid"] == os.getpid() and claims.held == {"free", "dead", "old"}
+            claims.release("free")
+            assert not (tmp_path / "free.claim").exists()
+        # leaving releases what is held, and only that
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["live.claim", "remote.claim"]
+
 
 class TestSweep:
     def test_cluster_and_loop_give_identical_datasets_with_poisoned_points(self, client, tmp_path):
@@ -309,4 +337,13 @@ def test_local_cluster_workers_keep_glibcs_adaptive_malloc_trim():
 
     with local_cluster(1) as cluster, Client(cluster) as client:
         env = client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")))
+        scratch = client.run(lambda dask_worker: dask_worker.local_directory)
+        port = client.scheduler_info()["services"].get("dashboard")
+        dashboard = cluster.scheduler_spec["options"]["dashboard"]
     assert list(env.values()) == [(os.environ.get("MALLOC_TRIM_THRESHOLD_"), "1")]
+    # scratch space in the temporary folder, not the current directory; no dashboard unless asked
+    import tempfile
+
+    assert all(path.startswith(tempfile.gettempdir()) for path in scratch.values()), scratch
+    # (the scheduler's health/metrics HTTP server stays, on a free port rather than 8787)
+    assert dashboard is False and port != 8787

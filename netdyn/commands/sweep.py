@@ -94,20 +94,28 @@ def main(args: argparse.Namespace) -> int:
 
 def run_and_report(args: argparse.Namespace, output: str, **options: Any) -> xr.Dataset:
     """Run the sweep into ``output`` (store ``points/``, ``result.nc``, ``sweep.png``)
-    and print the table, the edge of chaos and the fastest learning rate."""
+    and print the table, the edge of chaos and the fastest learning rate.
+
+    A grid other than the one of ``output/result.nc`` writes ``result-<grid>.nc`` and
+    ``sweep-<grid>.png`` instead (:func:`netdyn.sweep_store.result_paths`); both files
+    are replaced atomically, so concurrent identical sweeps never meet in one file."""
     from ..plot.sweep import plot_sweep
+    from ..sweep_store import result_paths, write_atomic
 
     os.makedirs(output, exist_ok=True)
     result = sweep(
         **options, target_accuracy=args.target, store=os.path.join(output, "points"), scheduler=args.scheduler,
         n_workers=args.workers, progress=not args.no_progress,
     )
-    result.to_netcdf(os.path.join(output, "result.nc"))
+    nc_path, png_path = result_paths(output, result.attrs["grid_key"])
+    write_atomic(nc_path, lambda tmp: result.to_netcdf(tmp, engine="netcdf4"))
     print(format_table(result))
     print(format_findings(result, args.threshold))
     fig = plot_sweep(result, threshold=args.threshold)
-    fig.savefig(os.path.join(output, "sweep.png"), dpi=120, bbox_inches="tight")
-    print(f"wrote {os.path.join(output, 'result.nc')} and sweep.png ({result.attrs['points_computed']} points "
+    write_atomic(png_path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    if os.path.basename(nc_path) != "result.nc":
+        print(f"{os.path.join(output, 'result.nc')} holds another grid: this one goes to {os.path.basename(nc_path)}")
+    print(f"wrote {nc_path} and {os.path.basename(png_path)} ({result.attrs['points_computed']} points "
           f"computed, {result.attrs['points_loaded']} loaded, {result.attrs['points_failed']} failed; "
           f"{result.attrs['backend']})")
     return result
