@@ -49,6 +49,7 @@ SCALARS: dict[str, Any] = {
     "lyapunov": math.nan,
     "lyapunov_stderr": math.nan,
     "lyapunov_resolved": math.nan,
+    "lyapunov_tail": math.nan,
     "exponent_unresolved": False,
     "orbit_class": "",
     "orbit_period": 0,
@@ -72,6 +73,10 @@ _DESCRIPTIONS = {
     ),
     "lyapunov_stderr": ("block-average standard error of the exponent", "1/step"),
     "lyapunov_resolved": ("running exponent estimate at the last step the twin could resolve", "1/step"),
+    "lyapunov_tail": (
+        "the exponent over the orbit's second half, the window orbit_class examines (chaos that ended earlier "
+        "is transient)", "1/step",
+    ),
     "exponent_unresolved": (
         "the twin/tangent separation lost floating-point resolution (or became non-finite): the exponent is "
         "too large to resolve; a fact about the estimate, not about training", "",
@@ -296,16 +301,20 @@ def _train(spec: Mapping[str, Any]) -> dict[str, Any]:
     evaluated = np.flatnonzero(np.isfinite(curves["test_accuracy"]))
     reached = evaluated[curves["test_accuracy"][evaluated] >= spec["target_accuracy"]]
     if diverged:
-        label, period, confidence, conflict = "divergent", 0, "high", ""
+        label, period, confidence, conflict, tail = "divergent", 0, "high", "", math.nan
     else:
-        stability = orbital_stability(orbit, exponent=float(exponent["lyapunov"]))
-        label, period = stability.label, stability.period or 0
+        try:  # the local rates, averaged by orbital_stability over the window it classifies
+            stability = orbital_stability(orbit, exponent=exponent)
+        except ValueError:  # a transient longer than the first half left that window uncounted
+            stability = orbital_stability(orbit, exponent=float(exponent["lyapunov"]))
+        label, period, tail = stability.label, stability.period or 0, stability.exponent
         confidence, conflict = getattr(stability, "confidence", "high"), getattr(stability, "conflict", "")
     return {
         **SCALARS,
         "lyapunov": float(exponent["lyapunov"]),
         "lyapunov_stderr": float(exponent["lyapunov_stderr"]),
         "lyapunov_resolved": float(exponent["lyapunov_resolved"]),
+        "lyapunov_tail": float(tail),
         "exponent_unresolved": bool(exponent["unresolved"]),
         "orbit_class": label,
         "orbit_period": int(period),
