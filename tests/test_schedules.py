@@ -227,3 +227,22 @@ class TestAttrs:
         attrs = training_map(task, lr=0.1).describe()
         assert attrs["schedule"] == "constant"
         assert map_from_attrs({**attrs, "task": "iris"}).schedule is None
+
+
+class TestSweepCarriesTheSchedule:
+    def test_optimizer_kwargs_schedule_reaches_the_point(self):
+        """sweep(..., optimizer_kwargs={"schedule": ..., "warmup": ..., "total": ...}) scans the peak rate."""
+        from netdyn.sweep import point_specs, train_point
+
+        kwargs = {"schedule": "cosine", "warmup": 5, "total": 40, "momentum": 0.9}
+        _, points = point_specs({"dataset": "iris", "hidden": [4]}, lr=(0.05, 0.5), steps=40, optimizer_kwargs=kwargs)
+        for _, spec in points:
+            result = train_point(spec)
+            assert result["status"] == "ok", result["error"]
+            task = make_task("iris", hidden=(4,), seed=spec["seed"])
+            tmap = training_map(task, lr=spec["lr"], seed=spec["seed"], **kwargs)
+            assert tmap.lr_at(5) == spec["lr"]  # the scanned lr is the schedule's peak
+            ref = netdyn.run(tmap, 40, x0=tmap.initial_state())
+            np.testing.assert_allclose(result["loss"], ref["loss"].values, rtol=1e-12)
+            const = netdyn.run(training_map(task, lr=spec["lr"], seed=spec["seed"], momentum=0.9), 40)
+            assert not np.allclose(result["loss"], const["loss"].values, rtol=1e-6)
