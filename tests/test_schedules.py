@@ -246,3 +246,14 @@ class TestSweepCarriesTheSchedule:
             np.testing.assert_allclose(result["loss"], ref["loss"].values, rtol=1e-12)
             const = netdyn.run(training_map(task, lr=spec["lr"], seed=spec["seed"], momentum=0.9), 40)
             assert not np.allclose(result["loss"], const["loss"].values, rtol=1e-6)
+
+
+def test_netcdf_recording_rebuilds_and_continues_the_scheduled_map(tmp_path):
+    tmap = training_map("iris", lr=1e-2, optimizer="adam", schedule="onecycle", total=60)
+    whole = netdyn.run(tmap, 60)
+    netdyn.run(tmap, 30, path=tmp_path / "first.nc")
+    saved = netdyn.open_trajectory(tmp_path / "first.nc")
+    rebuilt = map_from_attrs(saved.attrs)
+    assert rebuilt.schedule.name == "onecycle" and rebuilt.schedule.rates(0, 60) == tmap.schedule.rates(0, 60)
+    rest = netdyn.run(rebuilt, 30, x0=saved["final_state"].values, t0=int(saved["final_step"]))
+    np.testing.assert_allclose(rest["final_state"].values, whole["final_state"].values, rtol=0, atol=1e-13)
