@@ -128,8 +128,9 @@ def windowed_lyapunov(
         raise ValueError(f"{caller}: expected steps to be a multiple of window={window}, got {steps}")
     if sharpness_every is not None and not (int(sharpness_every) == sharpness_every and 1 <= sharpness_every <= window):
         raise ValueError(f"{caller}: expected integer 1 <= sharpness_every <= window={window}, got {sharpness_every!r}")
-    if torch.as_tensor(x0).ndim != 1:
-        raise ValueError(f"{caller}: expected one initial state x0 of shape ({map_.dim},), got {tuple(torch.as_tensor(x0).shape)}")
+    shape = tuple(torch.as_tensor(x0).shape)
+    if len(shape) != 1:
+        raise ValueError(f"{caller}: expected one initial state x0 of shape ({map_.dim},), got {shape}")
 
     run = max_lyapunov(map_, x0, steps, method=method, transient=transient, renorm_every=renorm_every, d0=d0,
                        seed=seed, params_only=params_only, n_blocks=n_blocks, t0=t0)

@@ -162,7 +162,9 @@ class Schedule:
 
     def _checked(self, t: int, rate: float) -> float:
         if not (math.isfinite(rate) and rate >= 0):
-            raise ValueError(f"Schedule: expected a finite rate >= 0 at step {t}, got {rate!r} from the {self.name} schedule")
+            raise ValueError(
+                f"Schedule: expected a finite rate >= 0 at step {t}, got {rate!r} from the {self.name} schedule"
+            )
         return rate
 
 
