@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from .schedules import schedule_from_attrs
 from .training import TrainingMap
 
 __all__ = ["Task", "ACTIVATIONS", "INITS", "mlp", "make_task", "training_map", "map_from_attrs"]
@@ -185,11 +186,23 @@ def training_map(
     optimizer: Any = "sgd",
     batch_size: int | None = None,
     seed: int = 0,
+    schedule: Any = None,
+    warmup: int = 0,
+    total: int | None = None,
+    schedule_options: Mapping[str, Any] | None = None,
     **optimizer_kwargs: Any,
 ) -> TrainingMap:
-    """A :class:`TrainingMap` for ``task`` (a :class:`Task` or a data set name with defaults)."""
+    """A :class:`TrainingMap` for ``task`` (a :class:`Task` or a data set name with defaults).
+
+    ``schedule`` is any spec of :mod:`netdyn.schedules`; with a schedule *name*,
+    ``warmup`` (linear warm-up steps), ``total`` (steps of the whole schedule) and
+    ``schedule_options`` (e.g. ``{"min_factor": 0.1}``, ``{"step_size": 50}``) complete it,
+    and ``lr`` is the peak rate.  ``warmup > 0`` without a schedule is a linear warm-up to
+    the constant ``lr`` (the ``"warmup"`` schedule).
+    """
     if isinstance(task, str):
         task = make_task(task)
+    schedule = _schedule_spec(schedule, warmup, total, schedule_options)
     return TrainingMap(
         task.model,
         task.loss_fn,
@@ -202,22 +215,47 @@ def training_map(
         init=task.init,
         name=task.name,
         info=task.info,
+        schedule=schedule,
         **optimizer_kwargs,
     )
+
+
+def _schedule_spec(schedule: Any, warmup: int, total: int | None, options: Mapping[str, Any] | None) -> Any:
+    """The schedule spec of :func:`training_map`'s arguments."""
+    extra = {**({"warmup": warmup} if warmup else {}), **({"total": total} if total is not None else {}),
+             **dict(options or {})}
+    if schedule is None:
+        if set(extra) - {"warmup"}:
+            raise ValueError(f"training_map: expected a schedule name with options {sorted(extra)}, got schedule=None")
+        return {"name": "warmup", **extra} if extra else None
+    if isinstance(schedule, str):
+        return {"name": schedule, **extra}
+    if extra:
+        raise ValueError(
+            f"training_map: expected warmup/total/schedule_options only with a schedule name, got them with {schedule!r} "
+            "(put the options in the schedule's dict or factory)"
+        )
+    return schedule
 
 
 def map_from_attrs(attrs: Mapping[str, Any], **overrides: Any) -> TrainingMap:
     """Rebuild the :class:`TrainingMap` that recorded a trajectory, from its attributes.
 
-    ``overrides`` replace recorded values (e.g. ``lr=1.0``).  Only maps built by
-    :func:`training_map` on a bundled task can be rebuilt; others raise ``ValueError``.
+    ``overrides`` replace recorded values (e.g. ``lr=1.0``, ``schedule=None``).  Only maps
+    built by :func:`training_map` on a bundled task can be rebuilt; others raise
+    ``ValueError``, and so does a map whose learning-rate schedule was a Python function or
+    a torch scheduler factory (not serialisable) unless ``schedule=`` is given again.
     """
+    override_schedule = "schedule" in overrides
+    schedule = overrides.pop("schedule", None)
     attrs = {**attrs, **overrides}
     if attrs.get("map") != "TrainingMap" or attrs.get("task") not in DATASETS:
         raise ValueError(
             f"map_from_attrs: expected attributes of a TrainingMap on one of {list(DATASETS)}, "
             f"got map={attrs.get('map')!r}, task={attrs.get('task')!r}"
         )
+    if not override_schedule:
+        schedule = schedule_from_attrs(attrs)
 
     def as_list(value: Any) -> list[int]:
         if isinstance(value, str):
@@ -242,6 +280,7 @@ def map_from_attrs(attrs: Mapping[str, Any], **overrides: Any) -> TrainingMap:
         optimizer=str(attrs.get("optimizer", "sgd")),
         batch_size=None if batch < 0 else batch,
         seed=int(attrs.get("batch_seed", 0)),
+        schedule=schedule,
         **kwargs,
     )
 

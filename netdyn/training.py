@@ -21,6 +21,13 @@ Two kinds of optimiser:
   black box: ``step`` (orbits, twin trajectories, perturbation growth) but no
   ``step_jvp``.
 
+Learning-rate schedules (``schedule=``, see :mod:`netdyn.schedules`) make the rate a
+function of ``t``: step ``t`` uses ``lr_at(t)``, the rate ``torch.optim`` + its
+``lr_scheduler`` would use at optimiser step ``t``.  The rate does not depend on the
+state, so the exact tangents of a functional optimiser are those of a constant-rate
+step with rate ``lr_at(t)``; the black-box path sets each parameter group's ``lr``
+before its step.
+
 Mini-batches: ``batch_size=None`` is full-batch GD (a deterministic map).  With
 ``batch_size=k`` the data are reshuffled every epoch by a permutation that is a
 function of ``(seed, epoch)`` only, and step ``t`` uses batch ``t mod n_batches`` of
@@ -48,6 +55,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 from typing import Any, Callable, Iterator
 
 import torch
@@ -57,6 +65,7 @@ from torch.nn.utils import parameters_to_vector
 
 from .maps import _check_tangent, require_jacobian
 from .optim import FunctionalOptimizer, functional_optimizer
+from .schedules import Schedule, as_schedule
 
 __all__ = ["TrainingMap", "step_seed"]
 
@@ -83,7 +92,7 @@ class TrainingMap:
         class, or a factory ``params -> Optimizer``.  torch's SGD/Adam/AdamW/RMSprop
         become functional (exact tangents) unless ``functional=False``.
     lr:
-        learning rate (required).
+        learning rate (required); with a named ``schedule`` its peak rate.
     batch_size:
         ``None`` for full batch, else the mini-batch size.
     seed:
@@ -100,6 +109,13 @@ class TrainingMap:
     name, info:
         task name and extra scalar attributes (activation, layer sizes, ...) that
         :meth:`describe` reports.
+    schedule:
+        learning-rate schedule (:mod:`netdyn.schedules`): ``None`` (constant ``lr``), a
+        function ``t -> multiplier`` (``lr(t) = lr * f(t)``, as ``LambdaLR``), a factory
+        ``optimizer -> torch.optim.lr_scheduler.LRScheduler`` (replayed exactly), a name
+        or a dict ``{"name": "cosine", "warmup": 100, "total": 1000}`` (``lr`` = peak), or a
+        :class:`~netdyn.schedules.Schedule`.  Only named schedules are recorded well
+        enough by :meth:`describe` to be rebuilt.
     **optimizer_kwargs:
         hyper-parameters passed to the optimiser (momentum, betas, weight_decay, ...).
 
@@ -135,6 +151,7 @@ class TrainingMap:
         functional: bool = True,
         name: str = "custom",
         info: dict[str, Any] | None = None,
+        schedule: Any = None,
         **optimizer_kwargs: Any,
     ):
         if lr is None or not lr > 0:
@@ -154,6 +171,7 @@ class TrainingMap:
         self.loss_fn, self.inputs, self.targets = loss_fn, inputs, targets
         self.test_data, self.lr, self.batch_size, self.seed = test_data, float(lr), batch_size, int(seed)
         self.init, self.name, self.info = init, name, dict(info or {})
+        self.schedule: Schedule | None = as_schedule(schedule, float(lr))
         self.dtype = trainable[0][1].dtype
         self._check_data("data", inputs, targets)
         if test_data is not None:
@@ -193,6 +211,10 @@ class TrainingMap:
         if isinstance(self.optimizer_spec, str):
             return self.optimizer_spec.lower()
         return getattr(self.optimizer_spec, "__name__", type(self.optimizer_spec).__name__)
+
+    def lr_at(self, t: int) -> float:
+        """The learning rate of optimiser step ``t`` (``lr`` without a schedule)."""
+        return self.lr if self.schedule is None else self.schedule(t)
 
     def initial_state(self, seed: int | None = None) -> Tensor:
         """The state ``(dim,)``: the model's trainable parameters (``seed=None``) or freshly
@@ -258,7 +280,7 @@ class TrainingMap:
         d_theta, d_buffers = tangents[:, : self.param_dim], tangents[:, self.param_dim :]
         if v.ndim == 1:
             d_theta, d_buffers, hvps = d_theta[0], d_buffers[0], hvps[0]
-        return self.functional_optimizer.update_jvp(theta, buffers, grad, t, d_theta, d_buffers, hvps)
+        return self._optimizer_at(t).update_jvp(theta, buffers, grad, t, d_theta, d_buffers, hvps)
 
     def loss(self, theta: Tensor, t: int) -> Tensor:
         """Differentiable training loss at parameters ``theta`` ``(param_dim,)`` on step ``t``'s
@@ -307,6 +329,7 @@ class TrainingMap:
             "model": repr(self.model),
         }
         out.update({f"optim_{k}": v for k, v in self.optimizer_kwargs.items()})
+        out.update(Schedule(None, self.lr).describe() if self.schedule is None else self.schedule.describe())
         out.update(self.info)
         return out
 
@@ -431,8 +454,14 @@ class TrainingMap:
             leaf = theta.detach().requires_grad_(True)
             loss = self._loss_flat(leaf, indices, t)
             (grad,) = torch.autograd.grad(loss, leaf)
-        theta_next, buffers_next = self.functional_optimizer.update(theta, buffers, grad, t)
+        theta_next, buffers_next = self._optimizer_at(t).update(theta, buffers, grad, t)
         return torch.cat((theta_next, buffers_next)), loss.detach(), grad
+
+    def _optimizer_at(self, t: int) -> FunctionalOptimizer:
+        """The functional optimiser with step ``t``'s rate."""
+        if self.schedule is None:
+            return self.functional_optimizer
+        return dataclasses.replace(self.functional_optimizer, lr=self.schedule(t))
 
     def _check_state(self, x: Tensor, caller: str) -> None:
         if x.shape != (self.dim,):
@@ -545,6 +574,7 @@ class _BlackBoxOptimizer:
                 f"TrainingMap: expected optimizer as a name, a torch.optim.Optimizer class or a factory, got {optimizer!r}"
             )
         self.fresh_state = copy.deepcopy(self.optimizer.state_dict())
+        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.layout, self.keys, self.step_template = self._probe()
         self.buffer_dim = sum(size for _, size in self.layout)
 
@@ -564,6 +594,15 @@ class _BlackBoxOptimizer:
                     keys.append((i, key, value.shape))
         self.optimizer.load_state_dict(copy.deepcopy(self.fresh_state))
         return layout, keys, steps
+
+    def _set_rates(self, t: int) -> None:
+        """Each group's ``lr`` at step ``t``: the schedule's rate for a group built with the map's
+        ``lr``, else the group's own rate scaled by ``lr_at(t) / lr``."""
+        if self.owner.schedule is None:
+            return
+        rate = self.owner.lr_at(t)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = rate if base == self.owner.lr else base * (rate / self.owner.lr)
 
     def _load_params(self, theta: Tensor) -> None:
         with torch.no_grad():
@@ -588,6 +627,7 @@ class _BlackBoxOptimizer:
                 self.optimizer.state[self.params[i]][key] = chunk.clone().view(shape)
             for i, template in self.step_template.items():
                 self.optimizer.state[self.params[i]]["step"] = torch.full_like(template, float(t))
+        self._set_rates(t)
         self._load_params(theta)
         loss = self._gradient(self.owner.batch_indices(t), t)
         grad_norm = float(torch.linalg.vector_norm(torch.cat([p.grad.reshape(-1) for p in self.params])))
