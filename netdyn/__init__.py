@@ -13,6 +13,7 @@ from .datadriven import analyze_dataset, nolds_lyap_e, nolds_lyap_r, observable_
 from .divergence import DivergenceRule, divergence_reason
 from .distances import graph_distances, trajectory_distances
 from .graphs import from_graph, graph_trajectory, to_graph
+from .local_exponents import windowed_lyapunov
 from .maps import (
     CircleRotation,
     DiscreteMap,
@@ -38,7 +39,8 @@ from .stability_threshold import stability_threshold, step_preconditioner
 from .stability import OrbitalStability, orbital_stability
 from .sweep import edge_of_chaos, fastest_lr, sweep
 from .tangent import clv, ftle, lyapunov_spectrum, lyapunov_sum_from_jacobian
-from .storage import open_trajectory, save_trajectory
+from .schedules import Schedule
+from .storage import consolidate, open_trajectory, save_trajectory
 from .training import TrainingMap
 from .trajectory import run, summarize
 from .twin import perturbation_growth
@@ -48,12 +50,12 @@ __all__ = [
     "CircleRotation", "DiscreteMap", "HenonMap", "LinearMap", "LogisticMap", "LorenzRK4", "MapBase",
     "PotentialGD", "QuadraticGD", "has_jacobian",
     "TrainingMap", "make_task", "training_map", "map_from_attrs",
-    "max_lyapunov", "perturbation_growth", "lyapunov_spectrum", "ftle", "clv", "lyapunov_sum_from_jacobian",
+    "max_lyapunov", "windowed_lyapunov", "Schedule", "perturbation_growth", "lyapunov_spectrum", "ftle", "clv", "lyapunov_sum_from_jacobian",
     "sharpness", "sharpness_along", "track_sharpness", "stability_threshold", "step_preconditioner",
     "LyapunovMonitor",
     "early_features", "feature_matrix", "compare_predictors",
     "DivergenceRule", "divergence_reason",
-    "run", "summarize", "open_trajectory", "save_trajectory",
+    "run", "summarize", "open_trajectory", "save_trajectory", "consolidate",
     "rosenstein", "nolds_lyap_r", "nolds_lyap_e", "observable_series", "analyze_dataset",
     "rqa", "windowed_rqa", "recurrence_matrix", "recurrence_network", "network_measures", "crqa", "jrqa",
     "cross_recurrence_matrix", "joint_recurrence_matrix",

@@ -91,14 +91,18 @@ def windowed_lyapunov(
     ``lr (window)``
         mean learning rate over the window's steps (NaN for a map without one);
     ``complete (window)``
-        False for windows reached by a divergence (their exponent is +inf when the
-        divergence happened inside them, NaN after; ``max_lyapunov`` warns);
+        False for windows reached after the separation could no longer be resolved
+        (their exponent is +inf when that happened inside them, NaN after;
+        ``max_lyapunov`` warns);
     ``local_rate (step)``, ``lr_step (step)``
         the local rates and each step's rate;
     ``window_start``, ``window_stop`` (coords on ``window``)
         map times: the window covers steps ``window_start <= t < window_stop``;
-    ``lyapunov_total``, ``lyapunov_total_stderr``, ``diverged`` (scalars)
-        the whole run's estimate from the same rates.
+    ``lyapunov_total``, ``lyapunov_total_stderr`` (scalars)
+        the whole run's estimate from the same rates;
+    ``unresolved``, ``diverged``, ``diverged_step``, ``divergence_reason`` (scalars)
+        the verdicts of :func:`netdyn.max_lyapunov` (the training divergence rule only
+        flags: windows after a divergence are still estimated while finite).
 
     With ``sharpness_every``: ``sharpness (window)`` (mean of the top eigenvalue measured in
     the window), ``threshold (window)`` (mean of the optimiser's stability threshold at
@@ -115,8 +119,8 @@ def windowed_lyapunov(
     the window ``[a, a + W)`` has exponent ``(1 / W) sum r_t`` = the finite-time exponent
     ``ln(|delta_{a+W}| / |delta_a|) / W``.  For gradient descent on a quadratic with a
     schedule it is the mean of ``ln|1 - lr(t) h_max|`` over the window when the top
-    curvature direction dominates.  Stability thresholds all scale as ``1 / lr``, so the
-    threshold at step ``t`` is ``stability_threshold(map_) * map_.lr / lr(t)``.
+    curvature direction dominates.  The threshold at step ``t`` is
+    ``stability_threshold(map_, t)``, at that step's rate (e.g. ``38 / lr(t)`` for Adam).
     """
     caller = "windowed_lyapunov"
     for name, value in (("steps", steps), ("window", window), ("renorm_every", renorm_every)):
@@ -144,9 +148,8 @@ def windowed_lyapunov(
 
     complete = np.isfinite(blocks).all(axis=1)
     exponent = np.where(complete, blocks.mean(axis=1), np.nan)
-    diverged = bool(run["diverged"])
-    if diverged:  # the window in which the orbit was lost has an unbounded rate
-        hit = (int(run["diverged_step"]) - 1 - int(start[0])) // window
+    if bool(run["unresolved"]):  # the window in which the separation was lost has an unresolvable rate
+        hit = (int(run["unresolved_step"]) - 1 - int(start[0])) // window
         exponent[int(np.clip(hit, 0, n_windows - 1))] = np.inf
     stderr = np.where(complete, block_stderr(np.where(complete[:, None], blocks, 0.0), n_blocks), np.nan)
     ds = xr.Dataset(
@@ -159,7 +162,10 @@ def windowed_lyapunov(
             "lr_step": (("counted_step",), lr_step),
             "lyapunov_total": ((), float(run["lyapunov"])),
             "lyapunov_total_stderr": ((), float(run["lyapunov_stderr"])),
-            "diverged": ((), diverged),
+            "unresolved": ((), bool(run["unresolved"])),
+            "diverged": ((), bool(run["diverged"])),
+            "diverged_step": ((), int(run["diverged_step"])),
+            "divergence_reason": ((), str(run["divergence_reason"].values)),
         },
         coords={
             "window": np.arange(n_windows),
@@ -190,8 +196,7 @@ def _windowed_sharpness(
     track = track_sharpness(map_, x, steps, every=every, t0=int(t0) + int(transient), **options)
     measured = track["step"].values
     top = track["sharpness"].isel(eig=0).values
-    base = float(track.attrs["threshold"])  # the threshold at the base rate map_.lr (NaN when none applies)
-    threshold = np.array([base * float(map_.lr) / rate_at(map_, t) for t in measured])
+    threshold = track["threshold"].values  # at each measured step's rate (NaN when none applies)
     index = (measured - start[0]) // window
     n = len(start)
     means = {name: np.full(n, np.nan) for name in ("sharpness", "threshold", "sharpness_over_threshold")}

@@ -151,7 +151,7 @@ def sharpness(
         warnings.warn(f"{caller}: non-finite parameters; sharpness is NaN", RuntimeWarning, stacklevel=2)
         return nan
     hvp = hessian_vector_product(map_, theta, t)
-    threshold = _threshold(map_, preconditioned)
+    threshold = _threshold(map_, preconditioned, t)
     if preconditioned:
         scale = step_preconditioner(map_, x, t).rsqrt()
         raw_hvp = hvp
@@ -173,15 +173,16 @@ def sharpness(
     return result
 
 
-def _threshold(map_: Any, preconditioned: bool) -> float:
-    """The stability line that eigenvalues of this kind are compared with (NaN when none applies)."""
+def _threshold(map_: Any, preconditioned: bool, t: int) -> float:
+    """The stability line that eigenvalues of this kind are compared with at step ``t``
+    (the rate of that step under a schedule; NaN when no line applies)."""
     opt = getattr(map_, "functional_optimizer", None)
     adaptive = opt is not None and getattr(opt, "name", "sgd") != "sgd"
     if adaptive and not preconditioned:
         return float("nan")
     if opt is None and getattr(map_, "optimizer_spec", None) is not None:  # a black-box optimiser
         return float("nan")
-    return stability_threshold(map_)
+    return stability_threshold(map_, t)
 
 
 def _lanczos(
@@ -379,17 +380,18 @@ def _warm_start(previous: list[Sharpness], method: str) -> Tensor | None:
 def _sharpness_dataset(map_: Any, results: list[Sharpness], steps: np.ndarray, k: int, method: str) -> xr.Dataset:
     values = np.stack([r.values for r in results])
     lr = float(getattr(map_, "lr", np.nan))
-    threshold = float(results[0].threshold) if results else float("nan")
+    thresholds = np.array([r.threshold for r in results], dtype=np.float64)
     return xr.Dataset(
         {
             "sharpness": (("step", "eig"), values),
             "residual": (("step", "eig"), np.stack([r.residuals for r in results])),
             "converged": (("step",), np.array([r.converged for r in results])),
             "lr_times_sharpness": (("step",), lr * values[:, 0]),
-            "sharpness_over_threshold": (("step",), values[:, 0] / threshold),
+            "threshold": (("step",), thresholds),
+            "sharpness_over_threshold": (("step",), values[:, 0] / thresholds),
             "n_hvp": (("step",), np.array([r.n_hvp for r in results])),
         },
         coords={"step": steps.astype(np.int64), "eig": np.arange(k)},
         attrs={**map_attrs(map_), "two_over_lr": 2.0 / lr if lr else np.nan, "method": method,
-               "threshold": threshold, "preconditioned": int(bool(results and results[0].preconditioned))},
+               "threshold": float(thresholds[0]), "preconditioned": int(bool(results and results[0].preconditioned))},
     )

@@ -55,7 +55,7 @@ def _optimizer(map_: Any, caller: str) -> FunctionalOptimizer | None:
     return opt
 
 
-def stability_threshold(map_: Any) -> float:
+def stability_threshold(map_: Any, t: int | None = None) -> float:
     """The largest stable eigenvalue of ``P^-1 H`` for the map's optimiser (module table).
 
     Parameters
@@ -63,6 +63,9 @@ def stability_threshold(map_: Any) -> float:
     map_
         a :class:`~netdyn.training.TrainingMap` with a functional optimiser, or any map
         with an attribute ``lr`` (plain gradient descent).
+    t
+        the step whose rate ``eta = map_.lr_at(t)`` counts for a map with a learning-rate
+        schedule; default None: the base rate ``lr`` (for a named schedule its peak).
 
     Returns
     -------
@@ -70,10 +73,11 @@ def stability_threshold(map_: Any) -> float:
     without a learning rate.
     """
     opt = _optimizer(map_, "stability_threshold")
+    scheduled = t is not None and callable(getattr(map_, "lr_at", None))
     if opt is None:
-        lr = getattr(map_, "lr", None)
+        lr = map_.lr_at(int(t)) if scheduled else getattr(map_, "lr", None)
         return 2.0 / float(lr) if lr else math.nan
-    eta = opt.lr
+    eta = float(map_.lr_at(int(t))) if scheduled else opt.lr
     if isinstance(opt, SGD):
         mu = opt.momentum
         if mu == 0:

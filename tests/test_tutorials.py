@@ -17,6 +17,7 @@ TUTORIALS = sorted((Path(__file__).parents[1] / "tutorials").glob("[0-9][0-9]_*.
 # findings a quick run must still print (a change that breaks one fails here)
 FINDINGS = {
     "06_is_it_chaos": ["logistic r=4 (chaos)", "-> chaotic"],  # r = 4 passes the combined 0-1 / surrogate test
+    "07_schedules_and_adaptive_edge_of_stability": ["chaotic", "closest to the edge"],
 }
 
 
