@@ -5,44 +5,101 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from ..problems import DATASETS
-from ..sweep import edge_of_chaos, fastest_lr, sweep
+from ..optim import FUNCTIONAL_OPTIMIZERS, functional_optimizer
+from ..problems import ACTIVATIONS, DATASETS, INITS
+from ..sweep import edge_of_chaos, fastest_lr, point_specs, sweep
+from ._output import add_output_arguments, check_output_dir, default_output, manifest, write_manifest
+from .train import hidden_widths, nonnegative_int, positive_float, positive_int
 
 
 def parse_lr(text: str) -> list[float]:
     """Learning rates from ``"a:b:Nlog"`` (N log-spaced from a to b), ``"a:b:N"``
-    (N evenly spaced) or ``"x,y,..."``."""
+    (N evenly spaced) or ``"x,y,..."``: distinct, finite and > 0, in the order given
+    (a reversed range ``10:0.01:5log`` gives descending values; the sweep sorts them)."""
     try:
         if ":" not in text:
-            return [float(v) for v in text.split(",") if v]
-        start, stop, count = text.split(":")
-        log = count.endswith("log")
-        n = int(count[:-3] if log else count)
-        values = np.geomspace(float(start), float(stop), n) if log else np.linspace(float(start), float(stop), n)
-        return [float(v) for v in values]
-    except ValueError as err:
-        raise ValueError(f"parse_lr: expected 'a:b:Nlog', 'a:b:N' or a comma list, got {text!r}") from err
+            values = [float(v) for v in text.split(",")]
+        else:
+            start, stop, count = text.split(":")
+            log = count.endswith("log")
+            n = int(count[:-3] if log else count)
+            if n < 1:
+                raise ValueError(text)
+            grid = np.geomspace if log else np.linspace
+            with np.errstate(all="ignore"):
+                values = [float(v) for v in grid(float(start), float(stop), n)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'a:b:Nlog', 'a:b:N' or a comma list, got {text!r}") from None
+    if not values or not all(np.isfinite(v) and v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected learning rates that are finite and > 0, got {text!r}")
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"expected distinct learning rates, got {text!r}")
+    return values
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``"4"`` -> seeds 0..3; ``"0,5,7"`` -> those seeds."""
-    return [int(v) for v in text.split(",")] if "," in text else list(range(int(text)))
+    """``"4"`` -> seeds 0..3; ``"0,5,7"`` -> those seeds (distinct, >= 0)."""
+    try:
+        seeds = [int(v) for v in text.split(",")] if "," in text else list(range(int(text)))
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected a count N >= 1 (seeds 0..N-1) or distinct seeds >= 0 "
+                                         f"such as 0,5,7, got {text!r}")
+    return seeds
+
+
+def _names(known: Any, what: str):
+    """An argparse ``type``: a comma list of distinct names among ``known``."""
+    def parse(text: str) -> list[str]:
+        names = [v.strip() for v in text.split(",")]
+        bad = [n for n in names if n not in known]
+        if bad or len(set(names)) != len(names):
+            raise argparse.ArgumentTypeError(f"expected distinct {what} among {', '.join(sorted(known))}, got {text!r}")
+        return names
+    parse.__name__ = what
+    return parse
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"momentum\": 0.9}}', got {text!r}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def add_sweep_arguments(parser: argparse.ArgumentParser, threshold: float = 0.01) -> None:
     """Where the sweep runs and what it measures (shared with ``netdyn demo``)."""
-    parser.add_argument("--target", type=float, default=0.9, help="test accuracy of 'time to target' (default: 0.9)")
-    parser.add_argument("--threshold", type=float, default=threshold,
+    parser.add_argument("--target", type=positive_float, default=0.9,
+                        help="test accuracy of 'time to target' (default: 0.9)")
+    parser.add_argument("--threshold", type=_finite_float, default=threshold,
                         help=f"exponent level (1/step) whose crossing is the edge of chaos (default: {threshold:g})")
     parser.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler (tcp://host:port)")
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--scheduler-timeout", type=positive_float, default=10.0,
+                        help="seconds to wait for the scheduler (default: 10)")
+    parser.add_argument("--workers", type=nonnegative_int, default=None,
                         help="LocalCluster worker processes (default: one per core; 0: a plain loop)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_output_arguments(parser)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,67 +107,155 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "sweep", help="learning-rate sweep: edge of chaos and fastest training",
         description="Train an MLP for every learning rate x seed x activation x optimizer; measure the maximal "
         "Lyapunov exponent, orbital class and time to target accuracy; write result.nc, sweep.png and the point "
-        "store (an interrupted sweep resumes).",
+        "store (an interrupted sweep resumes: rerun the same command).",
     )
     parser.add_argument("--task", choices=DATASETS, default="digits")
-    parser.add_argument("--hidden", default="32", help="hidden widths, comma-separated (default: 32)")
-    parser.add_argument("--init", default="torch", help="torch | normal | lecun (default: torch)")
-    parser.add_argument("--init-scale", type=float, default=1.0)
+    parser.add_argument("--hidden", type=hidden_widths, default=(32,), help="hidden widths, comma-separated (default: 32)")
+    parser.add_argument("--init", choices=sorted(INITS), default="torch", help="(default: torch)")
+    parser.add_argument("--init-scale", type=positive_float, default=1.0)
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    parser.add_argument("--n-train", type=int, default=None, help="keep only the first N training samples")
+    parser.add_argument("--n-train", type=positive_int, default=None, help="keep only the first N training samples")
     parser.add_argument("--lr", type=parse_lr, default=parse_lr("0.01:10:24log"),
                         help="learning rates: a:b:Nlog, a:b:N or a comma list (default: 0.01:10:24log)")
     parser.add_argument("--seeds", type=parse_seeds, default=[0], help="N (seeds 0..N-1) or a comma list")
-    parser.add_argument("--activation", default="tanh", help="comma-separated (default: tanh)")
-    parser.add_argument("--optimizer", default="sgd", help="comma-separated: sgd, adam, adamw, rmsprop")
-    parser.add_argument("--optimizer-kwargs", default="{}", help='JSON, e.g. \'{"momentum": 0.9}\'')
-    parser.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default: full batch)")
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--eval-every", type=int, default=1)
+    parser.add_argument("--activation", type=_names(ACTIVATIONS, "activations"), default=["tanh"],
+                        help="comma-separated (default: tanh)")
+    parser.add_argument("--optimizer", type=_names(FUNCTIONAL_OPTIMIZERS, "optimizers"), default=["sgd"],
+                        help="comma-separated: " + ", ".join(sorted(FUNCTIONAL_OPTIMIZERS)) + " (default: sgd)")
+    parser.add_argument("--optimizer-kwargs", type=_json_object, default={}, help='JSON, e.g. \'{"momentum": 0.9}\'')
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="mini-batch size (default: full batch)")
+    parser.add_argument("--steps", type=positive_int, default=200, help="training steps per point, >= 32 (default: 200)")
+    parser.add_argument("--eval-every", type=positive_int, default=1)
     parser.add_argument("--lyapunov-method", choices=("twin", "tangent"), default="twin")
-    parser.add_argument("--lyapunov-transient", type=int, default=0)
+    parser.add_argument("--lyapunov-transient", type=nonnegative_int, default=0)
     add_sweep_arguments(parser)
-    parser.add_argument("-o", "--output", required=True, help="output folder")
-    parser.set_defaults(func=main)
+    parser.set_defaults(func=main, on_interrupt=interrupted)
 
 
 def main(args: argparse.Namespace) -> int:
     task = {
         "dataset": args.task,
-        "hidden": [int(h) for h in str(args.hidden).split(",") if h],
+        "hidden": list(args.hidden),
         "init": args.init,
         "init_scale": args.init_scale,
         "dtype": args.dtype,
         "n_train": args.n_train,
     }
     result = run_and_report(
-        args, args.output, task=task, lr=args.lr, seed=args.seeds, activation=args.activation.split(","),
-        optimizer=args.optimizer.split(","), optimizer_kwargs=json.loads(args.optimizer_kwargs),
+        args, args.output or default_output("sweep", args.task), task=task, lr=args.lr, seed=args.seeds,
+        activation=args.activation, optimizer=args.optimizer, optimizer_kwargs=args.optimizer_kwargs,
         batch_size=args.batch_size, steps=args.steps, eval_every=args.eval_every,
         lyapunov_method=args.lyapunov_method, lyapunov_transient=args.lyapunov_transient,
     )
-    return 0 if result is not None else 1
+    return 0 if int(result.attrs["points_failed"]) < int(result.attrs["points_total"]) else 1
 
 
-def run_and_report(args: argparse.Namespace, output: str, **options: Any) -> xr.Dataset:
+OUTPUTS = ["result.nc", "sweep.png", "points"]
+
+
+def validate_grid(options: dict[str, Any], target: float) -> list[float]:
+    """Check a sweep's grid before any work (``ValueError`` naming the bad value); returns the sorted lrs.
+
+    The library's own checks (:func:`netdyn.sweep.point_specs`: steps, eval_every,
+    transient, activations, lr > 0) plus the optimiser names and their keyword
+    arguments, which would otherwise fail inside every point.
+    """
+    lrs = sorted(float(v) for v in options["lr"])
+    for name in options.get("optimizer", ["sgd"]):
+        if name not in FUNCTIONAL_OPTIMIZERS:
+            raise ValueError(f"expected optimizers among {sorted(FUNCTIONAL_OPTIMIZERS)}, got {name!r}")
+        functional_optimizer(name, lrs[0], **dict(options.get("optimizer_kwargs") or {}))
+    point_specs(**{**options, "lr": lrs}, target_accuracy=target)
+    return lrs
+
+
+def connect(address: str, timeout: float) -> Any:
+    """A ``distributed.Client`` of the Dask scheduler at ``address``, or ``ValueError`` in one sentence.
+
+    Unreachable addresses, refused connections and servers that are not a Dask
+    scheduler (which Dask may misread as a huge message) all fail within ``timeout``
+    seconds with the same kind of message.
+    """
+    import logging
+
+    from distributed import Client
+
+    if "://" not in address and ":" not in address:
+        raise ValueError(f"expected a scheduler address such as tcp://host:8786, got {address!r}")
+    quiet = [logging.getLogger(name) for name in ("distributed", "distributed.client", "distributed.comm")]
+    levels = [log.level for log in quiet]
+    for log in quiet:
+        log.setLevel(logging.CRITICAL)
+    try:
+        return Client(address, timeout=timeout, set_as_default=False)
+    except Exception as err:  # noqa: BLE001 - every failure to connect is said the same way
+        raise ValueError(f"could not connect to a Dask scheduler at {address!r} within {timeout:g} s "
+                         f"({type(err).__name__}: {' '.join(str(err).split())[:200]})") from err
+    finally:
+        for log, level in zip(quiet, levels):
+            log.setLevel(level)
+
+
+def run_and_report(args: argparse.Namespace, output: str | os.PathLike, command: str = "sweep",
+                   **options: Any) -> xr.Dataset:
     """Run the sweep into ``output`` (store ``points/``, ``result.nc``, ``sweep.png``)
-    and print the table, the edge of chaos and the fastest learning rate."""
+    and print the table, the edge of chaos and the fastest learning rate.
+
+    Everything is checked before any work or any file: the grid, the output folder
+    (a folder holding another sweep is refused without ``--force``) and the scheduler.
+    """
     from ..plot.sweep import plot_sweep
 
-    os.makedirs(output, exist_ok=True)
-    result = sweep(
-        **options, target_accuracy=args.target, store=os.path.join(output, "points"), scheduler=args.scheduler,
-        n_workers=args.workers, progress=not args.no_progress,
-    )
+    given = [float(v) for v in options["lr"]]
+    options["lr"] = validate_grid(options, args.target)
+    if options["lr"] != given:
+        print(f"note: the learning rates were given in descending order; the sweep runs them ascending "
+              f"({options['lr'][0]:g} to {options['lr'][-1]:g})")
+    output = Path(output)
+    made_by = manifest(command, args)
+    check_output_dir(output, OUTPUTS, made_by, args.force)
+    client = connect(args.scheduler, args.scheduler_timeout) if args.scheduler else None
+    try:
+        write_manifest(output, made_by)
+        args.output, args.points_total = output, int(np.prod([len(options[k]) for k in ("lr", "seed", "activation",
+                                                                                         "optimizer")]))
+        result = sweep(
+            **options, target_accuracy=args.target, store=os.path.join(output, "points"), client=client,
+            n_workers=args.workers, progress=not args.no_progress,
+        )
+    finally:
+        if client is not None:
+            client.close()
     result.to_netcdf(os.path.join(output, "result.nc"))
     print(format_table(result))
     print(format_findings(result, args.threshold))
     fig = plot_sweep(result, threshold=args.threshold)
     fig.savefig(os.path.join(output, "sweep.png"), dpi=120, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
     print(f"wrote {os.path.join(output, 'result.nc')} and sweep.png ({result.attrs['points_computed']} points "
           f"computed, {result.attrs['points_loaded']} loaded, {result.attrs['points_failed']} failed; "
           f"{result.attrs['backend']})")
+    failed = result["status"].values == "error"
+    if failed.any():
+        first = str(result["error"].values[failed][0])
+        print(f"note: {int(failed.sum())} of {failed.size} points failed (not stored; a rerun retries them); "
+              f"first error: {' '.join(first.split())[:300]}")
     return result
+
+
+def interrupted(args: argparse.Namespace) -> str:
+    """What an interrupted sweep kept: the finished points in its store, counted on disk."""
+    from ..sweep_store import stored_keys
+
+    output = getattr(args, "output", None)
+    total = getattr(args, "points_total", None)
+    if output is None or total is None:
+        return "interrupted before any point ran; nothing was written"
+    done = len(stored_keys(os.path.join(output, "points")))
+    return (f"interrupted; {done} of {total} points are stored in {os.path.join(output, 'points')} "
+            "(rerun the same command to resume)")
 
 
 def format_table(result: xr.Dataset) -> str:
