@@ -108,8 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings(record=True) as caught, terminate_as_exception():
         warnings.simplefilter("always")
         try:
-            args = build_parser().parse_args(argv)
+            args, extra = build_parser().parse_known_args(argv)
             command = args.command
+            if extra:
+                raise UsageError(f"netdyn {command}: error: unrecognized arguments: {' '.join(extra)}")
             status = int(args.func(args) or 0)
         except UsageError as err:
             print(err, file=sys.stderr)

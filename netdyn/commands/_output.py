@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 from .._version import __version__
@@ -114,11 +115,16 @@ def staged_output(outdir: Path, names: Iterable[str], made_by: Mapping[str, Any]
     Checks ``outdir`` first (:func:`check_output_dir`).  If the block raises (or is
     interrupted) the staging folder is removed and ``outdir`` is untouched.
     """
+    names = list(names)
     check_output_dir(outdir, names, made_by, force)
     stage = Path(tempfile.mkdtemp(prefix="netdyn-stage-"))
     try:
         yield stage
         outdir.mkdir(parents=True, exist_ok=True)
+        for stale in names:  # files of the result being replaced that this run did not write
+            old = outdir / stale
+            if old.is_file() and not (stage / stale).exists():
+                old.unlink()
         for item in sorted(stage.iterdir()):
             target = outdir / item.name
             if target.is_dir() and not target.is_symlink():
@@ -146,6 +152,10 @@ def open_input(path: str | os.PathLike, min_steps: int = 1) -> xr.Dataset:
         ds.close()
         raise ValueError(f"expected a trajectory with at least {min_steps} recorded step(s), "
                          f"got {n} in {os.fspath(path)!r}")
+    if min_steps and not np.isfinite(np.asarray(ds["state"].isel(step=0).values)).all():
+        ds.close()
+        raise ValueError(f"expected finite recorded states, got non-finite values from the first recorded step "
+                         f"in {os.fspath(path)!r}: there is no orbit to analyse")
     return ds
 
 

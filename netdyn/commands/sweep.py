@@ -169,31 +169,54 @@ def validate_grid(options: dict[str, Any], target: float) -> list[float]:
     return lrs
 
 
-def connect(address: str, timeout: float) -> Any:
-    """A ``distributed.Client`` of the Dask scheduler at ``address``, or ``ValueError`` in one sentence.
+def probe_scheduler(address: str, timeout: float) -> None:
+    """Check that ``address`` is a Dask scheduler answering within ``timeout`` seconds.
 
-    Unreachable addresses, refused connections and servers that are not a Dask
-    scheduler (which Dask may misread as a huge message) all fail within ``timeout``
-    seconds with the same kind of message.
+    Raises ``ValueError`` in one sentence: unreachable or refused (no answer), a
+    server that does not speak Dask's protocol (an HTTP server: Dask would misread
+    its reply as a message of exabytes), or a Dask server that is not a scheduler.
+    The probe is one ``identity`` request on a bare comm, so a failure leaves no
+    half-built ``Client`` behind.
     """
-    import logging
+    import asyncio
 
-    from distributed import Client
+    from distributed.comm import connect as comm_connect
 
     if "://" not in address and ":" not in address:
         raise ValueError(f"expected a scheduler address such as tcp://host:8786, got {address!r}")
-    quiet = [logging.getLogger(name) for name in ("distributed", "distributed.client", "distributed.comm")]
-    levels = [log.level for log in quiet]
-    for log in quiet:
-        log.setLevel(logging.CRITICAL)
+
+    async def identity() -> Any:
+        comm = await comm_connect(address, timeout=timeout)
+        try:
+            await asyncio.wait_for(comm.write({"op": "identity", "reply": True}), timeout)
+            return await asyncio.wait_for(comm.read(), timeout)
+        finally:
+            comm.abort()
+
+    where = f"{address!r} within {timeout:g} s"
+    try:
+        reply = asyncio.run(identity())
+    except (OSError, asyncio.TimeoutError) as err:
+        raise ValueError(f"could not reach a Dask scheduler at {where} ({' '.join(str(err).split())[:160]})") from err
+    except Exception as err:  # noqa: BLE001 - garbage from a foreign server fails in many ways
+        raise ValueError(f"{address!r} answered but is not a Dask scheduler (its reply is not Dask's protocol: "
+                         f"{type(err).__name__})") from err
+    kind = reply.get("type") if isinstance(reply, dict) else None
+    if kind != "Scheduler":
+        raise ValueError(f"{address!r} answered but is not a Dask scheduler (it says it is {kind or reply!r})")
+
+
+def connect(address: str, timeout: float) -> Any:
+    """A ``distributed.Client`` of the Dask scheduler at ``address`` (checked first by
+    :func:`probe_scheduler`), or ``ValueError`` in one sentence."""
+    from distributed import Client
+
+    probe_scheduler(address, timeout)
     try:
         return Client(address, timeout=timeout, set_as_default=False)
     except Exception as err:  # noqa: BLE001 - every failure to connect is said the same way
-        raise ValueError(f"could not connect to a Dask scheduler at {address!r} within {timeout:g} s "
-                         f"({type(err).__name__}: {' '.join(str(err).split())[:200]})") from err
-    finally:
-        for log, level in zip(quiet, levels):
-            log.setLevel(level)
+        raise ValueError(f"could not connect to the Dask scheduler at {address!r} within {timeout:g} s "
+                         f"({type(err).__name__}: {' '.join(str(err).split())[:160]})") from err
 
 
 def run_and_report(args: argparse.Namespace, output: str | os.PathLike, command: str = "sweep",
