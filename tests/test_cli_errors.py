@@ -280,3 +280,74 @@ def test_sweep_lr_range_given_high_to_low_is_run_ascending(workdir, capsys, monk
     assert code == 130 and seen["lr"] == sorted(seen["lr"]) and len(seen["lr"]) == 4
     assert "descending" in out and "0.01 to 10" in out
     assert err.splitlines()[-1].startswith("netdyn sweep: interrupted; 0 of 4 points are stored")
+
+
+class TestScheduler:
+    """--scheduler addresses that are not a reachable Dask scheduler: one line, within the timeout."""
+
+    @pytest.fixture()
+    def http_server(self):
+        """A TCP server that answers anything with an HTTP response (what Dask misreads as 3 EiB)."""
+        import socket
+        import threading
+
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        server.settimeout(0.2)
+        stop = threading.Event()
+
+        def serve():
+            while not stop.is_set():
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    continue
+                with conn:
+                    try:
+                        conn.recv(1024)
+                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" * 8)
+                    except OSError:
+                        pass
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        yield f"tcp://127.0.0.1:{server.getsockname()[1]}"
+        stop.set()
+        thread.join()
+        server.close()
+
+    def test_a_server_that_is_not_dask(self, http_server, workdir, capsys):
+        import time
+
+        start = time.monotonic()
+        argv = ["sweep", "--task", "iris", "--lr", "0.1", "--steps", "40", "--scheduler", http_server,
+                "--scheduler-timeout", "2"]
+        line = refused(argv, capsys, workdir)
+        assert "is not a Dask scheduler" in line and "EiB" not in line
+        assert time.monotonic() - start < 10
+
+    def test_an_unreachable_address(self, workdir, capsys):
+        import socket
+
+        with socket.socket() as s:  # a port that nobody listens on
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        argv = ["sweep", "--task", "iris", "--lr", "0.1", "--steps", "40", "--scheduler", f"tcp://127.0.0.1:{port}",
+                "--scheduler-timeout", "1"]
+        assert "could not reach a Dask scheduler" in refused(argv, capsys, workdir)
+
+    def test_a_dask_worker_is_not_a_scheduler_and_a_scheduler_is(self):
+        from distributed import LocalCluster
+
+        from netdyn.commands.sweep import connect, probe_scheduler
+
+        with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+            worker = next(iter(cluster.workers.values())).address
+            with pytest.raises(ValueError, match="says it is 'Worker'"):
+                probe_scheduler(worker, 5)
+            client = connect(cluster.scheduler_address, 5)
+            try:
+                assert client.scheduler_info()["type"] == "Scheduler"
+            finally:
+                client.close()
