@@ -132,7 +132,7 @@ BAD_OPTIONS = {
     ],
     "lyapunov": [
         ["--steps", "0"], ["--method", "euler"], ["--d0", "0"], ["--renorm-every", "0"], ["--transient", "-1"],
-        ["--steps", "10", "--renorm-every", "3"], ["--plot", "sub/dir.png"], ["--lr", "-0.5"],
+        ["--steps", "10", "--renorm-every", "3"], ["--plot", "nowhere/fig.png"], ["--lr", "-0.5"],
         ["--optimizer", "nonsense"],
     ],
     "sweep": [
@@ -225,27 +225,27 @@ class TestOutputConvention:
         assert main(["orbit", str(corpus / "good.nc"), "--no-kendall"]) == 0
         assert listing(corpus) == before
         out = workdir / "netdyn-out" / "orbit-good"
-        assert {p.name for p in out.iterdir()} == {"distances.nc", "distances.png", "netdyn.json"}
+        assert {p.name for p in out.iterdir()} == {"good_distances.nc", "good_distances.png", "netdyn.json"}
         assert f"in {os.path.join('netdyn-out', 'orbit-good')}" in capsys.readouterr().out
 
     def test_same_result_is_replaced_a_different_one_needs_force(self, corpus, workdir, capsys):
         argv = ["orbit", str(corpus / "good.nc"), "--no-kendall", "-o", "o"]
         assert main(argv) == 0 and main(argv) == 0  # the same command on the same file: replaced
         capsys.readouterr()
-        written = (workdir / "o" / "distances.nc").stat().st_mtime_ns
+        written = (workdir / "o" / "good_distances.nc").stat().st_mtime_ns
         code = main(["orbit", str(corpus / "good.nc"), "--tail", "20", "-o", "o"])
         err = capsys.readouterr().err
         assert code == EXIT_USAGE and "--force" in err and len(err.splitlines()) == 1
-        assert (workdir / "o" / "distances.nc").stat().st_mtime_ns == written
+        assert (workdir / "o" / "good_distances.nc").stat().st_mtime_ns == written
         assert main(["orbit", str(corpus / "good.nc"), "--tail", "20", "-o", "o", "--force"]) == 0
         assert json.loads((workdir / "o" / "netdyn.json").read_text())["options"]["tail"] == 20
 
     def test_a_folder_holding_foreign_files_of_the_same_name_is_not_overwritten(self, corpus, workdir, capsys):
         (workdir / "mine").mkdir()
-        (workdir / "mine" / "distances.nc").write_text("my own file")
+        (workdir / "mine" / "good_distances.nc").write_text("my own file")
         code = main(["orbit", str(corpus / "good.nc"), "-o", "mine"])
         assert code == EXIT_USAGE and "--force" in capsys.readouterr().err
-        assert (workdir / "mine" / "distances.nc").read_text() == "my own file"
+        assert (workdir / "mine" / "good_distances.nc").read_text() == "my own file"
 
     def test_train_refuses_to_overwrite_a_file(self, workdir, capsys):
         (workdir / "run.nc").write_text("precious")

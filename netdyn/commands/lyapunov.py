@@ -36,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--renorm-every", type=positive_int, default=1)
     parser.add_argument("--d0", type=positive_float, default=1e-9, help="twin distance (default: 1e-9)")
     parser.add_argument("--plot", default="convergence.png",
-                        help="figure file name inside the output folder; '' for none (default: %(default)s)")
+                        help="figure: a file name is written inside the output folder, a path with a folder "
+                        "where it says; '' for none (default: %(default)s)")
     add_output_arguments(parser)
     parser.set_defaults(func=main)
 
@@ -68,9 +69,13 @@ def start_from_file(path: str | os.PathLike) -> tuple[Any, torch.Tensor, int]:
 
 
 def main(args: argparse.Namespace) -> int:
-    plot = args.plot
-    if plot and Path(plot).name != plot:
-        raise ValueError(f"expected --plot to be a file name (it is written inside the output folder), got {plot!r}")
+    plot, elsewhere = args.plot, None
+    if plot and Path(plot).name != plot:  # a path the user chose: written there, not in the output folder
+        elsewhere, plot = Path(plot), ""
+        if not elsewhere.parent.is_dir():
+            raise ValueError(f"expected --plot in an existing folder, got {os.fspath(elsewhere)!r}")
+        if elsewhere.exists() and not args.force:
+            raise ValueError(f"{os.fspath(elsewhere)!r} exists; pass --force to overwrite it")
     if args.steps % args.renorm_every:
         raise ValueError(f"expected --steps to be a multiple of --renorm-every={args.renorm_every}, got {args.steps}")
     if args.trajectory:
@@ -95,15 +100,22 @@ def main(args: argparse.Namespace) -> int:
 
         result.assign_attrs(netcdf_attrs(result.attrs)).to_netcdf(stage / "lyapunov.nc")
         if plot:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-
-            from ..plot.lyapunov import plot_convergence
-
-            fig = plot_convergence(result)
-            fig.savefig(stage / plot, dpi=120)
-            plt.close(fig)
+            _figure(result, stage / plot)
     print(f"wrote {', '.join(names)} in {os.fspath(outdir)}")
+    if elsewhere is not None:
+        _figure(result, elsewhere)
+        print(f"wrote {os.fspath(elsewhere)}")
     return 0
+
+
+def _figure(result: Any, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..plot.lyapunov import plot_convergence
+
+    fig = plot_convergence(result)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -3,8 +3,8 @@
 Prints the orbital class of the trajectory's tail with its evidence
 (:func:`netdyn.stability.orbital_stability`) and a summary of its distance curves
 (:func:`netdyn.distances.trajectory_distances`), then writes
-``distances.nc`` and the figure ``distances.png`` to the output folder (default
-``./netdyn-out/orbit-<file stem>/``).
+``<stem>_distances.nc`` and the figure ``<stem>_distances.png`` to the output folder
+(default ``./netdyn-out/orbit-<stem>/``).
 """
 from __future__ import annotations
 
@@ -40,9 +40,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-OUTPUTS = ["distances.nc", "distances.png"]
-
-
 def orbit_line(result: object) -> str:
     """``label`` or ``label (period p)`` of an orbital-stability result."""
     period = getattr(result, "period", None)
@@ -53,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.trajectory)
     sizes = None if args.layer_sizes is None else list(args.layer_sizes)
     outdir = args.outdir if args.outdir is not None else default_output("orbit", path.stem)
-    with open_input(path) as ds, staged_output(outdir, OUTPUTS, manifest("orbit", args, path), args.force) as stage:
+    outputs = [f"{path.stem}_distances.nc", f"{path.stem}_distances.png"]
+    with open_input(path) as ds, staged_output(outdir, outputs, manifest("orbit", args, path), args.force) as stage:
         result = orbital_stability(ds, tail=args.tail, tol=args.tol)
         distances = trajectory_distances(ds, sizes, kendall=not args.no_kendall)
         diverged = divergence_words(ds)
@@ -66,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  {field.name:16s} {_fmt(getattr(result, field.name))}")
         print(distance_summary(distances))
         distances.attrs["source"] = str(path)
-        distances.to_netcdf(stage / "distances.nc")
-        _figure(distances, stage / "distances.png", f"{path.name}: {result.label}")
-    print(f"wrote {', '.join(OUTPUTS)} in {outdir}")
+        distances.to_netcdf(stage / outputs[0])
+        _figure(distances, stage / outputs[1], f"{path.name}: {result.label}")
+    print(f"wrote {', '.join(outputs)} in {outdir}")
     return 0
 
 

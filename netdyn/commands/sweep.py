@@ -18,6 +18,10 @@ from ._output import add_output_arguments, check_output_dir, default_output, man
 from .train import hidden_widths, nonnegative_int, positive_float, positive_int
 
 
+class OptionError(argparse.ArgumentTypeError, ValueError):
+    """A bad option value: argparse reports it in one line; callers outside argparse see a ``ValueError``."""
+
+
 def parse_lr(text: str) -> list[float]:
     """Learning rates from ``"a:b:Nlog"`` (N log-spaced from a to b), ``"a:b:N"``
     (N evenly spaced) or ``"x,y,..."``: distinct, finite and > 0, in the order given
@@ -35,11 +39,11 @@ def parse_lr(text: str) -> list[float]:
             with np.errstate(all="ignore"):
                 values = [float(v) for v in grid(float(start), float(stop), n)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'a:b:Nlog', 'a:b:N' or a comma list, got {text!r}") from None
+        raise OptionError(f"parse_lr: expected 'a:b:Nlog', 'a:b:N' or a comma list, got {text!r}") from None
     if not values or not all(np.isfinite(v) and v > 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected learning rates that are finite and > 0, got {text!r}")
+        raise OptionError(f"parse_lr: expected learning rates that are finite and > 0, got {text!r}")
     if len(set(values)) != len(values):
-        raise argparse.ArgumentTypeError(f"expected distinct learning rates, got {text!r}")
+        raise OptionError(f"parse_lr: expected distinct learning rates, got {text!r}")
     return values
 
 
@@ -50,7 +54,7 @@ def parse_seeds(text: str) -> list[int]:
     except ValueError:
         seeds = []
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"expected a count N >= 1 (seeds 0..N-1) or distinct seeds >= 0 "
+        raise OptionError(f"parse_seeds: expected a count N >= 1 (seeds 0..N-1) or distinct seeds >= 0 "
                                          f"such as 0,5,7, got {text!r}")
     return seeds
 
