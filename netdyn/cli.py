@@ -101,6 +101,7 @@ def _report_warnings(command: str, caught: list[warnings.WarningMessage]) -> Non
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``netdyn`` on ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    program = argv is None  # run as the program (not called from Python): the process ends after us
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = _debug(argv)
     argv = [a for a in argv if a != "--debug"]
@@ -120,9 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if debug:
                 raise
             hook = getattr(args, "on_interrupt", None)
-            line = hook(args) if hook is not None else "interrupted"
+            line = hook(args) if hook is not None else "interrupted; nothing was written"
             _report_warnings(command, caught)
             print(f"netdyn {command}: {line}", file=sys.stderr)
+            if program:  # objects of the interrupted work (Dask locks, xarray file managers) may fail to
+                # finalise at exit once Dask's event loop is gone: "Exception ignored in ..." is noise here
+                sys.unraisablehook = lambda unraisable: None
             return exit_status(interrupt)
         except (ValueError, TypeError, OSError) as err:
             if debug:

@@ -264,6 +264,18 @@ class TestOutputConvention:
         # fails inside the analysis (unknown observable), after the output folder was checked
         refused(["analyze", str(corpus / "good.nc"), "--observable", "nope", "-o", "out"], capsys, workdir, corpus)
 
+    def test_sweep_default_folder_resumes_the_same_grid_and_refuses_another(self, workdir, capsys):
+        argv = ["sweep", "--task", "iris", "--hidden", "3", "--lr", "0.5", "--steps", "32", "--workers", "0",
+                "--no-progress"]
+        assert main(argv) == 0
+        out = workdir / "netdyn-out" / "sweep-iris"
+        assert {p.name for p in out.iterdir()} == {"result.nc", "sweep.png", "points", "netdyn.json"}
+        capsys.readouterr()
+        assert main(argv) == 0 and "0 points computed, 1 loaded" in capsys.readouterr().out
+        before = listing(out)
+        assert main([a if a != "0.5" else "0.25,0.5" for a in argv]) == EXIT_USAGE
+        assert "--force" in capsys.readouterr().err and listing(out) == before
+
 
 def test_sweep_lr_range_given_high_to_low_is_run_ascending(workdir, capsys, monkeypatch):
     from netdyn.commands import sweep as command

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -242,6 +243,9 @@ def run_and_report(args: argparse.Namespace, output: str | os.PathLike, command:
     made_by = manifest(command, args)
     check_output_dir(output, OUTPUTS, made_by, args.force)
     client = connect(args.scheduler, args.scheduler_timeout) if args.scheduler else None
+    # an interrupted Dask client logs tornado callback tracebacks nobody can act on; the interrupt is said in one line
+    tornado_log = logging.getLogger("tornado.application")
+    level, tornado_log.level = tornado_log.level, logging.CRITICAL
     try:
         write_manifest(output, made_by)
         args.output, args.points_total = output, int(np.prod([len(options[k]) for k in ("lr", "seed", "activation",
@@ -251,6 +255,7 @@ def run_and_report(args: argparse.Namespace, output: str | os.PathLike, command:
             n_workers=args.workers, progress=not args.no_progress,
         )
     finally:
+        tornado_log.setLevel(level)
         if client is not None:
             client.close()
     result.to_netcdf(os.path.join(output, "result.nc"))
