@@ -55,6 +55,7 @@ def one_line(text: object) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``netdyn`` parser with every sub-command of :data:`COMMANDS` registered."""
     parser = Parser(
         prog="netdyn",
         description="Neural-network training as a discrete dynamical system.",

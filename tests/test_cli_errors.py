@@ -363,3 +363,42 @@ class TestScheduler:
                 assert client.scheduler_info()["type"] == "Scheduler"
             finally:
                 client.close()
+
+
+class TestReliabilityInWords:
+    """Reliability fields (added by the diagnostics) are said in words when present, ignored when absent."""
+
+    def test_exponent(self):
+        from netdyn.commands._report import exponent_words
+
+        assert "NOT resolved" in exponent_words(xr.Dataset({"lyapunov": np.inf, "diverged": False}))[0]
+        assert "NOT resolved" in exponent_words(xr.Dataset({"lyapunov": 0.3, "unresolved": True}))[0]
+        assert exponent_words(xr.Dataset({"lyapunov": 0.1, "diverged": False})) == []
+        (line,) = exponent_words(xr.Dataset({"lyapunov": np.inf, "diverged": True, "diverged_step": 5}))
+        assert "diverged at step 5" in line
+
+    def test_orbit(self):
+        from dataclasses import dataclass
+
+        from netdyn.commands._report import orbit_words
+
+        @dataclass
+        class Orbit:
+            label: str = "chaotic"
+            confidence: str = "low"
+            conflict: str = "the exponent is positive but the orbit returns"
+
+        assert orbit_words(Orbit()) == ["the orbital class has low confidence",
+                                        "the evidence conflicts: the exponent is positive but the orbit returns"]
+        assert orbit_words(Orbit(confidence="high", conflict="")) == []
+        assert orbit_words(object()) == []  # a result without the fields
+
+    def test_rosenstein_and_divergence(self):
+        from netdyn.commands._report import divergence_words, rosenstein_words
+
+        result = xr.Dataset({"rosenstein_reliable": False}, attrs={"rosenstein_reason": "no linear region"})
+        assert rosenstein_words(result) == ["the Rosenstein exponent is NOT reliable: no linear region"]
+        assert rosenstein_words(xr.Dataset({"rosenstein_reliable": True})) == []
+        assert divergence_words(xr.Dataset({"diverged": True, "divergence_reason": "loss blow-up"})) == \
+            "training diverged: loss blow-up"
+        assert divergence_words(xr.Dataset({"diverged": False})) is None

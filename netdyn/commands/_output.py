@@ -102,6 +102,7 @@ def check_output_dir(outdir: Path, names: Iterable[str], made_by: Mapping[str, A
 
 
 def write_manifest(outdir: Path, made_by: Mapping[str, Any]) -> None:
+    """Write ``made_by`` (with the netdyn version) as ``outdir/netdyn.json``, atomically."""
     outdir.mkdir(parents=True, exist_ok=True)
     tmp = outdir / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps({**made_by, "netdyn_version": __version__}, indent=1) + "\n")

@@ -42,14 +42,18 @@ def divergence_words(ds: Any) -> str | None:
 
 
 def exponent_words(result: Any) -> list[str]:
-    """Sentences on an exponent result: unresolved (twin lost resolution), diverged."""
+    """Sentences on an exponent result: unresolved (an ``unresolved`` field, or ``lyapunov``
+    = +inf on an orbit that did not diverge: the twin lost float resolution), diverged."""
     lines = []
     unresolved = field(result, "unresolved")
+    value = field(result, "lyapunov")
+    diverged = field(result, "diverged")
+    if unresolved is None and value is not None and not bool(np.any(diverged)):
+        unresolved = np.isposinf(np.asarray(value, dtype=float))  # +inf is how an unresolved exponent is written
     if unresolved is not None and bool(np.any(unresolved)):
         reason = field(result, "unresolved_reason") or field(result, "reason")
-        lines.append("the exponent is NOT resolved: the separation grew beyond what float precision can follow, "
-                     "so the value is a lower bound" + (f" ({_text(reason)})" if reason else ""))
-    diverged = field(result, "diverged")
+        lines.append("the exponent is NOT resolved: the twin separation outgrew what float precision can follow; "
+                     "read it as 'very large', not as a measurement" + (f" ({_text(reason)})" if reason else ""))
     if diverged is not None and bool(np.any(diverged)):
         step = field(result, "diverged_step")
         lines.append("the orbit diverged" + (f" at step {int(np.max(step))}" if step is not None else "")
@@ -73,11 +77,11 @@ def orbit_words(result: Any) -> list[str]:
     """Sentences on an orbital-stability result: low confidence, conflicting evidence."""
     lines = []
     confidence = field(result, "confidence")
-    if confidence is not None and not isinstance(confidence, (int, float, np.number)):
-        if _text(confidence).lower() not in ("high", ""):
-            lines.append(f"the orbital class has {_text(confidence)} confidence")
-    elif confidence is not None and float(confidence) < 0.5:
-        lines.append(f"the orbital class has low confidence ({float(confidence):.2g})")
+    if isinstance(confidence, (int, float, np.number)) and not isinstance(confidence, bool):
+        if float(confidence) < 1:
+            lines.append(f"the orbital class has confidence {float(confidence):.2g} (1 = every test agrees)")
+    elif confidence is not None and _text(confidence).lower() not in ("high", ""):
+        lines.append(f"the orbital class has {_text(confidence)} confidence")
     conflict = field(result, "conflict")
     if conflict not in (None, "", False):
         lines.append(f"the evidence conflicts: {_text(conflict)}" if not isinstance(conflict, bool)
