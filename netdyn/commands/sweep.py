@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -325,13 +326,22 @@ def format_findings(result: xr.Dataset, threshold: float = 0.01) -> str:
             e = edges.sel(activation=act, optimizer=opt)
             f = fastest.sel(activation=act, optimizer=opt)
             per_seed = ", ".join(f"{v:.4g}" for v in e["edge_lr"].values)
-            lines.append(
-                f"[{act}, {opt}] edge of chaos (lambda_max crosses {threshold:g}): lr = "
-                f"{float(e['edge_lr_mean']):.4g} +- {float(e['edge_lr_std']):.2g} "
-                f"({int(e['n_crossing'])} of {e.sizes['seed']} seeds cross; per seed: {per_seed})"
-            )
-            lines.append(
-                f"[{act}, {opt}] fastest training: lr = {float(f['fastest_lr']):.4g} "
-                f"(median {float(f['fastest_time']):.4g} steps to test accuracy >= {result.attrs.get('target_accuracy')})"
-            )
+            edge = float(e["edge_lr_mean"])
+            if math.isfinite(edge):
+                lines.append(
+                    f"[{act}, {opt}] edge of chaos (lambda_max crosses {threshold:g}): lr = "
+                    f"{edge:.4g} +- {float(e['edge_lr_std']):.2g} "
+                    f"({int(e['n_crossing'])} of {e.sizes['seed']} seeds cross; per seed: {per_seed})"
+                )
+            else:
+                lines.append(f"[{act}, {opt}] edge of chaos (lambda_max crosses {threshold:g}): not found — no seed's "
+                             f"exponent crosses {threshold:g} inside the learning rates swept")
+            fast = float(f["fastest_lr"])
+            target = result.attrs.get("target_accuracy")
+            if math.isfinite(fast):
+                lines.append(f"[{act}, {opt}] fastest training: lr = {fast:.4g} "
+                             f"(median {float(f['fastest_time']):.4g} steps to test accuracy >= {target})")
+            else:
+                lines.append(f"[{act}, {opt}] fastest training: not found — no learning rate reached test accuracy "
+                             f">= {target} within {result.sizes.get('step', '?')} steps")
     return "\n".join(lines)
