@@ -91,13 +91,32 @@ def describe_warning(warning: warnings.WarningMessage) -> str | None:
     return message
 
 
-def _report_warnings(command: str, caught: list[warnings.WarningMessage]) -> None:
-    said: set[str] = set()
-    for warning in caught:
-        line = describe_warning(warning)
-        if line is not None and line not in said:
-            said.add(line)
-            print(f"netdyn {command}: warning: {line}", file=sys.stderr)
+class WarningLines:
+    """Collects warnings as the distinct lines a user is told (:func:`describe_warning`).
+
+    Used as ``warnings.showwarning``: a warning repeated at every step of a long run
+    is kept once, and at most ``limit`` distinct lines are kept (then a count).
+    """
+
+    def __init__(self, limit: int = 20):
+        self.lines: dict[str, None] = {}
+        self.limit, self.dropped = limit, 0
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        said = describe_warning(warnings.WarningMessage(message, category, filename, lineno, file, line))
+        if said is None or said in self.lines:
+            return
+        if len(self.lines) < self.limit:
+            self.lines[said] = None
+        else:
+            self.dropped += 1
+
+    def report(self, command: str) -> None:
+        """Print the collected lines on stderr, ``netdyn <command>: warning: ...`` each."""
+        for said in self.lines:
+            print(f"netdyn {command}: warning: {said}", file=sys.stderr)
+        if self.dropped:
+            print(f"netdyn {command}: warning: {self.dropped} more distinct warnings not shown", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -107,8 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = _debug(argv)
     argv = [a for a in argv if a != "--debug"]
     command, args = "netdyn", None
-    with warnings.catch_warnings(record=True) as caught, terminate_as_exception():
+    caught = WarningLines()
+    with warnings.catch_warnings(), terminate_as_exception():
         warnings.simplefilter("always")
+        warnings.showwarning = caught
         try:
             args, extra = build_parser().parse_known_args(argv)
             command = args.command
@@ -123,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             hook = getattr(args, "on_interrupt", None)
             line = hook(args) if hook is not None else "interrupted; nothing was written"
-            _report_warnings(command, caught)
+            caught.report(command)
             print(f"netdyn {command}: {line}", file=sys.stderr)
             if program:  # objects of the interrupted work (Dask locks, xarray file managers) may fail to
                 # finalise at exit once Dask's event loop is gone: "Exception ignored in ..." is noise here
@@ -140,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"netdyn {command}: error: unexpected {type(err).__name__}: {one_line(err)} "
                   "(rerun with --debug and report the traceback)", file=sys.stderr)
             return EXIT_INTERNAL
-        _report_warnings(command, caught)
+        caught.report(command)
     return status
 
 

@@ -212,6 +212,22 @@ class TestWarnings:
     def test_other_warnings_keep_their_message_on_one_line(self):
         assert describe_warning(self.message("run: a\n   b", RuntimeWarning)) == "run: a b"
 
+    def test_a_repeated_warning_is_said_once_and_distinct_ones_are_capped(self, capsys):
+        from netdyn.cli import WarningLines
+
+        lines = WarningLines(limit=20)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = lines
+            for step in range(1000):
+                warnings.warn("run: the same thing", RuntimeWarning)
+            for step in range(30):
+                warnings.warn(f"run: step {step}", RuntimeWarning)
+        lines.report("train")
+        err = capsys.readouterr().err.splitlines()
+        assert err[0] == "netdyn train: warning: run: the same thing" and len(err) == 21
+        assert err[-1] == "netdyn train: warning: 11 more distinct warnings not shown"
+
     def test_analyze_prints_no_raw_warning(self, corpus, workdir, capsys):
         assert main(["analyze", str(corpus / "good.nc"), "--no-figures"]) == 0
         err = capsys.readouterr().err
