@@ -65,7 +65,8 @@ def test_interrupted_train_says_where_the_file_ends(tmp_path, signum, status, se
     assert match, last_line
     with open_trajectory(path) as ds:  # an incomplete file opens with a warning, not an error
         steps = ds["step"].values
-    assert int(match[1]) == int(match[3]) == int(steps[-1]) and int(match[4]) == steps.size
+        at = int(ds.attrs.get("interrupted_at", steps[-1]))
+    assert int(match[1]) == at and int(match[3]) == int(steps[-1]) and int(match[4]) == steps.size
     np.testing.assert_array_equal(steps, np.arange(steps.size))  # rows are contiguous from step 0
 
 
@@ -78,3 +79,6 @@ def test_interrupted_train_keeps_every_computed_row(tmp_path, signum, status, se
     assert shown and max(shown) > 0, err
     with open_trajectory(path) as ds:
         assert ds.sizes["step"] >= max(shown)
+        # the file says where the run was interrupted, and holds every step before it (record_every = 1)
+        assert "interrupted_at" in ds.attrs, sorted(ds.attrs)
+        assert int(ds["step"][-1]) >= int(ds.attrs["interrupted_at"]) - 1

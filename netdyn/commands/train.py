@@ -135,4 +135,5 @@ def interrupted(args: argparse.Namespace) -> str:
         if n == 0:
             return f"interrupted before the first row was written; {os.fspath(path)} holds no steps"
         last = int(ds["step"][-1])
-    return f"interrupted at step {last}; {os.fspath(path)} is complete up to step {last} ({n} recorded steps)"
+        at = int(ds.attrs.get("interrupted_at", last))  # written by run() when it flushed on the interrupt
+    return f"interrupted at step {at}; {os.fspath(path)} is complete up to step {last} ({n} recorded steps)"
