@@ -117,6 +117,23 @@ def test_info_describes_readable_but_odd_files(name, corpus, workdir, capsys):
     assert listing(workdir) == set()
 
 
+def test_lyapunov_needs_only_the_initial_state_so_a_0_step_file_works(corpus, workdir, capsys):
+    """A 0-step file still holds the full initial state and the map's attributes: the exponent from it
+    is the one from the 200-step file of the same run (same map, same x0, same t0)."""
+    values = []
+    for name in ("zero.nc", "good.nc"):
+        assert main(["lyapunov", str(corpus / name), "--steps", "20", "--plot", "", "-o", name]) == 0
+        with xr.open_dataset(workdir / name / "lyapunov.nc") as saved:
+            values.append(float(saved["lyapunov"]))
+    assert np.isfinite(values[0]) and values[0] == values[1]
+
+
+def test_orbit_of_a_diverged_run_says_so(corpus, workdir, capsys):
+    assert main(["orbit", str(corpus / "diverged.nc"), "--no-kendall"]) == 0
+    out = capsys.readouterr().out
+    assert "diverged.nc: divergent" in out and "note: training diverged" in out
+
+
 def test_info_says_a_diverged_run_diverged(corpus, workdir, capsys):
     assert main(["info", str(corpus / "diverged.nc")]) == 0
     assert "training diverged" in capsys.readouterr().out
