@@ -119,6 +119,17 @@ class WarningLines:
             print(f"netdyn {command}: warning: {self.dropped} more distinct warnings not shown", file=sys.stderr)
 
 
+def _interrupt_line(args: argparse.Namespace | None) -> str:
+    """The command's ``on_interrupt`` line; a plain one if it has none or it fails."""
+    hook = getattr(args, "on_interrupt", None)
+    if hook is None:
+        return "interrupted; nothing was written"
+    try:
+        return hook(args)
+    except Exception as err:  # noqa: BLE001 - the interrupt is what must be said
+        return f"interrupted (what was kept could not be checked: {one_line(err)})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``netdyn`` on ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     program = argv is None  # run as the program (not called from Python): the process ends after us
@@ -142,8 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM as netdyn._signals.Terminated
             if debug:
                 raise
-            hook = getattr(args, "on_interrupt", None)
-            line = hook(args) if hook is not None else "interrupted; nothing was written"
+            line = _interrupt_line(args)
             caught.report(command)
             print(f"netdyn {command}: {line}", file=sys.stderr)
             if program:  # objects of the interrupted work (Dask locks, xarray file managers) may fail to
