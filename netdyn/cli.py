@@ -21,6 +21,7 @@ with their traceback, for bug reports.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import sys
@@ -132,6 +133,16 @@ def _interrupt_line(args: argparse.Namespace | None) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``netdyn`` on ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    try:
+        return _main(argv)
+    finally:
+        # Objects of a failed command (closed xarray/netCDF handles held in the exception's reference
+        # cycles) are finalised here, at a safe point: collected later, in the middle of the next
+        # netCDF open, their finalisers crashed HDF5 (segfault, seen with orbit refused then rerun).
+        gc.collect()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     program = argv is None  # run as the program (not called from Python): the process ends after us
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = _debug(argv)

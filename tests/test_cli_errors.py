@@ -35,6 +35,9 @@ def corpus(tmp_path_factory):
     xr.Dataset({"foo": ("x", np.arange(3.0))}).to_netcdf(root / "foreign.nc")
     with open_trajectory(root / "good.nc") as good:
         bad = good.load().copy(deep=True)
+    flagged = bad.copy(deep=True)  # a sound orbit whose file says the training diverged
+    flagged["diverged"] = ((), True)
+    save_trajectory(flagged, root / "flagged.nc")
     bad["state"][:] = np.nan
     bad["loss"][:] = np.nan
     bad["initial_state"][:] = np.nan
@@ -128,10 +131,21 @@ def test_lyapunov_needs_only_the_initial_state_so_a_0_step_file_works(corpus, wo
     assert np.isfinite(values[0]) and values[0] == values[1]
 
 
-def test_orbit_of_a_diverged_run_says_so(corpus, workdir, capsys):
-    assert main(["orbit", str(corpus / "diverged.nc"), "--no-kendall"]) == 0
+def test_orbit_of_a_run_flagged_diverged_says_so(corpus, workdir, capsys):
+    assert main(["orbit", str(corpus / "flagged.nc"), "--no-kendall"]) == 0
     out = capsys.readouterr().out
-    assert "diverged.nc: divergent" in out and "note: training diverged" in out
+    assert "flagged.nc: divergent" in out and "note: training diverged" in out
+
+
+def test_orbit_of_a_diverged_run_classifies_or_refuses_in_one_line(corpus, workdir, capsys):
+    """How many rows a diverged run keeps depends on the divergence rule; either way: no traceback."""
+    code = main(["orbit", str(corpus / "diverged.nc"), "--no-kendall"])
+    out, err = capsys.readouterr()
+    if code == 0:
+        assert "diverged.nc: divergent" in out
+    else:
+        assert code == EXIT_USAGE and len(err.splitlines()) == 1 and err.startswith("netdyn orbit: error: ")
+    assert "Traceback" not in out + err
 
 
 def test_info_says_a_diverged_run_diverged(corpus, workdir, capsys):
