@@ -59,7 +59,7 @@ class TestAnalyzeCLI:
         assert args.func(args) == 0
         report = capsys.readouterr().out
         assert "lambda_1 = +0.6" in report and "fitted on k in [0," in report and "DET" in report
-        assert {p.name for p in out.iterdir()} == {"analysis.nc", "divergence.png", "recurrence.png"}
+        assert {p.name for p in out.iterdir()} == {"analysis.nc", "divergence.png", "recurrence.png", "netdyn.json"}
         saved = xr.open_dataset(out / "analysis.nc")
         assert "rqa_LAM" in saved and "log_divergence" in saved
 

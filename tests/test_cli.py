@@ -45,3 +45,32 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
     garbage.write_bytes(b"not a netcdf file at all")
     assert main(["analyze", str(garbage)]) == 2
     assert "not a readable netCDF file" in capsys.readouterr().err
+
+
+def test_lyapunov_of_a_file_restarts_from_its_full_state_at_t0(tmp_path, capsys):
+    """Issue 11: a continued Adam run must be measured from the file's initial_state (parameters AND
+    Adam's moment buffers) at its t0, not from the first recorded row with zeroed buffers at t = 0."""
+    import torch
+    import xarray as xr
+
+    from netdyn.lyapunov import max_lyapunov
+    from netdyn.problems import make_task, map_from_attrs, training_map
+    from netdyn.trajectory import run
+
+    tmap = training_map(make_task("iris", hidden=(5,)), lr=0.05, optimizer="adam")
+    first = run(tmap, 200)
+    run(tmap, 30, x0=first.final_state.values, t0=int(first.final_step), path=tmp_path / "cont.nc").close()
+    assert main(["lyapunov", str(tmp_path / "cont.nc"), "--steps", "100", "--plot", "", "-o", str(tmp_path / "l")]) == 0
+    assert "from t0=200" in capsys.readouterr().out
+    with xr.open_dataset(tmp_path / "l" / "lyapunov.nc") as saved:
+        cli = float(saved["lyapunov"])
+    with open_trajectory(tmp_path / "cont.nc") as ds:
+        rebuilt = map_from_attrs(ds.attrs)
+        x0 = torch.as_tensor(ds["initial_state"].values)
+        row0 = torch.as_tensor(ds["state"].isel(step=0).values)
+        t0 = int(ds.attrs["t0"])
+    api = float(max_lyapunov(rebuilt, x0, 100, t0=t0)["lyapunov"])
+    assert cli == pytest.approx(api, rel=1e-10, abs=1e-12)  # the same computation, so equal to rounding
+    # the old start (first row, zero buffers, t = 0) measures something else: +0.033 against -0.0025 here
+    old = float(max_lyapunov(rebuilt, torch.cat((row0, row0.new_zeros(rebuilt.dim - rebuilt.param_dim))), 100)["lyapunov"])
+    assert abs(old - cli) > 0.01

@@ -240,14 +240,14 @@ class TestOrbitCommand:
         states = np.tile([[0.5, -1.0], [-0.5, 1.0]], (50, 1))
         ds = as_dataset(states, sizes=None)
         ds.to_netcdf(tmp_path / "cycle.nc")
-        assert self.run(["orbit", str(tmp_path / "cycle.nc")]) == 0
+        assert self.run(["orbit", str(tmp_path / "cycle.nc"), "-o", str(tmp_path / "o")]) == 0
         out = capsys.readouterr().out
         assert "cycle.nc: periodic (period 2)" in out
         assert "spectral" not in out
-        assert (tmp_path / "cycle_distances.nc").exists()
+        assert (tmp_path / "o" / "cycle_distances.nc").exists() and not (tmp_path / "cycle_distances.nc").exists()
 
     def test_missing_file(self, tmp_path):
-        with pytest.raises(FileNotFoundError, match="orbit: expected a trajectory file"):
+        with pytest.raises(FileNotFoundError, match="no such file"):
             self.run(["orbit", str(tmp_path / "nope.nc")])
 
 

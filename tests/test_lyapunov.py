@@ -235,7 +235,7 @@ class TestCommand:
         command.register(parser.add_subparsers())
         figure = tmp_path / "conv.png"
         args = parser.parse_args(["lyapunov", "--task", "iris", "--hidden", "4", "--lr", "0.5", "--steps", "20",
-                                  "--method", "twin", "--plot", str(figure)])
+                                  "--method", "twin", "--plot", str(figure), "-o", str(tmp_path / "out")])
         assert args.func(args) == 0
         out = capsys.readouterr().out
         assert "lambda_max = " in out and "+-" in out and figure.stat().st_size > 0

@@ -1,8 +1,9 @@
 """``netdyn analyze run.nc``: data-driven exponents and RQA of a recorded trajectory.
 
-A thin layer over :func:`netdyn.datadriven.analyze_dataset`: prints a report,
-writes ``analysis.nc`` (the result Dataset), ``divergence.png`` and
-``recurrence.png`` to the output directory.
+A thin layer over :func:`netdyn.datadriven.analyze_dataset`: prints a report
+(saying in words when an estimate cannot be trusted), writes ``analysis.nc`` (the
+result Dataset), ``distances.nc``, ``divergence.png`` and ``recurrence.png`` to the
+output folder (default ``./netdyn-out/analyze-<file stem>/``).
 """
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ import xarray as xr
 
 from ..distances import trajectory_distances
 from ..stability import orbital_stability
-from ..storage import open_trajectory
-from .orbit import distance_summary
+from ._output import add_output_arguments, default_output, manifest, open_input, staged_output
+from ._report import divergence_words, orbit_words, rosenstein_words
+from .orbit import distance_summary, orbit_line
+from .train import nonnegative_int, positive_float, positive_int
 
 __all__ = ["register", "run", "format_report"]
 
@@ -31,14 +34,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("path", help="trajectory netCDF file")
     p.add_argument("--observable", default="loss", help="loss, grad_norm, param:<i>, norm, update_norm, projection, "
                    "projection:random, state (default: loss)")
-    p.add_argument("-o", "--outdir", default=None, help="output directory (default: <file stem>_analysis)")
-    p.add_argument("--emb-dim", type=int, default=None, help="embedding dimension (default: false nearest neighbours)")
-    p.add_argument("--lag", type=int, default=None, help="embedding lag (default: AMI / autocorrelation)")
-    p.add_argument("--min-tsep", type=int, default=None, help="Theiler window for neighbours (default: mean period)")
-    p.add_argument("--trajectory-len", type=int, default=20, help="steps the neighbour pairs are followed (default 20)")
-    p.add_argument("--recurrence-rate", type=float, default=0.05, help="fixed recurrence rate of the RQA (default 0.05)")
-    p.add_argument("--theiler", type=int, default=1, help="Theiler window of the RQA (default 1: the LOI)")
-    p.add_argument("--seed", type=int, default=0, help="seed of projection observables")
+    add_output_arguments(p, dest="outdir")
+    p.add_argument("--emb-dim", type=positive_int, default=None, help="embedding dimension (default: false nearest neighbours)")
+    p.add_argument("--lag", type=positive_int, default=None, help="embedding lag (default: AMI / autocorrelation)")
+    p.add_argument("--min-tsep", type=nonnegative_int, default=None, help="Theiler window for neighbours (default: mean period)")
+    p.add_argument("--trajectory-len", type=positive_int, default=20, help="steps the neighbour pairs are followed (default 20)")
+    p.add_argument("--recurrence-rate", type=positive_float, default=0.05, help="fixed recurrence rate of the RQA (default 0.05)")
+    p.add_argument("--theiler", type=nonnegative_int, default=1, help="Theiler window of the RQA (default 1: the LOI)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of projection observables")
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
     p.set_defaults(func=run)
 
@@ -71,11 +74,24 @@ def format_report(result: xr.Dataset, path: str = "") -> str:
     return "\n".join(lines)
 
 
+OUTPUTS = ["analysis.nc", "distances.nc", "divergence.png", "recurrence.png"]
+
+
 def run(args: argparse.Namespace) -> int:
     """Analyse ``args.path``; returns the exit code."""
+    if not 0 < args.recurrence_rate < 1:
+        raise ValueError(f"expected 0 < --recurrence-rate < 1, got {args.recurrence_rate}")
+    outdir = args.outdir if args.outdir is not None else default_output("analyze", Path(args.path).stem)
+    with open_input(args.path) as ds, staged_output(outdir, OUTPUTS, manifest("analyze", args, args.path),
+                                                    args.force) as stage:
+        written = _analyze(args, ds, stage)
+    print(f"\nwrote {', '.join(written)} in {outdir}")
+    return 0
+
+
+def _analyze(args: argparse.Namespace, ds: xr.Dataset, stage: Path) -> list[str]:
     from netdyn.datadriven import analyze_dataset, observable_series, rosenstein
 
-    ds = open_trajectory(args.path)
     result = analyze_dataset(
         ds,
         observable=args.observable,
@@ -87,16 +103,20 @@ def run(args: argparse.Namespace) -> int:
         theiler=args.theiler,
         seed=args.seed,
     )
-    outdir = Path(args.outdir) if args.outdir else Path(args.path).with_name(Path(args.path).stem + "_analysis")
-    outdir.mkdir(parents=True, exist_ok=True)
-    result.to_netcdf(outdir / "analysis.nc")
-    print(format_report(result, args.path))
     orbit = orbital_stability(ds)
     distances = trajectory_distances(ds, kendall=False) if ds.attrs.get("record", "all") == "all" and "layer_sizes" in ds.attrs else None
-    print(f"\norbital stability: {orbit.label}" + (f" (period {orbit.period})" if orbit.period else "") + f"\n  {orbit.reason}")
+    result.to_netcdf(stage / "analysis.nc")
+    print(format_report(result, args.path))
+    for line in rosenstein_words(result) + ([divergence_words(ds)] if divergence_words(ds) else []):
+        print(f"  note: {line}")
+    print(f"\norbital stability: {orbit_line(orbit)}\n  {orbit.reason}")
+    for line in orbit_words(orbit):
+        print(f"  note: {line}")
+    written = ["analysis.nc"]
     if distances is not None:
         print(distance_summary(distances))
-        distances.to_netcdf(outdir / "distances.nc")
+        distances.to_netcdf(stage / "distances.nc")
+        written.append("distances.nc")
     if not args.no_figures:
         import matplotlib
 
@@ -111,13 +131,11 @@ def run(args: argparse.Namespace) -> int:
             series, None, a["rosenstein_emb_dim"], a["rosenstein_lag"], a["rosenstein_min_tsep"], a["rosenstein_trajectory_len"]
         )
         fig = plot_divergence(dataclasses.replace(curve, observable=args.observable))
-        fig.savefig(outdir / "divergence.png", dpi=120)
+        fig.savefig(stage / "divergence.png", dpi=120)
         plt.close(fig)
         steps = ds["step"].values[: series.shape[0]] if "step" in ds.coords else np.arange(series.shape[0])
         fig = plot_recurrence(series, threshold=a["rqa_threshold"], theiler=a["rqa_theiler"], steps=steps)
-        fig.savefig(outdir / "recurrence.png", dpi=120)
+        fig.savefig(stage / "recurrence.png", dpi=120)
         plt.close(fig)
-    written = ["analysis.nc"] + (["distances.nc"] if distances is not None else [])
-    written += [] if args.no_figures else ["divergence.png", "recurrence.png"]
-    print(f"\nwrote {', '.join(written)} in {outdir}")
-    return 0
+        written += ["divergence.png", "recurrence.png"]
+    return written

@@ -9,7 +9,8 @@ import math
 import numpy as np
 
 from ..sweep import edge_of_chaos, fastest_lr
-from .sweep import add_sweep_arguments, run_and_report
+from ._output import default_output
+from .sweep import add_sweep_arguments, interrupted, run_and_report
 
 # The authors' set-up (weights ~ N(0, 1), biases 0, tanh, full-batch GD, float64) on
 # the bundled 8x8 digits with 32 hidden units.  Measured on this grid: the exponent
@@ -41,16 +42,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo", help="edge of chaos vs fastest training on the digits MLP (a few minutes)",
         description="Sweep the learning rate of a tanh MLP on the bundled digits: maximal Lyapunov exponent, "
         "orbital class and time to 90%% test accuracy; print the edge of chaos and the fastest learning rate; "
-        "write result.nc and sweep.png.",
+        "write result.nc and sweep.png (default folder: ./netdyn-out/demo-digits/).",
     )
-    parser.add_argument("-o", "--output", default="netdyn-demo", help="output folder (default: netdyn-demo)")
     parser.add_argument("--quick", action="store_true", help="a tiny sweep (seconds), for tests")
     add_sweep_arguments(parser, threshold=0.01)
-    parser.set_defaults(func=main)
+    parser.set_defaults(func=main, on_interrupt=interrupted)
 
 
 def main(args: argparse.Namespace) -> int:
-    result = run_and_report(args, args.output, **(QUICK if args.quick else DEMO))
+    output = args.output or default_output("demo", "quick" if args.quick else "digits")
+    result = run_and_report(args, output, command="demo", **(QUICK if args.quick else DEMO))
     edge = float(edge_of_chaos(result, threshold=args.threshold)["edge_lr_mean"].squeeze())
     fast = float(fastest_lr(result)["fastest_lr"].squeeze())
     if math.isfinite(edge) and math.isfinite(fast):

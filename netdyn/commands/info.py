@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import warnings
 
-from ..storage import open_trajectory
 from ..trajectory import summarize
+from ._output import open_input
+from ._report import divergence_words
 
 _FIELDS = [
     ("path", "file"),
@@ -35,17 +35,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        ds = open_trajectory(args.path)
-    with ds:
+    with open_input(args.path, min_steps=0) as ds:  # an incomplete file's warning is said by the CLI
         summary = summarize(ds)
+        diverged = divergence_words(ds)
     if args.json:
         print(json.dumps(summary))
         return 0
     width = max(len(label) for _, label in _FIELDS)
     for key, label in _FIELDS:
         print(f"{label:<{width}}  {summary[key]}")
-    for w in caught:
-        print(f"warning: {w.message}")
+    if diverged:
+        print(f"{'':<{width}}  ({diverged})")
     return 0

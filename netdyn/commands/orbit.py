@@ -3,7 +3,8 @@
 Prints the orbital class of the trajectory's tail with its evidence
 (:func:`netdyn.stability.orbital_stability`) and a summary of its distance curves
 (:func:`netdyn.distances.trajectory_distances`), then writes
-``<outdir>/<stem>_distances.nc`` and the figure ``<outdir>/<stem>_distances.png``.
+``<stem>_distances.nc`` and the figure ``<stem>_distances.png`` to the output folder
+(default ``./netdyn-out/orbit-<stem>/``).
 """
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ import xarray as xr
 
 from ..distances import trajectory_distances
 from ..stability import orbital_stability
-from ..storage import open_trajectory
+from ._output import add_output_arguments, default_output, manifest, open_input, staged_output
+from ._report import divergence_words, orbit_words
+from .train import hidden_widths, positive_float, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,39 +29,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.splitlines()[0],
     )
     parser.add_argument("trajectory", type=Path, help="trajectory netCDF file (state over step, param)")
-    parser.add_argument("-o", "--outdir", type=Path, default=None, help="output folder (default: the file's folder)")
-    parser.add_argument("--tail", type=int, default=None, help="states classified (default: the last half)")
-    parser.add_argument("--tol", type=float, default=None, help="relative tolerance for equal states")
+    add_output_arguments(parser, dest="outdir")
+    parser.add_argument("--tail", type=positive_int, default=None, help="states classified (default: the last half)")
+    parser.add_argument("--tol", type=positive_float, default=None, help="relative tolerance for equal states")
     parser.add_argument(
-        "--layer-sizes", default=None,
+        "--layer-sizes", type=hidden_widths, default=None,
         help="MLP widths, e.g. 4,5,3 (default: the file's layer_sizes attribute, if any)",
     )
     parser.add_argument("--no-kendall", action="store_true", help="skip Kendall's tau (the slowest curve)")
     parser.set_defaults(func=run)
 
 
+def orbit_line(result: object) -> str:
+    """``label`` or ``label (period p)`` of an orbital-stability result."""
+    period = getattr(result, "period", None)
+    return f"{result.label}" + (f" (period {period})" if period else "")
+
+
 def run(args: argparse.Namespace) -> int:
-    path: Path = args.trajectory
-    if not path.is_file():
-        raise FileNotFoundError(f"orbit: expected a trajectory file, got {path}")
-    sizes = None if args.layer_sizes is None else [int(n) for n in args.layer_sizes.split(",")]
-    outdir = path.parent if args.outdir is None else args.outdir
-    outdir.mkdir(parents=True, exist_ok=True)
-    with open_trajectory(path) as ds:
+    path = Path(args.trajectory)
+    sizes = None if args.layer_sizes is None else list(args.layer_sizes)
+    outdir = args.outdir if args.outdir is not None else default_output("orbit", path.stem)
+    outputs = [f"{path.stem}_distances.nc", f"{path.stem}_distances.png"]
+    with open_input(path) as ds, staged_output(outdir, outputs, manifest("orbit", args, path), args.force) as stage:
         result = orbital_stability(ds, tail=args.tail, tol=args.tol)
         distances = trajectory_distances(ds, sizes, kendall=not args.no_kendall)
-    print(f"{path.name}: {result.label}" + (f" (period {result.period})" if result.period else ""))
-    print(f"  {result.reason}")
-    for field in dataclasses.fields(result):
-        if field.name not in ("label", "period", "reason"):
-            print(f"  {field.name:16s} {_fmt(getattr(result, field.name))}")
-    print(distance_summary(distances))
-    stem = path.stem
-    nc_path, fig_path = outdir / f"{stem}_distances.nc", outdir / f"{stem}_distances.png"
-    distances.attrs["source"] = str(path)
-    distances.to_netcdf(nc_path)
-    _figure(distances, fig_path, f"{path.name}: {result.label}")
-    print(f"wrote {nc_path}\nwrote {fig_path}")
+        diverged = divergence_words(ds)
+        print(f"{path.name}: {orbit_line(result)}")
+        print(f"  {result.reason}")
+        for line in orbit_words(result) + ([diverged] if diverged else []):
+            print(f"  note: {line}")
+        for field in dataclasses.fields(result):
+            if field.name not in ("label", "period", "reason"):
+                print(f"  {field.name:16s} {_fmt(getattr(result, field.name))}")
+        print(distance_summary(distances))
+        distances.attrs["source"] = str(path)
+        distances.to_netcdf(stage / outputs[0])
+        _figure(distances, stage / outputs[1], f"{path.name}: {result.label}")
+    print(f"wrote {', '.join(outputs)} in {outdir}")
     return 0
 
 

@@ -1,30 +1,72 @@
-"""``netdyn train``: train an MLP on a bundled task and record its orbit to netCDF."""
+"""``netdyn train``: train an MLP on a bundled task and record its orbit to netCDF.
+
+Ctrl-C or SIGTERM stops the run: every computed row is in the file (``netdyn.run``
+flushes before re-raising), and the command says up to which step.
+"""
 from __future__ import annotations
 
 import argparse
+import math
+import os
+from pathlib import Path
 
-from ..problems import ACTIVATIONS, DATASETS, make_task, training_map
+from ..optim import FUNCTIONAL_OPTIMIZERS
+from ..problems import ACTIVATIONS, DATASETS, INITS, make_task, training_map
 from ..trajectory import run
+from ._output import add_output_arguments, default_output, quiet_open, task_stem
+
+
+def _number(kind: type, low: float, strict: bool, what: str):
+    """An argparse ``type`` that parses ``kind`` and checks ``value > low`` (``>=`` if not ``strict``)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if isinstance(value, float) and not math.isfinite(value) or (value <= low if strict else value < low):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+positive_int = _number(int, 0, True, "an integer >= 1")
+nonnegative_int = _number(int, 0, False, "an integer >= 0")
+positive_float = _number(float, 0.0, True, "a finite number > 0")
+nonnegative_float = _number(float, 0.0, False, "a finite number >= 0")
+
+
+def hidden_widths(text: str) -> tuple[int, ...]:
+    """``"32"`` or ``"16,8"`` -> the hidden widths (each >= 1)."""
+    try:
+        widths = tuple(int(h) for h in text.split(","))
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated widths >= 1 such as 32 or 16,8, got {text!r}")
+    return widths
 
 
 def add_task_arguments(parser: argparse.ArgumentParser) -> None:
     """Options that define a task and its training map (shared by several commands)."""
     parser.add_argument("--task", choices=DATASETS, default="digits", help="bundled data set (default: digits)")
-    parser.add_argument("--hidden", default="32", help="hidden widths, comma-separated (default: 32)")
+    parser.add_argument("--hidden", type=hidden_widths, default=(32,), help="hidden widths, comma-separated (default: 32)")
     parser.add_argument("--activation", choices=sorted(ACTIVATIONS), default="tanh")
-    parser.add_argument("--init", default="torch", help="torch | normal | lecun (default: torch)")
-    parser.add_argument("--init-scale", type=float, default=1.0)
-    parser.add_argument("--optimizer", default="sgd", help="sgd | adam | adamw | rmsprop (default: sgd)")
-    parser.add_argument("--momentum", type=float, default=0.0, help="SGD/RMSprop momentum (default: 0)")
-    parser.add_argument("--lr", type=float, default=0.5, help="learning rate (default: 0.5)")
-    parser.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default: full batch)")
-    parser.add_argument("--seed", type=int, default=0, help="initialisation and batch seed (default: 0)")
+    parser.add_argument("--init", choices=sorted(INITS), default="torch", help="weight initialisation (default: torch)")
+    parser.add_argument("--init-scale", type=positive_float, default=1.0)
+    parser.add_argument("--optimizer", choices=sorted(FUNCTIONAL_OPTIMIZERS), default="sgd", help="(default: sgd)")
+    parser.add_argument("--momentum", type=nonnegative_float, default=0.0, help="SGD/RMSprop momentum (default: 0)")
+    parser.add_argument("--lr", type=positive_float, default=0.5, help="learning rate (default: 0.5)")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="mini-batch size (default: full batch)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="initialisation and batch seed (default: 0)")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
 
 
 def map_from_args(args: argparse.Namespace):
     """The :class:`~netdyn.training.TrainingMap` described by :func:`add_task_arguments` options."""
-    hidden = tuple(int(h) for h in str(args.hidden).split(",") if h)
+    hidden = args.hidden if isinstance(args.hidden, tuple) else hidden_widths(str(args.hidden))
     task = make_task(args.task, hidden=hidden, activation=args.activation, dtype=args.dtype,
                      init=args.init, init_scale=args.init_scale, seed=args.seed)
     kwargs = {"momentum": args.momentum} if args.momentum and args.optimizer in ("sgd", "rmsprop") else {}
@@ -33,26 +75,65 @@ def map_from_args(args: argparse.Namespace):
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help="train an MLP and record its trajectory",
-                                   description="Train an MLP on a bundled task; stream its orbit to netCDF.")
+                                   description="Train an MLP on a bundled task; stream its orbit to netCDF. "
+                                   "Ctrl-C keeps every computed step in the file.")
     add_task_arguments(parser)
-    parser.add_argument("--steps", type=int, default=2000, help="optimiser steps (default: 2000)")
-    parser.add_argument("--record-every", type=int, default=1)
+    parser.add_argument("--steps", type=positive_int, default=2000, help="optimiser steps (default: 2000)")
+    parser.add_argument("--record-every", type=positive_int, default=1)
     parser.add_argument("--record", default="all", help="all | layer names comma-separated | sketch size k")
-    parser.add_argument("--eval-every", type=int, default=50, help="test evaluation period (default: 50)")
-    parser.add_argument("-o", "--output", required=True, help="netCDF file to write")
-    parser.set_defaults(func=main)
+    parser.add_argument("--eval-every", type=positive_int, default=50, help="test evaluation period (default: 50)")
+    add_output_arguments(parser, what="file")
+    parser.set_defaults(func=main, on_interrupt=interrupted)
+
+
+def output_path(args: argparse.Namespace) -> Path:
+    """``-o`` or ``./netdyn-out/train-<task>-<optimizer>-lr<lr>-seed<seed>.nc``."""
+    return Path(args.output) if args.output is not None else default_output("train", task_stem(args), ".nc")
 
 
 def main(args: argparse.Namespace) -> int:
+    path = output_path(args)
+    if path.is_dir():
+        raise ValueError(f"expected -o to name a netCDF file, got the folder {os.fspath(path)!r}")
+    if path.exists() and not args.force:
+        raise ValueError(f"{os.fspath(path)!r} exists; pass --force to overwrite it or -o to write elsewhere")
+    if args.eval_every % args.record_every:
+        raise ValueError(f"expected --eval-every to be a multiple of --record-every={args.record_every}, "
+                         f"got {args.eval_every}")
     tmap = map_from_args(args)
     record = args.record
     if record.isdigit():
         record = int(record)
     elif record != "all":
         record = record.split(",")
-    ds = run(tmap, args.steps, seed=None, record_every=args.record_every, record=record, path=args.output,
+    from ..recording import resolve_record
+
+    resolve_record(tmap, record)  # a bad --record fails here, before anything is written
+    path.parent.mkdir(parents=True, exist_ok=True)
+    args.output = path  # the interrupt handler reads the file back
+    ds = run(tmap, args.steps, seed=None, record_every=args.record_every, record=record, path=path,
              eval_every=args.eval_every, progress=True)
     last = ds.loss.dropna("step")
-    print(f"wrote {args.output}: {ds.sizes['step']} recorded steps, diverged={bool(ds.diverged)}, "
-          f"final loss {float(last[-1]) if last.size else float('nan'):.4g}")
+    reason = ds.attrs.get("divergence_reason", "")
+    diverged = bool(ds.diverged)
+    print(f"wrote {os.fspath(path)}: {ds.sizes['step']} recorded steps, diverged={diverged}"
+          + (f" ({reason})" if diverged and reason else "")
+          + f", final loss {float(last[-1]) if last.size else float('nan'):.4g}")
+    ds.close()
     return 0
+
+
+def interrupted(args: argparse.Namespace) -> str:
+    """What an interrupted ``train`` left: read back from the file, not assumed."""
+    path = Path(args.output) if args.output is not None else None
+    if path is None or not path.is_file():
+        return "interrupted before the first row was written; no file was written"
+    with quiet_open(path) as ds:
+        if ds is None:
+            return f"interrupted; {os.fspath(path)} could not be read back"
+        n = int(ds.sizes.get("step", 0))
+        if n == 0:
+            return f"interrupted before the first row was written; {os.fspath(path)} holds no steps"
+        last = int(ds["step"][-1])
+        at = int(ds.attrs.get("interrupted_at", last))  # written by run() when it flushed on the interrupt
+    return f"interrupted at step {at}; {os.fspath(path)} is complete up to step {last} ({n} recorded steps)"
