@@ -63,6 +63,26 @@ class TestAnalyzeCLI:
         saved = xr.open_dataset(out / "analysis.nc")
         assert "rqa_LAM" in saved and "log_divergence" in saved
 
+    def test_chaos_verdict_with_p_values(self, tmp_path, capsys):
+        # the logistic map at r = 4 (param:0) is chaos: K ~ 1 and DET beats every IAAFT surrogate (p = 1/20)
+        write_run(tmp_path / "run.nc", n=1000)
+        out = tmp_path / "out"
+        args = parse(["analyze", str(tmp_path / "run.nc"), "--observable", "param:0", "-o", str(out),
+                      "--no-figures", "--surrogates", "19"])
+        assert args.func(args) == 0
+        report = capsys.readouterr().out
+        assert "is it chaos? (0-1 test, then 19 IAAFT surrogates" in report
+        assert "p = 0.050" in report and "verdict: chaotic" in report
+        saved = xr.open_dataset(out / "analysis.nc")
+        assert float(saved["chaos_test_K"]) > 0.9 and saved.attrs["chaos_test_verdict"] == "chaotic"
+
+    def test_surrogates_0_skips_the_test(self, tmp_path, capsys):
+        write_run(tmp_path / "run.nc", n=600)
+        args = parse(["analyze", str(tmp_path / "run.nc"), "-o", str(tmp_path / "o"), "--no-figures",
+                      "--surrogates", "0"])
+        assert args.func(args) == 0
+        assert "is it chaos?" not in capsys.readouterr().out
+
     def test_diverged_run_is_analysed_on_finite_part(self, tmp_path, capsys):
         write_run(tmp_path / "run.nc", diverge_at=1200)
         args = parse(["analyze", str(tmp_path / "run.nc"), "-o", str(tmp_path / "o"), "--no-figures"])

@@ -42,6 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--recurrence-rate", type=positive_float, default=0.05, help="fixed recurrence rate of the RQA (default 0.05)")
     p.add_argument("--theiler", type=nonnegative_int, default=1, help="Theiler window of the RQA (default 1: the LOI)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of projection observables")
+    p.add_argument("--surrogates", type=nonnegative_int, default=39,
+                   help="IAAFT surrogates for the significance of the chaos verdict (default 39: p >= 0.025; 0 skips)")
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
     p.set_defaults(func=run)
 
@@ -71,6 +73,37 @@ def format_report(result: xr.Dataset, path: str = "") -> str:
     for name in ("RR", "DET", "L", "Lmax", "DIV", "ENTR", "LAM", "TT", "Vmax"):
         value = float(result[f"rqa_{name}"])
         lines.append(f"  {name:<5} {value:12.5g}")
+    return "\n".join(lines)
+
+
+def _significance(ds: xr.Dataset, args: argparse.Namespace) -> xr.Dataset | None:
+    """:func:`netdyn.significance.chaos_test` of the observable, None (said) for a multivariate one."""
+    from netdyn.significance import chaos_test
+
+    try:
+        return chaos_test(ds, observable=args.observable, n=args.surrogates, seed=args.seed)
+    except ValueError as err:
+        print(f"\nis it chaos? skipped: {err}")
+        return None
+
+
+def significance_report(test: xr.Dataset) -> str:
+    """The chaos verdict with its evidence and surrogate p-values, in words."""
+    a = test.attrs
+    rule = f"one-sided rank p = (1 + #surrogates >= data) / ({a['n']} + 1)"
+    lines = [
+        "",
+        f"is it chaos? (0-1 test, then {a['n']} {a['kind'].upper()} surrogates; {rule})",
+        f"  0-1 test:    K = {float(test['K']):.3f}   (about 0: regular, about 1: irregular; regular below "
+        f"{a['k_regular']:g})",
+        f"  determinism: DET = {float(test['DET']):.4f}   p = {float(test['p_DET']):.3f}",
+    ]
+    if np.isfinite(float(test["rosenstein"])):
+        lines.append(f"  Rosenstein:  {float(test['rosenstein']):+.5f} per step   p = {float(test['p_rosenstein']):.3f}"
+                     "   (reported, not part of the verdict)")
+    if a.get("rosenstein_note"):
+        lines.append(f"  note: Rosenstein: {a['rosenstein_note']}")
+    lines.append(f"  verdict: {a['verdict']} (level {a['level']:g})")
     return "\n".join(lines)
 
 
@@ -104,6 +137,10 @@ def _analyze(args: argparse.Namespace, ds: xr.Dataset, stage: Path) -> list[str]
         seed=args.seed,
     )
     orbit = orbital_stability(ds)
+    test = _significance(ds, args) if args.surrogates else None
+    if test is not None:
+        result = result.assign({f"chaos_test_{name}": test[name] for name in test.data_vars})
+        result.attrs.update({f"chaos_test_{k}": v for k, v in test.attrs.items()})
     distances = trajectory_distances(ds, kendall=False) if ds.attrs.get("record", "all") == "all" and "layer_sizes" in ds.attrs else None
     result.to_netcdf(stage / "analysis.nc")
     print(format_report(result, args.path))
@@ -112,6 +149,8 @@ def _analyze(args: argparse.Namespace, ds: xr.Dataset, stage: Path) -> list[str]
     print(f"\norbital stability: {orbit_line(orbit)}\n  {orbit.reason}")
     for line in orbit_words(orbit):
         print(f"  note: {line}")
+    if test is not None:
+        print(significance_report(test))
     written = ["analysis.nc"]
     if distances is not None:
         print(distance_summary(distances))
