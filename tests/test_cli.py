@@ -74,3 +74,26 @@ def test_lyapunov_of_a_file_restarts_from_its_full_state_at_t0(tmp_path, capsys)
     # the old start (first row, zero buffers, t = 0) measures something else: +0.033 against -0.0025 here
     old = float(max_lyapunov(rebuilt, torch.cat((row0, row0.new_zeros(rebuilt.dim - rebuilt.param_dim))), 100)["lyapunov"])
     assert abs(old - cli) > 0.01
+
+
+def test_train_with_a_schedule_records_it_and_the_file_rebuilds_it(tmp_path, capsys):
+    from netdyn.problems import map_from_attrs
+
+    path = tmp_path / "s.nc"
+    argv = ["train", "--task", "iris", "--optimizer", "adam", "--lr", "0.01", "--schedule", "cosine", "--warmup", "10",
+            "--steps", "40", "--eval-every", "10", "-o", str(path)]
+    assert main(argv) == 0
+    assert "training sound (did not diverge)" in capsys.readouterr().out
+    with open_trajectory(path) as ds:
+        attrs = dict(ds.attrs)
+    assert attrs["schedule"] == "linear_warmup_cosine" and attrs["schedule_total"] == 40
+    rebuilt = map_from_attrs(attrs)
+    # linear warm-up from peak / warmup over 10 steps, cosine to 0 at step 40 (lr is the peak)
+    assert rebuilt.lr_at(10) == pytest.approx(0.01) and rebuilt.lr_at(0) == pytest.approx(0.001)
+    assert rebuilt.lr_at(25) == pytest.approx(0.005, rel=1e-9)
+
+
+def test_bad_schedule_options_are_one_line(capsys):
+    assert main(["train", "--schedule", "cosine", "--schedule-options", "[1, 2]"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "expected a JSON object" in err[0]

@@ -6,11 +6,13 @@ flushes before re-raising), and the command says up to which step.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 from pathlib import Path
 
 from ..optim import FUNCTIONAL_OPTIMIZERS
+from ..schedules import NAMED_SCHEDULES
 from ..problems import ACTIVATIONS, DATASETS, INITS, make_task, training_map
 from ..trajectory import run
 from ._output import add_output_arguments, default_output, quiet_open, task_stem
@@ -62,6 +64,25 @@ def add_task_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=None, help="mini-batch size (default: full batch)")
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="initialisation and batch seed (default: 0)")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    parser.add_argument("--schedule", choices=sorted(NAMED_SCHEDULES), default=None,
+                        help="learning-rate schedule; --lr is then its peak rate (default: constant)")
+    parser.add_argument("--warmup", type=nonnegative_int, default=0,
+                        help="linear warm-up steps (with --schedule cosine/warmup, or alone: warm-up to --lr)")
+    parser.add_argument("--total", type=positive_int, default=None,
+                        help="steps of the whole schedule (default: --steps)")
+    parser.add_argument("--schedule-options", type=json_object, default=None,
+                        help='more schedule settings as JSON, e.g. \'{"min_factor": 0.1}\' or \'{"step_size": 50}\'')
+
+
+def json_object(text: str) -> dict:
+    """A JSON object given on the command line."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({err.msg})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"min_factor\": 0.1}}', got {text!r}")
+    return value
 
 
 def map_from_args(args: argparse.Namespace):
@@ -70,7 +91,12 @@ def map_from_args(args: argparse.Namespace):
     task = make_task(args.task, hidden=hidden, activation=args.activation, dtype=args.dtype,
                      init=args.init, init_scale=args.init_scale, seed=args.seed)
     kwargs = {"momentum": args.momentum} if args.momentum and args.optimizer in ("sgd", "rmsprop") else {}
-    return training_map(task, lr=args.lr, optimizer=args.optimizer, batch_size=args.batch_size, seed=args.seed, **kwargs)
+    total = args.total if args.total is not None else getattr(args, "steps", None)
+    schedule = {"schedule": args.schedule, "warmup": args.warmup, "schedule_options": args.schedule_options}
+    if args.schedule not in (None, "constant", "warmup", "step", "exponential"):
+        schedule["total"] = total
+    return training_map(task, lr=args.lr, optimizer=args.optimizer, batch_size=args.batch_size, seed=args.seed,
+                        **schedule, **kwargs)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -114,10 +140,11 @@ def main(args: argparse.Namespace) -> int:
     ds = run(tmap, args.steps, seed=None, record_every=args.record_every, record=record, path=path,
              eval_every=args.eval_every, progress=True)
     last = ds.loss.dropna("step")
-    reason = ds.attrs.get("divergence_reason", "")
     diverged = bool(ds.diverged)
-    print(f"wrote {os.fspath(path)}: {ds.sizes['step']} recorded steps, diverged={diverged}"
-          + (f" ({reason})" if diverged and reason else "")
+    reason = str(ds["divergence_reason"].values) if "divergence_reason" in ds else ""
+    at = int(ds["diverged_step"]) if "diverged_step" in ds else -1
+    print(f"wrote {os.fspath(path)}: {ds.sizes['step']} recorded steps, "
+          + (f"training diverged at step {at} ({reason})" if diverged else "training sound (did not diverge)")
           + f", final loss {float(last[-1]) if last.size else float('nan'):.4g}")
     ds.close()
     return 0
