@@ -196,6 +196,10 @@ class LyapunovMonitor:
         or every parameter with ``None``.
     flush_every : int, default 100
         with ``record_to``: rows buffered between appends to the file.
+    max_grad_norm : float, optional
+        the user's loop clips the gradient to this total norm before its step
+        (``torch.nn.utils.clip_grad_norm_``, as the Hugging Face Trainer does by
+        default); the shadow clips its own the same way, so it repeats the user's map.
 
     Attributes
     ----------
@@ -247,8 +251,12 @@ class LyapunovMonitor:
         record_to: str | os.PathLike | None = None,
         sketch: int | None = 64,
         flush_every: int = 100,
+        max_grad_norm: float | None = None,
     ):
         caller = "LyapunovMonitor"
+        if max_grad_norm is not None and not (math.isfinite(max_grad_norm) and max_grad_norm > 0):
+            raise ValueError(f"{caller}: expected max_grad_norm > 0 (or None), got {max_grad_norm!r}")
+        self.max_grad_norm = max_grad_norm
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise ValueError(f"{caller}: expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
         if (loss_fn is None) == (batch_loss is None):
@@ -542,6 +550,8 @@ class LyapunovMonitor:
             self._shadow_opt.zero_grad(set_to_none=True)
             with torch.enable_grad():
                 self._batch_loss(self._shadow_model, batch).backward()
+            if self.max_grad_norm is not None:
+                nn.utils.clip_grad_norm_(self._shadow_params, self.max_grad_norm)
             self._shadow_opt.step()
         finally:
             _restore_rng(user_rng, self._devices)
