@@ -351,6 +351,12 @@ def _threshold_kernels(kernels: ModuleType, pts: np.ndarray, rank: int, metric: 
             return lo
 
 
+DEFAULT_RECURRENCE_RATE = 0.05
+"""The recurrence rate used when neither a threshold nor a rate is given: a few percent is
+the usual choice (Marwan, Romano, Thiel & Kurths, Phys. Rep. 438 (2007) 237; Zbilut &
+Webber): small enough for the lines to mean something, large enough to count them."""
+
+
 def _resolve_threshold(
     pts: np.ndarray,
     threshold: float | None,
@@ -361,8 +367,10 @@ def _resolve_threshold(
     caller: str,
     engine: str = "auto",
 ) -> float:
-    if (threshold is None) == (recurrence_rate is None):
-        raise ValueError(f"{caller}: expected exactly one of threshold / recurrence_rate, got {threshold=}, {recurrence_rate=}")
+    if threshold is not None and recurrence_rate is not None:
+        raise ValueError(f"{caller}: expected at most one of threshold / recurrence_rate, got {threshold=}, {recurrence_rate=}")
+    if threshold is None and recurrence_rate is None:
+        recurrence_rate = DEFAULT_RECURRENCE_RATE
     if threshold is not None:
         if not threshold > 0:
             raise ValueError(f"{caller}: expected threshold > 0, got {threshold}")
@@ -540,6 +548,7 @@ def rqa(
         Recurrence threshold ``eps`` (recurrence when distance ``< eps``).
     recurrence_rate : float, optional
         Instead of ``threshold``: the target RR (:func:`recurrence_threshold`).
+        Neither given: ``recurrence_rate = 0.05`` (:data:`DEFAULT_RECURRENCE_RATE`).
     metric : {"supremum", "euclidean", "manhattan"}, default "supremum"
     theiler : int, default 1
         Pairs with ``|i - j| < theiler`` are removed (1: the LOI; 0: pyunicorn).

@@ -182,8 +182,10 @@ class TestRQA:
             rqa(np.ones(50), threshold=0.1)
         with pytest.raises(ValueError, match="rqa: expected metric in"):
             rqa(x, threshold=0.1, metric="cosine")
-        with pytest.raises(ValueError, match="rqa: expected exactly one of threshold / recurrence_rate"):
-            rqa(x)
+        with pytest.raises(ValueError, match="rqa: expected at most one of threshold / recurrence_rate"):
+            rqa(x, threshold=0.1, recurrence_rate=0.05)
+        # neither: the documented default recurrence rate
+        assert rqa(x).to_dataset().identical(rqa(x, recurrence_rate=0.05).to_dataset())
         with pytest.raises(ValueError, match="recurrence_points: expected finite values"):
             rqa(np.r_[x, np.nan], threshold=0.1)
 
