@@ -81,12 +81,14 @@ def plot_sweep(result: xr.Dataset, threshold: float = 0.01, linthresh: float | N
             err = one["lyapunov_stderr"].squeeze("seed", drop=True)
         else:
             err = xr.zeros_like(mean)
-        top.errorbar(lrs, mean, yerr=err, color=color, marker="o", ms=4, capsize=2, label=label or None)
+        top.errorbar(lrs, mean, yerr=err, color=color, marker="o", ms=4, capsize=2,
+                     label=(f"{label}: " if label else "") + r"$\lambda_{\max}$, mean $\pm$ std over seeds")
         edge, spread = float(edges["edge_lr_mean"].sel(curve=curve)), float(edges["edge_lr_std"].sel(curve=curve))
         if np.isfinite(edge):
-            top.axvline(edge, color=color, ls="--", lw=1, gid="edge")
+            top.axvline(edge, color=color, ls="--", lw=1, gid="edge", label=f"edge of chaos, lr = {edge:.3g}")
             if spread > 0:
-                top.axvspan(edge - spread, edge + spread, color=color, alpha=0.12, lw=0)
+                top.axvspan(edge - spread, edge + spread, color=color, alpha=0.12, lw=0,
+                            label=f"edge $\\pm$ std over seeds ({spread:.2g})")
         if "orbit_class" in one:
             row = [_most_common(one["orbit_class"].sel(lr=lr).values, one["status"].sel(lr=lr).values
                                 if "status" in one else None) for lr in lrs]
@@ -99,21 +101,23 @@ def plot_sweep(result: xr.Dataset, threshold: float = 0.01, linthresh: float | N
         low = np.maximum(median - times.min("seed"), 0).values
         high = np.maximum(times.max("seed") - median, 0).values
         bottom.errorbar(lrs[shown], median.values[shown], yerr=[low[shown], high[shown]], color=color, marker="s",
-                        ms=4, capsize=2)
+                        ms=4, capsize=2, label="median over seeds (bars: range)")
         best = float(fastest["fastest_lr"].sel(curve=curve))
         if np.isfinite(best):
             bottom.axvline(best, color=color, ls=":", lw=1.5, gid="fastest")
-            bottom.plot([best], [float(fastest["fastest_time"].sel(curve=curve))], marker="*", ms=12, color=color)
+            bottom.plot([best], [float(fastest["fastest_time"].sel(curve=curve))], marker="*", ms=12, color=color,
+                        ls="none", label=f"fastest, lr = {best:.3g}")
     top.axhline(0.0, color="0.4", lw=0.8)
     if threshold != 0.0:
-        top.axhline(threshold, color="0.4", lw=0.8, ls="-.")
+        top.axhline(threshold, color="0.4", lw=0.8, ls="-.", label=f"chaos threshold {threshold:g} / step")
     top.set_xscale("log")
     if linthresh is not None:
         top.set_yscale("symlog", linthresh=linthresh)
     top.set_ylabel(r"$\lambda_{\max}$ (1/step)")
     top.tick_params(labelbottom=False)
-    if extra:
-        top.legend(fontsize="small")
+    top.legend(fontsize="x-small", loc="upper left")
+    bottom.legend(fontsize="x-small", loc="upper right")
+    top.set_title(_finding(stacked, edges, fastest), fontsize="medium")
     strip.set_yticks([])
     strip.set_ylabel("class", rotation=0, ha="right", va="center")
     strip.tick_params(labelbottom=False)
@@ -127,6 +131,24 @@ def plot_sweep(result: xr.Dataset, threshold: float = 0.01, linthresh: float | N
     bottom.set_xlabel("learning rate")
     bottom.set_xlim(bounds[0], bounds[-1])
     return fig
+
+
+def _finding(stacked: xr.Dataset, edges: xr.Dataset, fastest: xr.Dataset) -> str:
+    """The title: what the figure shows, for the first curve (all curves when several)."""
+    parts = []
+    for curve in stacked["curve"].values:
+        edge = float(edges["edge_lr_mean"].sel(curve=curve))
+        best = float(fastest["fastest_lr"].sel(curve=curve))
+        name = _label(curve, [d for d in stacked["curve"].attrs.get("names", [])]) if stacked.sizes["curve"] > 1 else ""
+        if np.isfinite(edge) and np.isfinite(best):
+            where = "above" if best > edge else "below"
+            parts.append(f"{name + ': ' if name else ''}fastest lr {best:.3g} is {best / edge:.2f}x the edge of chaos "
+                         f"{edge:.3g} ({where} it)")
+        elif np.isfinite(edge):
+            parts.append(f"{name + ': ' if name else ''}edge of chaos at lr {edge:.3g}; no run reached the target")
+        else:
+            parts.append(f"{name + ': ' if name else ''}the exponent never crosses the threshold")
+    return "\n".join(parts)
 
 
 def _cell_bounds(lrs: np.ndarray) -> np.ndarray:
