@@ -372,22 +372,29 @@ print(f"total wall time: {time.perf_counter() - T_START:.0f} s")
 # Numbers from the full-size run (printed above).
 #
 # * **Any optimiser.**  The same calls measured SGD with momentum, Adam and a twenty-line user optimiser.
-#   Twin and exact tangent exponents agree to 3e-5 relative or better for the two functional optimisers; the
+#   Twin and exact tangent exponents agree to 4e-7 relative or better for the two functional optimisers; the
 #   black-box one has twins only, and asking for its Jacobian raises a `TypeError` that names the reason.
 #   At these settings all three runs are regular: finite-time exponents of 0.0007 … 0.0026 per step over 1500
 #   steps (parameter space), 0.0015 or less on the tail, fixed points at the end; the running exponents peak early
 #   (0.35 per step for Adam, 0.13 for momentum SGD).  Clipping the step of momentum SGD lowers the peak and the
 #   exponent (0.0007 against 0.0026 per step).
-# * **Adam and fresh buffers.**  Measured over the full state, Adam's exponent (0.013 twin, 0.015 tangent) is
-#   dominated by its very first step (local rate 17.5 twin, 20.2 tangent: the twin's finite $10^{-9}$ is already
-#   outside the linear range of $\sqrt{v}$ at $v = 0$); without that step it is 0.0017, like the
-#   parameter-space value 0.0019.
-# * **Offline.**  The reference run (GD, lr = 20) is *not* chaotic throughout: the recurrence plot, the
-#   windowed determinism (DET > 0.9 from the window centred on step 299) and the map's own twin exponent
-#   (0.27 per step over the first 600 steps, 0.0003 over steps 1500–3000) all say chaotic transient followed by
-#   a slowly contracting period-2 cycle (`orbital_stability`: periodic, period 2).
+# * **Adam and fresh buffers.**  Measured over the full state, Adam's exponent (0.012 twin, 0.015 tangent) is
+#   dominated by its very first step (local rate 14.4 twin, 20.2 tangent: the twin's finite $d_0$ is already
+#   outside the linear range of $\sqrt{v}$ at $v = 0$); without that step it is 0.0024 (twin) and 0.0016
+#   (tangent), like the parameter-space value 0.0019.
+# * **Offline.**  The reference run (GD, lr = 20) is *not* chaotic throughout: the recurrence plot and the
+#   windowed determinism (DET > 0.9 from the window centred on step 299) say chaotic transient followed by a
+#   slowly contracting period-2 cycle (`orbital_stability`: periodic, period 2, exponent −0.0006 from the
+#   orbit).  The map rebuilt from the file's attributes confirms the transient (twin exponent 0.52 per step
+#   over the first 600 steps) but **not the cycle**: the file was recorded by an earlier netdyn whose update
+#   rounds differently (8.9e-16 apart after one step, 3e-10 after ten), the chaotic transient amplifies that
+#   difference, and the rebuilt orbit ends on another attractor (0.29 per step over steps 1500–3000; the
+#   same with one or two threads).  A map-based check describes the recorded orbit only while the rebuilt
+#   orbit shadows it (here about the first 60 steps); after a chaotic transient, several attractors can be
+#   reached, and which one depends on the last bit.
 # * **Rosenstein.**  netdyn's estimator reproduces `nolds.lyap_r(fit="poly")` exactly (difference 0) on the same
-#   series.  But from 600 samples of one scalar the estimate is fragile: −0.003 when fitted to all k as nolds
-#   does (the curve saturates within a few steps), 0.25 with emb_dim 4 and lag 1, 0.61 with the automatic
-#   embedding (a two-point fit), 0.06 on the full 67-d state — against the map's 0.27.  A short recording
-#   gives the sign and order of magnitude at best; with the model at hand, use the twin method.
+#   series.  From 600 samples of one scalar there is no linear region to fit: fitted to all k as nolds does,
+#   the slope is −0.003 (the curve saturates within a few steps); the automatic fit now *refuses* (NaN, "only
+#   3 points of constant slope"), and so do emb_dim 4 / lag 1 and the full 67-d state ("rises only 0.27–0.37
+#   in ln d") — where the earlier rule reported 0.61 from a two-point fit.  A short recording does not give
+#   this exponent; with the model at hand, use the twin method.
