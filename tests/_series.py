@@ -43,3 +43,24 @@ def rossler_x(n: int, dt: float = 0.1, transient: int = 1000) -> np.ndarray:
         return np.array([-s[1] - s[2], s[0] + 0.2 * s[1], 0.2 + s[2] * (s[0] - 5.7)])
 
     return _rk4_x(field, np.array([1.0, 1.0, 0.0]), n, dt, transient)
+
+
+def henon(n: int, a: float = 1.4, b: float = 0.3) -> np.ndarray:
+    """``n`` points ``(x, y)`` of the Hénon map after 200 transient steps (lambda_1 ~ 0.419)."""
+    x, y = 0.1, 0.1
+    for _ in range(200):
+        x, y = 1 - a * x * x + y, b * x
+    out = np.empty((n, 2))
+    for i in range(n):
+        x, y = 1 - a * x * x + y, b * x
+        out[i] = x, y
+    return out
+
+
+def ar1(n: int, phi: float = 0.8, seed: int = 0) -> np.ndarray:
+    """A Gaussian AR(1) process ``x_t = phi x_{t-1} + e_t``: linear, stochastic, no chaos."""
+    e = np.random.default_rng(seed).normal(size=n)
+    x = np.zeros(n)
+    for i in range(1, n):
+        x[i] = phi * x[i - 1] + e[i]
+    return x

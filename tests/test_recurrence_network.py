@@ -4,6 +4,7 @@ pyunicorn stores the series in float32, so the inputs are float32-exact; with
 them every measure agrees to <= 2.3e-16 (measured; tolerance 1e-12) and the
 adjacency and degrees are identical.
 """
+from _series import henon
 import tracemalloc
 
 import networkx as nx
@@ -14,17 +15,6 @@ from scipy.spatial.distance import cdist
 from netdyn.recurrence_network import network_measures, recurrence_adjacency, recurrence_links, recurrence_network
 
 RecurrenceNetwork = pytest.importorskip("pyunicorn.timeseries").RecurrenceNetwork
-
-
-def henon(n: int, a: float = 1.4, b: float = 0.3) -> np.ndarray:
-    x, y = 0.1, 0.1
-    for _ in range(200):
-        x, y = 1 - a * x * x + y, b * x
-    out = np.empty((n, 2))
-    for i in range(n):
-        x, y = 1 - a * x * x + y, b * x
-        out[i] = x, y
-    return out
 
 
 PTS = henon(600).astype(np.float32).astype(np.float64)

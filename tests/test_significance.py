@@ -14,17 +14,9 @@ import xarray as xr
 
 from netdyn.significance import rank_p_value, significance
 
-from _series import logistic
+from _series import ar1, logistic
 
 CHAOS = logistic(500, x0=0.31)
-
-
-def ar1(n: int, phi: float = 0.8, seed: int = 0) -> np.ndarray:
-    e = np.random.default_rng(seed).normal(size=n)
-    x = np.zeros(n)
-    for i in range(1, n):
-        x[i] = phi * x[i - 1] + e[i]
-    return x
 
 
 def test_rank_p_value_counts_ties_against_rejection():

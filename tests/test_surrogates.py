@@ -12,15 +12,7 @@ import xarray as xr
 
 from netdyn.surrogates import ft_surrogates, iaaft_surrogates, shuffle_surrogates, spectral_error, surrogates
 
-from _series import logistic
-
-
-def ar1(n: int, phi: float = 0.8, seed: int = 0) -> np.ndarray:
-    e = np.random.default_rng(seed).normal(size=n)
-    x = np.zeros(n)
-    for i in range(1, n):
-        x[i] = phi * x[i - 1] + e[i]
-    return x
+from _series import ar1, logistic
 
 
 SERIES = {"logistic": logistic(1000, x0=0.31), "ar1": ar1(1000), "logistic_odd": logistic(1001, x0=0.31)}
