@@ -77,6 +77,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .state_observables import state_observable
 from .embedding import _nearest_outside_window, choose_lag, delay_embed, false_nearest_neighbours, mean_period
 from .linear_region import LinearRegion, linear_region
 
@@ -328,6 +329,8 @@ def observable_series(data: Any, observable: str | None = None, seed: int = 0) -
         if name.startswith("param:") or name in _STATE_OBSERVABLES:
             if "state" not in data:
                 raise ValueError(f"{caller}: observable {name!r} needs a 'state' variable, got {list(data.data_vars)}")
+            if name != "state":  # scalar observables stream over the steps: memory ~ one block, not the file
+                return state_observable(data["state"], name, seed=seed, caller=caller)
             state = data["state"].transpose("step", ...).values.astype(np.float64)
             return observable_series(state, name, seed)
         if name not in data.data_vars or data[name].ndim != 1:
