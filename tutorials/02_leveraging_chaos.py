@@ -401,8 +401,10 @@ print(f"total wall time {time.perf_counter() - T0:.0f} s; CPU time {cpu:.0f} s (
 #   0.11, 0.24, 0.50 per step over the first 30 steps and 0.004, 0.002, 0.003 over the second half — below the
 #   chaos threshold.  $\eta > 2/h_{\max} = 0.31$, so the early phase is the catapult / edge-of-stability
 #   adjustment of the curvature; 90 % accuracy is reached right at its end (27–28 steps).  Only from
-#   $\eta \approx 3.5$ on does the orbit stay chaotic (0.41 at $\eta = 5$, 0.15 at 20 in the second half).
-# * *Estimators.*  Twin and tangent agree to 0.2 % (median 0.0 %) on all 21 points.  The paper's protocol
+#   $\eta \approx 3.5$ on does the orbit stay chaotic (0.45 at $\eta = 5$, 0.13 at 20 in the second half).
+#   The sweep's orbit classes say the same: every point up to $\eta = 2.5$ is a *fixed point* (the class reads
+#   the exponent over the second half it examines).
+# * *Estimators.*  Twin and tangent agree to better than 0.05 % (median 0.0 %) on all 21 points.  The paper's protocol
 #   (un-renormalised $L_1$ growth) agrees in sign everywhere, but its value is that of its fit window: on the
 #   chaotic points it is a median 5.3× the 200-step twin exponent, because the window catches the early burst;
 #   compared with the tangent averaged over the *same* window the median difference is 16.9 %.  Where the growth
@@ -411,11 +413,12 @@ print(f"total wall time {time.perf_counter() - T0:.0f} s; CPU time {cpu:.0f} s (
 #
 # **Second architecture (ReLU): the claim does not hold.**  Edge at $\eta = 1.02 \pm 0.01$, but the fastest
 # learning rate is $\eta = 0.5$ (79 steps; $\eta = 1$: 82) — **fastest / edge = 0.49**, in the marginal regime —
-# and every chaotic learning rate trains *slower* (110, 129, 179 steps at $\eta$ = 1.5, 2, 2.5).  For
-# $\eta \ge 5$ the network dies after a chaotic transient: on initialisation 0, 3 %, 2 % and 0 % of the hidden
-# units are still active at the end for $\eta$ = 5, 10, 20, the loss sits at $\ln 10$, and the tangent rate
-# falls from 0.09–0.19 over the first 30 steps to $|\lambda| \le 0.002$ in the second half — so the 200-step
-# exponents (0.015–1.3) measure the transient, and the class strip mostly shows fixed points and cycles.  At
+# and every chaotic learning rate trains *slower* (110, 109, 164 steps at $\eta$ = 1.5, 2, 2.5).  For
+# $\eta$ = 5 and 10 the network dies after a chaotic transient: on initialisation 0, 3 % and 2 % of the hidden
+# units are still active at the end, the loss sits at $\ln 10$, and the tangent rate falls from 0.09–0.13 over
+# the first 30 steps to $|\lambda| \le 0.002$ in the second half — so the 200-step exponents (0.09 and 0.31)
+# measure the transient, and the class strip mostly shows fixed points and cycles.  At $\eta = 20$ the loss
+# ends at 5.4·10³ (44 % of the units active): a loss blow-up, which netdyn records as divergence.  At
 # most one can say that the fastest ReLU runs are the largest *non-chaotic* learning rates.
 #
 # **Caveats.**  3 initialisations give error bars, not distributions; the grid decides the fastest point

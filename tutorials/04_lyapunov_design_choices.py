@@ -233,22 +233,26 @@ print(f"total wall time {time.perf_counter() - t_start:.0f} s")
 #
 # **Claim 1 — the learning rate makes the weights chaotic: reproduced.** At lr 1 every activation's median
 # exponent is $+0.002$ per step (0.0018–0.0026: marginal stability, not chaos); at lr 8 the medians are
-# 0.009–0.09 per step (elu: +inf, most runs diverge) and elu, gelu, silu and relu diverge in 6, 4, 3 and 2 of 10 runs.
+# 0.009–0.15 per step, and elu, gelu, relu and silu diverge in 10, 9, 9 and 8 of 10 runs — by the divergence
+# rule's loss blow-up (the cross-entropy grows more than a thousandfold while staying finite; counted as
+# finite, not diverged, before that rule existed).
 #
 # **Claim 2 — more negative exponent, better convergence: only through chaos and divergence.** No exponent is
 # negative anywhere: with flat directions of an over-parametrised network and a cross-entropy that keeps
 # decreasing as the weights grow, GD is marginally stable at best, so "more negative" can only mean "less
-# positive".  At lr 8 the rank correlation between exponent and final loss is $\rho = 0.62$ over all runs, 0.60
-# over the six activations' medians and 0.43 within an activation (exponent vs time to 90 %: 0.53) — but it is
+# positive".  At lr 8 the rank correlation between exponent and final loss is $\rho = 0.40$ over all runs, 0.54
+# over the six activations' medians and 0.23 within an activation (exponent vs time to 90 %: 0.53) — but it is
 # carried by the chaotic and diverging runs: sigmoid has the smallest exponent (0.009) yet a final loss more
 # than 100 times that of tanh (0.048 vs 0.0003, tanh's exponent 0.045).  At lr 1 the link is weak ($\rho = 0.21$ over
 # all runs, 0.14 over activation medians): sigmoid has the largest exponent and is the slowest and worst, but
 # relu, with the lowest final loss (0.044, as the paper found for relu), is not the one with the smallest
 # exponent — the exponents differ by less than $10^{-3}$ per step.
 #
-# **Claim 3 — early exponents pick good initial weights: not reproduced.** Over 500 random pools of 20
-# candidates, the candidate with the smallest 25-step exponent lands at the 41.9th percentile of its pool's final
-# losses for relu at lr 8 (random: 50) and at the 54.0th for tanh at lr 8 (worse than random); the rank
-# correlation between early exponent and final loss is 0.23 and $-0.03$.  Picking by the loss at step 25, which
-# costs nothing extra, reaches the 13.8th percentile for relu ($\rho = 0.83$) and the 46.4th for tanh.  Where
-# candidates differ at all, the early loss is the better selector; the early exponent adds little or nothing.
+# **Claim 3 — early exponents pick good initial weights: only where runs diverge, and never better than the
+# early loss.** Over 500 random pools of 20 candidates, the candidate with the smallest 25-step exponent lands at
+# the 18.0th percentile of its pool's final losses for relu at lr 8 (random: 50) — 63 of the 100 relu candidates
+# diverge, and an early chaotic burst announces it — and at the 52.1th for tanh at lr 8 (no better than random,
+# no candidate diverges); the rank correlation between early exponent and final loss is 0.65 and $-0.02$.
+# Picking by the loss at step 25, which costs nothing extra, reaches the 11.1th percentile for relu
+# ($\rho = 0.94$) and the 46.4th for tanh.  The early loss is the better selector; the early exponent adds
+# nothing to it.
