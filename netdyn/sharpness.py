@@ -27,7 +27,7 @@ from .lyapunov import map_attrs
 from .maps import param_dim_of
 from .stability_threshold import stability_threshold, step_preconditioner
 
-__all__ = ["Sharpness", "sharpness", "sharpness_along", "track_sharpness", "hessian_vector_product"]
+__all__ = ["Sharpness", "sharpness", "sharpness_along", "track_sharpness", "hessian_vector_product", "top_eigenvalues"]
 
 
 @dataclass(frozen=True)
@@ -183,6 +183,22 @@ def _threshold(map_: Any, preconditioned: bool, t: int) -> float:
     if opt is None and getattr(map_, "optimizer_spec", None) is not None:  # a black-box optimiser
         return float("nan")
     return stability_threshold(map_, t)
+
+
+def top_eigenvalues(
+    hvp: Callable[[Tensor], Tensor], dim: int, *, k: int = 1, max_iter: int | None = None, tol: float = 1e-6,
+    seed: int = 0, dtype: torch.dtype = torch.float64, v0: Tensor | None = None,
+) -> Sharpness:
+    """Top-``k`` eigenpairs of a symmetric operator given by its products, by Lanczos.
+
+    The engine behind :func:`sharpness`, for operators that are not a map's loss (e.g. a
+    user's model on one batch, :class:`netdyn.monitor.LyapunovMonitor`).  ``hvp(v)``
+    takes and returns tensors of shape ``(dim,)``; ``max_iter`` defaults to
+    ``min(dim, max(60, 4k))``; ``v0`` is an optional start vector.
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    m = min(dim, max(60, 4 * k)) if max_iter is None else max_iter
+    return _lanczos(hvp, dim, k, m, tol, gen, dtype, v0)
 
 
 def _lanczos(

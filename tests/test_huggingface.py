@@ -64,6 +64,17 @@ class TestLyapunovTrainerCallback:
         # (different masks separate the twins by ~lr at once: ln(1e-3 / d0) ~ 10 per step)
         assert math.isfinite(logged[-1]["lyapunov"]) and abs(logged[-1]["lyapunov"]) < 0.5
 
+    def test_preconditioned_sharpness_is_logged_against_adams_threshold(self, tmp_path):
+        callback = LyapunovTrainerCallback(sharpness_every=4)
+        trainer, _ = train(tmp_path, [callback])  # the Trainer's default optimiser is AdamW
+        logged = [entry for entry in trainer.state.log_history if "sharpness" in entry and "loss" in entry]
+        assert len(logged) == 3 and all(np.isfinite(entry["sharpness"]) and entry["sharpness"] > 0 for entry in logged)
+        # AdamW, beta1 = 0.9: (2 + 2 beta1) / ((1 - beta1) lr) at the rate of the step measured (steps 1, 5, 9 of a
+        # linear decay from 1e-3 to 0 over 12 steps)
+        steps, _, thresholds = zip(*callback.monitor.sharpness_history)
+        assert list(steps) == [1, 5, 9]
+        np.testing.assert_allclose(thresholds, [38 / (1e-3 * (1 - (s - 1) / STEPS)) for s in steps], rtol=1e-9)
+
     def test_refuses_gradient_accumulation(self, tmp_path):
         with pytest.raises(ValueError, match="gradient_accumulation_steps=2"):
             train(tmp_path, [LyapunovTrainerCallback()], gradient_accumulation_steps=2)

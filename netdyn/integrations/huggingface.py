@@ -66,8 +66,9 @@ class LyapunovTrainerCallback(TrainerCallback):
         key of the running exponent in the logs; its error is ``name + "_stderr"``.
     **monitor_kwargs
         ``d0``, ``renorm_every``, ``every``, ``window``, ``transient``, ``seed``,
-        ``params_only``, ``n_blocks``, ``record_to`` of
-        :class:`~netdyn.monitor.LyapunovMonitor` (``every=10`` costs ~1.1x a bare step).
+        ``params_only``, ``n_blocks``, ``record_to``, ``sharpness_every`` of
+        :class:`~netdyn.monitor.LyapunovMonitor` (``every=10`` costs ~1.1x a bare step; with
+        ``sharpness_every`` the logs gain ``sharpness`` and ``sharpness_threshold``, e.g. 38/lr for Adam).
 
     Attributes
     ----------
@@ -124,6 +125,9 @@ class LyapunovTrainerCallback(TrainerCallback):
         values = {self.name: float(self.monitor.exponent), f"{self.name}_stderr": float(self.monitor.stderr)}
         if self.monitor.unresolved:
             values[f"{self.name}_unresolved"] = 1.0
+        if self.monitor.sharpness_history:  # sharpness_every=...: the last (preconditioned) sharpness
+            _, value, threshold = self.monitor.sharpness_history[-1]
+            values.update(sharpness=value, sharpness_threshold=threshold)
         logs.update(values)
         if state.log_history and state.log_history[-1].get("step") == state.global_step:
             state.log_history[-1].update(values)

@@ -53,7 +53,8 @@ class LyapunovCallback(pl.Callback):
         ``d0``, ``renorm_every``, ``every``, ``window``, ``transient``, ``seed``,
         ``params_only``, ``n_blocks``, ``record_to``, ``sketch``, ``flush_every`` of
         :class:`~netdyn.monitor.LyapunovMonitor` (``d0`` defaults to the
-        parameters' dtype and size).
+        parameters' dtype and size; with ``sharpness_every``, ``sharpness`` and
+        ``sharpness_over_threshold`` are logged too).
 
     Attributes
     ----------
@@ -114,6 +115,10 @@ class LyapunovCallback(pl.Callback):
             pl_module.log(
                 f"{self.name}_local_rate", self.monitor.history[-1][1], on_step=True, on_epoch=False
             )
+        history = self.monitor.sharpness_history
+        if history and history[-1][0] == self.monitor._calls:  # measured on this step (sharpness_every=...)
+            pl_module.log("sharpness", history[-1][1], on_step=True, on_epoch=False)
+            pl_module.log("sharpness_over_threshold", history[-1][1] / history[-1][2], on_step=True, on_epoch=False)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.monitor.close()
