@@ -13,6 +13,8 @@ pieces of evidence disagree (``confidence="low"``, ``conflict``).
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from .datadriven import rosenstein
 from .divergence import DivergenceRule, divergence_reason
 from .lyapunov import block_stderr, max_lyapunov
 from .maps import has_jacobian
+from .recording import SKETCH_CHUNK_ROWS, SketchProjection
 
 __all__ = ["OrbitalStability", "orbital_stability", "LABELS"]
 
@@ -94,6 +97,9 @@ class OrbitalStability:
     conflict
         ``""`` when every test agrees, else one sentence naming the conflicting
         evidence (e.g. a cycle by return distance with a positive exponent).
+    sketch_dim
+        0 when the full state was classified; else the dimension of the Gaussian
+        sketch a state too large for memory was classified through.
     """
 
     label: str
@@ -114,6 +120,7 @@ class OrbitalStability:
     exponent_stderr: float = math.nan
     confidence: str = "high"
     conflict: str = ""
+    sketch_dim: int = 0
 
 
 @dataclass(frozen=True)
@@ -131,7 +138,7 @@ class _Orbit:
     initial: np.ndarray | None  # full map state at steps[0] (a trajectory Dataset's initial_state)
 
 
-def orbital_stability(
+def _orbital_stability(
     orbit: np.ndarray | torch.Tensor | xr.DataArray | xr.Dataset,
     *,
     tail: int | None = None,
@@ -222,7 +229,19 @@ def orbital_stability(
 
     Returns
     -------
-    OrbitalStability
+    OrbitalStability (``sketch_dim`` > 0 when the state was classified through a sketch)
+
+    Memory: a recorded state larger than :data:`STATE_BUDGET` (256 MiB as float64) is
+    never loaded whole; it is read in blocks of steps and projected to
+    :data:`SKETCH_DIM` (256) dimensions by the seeded Gaussian sketch of
+    :mod:`netdyn.recording` (the one ``run(record=k)`` uses).  The projection is
+    linear, so a repeated state stays repeated exactly, and each distance keeps its
+    size within about ``sqrt(2 / 256)`` = 9 % (Johnson–Lindenstrauss): the tests below
+    compare distances with each other and with orders of magnitude, which that
+    preserves; nearest neighbours are not preserved, so a quasi-periodic or chaotic
+    label decided by the nearest-neighbour exponent of a sketch comes with
+    ``confidence="low"`` (pass ``map=`` for the full-state exponent).  Peak memory is
+    then a block plus the ``(T, 256)`` sketch, whatever the file size.
 
     The tests, in order
     -------------------
@@ -403,6 +422,51 @@ def orbital_stability(
         label=label, period=None, reason=why, best_period=best_p, return_distance=best_e, converged=False,
         confidence="low" if conflict else low, conflict=conflict, **common, **base,
     )
+
+
+STATE_BUDGET = 256 * 2**20
+"""Bytes of float64 state above which a recorded state is classified through a sketch."""
+SKETCH_DIM = 256
+
+
+@functools.wraps(_orbital_stability)
+def orbital_stability(orbit: Any, **options: Any) -> OrbitalStability:  # noqa: D103 (the docstring is wrapped)
+    orbit, sketch_dim = _bounded(orbit)
+    result = _orbital_stability(orbit, **options)
+    if not sketch_dim:
+        return result
+    if result.exponent_source == "orbit" and result.label in ("quasi_periodic", "chaotic"):
+        # nearest neighbours are not kept by a projection: a label decided by their exponent is not certain
+        why = (f"the exponent {result.exponent:.3g} comes from nearest neighbours in a {sketch_dim}-d sketch of a "
+               "state too large for memory; pass map= for the exponent of the full state")
+        return dataclasses.replace(result, sketch_dim=sketch_dim, confidence="low",
+                                   conflict=f"{result.conflict}; {why}" if result.conflict else why)
+    return dataclasses.replace(result, sketch_dim=sketch_dim)
+
+
+def _bounded(orbit: Any) -> tuple[Any, int]:
+    """A recorded state too large for memory replaced by its streamed sketch: ``(orbit, sketch_dim or 0)``."""
+    state = orbit["state"] if isinstance(orbit, xr.Dataset) and "state" in orbit else orbit
+    if not isinstance(state, xr.DataArray) or state.ndim != 2 or state.size * 8 <= STATE_BUDGET:
+        return orbit, 0
+    state = state.transpose("step", ...)
+    n_steps, n_params = state.shape
+    k = min(SKETCH_DIM, n_params)
+    projection = SketchProjection(n_params, k, seed=0)
+    rows = max(1, (4 * 2**20) // (8 * n_params))
+    blocks = []
+    for start in range(0, n_steps, rows):
+        block = np.asarray(state[start : start + rows].values, dtype=np.float64)
+        out = np.zeros((block.shape[0], k))
+        for c in range(-(-n_params // SKETCH_CHUNK_ROWS)):
+            part = projection.block(c).numpy()
+            out += block[:, c * SKETCH_CHUNK_ROWS : c * SKETCH_CHUNK_ROWS + part.shape[0]] @ part
+        blocks.append(out)
+    sketch = xr.DataArray(np.concatenate(blocks), dims=("step", "param"), coords={"step": state["step"].values})
+    if isinstance(orbit, xr.Dataset):
+        keep = orbit.drop_vars([name for name in orbit.variables if "param" in orbit[name].dims])
+        return keep.assign(state=sketch), k
+    return sketch, k
 
 
 def _divergent(x: np.ndarray, why: str, conflict: str, tol: float) -> OrbitalStability:
