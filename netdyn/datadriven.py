@@ -272,40 +272,11 @@ def _finite_leading(arr: np.ndarray, caller: str, what: str) -> np.ndarray:
 
 
 def _state_observable(state: np.ndarray, name: str, seed: int, caller: str) -> np.ndarray:
+    """A state observable of an in-memory state ``(N, d)``: the state itself, or the scalar
+    series of :func:`netdyn.state_observables.state_observable` (one implementation)."""
     if name == "state":
         return state
-    if name == "norm":
-        return np.linalg.norm(state, axis=1)
-    if name == "update_norm":
-        if state.shape[0] < 2:
-            raise ValueError(f"{caller}: 'update_norm' needs at least 2 steps, got {state.shape[0]}")
-        return np.linalg.norm(np.diff(state, axis=0), axis=1)
-    centred = state - state.mean(axis=0)
-    if name == "projection:random":
-        direction = np.random.default_rng(seed).standard_normal(state.shape[1])
-        return centred @ (direction / np.linalg.norm(direction))
-    return centred @ _first_principal_axis(centred, seed)
-
-
-def _first_principal_axis(centred: np.ndarray, seed: int, iters: int = 100) -> np.ndarray:
-    """Leading right singular vector of ``centred`` (N, d) by power iteration.
-
-    ``O(N d)`` per iteration, so it also works for millions of parameters; the
-    start vector comes from ``seed``; the sign makes the largest loading positive.
-    """
-    v = np.random.default_rng(seed).standard_normal(centred.shape[1])
-    v /= np.linalg.norm(v)
-    for _ in range(iters):
-        w = centred.T @ (centred @ v)
-        norm = np.linalg.norm(w)
-        if norm == 0:
-            break
-        w /= norm
-        converged = np.abs(w @ v) > 1 - 1e-13
-        v = w
-        if converged:
-            break
-    return v * np.sign(v[np.argmax(np.abs(v))])
+    return state_observable(xr.DataArray(state, dims=("step", "param")), name, seed=seed, caller=caller)
 
 
 def observable_series(data: Any, observable: str | None = None, seed: int = 0) -> np.ndarray:

@@ -141,4 +141,12 @@ def _principal_axis(blocks: Callable[[], Iterator[np.ndarray]], mean: np.ndarray
         v = w
         if converged:
             break
+    else:
+        warnings.warn(
+            f"state_observable: the principal axis did not converge in {iters} power iterations (the top variances "
+            "are nearly equal, e.g. a rotating state): the 'projection' observable depends on the start; use "
+            "'projection:random' or 'norm'",
+            RuntimeWarning,
+            stacklevel=4,
+        )
     return v * np.sign(v[np.argmax(np.abs(v))])
