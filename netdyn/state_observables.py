@@ -65,7 +65,6 @@ def state_observable(
         chunk = max(1, BLOCK_BYTES // (8 * max(n_params, 1)))
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"{caller}: expected an integer chunk >= 1, got {chunk!r}")
-    n = _finite_rows(state, chunk, caller)
     if name.startswith("param:"):
         try:
             index = int(name.split(":", 1)[1])
@@ -73,22 +72,26 @@ def state_observable(
             raise ValueError(f"{caller}: expected 'param:<integer>', got {name!r}") from None
         if not -n_params <= index < n_params:
             raise ValueError(f"{caller}: expected a parameter index in [0, {n_params}), got {index}")
-        return np.concatenate([block[:, index] for block in _blocks(state, n, chunk)] or [np.empty(0)])
+        return np.concatenate([block[:, index] for block in _finite_blocks(state, chunk, caller)])
     if name == "norm":
-        return np.concatenate([np.linalg.norm(block, axis=1) for block in _blocks(state, n, chunk)] or [np.empty(0)])
+        return np.concatenate([np.linalg.norm(block, axis=1) for block in _finite_blocks(state, chunk, caller)])
     if name == "update_norm":
-        if n < 2:
-            raise ValueError(f"{caller}: 'update_norm' needs at least 2 finite steps, got {n}")
         out, previous = [], None
-        for block in _blocks(state, n, chunk):
+        for block in _finite_blocks(state, chunk, caller):
             if previous is not None:  # the step across the block boundary
                 out.append(np.linalg.norm(block[:1] - previous, axis=1))
             out.append(np.linalg.norm(np.diff(block, axis=0), axis=1))
             previous = block[-1:]
+        if sum(len(part) for part in out) < 1:
+            raise ValueError(f"{caller}: 'update_norm' needs at least 2 finite steps, got 1")
         return np.concatenate(out)
     if name not in STREAMED_OBSERVABLES:
         raise ValueError(f"{caller}: expected an observable in {['param:<i>', *STREAMED_OBSERVABLES]}, got {name!r}")
-    mean = sum(block.sum(axis=0) for block in _blocks(state, n, chunk)) / n
+    total, n = np.zeros(n_params), 0
+    for block in _finite_blocks(state, chunk, caller):  # the first pass also finds the finite part
+        total += block.sum(axis=0)
+        n += block.shape[0]
+    mean = total / n
     if name == "projection:random":
         direction = np.random.default_rng(seed).standard_normal(n_params)
         axis = direction / np.linalg.norm(direction)
@@ -103,24 +106,28 @@ def _blocks(state: xr.DataArray, n: int, chunk: int) -> Iterator[np.ndarray]:
         yield np.asarray(state[start : min(start + chunk, n)].values, dtype=np.float64)
 
 
-def _finite_rows(state: xr.DataArray, chunk: int, caller: str) -> int:
-    """Rows before the first non-finite one (the whole state if none), warning when cut."""
+def _finite_blocks(state: xr.DataArray, chunk: int, caller: str) -> Iterator[np.ndarray]:
+    """Row blocks as float64, ending before the first non-finite row (with a warning;
+    ``ValueError`` when it is row 0), so one pass both reads and checks the state."""
     n_steps = state.shape[0]
     for start in range(0, n_steps, chunk):
-        block = np.asarray(state[start : min(start + chunk, n_steps)].values)
+        block = np.asarray(state[start : min(start + chunk, n_steps)].values, dtype=np.float64)
         bad = ~np.isfinite(block).all(axis=1)
-        if bad.any():
-            first = start + int(np.argmax(bad))
-            if first == 0:
-                raise ValueError(f"{caller}: expected finite values in the state, got a non-finite value at index 0")
-            warnings.warn(
-                f"{caller}: the state becomes non-finite at index {first} (diverged run); analysing the finite "
-                f"leading part of length {first}",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-            return first
-    return n_steps
+        if not bad.any():
+            yield block
+            continue
+        first = start + int(np.argmax(bad))
+        if first == 0:
+            raise ValueError(f"{caller}: expected finite values in the state, got a non-finite value at index 0")
+        warnings.warn(
+            f"{caller}: the state becomes non-finite at index {first} (diverged run); analysing the finite "
+            f"leading part of length {first}",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        if first > start:
+            yield block[: first - start]
+        return
 
 
 def _principal_axis(blocks: Callable[[], Iterator[np.ndarray]], mean: np.ndarray, seed: int,
