@@ -25,8 +25,9 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
-__all__ = ["DivergenceRule", "DivergenceCheck", "EnsembleDivergence", "divergence_reason", "REASONS"]
+__all__ = ["DivergenceRule", "DivergenceCheck", "EnsembleDivergence", "divergence_reason", "parameter_norms", "REASONS"]
 
 REASONS = ("non-finite", "loss blow-up", "unbounded growth")
 
@@ -146,6 +147,12 @@ def divergence_reason(
         if reason:
             return reason, i
     return "", -1
+
+
+def parameter_norms(states: "torch.Tensor", param_dim: int) -> np.ndarray:
+    """``||x[:param_dim]||`` of each state ``(n, dim)`` -> ``(n,)``, in float64 (no float32 overflow):
+    the norm the rule judges (parameters, not optimiser buffers, whose units differ)."""
+    return states[:, :param_dim].to(torch.float64).norm(dim=1).cpu().numpy()
 
 
 class EnsembleDivergence:

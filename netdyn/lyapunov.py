@@ -31,7 +31,7 @@ import xarray as xr
 from torch import Tensor
 
 from ._perturbation import default_d0
-from .divergence import DivergenceRule, EnsembleDivergence
+from .divergence import DivergenceRule, EnsembleDivergence, parameter_norms
 from .maps import describe_map, param_dim_of, require_jacobian
 
 __all__ = ["max_lyapunov", "BatchStepper", "as_states", "block_stderr", "map_attrs"]
@@ -296,7 +296,7 @@ def max_lyapunov(
     n_params = param_dim_of(map_)
     n, p = xs.shape[0], (n_params if params_only else map_.dim)
     if d0 is None:
-        d0 = default_d0(xs.dtype, float(xs[:, :n_params].to(torch.float64).norm(dim=1).max()))
+        d0 = default_d0(xs.dtype, float(parameter_norms(xs, n_params).max()))
     gen = torch.Generator().manual_seed(int(seed))
     u = torch.zeros_like(xs)
     u[:, :p] = torch.randn(n, p, generator=gen, dtype=torch.float64).to(xs.dtype)
@@ -326,7 +326,7 @@ def max_lyapunov(
         rescale = lambda x, y, g: x + (y - x) * (d0 / g).to(x.dtype)[:, None]  # noqa: E731
         pair = (xs, ys)
     target = 1.0 if method == "tangent" else d0
-    orbit_norm = lambda x: x[:, :n_params].to(torch.float64).norm(dim=1).numpy()  # noqa: E731
+    orbit_norm = lambda x: parameter_norms(x, n_params)  # noqa: E731
     logs, end_step, verdict = _benettin(
         advance, separation, rescale, pair, target, steps, transient, renorm_every, orbit_norm, divergence
     )

@@ -27,7 +27,7 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from .divergence import DivergenceRule, EnsembleDivergence
+from .divergence import DivergenceRule, EnsembleDivergence, parameter_norms
 from .lyapunov import BatchStepper, as_states, block_stderr, map_attrs
 from .maps import param_dim_of, require_jacobian
 
@@ -108,19 +108,15 @@ def _log_diagonals(
     logs = np.full((n, steps, k), np.nan)
     lost = np.full(n, -1, dtype=np.int64)
     verdict = EnsembleDivergence(n, DivergenceRule())
-    verdict.update(_norms(xs, p), t0)
+    verdict.update(parameter_norms(xs, p), t0)
     for t, x_next, _, r in qr_tangent_steps(map_, xs, transient + steps, k, seed, t0):
         bad = ~(torch.isfinite(x_next).all(dim=1) & torch.isfinite(r).flatten(1).all(dim=1)).numpy()
-        verdict.update(_norms(x_next, p), t0 + t + 1, lost < 0)
+        verdict.update(parameter_norms(x_next, p), t0 + t + 1, lost < 0)
         lost[bad & (lost < 0)] = t + 1
         if t >= transient:
             logs[:, t - transient] = torch.log(torch.diagonal(r, dim1=1, dim2=2)).to(torch.float64).numpy()
             logs[lost >= 0, t - transient] = np.nan
     return logs, lost, verdict
-
-
-def _norms(xs: Tensor, p: int) -> np.ndarray:
-    return xs[:, :p].to(torch.float64).norm(dim=1).numpy()
 
 
 def _warn_lost(caller: str, lost: np.ndarray) -> None:

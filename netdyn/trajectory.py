@@ -22,7 +22,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ._version import __version__
-from .divergence import DivergenceCheck, DivergenceRule
+from .divergence import DivergenceCheck, DivergenceRule, parameter_norms
 from .maps import describe_map, param_dim_of
 from .recording import resolve_record
 from .storage import RowBuffer, TrajectoryWriter, build_dataset, open_trajectory, verdict_variables
@@ -210,7 +210,7 @@ def run(
                 loss, grad_norm = float(metrics["loss"]), float(metrics["grad_norm"])
             else:
                 x_next, loss, grad_norm = map.step(x, t), nan, nan
-            reason = _divergence(check, loss, has_metrics, _param_norm(x, param_dim))
+            reason = _divergence(check, loss, has_metrics, float(parameter_norms(x[None], param_dim)[0]))
             if reason:
                 diverged_step, x = t, (previous if t > t0 else x)
                 final_step = max(t - 1, t0)
@@ -239,7 +239,7 @@ def run(
             previous, x, t_x = x, x_next, t + 1  # one statement: an interrupt sees all or none
     if not reason and check is not None and steps:
         # the last state's loss is not computed; its norm is checked like every other state's
-        reason = check.check_norm(_param_norm(x, param_dim))
+        reason = check.check_norm(float(parameter_norms(x[None], param_dim)[0]))
         if reason:
             diverged_step, final_step, x = t0 + steps, t0 + steps - 1, previous
     if reason:
@@ -258,11 +258,6 @@ def run(
     attrs["complete"] = 1
     ds = build_dataset(buffer.rows(), selection.names, selection.layers, initial, final, final_step, diverged, attrs)
     return ds.assign(verdict_variables(verdict))
-
-
-def _param_norm(x: Tensor, param_dim: int) -> float:
-    """``||x[:param_dim]||_2`` in float64 (no overflow of a float32 sum)."""
-    return float(torch.linalg.vector_norm(x[:param_dim], dtype=torch.float64))
 
 
 def _divergence(check: DivergenceCheck | None, loss: float, has_metrics: bool, norm: float) -> str:
