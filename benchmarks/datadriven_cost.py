@@ -29,9 +29,9 @@ with warnings.catch_warnings():
     import nolds
 from pyunicorn.timeseries import RecurrencePlot
 
-from netdyn.datadriven import rosenstein
-from netdyn import recurrence
-from netdyn.recurrence import rqa
+from netdyn.series.datadriven import rosenstein
+import netdyn.series.recurrence as recurrence
+from netdyn.series.recurrence import rqa
 
 REPEAT = 5
 
@@ -60,7 +60,7 @@ def measured(fn, repeat: int = 1):
 
 FIRST_CALL = """
 import time, numpy as np, numba
-from netdyn.recurrence import rqa
+from netdyn.series.recurrence import rqa
 x = np.random.default_rng(0).random(50)
 t = time.perf_counter()
 rqa(x, recurrence_rate=0.1, engine="numba")

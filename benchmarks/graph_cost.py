@@ -3,10 +3,10 @@
 A 10 000-step full-batch GD trajectory of a digits-sized MLP (64 -> 32 -> 10, tanh,
 float64, lr 0.5, on scikit-learn's bundled 8x8 digits) is generated in torch; then
 
-* the fast path :func:`netdyn.distances.trajectory_distances` runs on all 10 000
+* the fast path :func:`netdyn.orbits.distances.trajectory_distances` runs on all 10 000
   steps, with and without Kendall's tau;
 * on the first 200 steps the fast path and the graph path
-  (:func:`netdyn.graphs.to_graph` per step + :func:`netdyn.distances.graph_distances`)
+  (:func:`netdyn.orbits.graphs.to_graph` per step + :func:`netdyn.orbits.distances.graph_distances`)
   are timed and compared per step, and their results checked equal.
 
 Run by hand:  python benchmarks/graph_cost.py [--steps 10000] [--compare 200]
@@ -21,8 +21,8 @@ import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
-from netdyn.distances import graph_distances, trajectory_distances
-from netdyn.graphs import to_graph
+from netdyn.orbits.distances import graph_distances, trajectory_distances
+from netdyn.orbits.graphs import to_graph
 
 SIZES = [64, 32, 10]
 

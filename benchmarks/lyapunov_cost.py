@@ -12,9 +12,9 @@ import time
 
 import torch
 
-from netdyn.lyapunov import max_lyapunov
-from netdyn.problems import make_task, training_map
-from netdyn.tangent import lyapunov_spectrum
+from netdyn.lyapunov.maximal import max_lyapunov
+from netdyn.maps.problems import make_task, training_map
+from netdyn.lyapunov.spectrum import lyapunov_spectrum
 
 
 def timed(f, repeat: int = 3) -> float:

@@ -18,7 +18,7 @@ import time
 import torch
 
 from netdyn.monitor import LyapunovMonitor
-from netdyn.problems import make_task
+from netdyn.maps.problems import make_task
 
 
 def per_step_seconds(task, optimizer_name: str, batch_size: int, steps: int, monitor_kwargs) -> float:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from netdyn.maps import PotentialGD
-from netdyn.problems import make_task, training_map
-from netdyn.trajectory import run
+from netdyn.maps.classic import PotentialGD
+from netdyn.maps.problems import make_task, training_map
+from netdyn.orbits.trajectory import run
 
 
 def best_times(cases: dict, repeats: int) -> dict[str, float]:

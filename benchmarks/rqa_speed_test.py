@@ -25,7 +25,7 @@ import warnings
 import numba
 import numpy as np
 
-from netdyn.recurrence import rqa
+from netdyn.series.recurrence import rqa
 
 PYUNICORN_MAX = 20_000
 MEASURES = ("RR", "DET", "L", "ENTR", "LAM", "TT")

@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from netdyn import make_task, sharpness, track_sharpness, training_map
+from netdyn import make_task, sharpness_at, track_sharpness, training_map
 
 STEPS, EVERY = 200, 10
 
@@ -36,7 +36,7 @@ def main() -> None:
     tracked = time.perf_counter() - start
 
     start = time.perf_counter()
-    cold = [sharpness(tmap, x, t=t, preconditioned=True) for t, x in states]
+    cold = [sharpness_at(tmap, x, t=t, preconditioned=True) for t, x in states]
     cold_time = time.perf_counter() - start + bare
 
     print(f"load average {os.getloadavg()[0]:.2f}; digits MLP, {tmap.param_dim} parameters, Adam lr 1e-3, 1 thread")

@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from netdyn.problems import make_task, training_map
+from netdyn.maps.problems import make_task, training_map
 
 
 def median_time(fn, repeats: int = 7, inner: int = 30) -> float:

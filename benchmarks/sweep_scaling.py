@@ -20,12 +20,12 @@ import numpy as np
 
 def timed_sweep(grid: dict, repeat: int = 2, **where) -> tuple[float, float]:
     """Best of ``repeat`` runs: (elapsed seconds, summed in-point seconds of that run)."""
-    from netdyn.sweep import sweep
+    from netdyn.sweep.grid import run_sweep
 
     best = (float("inf"), float("nan"))
     for _ in range(repeat):
         start = time.perf_counter()
-        ds = sweep(**grid, progress=False, **where)
+        ds = run_sweep(**grid, progress=False, **where)
         elapsed = time.perf_counter() - start
         assert (ds["status"] == "ok").all(), ds["error"].values
         best = min(best, (elapsed, float(ds["wall_time"].sum())))
@@ -33,7 +33,7 @@ def timed_sweep(grid: dict, repeat: int = 2, **where) -> tuple[float, float]:
 
 
 def _warm() -> None:
-    from netdyn.problems import make_task
+    from netdyn.maps.problems import make_task
 
     make_task("digits")
 
@@ -41,7 +41,7 @@ def _warm() -> None:
 def main() -> None:
     from distributed import Client
 
-    from netdyn.sweep import local_cluster
+    from netdyn.sweep.grid import local_cluster
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=8, help="points per sweep (even; default 8)")

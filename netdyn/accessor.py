@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .datadriven import DivergenceCurve, analyze_dataset, observable_series, rosenstein
-from .distances import trajectory_distances
-from .graphs import graph_trajectory
-from .recurrence import RQAResult, rqa, windowed_rqa
-from .stability import OrbitalStability, orbital_stability
-from .trajectory import state_matrix, summarize
+from netdyn.series.datadriven import DivergenceCurve, analyze_dataset, observable_series, rosenstein
+from netdyn.orbits.distances import trajectory_distances
+from netdyn.orbits.graphs import graph_trajectory
+from netdyn.series.recurrence import RQAResult, rqa, windowed_rqa
+from netdyn.orbits.stability import OrbitalStability, orbital_stability
+from netdyn.orbits.trajectory import state_matrix, summarize
 
 __all__ = ["NetdynAccessor"]
 
@@ -28,41 +28,41 @@ class NetdynAccessor:
         self._ds = ds
 
     def state_matrix(self) -> np.ndarray:
-        """:func:`netdyn.trajectory.state_matrix` of this Dataset."""
+        """:func:`netdyn.orbits.trajectory.state_matrix` of this Dataset."""
         return state_matrix(self._ds)
 
     def summary(self) -> dict[str, Any]:
-        """:func:`netdyn.trajectory.summarize` of this Dataset."""
+        """:func:`netdyn.orbits.trajectory.summarize` of this Dataset."""
         return summarize(self._ds)
 
     def series(self, observable: str = "loss", seed: int = 0) -> np.ndarray:
-        """:func:`netdyn.datadriven.observable_series` of this Dataset."""
+        """:func:`netdyn.series.datadriven.observable_series` of this Dataset."""
         return observable_series(self._ds, observable, seed)
 
     def rosenstein(self, observable: str = "loss", **kwargs: Any) -> DivergenceCurve:
-        """:func:`netdyn.datadriven.rosenstein` of ``observable`` (keywords forwarded)."""
+        """:func:`netdyn.series.datadriven.rosenstein` of ``observable`` (keywords forwarded)."""
         return rosenstein(self._ds, observable, **kwargs)
 
     def rqa(self, observable: str = "loss", **kwargs: Any) -> RQAResult:
-        """:func:`netdyn.recurrence.rqa` of ``observable`` (keywords forwarded)."""
+        """:func:`netdyn.series.recurrence.rqa` of ``observable`` (keywords forwarded)."""
         return rqa(self.series(observable), **kwargs)
 
     def windowed_rqa(self, observable: str = "loss", **kwargs: Any) -> xr.Dataset:
-        """:func:`netdyn.recurrence.windowed_rqa` of ``observable`` (keywords forwarded)."""
+        """:func:`netdyn.series.recurrence.windowed_rqa` of ``observable`` (keywords forwarded)."""
         return windowed_rqa(self.series(observable), **kwargs)
 
     def analyze(self, **kwargs: Any) -> xr.Dataset:
-        """:func:`netdyn.datadriven.analyze_dataset` of this Dataset."""
+        """:func:`netdyn.series.datadriven.analyze_dataset` of this Dataset."""
         return analyze_dataset(self._ds, **kwargs)
 
     def orbit(self, **kwargs: Any) -> OrbitalStability:
-        """:func:`netdyn.stability.orbital_stability` of this Dataset."""
+        """:func:`netdyn.orbits.stability.orbital_stability` of this Dataset."""
         return orbital_stability(self._ds, **kwargs)
 
     def distances(self, **kwargs: Any) -> xr.Dataset:
-        """:func:`netdyn.distances.trajectory_distances` of this Dataset."""
+        """:func:`netdyn.orbits.distances.trajectory_distances` of this Dataset."""
         return trajectory_distances(self._ds, **kwargs)
 
     def graphs(self, **kwargs: Any) -> Any:
-        """:func:`netdyn.graphs.graph_trajectory`: a lazy iterator of weighted DiGraphs."""
+        """:func:`netdyn.orbits.graphs.graph_trajectory`: a lazy iterator of weighted DiGraphs."""
         return graph_trajectory(self._ds, **kwargs)

@@ -10,7 +10,7 @@ One error handler serves every command (:func:`main`):
 * bad input (a usage error, an unreadable file, an invalid value) prints ONE line
   ``netdyn <command>: error: ...`` on stderr and exits with status 2;
 * an unexpected exception prints one line naming it and exits with status 1;
-* Ctrl-C exits with status 130 and SIGTERM with 143 (:mod:`netdyn._signals`),
+* Ctrl-C exits with status 130 and SIGTERM with 143 (:mod:`netdyn._core.signals`),
   after the command's ``on_interrupt`` line;
 * warnings are collected and said afterwards, one line each, translated where
   the raw text would mean nothing to a user, dropped where no user can act on them.
@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
-from ._signals import exit_status, terminate_as_exception
+from netdyn._core.signals import exit_status, terminate_as_exception
 
 COMMANDS = ["demo", "train", "info", "lyapunov", "analyze", "orbit", "sweep"]
 
@@ -161,7 +161,7 @@ def _main(argv: Sequence[str] | None) -> int:
         except UsageError as err:
             print(err, file=sys.stderr)
             return EXIT_USAGE
-        except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM as netdyn._signals.Terminated
+        except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM as netdyn._core.signals.Terminated
             if debug:
                 raise
             line = _interrupt_line(args)

@@ -12,7 +12,7 @@ map that a user's loop *is*, with one extra line in that loop::
     print(monitor.exponent, "+-", monitor.stderr)
 
 It is Benettin's twin-orbit method (the ``method="twin"`` convention of
-:func:`netdyn.lyapunov.max_lyapunov`) where the reference orbit is the user's own
+:func:`netdyn.lyapunov.maximal.max_lyapunov`) where the reference orbit is the user's own
 run: a *shadow* copy of the model and a second optimiser of the same class (same
 ``param_groups`` hyper-parameters, a copy of the optimiser state) is advanced on
 the same batch, the distance between shadow and user state is measured and the
@@ -32,7 +32,7 @@ the user's step, as the Lightning callback does).
 
 What the state is
 -----------------
-As in :class:`netdyn.training.TrainingMap`, the state is the parameters that the
+As in :class:`netdyn.maps.training.TrainingMap`, the state is the parameters that the
 optimiser updates (in ``model.parameters()`` order) followed by the optimiser
 buffers: every floating-point tensor in ``optimizer.state`` except ``step``,
 buffer by buffer in the order the optimiser creates them (for SGD/Adam/AdamW/
@@ -100,7 +100,7 @@ computes ``loss_fn(model(inputs), targets)`` (or ``batch_loss``) only.
 
 Twin distance
 -------------
-``d0`` defaults to ``sqrt(eps) * max(|theta_0|, 1)`` (:func:`netdyn._perturbation.default_d0`):
+``d0`` defaults to ``sqrt(eps) * max(|theta_0|, 1)`` (:func:`netdyn._core.perturbation.default_d0`):
 ``eps`` of the parameters' dtype (the least precise one), ``|theta_0|`` the Euclidean
 norm of the trained parameters at construction.  The rounding of the state
 (``~ eps |theta|``) and the nonlinearity over a separation ``d0`` (relative
@@ -113,7 +113,7 @@ Interrupted loops
 With ``record_to=`` the rows are buffered; SIGINT / SIGTERM append them to the file
 before the signal acts (``KeyboardInterrupt`` still reaches the user's loop), and
 leaving a ``with LyapunovMonitor(...) as monitor:`` block (or :meth:`close` in a
-``finally``) closes the file; see :mod:`netdyn.loop_recorder`.
+``finally``) closes the file; see :mod:`netdyn.io.loop_recorder`.
 
 Other caveats: the shadow is a ``copy.deepcopy`` of the model, so hooks registered
 on the model run for the shadow too; module buffers (BatchNorm running
@@ -135,10 +135,10 @@ import torch
 import xarray as xr
 from torch import Tensor, nn
 
-from ._perturbation import default_d0, resolution_tolerance
-from .loop_recorder import LoopRecorder
-from .divergence import DivergenceCheck
-from .lyapunov import block_stderr
+from netdyn._core.perturbation import default_d0, resolution_tolerance
+from netdyn.io.loop_recorder import LoopRecorder
+from netdyn.maps.divergence import DivergenceCheck
+from netdyn.lyapunov.maximal import block_stderr
 
 __all__ = ["LyapunovMonitor"]
 
@@ -180,12 +180,12 @@ class LyapunovMonitor:
         start and measure the separation on the parameters only (see the module
         docstring); ``False``: the full state (parameters and optimiser buffers).
     n_blocks : int, default 10
-        blocks for the standard error (:func:`netdyn.lyapunov.block_stderr`).
+        blocks for the standard error (:func:`netdyn.lyapunov.maximal.block_stderr`).
     batch_loss : callable, optional
         ``batch_loss(model, batch) -> scalar`` for batches that are not
         ``(inputs, targets)``; replaces ``loss_fn``.
     record_to : str or PathLike, optional
-        stream the run to this netCDF file (:class:`netdyn.loop_recorder.LoopRecorder`):
+        stream the run to this netCDF file (:class:`netdyn.io.loop_recorder.LoopRecorder`):
         parameters (or a sketch), the ``loss`` passed to :meth:`step`, the gradient
         norm and the running exponent ``lyapunov_running``; call :meth:`close` at
         the end, or use the monitor as a context manager (``with LyapunovMonitor(...)
@@ -202,7 +202,7 @@ class LyapunovMonitor:
         previous top vector), *preconditioned* for Adam/AdamW/RMSprop by the optimiser's
         own second moments (``P = sqrt(v / (1 - beta2^t)) + eps``), with the optimiser's
         stability threshold at the current learning rate (2/lr for SGD, 38/lr for
-        Adam at beta1 = 0.9; :mod:`netdyn.stability_threshold`).  Stored in
+        Adam at beta1 = 0.9; :mod:`netdyn.sharpness.threshold`).  Stored in
         :attr:`sharpness_history` and in :meth:`result`.  Costs ~60 Hessian-vector products
         per measurement (fewer warm-started).
     max_grad_norm : float, optional
@@ -430,7 +430,7 @@ class LyapunovMonitor:
         reached), ``lyapunov_stderr``, ``unresolved``, ``unresolved_step`` (the twin's
         separation became non-finite), ``diverged``, ``diverged_step``,
         ``divergence_reason`` (the user's parameters broke the divergence rule of
-        :mod:`netdyn.divergence`; a flag, monitoring goes on) () and
+        :mod:`netdyn.maps.divergence`; a flag, monitoring goes on) () and
         ``lyapunov_running``, ``local_rate`` (step); coordinate ``step`` = user steps
         taken since construction at the end of each counted interval.  attrs:
         ``method="twin"``, ``source="LyapunovMonitor"``, ``optimizer``, ``d0``,
@@ -577,7 +577,7 @@ class LyapunovMonitor:
     def _measure_sharpness(self, batch: Any) -> None:
         """Top eigenvalue of (P^-1) H of the loss on ``batch`` at the user's current parameters,
         under the RNG state of the user's forward of this step (same dropout masks)."""
-        from .sharpness import top_eigenvalues
+        from netdyn.sharpness.hessian import top_eigenvalues
 
         if not hasattr(self, "_probe"):  # a third copy of the model, for the Hessian only
             self._probe = copy.deepcopy(self._shadow_model)
@@ -814,8 +814,8 @@ def _preconditioner(optimizer: torch.optim.Optimizer, params: list[nn.Parameter]
     (the preconditioner of the step just taken); RMSprop: ``sqrt(square_avg) + eps``;
     SGD and others: none (the raw Hessian).  Before the first step no state exists: none.
     """
-    from .optim import functional_optimizer
-    from .stability_threshold import stability_threshold
+    from netdyn.maps.optim import functional_optimizer
+    from netdyn.sharpness.threshold import stability_threshold
 
     group = optimizer.param_groups[0]
     kwargs = {k: group[k] for k in ("momentum", "dampening", "nesterov", "betas", "eps", "alpha", "centered",
@@ -847,7 +847,7 @@ def _preconditioner(optimizer: torch.optim.Optimizer, params: list[nn.Parameter]
 
 
 class _Threshold:
-    """The minimal map :func:`netdyn.stability_threshold.stability_threshold` reads."""
+    """The minimal map :func:`netdyn.sharpness.threshold.stability_threshold` reads."""
 
     optimizer_spec = None
 

@@ -19,8 +19,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from netdyn.maps import QuadraticGD  # noqa: E402
-from netdyn.trajectory import run  # noqa: E402
+from netdyn.maps.classic import QuadraticGD  # noqa: E402
+from netdyn.orbits.trajectory import run  # noqa: E402
 
 FLUSH_EVERY = 5
 STEPS = 100_000

@@ -29,7 +29,7 @@ def _rk4_x(field, s0: np.ndarray, n: int, dt: float, transient: int) -> np.ndarr
 def lorenz_x(n: int, dt: float = 0.02, transient: int = 1000) -> np.ndarray:
     """x of the Lorenz flow (sigma=10, rho=28, beta=8/3; lambda_1 = 0.9056 per time unit), sampled every ``dt``.
 
-    The same RK4 step as :class:`netdyn.maps.LorenzRK4`, in numpy (20 000 samples in ~0.3 s).
+    The same RK4 step as :class:`netdyn.maps.classic.LorenzRK4`, in numpy (20 000 samples in ~0.3 s).
     """
     def field(s: np.ndarray) -> np.ndarray:
         return np.array([10 * (s[1] - s[0]), s[0] * (28 - s[2]) - s[1], s[0] * s[1] - 8 / 3 * s[2]])

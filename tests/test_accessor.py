@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 
 import netdyn
-from netdyn.datadriven import rosenstein
-from netdyn.distances import trajectory_distances
-from netdyn.recurrence import rqa
-from netdyn.stability import orbital_stability
+from netdyn.series.datadriven import rosenstein
+from netdyn.orbits.distances import trajectory_distances
+from netdyn.series.recurrence import rqa
+from netdyn.orbits.stability import orbital_stability
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 from netdyn.commands import analyze
-from netdyn.datadriven import analyze_dataset
+from netdyn.series.datadriven import analyze_dataset
 
 
 def write_run(path, n: int = 1500, diverge_at: int | None = None) -> None:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from netdyn.bifurcation import orbit_diagram
-from netdyn.maps import LogisticMap, QuadraticGD
+from netdyn.orbits.bifurcation import orbit_diagram
+from netdyn.maps.classic import LogisticMap, QuadraticGD
 from netdyn.plot.orbits import plot_orbit_diagram
 
 

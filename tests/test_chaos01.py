@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from netdyn.chaos01 import _mean_square_displacement, chaos01, chaos01_k
+from netdyn.series.chaos01 import _mean_square_displacement, chaos01, chaos01_k
 
 N = 2000
 

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from netdyn.cli import main
-from netdyn.storage import open_trajectory
+from netdyn.io.storage import open_trajectory
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +53,9 @@ def test_lyapunov_of_a_file_restarts_from_its_full_state_at_t0(tmp_path, capsys)
     import torch
     import xarray as xr
 
-    from netdyn.lyapunov import max_lyapunov
-    from netdyn.problems import make_task, map_from_attrs, training_map
-    from netdyn.trajectory import run
+    from netdyn.lyapunov.maximal import max_lyapunov
+    from netdyn.maps.problems import make_task, map_from_attrs, training_map
+    from netdyn.orbits.trajectory import run
 
     tmap = training_map(make_task("iris", hidden=(5,)), lr=0.05, optimizer="adam")
     first = run(tmap, 200)
@@ -77,7 +77,7 @@ def test_lyapunov_of_a_file_restarts_from_its_full_state_at_t0(tmp_path, capsys)
 
 
 def test_train_with_a_schedule_records_it_and_the_file_rebuilds_it(tmp_path, capsys):
-    from netdyn.problems import map_from_attrs
+    from netdyn.maps.problems import map_from_attrs
 
     path = tmp_path / "s.nc"
     argv = ["train", "--task", "iris", "--optimizer", "adam", "--lr", "0.01", "--schedule", "cosine", "--warmup", "10",

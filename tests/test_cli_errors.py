@@ -16,9 +16,9 @@ import pytest
 import xarray as xr
 
 from netdyn.cli import EXIT_INTERNAL, EXIT_USAGE, describe_warning, main
-from netdyn.problems import make_task, training_map
-from netdyn.storage import open_trajectory, save_trajectory
-from netdyn.trajectory import run
+from netdyn.maps.problems import make_task, training_map
+from netdyn.io.storage import open_trajectory, save_trajectory
+from netdyn.orbits.trajectory import run
 
 
 @pytest.fixture(scope="module")
@@ -334,7 +334,7 @@ def test_sweep_lr_range_given_high_to_low_is_run_ascending(workdir, capsys, monk
         seen.update(options)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(command, "sweep", fake_sweep)
+    monkeypatch.setattr(command, "run_sweep", fake_sweep)
     code = main(["sweep", "--task", "iris", "--lr", "10:0.01:4log", "--steps", "40", "--workers", "0", "-o", "s"])
     out, err = capsys.readouterr()
     assert code == 130 and seen["lr"] == sorted(seen["lr"]) and len(seen["lr"]) == 4

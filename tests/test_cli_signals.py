@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from netdyn.storage import open_trajectory
+from netdyn.io.storage import open_trajectory
 
 pytestmark = pytest.mark.filterwarnings("ignore:open_trajectory.*incomplete:RuntimeWarning")
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,11 +25,11 @@ import xarray as xr
 from torch import nn
 
 import netdyn
-from netdyn.bifurcation import orbit_diagram
-from netdyn.lyapunov import max_lyapunov
-from netdyn.maps import CircleRotation, HenonMap, LogisticMap, QuadraticGD
-from netdyn.stability import OrbitalStability, orbital_stability
-from netdyn.training import TrainingMap
+from netdyn.orbits.bifurcation import orbit_diagram
+from netdyn.lyapunov.maximal import max_lyapunov
+from netdyn.maps.classic import CircleRotation, HenonMap, LogisticMap, QuadraticGD
+from netdyn.orbits.stability import OrbitalStability, orbital_stability
+from netdyn.maps.training import TrainingMap
 
 TOL = 0.01  # orbital_stability's exponent_tol, the chaos threshold of the package
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from netdyn.cross_recurrence import crqa, cross_recurrence_matrix, joint_recurrence_matrix, jrqa, line_histograms
-from netdyn.recurrence import rqa
+from netdyn.series.cross_recurrence import crqa, cross_recurrence_matrix, joint_recurrence_matrix, jrqa, line_histograms
+from netdyn.series.recurrence import rqa
 
 pyunicorn = pytest.importorskip("pyunicorn.timeseries")
 

@@ -10,7 +10,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # nolds imports the deprecated pkg_resources
     import nolds
 
-from netdyn.datadriven import (
+from netdyn.series.datadriven import (
     analyze_dataset,
     auto_fit_range,
     embedding_parameters,
@@ -19,7 +19,7 @@ from netdyn.datadriven import (
     observable_series,
     rosenstein,
 )
-from netdyn.embedding import (
+from netdyn.series.embedding import (
     auto_mutual_information,
     autocorrelation,
     choose_lag,

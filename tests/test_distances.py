@@ -13,8 +13,8 @@ import xarray as xr
 from torch import nn
 
 from netdyn.commands import orbit as orbit_command
-from netdyn.distances import GRAPH_MEASURES, STATE_MEASURES, graph_distances, trajectory_distances
-from netdyn.graphs import n_parameters, split_layers, to_graph
+from netdyn.orbits.distances import GRAPH_MEASURES, STATE_MEASURES, graph_distances, trajectory_distances
+from netdyn.orbits.graphs import n_parameters, split_layers, to_graph
 from netdyn.plot.orbits import plot_distance_curves
 
 SIZES = [4, 5, 3]
@@ -114,7 +114,7 @@ class TestTrajectoryDistances:
         assert_paths_agree(fast, slow.assign_coords(step=fast["step"].values))
 
     def test_graph_path_reads_steps_from_graphs(self, tmp_path):
-        from netdyn.graphs import graph_trajectory
+        from netdyn.orbits.graphs import graph_trajectory
 
         ds = as_dataset(gd_states(6))
         slow = graph_distances(graph_trajectory(ds))

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from netdyn.divergence import DivergenceCheck, DivergenceRule, divergence_reason
+from netdyn.maps.divergence import DivergenceCheck, DivergenceRule, divergence_reason
 
 
 class TestDivergenceReason:

@@ -10,18 +10,18 @@ import pytest
 import torch
 import xarray as xr
 
-from netdyn.divergence import divergence_reason
-from netdyn.lyapunov import max_lyapunov
-from netdyn.maps import HenonMap, LogisticMap, QuadraticGD
-from netdyn.problems import make_task, training_map
-from netdyn.storage import open_trajectory
-from netdyn.sweep import sweep
-from netdyn.trajectory import run, summarize
+from netdyn.maps.divergence import divergence_reason
+from netdyn.lyapunov.maximal import max_lyapunov
+from netdyn.maps.classic import HenonMap, LogisticMap, QuadraticGD
+from netdyn.maps.problems import make_task, training_map
+from netdyn.io.storage import open_trajectory
+from netdyn.sweep.grid import run_sweep
+from netdyn.orbits.trajectory import run, summarize
 
 
 def one_point(**kwargs) -> xr.Dataset:
     """A one-point sweep in the calling process, squeezed to scalars."""
-    ds = sweep(n_workers=0, progress=False, **kwargs)
+    ds = run_sweep(n_workers=0, progress=False, **kwargs)
     return ds.squeeze(drop=True)
 
 

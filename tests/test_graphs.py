@@ -8,7 +8,7 @@ from _models import flat, small_mlp
 import xarray as xr
 from torch import nn
 
-from netdyn.graphs import from_graph, graph_trajectory, layer_sizes_of, n_parameters, split_layers, to_graph
+from netdyn.orbits.graphs import from_graph, graph_trajectory, layer_sizes_of, n_parameters, split_layers, to_graph
 
 SIZES = [4, 5, 3]
 

@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from netdyn.monitor import LyapunovMonitor
-from netdyn.problems import make_task
+from netdyn.maps.problems import make_task
 
 pl = pytest.importorskip("lightning.pytorch")
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402

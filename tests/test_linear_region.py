@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from netdyn.linear_region import flat_linear_flat, line_fit, linear_region, local_slopes
+from netdyn.series.linear_region import flat_linear_flat, line_fit, linear_region, local_slopes
 
 
 def test_local_slopes_of_a_line_and_a_kink():

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 import netdyn
-from netdyn.local_exponents import windowed_lyapunov
-from netdyn.lyapunov import block_stderr
-from netdyn.problems import make_task, training_map
-from netdyn.schedules import Schedule
+from netdyn.lyapunov.local import windowed_lyapunov
+from netdyn.lyapunov.maximal import block_stderr
+from netdyn.maps.problems import make_task, training_map
+from netdyn.maps.schedules import Schedule
 
 
 class ScheduledQuadraticGD:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from netdyn.lyapunov import BatchStepper, block_stderr, max_lyapunov
-from netdyn.maps import CircleRotation, HenonMap, LinearMap, LogisticMap, LorenzRK4, QuadraticGD
+from netdyn.lyapunov.maximal import BatchStepper, block_stderr, max_lyapunov
+from netdyn.maps.classic import CircleRotation, HenonMap, LinearMap, LogisticMap, LorenzRK4, QuadraticGD
 
 HENON_L1 = 0.41922  # Sprott, "Chaos and Time-Series Analysis" (2003), table 5.1
 LORENZ_L1 = 0.9056  # per unit time, same source
@@ -172,7 +172,7 @@ class TestBatchStepper:
 
 @pytest.fixture(scope="module")
 def chaotic():
-    from netdyn.problems import make_task, training_map
+    from netdyn.maps.problems import make_task, training_map
 
     m = training_map(make_task("digits", hidden=(8,), n_train=200), lr=5.0)
     x = m.initial_state(0)
@@ -186,7 +186,7 @@ class TestOnTrainingMaps:
     a chaotic regime (exponent ~0.6-0.7 per step after 100 steps)."""
 
     def test_tangent_twin_and_perturbation_growth_agree(self, chaotic):
-        from netdyn.twin import perturbation_growth
+        from netdyn.lyapunov.growth import perturbation_growth
 
         m, x = chaotic
         tangent = max_lyapunov(m, x, 120)
@@ -200,7 +200,7 @@ class TestOnTrainingMaps:
         assert float(growth.lyapunov) == pytest.approx(float(tangent.lyapunov), abs=0.15)
 
     def test_mini_batch_estimates_are_reproducible(self):
-        from netdyn.problems import make_task, training_map
+        from netdyn.maps.problems import make_task, training_map
 
         task = make_task("digits", hidden=(8,), n_train=200)
         first, other = (training_map(task, lr=1.0, batch_size=50, seed=s) for s in (0, 1))
@@ -212,7 +212,7 @@ class TestOnTrainingMaps:
         assert not np.allclose(a.local_rate, c.local_rate)
 
     def test_generic_torch_optimizer_gets_twin_only(self):
-        from netdyn.problems import make_task, training_map
+        from netdyn.maps.problems import make_task, training_map
 
         m = training_map(make_task("iris", hidden=(4,), n_train=40), lr=0.5, optimizer=torch.optim.Adagrad)
         x = m.initial_state(0)
@@ -247,9 +247,9 @@ class TestPlots:
 
         matplotlib.use("Agg")
         from netdyn.plot.lyapunov import plot_convergence, plot_perturbation_growth, plot_sharpness
-        from netdyn.sharpness import sharpness_along
-        from netdyn.tangent import lyapunov_spectrum
-        from netdyn.twin import perturbation_growth
+        from netdyn.sharpness.hessian import sharpness_along
+        from netdyn.lyapunov.spectrum import lyapunov_spectrum
+        from netdyn.lyapunov.growth import perturbation_growth
 
         m = HenonMap()
         fig = plot_convergence(max_lyapunov(m, ensemble(m, 2, 20), 50))
@@ -278,7 +278,7 @@ class TestStartTime:
             return super().step(x, t)
 
     def test_twin_and_growth_run_at_t0(self):
-        from netdyn.twin import perturbation_growth
+        from netdyn.lyapunov.growth import perturbation_growth
 
         m = self.ClockMap()
         ds = max_lyapunov(m, m.initial_state(0), 6, method="twin", transient=50, t0=100, vectorize=False)
@@ -305,7 +305,7 @@ class TestFloat32Twin:
         # same network and data in both precisions: measured difference 1.2e-6 against a
         # standard error of 1e-3; 1e-4 bounds the rounding noise of the float32 twin
         # (relative eps * scale / d0 ~ 3.5e-4 per rate, averaged over 200 steps)
-        from netdyn.problems import make_task, training_map
+        from netdyn.maps.problems import make_task, training_map
 
         out = {}
         for dtype in ("float64", "float32"):

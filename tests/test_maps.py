@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from netdyn.maps import (
+from netdyn.maps.classic import (
     CircleRotation,
     HenonMap,
     LinearMap,
@@ -132,7 +132,7 @@ class TestThreeMemberMap:
 
     def test_run_and_exponents(self):
         import netdyn
-        from netdyn.twin import perturbation_growth
+        from netdyn.lyapunov.growth import perturbation_growth
 
         m = ThreeMembers()
         ds = netdyn.run(m, 40)
@@ -148,7 +148,7 @@ class TestThreeMemberMap:
         assert growth.attrs["map"] == "ThreeMembers" and np.isfinite(float(growth.lyapunov))
 
     def test_orbital_stability_with_the_map(self):
-        from netdyn.stability import orbital_stability
+        from netdyn.orbits.stability import orbital_stability
 
         m = ThreeMembers()
         x = m.initial_state(0)

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from netdyn.lyapunov import max_lyapunov
+from netdyn.lyapunov.maximal import max_lyapunov
 from netdyn.monitor import LyapunovMonitor
-from netdyn.problems import make_task, training_map
-from netdyn.training import TrainingMap, step_seed
+from netdyn.maps.problems import make_task, training_map
+from netdyn.maps.training import TrainingMap, step_seed
 
 STEPS = 60
 
@@ -50,7 +50,7 @@ CASES = [
 class TestAgreementWithMaxLyapunov:
     @pytest.mark.parametrize("label,cls,lr,hyper", CASES, ids=[c[0] for c in CASES])
     def test_functional_map_params_only(self, digits, label, cls, lr, hyper):
-        # torch.optim and netdyn.optim round differently (add with alpha, lerp): the
+        # torch.optim and netdyn.maps.optim round differently (add with alpha, lerp): the
         # orbits differ by ~1e-17, the twin separations (the default d0 = 5.6e-8 here,
         # passed to max_lyapunov) by ~1e-9 relative per step; averaged over 60 steps the
         # exponents agree far better than 1e-8 (measured: <= 7e-11; 6e-10 at d0 = 1e-9).
@@ -467,7 +467,7 @@ class TestRecording:
 
     @pytest.mark.filterwarnings("error::UserWarning")  # loss passed as a tensor that requires grad
     def test_recorded_loop_opens_as_a_trajectory(self, tmp_path):
-        from netdyn.storage import open_trajectory
+        from netdyn.io.storage import open_trajectory
 
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3)).double()

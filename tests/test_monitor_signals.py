@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from netdyn.loop_recorder import LoopRecorder
-from netdyn.storage import TrajectoryWriter, open_trajectory
+from netdyn.io.loop_recorder import LoopRecorder
+from netdyn.io.storage import TrajectoryWriter, open_trajectory
 
 REPO = Path(__file__).resolve().parents[1]
 SIGNAL_AFTER_ROW = 7

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from netdyn._perturbation import default_d0, resolution_tolerance
+from netdyn._core.perturbation import default_d0, resolution_tolerance
 from netdyn.monitor import LyapunovMonitor
-from netdyn.problems import make_task
+from netdyn.maps.problems import make_task
 from test_monitor import LR, noisy_loop, quadratic_problem
 
 DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]

@@ -14,8 +14,8 @@ import pytest
 import torch
 import xarray as xr
 
-from netdyn.maps import LinearMap, QuadraticGD
-from netdyn.predict import compare_predictors, early_features, feature_matrix
+from netdyn.maps.classic import LinearMap, QuadraticGD
+from netdyn.lyapunov.predict import compare_predictors, early_features, feature_matrix
 
 
 

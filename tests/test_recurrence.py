@@ -8,8 +8,8 @@ import pytest
 import xarray as xr
 from pyunicorn.timeseries import RecurrencePlot
 
-import netdyn.recurrence as recurrence
-from netdyn.recurrence import (
+import netdyn.series.recurrence as recurrence
+from netdyn.series.recurrence import (
     recurrence_image,
     recurrence_matrix,
     recurrence_threshold,
@@ -245,13 +245,13 @@ class TestRQA:
 
     def test_numpy_engine_without_numba(self, monkeypatch):
         monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` now raises ImportError
-        monkeypatch.delitem(sys.modules, "netdyn._rqa_kernels", raising=False)
+        monkeypatch.delitem(sys.modules, "netdyn.series._rqa_kernels", raising=False)
         x = logistic(300)
         ref = rqa(x, threshold=0.05, engine="numpy")
         assert_same_rqa(rqa(x, threshold=0.05, engine="auto"), ref)
         with pytest.raises(ImportError, match=r"rqa: engine='numba' needs numba \(pip install numba\)"):
             rqa(x, threshold=0.05, engine="numba")
-        assert "netdyn._rqa_kernels" not in sys.modules
+        assert "netdyn.series._rqa_kernels" not in sys.modules
 
     def test_bad_engine_and_theiler(self):
         x = logistic(100)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from netdyn.recurrence_network import network_measures, recurrence_adjacency, recurrence_links, recurrence_network
+from netdyn.series.recurrence_network import network_measures, recurrence_adjacency, recurrence_links, recurrence_network
 
 RecurrenceNetwork = pytest.importorskip("pyunicorn.timeseries").RecurrenceNetwork
 

@@ -14,7 +14,7 @@ from _series import logistic, lorenz_x, rossler_x
 import pytest
 import xarray as xr
 
-from netdyn.datadriven import rosenstein
+from netdyn.series.datadriven import rosenstein
 
 LORENZ_L1 = 0.9056  # per time unit
 ROSSLER_L1 = 0.0714

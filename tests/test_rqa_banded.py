@@ -4,9 +4,9 @@ import pytest
 
 pytest.importorskip("numba")
 
-from netdyn import _rqa_kernels as kernels  # noqa: E402
-from netdyn import recurrence  # noqa: E402
-from netdyn.recurrence import _diagonal_bands, rqa  # noqa: E402
+import netdyn.series._rqa_kernels as kernels  # noqa: E402
+import netdyn.series.recurrence as recurrence  # noqa: E402
+from netdyn.series.recurrence import _diagonal_bands, rqa  # noqa: E402
 
 from _series import logistic  # noqa: E402
 

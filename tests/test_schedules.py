@@ -10,10 +10,10 @@ from torch.nn.utils import parameters_to_vector
 from torch.optim import lr_scheduler as S
 
 import netdyn
-from netdyn.problems import make_task, map_from_attrs, training_map
-from netdyn.schedules import Schedule, schedule_from_attrs
+from netdyn.maps.problems import make_task, map_from_attrs, training_map
+from netdyn.maps.schedules import Schedule, schedule_from_attrs
 from netdyn.testing import check_map, finite_difference_jvp
-from netdyn.training import TrainingMap
+from netdyn.maps.training import TrainingMap
 
 STEPS = 100
 
@@ -231,8 +231,8 @@ class TestAttrs:
 
 class TestSweepCarriesTheSchedule:
     def test_optimizer_kwargs_schedule_reaches_the_point(self):
-        """sweep(..., optimizer_kwargs={"schedule": ..., "warmup": ..., "total": ...}) scans the peak rate."""
-        from netdyn.sweep import point_specs, train_point
+        """run_sweep(..., optimizer_kwargs={"schedule": ..., "warmup": ..., "total": ...}) scans the peak rate."""
+        from netdyn.sweep.grid import point_specs, train_point
 
         kwargs = {"schedule": "cosine", "warmup": 5, "total": 40, "momentum": 0.9}
         _, points = point_specs({"dataset": "iris", "hidden": [4]}, lr=(0.05, 0.5), steps=40, optimizer_kwargs=kwargs)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from netdyn.maps import QuadraticGD
-from netdyn.problems import make_task, training_map
-from netdyn.sharpness import sharpness, sharpness_along
+from netdyn.maps.classic import QuadraticGD
+from netdyn.maps.problems import make_task, training_map
+from netdyn.sharpness.hessian import sharpness_at, sharpness_along
 
 
 class TinyMLP:
@@ -43,7 +43,7 @@ def quadratic():
 class TestSharpness:
     @pytest.mark.parametrize("method", ["lanczos", "power"])
     def test_quadratic_exact(self, quadratic, method):
-        r = sharpness(quadratic, quadratic.initial_state(0), k=3, method=method)
+        r = sharpness_at(quadratic, quadratic.initial_state(0), k=3, method=method)
         exact = torch.linalg.eigvalsh(quadratic.hessian).flip(0)[:3].numpy()
         assert r.converged and np.allclose(r.values, exact, atol=1e-8)
         h = quadratic.hessian.numpy()
@@ -53,23 +53,23 @@ class TestSharpness:
         m = TinyMLP()
         theta = torch.randn(m.dim, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
         exact = torch.linalg.eigvalsh(torch.autograd.functional.hessian(lambda z: m.loss(z, 0), theta))
-        r = sharpness(m, theta, k=2)
+        r = sharpness_at(m, theta, k=2)
         assert np.allclose(r.values, exact.flip(0)[:2].numpy(), atol=1e-8)
         # power iteration finds the largest |lambda|, here a negative eigenvalue
-        p = sharpness(m, theta, k=1, method="power")
+        p = sharpness_at(m, theta, k=1, method="power")
         top_abs = exact[exact.abs().argmax()].item()
         assert p.values[0] == pytest.approx(top_abs, abs=1e-8)
 
     def test_non_finite_is_nan_with_warning(self, quadratic):
         with pytest.warns(RuntimeWarning, match="non-finite"):
-            r = sharpness(quadratic, torch.full((30,), np.nan, dtype=torch.float64))
+            r = sharpness_at(quadratic, torch.full((30,), np.nan, dtype=torch.float64))
         assert np.isnan(r.values).all() and not r.converged
 
     def test_bad_input(self, quadratic):
         with pytest.raises(ValueError, match="sharpness: expected method"):
-            sharpness(quadratic, quadratic.initial_state(0), method="arnoldi")
+            sharpness_at(quadratic, quadratic.initial_state(0), method="arnoldi")
         with pytest.raises(ValueError, match="sharpness: expected integer k"):
-            sharpness(quadratic, quadratic.initial_state(0), k=31)
+            sharpness_at(quadratic, quadratic.initial_state(0), k=31)
 
 
 class TestSharpnessAlong:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from netdyn.significance import rank_p_value, significance
+from netdyn.series.significance import rank_p_value, significance
 
 from _series import ar1, logistic
 
@@ -97,7 +97,7 @@ def test_bad_arguments_are_rejected():
     (ar1(600), "irregular, not distinguishable from linear noise"),
 ])
 def test_chaos_test_verdicts(series, expected):
-    from netdyn.significance import chaos_test
+    from netdyn.series.significance import chaos_test
 
     res = chaos_test(series, n=19, seed=0)
     assert res.attrs["verdict"] == expected, (float(res["K"]), float(res["p_DET"]))

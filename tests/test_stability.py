@@ -6,11 +6,11 @@ import pytest
 import torch
 import xarray as xr
 
-from netdyn.datadriven import rosenstein
-from netdyn.divergence import REASONS, DivergenceRule
-from netdyn.lyapunov import max_lyapunov
-from netdyn.maps import CircleRotation, HenonMap, LogisticMap, PotentialGD, QuadraticGD
-from netdyn.stability import LABELS, OrbitalStability, orbital_stability
+from netdyn.series.datadriven import rosenstein
+from netdyn.maps.divergence import REASONS, DivergenceRule
+from netdyn.lyapunov.maximal import max_lyapunov
+from netdyn.maps.classic import CircleRotation, HenonMap, LogisticMap, PotentialGD, QuadraticGD
+from netdyn.orbits.stability import LABELS, OrbitalStability, orbital_stability
 
 
 def orbit(map_, steps: int, x0=None) -> np.ndarray:
@@ -303,8 +303,8 @@ class TestMapWithOptimiserBuffers:
         # the recorded states are the parameters only; the buffers at the tail's start are reached by
         # max_lyapunov's transient from the full initial_state (behaviour changed from "50 steps from
         # final_state": the exponent now describes the window the class examines)
-        from netdyn.problems import make_task, training_map
-        from netdyn.trajectory import run
+        from netdyn.maps.problems import make_task, training_map
+        from netdyn.orbits.trajectory import run
 
         tmap = training_map(make_task("iris", hidden=(4,), seed=0), lr=0.01, optimizer="adam")
         ds = run(tmap, 120)
@@ -318,8 +318,8 @@ class TestMapWithOptimiserBuffers:
         # ("chaotic") for this run, while max_lyapunov gives ~0.  Measured now: tangent +0.0030 +- 0.0009
         # over the tail window, the twin +0.0030; twin rounding at d0 = 1e-9 was measured up to 7.5e-4 on
         # iris SGD, so the two engines must agree to 1e-3, a tenth of exponent_tol.
-        from netdyn.problems import make_task, training_map
-        from netdyn.trajectory import run
+        from netdyn.maps.problems import make_task, training_map
+        from netdyn.orbits.trajectory import run
 
         tmap = training_map(make_task("iris", seed=0), lr=0.05, optimizer="adam")
         ds = run(tmap, 400)

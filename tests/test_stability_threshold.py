@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from netdyn import QuadraticGD, TrainingMap, make_task, training_map
-from netdyn.optim import SGD
-from netdyn.sharpness import sharpness, track_sharpness
-from netdyn.stability_threshold import stability_threshold, step_preconditioner
+from netdyn.maps.optim import SGD
+from netdyn.sharpness.hessian import sharpness_at, track_sharpness
+from netdyn.sharpness.threshold import stability_threshold, step_preconditioner
 
 
 def spectral_radius(matrix: np.ndarray) -> float:
@@ -114,21 +114,21 @@ class TestPreconditionedSharpness:
         x, t = self.state_with_buffers(tmap), 7
         scale = step_preconditioner(tmap, x, t).rsqrt().numpy()
         exact = np.sort(np.linalg.eigvalsh(scale[:, None] * hessian * scale[None, :]))[::-1]
-        result = sharpness(tmap, x, k=2, t=t, preconditioned=True, tol=1e-10)
+        result = sharpness_at(tmap, x, k=2, t=t, preconditioned=True, tol=1e-10)
         assert result.preconditioned and result.converged
         np.testing.assert_allclose(result.values, exact[:2], rtol=1e-8)
         assert result.threshold == pytest.approx(stability_threshold(tmap))
 
     def test_raw_hessian_of_an_adaptive_optimiser_has_no_threshold(self):
         tmap, hessian = linear_regression_map("adam")
-        result = sharpness(tmap, tmap.initial_state(), k=1)
+        result = sharpness_at(tmap, tmap.initial_state(), k=1)
         assert math.isnan(result.threshold)
         assert result.values[0] == pytest.approx(np.linalg.eigvalsh(hessian)[-1], rel=1e-8)
 
     def test_needs_the_optimiser_buffers(self):
         tmap, _ = linear_regression_map("adam")
         with pytest.raises(ValueError, match="step_preconditioner: expected the full state"):
-            sharpness(tmap, tmap.initial_state()[: tmap.param_dim], preconditioned=True)
+            sharpness_at(tmap, tmap.initial_state()[: tmap.param_dim], preconditioned=True)
 
 
 class TestTracking:
@@ -139,7 +139,7 @@ class TestTracking:
         assert warm.sizes["step"] == 8 and bool(warm["converged"].all())
         np.testing.assert_allclose(warm["sharpness_over_threshold"], warm["sharpness"][:, 0] / 3800.0)
         # a cold start at every measurement finds the same eigenvalues with more products
-        cold = [sharpness(tmap, x, t=int(t), preconditioned=True) for t, x in self._states(tmap, warm["step"].values)]
+        cold = [sharpness_at(tmap, x, t=int(t), preconditioned=True) for t, x in self._states(tmap, warm["step"].values)]
         np.testing.assert_allclose(warm["sharpness"][:, 0], [c.values[0] for c in cold], rtol=1e-5)
         assert int(warm["n_hvp"].sum()) < sum(c.n_hvp for c in cold)
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import netdyn
-from netdyn.datadriven import observable_series
-from netdyn.state_observables import state_observable
+from netdyn.series.datadriven import observable_series
+from netdyn.series.state_observables import state_observable
 
 STEPS, DIM = 3000, 1500
 
@@ -111,7 +111,7 @@ class ContractingMap(DriftingMap):
 
 
 def test_orbital_stability_of_a_large_recording_goes_through_a_sketch_in_bounded_memory(tmp_path, monkeypatch):
-    import netdyn.stability as stability
+    import netdyn.orbits.stability as stability
 
     dim = 6000  # 2000 steps: a 96 MB state as float64, against blocks of 4 MiB and a 4 MB sketch
     paths = {"drifting": tmp_path / "drifting.nc", "converging": tmp_path / "converging.nc"}

@@ -12,10 +12,10 @@ import pytest
 import torch
 import xarray as xr
 
-import netdyn.storage as storage
-from netdyn.maps import PotentialGD, QuadraticGD
-from netdyn.storage import netcdf_attrs, open_trajectory, save_trajectory
-from netdyn.trajectory import run
+import netdyn.io.storage as storage
+from netdyn.maps.classic import PotentialGD, QuadraticGD
+from netdyn.io.storage import netcdf_attrs, open_trajectory, save_trajectory
+from netdyn.orbits.trajectory import run
 
 from _killed_run import FLUSH_EVERY, SEED, SlowQuadraticGD
 from test_trajectory import FakeNet

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from netdyn.surrogates import ft_surrogates, iaaft_surrogates, shuffle_surrogates, spectral_error, surrogates
+from netdyn.series.surrogates import ft_surrogates, iaaft_surrogates, shuffle_surrogates, spectral_error, surrogates
 
 from _series import ar1, logistic
 

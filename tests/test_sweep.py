@@ -1,4 +1,4 @@
-"""Tests of netdyn.sweep, netdyn.sweep_store, netdyn.plot.sweep and ``netdyn sweep``.
+"""Tests of netdyn.sweep.grid, netdyn.sweep.store, netdyn.plot.sweep and ``netdyn sweep``.
 
 Sweeps run on iris (4-32-3 MLP, ~1 ms a step) with short orbits; the Dask path runs
 on a real two-process LocalCluster.  Exponent *values* are tested in
@@ -20,10 +20,10 @@ import pytest
 import xarray as xr
 
 from netdyn.commands import sweep as sweep_command
-from netdyn.lyapunov import max_lyapunov
-from netdyn.problems import make_task, training_map
-from netdyn.sweep import edge_of_chaos, fastest_lr, point_specs, sweep, train_point
-from netdyn.sweep_store import load_point, point_key, save_point, stored_keys
+from netdyn.lyapunov.maximal import max_lyapunov
+from netdyn.maps.problems import make_task, training_map
+from netdyn.sweep.grid import edge_of_chaos, fastest_lr, point_specs, run_sweep, train_point
+from netdyn.sweep.store import load_point, point_key, save_point, stored_keys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRID = dict(lr=[0.5, 5.0], seed=[0, 1], steps=40, progress=False)
@@ -121,8 +121,8 @@ class TestStore:
         import json
         import socket
 
-        from netdyn import sweep_store
-        from netdyn.sweep_store import Claims
+        import netdyn.sweep.store as sweep_store
+        from netdyn.sweep.store import Claims
 
         def claim_of(key, pid, host=socket.gethostname()):
             (tmp_path / f"{key}.claim").write_text(json.dumps({"pid": pid, "host": host, "time": 0}))
@@ -149,8 +149,8 @@ class TestStore:
 class TestSweep:
     def test_cluster_and_loop_give_identical_datasets_with_poisoned_points(self, client, tmp_path):
         grid = dict(GRID, lr=[0.5, 5.0, 1e200], optimizer=["sgd", "bogus"])
-        loop = sweep("iris", n_workers=0, **grid)
-        dask = sweep("iris", client=client, store=tmp_path, **grid)
+        loop = run_sweep("iris", n_workers=0, **grid)
+        dask = run_sweep("iris", client=client, store=tmp_path, **grid)
         xr.testing.assert_identical(comparable(loop), comparable(dask))
         assert dask.attrs["points_computed"] == 12 and dask.sizes == {"lr": 3, "seed": 2, "activation": 1,
                                                                       "optimizer": 2, "step": 40}
@@ -166,8 +166,8 @@ class TestSweep:
         store = tmp_path / "points"
         kwargs = dict(lr=[0.2, 0.5, 1.0, 2.0], seed=[0, 1], steps=200, progress=False)
         code = (
-            "from netdyn.sweep import sweep\n"
-            f"sweep('iris', store={str(store)!r}, n_workers=0, **{kwargs!r})\n"
+            "from netdyn.sweep.grid import run_sweep\n"
+            f"run_sweep('iris', store={str(store)!r}, n_workers=0, **{kwargs!r})\n"
         )
         proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
         try:
@@ -182,16 +182,16 @@ class TestSweep:
         assert proc.returncode == -signal.SIGKILL
         kept = {name: os.stat(store / name).st_mtime_ns for name in os.listdir(store) if name.endswith(".nc")}
         assert 2 <= len(kept) < 8  # killed midway
-        resumed = sweep("iris", store=store, n_workers=0, **kwargs)
+        resumed = run_sweep("iris", store=store, n_workers=0, **kwargs)
         assert resumed.attrs["points_loaded"] == len(kept)
         assert resumed.attrs["points_computed"] == 8 - len(kept)
         assert all(os.stat(store / name).st_mtime_ns == mtime for name, mtime in kept.items())
         assert (resumed["status"] == "ok").all() and len(stored_keys(store)) == 8
-        fresh = sweep("iris", n_workers=0, **kwargs)
+        fresh = run_sweep("iris", n_workers=0, **kwargs)
         xr.testing.assert_identical(comparable(resumed), comparable(fresh))
 
     def test_result_writes_to_netcdf(self, tmp_path):
-        ds = sweep("iris", n_workers=0, **GRID)
+        ds = run_sweep("iris", n_workers=0, **GRID)
         ds.to_netcdf(tmp_path / "r.nc")
         with xr.open_dataset(tmp_path / "r.nc") as back:
             xr.testing.assert_equal(back.load(), ds)  # values, strings, infinities; attrs below
@@ -333,7 +333,7 @@ def test_local_cluster_workers_keep_glibcs_adaptive_malloc_trim():
 
     from distributed import Client
 
-    from netdyn.sweep import local_cluster
+    from netdyn.sweep.grid import local_cluster
 
     with local_cluster(1) as cluster, Client(cluster) as client:
         env = client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")))

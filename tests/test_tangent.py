@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from netdyn.maps import HenonMap, LinearMap, QuadraticGD
-from netdyn.tangent import clv, ftle, lyapunov_spectrum, lyapunov_sum_from_jacobian
+from netdyn.maps.classic import HenonMap, LinearMap, QuadraticGD
+from netdyn.lyapunov.spectrum import clv, ftle, lyapunov_spectrum, lyapunov_sum_from_jacobian
 
 HENON = (0.41922, -1.62319)  # Sprott (2003); sum = ln 0.3
 

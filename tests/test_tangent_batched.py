@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from netdyn import HenonMap, LinearMap, LogisticMap, QuadraticGD, clv, ftle, lyapunov_spectrum
-from netdyn.tangent import qr_tangent_steps
+from netdyn.lyapunov.spectrum import qr_tangent_steps
 
 
 def henon_starts(n: int) -> torch.Tensor:

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch.nn.utils import parameters_to_vector
 
-from netdyn.problems import make_task, training_map
+from netdyn.maps.problems import make_task, training_map
 from netdyn.testing import check_map
-from netdyn.training import TrainingMap
+from netdyn.maps.training import TrainingMap
 
 STEPS = 200
 
@@ -172,7 +172,7 @@ class TestClosedFormUpdateTangents:
     @pytest.mark.parametrize("name,cls,kwargs", CONFIGS, ids=lambda c: str(c))
     @pytest.mark.parametrize("t", [0, 5])
     def test_matches_forward_mode_ad(self, name, cls, kwargs, t):
-        from netdyn.optim import FunctionalOptimizer, functional_optimizer
+        from netdyn.maps.optim import FunctionalOptimizer, functional_optimizer
 
         opt = functional_optimizer(cls, LRS[name], **kwargs)
         gen = torch.Generator().manual_seed(t)

@@ -14,10 +14,10 @@ from torch import nn
 from torch.nn.utils import parameters_to_vector
 
 import netdyn
-from netdyn.optim import functional_optimizer
-from netdyn.problems import make_task
+from netdyn.maps.optim import functional_optimizer
+from netdyn.maps.problems import make_task
 from netdyn.testing import check_map
-from netdyn.training import TrainingMap, step_seed
+from netdyn.maps.training import TrainingMap, step_seed
 
 DTYPES = [torch.float64, torch.float32]
 RTOL = {torch.float64: 1e-10, torch.float32: 1e-5}

@@ -8,10 +8,10 @@ import xarray as xr
 
 import netdyn.accessor  # noqa: F401  (registers ds.netdyn)
 from netdyn.commands import info
-from netdyn.divergence import DivergenceRule
-from netdyn.maps import HenonMap, LogisticMap, PotentialGD, QuadraticGD
-from netdyn.recording import SKETCH_CHUNK_ROWS, SketchProjection, resolve_record
-from netdyn.trajectory import run, state_matrix, summarize
+from netdyn.maps.divergence import DivergenceRule
+from netdyn.maps.classic import HenonMap, LogisticMap, PotentialGD, QuadraticGD
+from netdyn.io.recording import SKETCH_CHUNK_ROWS, SketchProjection, resolve_record
+from netdyn.orbits.trajectory import run, state_matrix, summarize
 
 
 class FakeNet:
@@ -296,7 +296,7 @@ class TestSummarize:
 
 class TestRunWithTrainingMap:
     def test_streamed_mlp_run_rebuilds_from_its_attrs(self, tmp_path):
-        from netdyn.problems import make_task, map_from_attrs, training_map
+        from netdyn.maps.problems import make_task, map_from_attrs, training_map
 
         task = make_task("iris", hidden=(4,), seed=0)
         tmap = training_map(task, lr=0.1, optimizer="sgd", momentum=0.9)

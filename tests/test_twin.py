@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from netdyn.lyapunov import max_lyapunov
-from netdyn.maps import HenonMap, QuadraticGD
-from netdyn.twin import growth_fit_window, perturbation_growth
+from netdyn.lyapunov.maximal import max_lyapunov
+from netdyn.maps.classic import HenonMap, QuadraticGD
+from netdyn.lyapunov.growth import growth_fit_window, perturbation_growth
 
 
 

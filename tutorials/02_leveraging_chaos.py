@@ -33,7 +33,7 @@
 # * **3 initialisations instead of 50** (so that the full notebook runs in a few minutes on 2 CPUs);
 # * three estimates of the exponent on the same orbits: their un-renormalised `perturbation_growth`, the
 #   renormalised twin-orbit (Benettin) estimate, and exact tangent vectors;
-# * the edge of chaos and the fastest learning rate with `netdyn.sweep`, and the ratio of the two;
+# * the edge of chaos and the fastest learning rate with `netdyn.sweep.grid`, and the ratio of the two;
 # * a second architecture (ReLU instead of tanh) to test whether the claim carries over.
 
 # %%
@@ -54,7 +54,7 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm in a no
 warnings.filterwarnings("ignore", message="Port 8787 is already in use")  # another Dask cluster on this machine
 import netdyn as nd  # noqa: E402
 from netdyn.plot import plot_perturbation_growth, plot_sweep  # noqa: E402
-from netdyn.sharpness import hessian_vector_product  # noqa: E402
+from netdyn.sharpness.hessian import hessian_vector_product  # noqa: E402
 
 torch.set_num_threads(1)
 QUICK = os.environ.get("NETDYN_TUTORIAL_QUICK") == "1"
@@ -101,13 +101,13 @@ client = Client(cluster)
 # %% [markdown]
 # ## 1. The sweep: exponent and time to 90 % test accuracy against the learning rate
 #
-# `netdyn.sweep.sweep` trains one network per (learning rate, initialisation), records loss and test accuracy at
+# `netdyn.sweep.grid.run_sweep` trains one network per (learning rate, initialisation), records loss and test accuracy at
 # every step, measures the maximal Lyapunov exponent of the same 200-step orbit with a renormalised twin orbit
 # ($d_0 = 10^{-9}$, no transient, as in the paper: the exponent of the *training run*, not of an attractor) and
 # classifies the orbit.  `time_to_target` is the first step whose test accuracy reaches 90 %.
 
 # %%
-result = nd.sweep(task=TASK, lr=LRS, seed=SEEDS, activation="tanh", steps=STEPS, target_accuracy=TARGET,
+result = nd.run_sweep(task=TASK, lr=LRS, seed=SEEDS, activation="tanh", steps=STEPS, target_accuracy=TARGET,
                   client=client, progress=False).squeeze(["activation", "optimizer"], drop=True)
 summary = pd.DataFrame({
     "lambda_twin mean": result["lyapunov"].mean("seed"),
@@ -156,7 +156,7 @@ print("learning rates that are chaotic for every init AND reach 90 %:", window)
 # $1 + \eta|h_i|$), and most of the thousands of directions of the over-parametrised net are nearly flat
 # ($h_i \approx 0$: neither growth nor decay).  So for small $\eta$ the finite-time exponent is $\ge 0$ and of
 # order $\eta$ times a curvature: $\lambda/\eta$ should be roughly constant.  The Hessian at initialisation 0,
-# from exact Hessian-vector products (`netdyn.sharpness`): its extreme eigenvalues (Lanczos, scipy's `eigsh`)
+# from exact Hessian-vector products (`netdyn.sharpness.hessian`): its extreme eigenvalues (Lanczos, scipy's `eigsh`)
 # and its mean eigenvalue $\mathrm{tr}\,H / p$ (Hutchinson's estimator, 100 Rademacher probes).
 
 # %%
@@ -177,7 +177,7 @@ hvp = hessian_vector_product(map0, x0[:p])
 H = LinearOperator((p, p), matvec=lambda v: hvp(torch.as_tensor(v.ravel())).numpy(), dtype=np.float64)
 start = np.random.default_rng(0).standard_normal(p)  # a fixed Lanczos start vector: reproducible
 h_min = float(eigsh(H, k=1, which="SA", tol=1e-4, v0=start)[0][0])
-h_max = float(nd.sharpness(map0, x0).values[0])
+h_max = float(nd.sharpness_at(map0, x0).values[0])
 probes = 2.0 * torch.randint(0, 2, (100, p), generator=torch.Generator().manual_seed(0), dtype=torch.float64) - 1
 mean_curvature = float(np.mean([float(v @ hvp(v)) for v in probes])) / p
 print(f"Hessian at initialisation {SEEDS[0]} ({p} parameters): h_min = {h_min:.3f}, h_max = {h_max:.3f} "
@@ -325,7 +325,7 @@ save(fig, "headline")
 # across activations).  Twin exponents only, on a coarser grid.
 
 # %%
-relu = nd.sweep(task=TASK, lr=RELU_LRS, seed=RELU_SEEDS, activation="relu", steps=STEPS, target_accuracy=TARGET,
+relu = nd.run_sweep(task=TASK, lr=RELU_LRS, seed=RELU_SEEDS, activation="relu", steps=STEPS, target_accuracy=TARGET,
                 client=client, progress=False).squeeze(["activation", "optimizer"], drop=True)
 relu_edge = nd.edge_of_chaos(relu, threshold=CHAOS_TOL)
 relu_fast = nd.fastest_lr(relu)

@@ -28,8 +28,8 @@
 # full-batch gradient descent, wrapped in `netdyn.TrainingMap` — whose `step_jvp` *is* the tangent operator,
 # computed exactly by automatic differentiation rather than by the paper's hand-derived formulas.  For many
 # initial conditions we measure FTLEs (`netdyn.ftle`) and CLV angles (`netdyn.clv`) over the first few
-# percent of training (`netdyn.predict.early_features`), train each network to the end, and ask with held-out
-# cross-validation (`netdyn.predict.compare_predictors`) whether the early indicators predict the final loss
+# percent of training (`netdyn.lyapunov.predict.early_features`), train each network to the end, and ask with held-out
+# cross-validation (`netdyn.lyapunov.predict.compare_predictors`) whether the early indicators predict the final loss
 # **better than the obvious baseline: the loss itself at the same early step**.  The conclusion says what
 # held up.
 
@@ -47,7 +47,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 import netdyn
-from netdyn.predict import compare_predictors, early_features
+from netdyn.lyapunov.predict import compare_predictors, early_features
 
 torch.set_num_threads(1)
 pd.set_option("display.width", 120)

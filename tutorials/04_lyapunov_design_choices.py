@@ -24,7 +24,7 @@
 #
 # **What we reproduce.** The iris MLP 4 → 8 → 3 (float64, PyTorch's default initialisation, full-batch GD,
 # cross-entropy) with six activations (tanh, relu, sigmoid, gelu, elu, silu) and many seeds at a moderate and a
-# large learning rate, using `netdyn.sweep` (twin-orbit exponent over the whole run, final loss, time to 90 %
+# large learning rate, using `netdyn.sweep.grid` (twin-orbit exponent over the whole run, final loss, time to 90 %
 # test accuracy).  Then claim (3): exponents from the **first 25 steps** (`netdyn.max_lyapunov`, twin orbits)
 # rank candidate initial weights; we train every candidate fully and measure where the picked one lands among
 # its pool — and compare with the cheapest alternative, picking by the loss at the same early step.  The
@@ -43,7 +43,7 @@ import torch
 from scipy.stats import spearmanr
 
 import netdyn
-from netdyn.problems import make_task, training_map
+from netdyn.maps.problems import make_task, training_map
 
 torch.set_num_threads(1)
 pd.set_option("display.width", 120)
@@ -64,7 +64,7 @@ t_start = time.perf_counter()
 # %% [markdown]
 # ## Claims 1 and 2: activation × seed × learning rate
 #
-# `netdyn.sweep` trains every combination, each point on one core (`n_workers` Dask workers), and measures the
+# `netdyn.sweep.grid` trains every combination, each point on one core (`n_workers` Dask workers), and measures the
 # maximal exponent by twin orbits ($d_0 = 10^{-9}$, renormalised every step) over the whole run, the final
 # training loss and the first step reaching 90 % test accuracy.  A diverged run has exponent and final loss
 # $+\infty$.
@@ -73,7 +73,7 @@ t_start = time.perf_counter()
 t0 = time.perf_counter()
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", RuntimeWarning)
-    result = netdyn.sweep(
+    result = netdyn.run_sweep(
         task="iris", lr=LRS, seed=range(N_SEEDS), activation=ACTIVATIONS, steps=STEPS,
         target_accuracy=0.9, n_workers=WORKERS, progress=False,
     ).sel(optimizer="sgd")
@@ -147,7 +147,7 @@ def candidates(activation: str, lr: float) -> pd.DataFrame:
             orbit = netdyn.run(tmap, STEPS, x0=x0s[seed], record_every=1)
             loss = orbit["loss"].values
             final = loss[-1] if not bool(orbit["diverged"]) and len(loss) == STEPS else np.inf
-            # a run stops where it diverges (netdyn.divergence): one that blew up before EARLY has no early loss
+            # a run stops where it diverges (netdyn.maps.divergence): one that blew up before EARLY has no early loss
             early_loss = loss[EARLY] if len(loss) > EARLY else np.inf
             rows.append({"early exponent": early[seed], "early loss": early_loss, "final loss": final})
     return pd.DataFrame(rows)

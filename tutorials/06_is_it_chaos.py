@@ -42,9 +42,9 @@ import numpy as np
 import torch
 
 import netdyn
-from netdyn.datadriven import observable_series
-from netdyn.recurrence_network import network_measures
-from netdyn.significance import chaos_test
+from netdyn.series.datadriven import observable_series
+from netdyn.series.recurrence_network import network_measures
+from netdyn.series.significance import chaos_test
 
 torch.set_num_threads(1)
 warnings.simplefilter("ignore", RuntimeWarning)  # embedding-parameter notes on short series

@@ -22,7 +22,7 @@
 # * `training_map(..., schedule="cosine", warmup=..., total=...)`: the rate of step $t$ is exactly the one
 #   `torch.optim.lr_scheduler` would give (here `SequentialLR(LinearLR, CosineAnnealingLR)`, replayed on a
 #   dummy optimiser); the exact tangent map simply uses $\eta(t)$.
-# * `netdyn.local_exponents.windowed_lyapunov`: one Benettin run (`max_lyapunov`, exact tangents) cut into
+# * `netdyn.lyapunov.local.windowed_lyapunov`: one Benettin run (`max_lyapunov`, exact tangents) cut into
 #   windows — a finite-time exponent per window with a block-average error bar, the window's mean rate, and
 #   the **preconditioned sharpness** $\lambda_{\max}(P^{-1}H)$ (`track_sharpness`; $P$ is Adam's
 #   $\sqrt{\hat v}+\epsilon$) against Adam's threshold $38/\eta(t)$ ($\beta_1 = 0.9$; Cohen et al. 2022,
@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 import netdyn
-from netdyn.local_exponents import windowed_lyapunov
+from netdyn.lyapunov.local import windowed_lyapunov
 
 torch.set_num_threads(1)
 QUICK = os.environ.get("NETDYN_TUTORIAL_QUICK") == "1"

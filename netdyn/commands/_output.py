@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .._version import __version__
+from netdyn._version import __version__
 
 OUTPUT_ROOT = Path("netdyn-out")
 MANIFEST = "netdyn.json"
@@ -143,7 +143,7 @@ def open_input(path: str | os.PathLike, min_steps: int = 1) -> xr.Dataset:
     ``ValueError``; an incomplete file keeps its warning.  A file with fewer than
     ``min_steps`` recorded steps raises ``ValueError``.
     """
-    from ..storage import open_trajectory
+    from netdyn.io.storage import open_trajectory
 
     if os.path.isdir(path):
         raise ValueError(f"expected a trajectory file, got the folder {os.fspath(path)!r}")
@@ -163,7 +163,7 @@ def open_input(path: str | os.PathLike, min_steps: int = 1) -> xr.Dataset:
 @contextlib.contextmanager
 def quiet_open(path: str | os.PathLike) -> Iterator[xr.Dataset | None]:
     """The trajectory at ``path`` with warnings silenced, or ``None`` if it cannot be read."""
-    from ..storage import open_trajectory
+    from netdyn.io.storage import open_trajectory
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

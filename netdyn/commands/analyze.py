@@ -1,6 +1,6 @@
 """``netdyn analyze run.nc``: data-driven exponents and RQA of a recorded trajectory.
 
-A thin layer over :func:`netdyn.datadriven.analyze_dataset`: prints a report
+A thin layer over :func:`netdyn.series.datadriven.analyze_dataset`: prints a report
 (saying in words when an estimate cannot be trusted), writes ``analysis.nc`` (the
 result Dataset), ``distances.nc``, ``divergence.png`` and ``recurrence.png`` to the
 output folder (default ``./netdyn-out/analyze-<file stem>/``).
@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..distances import trajectory_distances
-from ..stability import orbital_stability
-from ._output import add_output_arguments, default_output, manifest, open_input, staged_output
-from ._report import divergence_words, orbit_words, rosenstein_words
-from .orbit import distance_summary, orbit_line
-from .train import nonnegative_int, positive_float, positive_int
+from netdyn.orbits.distances import trajectory_distances
+from netdyn.orbits.stability import orbital_stability
+from netdyn.commands._output import add_output_arguments, default_output, manifest, open_input, staged_output
+from netdyn.commands._report import divergence_words, orbit_words, rosenstein_words
+from netdyn.commands.orbit import distance_summary, orbit_line
+from netdyn.commands.train import nonnegative_int, positive_float, positive_int
 
 __all__ = ["register", "run", "format_report"]
 
@@ -77,8 +77,8 @@ def format_report(result: xr.Dataset, path: str = "") -> str:
 
 
 def _significance(ds: xr.Dataset, args: argparse.Namespace) -> xr.Dataset | None:
-    """:func:`netdyn.significance.chaos_test` of the observable, None (said) for a multivariate one."""
-    from netdyn.significance import chaos_test
+    """:func:`netdyn.series.significance.chaos_test` of the observable, None (said) for a multivariate one."""
+    from netdyn.series.significance import chaos_test
 
     try:
         return chaos_test(ds, observable=args.observable, n=args.surrogates, seed=args.seed)
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace, ds: xr.Dataset, stage: Path) -> list[str]:
-    from netdyn.datadriven import analyze_dataset, observable_series, rosenstein
+    from netdyn.series.datadriven import analyze_dataset, observable_series, rosenstein
 
     result = analyze_dataset(
         ds,

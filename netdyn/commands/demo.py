@@ -8,9 +8,9 @@ import math
 
 import numpy as np
 
-from ..sweep import edge_of_chaos, fastest_lr
-from ._output import default_output
-from .sweep import add_sweep_arguments, interrupted, run_and_report
+from netdyn.sweep.grid import edge_of_chaos, fastest_lr
+from netdyn.commands._output import default_output
+from netdyn.commands.sweep import add_sweep_arguments, interrupted, run_and_report
 
 # The authors' set-up (weights ~ N(0, 1), biases 0, tanh, full-batch GD, float64) on
 # the bundled 8x8 digits with 32 hidden units.  Measured on this grid: the exponent

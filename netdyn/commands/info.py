@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..trajectory import summarize
-from ._output import open_input
-from ._report import divergence_words
+from netdyn.orbits.trajectory import summarize
+from netdyn.commands._output import open_input
+from netdyn.commands._report import divergence_words
 
 _FIELDS = [
     ("path", "file"),

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..lyapunov import max_lyapunov
-from ._output import add_output_arguments, default_output, manifest, open_input, staged_output, task_stem
-from ._report import exponent_words
-from .train import add_task_arguments, map_from_args, nonnegative_int, positive_float, positive_int
+from netdyn.lyapunov.maximal import max_lyapunov
+from netdyn.commands._output import add_output_arguments, default_output, manifest, open_input, staged_output, task_stem
+from netdyn.commands._report import exponent_words
+from netdyn.commands.train import add_task_arguments, map_from_args, nonnegative_int, positive_float, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,7 +51,7 @@ def start_from_file(path: str | os.PathLike) -> tuple[Any, torch.Tensor, int]:
     cannot be restarted: not a bundled-task TrainingMap, no ``initial_state``, a
     state of the wrong size or with non-finite entries.
     """
-    from ..problems import map_from_attrs
+    from netdyn.maps.problems import map_from_attrs
 
     with open_input(path, min_steps=0) as ds:
         tmap = map_from_attrs(ds.attrs)
@@ -96,7 +96,7 @@ def main(args: argparse.Namespace) -> int:
               f"({args.method}, {args.steps} steps from t0={t0}, lr={tmap.lr}, diverged={bool(result.diverged)})")
         for line in exponent_words(result):
             print(f"  note: {line}")
-        from ..storage import netcdf_attrs
+        from netdyn.io.storage import netcdf_attrs
 
         result.assign_attrs(netcdf_attrs(result.attrs)).to_netcdf(stage / "lyapunov.nc")
         if plot:
@@ -114,7 +114,7 @@ def _figure(result: Any, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..plot.lyapunov import plot_convergence
+    from netdyn.plot.lyapunov import plot_convergence
 
     fig = plot_convergence(result)
     fig.savefig(path, dpi=120)

@@ -1,8 +1,8 @@
 """``netdyn orbit run.nc [-o outdir]``: orbital class and distance curves of a saved trajectory.
 
 Prints the orbital class of the trajectory's tail with its evidence
-(:func:`netdyn.stability.orbital_stability`) and a summary of its distance curves
-(:func:`netdyn.distances.trajectory_distances`), then writes
+(:func:`netdyn.orbits.stability.orbital_stability`) and a summary of its distance curves
+(:func:`netdyn.orbits.distances.trajectory_distances`), then writes
 ``<stem>_distances.nc`` and the figure ``<stem>_distances.png`` to the output folder
 (default ``./netdyn-out/orbit-<stem>/``).
 """
@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..distances import trajectory_distances
-from ..stability import orbital_stability
-from ._output import add_output_arguments, default_output, manifest, open_input, staged_output
-from ._report import divergence_words, orbit_words
-from .train import hidden_widths, positive_float, positive_int
+from netdyn.orbits.distances import trajectory_distances
+from netdyn.orbits.stability import orbital_stability
+from netdyn.commands._output import add_output_arguments, default_output, manifest, open_input, staged_output
+from netdyn.commands._report import divergence_words, orbit_words
+from netdyn.commands.train import hidden_widths, positive_float, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -90,7 +90,7 @@ def _figure(distances: xr.Dataset, path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..plot.orbits import plot_distance_curves
+    from netdyn.plot.orbits import plot_distance_curves
 
     fig = plot_distance_curves(distances)
     fig.suptitle(title, fontsize="small")

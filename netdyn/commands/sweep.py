@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..optim import FUNCTIONAL_OPTIMIZERS, functional_optimizer
-from ..problems import ACTIVATIONS, DATASETS, INITS
-from ..sweep import edge_of_chaos, fastest_lr, point_specs, sweep
-from ._output import add_output_arguments, default_output
-from .train import hidden_widths, nonnegative_int, positive_float, positive_int
+from netdyn.maps.optim import FUNCTIONAL_OPTIMIZERS, functional_optimizer
+from netdyn.maps.problems import ACTIVATIONS, DATASETS, INITS
+from netdyn.sweep.grid import edge_of_chaos, fastest_lr, point_specs, run_sweep
+from netdyn.commands._output import add_output_arguments, default_output
+from netdyn.commands.train import hidden_widths, nonnegative_int, positive_float, positive_int
 
 
 class OptionError(argparse.ArgumentTypeError, ValueError):
@@ -159,7 +159,7 @@ def main(args: argparse.Namespace) -> int:
 def validate_grid(options: dict[str, Any], target: float) -> list[float]:
     """Check a sweep's grid before any work (``ValueError`` naming the bad value); returns the sorted lrs.
 
-    The library's own checks (:func:`netdyn.sweep.point_specs`: steps, eval_every,
+    The library's own checks (:func:`netdyn.sweep.grid.point_specs`: steps, eval_every,
     transient, activations, lr > 0) plus the optimiser names and their keyword
     arguments, which would otherwise fail inside every point.
     """
@@ -230,11 +230,11 @@ def run_and_report(args: argparse.Namespace, output: str | os.PathLike, command:
     Everything is checked before any work or any file: the grid, the output folder and
     the scheduler.  A grid other than the one of ``output/result.nc`` writes
     ``result-<grid>.nc`` and ``sweep-<grid>.png`` instead
-    (:func:`netdyn.sweep_store.result_paths`); both files are replaced atomically, so
+    (:func:`netdyn.sweep.store.result_paths`); both files are replaced atomically, so
     concurrent identical sweeps never meet in one file and no other grid's result is
     overwritten."""
-    from ..plot.sweep import plot_sweep
-    from ..sweep_store import result_paths, write_atomic
+    from netdyn.plot.sweep import plot_sweep
+    from netdyn.sweep.store import result_paths, write_atomic
 
     given = [float(v) for v in options["lr"]]
     options["lr"] = validate_grid(options, args.target)
@@ -252,7 +252,7 @@ def run_and_report(args: argparse.Namespace, output: str | os.PathLike, command:
         output.mkdir(parents=True, exist_ok=True)
         args.output, args.points_total = output, int(np.prod([len(options[k]) for k in ("lr", "seed", "activation",
                                                                                          "optimizer")]))
-        result = sweep(
+        result = run_sweep(
             **options, target_accuracy=args.target, store=os.path.join(output, "points"), client=client,
             n_workers=args.workers, progress=not args.no_progress,
         )
@@ -285,7 +285,7 @@ def run_and_report(args: argparse.Namespace, output: str | os.PathLike, command:
 
 def interrupted(args: argparse.Namespace) -> str:
     """What an interrupted sweep kept: the finished points in its store, counted on disk."""
-    from ..sweep_store import stored_keys
+    from netdyn.sweep.store import stored_keys
 
     output = getattr(args, "output", None)
     total = getattr(args, "points_total", None)

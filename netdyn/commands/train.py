@@ -11,11 +11,11 @@ import math
 import os
 from pathlib import Path
 
-from ..optim import FUNCTIONAL_OPTIMIZERS
-from ..schedules import NAMED_SCHEDULES
-from ..problems import ACTIVATIONS, DATASETS, INITS, make_task, training_map
-from ..trajectory import run
-from ._output import add_output_arguments, default_output, quiet_open, task_stem
+from netdyn.maps.optim import FUNCTIONAL_OPTIMIZERS
+from netdyn.maps.schedules import NAMED_SCHEDULES
+from netdyn.maps.problems import ACTIVATIONS, DATASETS, INITS, make_task, training_map
+from netdyn.orbits.trajectory import run
+from netdyn.commands._output import add_output_arguments, default_output, quiet_open, task_stem
 
 
 def _number(kind: type, low: float, strict: bool, what: str):
@@ -86,7 +86,7 @@ def json_object(text: str) -> dict:
 
 
 def map_from_args(args: argparse.Namespace):
-    """The :class:`~netdyn.training.TrainingMap` described by :func:`add_task_arguments` options."""
+    """The :class:`~netdyn.maps.training.TrainingMap` described by :func:`add_task_arguments` options."""
     hidden = args.hidden if isinstance(args.hidden, tuple) else hidden_widths(str(args.hidden))
     task = make_task(args.task, hidden=hidden, activation=args.activation, dtype=args.dtype,
                      init=args.init, init_scale=args.init_scale, seed=args.seed)
@@ -132,7 +132,7 @@ def main(args: argparse.Namespace) -> int:
         record = int(record)
     elif record != "all":
         record = record.split(",")
-    from ..recording import resolve_record
+    from netdyn.io.recording import resolve_record
 
     resolve_record(tmap, record)  # a bad --record fails here, before anything is written
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,7 @@ except ImportError as err:  # pragma: no cover - exercised by a test that hides 
         "netdyn.integrations.huggingface needs transformers, which is not installed: pip install netdyn[huggingface]"
     ) from err
 
-from ..monitor import LyapunovMonitor
+from netdyn.monitor import LyapunovMonitor
 
 __all__ = ["LyapunovTrainerCallback"]
 

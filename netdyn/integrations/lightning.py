@@ -29,7 +29,7 @@ except ImportError as err:  # pragma: no cover - exercised by a test that hides 
         "pip install netdyn[lightning]"
     ) from err
 
-from ..monitor import LyapunovMonitor
+from netdyn.monitor import LyapunovMonitor
 
 __all__ = ["LyapunovCallback"]
 

@@ -1,8 +1,8 @@
 """Figures (matplotlib is imported lazily inside each function)."""
-from .lyapunov import plot_convergence, plot_perturbation_growth, plot_sharpness
-from .orbits import plot_distance_curves, plot_orbit_diagram
-from .recurrence import plot_divergence, plot_recurrence
-from .sweep import plot_sweep
+from netdyn.plot.lyapunov import plot_convergence, plot_perturbation_growth, plot_sharpness
+from netdyn.plot.orbits import plot_distance_curves, plot_orbit_diagram
+from netdyn.plot.recurrence import plot_divergence, plot_recurrence
+from netdyn.plot.sweep import plot_sweep
 
 __all__ = [
     "plot_sweep",

@@ -26,8 +26,8 @@ def _axes(ax: Any) -> tuple[Any, Any]:
 def plot_convergence(result: xr.Dataset, ax: Any = None) -> Any:
     """Running estimate ``lambda(t)`` with the final value ± its standard error.
 
-    ``result``: from :func:`netdyn.lyapunov.max_lyapunov` (one line per ``init``) or
-    :func:`netdyn.tangent.lyapunov_spectrum` (one line per ``exponent``).
+    ``result``: from :func:`netdyn.lyapunov.maximal.max_lyapunov` (one line per ``init``) or
+    :func:`netdyn.lyapunov.spectrum.lyapunov_spectrum` (one line per ``exponent``).
     """
     if "lyapunov_running" not in result:
         raise ValueError(f"plot_convergence: expected a Dataset with 'lyapunov_running', got {list(result.data_vars)}")
@@ -51,7 +51,7 @@ def plot_convergence(result: xr.Dataset, ax: Any = None) -> Any:
 
 def plot_perturbation_growth(result: xr.Dataset, ax: Any = None) -> Any:
     """``ln d(t)`` of every copy, their mean, and the fitted line over the fit window
-    (``result`` from :func:`netdyn.twin.perturbation_growth`, one ``init``)."""
+    (``result`` from :func:`netdyn.lyapunov.growth.perturbation_growth`, one ``init``)."""
     if "init" in result.dims:
         raise ValueError("plot_perturbation_growth: expected one reference, got a Dataset with dim 'init'; "
                          "select one with .isel(init=i)")
@@ -73,8 +73,8 @@ def plot_perturbation_growth(result: xr.Dataset, ax: Any = None) -> Any:
 
 def plot_sharpness(result: xr.Dataset, ax: Any = None) -> Any:
     """Top Hessian eigenvalue(s) along training with the optimiser's stability line
-    (``result`` from :func:`netdyn.sharpness.sharpness_along` or
-    :func:`netdyn.sharpness.track_sharpness`): ``2 / lr`` for plain GD, the
+    (``result`` from :func:`netdyn.sharpness.hessian.sharpness_along` or
+    :func:`netdyn.sharpness.hessian.track_sharpness`): ``2 / lr`` for plain GD, the
     preconditioned threshold (38 / lr for Adam) for ``P^-1 H``."""
     fig, ax = _axes(ax)
     preconditioned = bool(result.attrs.get("preconditioned", 0))

@@ -29,7 +29,7 @@ def plot_orbit_diagram(
     Parameters
     ----------
     diagram
-        the output of :func:`netdyn.bifurcation.orbit_diagram` (``orbit`` over
+        the output of :func:`netdyn.orbits.bifurcation.orbit_diagram` (``orbit`` over
         ``(value, tail_step)``, ``label`` over ``value``).
     ax
         default ``None``: a new figure and axes.
@@ -65,7 +65,7 @@ def plot_orbit_diagram(
 
 
 def plot_distance_curves(distances: xr.Dataset, axes: Any = None, *, logy: bool = True) -> Any:
-    """The distance curves of :func:`netdyn.distances.trajectory_distances` against step.
+    """The distance curves of :func:`netdyn.orbits.distances.trajectory_distances` against step.
 
     Parameters
     ----------

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ..datadriven import DivergenceCurve
-from ..recurrence import recurrence_image
+from netdyn.series.datadriven import DivergenceCurve
+from netdyn.series.recurrence import recurrence_image
 
 __all__ = ["plot_recurrence", "plot_divergence"]
 
@@ -32,13 +32,13 @@ def plot_recurrence(
     Parameters
     ----------
     x : array (N,) / (N, d) or DataArray
-        The points (see :func:`netdyn.recurrence.recurrence_points`).
+        The points (see :func:`netdyn.series.recurrence.recurrence_points`).
     threshold, recurrence_rate, metric, theiler, emb_dim, lag
-        As :func:`netdyn.recurrence.rqa` (exactly one of the first two).
+        As :func:`netdyn.series.recurrence.rqa` (exactly one of the first two).
     size : int, default 1000
         Largest side of the drawn image: for ``N > size`` blocks of
         ``ceil(N / size)`` steps are merged by logical OR
-        (:func:`netdyn.recurrence.recurrence_image`), so no dense ``N x N`` array
+        (:func:`netdyn.series.recurrence.recurrence_image`), so no dense ``N x N`` array
         is formed and a recurrence anywhere in a block stays visible.
     steps : array (N,), optional
         Axis labels (e.g. the trajectory's ``step`` coordinate); default indices.
@@ -75,7 +75,7 @@ def plot_divergence(curve: DivergenceCurve, ax: Any = None) -> Any:
     Parameters
     ----------
     curve : DivergenceCurve
-        From :func:`netdyn.datadriven.rosenstein` or ``nolds_lyap_r``.
+        From :func:`netdyn.series.datadriven.rosenstein` or ``nolds_lyap_r``.
     ax : matplotlib Axes, optional
 
     Returns

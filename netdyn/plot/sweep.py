@@ -26,12 +26,12 @@ def plot_sweep(result: xr.Dataset, threshold: float = 0.01, linthresh: float | N
     Parameters
     ----------
     result : Dataset
-        a :func:`netdyn.sweep.sweep` result (``lyapunov``, ``time_to_target`` over
+        a :func:`netdyn.sweep.grid.run_sweep` result (``lyapunov``, ``time_to_target`` over
         ``lr, seed``; ``lyapunov_stderr`` and ``orbit_class`` used when present).
         Each ``(activation, optimizer)`` pair is one coloured curve.
     threshold : float, default 0.01
         the exponent level that defines the edge of chaos (see
-        :func:`netdyn.sweep.edge_of_chaos`); drawn as a horizontal line.
+        :func:`netdyn.sweep.grid.edge_of_chaos`); drawn as a horizontal line.
     fig : matplotlib Figure, optional
         drawn into (cleared); default a new 7 x 6 inch figure.
 
@@ -48,7 +48,7 @@ def plot_sweep(result: xr.Dataset, threshold: float = 0.01, linthresh: float | N
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    from ..sweep import edge_of_chaos, fastest_lr
+    from netdyn.sweep.grid import edge_of_chaos, fastest_lr
 
     for dim in ("lr", "seed"):
         if dim not in result.dims:

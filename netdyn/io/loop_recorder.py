@@ -1,0 +1,283 @@
+"""Record a user's own training loop in netdyn's trajectory format.
+
+:class:`LoopRecorder` streams what a hand-written loop does — parameters (all,
+or a fixed random sketch), loss, gradient norm and any extra per-step scalar
+(e.g. a running Lyapunov exponent) — to the same netCDF layout that
+:func:`netdyn.orbits.trajectory.run` writes, so every offline diagnostic
+(``netdyn analyze``, recurrence, Rosenstein, orbits) works on a monitored run.
+:class:`netdyn.monitor.LyapunovMonitor` uses it through ``record_to=``.
+
+Row ``t`` holds ``x_t`` (the parameters *before* the user's step ``t``) with the
+loss and gradient norm at ``x_t``, exactly as :func:`~netdyn.orbits.trajectory.run`
+does: call :meth:`LoopRecorder.record` after ``optimizer.step()`` with the loss
+that the step's backward pass used; the recorder keeps ``x_t`` from the previous
+call (or from construction).  ``final_state`` is the full parameter vector
+reached (optimiser buffers are not recorded: the user's optimiser owns them).
+
+Interrupted loops (Ctrl-C, ``kill``)
+------------------------------------
+Rows are buffered (``flush_every``) and appended in blocks, so an interrupted loop
+must not lose its buffer.  While a recorder is open (and it was built in the main
+thread) netdyn handles SIGINT and SIGTERM itself, then hands the signal on:
+
+* it first appends every buffered row to the file (the file on disk is then a
+  readable trajectory holding every row recorded so far);
+* then it does what the signal did before: SIGINT raises ``KeyboardInterrupt`` in the
+  user's loop as usual (netdyn never swallows it); a default SIGTERM first closes
+  the file (``complete = 1``) and then terminates the process by the signal; a
+  handler the user installed before is called.
+
+A signal that arrives while a row is being added or written waits until that row
+is consistent (milliseconds).  The file is closed (``complete = 1``) by
+:meth:`LoopRecorder.close`, by leaving a ``with LoopRecorder(...)`` block (e.g. on
+that ``KeyboardInterrupt``), or, if neither happens, when the recorder is garbage
+collected or the interpreter exits (``weakref.finalize``).  Only SIGKILL (or a
+crash of the interpreter) loses the rows buffered since the last append.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import signal
+import threading
+import weakref
+from types import FrameType
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import parameters_to_vector
+
+from netdyn._version import __version__
+from netdyn.io.recording import SketchProjection
+from netdyn.io.storage import RowBuffer, TrajectoryWriter
+
+__all__ = ["LoopRecorder"]
+
+
+class LoopRecorder:
+    """Stream a training loop to a trajectory file (netCDF4, netdyn data model).
+
+    Parameters
+    ----------
+    model : nn.Module
+        the user's model; only read.  Its parameters at construction are ``x_0``.
+    path : str or PathLike
+        file to create (overwritten).
+    sketch : int or None, default 64
+        record a fixed Gaussian projection of the parameters to ``sketch`` numbers
+        (seed 0, as ``run(record=k)``); ``None`` records every parameter.
+    flush_every : int, default 100
+        rows kept in memory between appends; SIGINT, SIGTERM and interpreter exit
+        append them (module docstring), SIGKILL loses at most these.
+    extra : tuple of str, default ()
+        names of additional per-step float variables passed to :meth:`record`.
+    attrs : mapping, optional
+        extra attributes (hyper-parameters, task name, ...).
+
+    A context manager: ``with LoopRecorder(...) as rec:`` closes the file on leaving
+    the block, also when the loop raises (``KeyboardInterrupt`` included).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        path: str | os.PathLike,
+        sketch: int | None = 64,
+        flush_every: int = 100,
+        extra: tuple[str, ...] = (),
+        attrs: Mapping[str, Any] | None = None,
+    ):
+        if flush_every < 1:
+            raise ValueError(f"LoopRecorder: expected flush_every >= 1, got {flush_every}")
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        theta = self._theta()
+        self.extra = tuple(extra)
+        if sketch is None:
+            self.projection = None
+            names, layers = [], []
+            for name, p in model.named_parameters():
+                if p.requires_grad:
+                    names += [f"{name}[{i}]" for i in range(p.numel())]
+                    layers += [name] * p.numel()
+            record = "all"
+        else:
+            self.projection = SketchProjection(theta.size, int(sketch), seed=0)
+            names, layers, record = [f"sketch[{i}]" for i in range(int(sketch))], ["sketch"] * int(sketch), f"sketch:{int(sketch)}:0"
+        self._row_state = self._recorded(theta)
+        all_attrs = {
+            "map": "user loop",
+            "model": repr(model),
+            "record": record,
+            "record_every": 1,
+            "t0": 0,
+            "dtype": str(theta.dtype),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "netdyn_version": __version__,
+            **dict(attrs or {}),
+        }
+        writer = TrajectoryWriter(path, names, layers, theta.dtype, theta, 0, False, all_attrs, flush_every, self.extra)
+        self._stream = _Stream(writer, RowBuffer(flush_every, len(names), theta.dtype, False, self.extra), theta)
+        _GUARD.add(self._stream)
+        self._finalizer = weakref.finalize(self, self._stream.close)
+
+    @property
+    def step(self) -> int:
+        """Rows recorded so far (the index of the next row)."""
+        return self._stream.step
+
+    @property
+    def closed(self) -> bool:
+        return self._stream.closed
+
+    def __enter__(self) -> "LoopRecorder":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _theta(self) -> np.ndarray:
+        return parameters_to_vector([p.detach() for p in self.params]).cpu().numpy()
+
+    def _recorded(self, theta: np.ndarray) -> np.ndarray:
+        if self.projection is None:
+            return theta
+        return self.projection(torch.from_numpy(theta)).numpy()
+
+    def record(self, loss: float, **extra: float) -> None:
+        """Append row ``t``: ``x_t``, ``loss`` (at ``x_t``), ``‖grad‖`` read from ``p.grad``.
+
+        ``extra`` gives the values of the variables named at construction (NaN if
+        missing).  A non-finite loss closes the file with ``diverged = 1``.
+        """
+        if self.closed:
+            raise ValueError("LoopRecorder.record: the recorder is closed")
+        grads = [p.grad.detach().reshape(-1) for p in self.params if p.grad is not None]
+        grad_norm = float(torch.linalg.vector_norm(torch.cat(grads))) if grads else math.nan
+        row = {
+            "state": self._row_state, "loss": float(loss), "grad_norm": grad_norm,
+            **{name: float(extra.get(name, math.nan)) for name in self.extra},
+        }
+        theta = self._theta()
+        diverged = not math.isfinite(float(loss)) or not np.isfinite(theta).all()
+        if not diverged:
+            self._row_state = self._recorded(theta)
+        self._stream.add(row, None if diverged else theta)
+
+    def close(self, diverged: bool = False) -> None:
+        """Write the remaining rows and mark the file complete (idempotent).
+
+        ``final_state`` is the last finite parameter vector reached."""
+        self._stream.close(diverged)
+        self._finalizer.detach()
+
+
+class _Stream:
+    """The writer and row buffer of one recording: everything :meth:`close` needs,
+    without a reference to its :class:`LoopRecorder` (so that a finaliser and the
+    signal handler can close it).  Every change of its rows happens inside
+    ``with _GUARD:``, so a signal never sees a half-added row or a half-written
+    block."""
+
+    def __init__(self, writer: TrajectoryWriter, buffer: RowBuffer, theta: np.ndarray):
+        self.writer, self.buffer, self.last_finite = writer, buffer, theta
+        self.step, self.closed = 0, False
+
+    def add(self, row: Mapping[str, Any], theta: np.ndarray | None) -> None:
+        """Add ``row`` as step ``self.step``; ``theta`` is the state reached, ``None``
+        if it (or the loss) is not finite, which closes the file with ``diverged = 1``."""
+        with _GUARD:
+            self.buffer.add({"step": self.step, **row})
+            self.step += 1
+            if theta is None:
+                self.close(diverged=True)
+                return
+            self.last_finite = theta
+            if self.buffer.full:
+                self.flush()
+
+    def flush(self) -> None:
+        with _GUARD:
+            if self.closed or not self.buffer.n:
+                return
+            self.writer.append(self.buffer.rows(), self.last_finite, self.step)
+            self.buffer.clear()
+
+    def close(self, diverged: bool = False) -> None:
+        with _GUARD:
+            if self.closed:
+                return
+            self.writer.finish(self.buffer.rows(), self.last_finite, self.step, diverged)
+            self.buffer.clear()
+            self.closed = True
+            _GUARD.discard(self)
+
+
+class _SignalGuard:
+    """SIGINT/SIGTERM handling while recordings are open (see the module docstring).
+
+    Installed when a recording opens in the main thread, restored to the previous
+    handlers when the last one closes (unless someone replaced ours since).  The
+    previous handlers stay remembered, so a stale copy of :meth:`handle` that
+    another library restores later still acts exactly as the handler it replaced.
+    A signal whose handler was not set from Python (``getsignal`` gives None) is
+    left alone.  A signal during a critical section (a row being added or written)
+    is re-raised when the section ends.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.streams: set[_Stream] = set()
+        self.previous: dict[int, Any] = {}
+        self.depth = 0
+        self.pending: int | None = None
+
+    def add(self, stream: _Stream) -> None:
+        self.streams.add(stream)
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                current = signal.getsignal(signum)
+                if current is not None and current != self.handle:
+                    self.previous[signum] = current
+                    signal.signal(signum, self.handle)
+
+    def discard(self, stream: _Stream) -> None:
+        self.streams.discard(stream)
+        if not self.streams and threading.current_thread() is threading.main_thread():
+            for signum, previous in self.previous.items():
+                if signal.getsignal(signum) == self.handle:
+                    signal.signal(signum, previous)
+
+    def __enter__(self) -> None:
+        """A critical section: a signal waits until the section ends."""
+        self.depth += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        self.depth -= 1
+        if not self.depth and self.pending is not None:
+            signum, self.pending = self.pending, None
+            signal.raise_signal(signum)  # handled now (in the main thread), outside the section
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.depth:
+            self.pending = signum
+            return
+        previous = self.previous.get(signum, signal.SIG_DFL)
+        try:
+            for stream in list(self.streams):
+                if previous == signal.SIG_DFL:  # terminates: no atexit, no finaliser, close now
+                    stream.close()
+                else:
+                    stream.flush()
+        finally:  # a failed write must not swallow the signal
+            if callable(previous):
+                previous(signum, frame)  # SIGINT: signal.default_int_handler raises KeyboardInterrupt
+            elif previous == signal.SIG_DFL:
+                signal.signal(signum, signal.SIG_DFL)
+                signal.raise_signal(signum)
+
+
+_GUARD = _SignalGuard()

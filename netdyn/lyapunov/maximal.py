@@ -1,0 +1,479 @@
+"""The maximal Lyapunov exponent of any map, by tangent vectors or twin orbits.
+
+Front door: :func:`max_lyapunov`.  Both methods are Benettin's algorithm: a small
+separation (a tangent vector, or the difference to a twin orbit) is evolved
+along the orbit, its growth factor ``g`` is measured and the separation is
+renormalised every ``renorm_every`` steps; the exponent is the mean of ``ln g``
+per step.
+
+* ``method="tangent"`` evolves an exact tangent vector with ``map.step_jvp``;
+* ``method="twin"`` evolves a second orbit at distance ``d0`` with ``map.step``
+  only, so it works for every map (e.g. a training map with a generic
+  ``torch.optim`` optimiser whose update has no exact tangent).
+
+Shared building blocks used by the other exponent modules live here too:
+:class:`BatchStepper` (one call steps a batch of states, vectorised with
+``torch.func.vmap`` when the map allows it) and :func:`block_stderr`.
+
+Related modules: :mod:`netdyn.lyapunov.spectrum` (spectrum by QR, FTLE, covariant
+vectors, sum of exponents from ``det J``), :mod:`netdyn.lyapunov.growth` (the papers'
+un-renormalised perturbation-growth protocol), :mod:`netdyn.sharpness.hessian`.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import Tensor
+
+from netdyn._core.perturbation import default_d0
+from netdyn.maps.divergence import DivergenceRule, EnsembleDivergence, parameter_norms
+from netdyn.maps.classic import describe_map, param_dim_of, require_jacobian
+
+__all__ = ["max_lyapunov", "BatchStepper", "as_states", "block_stderr", "map_attrs"]
+
+Pair = tuple[Tensor, Tensor]
+
+
+def as_states(map_: Any, x0: Tensor | np.ndarray, caller: str) -> tuple[Tensor, bool]:
+    """Validate initial states: ``(dim,)`` or ``(n, dim)`` -> ``((n, dim) tensor, batched)``."""
+    x = torch.as_tensor(x0)
+    if x.ndim not in (1, 2) or x.shape[-1] != map_.dim or x.shape[0] == 0:
+        raise ValueError(f"{caller}: expected x0 of shape ({map_.dim},) or (n, {map_.dim}), got {tuple(x.shape)}")
+    if not torch.is_floating_point(x):
+        raise ValueError(f"{caller}: expected a floating-point x0, got dtype {x.dtype}")
+    return (x.unsqueeze(0) if x.ndim == 1 else x).clone(), x.ndim == 2
+
+
+def map_attrs(map_: Any) -> dict[str, Any]:
+    """The map's ``describe()`` made netCDF-safe (bools -> int, None -> "none")."""
+    attrs = {}
+    for key, value in describe_map(map_).items():
+        if isinstance(value, bool):
+            value = int(value)
+        elif value is None:
+            value = "none"
+        attrs[key] = value
+    return attrs
+
+
+def block_stderr(rates: np.ndarray, n_blocks: int = 10) -> np.ndarray:
+    """Standard error of the mean of correlated local rates by block averaging.
+
+    Parameters
+    ----------
+    rates : array ``(..., n)``
+        local rates along the last axis (time order).
+    n_blocks : int, default 10
+        number of contiguous blocks; fewer when ``n < n_blocks``.
+
+    Returns
+    -------
+    array ``(...)``: ``std(block means, ddof=1) / sqrt(B)``; NaN when fewer than two
+    blocks fit or a rate is non-finite.
+
+    Notes
+    -----
+    Blocks much longer than the correlation time of the rates have nearly
+    independent means, so their spread gives an honest error bar where the naive
+    ``std / sqrt(n)`` would be too small.  The ``n mod B`` earliest rates (the
+    least converged) are dropped so that blocks are equal.  Ten blocks trade the
+    bias of short blocks against the noise of the error estimate itself.
+    """
+    rates = np.asarray(rates, dtype=np.float64)
+    n = rates.shape[-1]
+    b = min(int(n_blocks), n)
+    if b < 2:
+        return np.full(rates.shape[:-1], np.nan)
+    size = n // b
+    blocks = rates[..., n - b * size :].reshape(*rates.shape[:-1], b, size).mean(-1)
+    return blocks.std(-1, ddof=1) / math.sqrt(b)
+
+
+class BatchStepper:
+    """Step a batch of states ``(n, dim)`` of one map in one call.
+
+    ``vectorize=None`` (default) tries ``torch.func.vmap`` over ``map.step`` /
+    ``map.step_jvp`` on the first batched call, checks member 0 against an
+    un-batched call, and keeps vmap if both succeed; otherwise (the map uses
+    ``.item()``, in-place module updates, a ``torch.optim`` optimiser, random ops
+    ...) it falls back to a Python loop over the members.  ``True`` forces vmap,
+    ``False`` the loop.  ``mode`` says which is in use ("vmap", "loop", or
+    "unknown" before the first batched call).
+    """
+
+    def __init__(self, map_: Any, vectorize: bool | None = None):
+        self.map = map_
+        self.mode = "unknown" if vectorize is None else ("vmap" if vectorize else "loop")
+
+    def step(self, xs: Tensor, t: int) -> Tensor:
+        return self._call(lambda x: self.map.step(x, t), (xs,))
+
+    def step_jvp(self, xs: Tensor, vs: Tensor, t: int) -> Pair:
+        """``xs (n, dim)``, ``vs (n, dim)`` or ``(n, k, dim)`` -> ``(x_next, J v)``."""
+        return self._call(lambda x, v: self.map.step_jvp(x, v, t), (xs, vs))
+
+    def _call(self, f: Callable, args: tuple[Tensor, ...]) -> Any:
+        if args[0].shape[0] == 1:
+            return _stack([f(*(a[0] for a in args))])
+        if self.mode != "loop":
+            try:
+                out = torch.func.vmap(f)(*args)
+            except Exception:  # any failure of vmap means "not vectorisable": use the loop
+                if self.mode == "vmap":
+                    raise
+                self.mode = "loop"
+            else:
+                if self.mode == "unknown":
+                    self.mode = "vmap" if _same(out, f(*(a[0] for a in args))) else "loop"
+                if self.mode == "vmap":
+                    return out
+        return _stack([f(*(a[i] for a in args)) for i in range(args[0].shape[0])])
+
+
+def _stack(outs: list[Any]) -> Any:
+    if isinstance(outs[0], tuple):
+        return tuple(torch.stack(parts) for parts in zip(*outs))
+    return torch.stack(outs)
+
+
+def _same(batched: Any, single: Any) -> bool:
+    pairs = zip(batched, single) if isinstance(single, tuple) else [(batched, single)]
+    return all(torch.allclose(b[0], s, rtol=1e-5, atol=1e-12, equal_nan=True) for b, s in pairs)
+
+
+def max_lyapunov(
+    map_: Any,
+    x0: Tensor | np.ndarray,
+    steps: int,
+    method: str = "tangent",
+    transient: int = 0,
+    renorm_every: int = 1,
+    d0: float | None = None,
+    seed: int = 0,
+    params_only: bool = True,
+    n_blocks: int = 10,
+    vectorize: bool | None = None,
+    t0: int = 0,
+    divergence: DivergenceRule | None = DivergenceRule(),
+) -> xr.Dataset:
+    """Maximal Lyapunov exponent (per step) by Benettin's algorithm.
+
+    Parameters
+    ----------
+    map_ : DiscreteMap
+        needs ``step_jvp`` for ``method="tangent"``; only ``step`` for ``"twin"``.
+    x0 : tensor ``(dim,)`` or ``(n, dim)``
+        initial state, or ``n`` initial states estimated together (result gains a
+        dim ``init``).
+    steps : int
+        counted steps after the transient; a multiple of ``renorm_every``.
+    method : {"tangent", "twin"}, default "tangent"
+    transient : int, default 0
+        steps run first (separation renormalised every step) and not counted, to
+        let the separation align with the most unstable direction.
+    renorm_every : int, default 1
+        steps between renormalisations (both methods).
+    d0 : float, optional
+        twin distance; default :func:`netdyn._core.perturbation.default_d0`
+        ``sqrt(eps) * max(scale, 1)`` for the state's dtype (float64: 1.5e-8 x
+        scale, float32: 3.5e-4 x scale), ``scale`` the largest parameter norm of
+        ``x0`` — the same rule as :class:`netdyn.monitor.LyapunovMonitor`.  The
+        attribute ``d0`` of the result says what was used.  Ignored by "tangent".
+    seed : int, default 0
+        seed of the random initial direction(s) (``torch.Generator``).
+    params_only : bool, default True
+        start the separation on the parameter part of the state (first
+        ``map.param_dim`` entries) and measure / renormalise it by that part's norm
+        (the optimiser buffers of the twin still evolve and are rescaled with it);
+        ``False``: start and measure on the *full* state.  The default matters only
+        for stateful optimisers: buffers and parameters have different units, and a
+        direct perturbation of Adam's zero-initialised second moments gives a
+        spurious first-step growth of e^17-e^20 (measured on iris, tutorial 05) that
+        dominates finite-time estimates.  Asymptotically both norms give the same
+        exponent.  Same default as :class:`netdyn.monitor.LyapunovMonitor`.
+    n_blocks : int, default 10
+        blocks for the standard error (:func:`block_stderr`).
+    vectorize : bool or None, default None
+        for ``n > 1`` (and for the twin pair): ``torch.func.vmap`` over the map
+        when possible (None: try it, else loop; see :class:`BatchStepper`).
+    t0 : int, default 0
+        map time of ``x0`` (steps already taken): continuing a saved run from
+        ``ds.final_state`` needs ``t0=int(ds.final_step)``, since momentum's first
+        step, Adam's bias correction and the mini-batch schedule depend on it.
+        The ``step`` coordinate, ``diverged_step`` and ``unresolved_step`` count from ``t0``.
+    divergence : DivergenceRule or None, default ``DivergenceRule()``
+        the training-divergence rule (:mod:`netdyn.maps.divergence`) applied to the
+        reference orbit's parameter norm ``||x_t[:param_dim]||`` (the norm suffices
+        here: a loss is not part of the map protocol's ``step``; :func:`netdyn.run`
+        also checks the loss).  It only *flags* ``diverged``: the estimate goes on
+        while the separation can be measured (an escaping linear orbit keeps an
+        exact exponent).  ``None``: only non-finite orbits are flagged.
+
+    Returns
+    -------
+    xarray.Dataset with coords ``step`` (global step index at each
+    renormalisation) and, for batched ``x0``, ``init``:
+
+    ``lyapunov`` ``(init)``
+        final estimate, per step; ``+inf`` for an unresolved member, ``-inf`` for a
+        collapsed separation (see below);
+    ``lyapunov_resolved`` ``(init)``
+        the running estimate at the last interval that could be measured (equal to
+        ``lyapunov`` for a resolved member; NaN when no interval was measured);
+    ``lyapunov_stderr`` ``(init)``
+        block-average standard error of the local rates;
+    ``lyapunov_running`` ``(init, step)``
+        running estimate ``lambda(t)`` (convergence);
+    ``local_rate`` ``(init, step)``
+        ``ln(g) / renorm_every`` of each interval;
+    ``unresolved`` ``(init)`` bool and ``unresolved_step`` ``(init)`` (-1 if none)
+        the separation could no longer be measured (see the failure policy);
+    ``diverged`` ``(init)`` bool, ``diverged_step`` ``(init)`` (-1 if none) and
+    ``divergence_reason`` ``(init)`` str (``""`` if none)
+        the reference orbit broke the divergence rule (``divergence``).
+
+    attrs: ``method``, ``d0``, ``renorm_every``, ``transient``, ``steps``,
+    ``perturbation_seed``, ``params_only`` (0/1), ``batching``, the map's
+    ``describe()``.
+
+    Maths
+    -----
+    ``lambda = 1/(N m) sum_j ln(|delta_j'| / |delta_{j-1}|)`` where ``delta'`` is the
+    separation after ``m = renorm_every`` steps and ``delta`` after the previous
+    renormalisation.  Tangent: ``delta_{t+1} = J(x_t) delta_t`` exactly.  Twin:
+    ``delta = y - x`` for a second orbit ``y`` of the same map (same ``t``, so a
+    mini-batch map shows both the same batch), rescaled to ``|delta| = d0`` towards
+    the reference; the *measured* distance after rescaling is used as the next
+    denominator, so rounding in the rescale does not bias the estimate.  For a
+    stateful optimiser the state, and thus the twin's separation vector, includes
+    the optimiser buffers (momentum, Adam moments): the exponent is that of the
+    full update map, measured by the norm that ``params_only`` selects.
+
+    Failure policy — two separate facts.  *Divergence* is a fact about the
+    orbit: ``diverged`` is set at the first step whose reference state breaks the
+    divergence rule (non-finite, or parameter norm above 1e3 x ``max(||x_0||, 1)``),
+    with a warning; the estimate continues.  *Resolution* is a fact about the
+    estimate: when the reference or the separation becomes non-finite, or (twin)
+    the rescaled separation is no longer ``d0`` within 10 % because the state has
+    grown so large that ``d0`` is below its floating-point resolution, the member
+    stops with ``unresolved = True`` at ``unresolved_step``, a warning, running
+    estimate kept up to that step (NaN after), ``lyapunov = +inf`` by convention
+    (not resolvable at this ``d0``; :func:`netdyn.sweep.grid.edge_of_chaos` counts it
+    above every chaos threshold) and ``lyapunov_resolved`` the estimate it had
+    reached.  With the default ``d0`` in float64 this takes parameter entries of
+    order 1e6 (their rounding then rivals ``d0``), so on sound training it is rare;
+    a small explicit ``d0`` makes it common.  A separation that
+    collapses to exactly 0 gives ``-inf`` (also with a warning).
+
+    Defaults: ``d0 = sqrt(eps) * max(scale, 1)`` is the finite-difference balance of
+    rounding (relative ``eps * scale / d0``) and nonlinearity (relative ``d0 / scale``),
+    both ``sqrt(eps)`` there, in every precision (ChaosTools' fixed 1e-9 is this rule
+    for float64 states of norm ~0.07, and is lost to rounding in float32).  A ``d0``
+    lost to rounding at the start raises ``ValueError``.  Ten blocks: see
+    :func:`block_stderr`.
+
+    References
+    ----------
+    Benettin, Galgani, Giorgilli, Strelcyn, Meccanica 15 (1980); ChaosTools.jl
+    ``lyapunov``; Skokos, Lect. Notes Phys. 790 (2010).
+    """
+    caller = "max_lyapunov"
+    xs, batched = as_states(map_, x0, caller)
+    _check_counts(caller, steps=steps, transient=transient, renorm_every=renorm_every, n_blocks=n_blocks)
+    if steps % renorm_every:
+        raise ValueError(f"{caller}: expected steps to be a multiple of renorm_every={renorm_every}, got {steps}")
+    if method not in ("tangent", "twin"):
+        raise ValueError(f"{caller}: expected method 'tangent' or 'twin', got {method!r}")
+    if d0 is not None and not d0 > 0:
+        raise ValueError(f"{caller}: expected d0 > 0, got {d0}")
+    if method == "tangent":
+        require_jacobian(map_, caller)
+    n_params = param_dim_of(map_)
+    n, p = xs.shape[0], (n_params if params_only else map_.dim)
+    if d0 is None:
+        d0 = default_d0(xs.dtype, float(parameter_norms(xs, n_params).max()))
+    gen = torch.Generator().manual_seed(int(seed))
+    u = torch.zeros_like(xs)
+    u[:, :p] = torch.randn(n, p, generator=gen, dtype=torch.float64).to(xs.dtype)
+    u = u / u[:, :p].norm(dim=1, keepdim=True)
+    stepper = BatchStepper(map_, vectorize)
+
+    def norm(z: Tensor) -> Tensor:
+        return z[:, :p].norm(dim=1).to(torch.float64)
+
+    if method == "tangent":
+        pair, advance = (xs, u), lambda x, v, t: stepper.step_jvp(x, v, t0 + t)
+        separation = lambda x, v: norm(v)  # noqa: E731
+        rescale = lambda x, v, g: v / g.to(v.dtype)[:, None]  # noqa: E731
+    else:
+        ys = xs + d0 * u
+        if not torch.allclose(norm(ys - xs), torch.full((n,), d0, dtype=torch.float64), rtol=1e-3, atol=0.0):
+            raise ValueError(
+                f"{caller}: expected d0 above the resolution of the {xs.dtype} state, got d0={d0} "
+                f"(use float64 states or a larger d0)"
+            )
+
+        def advance(x: Tensor, y: Tensor, t: int) -> Pair:
+            out = stepper.step(torch.cat((x, y)), t0 + t)
+            return out[:n], out[n:]
+
+        separation = lambda x, y: norm(y - x)  # noqa: E731
+        rescale = lambda x, y, g: x + (y - x) * (d0 / g).to(x.dtype)[:, None]  # noqa: E731
+        pair = (xs, ys)
+    target = 1.0 if method == "tangent" else d0
+    orbit_norm = lambda x: parameter_norms(x, n_params)  # noqa: E731
+    logs, end_step, verdict = _benettin(
+        advance, separation, rescale, pair, target, steps, transient, renorm_every, orbit_norm, divergence
+    )
+    end_step = np.where(end_step >= 0, end_step + int(t0), end_step)
+    verdict.diverged_step = np.where(verdict.diverged_step >= 0, verdict.diverged_step + int(t0), -1)
+    ds = _rates_dataset(
+        logs,
+        end_step,
+        verdict,
+        batched,
+        steps,
+        transient,
+        renorm_every,
+        n_blocks,
+        caller,
+        {
+            **map_attrs(map_),
+            "method": method,
+            "d0": float(d0),
+            "renorm_every": int(renorm_every),
+            "transient": int(transient),
+            "steps": int(steps),
+            "perturbation_seed": int(seed),
+            "params_only": int(params_only),
+            "batching": stepper.mode if n > 1 or method == "twin" else "single",
+            "units": "per step",
+            "t0": int(t0),
+        },
+    )
+    return ds.assign_coords(step=ds["step"] + int(t0))
+
+
+def _check_counts(caller: str, **counts: int) -> None:
+    for name, value in counts.items():
+        low = 0 if name == "transient" else 1
+        if int(value) != value or value < low:
+            raise ValueError(f"{caller}: expected integer {name} >= {low}, got {value}")
+
+
+def _benettin(
+    advance: Callable[[Tensor, Tensor, int], Pair],
+    separation: Callable[[Tensor, Tensor], Tensor],
+    rescale: Callable[[Tensor, Tensor, Tensor], Tensor],
+    pair: Pair,
+    target: float,
+    steps: int,
+    transient: int,
+    m: int,
+    orbit_norm: Callable[[Tensor], np.ndarray],
+    rule: DivergenceRule | None,
+) -> tuple[np.ndarray, np.ndarray, EnsembleDivergence]:
+    """Shared loop: returns ``ln`` growth per interval ``(n, steps // m)`` (NaN after a
+    member stops), ``end_step (n,)`` (-1 while alive) and the orbits' divergence
+    verdict.
+
+    A member stops (unresolved) when the orbit or the separation becomes non-finite,
+    or when its rescaled separation is no longer ``target`` within 10 %: the state
+    has grown so large that ``target`` is below its floating-point resolution (a
+    twin of an escaping orbit).  The divergence rule on ``orbit_norm`` of the
+    reference is checked at every step and only flags the member."""
+    x, z = pair
+    n = x.shape[0]
+    logs = np.full((n, steps // m), np.nan)
+    alive = np.ones(n, dtype=bool)
+    end_step = np.full(n, -1, dtype=np.int64)
+    verdict = EnsembleDivergence(n, rule)
+    verdict.update(orbit_norm(x), 0, alive)
+    prev = separation(x, z).numpy()
+    for t in range(transient + steps):
+        x, z = advance(x, z, t)
+        verdict.update(orbit_norm(x), t + 1, alive)
+        finite = (torch.isfinite(x).all(1) & torch.isfinite(z).all(1)).numpy()
+        counted = t - transient + 1
+        if counted > 0 and counted % m:
+            stop = alive & ~finite
+        else:
+            g = separation(x, z).numpy()
+            stop = alive & ~(finite & np.isfinite(g))
+            if counted > 0:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    rate = np.log(g / prev)
+                logs[alive & ~stop, counted // m - 1] = rate[alive & ~stop]
+                collapsed = alive & ~stop & (g == 0)
+                end_step[collapsed] = t + 1
+                alive &= ~collapsed
+            z = rescale(x, z, torch.from_numpy(np.where(g > 0, g, 1.0)))
+            prev = separation(x, z).numpy()
+            with np.errstate(invalid="ignore"):
+                stop |= alive & ~(np.abs(prev / target - 1.0) <= 0.1)
+        end_step[stop] = t + 1
+        alive &= ~stop
+        if not alive.any():
+            break
+    return logs, end_step, verdict
+
+
+def _rates_dataset(
+    logs: np.ndarray,
+    end_step: np.ndarray,
+    verdict: EnsembleDivergence,
+    batched: bool,
+    steps: int,
+    transient: int,
+    m: int,
+    n_blocks: int,
+    caller: str,
+    attrs: dict[str, Any],
+) -> xr.Dataset:
+    rates = logs / m
+    with np.errstate(invalid="ignore"):
+        running = np.cumsum(logs, axis=1) / (m * np.arange(1, logs.shape[1] + 1))
+    complete = np.isfinite(logs).all(axis=1)
+    collapsed = ~complete & (end_step >= 0) & np.isneginf(logs).any(axis=1)
+    unresolved = ~complete & ~collapsed
+    final = np.where(unresolved, np.inf, np.where(complete, running[:, -1], -np.inf))
+    resolved = np.array([row[np.isfinite(row)][-1] if np.isfinite(row).any() else np.nan for row in running])
+    verdict.warn(caller)
+    if unresolved.any():
+        warnings.warn(
+            f"{caller}: the separation of {int(unresolved.sum())} of {len(unresolved)} orbit(s) could not be "
+            f"resolved (non-finite, or d0 below the state's floating-point resolution; first at step "
+            f"{int(end_step[unresolved].min())}); exponent reported as +inf, the estimate reached is lyapunov_resolved",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    if collapsed.any():
+        warnings.warn(
+            f"{caller}: the separation collapsed to 0 for {int(collapsed.sum())} orbit(s); exponent -inf",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    stderr = np.where(complete, block_stderr(np.where(complete[:, None], rates, 0.0), n_blocks), np.nan)
+    step = transient + m * np.arange(1, logs.shape[1] + 1, dtype=np.int64)
+    ds = xr.Dataset(
+        {
+            "lyapunov": (("init",), final),
+            "lyapunov_resolved": (("init",), resolved),
+            "lyapunov_stderr": (("init",), stderr),
+            "lyapunov_running": (("init", "step"), running),
+            "local_rate": (("init", "step"), rates),
+            "unresolved": (("init",), unresolved),
+            "unresolved_step": (("init",), np.where(unresolved, end_step, -1)),
+            **verdict.variables(),
+        },
+        coords={"step": step, "init": np.arange(len(final))},
+        attrs=attrs,
+    )
+    ds["lyapunov"].attrs["units"] = "1/step"
+    ds["lyapunov_resolved"].attrs["units"] = "1/step"
+    return ds if batched else ds.isel(init=0, drop=True)

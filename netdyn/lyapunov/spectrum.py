@@ -1,0 +1,446 @@
+"""Several Lyapunov exponents from exact tangents: spectrum, FTLE, covariant vectors.
+
+All functions need ``map.step_jvp`` and evolve ``k`` tangent vectors together (one
+batched ``step_jvp`` call per step), re-orthonormalised by a QR factorisation
+every step.  The low-level routine :func:`qr_tangent_steps` yields the factors
+step by step for users who want their own loop.
+
+Ensembles: every function takes one initial state ``(dim,)`` or ``n`` of them
+``(n, dim)`` (many initial conditions, basins).  A batch advances in one call per
+step — ``torch.func.vmap`` over the map's ``step_jvp`` when it allows it (see
+:class:`netdyn.lyapunov.maximal.BatchStepper`), one batched QR — and the results gain a
+leading dimension ``init``.
+
+* :func:`lyapunov_spectrum` - top-``k`` exponents (Benettin / Shimada-Nagashima);
+* :func:`ftle` - finite-time exponents over windows of ``w`` steps;
+* :func:`clv` - covariant Lyapunov vectors (Ginelli et al.) and their angles;
+* :func:`lyapunov_sum_from_jacobian` - the sum of all exponents as the mean
+  ``ln|det J|`` (small maps).
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import Tensor
+
+from netdyn.maps.divergence import DivergenceRule, EnsembleDivergence, parameter_norms
+from netdyn.lyapunov.maximal import BatchStepper, as_states, block_stderr, map_attrs
+from netdyn.maps.classic import param_dim_of, require_jacobian
+
+__all__ = ["qr_tangent_steps", "lyapunov_spectrum", "ftle", "clv", "lyapunov_sum_from_jacobian"]
+
+
+def qr_tangent_steps(
+    map_: Any, x0: Tensor, steps: int, k: int, seed: int = 0, t0: int = 0, vectorize: bool | None = None
+) -> Iterator[tuple[int, Tensor, Tensor, Tensor]]:
+    """Yield ``(t, x_{t+1}, Q_{t+1}, R_{t+1})`` for ``t = 0 .. steps-1``.
+
+    Parameters
+    ----------
+    map_ : map with ``step_jvp``; x0 : ``(dim,)`` or a batch ``(n, dim)``; steps : int;
+    k : int (1..dim);
+    seed : int, default 0 — seed of the random initial orthonormal basis (the same
+        basis for every member of a batch);
+    t0 : int, default 0 — map time of ``x0`` (the map is called at ``t0 + t``);
+    vectorize : bool or None, default None — how a batch is stepped
+        (:class:`netdyn.lyapunov.maximal.BatchStepper`).
+
+    Returns
+    -------
+    iterator; ``Q (dim, k)`` has orthonormal columns, ``R (k, k)`` is upper triangular
+    with a positive diagonal, and ``J(x_t) Q_t = Q_{t+1} R_{t+1}``; for a batch,
+    ``x (n, dim)``, ``Q (n, dim, k)``, ``R (n, k, k)``.  Stops after yielding a
+    non-finite ``x`` or ``R`` (the caller records the divergence); in a batch, a member
+    that became non-finite is held at its last finite state and basis (its later
+    factors are meaningless: mask them from its first non-finite step), and the
+    iteration stops once every member has.
+
+    Maths
+    -----
+    The columns of ``Q_t`` span the image of ``k`` generic vectors under the tangent
+    dynamics (the backward Lyapunov vectors after a transient); ``ln R_ii`` is the
+    growth of the ``i``-th Gram-Schmidt direction, whose time average is the
+    ``i``-th exponent.  Signs are fixed so that ``diag R > 0`` (a unique QR).
+    """
+    xs, batched = as_states(map_, x0, "qr_tangent_steps")
+    gen = torch.Generator().manual_seed(int(seed))
+    basis = torch.linalg.qr(torch.randn(map_.dim, k, generator=gen, dtype=torch.float64))[0]
+    q = basis.to(xs.dtype).expand(xs.shape[0], map_.dim, k)
+    stepper = BatchStepper(map_, vectorize)
+    dead = torch.zeros(xs.shape[0], dtype=torch.bool)
+    for t in range(steps):
+        x_next, w = stepper.step_jvp(xs, q.transpose(1, 2).contiguous(), t0 + t)
+        q_next, r = torch.linalg.qr(w.transpose(1, 2))
+        sign = torch.where(torch.diagonal(r, dim1=1, dim2=2) < 0, -1.0, 1.0).to(r.dtype)
+        q_next, r = q_next * sign[:, None, :], r * sign[:, :, None]
+        yield (t, x_next, q_next, r) if batched else (t, x_next[0], q_next[0], r[0])
+        dead = dead | ~(torch.isfinite(x_next).all(dim=1) & torch.isfinite(r).flatten(1).all(dim=1))
+        if dead.all():
+            return
+        xs = torch.where(dead[:, None], xs, x_next)
+        q = torch.where(dead[:, None, None], q, q_next)
+
+
+def _check(map_: Any, x0: Tensor, steps: int, k: int, transient: int, caller: str) -> tuple[Tensor, bool]:
+    """``(states (n, dim), batched)`` after validating the arguments."""
+    require_jacobian(map_, caller)
+    xs, batched = as_states(map_, x0, caller)
+    if int(k) != k or not 1 <= k <= map_.dim:
+        raise ValueError(f"{caller}: expected integer k in [1, {map_.dim}], got {k}")
+    for name, value, low in (("steps", steps, 1), ("transient", transient, 0)):
+        if int(value) != value or value < low:
+            raise ValueError(f"{caller}: expected integer {name} >= {low}, got {value}")
+    return xs, batched
+
+
+def _log_diagonals(
+    map_: Any, xs: Tensor, steps: int, k: int, transient: int, seed: int, t0: int = 0
+) -> tuple[np.ndarray, np.ndarray, EnsembleDivergence]:
+    """``ln diag R`` for the counted steps ``(n, steps, k)``, each member's step where its
+    numbers were lost ``(n,)`` (-1 if never; NaN rates from there on), and the orbits'
+    divergence verdict (the rule of :mod:`netdyn.maps.divergence` on the parameter norm,
+    which flags a member without stopping it, as in :func:`netdyn.max_lyapunov`)."""
+    n, p = xs.shape[0], param_dim_of(map_)
+    logs = np.full((n, steps, k), np.nan)
+    lost = np.full(n, -1, dtype=np.int64)
+    verdict = EnsembleDivergence(n, DivergenceRule())
+    verdict.update(parameter_norms(xs, p), t0)
+    for t, x_next, _, r in qr_tangent_steps(map_, xs, transient + steps, k, seed, t0):
+        bad = ~(torch.isfinite(x_next).all(dim=1) & torch.isfinite(r).flatten(1).all(dim=1)).numpy()
+        verdict.update(parameter_norms(x_next, p), t0 + t + 1, lost < 0)
+        lost[bad & (lost < 0)] = t + 1
+        if t >= transient:
+            logs[:, t - transient] = torch.log(torch.diagonal(r, dim1=1, dim2=2)).to(torch.float64).numpy()
+            logs[lost >= 0, t - transient] = np.nan
+    return logs, lost, verdict
+
+
+def _warn_lost(caller: str, lost: np.ndarray) -> None:
+    if (lost >= 0).any():
+        warnings.warn(
+            f"{caller}: the orbit or its tangents became non-finite at step {int(lost[lost >= 0].min())} "
+            f"({int((lost >= 0).sum())} of {lost.size} orbit(s)); estimates use the steps before it",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def _verdict_variables(lost: np.ndarray, verdict: EnsembleDivergence, t0: int) -> dict[str, Any]:
+    """``unresolved``/``unresolved_step`` (numbers lost) and the divergence verdict, over ``init``."""
+    return {
+        "unresolved": (("init",), lost >= 0),
+        "unresolved_step": (("init",), np.where(lost >= 0, lost + t0, -1)),
+        **verdict.variables(),
+    }
+
+
+def _unbatched(ds: xr.Dataset, batched: bool) -> xr.Dataset:
+    return ds if batched else ds.isel(init=0, drop=True)
+
+
+def lyapunov_spectrum(
+    map_: Any,
+    x0: Tensor,
+    steps: int,
+    k: int | None = None,
+    transient: int = 0,
+    seed: int = 0,
+    n_blocks: int = 10,
+    t0: int = 0,
+) -> xr.Dataset:
+    """Top-``k`` Lyapunov exponents (per step) by repeated QR re-orthonormalisation.
+
+    Parameters
+    ----------
+    map_ : map with ``step_jvp`` (``v`` batch ``(k, dim)``).
+    x0 : tensor ``(dim,)``, or ``(n, dim)`` for ``n`` orbits at once (the result
+        gains the leading dimension ``init``).
+    steps : int — counted steps after the transient.
+    k : int or None, default None (= ``map.dim``) — number of exponents.
+    transient : int, default 0 — steps run first (tangents aligned, not counted).
+    seed : int, default 0 — seed of the initial orthonormal basis.
+    t0 : int, default 0 — map time of ``x0`` (e.g. ``ds.final_step`` of a saved run);
+        the ``step`` coordinate counts from it.
+    n_blocks : int, default 10 — blocks for the standard errors.
+
+    Returns
+    -------
+    xarray.Dataset, coords ``step`` (global step index), ``exponent`` (0 .. k-1):
+    ``lyapunov (exponent)`` final spectrum, descending, per step;
+    ``lyapunov_stderr (exponent)`` block-average standard errors;
+    ``lyapunov_running (step, exponent)`` running estimates;
+    ``local_rate (step, exponent)`` ``ln R_ii`` of each step;
+    ``unresolved ()``, ``unresolved_step ()`` (-1 if none): the orbit or its tangents
+    became non-finite and the estimate stopped there; ``diverged ()``,
+    ``diverged_step ()``, ``divergence_reason ()``: the orbit broke the training
+    divergence rule (:mod:`netdyn.maps.divergence`; flagged, the estimate goes on).
+    A batch adds the leading dimension ``init`` to each.
+
+    Maths
+    -----
+    ``lambda_i = (1/N) sum_t ln R_ii(t)`` with ``J(x_t) Q_t = Q_{t+1} R_{t+1}``
+    (:func:`qr_tangent_steps`).  For ``k = dim``, ``sum_i ln R_ii = ln|det J|``
+    exactly, so the sum of the spectrum is exact to rounding at every step.
+
+    Failure policy: a non-finite orbit or tangent stops the estimate; the spectrum
+    is averaged over the steps before it, ``unresolved`` is True, with a warning.
+    The exponents of a linear map do not depend on the state, so an orbit that
+    grows (but stays finite) does not stop the estimate.
+
+    Defaults: ``k = dim``; the random basis is almost surely generic.
+
+    References
+    ----------
+    Benettin et al., Meccanica 15 (1980); Shimada & Nagashima, Prog. Theor. Phys. 61
+    (1979); ChaosTools.jl ``lyapunovspectrum``.
+    """
+    caller = "lyapunov_spectrum"
+    k = map_.dim if k is None else k
+    xs, batched = _check(map_, x0, steps, k, transient, caller)
+    logs, lost, verdict = _log_diagonals(map_, xs, steps, k, transient, seed, t0)
+    _warn_lost(caller, lost)
+    verdict.warn(caller)
+    n_valid = np.isfinite(logs).all(axis=2).sum(axis=1)  # (n,): NaN rows only after a divergence
+    running = np.cumsum(logs, axis=1) / np.arange(1, steps + 1)[None, :, None]
+    final = np.stack([running[i, m - 1] if m else np.full(k, np.nan) for i, m in enumerate(n_valid)])
+    stderr = np.stack([block_stderr(logs[i, :m].T, n_blocks) for i, m in enumerate(n_valid)])
+    ds = xr.Dataset(
+        {
+            "lyapunov": (("init", "exponent"), final),
+            "lyapunov_stderr": (("init", "exponent"), stderr),
+            "lyapunov_running": (("init", "step", "exponent"), running),
+            "local_rate": (("init", "step", "exponent"), logs),
+            **_verdict_variables(lost, verdict, t0),
+        },
+        coords={"step": t0 + transient + np.arange(1, steps + 1, dtype=np.int64), "exponent": np.arange(k),
+                "init": np.arange(xs.shape[0])},
+        attrs={**map_attrs(map_), "method": "qr", "transient": int(transient), "steps": int(steps),
+               "basis_seed": int(seed), "units": "per step"},
+    )
+    return _unbatched(ds, batched)
+
+
+def ftle(
+    map_: Any, x0: Tensor, steps: int, k: int, window: int, transient: int = 0, seed: int = 0, t0: int = 0
+) -> xr.Dataset:
+    """Finite-time Lyapunov exponents over consecutive windows of ``window`` steps.
+
+    Parameters
+    ----------
+    map_ : map with ``step_jvp``; x0 : ``(dim,)`` or a batch ``(n, dim)``.
+    steps : int — counted steps, a multiple of ``window``.
+    k : int — number of exponents; window : int — steps per window.
+    transient : int, default 0; seed : int, default 0 (initial basis).
+    t0 : int, default 0 — map time of ``x0``; the ``step`` coordinate counts from it.
+
+    Returns
+    -------
+    xarray.Dataset with ``ftle (step, exponent)``, ``step`` = the global step index at
+    the *end* of each window; ``unresolved``, ``diverged`` and their steps and reason
+    as in :func:`lyapunov_spectrum`; attrs ``window``, ``transient``.  A batch adds the
+    leading dimension ``init``.
+    Windows after the numbers were lost are NaN (with a warning).
+
+    Maths
+    -----
+    ``lambda_i^w(t) = (1/w) sum_{s=t-w+1}^{t} ln R_ii(s)``: the growth rates of the
+    tangent basis *carried over* from the previous window (the standard local
+    exponents of the QR method, not the singular values of a fresh ``w``-step
+    Jacobian product), so window averages are exactly the global estimate, and the
+    distribution of ``lambda^w`` narrows around the exponents as ``w`` grows.
+
+    References
+    ----------
+    Abarbanel, Brown & Kennel, J. Nonlinear Sci. 1 (1991); Sharafi, Martin &
+    Hallerberg, Phys. Rev. E (2025) (FTLE of training dynamics).
+    """
+    caller = "ftle"
+    xs, batched = _check(map_, x0, steps, k, transient, caller)
+    if int(window) != window or window < 1 or steps % window:
+        raise ValueError(f"ftle: expected an integer window >= 1 dividing steps={steps}, got {window}")
+    logs, lost, verdict = _log_diagonals(map_, xs, steps, k, transient, seed, t0)
+    _warn_lost(caller, lost)
+    verdict.warn(caller)
+    values = logs.reshape(xs.shape[0], steps // window, window, k).mean(axis=2)
+    ds = xr.Dataset(
+        {"ftle": (("init", "step", "exponent"), values), **_verdict_variables(lost, verdict, t0)},
+        coords={"step": t0 + transient + window * np.arange(1, steps // window + 1, dtype=np.int64),
+                "exponent": np.arange(k), "init": np.arange(xs.shape[0])},
+        attrs={**map_attrs(map_), "window": int(window), "transient": int(transient), "units": "per step"},
+    )
+    return _unbatched(ds, batched)
+
+
+def clv(
+    map_: Any,
+    x0: Tensor,
+    steps: int,
+    k: int,
+    transient: int = 100,
+    window: tuple[int, int] | None = None,
+    seed: int = 0,
+    t0: int = 0,
+) -> xr.Dataset:
+    """Covariant Lyapunov vectors by Ginelli's method, with the angles between them.
+
+    Parameters
+    ----------
+    map_ : map with ``step_jvp``; x0 : ``(dim,)`` or a batch ``(n, dim)`` (the result
+        gains the leading dimension ``init``).
+    steps : int — steps run after the forward transient.
+    k : int — number of leading vectors.
+    transient : int, default 100 — forward transient (QR basis converges to the
+        backward Lyapunov vectors) *and* the number of steps after the returned
+        window that the backward pass uses to converge.
+    window : (start, stop) or None — steps (counted after the forward transient,
+        ``stop`` exclusive) for which vectors are returned; ``stop <= steps -
+        transient``.  Default ``(0, steps - transient)``.
+    seed : int, default 0 — seeds the initial basis and the random triangular ``C``.
+    t0 : int, default 0 — map time of ``x0`` (e.g. ``ds.final_step`` of a saved run);
+        the ``step`` coordinate counts from it.
+
+    Returns
+    -------
+    xarray.Dataset, coords ``step`` (global index ``t`` of the state ``x_t``),
+    ``exponent``, ``param``, ``pair``:
+    ``clv (step, exponent, param)`` unit vectors (sign arbitrary);
+    ``angle (step, pair)`` angle in ``[0, pi/2]`` between CLV ``i`` and ``i + 1``;
+    ``lyapunov (exponent)`` the QR spectrum over the forward run (a by-product).
+
+    Maths
+    -----
+    Forward: ``J(x_t) Q_t = Q_{t+1} R_{t+1}`` (store ``Q`` in the window, ``R`` from
+    the window start on).  Backward: from a random upper-triangular ``C`` at the end,
+    ``C_t = R_{t+1}^{-1} C_{t+1}`` with columns normalised; ``C`` converges to the
+    coefficients of the CLVs in the basis ``Q_t``, and ``V_t = Q_t C_t``.  Since
+    ``J(x_t) V_t = V_{t+1} diag(...)``, each CLV is mapped onto itself: for a
+    linear map they are the eigenvectors.
+
+    Defaults: a 100-step transient suits maps whose exponent gaps are O(0.1) per step
+    (the error decays like ``exp(-gap * transient)``); increase it for near-degenerate
+    spectra.
+
+    References
+    ----------
+    Ginelli et al., Phys. Rev. Lett. 99, 130601 (2007); Kuptsov & Parlitz,
+    J. Nonlinear Sci. 22 (2012).
+    """
+    caller = "clv"
+    xs, batched = _check(map_, x0, steps, k, transient, caller)
+    if transient < 1:
+        raise ValueError(f"clv: expected transient >= 1 (forward and backward convergence), got {transient}")
+    start, stop = (0, steps - transient) if window is None else window
+    if not 0 <= start < stop <= steps - transient:
+        raise ValueError(
+            f"clv: expected window (start, stop) with 0 <= start < stop <= steps - transient = "
+            f"{steps - transient}, got {(start, stop)}"
+        )
+    n = xs.shape[0]
+    qs, rs = [], []
+    logs = np.zeros((n, k))
+    lost = np.full(n, -1, dtype=np.int64)
+    for t, x_next, q, r in qr_tangent_steps(map_, xs, transient + steps, k, seed, t0):
+        bad = ~(torch.isfinite(x_next).all(dim=1) & torch.isfinite(r).flatten(1).all(dim=1)).numpy()
+        lost[bad & (lost < 0)] = t + 1
+        logs += torch.log(torch.diagonal(r, dim1=1, dim2=2)).to(torch.float64).numpy()
+        s = t + 1 - transient  # Q_{t+1} is the basis at the counted step s
+        if start <= s < stop:
+            qs.append(q.to(torch.float64))
+        if s > start:
+            rs.append(r.to(torch.float64))  # R_{s}, s = start+1 .. steps
+    first = t0 + transient + start
+    if (lost >= 0).any():
+        warnings.warn(f"clv: {int((lost >= 0).sum())} of {n} orbit(s) became non-finite (first at step "
+                      f"{int(lost[lost >= 0].min())}); no vectors for them", RuntimeWarning, 2)
+    if (lost >= 0).all():
+        ds = _clv_dataset(map_, np.full((n, stop - start, k, map_.dim), np.nan), np.full((n, k), np.nan), first,
+                          transient, np.ones(n, dtype=bool))
+        return _unbatched(ds, batched)
+    gen = torch.Generator().manual_seed(int(seed) + 1)
+    c = torch.triu(torch.rand(k, k, generator=gen, dtype=torch.float64) + 0.1)
+    c = (c / c.norm(dim=0)).expand(n, k, k)
+    vectors = []
+    for s in range(steps, start, -1):  # C_{s-1} = R_s^{-1} C_s
+        c = torch.linalg.solve_triangular(rs[s - start - 1], c, upper=True)
+        c = c / c.norm(dim=1, keepdim=True)
+        if s - 1 < stop:
+            vectors.append((qs[s - 1 - start] @ c).transpose(1, 2))
+    clvs = torch.stack(vectors[::-1], dim=1).numpy()
+    spectrum = logs / (transient + steps)
+    clvs[lost >= 0], spectrum[lost >= 0] = np.nan, np.nan
+    return _unbatched(_clv_dataset(map_, clvs, spectrum, first, transient, lost >= 0), batched)
+
+
+def _clv_dataset(
+    map_: Any, clvs: np.ndarray, spectrum: np.ndarray, first: int, transient: int, unresolved: np.ndarray
+) -> xr.Dataset:
+    """``clvs (init, step, exponent, param)``, ``spectrum (init, exponent)``, ``unresolved (init)``."""
+    n, steps, k, dim = clvs.shape
+    cos = np.abs(np.einsum("nsip,nsip->nsi", clvs[:, :, :-1], clvs[:, :, 1:]))
+    return xr.Dataset(
+        {
+            "clv": (("init", "step", "exponent", "param"), clvs),
+            "angle": (("init", "step", "pair"), np.arccos(np.clip(cos, 0.0, 1.0))),
+            "lyapunov": (("init", "exponent"), spectrum),
+            "unresolved": (("init",), unresolved),
+        },
+        coords={"step": first + np.arange(steps, dtype=np.int64), "exponent": np.arange(k),
+                "param": np.arange(dim), "pair": np.arange(k - 1), "init": np.arange(n)},
+        attrs={**map_attrs(map_), "method": "ginelli", "transient": int(transient)},
+    )
+
+
+def lyapunov_sum_from_jacobian(
+    map_: Any, x0: Tensor, steps: int, transient: int = 0, n_blocks: int = 10
+) -> xr.Dataset:
+    """Sum of all Lyapunov exponents as the orbit mean of ``ln|det J(x_t)|``.
+
+    Parameters
+    ----------
+    map_ : map with ``step_jvp``; x0 : ``(dim,)``; steps : int; transient : int,
+    default 0; n_blocks : int, default 10 (standard error).
+
+    Returns
+    -------
+    xarray.Dataset: ``log_abs_det (step)``, ``lyapunov_sum ()`` (per step),
+    ``lyapunov_sum_stderr ()``, ``diverged ()``.
+
+    Maths
+    -----
+    ``sum_i lambda_i = lim (1/N) sum_t ln|det J(x_t)|`` (Oseledets).  ``J`` is built
+    from one batched ``step_jvp`` with the identity (``dim`` tangents), so the cost is
+    ``dim`` tangents plus an ``O(dim^3)`` determinant per step: meant for small maps.
+    A singular ``J`` gives ``-inf``.
+    """
+    caller = "lyapunov_sum_from_jacobian"
+    xs, batched = _check(map_, x0, steps, map_.dim, transient, caller)
+    if batched:
+        raise ValueError(f"{caller}: expected one initial state of shape ({map_.dim},), got {tuple(xs.shape)}")
+    x = xs[0]
+    eye = torch.eye(map_.dim, dtype=x.dtype)
+    logdet = np.full(steps, np.nan)
+    at = -1
+    for t in range(transient + steps):
+        x_next, jt = map_.step_jvp(x, eye, t)  # rows J e_i: J transposed
+        if not (torch.isfinite(x_next).all() and torch.isfinite(jt).all()):
+            at = t + 1
+            _warn_lost(caller, np.array([at]))
+            break
+        if t >= transient:
+            logdet[t - transient] = float(torch.linalg.slogdet(jt.to(torch.float64))[1])
+        x = x_next
+    valid = logdet[np.isfinite(logdet) | np.isneginf(logdet)]
+    return xr.Dataset(
+        {
+            "log_abs_det": (("step",), logdet),
+            "lyapunov_sum": ((), valid.mean() if valid.size else np.nan),
+            "lyapunov_sum_stderr": ((), float(block_stderr(valid, n_blocks))),
+            "diverged": ((), at >= 0),
+        },
+        coords={"step": transient + np.arange(1, steps + 1, dtype=np.int64)},
+        attrs={**map_attrs(map_), "transient": int(transient), "units": "per step"},
+    )

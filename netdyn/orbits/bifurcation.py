@@ -1,0 +1,167 @@
+"""Orbit (bifurcation / chaos) diagrams over a control parameter.
+
+:func:`orbit_diagram` runs one orbit per value of a control parameter (``r`` of
+the logistic map, the learning rate of gradient descent, ...), keeps its tail
+projected to a scalar observable and classifies each orbit with
+:func:`netdyn.orbits.stability.orbital_stability`.  :func:`netdyn.plot.orbits.plot_orbit_diagram`
+draws the result.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from netdyn._version import __version__
+from netdyn.orbits.stability import orbital_stability
+
+__all__ = ["orbit_diagram"]
+
+
+def orbit_diagram(
+    make_map: Callable[[float], Any],
+    values: Sequence[float] | np.ndarray,
+    steps: int,
+    tail: int,
+    *,
+    observable: int | Callable[[np.ndarray], np.ndarray] = 0,
+    x0: torch.Tensor | np.ndarray | Sequence[float] | None = None,
+    seed: int = 0,
+    name: str = "value",
+    use_map: bool = True,
+    **stability: Any,
+) -> xr.Dataset:
+    """Tails and orbital classes of a family of maps over a control parameter.
+
+    Parameters
+    ----------
+    make_map
+        ``value -> map`` (a :class:`~netdyn.maps.classic.DiscreteMap`), e.g.
+        ``LogisticMap`` or ``lambda lr: TrainingMap(..., lr=lr)``.
+    values
+        the control-parameter values, shape ``(V,)``.
+    steps
+        total steps of each orbit (transient plus tail); ``steps >= tail``.
+    tail
+        number of final states kept and classified, at least 16.
+    observable
+        default 0: the state coordinate plotted; or a function mapping the tail
+        states ``(tail, dim)`` (numpy, float64) to ``(tail,)`` — e.g. the loss or a
+        random projection for a network.
+    x0
+        default ``None``: each map's ``initial_state(seed)``; else the same initial
+        state for every value.
+    seed
+        default 0: passed to ``initial_state`` and to the classification.
+    name
+        default ``"value"``: name of the control parameter, stored as the attribute
+        ``control`` (e.g. ``"r"``, ``"lr"``).
+    use_map
+        default ``True``: pass the map to :func:`orbital_stability`, so that every
+        orbit's exponent is :func:`~netdyn.lyapunov.maximal.max_lyapunov` (tangent, or twin
+        without ``step_jvp``) over the kept tail window, from its first state at map
+        time ``steps - tail``, and checked against the class; ``False``: the
+        exponent of aperiodic tails from :func:`~netdyn.series.datadriven.rosenstein`.
+    **stability
+        further keyword arguments of :func:`orbital_stability` (``tol``,
+        ``exponent_steps``, ...); its ``tail`` is the whole kept tail.
+
+    Returns
+    -------
+    xarray.Dataset
+        dims ``(value, tail_step)``:
+
+        ``orbit`` (value, tail_step)
+            the observable on the tail (NaN after a divergence);
+        ``label`` (value,)
+            the orbital class (str);
+        ``period`` (value,)
+            the period, 0 when there is none;
+        ``exponent`` (value,)
+            the exponent of the tail window (per step; with ``use_map=False`` NaN
+            when none was needed);
+        ``confidence`` (value,)
+            ``"high"`` or ``"low"`` (:class:`~netdyn.orbits.stability.OrbitalStability`);
+        ``conflict`` (value,)
+            ``""`` or the sentence naming conflicting evidence;
+
+        coords ``value`` (the control values) and ``tail_step`` (the step index
+        ``steps - tail + k`` of each kept state); attrs ``control``, ``steps``,
+        ``tail``, ``map`` (class name of the first map), ``netdyn_version``.
+
+    An orbit that becomes non-finite stops there, its remaining tail is NaN and it
+    is labelled divergent (the ``"non-finite"`` clause of
+    :mod:`netdyn.maps.divergence`; one warning for the whole diagram).  A finite tail
+    is judged by :func:`orbital_stability`, which applies the whole divergence rule
+    (growth of the state norm relative to the tail's first state).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"orbit_diagram: expected a non-empty 1-D sequence of values, got shape {values.shape}")
+    if not 16 <= tail <= steps:
+        raise ValueError(f"orbit_diagram: expected 16 <= tail <= steps, got tail={tail}, steps={steps}")
+    if not (callable(observable) or isinstance(observable, (int, np.integer))):
+        raise ValueError(f"orbit_diagram: expected an int or a callable observable, got {type(observable).__name__}")
+    orbits = np.full((values.size, tail), np.nan)
+    labels, periods, exponents = [], np.zeros(values.size, dtype=np.int64), np.full(values.size, np.nan)
+    confidence, conflicts = [], []
+    map_name, diverged = "", []
+    for k, value in enumerate(values):
+        map_ = make_map(float(value))
+        map_name = map_name or type(map_).__name__
+        if not callable(observable) and not 0 <= observable < map_.dim:
+            raise ValueError(f"orbit_diagram: expected an observable index in [0, {map_.dim}), got {observable}")
+        states, finite = _tail(map_, steps, tail, x0, seed)
+        if not finite:
+            diverged.append(float(value))
+        kept = states[np.isfinite(states).all(axis=1)]
+        if kept.shape[0]:
+            proj = kept[:, observable] if not callable(observable) else np.asarray(observable(kept), dtype=np.float64)
+            orbits[k, : kept.shape[0]] = proj
+        if finite:
+            timed = xr.DataArray(states, dims=("step", "param"), coords={"step": np.arange(steps - tail, steps)})
+            res = orbital_stability(timed, tail=tail, seed=seed, map=map_ if use_map else None, **stability)
+            labels.append(res.label)
+            periods[k] = res.period or 0
+            exponents[k] = res.exponent
+            confidence.append(res.confidence)
+            conflicts.append(res.conflict)
+        else:
+            labels.append("divergent")
+            confidence.append("high")
+            conflicts.append("")
+    if diverged:
+        warnings.warn(f"orbit_diagram: orbits diverged at {name} = {diverged}", stacklevel=2)
+    return xr.Dataset(
+        {
+            "orbit": (("value", "tail_step"), orbits),
+            "label": ("value", np.array(labels, dtype=str)),
+            "period": ("value", periods),
+            "exponent": ("value", exponents),
+            "confidence": ("value", np.array(confidence, dtype=str)),
+            "conflict": ("value", np.array(conflicts, dtype=str)),
+        },
+        coords={"value": values, "tail_step": np.arange(steps - tail, steps, dtype=np.int64)},
+        attrs={"control": name, "steps": int(steps), "tail": int(tail), "map": map_name, "netdyn_version": __version__},
+    )
+
+
+def _tail(map_: Any, steps: int, tail: int, x0: Any, seed: int) -> tuple[np.ndarray, bool]:
+    """The last ``tail`` states of ``steps`` iterations as float64 ``(tail, dim)``;
+    NaN rows after a non-finite state, and whether the orbit stayed finite."""
+    dtype = getattr(map_, "dtype", torch.float64)
+    x = map_.initial_state(seed) if x0 is None else torch.as_tensor(x0, dtype=dtype).reshape(map_.dim).clone()
+    out = np.full((tail, map_.dim), np.nan)
+    start = steps - tail
+    with torch.no_grad():
+        for t in range(steps):
+            if not bool(torch.isfinite(x).all()):
+                return out, False
+            if t >= start:
+                out[t - start] = x.detach().cpu().double().numpy()
+            x = map_.step(x, t)
+    return out, True

@@ -1,0 +1,409 @@
+"""Numba kernels for :mod:`netdyn.series.recurrence` (numba is a core dependency).
+
+Every kernel walks the upper triangle ``j > i`` of the pair-distance matrix row
+by row, computing each distance once, and allocates nothing of size ``N``: the
+caller passes the (``O(N)``) work arrays, so that ``tracemalloc`` sees all the
+memory used.  Distances are accumulated over the coordinates in their natural
+order, as ``scipy.spatial.distance.cdist`` does, so they are bit-identical to
+the numpy path's and thresholds / recurrences agree exactly.  They come per pair
+(``_distance``, fused with the recurrence test: fastest for RQA) or per row
+(``_distance_row`` on the transposed points, vectorised: fastest for the
+threshold histograms).
+
+The row loops are functions of their own (``inline="never"``): inlined into the
+outer loops, LLVM compiles them 2-3x slower.  :func:`line_histograms` is
+single-threaded: a ``prange`` over batches of rows, tried, was deterministic but
+20x slower on a machine with more busy threads than cores (every batch waits for
+a descheduled thread).  :func:`line_histograms_banded` uses several cores with
+one parallel task per core and no barrier: each task owns a band of diagonals.
+
+Metric codes: 0 supremum, 1 Euclidean, 2 Manhattan.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+METRIC_CODES = {"supremum": 0, "euclidean": 1, "manhattan": 2}
+
+
+@numba.njit(cache=True, inline="always")
+def _distance(pts: np.ndarray, i: int, j: int, metric: int) -> float:
+    d = pts.shape[1]
+    s = 0.0
+    if metric == 0:
+        for c in range(d):
+            v = abs(pts[i, c] - pts[j, c])
+            if v > s:
+                s = v
+    elif metric == 1:
+        for c in range(d):
+            v = pts[i, c] - pts[j, c]
+            s += v * v
+        s = np.sqrt(s)
+    else:
+        for c in range(d):
+            s += abs(pts[i, c] - pts[j, c])
+    return s
+
+
+@numba.njit(cache=True, inline="never")
+def _row(pts: np.ndarray, i: int, start: int, eps: float, metric: int, row: np.ndarray, hits: np.ndarray) -> int:
+    """``row[j] = R_ij`` for ``j >= start``; the recurrent ``j`` to ``hits`` (branch-free); how many."""
+    m = 0
+    for j in range(start, pts.shape[0]):
+        rec = _distance(pts, i, j, metric) < eps
+        row[j] = rec
+        hits[m] = j
+        m += rec
+    return m
+
+
+@numba.njit(cache=True)
+def line_histograms(
+    pts: np.ndarray,
+    eps: float,
+    metric: int,
+    theiler: int,
+    diag: np.ndarray,
+    vert: np.ndarray,
+    diag_run: np.ndarray,
+    vert_run: np.ndarray,
+    row: np.ndarray,
+    hits: np.ndarray,
+    prev_hits: np.ndarray,
+) -> int:
+    """Fill ``diag`` / ``vert`` (zeroed, length N + 1) with the line-length histograms; return the recurrent pairs.
+
+    Conventions are those of ``recurrence._line_histograms``: diagonal lines of
+    offsets ``k = j - i >= max(theiler, 1)`` counted in the upper triangle and
+    doubled, vertical lines over whole columns of the symmetric matrix (with the
+    LOI when ``theiler == 0``), pairs counted over the whole matrix.
+
+    One pass over the rows ``i`` of the upper triangle.  Row ``i``'s entries
+    are written to ``row`` (bool, N + 1; ``row[N]`` stays False) and its
+    recurrent columns, ascending, to ``hits``.  Runs are kept per diagonal
+    ``k = j - i`` (``diag_run[k]``) and per column ``j`` over its rows ``< j``
+    (``vert_run[j]``); a run can only end where the previous row had a
+    recurrence, so the previous row's ``prev_hits`` are checked against
+    ``row``, and all bookkeeping costs ``O(recurrences)``.  When row ``i``
+    starts, column ``i``'s upper part is complete; by symmetry its lower part
+    is row ``i`` read left to right, so column ``i`` is finished in the row,
+    its run going on through ``R_ii`` (recurrent iff ``theiler == 0``).
+    ``diag_run`` / ``vert_run`` / ``hits`` / ``prev_hits`` (int64, N) may hold
+    anything on entry.
+    """
+    n = pts.shape[0]
+    kmin = max(theiler, 1)
+    upper = 0
+    n_prev = 0
+    diag_run[:] = 0
+    vert_run[:] = 0
+    row[n] = False
+    for i in range(n):
+        m = _row(pts, i, i + kmin, eps, metric, row, hits)
+        upper += m
+        # runs through the previous row's recurrences (i - 1, jp) that end here; branch-free, as whether a
+        # run ends is data-dependent: an ending run of length r adds to bin r, a going one to the junk bin 0
+        for j in range(i + 1, min(n, i + kmin)):
+            row[j] = False  # the Theiler band
+        for h in range(n_prev):
+            jp = prev_hits[h]
+            k = jp - i + 1
+            end = 1 - row[jp + 1]
+            r = diag_run[k]
+            diag[r * end] += 2
+            diag_run[k] = r - r * end
+            end = (jp > i) * (1 - row[jp])
+            r = vert_run[jp]
+            vert[r * end] += 1
+            vert_run[jp] = r - r * end
+        for h in range(m):
+            j = hits[h]
+            diag_run[j - i] += 1
+            vert_run[j] += 1
+        # column i: its rows < i, then R_ii, then row i read left to right
+        run = vert_run[i]
+        if theiler > 0:
+            vert[run] += 1
+            run = 0
+        else:
+            run += 1
+        last = i
+        for h in range(m):
+            j = hits[h]
+            end = j != last + 1
+            vert[run * end] += 1
+            run = run - run * end + 1
+            last = j
+        vert[run] += 1
+        hits, prev_hits, n_prev = prev_hits, hits, m
+    diag[0] = 0
+    vert[0] = 0
+    return 2 * upper + (n if theiler == 0 else 0)
+
+
+@numba.njit(cache=True, inline="never")
+def _distance_row(pts_t: np.ndarray, i: int, start: int, metric: int, out: np.ndarray) -> None:
+    """``out[j] = ||X_i - X_j||`` for ``j >= start``, coordinate by coordinate (``pts_t`` is (d, N)).
+
+    Each ``out[j]`` accumulates over the coordinates in order, as ``_distance``.
+    """
+    d, n = pts_t.shape
+    col = pts_t[0]
+    xi = col[i]
+    if metric == 1:
+        for j in range(start, n):
+            v = xi - col[j]
+            out[j] = v * v
+    else:
+        for j in range(start, n):
+            out[j] = abs(xi - col[j])
+    for c in range(1, d):
+        col = pts_t[c]
+        xi = col[i]
+        if metric == 0:
+            for j in range(start, n):
+                v = abs(xi - col[j])
+                out[j] = v if v > out[j] else out[j]
+        elif metric == 1:
+            for j in range(start, n):
+                v = xi - col[j]
+                out[j] += v * v
+        else:
+            for j in range(start, n):
+                out[j] += abs(xi - col[j])
+    if metric == 1:
+        for j in range(start, n):
+            out[j] = np.sqrt(out[j])
+
+
+@numba.njit(cache=True, inline="never")
+def _row_histogram(dist: np.ndarray, start: int, lo: float, hi: float, scale: float, counts: np.ndarray) -> None:
+    last = counts.size - 1
+    for j in range(start, dist.size):
+        d = dist[j]
+        if lo <= d <= hi:
+            counts[min(int((d - lo) * scale), last)] += 1
+
+
+@numba.njit(cache=True)
+def distance_histogram(
+    pts_t: np.ndarray, metric: int, kmin: int, lo: float, hi: float, scale: float, counts: np.ndarray, dist: np.ndarray
+) -> None:
+    """Add to ``counts`` (B bins) the upper-triangle distances ``d`` in ``[lo, hi]`` (``j - i >= kmin``).
+
+    ``pts_t`` is (d, N); ``dist`` (N) a work array.  ``d`` goes to bin
+    ``min(int((d - lo) scale), B - 1)``, a non-decreasing function of ``d``, so
+    every bin holds the values of one interval.
+    """
+    for i in range(pts_t.shape[1]):
+        _distance_row(pts_t, i, i + kmin, metric, dist)
+        _row_histogram(dist, i + kmin, lo, hi, scale, counts)
+
+
+@numba.njit(cache=True, inline="never")
+def _row_bin_values(
+    dist: np.ndarray, start: int, lo: float, hi: float, scale: float, last: int, b: int, m: int, out: np.ndarray, bounds: np.ndarray
+) -> int:
+    for j in range(start, dist.size):
+        d = dist[j]
+        if lo <= d <= hi and min(int((d - lo) * scale), last) == b:
+            if m < out.size:
+                out[m] = d
+            m += 1
+            bounds[0] = min(bounds[0], d)
+            bounds[1] = max(bounds[1], d)
+    return m
+
+
+@numba.njit(cache=True)
+def distance_bin_values(
+    pts_t: np.ndarray, metric: int, kmin: int, lo: float, hi: float, scale: float, last: int, b: int, out: np.ndarray, dist: np.ndarray
+) -> tuple[int, float, float]:
+    """The distances of bin ``b`` of :func:`distance_histogram` (``last = B - 1``): (how many, min, max).
+
+    Writes them to ``out`` while it has room, so a bin larger than ``out`` still
+    yields its exact interval ``[min, max]`` for a finer histogram.
+    """
+    m = 0
+    bounds = np.array([np.inf, -np.inf])
+    for i in range(pts_t.shape[1]):
+        _distance_row(pts_t, i, i + kmin, metric, dist)
+        m = _row_bin_values(dist, i + kmin, lo, hi, scale, last, b, m, out, bounds)
+    return m, bounds[0], bounds[1]
+
+
+# ---------------------------------------------------------------- multi-core line histograms
+#
+# The serial kernel above sweeps rows and carries every diagonal and vertical run from one
+# row to the next, so its rows cannot be split between threads.  The banded kernel splits
+# the upper triangle by *diagonal offset* instead: band b owns the offsets
+# k_lo <= k < k_hi and walks its pairs (i, i + k) row by row.  A diagonal then lies in one
+# band, whole, so its runs are exact; a column c of the symmetric matrix is cut into one
+# segment per band above the LOI (rows c - k, k in the band) and one below (rows c + k).
+# Each band counts the runs inside its segments and leaves, per column, the runs touching
+# the two ends of each segment (equal to its length when it recurs throughout) — O(N)
+# per band.  A serial pass then joins the segments of every column in row order.  Every
+# distance is computed once, by ``_distance``, so the histograms equal the serial
+# kernel's bit for bit.
+
+
+@numba.njit(cache=True, inline="never")
+def _row_span(pts: np.ndarray, i: int, start: int, stop: int, eps: float, metric: int, row: np.ndarray, hits: np.ndarray) -> int:
+    """``row[j] = R_ij`` for ``start <= j < stop``; the recurrent ``j`` to ``hits`` (branch-free); how many."""
+    m = 0
+    for j in range(start, stop):
+        rec = _distance(pts, i, j, metric) < eps
+        row[j] = rec
+        hits[m] = j
+        m += rec
+    return m
+
+
+@numba.njit(cache=True, inline="never")
+def _band(
+    pts: np.ndarray, eps: float, metric: int, k_lo: int, k_hi: int, diag: np.ndarray, vert: np.ndarray,
+    diag_run: np.ndarray, up_run: np.ndarray, up_head: np.ndarray, low_head: np.ndarray, low_tail: np.ndarray,
+    row: np.ndarray, hits: np.ndarray, prev_hits: np.ndarray,
+) -> int:
+    """Runs of the pairs ``(i, i + k)``, ``k_lo <= k < k_hi``; returns how many recur.
+
+    ``diag``/``vert`` (N + 1) receive the runs that lie inside the band's segments
+    (bin 0 is junk); ``diag_run[k]`` (shared, each band its own ``k``) the diagonal
+    runs.  Per column ``c``, of its segment above the LOI (rows ``c - k``):
+    ``up_head`` the run from its first row, ``up_run`` the run at its last row (equal
+    to the segment's length when it recurs throughout); of its segment below (rows
+    ``c + k``): ``low_head`` and ``low_tail``.  As in :func:`line_histograms`, the
+    work is ``O(recurrences)`` besides the distances: runs are only looked at where
+    the previous row recurred.  ``row`` (bool, N), ``hits``/``prev_hits`` (N) are
+    work arrays.
+    """
+    n = pts.shape[0]
+    up_run[:] = 0
+    up_head[:] = 0
+    low_head[:] = 0
+    low_tail[:] = 0
+    diag_run[k_lo:k_hi] = 0
+    upper = 0
+    n_prev = 0
+    for i in range(n - k_lo):
+        stop = min(i + k_hi, n)
+        m = _row_span(pts, i, i + k_lo, stop, eps, metric, row, hits)
+        upper += m
+        for h in range(n_prev):  # runs through the previous row's recurrences that end at row i
+            jp = prev_hits[h]
+            if jp + 1 < n and not row[jp + 1]:  # diagonal jp - i + 1, whose entry at row i is (i, jp + 1)
+                k = jp + 1 - i
+                diag[diag_run[k]] += 2
+                diag_run[k] = 0
+            if jp - i >= k_lo and not row[jp]:  # column jp, still inside the band at row i
+                r = up_run[jp]
+                if i - r == max(0, jp - k_hi + 1):
+                    up_head[jp] = r
+                else:
+                    vert[r] += 1
+                up_run[jp] = 0
+        for h in range(m):
+            j = hits[h]
+            diag_run[j - i] += 1
+            up_run[j] += 1
+        # column i below the LOI: rows i + k_lo .. stop - 1, i.e. this row read left to right
+        first, last, begin = i + k_lo, stop - 1, -2
+        prev = -2
+        for h in range(m + 1):
+            j = hits[h] if h < m else -2
+            if j != prev + 1:
+                if begin >= 0:  # the run begin .. prev is complete
+                    length = prev - begin + 1
+                    if prev == last:
+                        low_tail[i] = length
+                    elif begin == first:
+                        low_head[i] = length
+                    else:
+                        vert[length] += 1
+                begin = j
+            prev = j
+        hits, prev_hits, n_prev = prev_hits, hits, m
+    for k in range(k_lo, k_hi):
+        diag[diag_run[k]] += 2
+    return upper
+
+
+@numba.njit(cache=True)
+def _join_columns(
+    n: int, theiler: int, bounds: np.ndarray, up_run: np.ndarray, up_head: np.ndarray, low_head: np.ndarray,
+    low_tail: np.ndarray, vert: np.ndarray,
+) -> None:
+    """Add to ``vert`` the vertical runs that cross segment ends, column by column in row order."""
+    n_bands = bounds.size - 1
+    for c in range(n):
+        carry = 0
+        for b in range(n_bands - 1, -1, -1):  # rows c - k: the highest offsets come first
+            length = min(bounds[b + 1] - 1, c) - bounds[b] + 1
+            if length > 0:
+                if up_run[b, c] == length:
+                    carry += length
+                else:
+                    vert[carry + up_head[b, c]] += 1
+                    carry = up_run[b, c]
+        if theiler == 0:
+            carry += 1  # the LOI recurs
+        else:
+            vert[carry] += 1  # the Theiler band and the LOI do not
+            carry = 0
+        for b in range(n_bands):  # rows c + k
+            length = min(bounds[b + 1] - 1, n - 1 - c) - bounds[b] + 1
+            if length > 0:
+                if low_tail[b, c] == length:
+                    carry += length
+                else:
+                    vert[carry + low_head[b, c]] += 1
+                    carry = low_tail[b, c]
+        vert[carry] += 1
+
+
+@numba.njit(cache=True, parallel=True)
+def line_histograms_banded(
+    pts: np.ndarray,
+    eps: float,
+    metric: int,
+    theiler: int,
+    bounds: np.ndarray,
+    diag: np.ndarray,
+    vert: np.ndarray,
+    diag_b: np.ndarray,
+    vert_b: np.ndarray,
+    diag_run: np.ndarray,
+    up_run: np.ndarray,
+    up_head: np.ndarray,
+    low_head: np.ndarray,
+    low_tail: np.ndarray,
+    upper_b: np.ndarray,
+    rows: np.ndarray,
+    hits: np.ndarray,
+) -> int:
+    """:func:`line_histograms` on several cores: the same histograms and count, exactly.
+
+    ``bounds`` (B + 1, ascending from ``max(theiler, 1)`` to N) cut the offsets into
+    B bands, one parallel task each; ``diag_b``/``vert_b`` (B, N + 1) and
+    ``up_run``/``up_head``/``low_head``/``low_tail`` (B, N) are their work arrays,
+    ``diag_run`` (N), ``upper_b`` (B), ``rows`` (bool, (B, N)) and ``hits`` (B, 2, N) too.
+    ``diag``/``vert`` (N + 1) must be zero.
+    """
+    n = pts.shape[0]
+    n_bands = bounds.size - 1
+    for b in numba.prange(n_bands):
+        diag_b[b, :] = 0
+        vert_b[b, :] = 0
+        upper_b[b] = _band(
+            pts, eps, metric, bounds[b], bounds[b + 1], diag_b[b], vert_b[b], diag_run, up_run[b], up_head[b],
+            low_head[b], low_tail[b], rows[b], hits[b, 0], hits[b, 1],
+        )
+    _join_columns(n, theiler, bounds, up_run, up_head, low_head, low_tail, vert)
+    for b in range(n_bands):
+        diag += diag_b[b]
+        vert += vert_b[b]
+    diag[0] = 0
+    vert[0] = 0
+    return 2 * int(upper_b.sum()) + (n if theiler == 0 else 0)
