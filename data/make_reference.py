@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from netdyn.problems import make_task, training_map
-from netdyn.trajectory import run
+from netdyn.maps.problems import make_task, training_map
+from netdyn.orbits.trajectory import run
 
 OUTPUT = Path(__file__).with_name("iris_sgd_reference.nc")
 
