@@ -16,6 +16,13 @@ states): the iris MLP 4-16-3 (131 parameters) steps 7.7x faster than 64 calls of
 ``TrainingMap.step``; the digits MLP 64-32-10 (2 410 parameters, 1 347 samples) only
 1.2x, its step being dominated by the matrix products that batching cannot share.
 Use it for ensembles of small models; large models gain little.
+
+Its own batched calls (``step`` on ``(n, dim)``, hence :func:`netdyn.run` and
+:func:`netdyn.perturbation_growth`) cover mini-batches and dropout.  Functions that
+vectorise through :class:`netdyn.lyapunov.BatchStepper` (``max_lyapunov``) call
+``step`` one state at a time inside their own ``torch.func.vmap``, whose random
+operations are refused: there a full-batch, dropout-free model is vectorised and
+any other falls back to BatchStepper's loop (same values, no speed-up).
 """
 from __future__ import annotations
 
@@ -80,18 +87,19 @@ class VmapTrainingMap:
         return {**self.map.describe(), "batching": "vmap"}
 
     # ------------------------------------------------------------------ the step
-    def _one(self, x: Tensor, t: int) -> tuple[Tensor, Tensor, Tensor]:
-        """``(x_next, loss, grad)`` of one state, traceable by ``torch.func``."""
-        p, indices = self.param_dim, self.map.batch_indices(t)
+    def _one(self, x: Tensor, t: int, indices: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """``(x_next, loss, grad)`` of one state on the samples ``indices``, traceable by ``torch.func``."""
+        p = self.param_dim
         theta, buffers = x[:p], x[p:]
         grad, loss = torch.func.grad_and_value(lambda th: self.map._loss_flat(th, indices, t))(theta)
         theta_next, buffers_next = self.map._optimizer_at(t).update(theta, buffers, grad, t)
         return torch.cat((theta_next, buffers_next)), loss, grad
 
     def _all(self, x: Tensor, t: int) -> tuple[Tensor, Tensor, Tensor]:
+        indices = self.map.batch_indices(t)
         if x.ndim == 1:
-            return self._one(x, t)
-        return torch.func.vmap(lambda y: self._one(y, t), randomness="same")(x)
+            return self._one(x, t, indices)
+        return torch.func.vmap(lambda y: self._one(y, t, indices), randomness="same")(x)
 
     def _check(self, x: Tensor, caller: str) -> None:
         if x.ndim not in (1, 2) or x.shape[-1] != self.dim:
