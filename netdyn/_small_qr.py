@@ -80,9 +80,8 @@ def positive_qr(w: Tensor) -> tuple[Tensor, Tensor]:
     n, d, k = w.shape
     if w.device.type != "cpu" or w.dtype != torch.float64 or d * k > SMALL or w.requires_grad:
         return _torch_positive_qr(w)
-    a = np.ascontiguousarray(w.numpy())
     q, r, bad = np.empty((n, d, k)), np.empty((n, k, k)), np.zeros(n, dtype=np.bool_)
-    _cgs2(a, q, r, bad)
+    _cgs2(w.detach().numpy(), q, r, bad)  # any strides: numba reads the view
     q_t, r_t = torch.from_numpy(q), torch.from_numpy(r)
     if bad.any():
         redo = torch.from_numpy(np.flatnonzero(bad))

@@ -75,7 +75,7 @@ def qr_tangent_steps(
     step_jvp = map_.step_jvp if is_batch_first(map_) and vectorize is not False else BatchStepper(map_, vectorize).step_jvp
     dead = torch.zeros(xs.shape[0], dtype=torch.bool)
     for t in range(steps):
-        x_next, w = step_jvp(xs, q.transpose(1, 2).contiguous(), t0 + t)
+        x_next, w = step_jvp(xs, q.transpose(1, 2), t0 + t)
         q_next, r = positive_qr(w.transpose(1, 2))
         yield (t, x_next, q_next, r) if batched else (t, x_next[0], q_next[0], r[0])
         dead = dead | ~(torch.isfinite(x_next).all(dim=1) & torch.isfinite(r).flatten(1).all(dim=1))
