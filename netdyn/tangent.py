@@ -111,11 +111,13 @@ def _log_diagonals(
     verdict = EnsembleDivergence(n, DivergenceRule())
     verdict.update(parameter_norms(xs, p), t0)
     for t, x_next, _, r in qr_tangent_steps(map_, xs, transient + steps, k, seed, t0):
-        bad = ~(torch.isfinite(x_next).all(dim=1) & torch.isfinite(r).flatten(1).all(dim=1)).numpy()
+        x_np, r_np = x_next.detach().cpu().numpy(), r.detach().cpu().numpy()  # numpy: less overhead per call
+        bad = ~(np.isfinite(x_np).all(axis=1) & np.isfinite(r_np).reshape(n, -1).all(axis=1))
         verdict.update(parameter_norms(x_next, p), t0 + t + 1, lost < 0)
         lost[bad & (lost < 0)] = t + 1
         if t >= transient:
-            logs[t - transient] = torch.log(torch.diagonal(r, dim1=1, dim2=2)).to(torch.float64).numpy()
+            with np.errstate(divide="ignore", invalid="ignore"):  # ln 0 = -inf, as torch.log
+                logs[t - transient] = np.log(np.diagonal(r_np, axis1=1, axis2=2))
             if (lost >= 0).any():
                 logs[t - transient, lost >= 0] = np.nan
     return logs.transpose(1, 0, 2), lost, verdict
