@@ -12,10 +12,11 @@ the noise of step ``t`` is a function of ``(seed, t)``), and the values equal th
 wrapped map's to the last bit on the models tested (checked at construction).
 
 When it pays (measured by ``benchmarks/ensemble_cost.py``, one CPU thread, 64
-states): the iris MLP 4-16-3 (131 parameters) steps 7.7x faster than 64 calls of
-``TrainingMap.step``; the digits MLP 64-32-10 (2 410 parameters, 1 347 samples) only
-1.2x, its step being dominated by the matrix products that batching cannot share.
-Use it for ensembles of small models; large models gain little.
+states, a shared machine): the iris MLP 4-16-3 (131 parameters) steps 5.7-8.7x
+faster than 64 calls of ``TrainingMap.step`` (a 32-seed twin ``max_lyapunov`` 8-9.5x
+faster than 32 runs); the digits MLP 64-32-10 (2 410 parameters, 1 347 samples)
+0.8-1.2x, its step being dominated by matrix products that batching cannot share.
+Use it for ensembles of small models; large models gain nothing.
 
 Its own batched calls (``step`` on ``(n, dim)``, hence :func:`netdyn.run` and
 :func:`netdyn.perturbation_growth`) cover mini-batches and dropout.  Functions that
