@@ -19,7 +19,7 @@ from torch import Tensor
 
 from netdyn.series.linear_region import flat_linear_flat
 from netdyn.lyapunov.maximal import BatchStepper, as_states, map_attrs
-from netdyn.maps.classic import param_dim_of
+from netdyn.maps.classic import batch_step, is_batch_first, param_dim_of
 
 __all__ = ["perturbation_growth", "growth_fit_window"]
 
@@ -76,8 +76,10 @@ def perturbation_growth(
     seed : int, default 0 — seed of the shifts (``torch.Generator``).
     fit_window : (start, stop) or None — steps ``start <= t < stop`` used for the
         slope; None chooses it per init with :func:`growth_fit_window`.
-    vectorize : bool or None — batching of the copies (see
-        :class:`netdyn.lyapunov.maximal.BatchStepper`).
+    vectorize : bool or None — batching of the copies: a ``batch_first`` map (see
+        :mod:`netdyn.maps.classic`) steps all copies of all inits in one call; other maps go
+        through :class:`netdyn.lyapunov.maximal.BatchStepper` (vmap, else a loop); ``False``
+        forces the BatchStepper loop (the reference path).
     t0 : int, default 0 — map time of ``x0`` (e.g. ``ds.final_step`` of a saved run);
         the ``step`` coordinate counts from it, while ``fit_window``, ``fit_start``
         and ``fit_stop`` stay positions along it (steps after ``x0``).
@@ -113,6 +115,9 @@ def perturbation_growth(
     """
     caller = "perturbation_growth"
     xs, batched = as_states(map_, x0, caller)
+    if getattr(map_, "members", None) is not None:
+        raise ValueError(f"{caller}: expected a map with scalar parameters, got a parameter batch of {map_.members} "
+                         "members (the copies of a member need its parameters: use map_.member(i))")
     if int(steps) != steps or steps < 2:
         raise ValueError(f"{caller}: expected integer steps >= 2, got {steps}")
     if int(n_copies) != n_copies or n_copies < 1:
@@ -130,11 +135,11 @@ def perturbation_growth(
     shift[..., :p] = (eps * (2 * torch.rand(n, n_copies, p, generator=gen, dtype=torch.float64) - 1)).to(xs.dtype)
     batch = torch.cat((xs[:, None], xs[:, None] + shift), dim=1).reshape(n * (n_copies + 1), map_.dim)
     order = 1 if norm == "l1" else 2
-    stepper = BatchStepper(map_, vectorize)
+    stepper = None if is_batch_first(map_) and vectorize is not False else BatchStepper(map_, vectorize)
     dist = np.full((n, n_copies, steps + 1), np.nan)
     for t in range(steps + 1):
         if t:
-            batch = stepper.step(batch, t0 + t - 1)
+            batch = batch_step(map_, batch, t0 + t - 1, stepper)
         theta = batch.reshape(n, n_copies + 1, map_.dim)[..., :p]
         dist[..., t] = torch.linalg.vector_norm(theta[:, 1:] - theta[:, :1], ord=order, dim=-1).double().numpy()
         if not np.isfinite(dist[..., t]).any():

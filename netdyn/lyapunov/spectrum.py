@@ -29,7 +29,8 @@ from torch import Tensor
 
 from netdyn.maps.divergence import DivergenceRule, EnsembleDivergence, parameter_norms
 from netdyn.lyapunov.maximal import BatchStepper, as_states, block_stderr, map_attrs
-from netdyn.maps.classic import param_dim_of, require_jacobian
+from netdyn.lyapunov.small_qr import positive_qr
+from netdyn.maps.classic import is_batch_first, param_dim_of, require_jacobian
 
 __all__ = ["qr_tangent_steps", "lyapunov_spectrum", "ftle", "clv", "lyapunov_sum_from_jacobian"]
 
@@ -70,19 +71,19 @@ def qr_tangent_steps(
     gen = torch.Generator().manual_seed(int(seed))
     basis = torch.linalg.qr(torch.randn(map_.dim, k, generator=gen, dtype=torch.float64))[0]
     q = basis.to(xs.dtype).expand(xs.shape[0], map_.dim, k)
-    stepper = BatchStepper(map_, vectorize)
+    # a batch_first map steps the whole batch itself (one call, no vmap); others go through BatchStepper
+    step_jvp = map_.step_jvp if is_batch_first(map_) and vectorize is not False else BatchStepper(map_, vectorize).step_jvp
     dead = torch.zeros(xs.shape[0], dtype=torch.bool)
     for t in range(steps):
-        x_next, w = stepper.step_jvp(xs, q.transpose(1, 2).contiguous(), t0 + t)
-        q_next, r = torch.linalg.qr(w.transpose(1, 2))
-        sign = torch.where(torch.diagonal(r, dim1=1, dim2=2) < 0, -1.0, 1.0).to(r.dtype)
-        q_next, r = q_next * sign[:, None, :], r * sign[:, :, None]
+        x_next, w = step_jvp(xs, q.transpose(1, 2), t0 + t)
+        q_next, r = positive_qr(w.transpose(1, 2))
         yield (t, x_next, q_next, r) if batched else (t, x_next[0], q_next[0], r[0])
         dead = dead | ~(torch.isfinite(x_next).all(dim=1) & torch.isfinite(r).flatten(1).all(dim=1))
         if dead.all():
             return
-        xs = torch.where(dead[:, None], xs, x_next)
-        q = torch.where(dead[:, None, None], q, q_next)
+        if dead.any():
+            x_next, q_next = torch.where(dead[:, None], xs, x_next), torch.where(dead[:, None, None], q, q_next)
+        xs, q = x_next, q_next
 
 
 def _check(map_: Any, x0: Tensor, steps: int, k: int, transient: int, caller: str) -> tuple[Tensor, bool]:
@@ -105,18 +106,21 @@ def _log_diagonals(
     divergence verdict (the rule of :mod:`netdyn.maps.divergence` on the parameter norm,
     which flags a member without stopping it, as in :func:`netdyn.max_lyapunov`)."""
     n, p = xs.shape[0], param_dim_of(map_)
-    logs = np.full((n, steps, k), np.nan)
+    logs = np.full((steps, n, k), np.nan)  # time-major: each step writes one contiguous block
     lost = np.full(n, -1, dtype=np.int64)
     verdict = EnsembleDivergence(n, DivergenceRule())
     verdict.update(parameter_norms(xs, p), t0)
     for t, x_next, _, r in qr_tangent_steps(map_, xs, transient + steps, k, seed, t0):
-        bad = ~(torch.isfinite(x_next).all(dim=1) & torch.isfinite(r).flatten(1).all(dim=1)).numpy()
+        x_np, r_np = x_next.detach().cpu().numpy(), r.detach().cpu().numpy()  # numpy: less overhead per call
+        bad = ~(np.isfinite(x_np).all(axis=1) & np.isfinite(r_np).reshape(n, -1).all(axis=1))
         verdict.update(parameter_norms(x_next, p), t0 + t + 1, lost < 0)
         lost[bad & (lost < 0)] = t + 1
         if t >= transient:
-            logs[:, t - transient] = torch.log(torch.diagonal(r, dim1=1, dim2=2)).to(torch.float64).numpy()
-            logs[lost >= 0, t - transient] = np.nan
-    return logs, lost, verdict
+            with np.errstate(divide="ignore", invalid="ignore"):  # ln 0 = -inf, as torch.log
+                logs[t - transient] = np.log(np.diagonal(r_np, axis1=1, axis2=2))
+            if (lost >= 0).any():
+                logs[t - transient, lost >= 0] = np.nan
+    return logs.transpose(1, 0, 2), lost, verdict
 
 
 def _warn_lost(caller: str, lost: np.ndarray) -> None:
@@ -206,8 +210,11 @@ def lyapunov_spectrum(
     verdict.warn(caller)
     n_valid = np.isfinite(logs).all(axis=2).sum(axis=1)  # (n,): NaN rows only after a divergence
     running = np.cumsum(logs, axis=1) / np.arange(1, steps + 1)[None, :, None]
-    final = np.stack([running[i, m - 1] if m else np.full(k, np.nan) for i, m in enumerate(n_valid)])
-    stderr = np.stack([block_stderr(logs[i, :m].T, n_blocks) for i, m in enumerate(n_valid)])
+    if (n_valid == steps).all():  # the usual case, in one call for the whole ensemble
+        final, stderr = running[:, -1], block_stderr(logs.transpose(0, 2, 1), n_blocks)
+    else:
+        final = np.stack([running[i, m - 1] if m else np.full(k, np.nan) for i, m in enumerate(n_valid)])
+        stderr = np.stack([block_stderr(logs[i, :m].T, n_blocks) for i, m in enumerate(n_valid)])
     ds = xr.Dataset(
         {
             "lyapunov": (("init", "exponent"), final),

@@ -40,6 +40,21 @@ Optional members, detected with :func:`param_dim_of`, :func:`describe_map`,
     with the learning rate in ``lr``;
 ``param_labels() -> (names, layers)``
     two lists of ``param_dim`` strings labelling the parameters.
+``batch_first = True``
+    ``step(x, t)`` and ``step_jvp(x, v, t)`` accept a leading batch of states
+    ``x (n, dim)`` natively (tangents ``v (n, dim)`` or ``(n, k, dim)``), so an
+    ensemble advances in one tensor operation without ``torch.func.vmap`` (read it
+    with :func:`is_batch_first`; :func:`batch_step` uses it);
+``members`` and ``member(i)``
+    a map built with a 1-D tensor of parameter values (e.g.
+    ``LogisticMap(r=torch.linspace(2.5, 4, 2000))``) is a *parameter batch*: its
+    ``members`` values step together on states ``(members, dim)``, and ``member(i)``
+    is the ordinary map of value ``i`` (``members`` is ``None`` for scalar values).
+
+Parameter batches: :class:`LogisticMap` (``r``), :class:`HenonMap` (``a``, ``b``),
+:class:`QuadraticGD` (``lr``), :class:`CircleRotation` (``omega``) and
+:class:`LorenzRK4` (``sigma``, ``rho``, ``beta``) accept tensors; every classic map
+is ``batch_first``.
 
 :class:`MapBase` supplies ``param_dim``, ``describe`` and a ``step_jvp`` obtained
 by forward-mode automatic differentiation of ``step`` (``torch.func.jvp``,
@@ -68,6 +83,8 @@ __all__ = [
     "require_jacobian",
     "param_dim_of",
     "describe_map",
+    "is_batch_first",
+    "batch_step",
 ]
 
 
@@ -117,6 +134,51 @@ def require_jacobian(map_: Any, caller: str) -> None:
         )
 
 
+def is_batch_first(map_: Any) -> bool:
+    """True when ``map_`` declares ``batch_first``: its ``step``/``step_jvp`` take a
+    leading batch of states natively (see the module docstring)."""
+    return bool(getattr(map_, "batch_first", False))
+
+
+def batch_step(map_: Any, xs: Tensor, t: int, stepper: Any = None) -> Tensor:
+    """Advance a batch of states ``xs (n, dim)`` by one step of ``map_`` at time ``t``.
+
+    A ``batch_first`` map is called once on the whole batch; any other map goes
+    through ``stepper`` (a :class:`netdyn.lyapunov.maximal.BatchStepper`: ``torch.func.vmap``
+    where the map allows it, else a loop over the members), which is required then.
+    """
+    if is_batch_first(map_):
+        return map_.step(xs, t)
+    if stepper is None:
+        raise ValueError(f"batch_step: expected a BatchStepper for {type(map_).__name__}, which is not batch_first")
+    return stepper.step(xs, t)
+
+
+def _values(value: float | Tensor, name: str, caller: str, dtype: torch.dtype) -> float | Tensor:
+    """A parameter as a float, or (a parameter batch) as a 1-D tensor of ``dtype``."""
+    tensor = torch.as_tensor(value, dtype=torch.float64)
+    if tensor.ndim > 1 or tensor.numel() == 0:
+        raise ValueError(f"{caller}: expected {name} as a number or a non-empty 1-D tensor, got shape {tuple(tensor.shape)}")
+    return float(tensor) if tensor.ndim == 0 else tensor.to(dtype).clone()
+
+
+def _members(caller: str, **params: float | Tensor) -> int | None:
+    """The common number of members of the tensor-valued parameters (None: all scalars)."""
+    sizes = {name: value.shape[0] for name, value in params.items() if isinstance(value, Tensor)}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"{caller}: expected parameter tensors of one length, got {sizes}")
+    return next(iter(sizes.values()), None)
+
+
+def _column(value: float | Tensor, x: Tensor) -> float | Tensor:
+    """A parameter shaped to broadcast against ``x[..., i]`` (members first)."""
+    return value if not isinstance(value, Tensor) else value.reshape(value.shape + (1,) * (x.ndim - 2))
+
+
+def _describe_values(value: float | Tensor) -> float | list[float]:
+    return value if not isinstance(value, Tensor) else [float(v) for v in value]
+
+
 class MapBase:
     """Convenience base: exact ``step_jvp`` by forward-mode AD of ``step``.
 
@@ -127,10 +189,34 @@ class MapBase:
 
     dim: int
     dtype: torch.dtype = torch.float64
+    members: int | None = None
 
     @property
     def param_dim(self) -> int:
         return self.dim
+
+    def member(self, i: int) -> "MapBase":
+        """The ordinary (scalar-parameter) map of member ``i`` of a parameter batch."""
+        if self.members is None:
+            raise ValueError(f"{type(self).__name__}.member: expected a parameter batch, got scalar parameters")
+        if not -self.members <= i < self.members:
+            raise ValueError(f"{type(self).__name__}.member: expected 0 <= i < {self.members}, got {i}")
+        return self._member(int(i) % self.members)
+
+    def _member(self, i: int) -> "MapBase":  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _check_batch(self, x: Tensor, caller: str = "step") -> None:
+        """A parameter batch steps states ``(members, dim)`` only."""
+        if self.members is not None and x.shape != (self.members, self.dim):
+            raise ValueError(
+                f"{type(self).__name__}.{caller}: expected states of shape ({self.members}, {self.dim}) for a "
+                f"parameter batch of {self.members} members, got {tuple(x.shape)}"
+            )
+
+    def _initial_batch(self, x: Tensor) -> Tensor:
+        """``initial_state`` of a parameter batch: the same start for every member."""
+        return x if self.members is None else x.expand(self.members, self.dim).clone()
 
     def describe(self) -> dict[str, Any]:
         return {"map": type(self).__name__}
@@ -139,6 +225,16 @@ class MapBase:
         raise NotImplementedError
 
     def step_jvp(self, x: Tensor, v: Tensor, t: int) -> tuple[Tensor, Tensor]:
+        """Exact ``(step(x), J(x) v)`` by forward AD; a ``batch_first`` subclass also takes
+        ``x (n, dim)`` with ``v (n, dim)`` or ``(n, k, dim)`` (its members are independent,
+        so the Jacobian of the batched step is block diagonal)."""
+        if x.ndim == 2 and is_batch_first(self):
+            many = _check_batch_tangent(self, x, v)
+            if not many:
+                return torch.func.jvp(lambda y: self.step(y, t), (x,), (v,))
+            x_next, jv = torch.func.vmap(lambda u: torch.func.jvp(lambda y: self.step(y, t), (x,), (u,)),
+                                         in_dims=1, out_dims=(None, 1))(v)
+            return x_next, jv
         _check_tangent(self, x, v)
 
         def f(y: Tensor) -> Tensor:
@@ -163,6 +259,19 @@ def _check_tangent(map_: Any, x: Tensor, v: Tensor) -> None:
         raise ValueError(f"step_jvp: expected state of shape ({map_.dim},), got {tuple(x.shape)}")
 
 
+def _check_batch_tangent(map_: Any, x: Tensor, v: Tensor) -> bool:
+    """Validate ``(x, v)`` of a batch-first ``step_jvp``; True when ``v`` holds ``k``
+    tangents per state (``(k, dim)`` for one state, ``(n, k, dim)`` for a batch)."""
+    if x.ndim not in (1, 2) or x.shape[-1] != map_.dim:
+        raise ValueError(f"step_jvp: expected state of shape ({map_.dim},) or (n, {map_.dim}), got {tuple(x.shape)}")
+    if v.shape[-1] != map_.dim or v.ndim not in (x.ndim, x.ndim + 1) or v.shape[: x.ndim - 1] != x.shape[:-1]:
+        raise ValueError(
+            f"step_jvp: expected tangents of shape {tuple(x.shape)} or {tuple(x.shape[:-1])} + (k, {map_.dim}) "
+            f"for a state of shape {tuple(x.shape)}, got {tuple(v.shape)}"
+        )
+    return v.ndim == x.ndim + 1
+
+
 def _rng(seed: int | None) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(0 if seed is None else int(seed))
@@ -175,30 +284,43 @@ class LogisticMap(MapBase):
     Known results: for ``r = 4`` the Lyapunov exponent is ``ln 2`` (conjugacy to the
     tent map); fixed point ``1 - 1/r`` stable for ``1 < r < 3``, period 2 for
     ``3 < r < 1 + sqrt(6)``, the period-3 window opens at ``1 + sqrt(8)``.
+
+    ``r`` may be a 1-D tensor of values (a parameter batch, e.g. for an orbit
+    diagram): the map then steps states ``(len(r), 1)``, member ``i`` with ``r[i]``.
     """
 
     dim = 1
+    batch_first = True
 
-    def __init__(self, r: float = 4.0, dtype: torch.dtype = torch.float64):
-        if not 0.0 <= r <= 4.0:
-            raise ValueError(f"LogisticMap: expected 0 <= r <= 4, got r={r}")
-        self.r = float(r)
+    def __init__(self, r: float | Tensor = 4.0, dtype: torch.dtype = torch.float64):
         self.dtype = dtype
+        self.r = _values(r, "r", "LogisticMap", dtype)
+        self.members = _members("LogisticMap", r=self.r)
+        if not bool((torch.as_tensor(self.r) >= 0).all() and (torch.as_tensor(self.r) <= 4).all()):
+            raise ValueError(f"LogisticMap: expected 0 <= r <= 4, got r={_describe_values(self.r)}")
 
     def initial_state(self, seed: int | None = None) -> Tensor:
-        """Uniform in (0.1, 0.9), from ``seed`` (default 0)."""
-        return (0.1 + 0.8 * torch.rand(1, generator=_rng(seed), dtype=torch.float64)).to(self.dtype)
+        """Uniform in (0.1, 0.9), from ``seed`` (default 0); ``(members, 1)`` copies for a batch."""
+        return self._initial_batch((0.1 + 0.8 * torch.rand(1, generator=_rng(seed), dtype=torch.float64)).to(self.dtype))
 
     def step(self, x: Tensor, t: int) -> Tensor:
-        return self.r * x * (1.0 - x)
+        """``x (1,)`` or a batch ``(n, 1)`` -> the next state(s)."""
+        self._check_batch(x)
+        return _column(self.r, x)[..., None] * x * (1.0 - x) if self.members else self.r * x * (1.0 - x)
 
     def step_jvp(self, x: Tensor, v: Tensor, t: int) -> tuple[Tensor, Tensor]:
-        """Hand-written tangent ``r (1 - 2x) v`` (40x cheaper than generic forward AD)."""
-        _check_tangent(self, x, v)
-        return self.step(x, t), self.r * (1.0 - 2.0 * x) * v
+        """Hand-written tangent ``r (1 - 2x) v`` (40x cheaper than generic forward AD);
+        ``x (1,)`` with ``v (1,)``/``(k, 1)``, or ``x (n, 1)`` with ``v (n, 1)``/``(n, k, 1)``."""
+        many = _check_batch_tangent(self, x, v)
+        self._check_batch(x, "step_jvp")
+        slope = (_column(self.r, x)[..., None] if self.members else self.r) * (1.0 - 2.0 * x)
+        return self.step(x, t), (slope.unsqueeze(-2) if many else slope) * v
+
+    def _member(self, i: int) -> "LogisticMap":
+        return LogisticMap(float(self.r[i]), dtype=self.dtype)
 
     def describe(self) -> dict[str, Any]:
-        return {"map": "LogisticMap", "r": self.r}
+        return {"map": "LogisticMap", "r": _describe_values(self.r)}
 
 
 class HenonMap(MapBase):
@@ -206,35 +328,53 @@ class HenonMap(MapBase):
 
     ``det J = -b`` everywhere, so the exponents sum to ``ln|b|``.  For the classic
     ``a = 1.4, b = 0.3``: ``lambda_1 ~ 0.41922``, ``lambda_2 = ln 0.3 - lambda_1 ~ -1.62319``.
+
+    ``a`` and/or ``b`` may be 1-D tensors of one length (a parameter batch on states
+    ``(members, 2)``).
     """
 
     dim = 2
+    batch_first = True
 
-    def __init__(self, a: float = 1.4, b: float = 0.3, dtype: torch.dtype = torch.float64):
-        self.a, self.b, self.dtype = float(a), float(b), dtype
+    def __init__(self, a: float | Tensor = 1.4, b: float | Tensor = 0.3, dtype: torch.dtype = torch.float64):
+        self.dtype = dtype
+        self.a, self.b = _values(a, "a", "HenonMap", dtype), _values(b, "b", "HenonMap", dtype)
+        self.members = _members("HenonMap", a=self.a, b=self.b)
 
     def initial_state(self, seed: int | None = None) -> Tensor:
         """A point near the attractor: ``(0.1, 0.1)`` plus U(-0.05, 0.05) from ``seed``."""
         jitter = 0.1 * (torch.rand(2, generator=_rng(seed), dtype=torch.float64) - 0.5)
-        return (torch.tensor([0.1, 0.1], dtype=torch.float64) + jitter).to(self.dtype)
+        return self._initial_batch((torch.tensor([0.1, 0.1], dtype=torch.float64) + jitter).to(self.dtype))
 
     def step(self, x: Tensor, t: int) -> Tensor:
-        return torch.stack((1.0 - self.a * x[0] ** 2 + x[1], self.b * x[0]))
+        """``x (2,)`` or a batch ``(n, 2)`` -> the next state(s)."""
+        self._check_batch(x)
+        u, w = x[..., 0], x[..., 1]
+        return torch.stack((1.0 - _column(self.a, x) * u**2 + w, _column(self.b, x) * u), dim=-1)
 
     def step_jvp(self, x: Tensor, v: Tensor, t: int) -> tuple[Tensor, Tensor]:
-        """Hand-written tangent ``J = [[-2 a x, 1], [b, 0]]`` applied to ``v`` (or each row)."""
-        _check_tangent(self, x, v)
-        jacobian = torch.stack((torch.stack((-2.0 * self.a * x[0], torch.ones_like(x[0]))),
-                                torch.stack((torch.full_like(x[0], self.b), torch.zeros_like(x[0])))))
-        return self.step(x, t), v @ jacobian.T
+        """Hand-written tangent ``J = [[-2 a x, 1], [b, 0]]`` applied to ``v`` (or each row);
+        ``x (2,)`` with ``v (2,)``/``(k, 2)``, or ``x (n, 2)`` with ``v (n, 2)``/``(n, k, 2)``."""
+        many = _check_batch_tangent(self, x, v)
+        self._check_batch(x, "step_jvp")
+        slope, b = -2.0 * _column(self.a, x) * x[..., 0], _column(self.b, x)
+        if many:
+            slope, b = slope.unsqueeze(-1), (b.unsqueeze(-1) if isinstance(b, Tensor) else b)
+        return self.step(x, t), torch.stack((slope * v[..., 0] + v[..., 1], b * v[..., 0]), dim=-1)
+
+    def _member(self, i: int) -> "HenonMap":
+        pick = lambda p: float(p[i]) if isinstance(p, Tensor) else p  # noqa: E731
+        return HenonMap(pick(self.a), pick(self.b), dtype=self.dtype)
 
     def describe(self) -> dict[str, Any]:
-        return {"map": "HenonMap", "a": self.a, "b": self.b}
+        return {"map": "HenonMap", "a": _describe_values(self.a), "b": _describe_values(self.b)}
 
 
 class LinearMap(MapBase):
     """Linear map ``x -> A x``; its exponents are ``ln|eigenvalues|`` of ``A`` and,
     for diagonalisable ``A``, its covariant Lyapunov vectors are the eigenvectors."""
+
+    batch_first = True
 
     def __init__(self, matrix: Tensor | list[list[float]], dtype: torch.dtype = torch.float64):
         a = torch.as_tensor(matrix, dtype=dtype)
@@ -246,11 +386,12 @@ class LinearMap(MapBase):
         return torch.randn(self.dim, generator=_rng(seed), dtype=torch.float64).to(self.dtype)
 
     def step(self, x: Tensor, t: int) -> Tensor:
-        return self.matrix @ x
+        """``x (dim,)`` or a batch ``(n, dim)`` -> ``A x`` for each."""
+        return x @ self.matrix.T
 
     def step_jvp(self, x: Tensor, v: Tensor, t: int) -> tuple[Tensor, Tensor]:
-        _check_tangent(self, x, v)
-        return self.matrix @ x, v @ self.matrix.T
+        _check_batch_tangent(self, x, v)
+        return self.step(x, t), v @ self.matrix.T
 
     def describe(self) -> dict[str, Any]:
         return {"map": "LinearMap", "dim": self.dim}
@@ -304,14 +445,22 @@ class QuadraticGD(MapBase):
     the symmetric ``H`` — also for ``lr > 2 / h_max``, where the orbit diverges.
     """
 
-    def __init__(self, hessian: Tensor | list[list[float]] | list[float], lr: float, dtype: torch.dtype = torch.float64):
+    batch_first = True
+
+    def __init__(
+        self, hessian: Tensor | list[list[float]] | list[float], lr: float | Tensor, dtype: torch.dtype = torch.float64
+    ):
         h = torch.as_tensor(hessian, dtype=dtype)
         if h.ndim == 1:
             h = torch.diag(h)
         if h.ndim != 2 or h.shape[0] != h.shape[1] or not torch.allclose(h, h.T):
             raise ValueError(f"QuadraticGD: expected a symmetric square Hessian, got shape {tuple(h.shape)}")
-        self.hessian, self.lr, self.dim, self.dtype = h, float(lr), h.shape[0], dtype
-        self.transition = torch.eye(self.dim, dtype=dtype) - self.lr * h
+        self.hessian, self.dim, self.dtype = h, h.shape[0], dtype
+        self.lr = _values(lr, "lr", "QuadraticGD", dtype)
+        self.members = _members("QuadraticGD", lr=self.lr)
+        eye = torch.eye(self.dim, dtype=dtype)
+        # (dim, dim), or (members, dim, dim) for a batch of rates
+        self.transition = eye - self.lr * h if self.members is None else eye - self.lr[:, None, None] * h
 
     @property
     def eigenvalues(self) -> Tensor:
@@ -319,28 +468,47 @@ class QuadraticGD(MapBase):
         return torch.linalg.eigvalsh(self.hessian)
 
     def exact_exponents(self) -> Tensor:
-        """``ln|1 - lr h_i|`` sorted in descending order, shape ``(dim,)``."""
-        return torch.sort(torch.log(torch.abs(1.0 - self.lr * self.eigenvalues)), descending=True).values
+        """``ln|1 - lr h_i|`` sorted in descending order, shape ``(dim,)`` (``(members, dim)`` for a batch)."""
+        lr = self.lr if self.members is None else self.lr[:, None]
+        return torch.sort(torch.log(torch.abs(1.0 - lr * self.eigenvalues)), descending=True, dim=-1).values
 
     def initial_state(self, seed: int | None = None) -> Tensor:
-        return torch.randn(self.dim, generator=_rng(seed), dtype=torch.float64).to(self.dtype)
+        return self._initial_batch(torch.randn(self.dim, generator=_rng(seed), dtype=torch.float64).to(self.dtype))
+
+    def _apply(self, z: Tensor, states: int) -> Tensor:
+        """``transition`` applied to the rows of ``z`` (``states`` leading state dims)."""
+        if self.members is None:
+            return z @ self.transition.T
+        return torch.einsum("nij,n...j->n...i", self.transition, z)
 
     def step(self, x: Tensor, t: int) -> Tensor:
-        return self.transition @ x
+        """``x (dim,)`` or a batch ``(n, dim)`` -> ``(I - lr H) x`` for each."""
+        self._check_batch(x)
+        return self._apply(x, x.ndim - 1)
 
     def step_jvp(self, x: Tensor, v: Tensor, t: int) -> tuple[Tensor, Tensor]:
-        _check_tangent(self, x, v)
-        return self.transition @ x, v @ self.transition.T
+        _check_batch_tangent(self, x, v)
+        self._check_batch(x, "step_jvp")
+        return self.step(x, t), self._apply(v, x.ndim - 1)
 
-    def step_with_metrics(self, x: Tensor, t: int) -> tuple[Tensor, dict[str, float]]:
-        g = self.hessian @ x
-        return x - self.lr * g, {"loss": float(0.5 * x @ g), "grad_norm": float(g.norm())}
+    def step_with_metrics(self, x: Tensor, t: int) -> tuple[Tensor, dict[str, Any]]:
+        """The step and ``loss``, ``grad_norm`` at ``x``: floats for one state, ``(n,)``
+        tensors for a batch ``(n, dim)``."""
+        self._check_batch(x)
+        g = x @ self.hessian
+        loss, grad_norm = 0.5 * (x * g).sum(-1), g.norm(dim=-1)
+        if x.ndim == 1:
+            return self.step(x, t), {"loss": float(loss), "grad_norm": float(grad_norm)}
+        return self.step(x, t), {"loss": loss, "grad_norm": grad_norm}
 
     def loss(self, theta: Tensor, t: int) -> Tensor:
         return 0.5 * theta @ (self.hessian @ theta)
 
+    def _member(self, i: int) -> "QuadraticGD":
+        return QuadraticGD(self.hessian, float(self.lr[i]), dtype=self.dtype)
+
     def describe(self) -> dict[str, Any]:
-        return {"map": "QuadraticGD", "lr": self.lr, "dim": self.dim}
+        return {"map": "QuadraticGD", "lr": _describe_values(self.lr), "dim": self.dim}
 
 
 class CircleRotation(MapBase):
@@ -352,20 +520,33 @@ class CircleRotation(MapBase):
 
     dim = 2
 
-    def __init__(self, omega: float = (math.sqrt(5.0) - 1.0) / 2.0, dtype: torch.dtype = torch.float64):
-        self.omega, self.dtype = float(omega), dtype
-        c, s = math.cos(2 * math.pi * omega), math.sin(2 * math.pi * omega)
-        self.rotation = torch.tensor([[c, -s], [s, c]], dtype=dtype)
+    batch_first = True
+
+    def __init__(self, omega: float | Tensor = (math.sqrt(5.0) - 1.0) / 2.0, dtype: torch.dtype = torch.float64):
+        self.dtype = dtype
+        self.omega = _values(omega, "omega", "CircleRotation", dtype)
+        self.members = _members("CircleRotation", omega=self.omega)
+        angle = 2 * math.pi * torch.as_tensor(self.omega, dtype=torch.float64)
+        c, s = torch.cos(angle), torch.sin(angle)
+        # (2, 2), or (members, 2, 2) for a batch of angles
+        self.rotation = torch.stack((torch.stack((c, -s), -1), torch.stack((s, c), -1)), -2).to(dtype)
 
     def initial_state(self, seed: int | None = None) -> Tensor:
         angle = 2 * math.pi * float(torch.rand(1, generator=_rng(seed), dtype=torch.float64))
-        return torch.tensor([math.cos(angle), math.sin(angle)], dtype=self.dtype)
+        return self._initial_batch(torch.tensor([math.cos(angle), math.sin(angle)], dtype=self.dtype))
 
     def step(self, x: Tensor, t: int) -> Tensor:
-        return self.rotation @ x
+        """``x (2,)`` or a batch ``(n, 2)`` -> the rotated state(s)."""
+        self._check_batch(x)
+        if self.members is None:
+            return x @ self.rotation.T
+        return torch.einsum("nij,nj->ni", self.rotation, x)
+
+    def _member(self, i: int) -> "CircleRotation":
+        return CircleRotation(float(self.omega[i]), dtype=self.dtype)
 
     def describe(self) -> dict[str, Any]:
-        return {"map": "CircleRotation", "omega": self.omega}
+        return {"map": "CircleRotation", "omega": _describe_values(self.omega)}
 
 
 class LorenzRK4(MapBase):
@@ -377,34 +558,37 @@ class LorenzRK4(MapBase):
     """
 
     dim = 3
+    batch_first = True
 
     def __init__(
         self,
-        sigma: float = 10.0,
-        rho: float = 28.0,
-        beta: float = 8.0 / 3.0,
+        sigma: float | Tensor = 10.0,
+        rho: float | Tensor = 28.0,
+        beta: float | Tensor = 8.0 / 3.0,
         dt: float = 0.01,
         dtype: torch.dtype = torch.float64,
     ):
         if dt <= 0:
             raise ValueError(f"LorenzRK4: expected dt > 0, got dt={dt}")
-        self.sigma, self.rho, self.beta, self.dt, self.dtype = float(sigma), float(rho), float(beta), float(dt), dtype
+        self.dt, self.dtype = float(dt), dtype
+        self.sigma, self.rho, self.beta = (_values(v, n, "LorenzRK4", dtype)
+                                           for v, n in ((sigma, "sigma"), (rho, "rho"), (beta, "beta")))
+        self.members = _members("LorenzRK4", sigma=self.sigma, rho=self.rho, beta=self.beta)
 
     def vector_field(self, x: Tensor) -> Tensor:
-        return torch.stack(
-            (
-                self.sigma * (x[1] - x[0]),
-                x[0] * (self.rho - x[2]) - x[1],
-                x[0] * x[1] - self.beta * x[2],
-            )
-        )
+        """The Lorenz field at ``x (3,)`` or at each row of a batch ``(n, 3)``."""
+        u, v, w = x[..., 0], x[..., 1], x[..., 2]
+        sigma, rho, beta = (_column(p, x) for p in (self.sigma, self.rho, self.beta))
+        return torch.stack((sigma * (v - u), u * (rho - w) - v, u * v - beta * w), dim=-1)
 
     def initial_state(self, seed: int | None = None) -> Tensor:
         """A point on the attractor's neighbourhood: ``(1, 1, 20)`` plus U(-0.5, 0.5)."""
         jitter = torch.rand(3, generator=_rng(seed), dtype=torch.float64) - 0.5
-        return (torch.tensor([1.0, 1.0, 20.0], dtype=torch.float64) + jitter).to(self.dtype)
+        return self._initial_batch((torch.tensor([1.0, 1.0, 20.0], dtype=torch.float64) + jitter).to(self.dtype))
 
     def step(self, x: Tensor, t: int) -> Tensor:
+        """``x (3,)`` or a batch ``(n, 3)`` -> one RK4 step of each."""
+        self._check_batch(x)
         h, f = self.dt, self.vector_field
         k1 = f(x)
         k2 = f(x + 0.5 * h * k1)
@@ -412,5 +596,10 @@ class LorenzRK4(MapBase):
         k4 = f(x + h * k3)
         return x + (h / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
 
+    def _member(self, i: int) -> "LorenzRK4":
+        pick = lambda p: float(p[i]) if isinstance(p, Tensor) else p  # noqa: E731
+        return LorenzRK4(pick(self.sigma), pick(self.rho), pick(self.beta), self.dt, dtype=self.dtype)
+
     def describe(self) -> dict[str, Any]:
-        return {"map": "LorenzRK4", "sigma": self.sigma, "rho": self.rho, "beta": self.beta, "dt": self.dt}
+        return {"map": "LorenzRK4", "sigma": _describe_values(self.sigma), "rho": _describe_values(self.rho),
+                "beta": _describe_values(self.beta), "dt": self.dt}

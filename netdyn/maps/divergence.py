@@ -170,22 +170,38 @@ class EnsembleDivergence:
     """
 
     def __init__(self, n: int, rule: DivergenceRule | None = None):
-        self.checks = [DivergenceCheck(rule) if rule is not None else None for _ in range(n)]
+        self.rule = rule
+        self.norm_ref = np.full(n, np.nan)  # max(first finite norm, floor), as DivergenceCheck.norm_ref
         self.diverged = np.zeros(n, dtype=bool)
         self.diverged_step = np.full(n, -1, dtype=np.int64)
         self.reason = np.full(n, "", dtype=object)
 
     def update(self, norms: np.ndarray, step: int, alive: np.ndarray | None = None) -> None:
-        """Check the members' norms at ``step``; ``rule=None`` checks finiteness only."""
+        """Check the members' norms at ``step``; ``rule=None`` checks finiteness only.
+
+        Vectorised over the members (the ensemble engines call it every step): the
+        same verdicts as one :meth:`DivergenceCheck.check_norm` per member; only the
+        members flagged at this step are visited to write their reason."""
+        norms = np.asarray(norms, dtype=np.float64)
         live = ~self.diverged if alive is None else alive & ~self.diverged
-        for i in np.flatnonzero(live):
-            check, norm = self.checks[i], float(norms[i])
-            if check is not None:
-                reason = check.check(math.nan, norm)
+        finite = np.isfinite(norms)
+        bad = live & ~finite
+        if self.rule is not None:
+            fresh = live & finite & np.isnan(self.norm_ref)
+            self.norm_ref[fresh] = np.maximum(norms[fresh], self.rule.norm_floor)
+            with np.errstate(invalid="ignore"):
+                grown = live & finite & (norms > self.rule.norm_factor * self.norm_ref)
+        else:
+            grown = np.zeros_like(bad)
+        for i in np.flatnonzero(bad | grown):
+            if bad[i]:  # the sentences of DivergenceCheck.check(nan, norm), or of the bare finiteness test
+                reason = "non-finite: the " + ("loss or the " if self.rule is not None else "") + "state has NaN/inf entries"
             else:
-                reason = "" if math.isfinite(norm) else "non-finite: the state has NaN/inf entries"
-            if reason:
-                self.diverged[i], self.diverged_step[i], self.reason[i] = True, step, reason
+                reason = (
+                    f"unbounded growth: the state norm reached {norms[i]:.3g}, more than {self.rule.norm_factor:g} x "
+                    f"its reference {self.norm_ref[i]:.3g}"
+                )
+            self.diverged[i], self.diverged_step[i], self.reason[i] = True, step, reason
 
     def warn(self, caller: str) -> None:
         """One RuntimeWarning naming the first divergence, if any."""

@@ -5,6 +5,17 @@ the logistic map, the learning rate of gradient descent, ...), keeps its tail
 projected to a scalar observable and classifies each orbit with
 :func:`netdyn.orbits.stability.orbital_stability`.  :func:`netdyn.plot.orbits.plot_orbit_diagram`
 draws the result.
+
+Parameter batches: when ``make_map`` accepts a 1-D tensor of all the values and
+returns one map whose ``members`` are those values (the classic maps of
+:mod:`netdyn.maps.classic`: ``LogisticMap``, ``HenonMap``, ``QuadraticGD``,
+``CircleRotation``, ``LorenzRK4``, and factories such as
+``lambda lr: QuadraticGD(h, lr=lr)``), all orbits advance together, one tensor
+operation per step.  Other factories (e.g. a ``TrainingMap`` per learning rate,
+``PotentialGD``) get one map and one orbit per value.  The classification stays
+per value (:func:`netdyn.orbits.stability.orbital_stability` judges one tail, with the
+exponent of that value's map); ``classify=False`` skips it when only the tails
+are wanted (it is most of the cost of a large diagram).
 """
 from __future__ import annotations
 
@@ -17,6 +28,7 @@ import torch
 import xarray as xr
 
 from netdyn._version import __version__
+from netdyn.maps.classic import is_batch_first
 from netdyn.orbits.stability import orbital_stability
 
 __all__ = ["orbit_diagram"]
@@ -33,6 +45,8 @@ def orbit_diagram(
     seed: int = 0,
     name: str = "value",
     use_map: bool = True,
+    classify: bool = True,
+    vectorize: bool | None = None,
     **stability: Any,
 ) -> xr.Dataset:
     """Tails and orbital classes of a family of maps over a control parameter.
@@ -66,6 +80,16 @@ def orbit_diagram(
         without ``step_jvp``) over the kept tail window, from its first state at map
         time ``steps - tail``, and checked against the class; ``False``: the
         exponent of aperiodic tails from :func:`~netdyn.series.datadriven.rosenstein`.
+    classify
+        default ``True``: classify every tail with :func:`orbital_stability` (one
+        call per value); ``False``: only the tails (``orbit``), without the
+        variables ``label``, ``period``, ``exponent``, ``confidence``, ``conflict``.
+    vectorize
+        default ``None``: advance all values as one parameter batch when
+        ``make_map(torch.tensor(values))`` returns one (see the module docstring),
+        else one map per value; ``True``: require the batch (``ValueError``
+        otherwise); ``False``: one map per value.  Both give the same tails to the
+        last bit (the members compute exactly the per-value operations).
     **stability
         further keyword arguments of :func:`orbital_stability` (``tol``,
         ``exponent_steps``, ...); its ``tail`` is the whole kept tail.
@@ -91,7 +115,8 @@ def orbit_diagram(
 
         coords ``value`` (the control values) and ``tail_step`` (the step index
         ``steps - tail + k`` of each kept state); attrs ``control``, ``steps``,
-        ``tail``, ``map`` (class name of the first map), ``netdyn_version``.
+        ``tail``, ``map`` (class name of the first map), ``classified`` (0/1),
+        ``batching`` (``"parameter batch"`` or ``"per value"``), ``netdyn_version``.
 
     An orbit that becomes non-finite stops there, its remaining tail is NaN and it
     is labelled divergent (the ``"non-finite"`` clause of
@@ -106,22 +131,39 @@ def orbit_diagram(
         raise ValueError(f"orbit_diagram: expected 16 <= tail <= steps, got tail={tail}, steps={steps}")
     if not (callable(observable) or isinstance(observable, (int, np.integer))):
         raise ValueError(f"orbit_diagram: expected an int or a callable observable, got {type(observable).__name__}")
+    batch = _parameter_batch(make_map, values, vectorize)
+    if batch is not None:
+        _check_observable(observable, batch.dim)
+        all_states, all_finite = _tails_batched(batch, steps, tail, x0, seed)
+        maps = (batch.member(k) for k in range(values.size))
+        map_name = type(batch).__name__
+    else:
+        maps = (make_map(float(value)) for value in values)
+        map_name = ""
     orbits = np.full((values.size, tail), np.nan)
     labels, periods, exponents = [], np.zeros(values.size, dtype=np.int64), np.full(values.size, np.nan)
     confidence, conflicts = [], []
-    map_name, diverged = "", []
+    diverged = []
+    if batch is not None and not callable(observable):
+        orbits[:] = all_states[:, :, observable]  # rows after a divergence are NaN already
     for k, value in enumerate(values):
-        map_ = make_map(float(value))
-        map_name = map_name or type(map_).__name__
-        if not callable(observable) and not 0 <= observable < map_.dim:
-            raise ValueError(f"orbit_diagram: expected an observable index in [0, {map_.dim}), got {observable}")
-        states, finite = _tail(map_, steps, tail, x0, seed)
+        if batch is None or classify or callable(observable):
+            map_ = next(maps)
+        if batch is None:
+            map_name = map_name or type(map_).__name__
+            _check_observable(observable, map_.dim)
+            states, finite = _tail(map_, steps, tail, x0, seed)
+        else:
+            states, finite = all_states[k], bool(all_finite[k])
         if not finite:
             diverged.append(float(value))
-        kept = states[np.isfinite(states).all(axis=1)]
-        if kept.shape[0]:
-            proj = kept[:, observable] if not callable(observable) else np.asarray(observable(kept), dtype=np.float64)
-            orbits[k, : kept.shape[0]] = proj
+        if batch is None or callable(observable):
+            kept = states[np.isfinite(states).all(axis=1)]
+            if kept.shape[0]:
+                proj = kept[:, observable] if not callable(observable) else np.asarray(observable(kept), dtype=np.float64)
+                orbits[k, : kept.shape[0]] = proj
+        if not classify:
+            continue
         if finite:
             timed = xr.DataArray(states, dims=("step", "param"), coords={"step": np.arange(steps - tail, steps)})
             res = orbital_stability(timed, tail=tail, seed=seed, map=map_ if use_map else None, **stability)
@@ -136,18 +178,69 @@ def orbit_diagram(
             conflicts.append("")
     if diverged:
         warnings.warn(f"orbit_diagram: orbits diverged at {name} = {diverged}", stacklevel=2)
-    return xr.Dataset(
-        {
-            "orbit": (("value", "tail_step"), orbits),
+    variables = {"orbit": (("value", "tail_step"), orbits)}
+    if classify:
+        variables.update({
             "label": ("value", np.array(labels, dtype=str)),
             "period": ("value", periods),
             "exponent": ("value", exponents),
             "confidence": ("value", np.array(confidence, dtype=str)),
             "conflict": ("value", np.array(conflicts, dtype=str)),
-        },
+        })
+    return xr.Dataset(
+        variables,
         coords={"value": values, "tail_step": np.arange(steps - tail, steps, dtype=np.int64)},
-        attrs={"control": name, "steps": int(steps), "tail": int(tail), "map": map_name, "netdyn_version": __version__},
+        attrs={"control": name, "steps": int(steps), "tail": int(tail), "map": map_name, "classified": int(classify),
+               "batching": "per value" if batch is None else "parameter batch", "netdyn_version": __version__},
     )
+
+
+def _check_observable(observable: Any, dim: int) -> None:
+    if not callable(observable) and not 0 <= observable < dim:
+        raise ValueError(f"orbit_diagram: expected an observable index in [0, {dim}), got {observable}")
+
+
+def _parameter_batch(make_map: Callable[[Any], Any], values: np.ndarray, vectorize: bool | None) -> Any:
+    """``make_map(tensor of values)`` when it is one ``batch_first`` map with ``values.size``
+    members, else None (``vectorize=True``: ``ValueError`` instead of None)."""
+    if vectorize is False:
+        return None
+    expected = (f"orbit_diagram: expected make_map to accept a 1-D tensor of the {values.size} values and return "
+                "one batch_first map with that many members (vectorize=True)")
+    try:
+        batch = make_map(torch.as_tensor(values, dtype=torch.float64))
+    except (TypeError, ValueError, RuntimeError) as err:  # a factory of scalar values only: one map per value
+        if vectorize:
+            raise ValueError(f"{expected}, got the error {err}") from err
+        return None
+    if getattr(batch, "members", None) != values.size or not is_batch_first(batch):
+        if vectorize:
+            raise ValueError(f"{expected}, got {type(batch).__name__} with members={getattr(batch, 'members', None)}")
+        return None
+    return batch
+
+
+def _tails_batched(batch: Any, steps: int, tail: int, x0: Any, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_tail` of every member of a parameter batch at once: ``(members, tail, dim)``
+    float64 tails (NaN rows from a member's first non-finite state on) and ``(members,)``
+    whether each orbit stayed finite."""
+    n, dim = batch.members, batch.dim
+    dtype = getattr(batch, "dtype", torch.float64)
+    if x0 is None:
+        x = batch.initial_state(seed)
+    else:
+        x = torch.as_tensor(x0, dtype=dtype).reshape(dim).expand(n, dim).clone()
+    out = np.full((n, tail, dim), np.nan)
+    alive = torch.ones(n, dtype=torch.bool)
+    start = steps - tail
+    with torch.no_grad():
+        for t in range(steps):
+            alive &= torch.isfinite(x).all(dim=1)
+            if t >= start:
+                rows = x.detach().cpu().double().numpy()
+                out[:, t - start] = np.where(alive.numpy()[:, None], rows, np.nan)
+            x = batch.step(x, t)
+    return out, alive.numpy()
 
 
 def _tail(map_: Any, steps: int, tail: int, x0: Any, seed: int) -> tuple[np.ndarray, bool]:

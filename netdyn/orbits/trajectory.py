@@ -23,9 +23,9 @@ from tqdm.auto import tqdm
 
 from netdyn._version import __version__
 from netdyn.maps.divergence import DivergenceCheck, DivergenceRule, parameter_norms
-from netdyn.maps.classic import describe_map, param_dim_of
-from netdyn.io.recording import resolve_record
-from netdyn.io.storage import RowBuffer, TrajectoryWriter, build_dataset, open_trajectory, verdict_variables
+from netdyn.maps.classic import describe_map, is_batch_first, param_dim_of
+from netdyn.io.recording import Selection, resolve_record
+from netdyn.io.storage import RowBuffer, TrajectoryWriter, build_dataset, netcdf_attrs, open_trajectory, verdict_variables
 
 __all__ = ["run", "state_matrix", "summarize"]
 
@@ -89,9 +89,10 @@ def run(
         ``loss`` and ``grad_norm``, ``evaluate`` the test metrics, ``param_labels`` the labels.
     steps : int
         number of map steps, ``t = t0 ... t0 + steps - 1``.
-    x0 : tensor or array (dim,), optional
+    x0 : tensor or array (dim,) or (n, dim), optional
         initial state (e.g. ``ds.final_state.values`` to continue a run); default
-        ``map.initial_state(seed)``.
+        ``map.initial_state(seed)``.  ``n`` states (or a parameter batch, a map with
+        ``members``, see :mod:`netdyn.maps.classic`) run as one ensemble: see "Batches" below.
     seed : int, optional
         passed to ``map.initial_state`` and stored in the ``seed`` attribute.
     record_every : int, default 1
@@ -153,7 +154,31 @@ def run(
     last completed step, ``complete = 0`` and the attribute ``interrupted_at`` (that
     step), then the exception propagates.  If another process holds the file open,
     rows that cannot be appended go to a side file (see :mod:`netdyn.io.storage`).
+
+    Batches: with ``x0`` of shape ``(n, dim)``, or a parameter batch (``map.members``
+    not None; ``x0`` None, one state ``(dim,)`` shared by the members, or
+    ``(members, dim)``), the members advance together and every variable gains the
+    leading dimension ``member``: ``state (member, step, param)``, ``loss``/
+    ``grad_norm`` ``(member, step)``, ``diverged``, ``divergence_reason``,
+    ``diverged_step``, ``final_step`` ``(member,)``, ``initial_state``/
+    ``final_state`` ``(member, state_index)``; attribute ``batching``.  Each member
+    follows the rules above on its own (a diverged member stops: its later rows are
+    NaN), so the result equals the per-member runs concatenated along ``member``.
+    How the batch is stepped (``batching``): a ``batch_first`` map (the classic maps,
+    :class:`netdyn.maps.vmap_training.VmapTrainingMap`) in one call per step, with its
+    batched ``step_with_metrics`` when present; a map without metrics by
+    ``torch.func.vmap`` over ``step`` (a loop where vmap fails); a map whose metrics
+    come one state at a time (``TrainingMap``, ``PotentialGD``) member by member
+    (``"per member"``).  ``evaluate`` is called per member.  A batch is kept in
+    memory: ``path`` must be None.
     """
+    batch = _batch_states(map, x0, seed)
+    if batch is not None:
+        if path is not None:
+            raise ValueError("run: expected path=None for a batch of states (a trajectory file holds one orbit), "
+                             f"got path={os.fspath(path)!r}")
+        return _run_batch(map, steps, batch, seed=seed, record_every=record_every, record=record,
+                          eval_every=eval_every, progress=progress, t0=t0, divergence=divergence)
     steps = _positive_int(steps, "steps", 0)
     record_every = _positive_int(record_every, "record_every")
     flush_every = _positive_int(flush_every, "flush_every")
@@ -258,6 +283,202 @@ def run(
     attrs["complete"] = 1
     ds = build_dataset(buffer.rows(), selection.names, selection.layers, initial, final, final_step, diverged, attrs)
     return ds.assign(verdict_variables(verdict))
+
+
+def _batch_states(map_: Any, x0: Any, seed: int | None) -> Tensor | None:
+    """The initial states ``(n, dim)`` of a batched run, or None for a single orbit."""
+    members = getattr(map_, "members", None)
+    if members is None and (x0 is None or torch.as_tensor(x0).ndim != 2):
+        return None
+    if x0 is None:
+        xs = map_.initial_state(seed)
+    else:
+        xs = torch.as_tensor(x0)
+        if members is not None and xs.shape == (map_.dim,):
+            xs = xs.expand(members, map_.dim)
+    n = members if members is not None else xs.shape[0]
+    if xs.shape != (n, map_.dim) or n == 0:
+        raise ValueError(f"run: expected x0 of shape ({map_.dim},) or (n, {map_.dim})"
+                         + (f" with n = members = {members}" if members is not None else "") + f", got {tuple(xs.shape)}")
+    if not bool(torch.isfinite(xs).all()):
+        raise ValueError("run: expected finite initial states, got NaN/inf entries")
+    return xs.detach().clone()
+
+
+class _BatchRule:
+    """The divergence rule of :func:`_divergence` for ``n`` members at once: the flags are
+    computed on arrays, and each flagged member's sentence comes from the scalar code
+    (a :class:`DivergenceCheck` holding that member's references), so the verdicts are
+    those of ``n`` separate runs."""
+
+    def __init__(self, n: int, rule: DivergenceRule | None):
+        self.rule = rule
+        self.loss_ref, self.norm_ref = np.full(n, np.nan), np.full(n, np.nan)
+
+    def _check(self, i: int) -> DivergenceCheck | None:
+        if self.rule is None:
+            return None
+        return DivergenceCheck(self.rule, loss_ref=float(self.loss_ref[i]), norm_ref=float(self.norm_ref[i]))
+
+    def reasons(self, loss: np.ndarray, norm: np.ndarray, live: np.ndarray, has_metrics: bool) -> dict[int, str]:
+        """``{member: reason}`` for the live members that break the rule at this state;
+        the references of the others are updated as :meth:`DivergenceCheck.check` does."""
+        with np.errstate(invalid="ignore", over="ignore"):
+            flag = (np.isnan(loss) if has_metrics else np.zeros(loss.shape, dtype=bool)) | np.isinf(loss) | ~np.isfinite(norm)
+            if self.rule is not None:
+                flag |= np.isnan(loss) & ~np.isnan(self.loss_ref)
+                fresh = np.isfinite(loss) & np.isnan(self.loss_ref)
+                loss_ref = np.where(fresh, np.maximum(np.abs(loss), self.rule.loss_floor), self.loss_ref)
+                flag |= np.isfinite(loss) & (np.abs(loss) > self.rule.loss_factor * loss_ref)
+                norm_ref = np.where(np.isnan(self.norm_ref), np.maximum(norm, self.rule.norm_floor), self.norm_ref)
+                flag |= norm > self.rule.norm_factor * norm_ref
+        out = {int(i): _divergence(self._check(i), float(loss[i]), has_metrics, float(norm[i]))
+               for i in np.flatnonzero(live & flag)}
+        if self.rule is not None:
+            keep = live & ~flag
+            self.loss_ref[keep], self.norm_ref[keep] = loss_ref[keep], norm_ref[keep]
+        return out
+
+    def last(self, i: int, norm: float) -> str:
+        """The norm part of the rule at a member's last state (as :func:`run` judges it)."""
+        check = self._check(i)
+        return check.check_norm(norm) if check is not None else ""
+
+
+def _projected(selection: Selection, theta: Tensor) -> Tensor:
+    """``selection.project`` of each row of ``theta (n, param_dim)``: vmap, or a loop where it fails."""
+    try:
+        return torch.func.vmap(selection.project)(theta)
+    except Exception:  # a projection vmap cannot trace: one row at a time
+        return torch.stack([selection.project(row) for row in theta])
+
+
+def _run_batch(
+    map_: Any, steps: int, xs: Tensor, *, seed: int | None, record_every: int, record: Any,
+    eval_every: int | None, progress: bool, t0: int, divergence: DivergenceRule | None,
+) -> xr.Dataset:
+    """:func:`run` of a batch of states ``xs (n, dim)``; see its "Batches" section."""
+    n = xs.shape[0]
+    batch_first = is_batch_first(map_)
+    if callable(getattr(map_, "step_with_metrics", None)) and not batch_first:
+        members = [map_.member(i) if getattr(map_, "members", None) is not None else map_ for i in range(n)]
+        runs = [run(m, steps, x0=xs[i], seed=seed, record_every=record_every, record=record, eval_every=eval_every,
+                    progress=progress, t0=t0, divergence=divergence) for i, m in enumerate(members)]
+        ds = xr.concat(runs, dim="member", data_vars="all", coords="minimal", compat="override", join="outer",
+                       combine_attrs="override")
+        return ds.assign_coords(member=np.arange(n)).assign_attrs(batching="per member")
+    steps = _positive_int(steps, "steps", 0)
+    record_every = _positive_int(record_every, "record_every")
+    t0 = _positive_int(t0, "t0", 0)
+    if eval_every is not None:
+        eval_every = _positive_int(eval_every, "eval_every")
+        if eval_every % record_every:
+            raise ValueError(f"run: expected eval_every to be a multiple of record_every={record_every}, got {eval_every}")
+        if not callable(getattr(map_, "evaluate", None)):
+            raise ValueError(f"run: eval_every needs {type(map_).__name__}.evaluate(x), which it lacks")
+    selection = resolve_record(map_, record)
+    param_dim = param_dim_of(map_)
+    dtype = np.dtype(np.float64 if xs.dtype == torch.float64 else np.float32)
+    has_metrics = batch_first and callable(getattr(map_, "step_with_metrics", None))
+    if batch_first:
+        advance, batching = map_.step, "batch_first"
+    else:
+        from netdyn.lyapunov.maximal import BatchStepper  # the batching helper (moves to _core with issue 13)
+
+        stepper = BatchStepper(map_)
+        advance, batching = stepper.step, None
+    rule = _BatchRule(n, divergence)
+    live = np.ones(n, dtype=bool)
+    reasons = np.full(n, "", dtype=object)
+    diverged_step = np.full(n, -1, dtype=np.int64)
+    final_step = np.full(n, t0 + steps, dtype=np.int64)
+    initial = _numpy(xs, dtype)
+    final = initial.copy()
+    nan = np.full(n, np.nan)
+    rows: dict[str, list] = {"step": [], "state": [], "loss": [], "grad_norm": []}
+    if eval_every is not None:
+        rows.update(test_loss=[], test_accuracy=[])
+    x, previous = xs, xs
+    with tqdm(total=steps, disable=not progress, desc=f"run {type(map_).__name__} x{n}") as bar:
+        for t in range(t0, t0 + steps):
+            if has_metrics:
+                x_next, metrics = map_.step_with_metrics(x, t)
+                loss, grad_norm = (np.asarray(torch.as_tensor(metrics[k]).detach().cpu().double().numpy(), dtype=np.float64)
+                                   for k in ("loss", "grad_norm"))
+            else:
+                x_next, loss, grad_norm = advance(x, t), nan, nan
+            stopped = rule.reasons(loss, parameter_norms(x, param_dim), live, has_metrics)
+            for i, reason in stopped.items():
+                reasons[i], diverged_step[i], final_step[i] = reason, t, max(t - 1, t0)
+                final[i] = _numpy((previous if t > t0 else x)[i], dtype)
+                live[i] = False
+            finite_next = torch.isfinite(x_next).all(dim=1).numpy()
+            if (t - t0) % record_every == 0 and live.any():
+                state = _numpy(_projected(selection, x[:, :param_dim]), dtype)
+                state[~live] = np.nan
+                rows["step"].append(t)
+                rows["state"].append(state)
+                rows["loss"].append(np.where(live, loss, np.nan))
+                rows["grad_norm"].append(np.where(live, grad_norm, np.nan))
+                if eval_every is not None:
+                    test = np.full((2, n), np.nan)
+                    if (t - t0) % eval_every == 0:
+                        for i in np.flatnonzero(live):
+                            metrics = map_.evaluate(x[i])
+                            test[:, i] = [metrics.get("test_loss", np.nan), metrics.get("test_accuracy", np.nan)]
+                    rows["test_loss"].append(test[0])
+                    rows["test_accuracy"].append(test[1])
+            bar.update(1)
+            for i in np.flatnonzero(live & ~finite_next):
+                reasons[i], diverged_step[i], final_step[i] = "non-finite: the state has NaN/inf entries", t + 1, t
+                final[i] = _numpy(x[i], dtype)
+                live[i] = False
+            keep = torch.from_numpy(live)[:, None]
+            previous, x = torch.where(keep, x, previous), torch.where(keep, x_next, x)
+            if not live.any():
+                break
+    if steps:
+        norms = parameter_norms(x, param_dim)
+        for i in np.flatnonzero(live):  # the last state's norm, as run judges it
+            reason = rule.last(int(i), float(norms[i]))
+            if reason:
+                reasons[i], diverged_step[i], final_step[i] = reason, t0 + steps, t0 + steps - 1
+                final[i] = _numpy(previous[i], dtype)
+                live[i] = False
+    sound = live & (reasons == "")
+    final[sound] = _numpy(x, dtype)[sound]
+    if (reasons != "").any():
+        first = int(np.argmin(np.where(reasons != "", diverged_step, np.iinfo(np.int64).max)))
+        warnings.warn(f"run: {int((reasons != '').sum())} of {n} member(s) diverged (first at step "
+                      f"{int(diverged_step[first])}: {reasons[first]}); each stopped there, its steps before are kept",
+                      RuntimeWarning, stacklevel=3)
+    attrs = {
+        "map": type(map_).__name__, **describe_map(map_), "seed": seed, "record": selection.record,
+        **selection.attrs, "record_every": record_every, "eval_every": eval_every, "t0": t0, "dtype": str(dtype),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "netdyn_version": __version__,
+        "complete": 1, "batching": batching or stepper.mode,
+    }
+    series = {name: (("member", "step"), np.stack(values, axis=1) if values else np.zeros((n, 0)))
+              for name, values in rows.items() if name not in ("step", "state")}
+    data = {
+        "state": (("member", "step", "param"),
+                  np.stack(rows["state"], axis=1) if rows["state"] else np.zeros((n, 0, selection.size), dtype)),
+        **series,
+        "diverged": (("member",), reasons != ""),
+        "initial_state": (("member", "state_index"), initial),
+        "final_state": (("member", "state_index"), final),
+        "final_step": (("member",), final_step),
+        "divergence_reason": (("member",), reasons.astype(str)),
+        "diverged_step": (("member",), diverged_step),
+    }
+    coords = {
+        "member": np.arange(n),
+        "step": ("step", np.array(rows["step"], dtype=np.int64)),
+        "param": ("param", np.arange(selection.size, dtype=np.int64)),
+        "param_name": ("param", np.array(selection.names, dtype=str)),
+        "layer": ("param", np.array(selection.layers, dtype=str)),
+    }
+    return xr.Dataset(data, coords=coords, attrs=netcdf_attrs(attrs))
 
 
 def _divergence(check: DivergenceCheck | None, loss: float, has_metrics: bool, norm: float) -> str:
