@@ -5,7 +5,8 @@ Every name in ``netdyn.__all__`` is checked for
 (a) keyword-only parameters after the data: a map-driven function is ``f(map_, x0, steps, *, ...)`` (a point
     evaluation ``f(map_, x, *, t=0)``), any other function ``f(x, *, ...)`` -- see :func:`data_parameters`;
 (b) one name per concept: never ``map``/``make_map`` (``map_``), ``x0s`` (``x0``), ``eps`` (``d0``), ``min_tsep``
-    (``theiler``), ``t`` beside ``steps`` (``t0``); ``seed`` never defaults to None, ``progress`` defaults to None;
+    (``theiler``), ``t`` or ``x`` beside ``steps`` (``t0``, ``x0``); ``seed`` never defaults to None, ``progress``
+    defaults to None, and every function that iterates a map for ``steps`` (and ``run_sweep``) has ``progress``;
 (c) a Dataset-convertible result: the return annotation is ``xr.Dataset`` or a class with ``to_dataset`` and
     ``from_dataset`` (:class:`netdyn._core.results.DatasetResult`);
 (d) a numpydoc docstring (parsed by ``numpydoc.docscrape``) with Parameters, Returns and Examples sections and at
@@ -107,6 +108,11 @@ def naming_violations() -> list[str]:
                 found.append(f"(b) {name}: parameter {bad!r} should be {good!r}")
         if "t" in params and "steps" in params:
             found.append(f"(b) {name}: iterates from a start, so the start time is 't0', not 't'")
+        if "x" in params and "steps" in params:
+            found.append(f"(b) {name}: iterates from a start, so the start state is 'x0', not 'x'")
+        iterates_a_map = next(iter(params), None) in MAP_NAMES + ("map", "make_map") and "steps" in params
+        if (iterates_a_map or name == "run_sweep") and "progress" not in params:
+            found.append(f"(b) {name}: long-running (iterates a map for `steps`) but has no progress parameter")
         if "seed" in params and params["seed"].default is None:
             found.append(f"(b) {name}: seed defaults to None (use seed: int = 0)")
         if "progress" in params and params["progress"].default is not None:
