@@ -9,13 +9,15 @@ Every name in ``netdyn.__all__`` is checked for
     defaults to None, and every function that iterates a map for ``steps`` (and ``run_sweep``) has ``progress``;
 (c) a Dataset-convertible result: the return annotation is ``xr.Dataset`` or a class with ``to_dataset`` and
     ``from_dataset`` (:class:`netdyn._core.results.DatasetResult`);
-(d) a numpydoc docstring (parsed by ``numpydoc.docscrape``) with Parameters, Returns and Examples sections and at
-    least one ``>>>`` line.
+(d) a numpydoc docstring (parsed by ``numpydoc.docscrape``) with Parameters (every parameter; a dataclass may
+    document its fields under Attributes), Returns (functions) and Examples sections and at least one ``>>>``
+    line; public methods need a docstring.
 
 All violations are collected and shown in one assertion message, so one run lists everything left to do.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import warnings
 from typing import Any
@@ -173,13 +175,15 @@ def docstring_violations() -> list[str]:
                 continue
         sections = ["Parameters", "Examples"] + ([] if inspect.isclass(obj) else ["Returns"])
         named = [p for p in _params(obj) if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        # a dataclass's constructor parameters are its fields: numpydoc's Attributes section documents them
+        entries = list(parsed["Parameters"]) + (list(parsed["Attributes"]) if dataclasses.is_dataclass(obj) else [])
         if inspect.isclass(obj) and not named:
             sections.remove("Parameters")  # nothing to document
-        missing = [s for s in sections if not parsed[s]]
+        missing = [s for s in sections if not (entries if s == "Parameters" else parsed[s])]
         if missing:
             found.append(f"(d) {name}: missing numpydoc section(s) {', '.join(missing)}")
-        if parsed["Parameters"]:
-            documented = {n.strip() for p in parsed["Parameters"] for n in p.name.split(",")}
+        if entries:
+            documented = {n.strip() for p in entries for n in p.name.split(",")}
             undocumented = [p.name for p in named if p.name not in documented]
             if undocumented:
                 found.append(f"(d) {name}: parameters not documented: {', '.join(undocumented)}")
