@@ -21,7 +21,6 @@ classes, verdicts, grid points) must match exactly.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import subprocess
@@ -68,7 +67,7 @@ class Finding:
     """One printed finding; ``quick`` / ``full`` is the expected value at that size (None: not checked there).
 
     An expected value is ``(value, tolerance)`` for a number, ``("<", bound)`` for an upper bound, or anything
-    else (a string, a tuple of ranges) for exact equality.  ``readme`` is the text the README quotes for it.
+    else (a string, an exact number) for equality.  ``readme`` is the text the README quotes for it.
     """
 
     label: str
