@@ -29,8 +29,10 @@ class TestOrbitDiagram:
         d = logistic_diagram
         assert list(d["label"].values) == ["fixed_point", "periodic", "periodic", "periodic", "chaotic"]
         assert list(d["period"].values) == [1, 2, 4, 3, 0]
-        # exponent from 500 tangent steps: ln 2 to ~0.07 (one standard deviation)
-        assert d["exponent"].sel(value=4.0) == pytest.approx(math.log(2), abs=0.1)
+        # exponent from 500 tangent steps.  At r = 4, ln|f'| = ln 2 + a coboundary (conjugacy to the tent map,
+        # x = sin^2(pi theta / 2)), so the finite-time mean misses ln 2 only by (ln|sin pi theta_n| -
+        # ln|sin pi theta_0|) / n ~ 1/n, not 1/sqrt(n): measured error +0.0003; 0.02 allows |that difference| up to 10
+        assert d["exponent"].sel(value=4.0) == pytest.approx(math.log(2), abs=0.02)
 
     def test_tail_values_are_the_attractors(self, logistic_diagram):
         d = logistic_diagram

@@ -101,7 +101,8 @@ class TestAnalyticCases:
         ds = run(LogisticMap(4.0), 500, x0=x0)
         exponent = max_lyapunov(LogisticMap(4.0), x0, 500, transient=50)
         assert not bool(ds["diverged"]) and not bool(exponent["diverged"])
-        assert float(exponent["lyapunov"]) == pytest.approx(math.log(2.0), abs=0.1)
+        # r = 4: finite-time error ~1/n (ln|f'| is ln 2 plus a coboundary): measured +0.0007 over 500 steps
+        assert float(exponent["lyapunov"]) == pytest.approx(math.log(2.0), abs=0.02)
 
     def test_run_and_max_lyapunov_agree_on_a_map_without_loss(self):
         # Henon from (10, 10) escapes: both apply the same rule to the same norms

@@ -151,7 +151,8 @@ class TestBlockStderr:
     def test_white_noise_matches_naive_error(self):
         rates = np.random.default_rng(0).normal(size=(200, 1000))
         # for independent rates the block estimate is unbiased for 1/sqrt(n)
-        assert block_stderr(rates).mean() == pytest.approx(1 / math.sqrt(1000), rel=0.1)
+        # measured: -0.7 % off, with a standard error of 1.7 % over the 200 rows: 0.05 is 3 standard errors
+        assert block_stderr(rates).mean() == pytest.approx(1 / math.sqrt(1000), rel=0.05)
 
     def test_too_short_is_nan(self):
         assert np.isnan(block_stderr(np.ones(1)))

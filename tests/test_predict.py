@@ -136,7 +136,9 @@ class TestComparePredictors:
         out = compare_predictors(ds, labels, self.sets, kind="classification", n_repeats=20)
         assert out.attrs["chance"] == 0.5
         assert float(out.score_mean.sel(feature_set="signal")) > 0.9
-        # noise: accuracy 0.5 +- ~0.02 (100 overlapping folds of 16); 0.35..0.65 is generous
+        # noise: measured 0.419.  The 100 folds reuse the same 80 samples, so the mean's error is that of one
+        # data set, sqrt(0.25 / 80) ~ 0.056 (plus CV's known pull below chance for balanced noise labels):
+        # 0.35..0.65 is about 2.7 of those standard errors either side of 0.5
         assert 0.35 < float(out.score_mean.sel(feature_set="noise")) < 0.65
         prob = out.prediction.sel(feature_set="signal").values
         assert ((prob >= 0) & (prob <= 1)).all()

@@ -64,11 +64,12 @@ class TestOrbitalStability:
         assert res.exponent > 0.3  # lambda(3.9) ~ 0.49, lambda(4) = ln 2
 
     def test_logistic_r4_exponent_from_the_map_is_ln2(self):
-        # 999 tangent steps over the tail window: ln|4(1-2x)| has std pi/sqrt(12) ~ 0.91 under the
-        # invariant density and the map mixes, so the mean's std is ~0.029; 0.1 is 3.5 sigma
+        # 999 tangent steps over the tail window.  ln|4(1-2x)| = ln 2 + a coboundary (the conjugacy to the tent
+        # map), so the finite-time mean is off by O(1/n), not pi/sqrt(12)/sqrt(n): measured +0.00015 (the block
+        # stderr reports 0.008); 0.02 is 2.5 of those reported standard errors
         res = orbital_stability(orbit(LogisticMap(4.0), 2000), map=LogisticMap(4.0))
         assert res.label == "chaotic" and res.exponent_source == "map"
-        assert res.exponent == pytest.approx(math.log(2), abs=0.1)
+        assert res.exponent == pytest.approx(math.log(2), abs=0.02)
 
     def test_logistic_r4_orbit_exponent_near_ln2(self):
         # nearest-neighbour divergence over 5 steps from ~500 pairs in 1-D: a few % bias at most
@@ -84,7 +85,8 @@ class TestOrbitalStability:
     def test_twin_estimate_without_tangents(self):
         m = LogisticMap(4.0)
         res = orbital_stability(orbit(m, 2000), map=StepOnly(m))
-        assert res.label == "chaotic" and res.exponent == pytest.approx(math.log(2), abs=0.1)
+        # measured +0.00015, reported stderr 0.008 (as the tangent estimate above)
+        assert res.label == "chaotic" and res.exponent == pytest.approx(math.log(2), abs=0.02)
 
     def test_irrational_rotation_is_quasi_periodic(self):
         res = orbital_stability(orbit(CircleRotation(), 2000))

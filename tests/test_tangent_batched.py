@@ -41,7 +41,8 @@ class TestBatchedSpectrum:
         assert result["diverged"].values.tolist() == [False, True, False]
         assert result["diverged_step"].values[1] > 0
         for i in (0, 2):
-            assert float(result["lyapunov"][i, 0]) == pytest.approx(math.log(2), abs=0.02)
+            # 3000 steps, error O(1/n) at r = 4 (coboundary): measured -0.0003 and -0.0004
+            assert float(result["lyapunov"][i, 0]) == pytest.approx(math.log(2), abs=0.005)
         assert np.isnan(result["local_rate"][1, -1, 0])
 
     def test_qr_factors_have_batch_shapes(self):

@@ -234,7 +234,9 @@ class TestSketchProjection:
         i, j = np.triu_indices(20, 1)
         ratio = (torch.cdist(sk, sk) ** 2 / torch.cdist(pts, pts) ** 2).numpy()[i, j]
         assert ratio.min() > 0.4 and ratio.max() < 1.6
-        assert abs(ratio.mean() - 1) < 0.1
+        # measured mean 0.989 (per-pair std 0.096 = sqrt(2/k)); the mean's standard error lies between
+        # 0.096/sqrt(190) = 0.007 and 0.096/sqrt(20) = 0.021 (pairs share points): 0.05 is >= 2.3 of them
+        assert abs(ratio.mean() - 1) < 0.05
 
     def test_deterministic_by_seed(self):
         theta = torch.linspace(-1, 1, 500, dtype=torch.float64)
