@@ -6,9 +6,9 @@ from netdyn.series.linear_region import flat_linear_flat, line_fit, linear_regio
 
 
 def test_local_slopes_of_a_line_and_a_kink():
-    assert np.allclose(local_slopes(3.0 * np.arange(20.0), 5), 3.0)
+    assert np.allclose(local_slopes(3.0 * np.arange(20.0), window=5), 3.0)
     y = np.minimum(np.arange(20.0), 10.0)
-    s = local_slopes(y, 3)  # window c .. c+2: slope 1 while c + 2 <= 10, 0 once c >= 10
+    s = local_slopes(y, window=3)  # window c .. c+2: slope 1 while c + 2 <= 10, 0 once c >= 10
     assert np.allclose(s[:9], 1.0) and np.allclose(s[10:], 0.0) and s[9] == pytest.approx(0.5)
 
 
@@ -51,7 +51,7 @@ def test_non_finite_ends_the_curve():
 
 def test_too_short_curves():
     assert linear_region(np.array([1.0, 2.0])).n_points == 2
-    assert np.isnan(line_fit(np.array([1.0]), 0, 1).slope)
+    assert np.isnan(line_fit(np.array([1.0]), start=0, stop=1).slope)
 
 
 def test_flat_linear_flat_fits_twin_curves_and_reports_the_line():

@@ -118,7 +118,7 @@ class TestRefusals:
         # issue 11: +0.11 fitted on two points of a falling curve next to a "periodic, contracting" verdict
         ds = xr.open_dataset(Path(__file__).parents[1] / "data" / "iris_sgd_reference.nc")
         with pytest.warns(RuntimeWarning, match="no reliable exponent"):
-            res = rosenstein(ds, "loss", emb_dim=10, lag=4, theiler=10)
+            res = rosenstein(ds, observable="loss", emb_dim=10, lag=4, theiler=10)
         assert not res.reliable and math.isnan(res.exponent) and res.reason
         ds_out = res.to_dataset()
         assert ds_out.attrs["reliable"] == 0 and ds_out.attrs["reason"] == res.reason

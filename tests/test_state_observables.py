@@ -80,7 +80,7 @@ def test_peak_memory_follows_the_block_not_the_file(recording):
     full = STEPS * DIM * 8  # the state as one float64 matrix: 36 MB
     with netdyn.open_trajectory(recording) as ds:
         tracemalloc.start()
-        series = state_observable(ds["state"], "projection:random", chunk=200)
+        series = state_observable(ds["state"], observable="projection:random", chunk=200)
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         assert series.shape == (STEPS,)
@@ -96,11 +96,11 @@ def test_peak_memory_follows_the_block_not_the_file(recording):
 def test_bad_names_and_chunks(recording):
     with netdyn.open_trajectory(recording) as ds:
         with pytest.raises(ValueError, match="expected a parameter index in"):
-            state_observable(ds["state"], f"param:{DIM}")
+            state_observable(ds["state"], observable=f"param:{DIM}")
         with pytest.raises(ValueError, match="expected an observable in"):
-            state_observable(ds["state"], "entropy")
-        with pytest.raises(ValueError, match="expected an integer chunk >= 1"):
-            state_observable(ds["state"], "norm", chunk=0)
+            state_observable(ds["state"], observable="entropy")
+        with pytest.raises(ValueError, match="expected chunk to be an int >= 1"):
+            state_observable(ds["state"], observable="norm", chunk=0)
 
 
 class ContractingMap(DriftingMap):

@@ -155,8 +155,8 @@ def chaos01(
     >>> for i in range(999): x[i + 1] = 3.97 * x[i] * (1 - x[i])
     >>> round(float(nd.chaos01(x)["K"]), 1)
     1.0
-    >>> round(float(nd.chaos01(np.sin(0.5 * np.arange(1000)))["K"]), 1)
-    0.0
+    >>> abs(float(nd.chaos01(np.sin(0.5 * np.arange(1000)))["K"])) < 0.05
+    True
     """
     caller = "chaos01"
     phi = _series(x, observable, downsample, caller)
@@ -230,8 +230,8 @@ def chaos01_k(
     --------
     >>> import numpy as np
     >>> import netdyn as nd
-    >>> round(nd.chaos01_k(np.sin(0.5 * np.arange(1000))), 1)
-    0.0
+    >>> abs(nd.chaos01_k(np.sin(0.5 * np.arange(1000)))) < 0.05
+    True
     """
     return float(chaos01(x, observable=observable, n_c=n_c, n_cut=n_cut, alpha=alpha, downsample=downsample,
                          seed=seed)["K"])

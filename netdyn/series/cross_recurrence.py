@@ -362,9 +362,9 @@ def crqa(
     >>> import numpy as np
     >>> import netdyn as nd
     >>> t = np.arange(200)
-    >>> out = nd.crqa(np.sin(0.3 * t), np.sin(0.3 * t + 0.5), recurrence_rate=0.1)
+    >>> out = nd.crqa(np.sin(2 * np.pi * t / 20), np.sin(2 * np.pi * t / 20 + 0.5), recurrence_rate=0.1, emb_dim=2)
     >>> round(float(out["RR"]), 2), round(float(out["DET"]), 2)
-    (0.1, 1.0)
+    (0.1, 0.92)
     """
     cr, eps = cross_recurrence_matrix(
         x, y, threshold=threshold, recurrence_rate=recurrence_rate, metric=metric, emb_dim=emb_dim, lag=lag, observable=observable
@@ -428,9 +428,9 @@ def jrqa(
         rate_theiler=rate_theiler, emb_dim=emb_dim, lag=lag, observable=observable,
     )
     n = jr.shape[0]
-    if pairs_outside(n, theiler) == 0:
+    if pairs_outside(n, theiler=theiler) == 0:
         raise ValueError(f"jrqa: expected theiler < N = {n}, got {theiler}")
-    values = _measures(jr, pairs_outside(n, theiler), True, l_min, v_min, "jrqa")
+    values = _measures(jr, pairs_outside(n, theiler=theiler), True, l_min, v_min, "jrqa")
     attrs = dict(
         kind="joint", threshold_x=eps[0], threshold_y=eps[1], metric=str(metric), theiler=theiler,
         l_min=l_min, v_min=v_min, emb_dim=str(emb_dim), lag=str(lag), n_points=n,

@@ -289,11 +289,11 @@ def embedding_parameters(
     >>> from netdyn.series.datadriven import embedding_parameters
     >>> x = np.sin(0.3 * np.arange(300))
     >>> embedding_parameters(x, emb_dim=2)
-    (2, 5, 21)
+    (2, 4, 21)
     """
     caller = "embedding_parameters"
-    x = checked_series(np.asarray(x, dtype=np.float64), caller)
-    scalar = x if x.ndim == 1 else array_observable(x, "projection", seed=0, caller=caller)
+    x = checked_series(np.asarray(x, dtype=np.float64), caller=caller)
+    scalar = x if x.ndim == 1 else array_observable(x, observable="projection", seed=0, caller=caller)
     lag = choose_lag(scalar) if lag is None else check_int(lag, "lag", caller, minimum=1)
     theiler = mean_period(scalar) if theiler is None else check_int(theiler, "theiler", caller, minimum=0)
     if emb_dim is None:
@@ -354,6 +354,14 @@ def auto_fit_range(ks: np.ndarray, curve: np.ndarray) -> tuple[int, int]:
     (lo, hi)
         The range ``lo <= k < hi`` of :func:`netdyn.series.linear_region.linear_region`
         (local slopes within 15 %; see there); all of ``ks`` for fewer than 3 points.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.series.datadriven import auto_fit_range
+    >>> ks = np.arange(14)
+    >>> auto_fit_range(ks, np.minimum(-8 + 0.7 * ks, -1.0))
+    (0, 11)
     """
     if ks.size == 0:
         return 0, 0
@@ -515,7 +523,7 @@ def rosenstein(
     caller = "rosenstein"
     trajectory_len = check_int(trajectory_len, "trajectory_len", caller, minimum=1)
     tau = check_float(tau, "tau", caller, minimum=0, exclusive=True)
-    series, log_scale = _rescaled(checked_series(observable_series(x, observable=observable, seed=seed), caller))
+    series, log_scale = _rescaled(checked_series(observable_series(x, observable=observable, seed=seed), caller=caller))
     emb_dim, lag, theiler = embedding_parameters(series, emb_dim=emb_dim, lag=lag, theiler=theiler)
     orbit = delay_embed(series, emb_dim=emb_dim, lag=lag)
     ntraj = orbit.shape[0] - trajectory_len + 1
@@ -546,7 +554,7 @@ def rosenstein(
     finite = np.isfinite(curve)
     settings = dict(emb_dim=emb_dim, lag=lag, theiler=theiler, trajectory_len=trajectory_len, tau=tau)
     return _fitted_curve(ks[finite], curve[finite], fit_range, caller, settings, int(series.shape[0]), "rosenstein",
-                         observable_label(x, observable), blocks[:, finite])
+                         observable_label(x, observable=observable), blocks[:, finite])
 
 
 def _fitted_curve(
@@ -633,7 +641,7 @@ def nolds_lyap_r(
     curve = np.asarray(curve) + log_scale if log_scale else curve
     settings = dict(emb_dim=emb_dim, lag=lag, theiler=theiler, trajectory_len=trajectory_len, tau=tau)
     return _fitted_curve(np.asarray(ks), np.asarray(curve), fit_range, caller, settings, int(series.size), "nolds.lyap_r",
-                         observable_label(x, observable))
+                         observable_label(x, observable=observable))
 
 
 def nolds_lyap_e(
@@ -701,7 +709,7 @@ def nolds_lyap_e(
     >>> x += 1e-4 * np.random.default_rng(0).standard_normal(500)
     >>> spec = nd.nolds_lyap_e(x, emb_dim=2, matrix_dim=2)
     >>> spec.exponents.round(1)
-    array([ 0.7, -0.6])
+    array([ 0.7, -0.5])
     """
     import nolds
 
@@ -743,7 +751,7 @@ def nolds_lyap_e(
         theiler=theiler,
         tau=tau,
         n_points=int(series.size),
-        observable=observable_label(x, observable),
+        observable=observable_label(x, observable=observable),
     )
 
 

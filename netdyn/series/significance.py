@@ -92,7 +92,7 @@ def rank_p_value(value: float, null: np.ndarray, *, alternative: str = "greater"
     >>> import numpy as np
     >>> import netdyn as nd
     >>> nd.rank_p_value(5.0, np.arange(19.0))
-    0.7
+    0.75
     >>> nd.rank_p_value(20.0, np.arange(19.0))
     0.05
     """
