@@ -68,22 +68,24 @@ def trajectory(n: int = 600, diverge_at: int | None = None) -> xr.Dataset:
 
 class TestRosenstein:
     # Rosenstein's slope is biased low by the first step (neighbours are not yet aligned with the unstable
-    # direction) and by saturation; with the auto fit range and N = 3000 the bias on these maps is < 3 %
-    # (measured ~0.7 % for logistic, ~3 % for Hénon x at emb_dim 2), so 5 % / 7 % are safe yet fail on a
-    # wrong estimator (e.g. half or double the slope, or a curve fitted into saturation).
+    # direction); the bias is systematic, not noise: measured -1.2 % for logistic (standard error over
+    # blocks of reference points 0.16 %) and -3.7 % for Hénon x at emb_dim 2 and for the full Hénon state
+    # (standard error 1.0 - 1.2 %).  So each estimate must lie within the documented bias below the truth
+    # (logistic 2 %, Hénon 5 %: the module docstring's -1 % / -4 % plus a standard error) and no more than
+    # 3 standard errors above it -- a wrong estimator (half or double the slope, a fit into saturation) fails.
     def test_logistic_recovers_ln2(self):
         res = rosenstein(logistic(3000), emb_dim=1, lag=1, theiler=10, trajectory_len=15)
-        assert abs(res.exponent - LN2) < 0.05 * LN2
+        assert (1 - 0.02) * LN2 < res.exponent < LN2 + 3 * res.exponent_stderr
         assert res.fit_range[0] == 0 and res.fit_range[1] < 15  # saturated tail left out
 
     def test_henon_x_recovers_l1(self):
         res = rosenstein(henon(3000)[:, 0], emb_dim=2, lag=1, theiler=10, trajectory_len=15)
-        assert abs(res.exponent - HENON_L1) < 0.07 * HENON_L1
+        assert (1 - 0.05) * HENON_L1 < res.exponent < HENON_L1 + 3 * res.exponent_stderr
 
     def test_henon_full_state_is_multivariate(self):
         res = rosenstein(henon(3000), theiler=10, trajectory_len=15)
         assert res.emb_dim == 1
-        assert abs(res.exponent - HENON_L1) < 0.07 * HENON_L1
+        assert (1 - 0.05) * HENON_L1 < res.exponent < HENON_L1 + 3 * res.exponent_stderr
 
     @pytest.mark.parametrize(
         "series, emb_dim, theiler",
@@ -171,9 +173,12 @@ class TestNoldsLyapR:
     def test_logistic_recovers_ln2_and_wraps_nolds(self):
         x = logistic(2000)
         res = nolds_lyap_r(x, emb_dim=1, lag=1, theiler=10, trajectory_len=15)
-        assert abs(res.exponent - LN2) < 0.05 * LN2  # same justification as TestRosenstein
+        # the same first-step bias as TestRosenstein (measured -2.3 % at N = 2000), no block standard error
+        assert (1 - 0.03) * LN2 < res.exponent < LN2
         full = nolds_lyap_r(x, emb_dim=1, lag=1, theiler=10, trajectory_len=15, fit_range=None)
-        assert full.exponent == pytest.approx(nolds.lyap_r(x, 1, 1, 10, trajectory_len=15, fit="poly"), rel=1e-12)
+        # nolds' own curve, refitted by the same np.polyfit on all k: bit for bit
+        assert full.exponent == nolds.lyap_r(x, 1, 1, 10, trajectory_len=15, fit="poly")
+        assert full.exponent == rosenstein(x, emb_dim=1, lag=1, theiler=10, trajectory_len=15, fit_range=None).exponent
 
     def test_needs_a_scalar(self):
         with pytest.raises(ValueError, match="nolds_lyap_r: nolds needs a scalar series"):
