@@ -323,13 +323,20 @@ def crqa(
     threshold: float | None = None,
     recurrence_rate: float | None = None,
     metric: str = "supremum",
-    l_min: int = 2,
-    v_min: int = 2,
     emb_dim: int = 1,
     lag: int = 1,
     observable: str | None = None,
+    l_min: int = 2,
+    v_min: int = 2,
 ) -> xr.Dataset:
     """Cross-recurrence quantification of two trajectories (module docstring).
+
+    Parameters
+    ----------
+    x, y, threshold, recurrence_rate, metric, emb_dim, lag, observable
+        As :func:`cross_recurrence_matrix`.
+    l_min, v_min : int, default 2
+        Shortest diagonal / vertical line counted (steps).
 
     Returns
     -------
@@ -340,13 +347,6 @@ def crqa(
         ``length``; attrs: ``threshold``, ``metric``, ``l_min``, ``v_min``,
         ``emb_dim``, ``lag``, ``n_x``, ``n_y``, ``kind="cross"``.  Undefined
         ratios (no lines) are NaN, as in :func:`netdyn.rqa`.
-
-    Parameters
-    ----------
-    x, y, threshold, recurrence_rate, metric, emb_dim, lag, observable
-        As :func:`cross_recurrence_matrix`.
-    l_min, v_min : int, default 2
-        Shortest diagonal / vertical line counted (steps).
 
     Raises
     ------
@@ -383,21 +383,15 @@ def jrqa(
     metric: str | tuple[str, str] = "supremum",
     theiler: int = 1,
     rate_theiler: int | None = None,
-    l_min: int = 2,
-    v_min: int = 2,
     emb_dim: int | tuple[int, int] = 1,
     lag: int | tuple[int, int] = 1,
     observable: str | tuple[str | None, str | None] | None = None,
+    l_min: int = 2,
+    v_min: int = 2,
 ) -> xr.Dataset:
     """Joint-recurrence quantification of two trajectories (module docstring).
 
     With ``y = x`` and equal settings this is :func:`netdyn.rqa` of ``x``.
-
-    Returns
-    -------
-    xarray.Dataset
-        As :func:`crqa`, RR over the pairs outside the Theiler window; attrs
-        ``threshold_x``, ``threshold_y``, ``theiler``, ``kind="joint"``.
 
     Parameters
     ----------
@@ -405,6 +399,12 @@ def jrqa(
         As :func:`joint_recurrence_matrix`.
     l_min, v_min : int, default 2
         Shortest diagonal / vertical line counted (steps).
+
+    Returns
+    -------
+    xarray.Dataset
+        As :func:`crqa`, RR over the pairs outside the Theiler window; attrs
+        ``threshold_x``, ``threshold_y``, ``theiler``, ``kind="joint"``.
 
     Raises
     ------
