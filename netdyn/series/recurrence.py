@@ -502,6 +502,13 @@ def recurrence_threshold(
         ``d < eps``, so the realised rate is at most the target (exactly
         pyunicorn's ``threshold_from_recurrence_rate`` for ``theiler=0``).
 
+    Raises
+    ------
+    ValueError
+        For invalid settings or no pair outside the Theiler window.
+
+    Notes
+    -----
     The rank is located without storing the ``N^2`` distances: a histogram of
     the distances is refined on the bin holding the rank until that bin's
     distances fit a small buffer, where they are partitioned.  numpy: 1024 bins
@@ -511,11 +518,6 @@ def recurrence_threshold(
     that collects the bin (at most 2^18 values) or, if it is larger, its exact
     ``[min, max]`` for the next histogram (usually 2 passes).  Both engines
     return the same distance, bit for bit.
-
-    Raises
-    ------
-    ValueError
-        For invalid settings or no pair outside the Theiler window.
 
     Examples
     --------
@@ -1034,6 +1036,9 @@ def windowed_rqa(
 ) -> xr.Dataset:
     """RQA in sliding windows along a trajectory.
 
+    One threshold serves all windows: given, or chosen once on the whole series
+    for the target rate, so that the windows' measures are comparable.
+
     Parameters
     ----------
     x : numpy.ndarray (N,) / (N, d), xarray.DataArray or trajectory xarray.Dataset
@@ -1043,8 +1048,6 @@ def windowed_rqa(
     step : int, optional
         Shift between windows, in points (default ``window // 4``).
     {recurrence_parameters}
-        One threshold serves all windows: given, or chosen once on the whole
-        series for the target rate, so that the windows' measures are comparable.
     l_min, v_min, engine
         As :func:`rqa`.
     progress : bool, optional

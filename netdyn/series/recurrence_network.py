@@ -98,12 +98,13 @@ def recurrence_links(
 ) -> tuple[np.ndarray, int, float]:
     """The links ``(i, j)``, ``i < j``, of the recurrence network: (array (L, 2) int64, N, eps).
 
+    A network has no self-loops, so ``theiler >= 1`` here.
+
     Parameters
     ----------
     x : numpy.ndarray (N,) / (N, d), xarray.DataArray or trajectory xarray.Dataset
         :func:`netdyn.series.recurrence.recurrence_points`.
     {recurrence_parameters}
-        A network has no self-loops: ``theiler >= 1``.
     rate_theiler : int, optional
         Theiler window of the threshold rule (default ``theiler``; 0 is pyunicorn's).
 
