@@ -1,8 +1,10 @@
 """The shared linear-region rule (longest stretch of constant slope)."""
 import numpy as np
+from _results import assert_same_result
 import pytest
+import xarray as xr
 
-from netdyn.series.linear_region import flat_linear_flat, line_fit, linear_region, local_slopes
+from netdyn.series.linear_region import LinearRegion, flat_linear_flat, line_fit, linear_region, local_slopes
 
 
 def test_local_slopes_of_a_line_and_a_kink():
@@ -68,3 +70,12 @@ def test_why_two_rules():
     y = np.where(k < 80, y, 88.0)
     assert flat_linear_flat(y).slope > 1.0
     assert linear_region(y).slope == pytest.approx(0.8, rel=0.02)
+
+
+def test_region_netcdf_round_trip_is_lossless(tmp_path):
+    region = linear_region(np.minimum(0.5 * np.arange(20.0), 8.0) + 1e-3 * np.sin(np.arange(20.0)))
+    region.to_dataset().to_netcdf(tmp_path / "region.nc")
+    with xr.open_dataset(tmp_path / "region.nc") as ds:
+        back = LinearRegion.from_dataset(ds)
+    assert_same_result(back, region)
+    assert back.n_points == region.n_points and back.rise == region.rise
