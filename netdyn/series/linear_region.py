@@ -27,7 +27,7 @@ import numpy as np
 from netdyn._core.results import DatasetResult
 from netdyn._core.validation import check_float, check_int
 
-__all__ = ["LinearRegion", "linear_region", "local_slopes", "flat_linear_flat"]
+__all__ = ["LinearRegion", "linear_region", "line_fit", "local_slopes", "flat_linear_flat"]
 
 
 @dataclass(frozen=True, eq=False, repr=False)

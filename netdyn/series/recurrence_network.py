@@ -307,10 +307,6 @@ def _triangles(a: sp.csr_matrix, block: int) -> np.ndarray:
 def network_measures(
     x: Any,
     *,
-    path_length: bool = True,
-    path_sources: int | None = None,
-    seed: int = 0,
-    block: int = 256,
     threshold: float | None = None,
     recurrence_rate: float | None = None,
     metric: str = "supremum",
@@ -319,6 +315,10 @@ def network_measures(
     emb_dim: int = 1,
     lag: int = 1,
     observable: str | None = None,
+    path_length: bool = True,
+    path_sources: int | None = None,
+    seed: int = 0,
+    block: int = 256,
 ) -> xr.Dataset:
     """Degree, clustering, transitivity and path length of a recurrence network (module docstring).
 
@@ -327,6 +327,9 @@ def network_measures(
     x : numpy.ndarray (N,) / (N, d), xarray.DataArray, trajectory xarray.Dataset or networkx.Graph
         A series / trajectory, or a graph from :func:`recurrence_network`
         (then the recurrence keywords below must keep their defaults).
+    {recurrence_parameters}
+    rate_theiler : int, optional
+        As :func:`recurrence_links`.
     path_length : bool, default True
         Compute the average shortest-path length (``O(N links)`` time).
     path_sources : int, optional
@@ -336,9 +339,6 @@ def network_measures(
         Seed of the random source nodes.
     block : int, default 256
         Source nodes per breadth-first batch (memory ``block x N`` floats).
-    {recurrence_parameters}
-    rate_theiler : int, optional
-        As :func:`recurrence_links`.
 
     Returns
     -------
