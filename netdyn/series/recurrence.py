@@ -187,10 +187,10 @@ recurrence_parameters_doc = """threshold : float, optional
 """The numpydoc entries of the recurrence front door's parameters, written once: every function
 that takes them has ``{recurrence_parameters}`` in its docstring (see :func:`with_recurrence_doc`)."""
 
-F = TypeVar("F", bound=Callable[..., Any])
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def with_recurrence_doc(func: F) -> F:
+def with_recurrence_doc(func: _F) -> _F:
     """Put :data:`recurrence_parameters_doc` in place of ``{recurrence_parameters}`` in ``func``'s docstring.
 
     Parameters
