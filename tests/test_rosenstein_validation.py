@@ -121,7 +121,7 @@ class TestRefusals:
             res = rosenstein(ds, observable="loss", emb_dim=10, lag=4, theiler=10)
         assert not res.reliable and math.isnan(res.exponent) and res.reason
         ds_out = res.to_dataset()
-        assert ds_out.attrs["reliable"] == 0 and ds_out.attrs["reason"] == res.reason
+        assert not bool(ds_out["reliable"]) and ds_out.attrs["reason"] == res.reason  # the flags travel with the Dataset
 
     def test_given_range_is_not_judged(self, lorenz_02):
         with warnings.catch_warnings():
