@@ -9,7 +9,8 @@ from netdyn._version import __version__
 from netdyn.orbits.bifurcation import orbit_diagram
 from netdyn.series.chaos01 import chaos01, chaos01_k
 from netdyn.series.cross_recurrence import crqa, cross_recurrence_matrix, joint_recurrence_matrix, jrqa
-from netdyn.series.datadriven import analyze_dataset, nolds_lyap_e, nolds_lyap_r, observable_series, rosenstein
+from netdyn.series.datadriven import DivergenceCurve, EckmannSpectrum, analyze_dataset, nolds_lyap_e, nolds_lyap_r, rosenstein
+from netdyn.series.observables import observable_series
 from netdyn.maps.divergence import DivergenceRule, divergence_reason
 from netdyn.orbits.distances import graph_distances, trajectory_distances
 from netdyn.orbits.graphs import from_graph, graph_trajectory, to_graph
@@ -30,7 +31,7 @@ from netdyn.lyapunov.maximal import max_lyapunov
 from netdyn.monitor import LyapunovMonitor
 from netdyn.lyapunov.predict import compare_predictors, early_features, feature_matrix
 from netdyn.maps.problems import make_task, map_from_attrs, training_map
-from netdyn.series.recurrence import recurrence_matrix, rqa, windowed_rqa
+from netdyn.series.recurrence import RQAResult, recurrence_matrix, rqa, windowed_rqa
 from netdyn.series.recurrence_network import network_measures, recurrence_network
 from netdyn.series.significance import chaos_test, rank_p_value, significance
 from netdyn.series.surrogates import ft_surrogates, iaaft_surrogates, shuffle_surrogates, surrogates
@@ -56,8 +57,8 @@ __all__ = [
     "early_features", "feature_matrix", "compare_predictors",
     "DivergenceRule", "divergence_reason",
     "run", "summarize", "open_trajectory", "save_trajectory", "consolidate",
-    "rosenstein", "nolds_lyap_r", "nolds_lyap_e", "observable_series", "analyze_dataset",
-    "rqa", "windowed_rqa", "recurrence_matrix", "recurrence_network", "network_measures", "crqa", "jrqa",
+    "rosenstein", "nolds_lyap_r", "nolds_lyap_e", "observable_series", "analyze_dataset", "DivergenceCurve", "EckmannSpectrum",
+    "rqa", "RQAResult", "windowed_rqa", "recurrence_matrix", "recurrence_network", "network_measures", "crqa", "jrqa",
     "cross_recurrence_matrix", "joint_recurrence_matrix",
     "chaos01", "chaos01_k", "surrogates", "iaaft_surrogates", "ft_surrogates", "shuffle_surrogates",
     "significance", "chaos_test", "rank_p_value",

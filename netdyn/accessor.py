@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from netdyn.series.datadriven import DivergenceCurve, analyze_dataset, observable_series, rosenstein
+from netdyn.series.datadriven import DivergenceCurve, analyze_dataset, rosenstein
+from netdyn.series.observables import observable_series
 from netdyn.orbits.distances import trajectory_distances
 from netdyn.orbits.graphs import graph_trajectory
 from netdyn.series.recurrence import RQAResult, rqa, windowed_rqa
@@ -36,12 +37,12 @@ class NetdynAccessor:
         return summarize(self._ds)
 
     def series(self, observable: str = "loss", seed: int = 0) -> np.ndarray:
-        """:func:`netdyn.series.datadriven.observable_series` of this Dataset."""
-        return observable_series(self._ds, observable, seed)
+        """:func:`netdyn.series.observables.observable_series` of this Dataset."""
+        return observable_series(self._ds, observable=observable, seed=seed)
 
     def rosenstein(self, observable: str = "loss", **kwargs: Any) -> DivergenceCurve:
         """:func:`netdyn.series.datadriven.rosenstein` of ``observable`` (keywords forwarded)."""
-        return rosenstein(self._ds, observable, **kwargs)
+        return rosenstein(self._ds, observable=observable, **kwargs)
 
     def rqa(self, observable: str = "loss", **kwargs: Any) -> RQAResult:
         """:func:`netdyn.series.recurrence.rqa` of ``observable`` (keywords forwarded)."""

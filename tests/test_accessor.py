@@ -19,7 +19,7 @@ def test_accessor_equals_functions(trajectory):
     ds = trajectory
     # the GD loss curve falls, so both are NaN with reliable=False: compare the whole results (NaN-aware)
     with pytest.warns(RuntimeWarning, match="no reliable exponent"):
-        assert ds.netdyn.rosenstein("loss").to_dataset().identical(rosenstein(ds, "loss").to_dataset())
+        assert ds.netdyn.rosenstein("loss").to_dataset().identical(rosenstein(ds, observable="loss").to_dataset())
     assert ds.netdyn.rqa("loss", recurrence_rate=0.05).to_dataset().identical(
         rqa(ds.loss.values, recurrence_rate=0.05).to_dataset()
     )

@@ -112,7 +112,10 @@ def test_trajectory_datasets_and_errors():
     assert res.attrs["kind"] == "cross" and res.attrs["n_x"] == 399 and res.attrs["n_y"] == 449
     with pytest.raises(ValueError, match="cross_recurrence_matrix: expected x and y in the same space"):
         crqa(X, Y[:, 0], threshold=0.1)
-    with pytest.raises(ValueError, match="exactly one of threshold"):
-        jrqa(X, Y)
+    with pytest.raises(ValueError, match="joint_recurrence_matrix: expected at most one of threshold"):
+        jrqa(X, Y, threshold=0.1, recurrence_rate=0.1)
+    # neither: the documented default rate, as rqa
+    assert jrqa(X, Y).identical(jrqa(X, Y, recurrence_rate=0.05))
+    assert crqa(X, Y).identical(crqa(X, Y, recurrence_rate=0.05))
     with pytest.raises(ValueError, match="expected threshold as one value or a pair"):
         jrqa(X, Y, threshold=(0.1, 0.2, 0.3))

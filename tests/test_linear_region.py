@@ -1,14 +1,16 @@
 """The shared linear-region rule (longest stretch of constant slope)."""
 import numpy as np
+from _results import assert_same_result
 import pytest
+import xarray as xr
 
-from netdyn.series.linear_region import flat_linear_flat, line_fit, linear_region, local_slopes
+from netdyn.series.linear_region import LinearRegion, flat_linear_flat, line_fit, linear_region, local_slopes
 
 
 def test_local_slopes_of_a_line_and_a_kink():
-    assert np.allclose(local_slopes(3.0 * np.arange(20.0), 5), 3.0)
+    assert np.allclose(local_slopes(3.0 * np.arange(20.0), window=5), 3.0)
     y = np.minimum(np.arange(20.0), 10.0)
-    s = local_slopes(y, 3)  # window c .. c+2: slope 1 while c + 2 <= 10, 0 once c >= 10
+    s = local_slopes(y, window=3)  # window c .. c+2: slope 1 while c + 2 <= 10, 0 once c >= 10
     assert np.allclose(s[:9], 1.0) and np.allclose(s[10:], 0.0) and s[9] == pytest.approx(0.5)
 
 
@@ -51,7 +53,7 @@ def test_non_finite_ends_the_curve():
 
 def test_too_short_curves():
     assert linear_region(np.array([1.0, 2.0])).n_points == 2
-    assert np.isnan(line_fit(np.array([1.0]), 0, 1).slope)
+    assert np.isnan(line_fit(np.array([1.0]), start=0, stop=1).slope)
 
 
 def test_flat_linear_flat_fits_twin_curves_and_reports_the_line():
@@ -68,3 +70,12 @@ def test_why_two_rules():
     y = np.where(k < 80, y, 88.0)
     assert flat_linear_flat(y).slope > 1.0
     assert linear_region(y).slope == pytest.approx(0.8, rel=0.02)
+
+
+def test_region_netcdf_round_trip_is_lossless(tmp_path):
+    region = linear_region(np.minimum(0.5 * np.arange(20.0), 8.0) + 1e-3 * np.sin(np.arange(20.0)))
+    region.to_dataset().to_netcdf(tmp_path / "region.nc")
+    with xr.open_dataset(tmp_path / "region.nc") as ds:
+        back = LinearRegion.from_dataset(ds)
+    assert_same_result(back, region)
+    assert back.n_points == region.n_points and back.rise == region.rise

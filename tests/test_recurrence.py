@@ -3,6 +3,7 @@ import sys
 import tracemalloc
 
 import numpy as np
+from _results import assert_same_result
 from _series import logistic
 import pytest
 import xarray as xr
@@ -10,6 +11,7 @@ from pyunicorn.timeseries import RecurrencePlot
 
 import netdyn.series.recurrence as recurrence
 from netdyn.series.recurrence import (
+    RQAResult,
     recurrence_image,
     recurrence_matrix,
     recurrence_threshold,
@@ -149,8 +151,8 @@ class TestRQA:
         x = f32(logistic(900))
         ref = RecurrencePlot(x, recurrence_rate=0.07, metric="supremum", silence_level=2)
         assert rqa(x, recurrence_rate=0.07, theiler=0).RR == pytest.approx(ref.recurrence_rate(), abs=1e-12)
-        eps = recurrence_threshold(x, 0.07, theiler=0, block_size=20_000)
-        assert eps == recurrence_threshold(x, 0.07, theiler=0)
+        eps = recurrence_threshold(x, recurrence_rate=0.07, theiler=0, block_size=20_000)
+        assert eps == recurrence_threshold(x, recurrence_rate=0.07, theiler=0)
         res = rqa(x, recurrence_rate=0.05, theiler=1)
         assert 0.049 < res.RR <= 0.05
 
@@ -174,13 +176,32 @@ class TestRQA:
     def test_result_dataset(self):
         ds = rqa(logistic(300), threshold=0.05).to_dataset()
         assert {"RR", "DET", "L", "Lmax", "DIV", "ENTR", "LAM", "TT", "Vmax"} <= set(ds.data_vars)
-        assert ds.attrs["metric"] == "supremum" and ds.attrs["theiler"] == 1
+        assert ds.attrs["metric"] == "supremum" and int(ds["theiler"]) == 1
+        assert ds["diag_hist"].dims == ("length",)
+
+    @pytest.mark.parametrize("kw", [dict(threshold=0.05), dict(recurrence_rate=0.1, theiler=0, metric="euclidean", emb_dim=2)])
+    def test_result_netcdf_round_trip_is_lossless(self, tmp_path, kw):
+        res = rqa(logistic(300), **kw)
+        res.to_dataset().to_netcdf(tmp_path / "rqa.nc")
+        with xr.open_dataset(tmp_path / "rqa.nc") as ds:
+            back = RQAResult.from_dataset(ds)
+        assert_same_result(back, res)
+
+    def test_one_window_of_windowed_rqa_is_an_rqa_result(self, tmp_path):
+        x = logistic(400)
+        out = windowed_rqa(x, window=100, step=100, threshold=0.05, theiler=2, progress=False)
+        one = rqa(x[100:200], threshold=0.05, theiler=2)
+        assert set(out.data_vars) == set(one.to_dataset().data_vars)
+        assert_same_result(RQAResult.from_dataset(out.isel(window_center=1)), one)
+        out.to_netcdf(tmp_path / "windows.nc")
+        with xr.open_dataset(tmp_path / "windows.nc") as back:
+            assert_same_result(RQAResult.from_dataset(back.isel(window_center=1)), one)
 
     def test_bad_input(self):
         x = logistic(100)
         with pytest.raises(ValueError, match="rqa: expected a non-constant"):
             rqa(np.ones(50), threshold=0.1)
-        with pytest.raises(ValueError, match="rqa: expected metric in"):
+        with pytest.raises(ValueError, match="rqa: expected metric to be one of 'supremum', 'euclidean', 'manhattan'"):
             rqa(x, threshold=0.1, metric="cosine")
         with pytest.raises(ValueError, match="rqa: expected at most one of threshold / recurrence_rate"):
             rqa(x, threshold=0.1, recurrence_rate=0.05)
@@ -255,7 +276,7 @@ class TestRQA:
 
     def test_bad_engine_and_theiler(self):
         x = logistic(100)
-        with pytest.raises(ValueError, match=r"rqa: expected engine in \['auto', 'numba', 'numpy'\], got 'cuda'"):
+        with pytest.raises(ValueError, match=r"rqa: expected engine to be one of 'auto', 'numba', 'numpy', got 'cuda'"):
             rqa(x, threshold=0.1, engine="cuda")
         # theiler = N leaves no pair; the length check (a line of l_min = 2 outside the window) says so first
         with pytest.raises(ValueError, match=r"rqa: expected a series \(after embedding\) of at least 102 points"):
@@ -268,8 +289,8 @@ class TestRecurrenceThreshold:
     def test_engines_return_the_same_distance(self, metric, theiler):
         x = logistic(500)
         for rate in (0.0, 0.003, 0.05, 0.1, 0.5, 0.999, 1.0):
-            ref = recurrence_threshold(x, rate, metric, theiler, emb_dim=2, engine="numpy")
-            assert recurrence_threshold(x, rate, metric, theiler, emb_dim=2, engine="numba") == ref
+            ref = recurrence_threshold(x, recurrence_rate=rate, metric=metric, theiler=theiler, emb_dim=2, engine="numpy")
+            assert recurrence_threshold(x, recurrence_rate=rate, metric=metric, theiler=theiler, emb_dim=2, engine="numba") == ref
 
     def test_is_the_order_statistic(self):
         # brute force: all T pair distances outside the Theiler window, sorted, at rank int(rate (T - 1))
@@ -278,7 +299,7 @@ class TestRecurrenceThreshold:
         far = np.abs(np.subtract.outer(np.arange(240), np.arange(240))) >= 3
         values = np.sort(dist[far])
         for rate in (0.01, 0.2, 0.75):
-            assert recurrence_threshold(x, rate, theiler=3, engine="numba") == values[int(rate * (values.size - 1))]
+            assert recurrence_threshold(x, recurrence_rate=rate, theiler=3, engine="numba") == values[int(rate * (values.size - 1))]
 
     def test_refinement_and_coinciding_distances(self, monkeypatch):
         # shrink the histogram and the buffer so the numba selection must refine (and, on a periodic orbit,
@@ -288,14 +309,14 @@ class TestRecurrenceThreshold:
         for x in (logistic(300), series("periodic", 300), np.random.default_rng(3).random(300) * 1e-306):
             for rate in (0.05, 0.3, 0.9):
                 for theiler in (0, 2):
-                    ref = recurrence_threshold(x, rate, theiler=theiler, engine="numpy")
-                    assert recurrence_threshold(x, rate, theiler=theiler, engine="numba") == ref
+                    ref = recurrence_threshold(x, recurrence_rate=rate, theiler=theiler, engine="numpy")
+                    assert recurrence_threshold(x, recurrence_rate=rate, theiler=theiler, engine="numba") == ref
 
     def test_bad_input(self):
         with pytest.raises(ValueError, match="recurrence_threshold: expected theiler < N = 10"):
-            recurrence_threshold(logistic(10), 0.1, theiler=10)
-        with pytest.raises(ValueError, match="recurrence_threshold: expected recurrence_rate in"):
-            recurrence_threshold(logistic(10), 1.5)
+            recurrence_threshold(logistic(10), recurrence_rate=0.1, theiler=10)
+        with pytest.raises(ValueError, match=r"recurrence_threshold: expected recurrence_rate to be a finite float in \[0, 1\]"):
+            recurrence_threshold(logistic(10), recurrence_rate=1.5)
 
 
 class TestWindowedRQA:
@@ -320,7 +341,7 @@ class TestWindowedRQA:
         )
         out = windowed_rqa(ds, window=100, recurrence_rate=0.05)
         assert out["window_center"].values[0] == 490
-        assert out.attrs["threshold"] == pytest.approx(recurrence_threshold(ds["loss"].values, 0.05))
+        assert float(out["threshold"]) == recurrence_threshold(ds["loss"].values, recurrence_rate=0.05)
 
 
 class TestRecurrenceMatrix:

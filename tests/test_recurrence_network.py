@@ -89,9 +89,11 @@ def test_large_network_in_bounded_memory():
 
 
 def test_bad_arguments_are_rejected():
-    with pytest.raises(ValueError, match="recurrence_links: expected theiler >= 1"):
+    with pytest.raises(ValueError, match="recurrence_links: expected theiler to be an int >= 1"):
         recurrence_links(PTS, threshold=0.1, theiler=0)
-    with pytest.raises(ValueError, match="exactly one of threshold"):
-        recurrence_links(PTS)
+    with pytest.raises(ValueError, match="recurrence_links: expected at most one of threshold"):
+        recurrence_links(PTS, threshold=0.1, recurrence_rate=0.1)
+    default, rate = recurrence_links(PTS), recurrence_links(PTS, recurrence_rate=0.05)  # neither: the default rate
+    assert np.array_equal(default[0], rate[0]) and default[2] == rate[2]
     with pytest.raises(ValueError, match="expected metric"):
         recurrence_links(PTS, threshold=0.1, metric="cosine")

@@ -210,7 +210,7 @@ class TestOneEngine:
     def test_orbit_exponent_is_rosenstein_on_the_tail(self):
         x = orbit(LogisticMap(4.0), 2000)
         res = orbital_stability(x, theiler=7, horizon=4)
-        curve = rosenstein(x[1000:], observable="state", emb_dim=1, lag=1, min_tsep=7, trajectory_len=5,
+        curve = rosenstein(x[1000:], observable="state", emb_dim=1, lag=1, theiler=7, trajectory_len=5,
                            fit_range=None)
         assert (res.exponent_source, res.exponent) == ("orbit", curve.exponent)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import netdyn
-from netdyn.series.datadriven import observable_series
+from netdyn.series.observables import observable_series
 from netdyn.series.state_observables import state_observable
 
 STEPS, DIM = 3000, 1500
@@ -51,7 +51,7 @@ def reference(state: np.ndarray, name: str) -> np.ndarray:
 @pytest.mark.parametrize("name", ["norm", "update_norm", "param:7", "projection:random"])
 def test_streamed_equals_the_whole_matrix(recording, name):
     with netdyn.open_trajectory(recording) as ds:
-        streamed = observable_series(ds, name)
+        streamed = observable_series(ds, observable=name)
         whole = reference(ds["state"].values.astype(np.float64), name)
     np.testing.assert_allclose(streamed, whole, rtol=1e-12, atol=1e-12 * np.abs(whole).max())
 
@@ -67,20 +67,20 @@ def test_principal_axis_streamed_equals_svd_and_warns_when_ill_defined(recording
     path = tmp_path / "dominant.nc"
     netdyn.run(DominantMap(), 1000, path=path, flush_every=500).close()
     with netdyn.open_trajectory(path) as ds:
-        streamed = observable_series(ds, "projection")
+        streamed = observable_series(ds, observable="projection")
         whole = reference(ds["state"].values.astype(np.float64), "projection")
     # the power iteration stops at 1 - |w.v| < 1e-13, an axis angle ~5e-7: errors ~5e-7 x the largest value
     np.testing.assert_allclose(streamed, whole, rtol=0, atol=1e-6 * np.abs(whole).max())
     with netdyn.open_trajectory(recording) as ds:  # a rotating state: nearly equal top variances
         with pytest.warns(RuntimeWarning, match="principal axis did not converge"):
-            observable_series(ds, "projection")
+            observable_series(ds, observable="projection")
 
 
 def test_peak_memory_follows_the_block_not_the_file(recording):
     full = STEPS * DIM * 8  # the state as one float64 matrix: 36 MB
     with netdyn.open_trajectory(recording) as ds:
         tracemalloc.start()
-        series = state_observable(ds["state"], "projection:random", chunk=200)
+        series = state_observable(ds["state"], observable="projection:random", chunk=200)
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         assert series.shape == (STEPS,)
@@ -96,11 +96,11 @@ def test_peak_memory_follows_the_block_not_the_file(recording):
 def test_bad_names_and_chunks(recording):
     with netdyn.open_trajectory(recording) as ds:
         with pytest.raises(ValueError, match="expected a parameter index in"):
-            state_observable(ds["state"], f"param:{DIM}")
+            state_observable(ds["state"], observable=f"param:{DIM}")
         with pytest.raises(ValueError, match="expected an observable in"):
-            state_observable(ds["state"], "entropy")
-        with pytest.raises(ValueError, match="expected an integer chunk >= 1"):
-            state_observable(ds["state"], "norm", chunk=0)
+            state_observable(ds["state"], observable="entropy")
+        with pytest.raises(ValueError, match="expected chunk to be an int >= 1"):
+            state_observable(ds["state"], observable="norm", chunk=0)
 
 
 class ContractingMap(DriftingMap):

@@ -21,7 +21,7 @@ SERIES = {"logistic": logistic(1000, x0=0.31), "ar1": ar1(1000), "logistic_odd":
 @pytest.mark.parametrize("name", list(SERIES))
 def test_shuffle_keeps_the_values_exactly_and_destroys_the_order(name):
     x = SERIES[name]
-    s = shuffle_surrogates(x, 20, seed=1)
+    s = shuffle_surrogates(x, n=20, seed=1)
     assert s.shape == (20, x.size)
     assert np.array_equal(np.sort(s, axis=1), np.broadcast_to(np.sort(x), s.shape))
     assert not np.any(np.all(s == x, axis=1))
@@ -30,7 +30,7 @@ def test_shuffle_keeps_the_values_exactly_and_destroys_the_order(name):
 @pytest.mark.parametrize("name", list(SERIES))
 def test_ft_keeps_the_periodogram_to_float_precision(name):
     x = SERIES[name]
-    s = ft_surrogates(x, 20, seed=2)
+    s = ft_surrogates(x, n=20, seed=2)
     assert s.shape == (20, x.size) and s.dtype == np.float64
     np.testing.assert_allclose(np.abs(np.fft.rfft(s, axis=1)), np.broadcast_to(np.abs(np.fft.rfft(x)), (20, x.size // 2 + 1)), rtol=1e-10, atol=1e-10 * np.abs(np.fft.rfft(x)).max())
     assert spectral_error(x, s).max() < 1e-12
@@ -42,18 +42,18 @@ def test_ft_keeps_the_periodogram_to_float_precision(name):
 @pytest.mark.parametrize("name", list(SERIES))
 def test_iaaft_keeps_the_values_exactly_and_the_periodogram_after_convergence(name):
     x = SERIES[name]
-    s, used = iaaft_surrogates(x, 20, seed=3)
+    s, used = iaaft_surrogates(x, n=20, seed=3)
     assert np.array_equal(np.sort(s, axis=1), np.broadcast_to(np.sort(x), s.shape))
     assert used.max() < 1000, "some surrogate did not converge"
     assert spectral_error(x, s).max() < 0.01
     # a shuffle is far from the spectrum: the iteration did the work
-    assert spectral_error(x, shuffle_surrogates(x, 5, seed=3)).min() > 10 * spectral_error(x, s).max()
+    assert spectral_error(x, shuffle_surrogates(x, n=5, seed=3)).min() > 10 * spectral_error(x, s).max()
 
 
 def test_iaaft_fixed_point_is_stable():
     x = SERIES["ar1"]
-    s, used = iaaft_surrogates(x, 3, seed=4)
-    again, used_again = iaaft_surrogates(x, 3, seed=4, max_iter=int(used.max()) + 5)
+    s, used = iaaft_surrogates(x, n=3, seed=4)
+    again, used_again = iaaft_surrogates(x, n=3, seed=4, max_iter=int(used.max()) + 5)
     assert np.array_equal(s, again) and np.array_equal(used, used_again)
 
 
@@ -82,6 +82,6 @@ def test_bad_input_is_rejected():
     with pytest.raises(ValueError, match="surrogates: expected kind"):
         surrogates(SERIES["ar1"], kind="aaft")
     with pytest.raises(ValueError, match="ft_surrogates: expected finite"):
-        ft_surrogates(np.array([1.0, np.nan, 2.0, 3.0]), 2)
-    with pytest.raises(ValueError, match="expected n >= 1"):
-        shuffle_surrogates(SERIES["ar1"], 0)
+        ft_surrogates(np.array([1.0, np.nan, 2.0, 3.0]), n=2)
+    with pytest.raises(ValueError, match="shuffle_surrogates: expected n to be an int >= 1"):
+        shuffle_surrogates(SERIES["ar1"], n=0)

@@ -306,13 +306,13 @@ save(fig, "headline")
 # %%
 segment = ds["loss"].values[: min(600, OFFLINE)]
 ours = netdyn.rosenstein(segment, trajectory_len=20)
-print(f"embedding chosen automatically: emb_dim={ours.emb_dim}, lag={ours.lag}, Theiler window={ours.min_tsep}")
-ours_all = netdyn.rosenstein(segment, emb_dim=ours.emb_dim, lag=ours.lag, min_tsep=ours.min_tsep, fit_range=None)
-ref_all = nolds.lyap_r(segment, emb_dim=ours.emb_dim, lag=ours.lag, min_tsep=ours.min_tsep, trajectory_len=20,
+print(f"embedding chosen automatically: emb_dim={ours.emb_dim}, lag={ours.lag}, Theiler window={ours.theiler}")
+ours_all = netdyn.rosenstein(segment, emb_dim=ours.emb_dim, lag=ours.lag, theiler=ours.theiler, fit_range=None)
+ref_all = nolds.lyap_r(segment, emb_dim=ours.emb_dim, lag=ours.lag, min_tsep=ours.theiler, trajectory_len=20,
                        fit="poly")
 print(f"fit over all k:  netdyn {ours_all.exponent:+.6f}   nolds.lyap_r {ref_all:+.6f}   "
       f"difference {abs(ours_all.exponent - ref_all):.1e}")
-wrapped = netdyn.nolds_lyap_r(segment, emb_dim=ours.emb_dim, lag=ours.lag, min_tsep=ours.min_tsep)
+wrapped = netdyn.nolds_lyap_r(segment, emb_dim=ours.emb_dim, lag=ours.lag, theiler=ours.theiler)
 print(f"fit before saturation ('auto'): netdyn {ours.exponent:+.4f} on k in {ours.fit_range}, "
       f"nolds curve refitted {wrapped.exponent:+.4f}")
 small = netdyn.rosenstein(segment, emb_dim=4, lag=1, trajectory_len=20)

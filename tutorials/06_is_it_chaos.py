@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 import netdyn
-from netdyn.series.datadriven import observable_series
+from netdyn.series.observables import observable_series
 from netdyn.series.recurrence_network import network_measures
 from netdyn.series.significance import chaos_test
 
@@ -154,7 +154,7 @@ for lr in LRS:
     x0 = tmap.initial_state()
     record = netdyn.run(tmap, STEPS, x0=x0)
     lam = netdyn.max_lyapunov(tmap, x0, STEPS, method="tangent")
-    series = observable_series(record, "loss")[SKIP:]
+    series = observable_series(record, observable="loss")[SKIP:]
     v = verdict(series)
     v.update(lr=lr, lam=float(lam["lyapunov"]), lam_tail=float(lam["local_rate"][SKIP:].mean()))
     rows.append(v)

@@ -37,10 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_output_arguments(p, dest="outdir")
     p.add_argument("--emb-dim", type=positive_int, default=None, help="embedding dimension (default: false nearest neighbours)")
     p.add_argument("--lag", type=positive_int, default=None, help="embedding lag (default: AMI / autocorrelation)")
-    p.add_argument("--min-tsep", type=nonnegative_int, default=None, help="Theiler window for neighbours (default: mean period)")
     p.add_argument("--trajectory-len", type=positive_int, default=20, help="steps the neighbour pairs are followed (default 20)")
     p.add_argument("--recurrence-rate", type=positive_float, default=0.05, help="fixed recurrence rate of the RQA (default 0.05)")
-    p.add_argument("--theiler", type=nonnegative_int, default=1, help="Theiler window of the RQA (default 1: the LOI)")
+    p.add_argument("--theiler", type=nonnegative_int, default=None,
+                   help="Theiler window of all three estimators (default: each its own: the mean period for "
+                        "Rosenstein, 0 for Eckmann, 1 (the LOI) for the RQA)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of projection observables")
     p.add_argument("--surrogates", type=nonnegative_int, default=39,
                    help="IAAFT surrogates for the significance of the chaos verdict (default 39: p >= 0.025; 0 skips)")
@@ -58,7 +59,7 @@ def format_report(result: xr.Dataset, path: str = "") -> str:
         "data-driven Lyapunov exponents",
         f"  Rosenstein (k-d tree):  lambda_1 = {float(result['lyap_rosenstein']):+.5f} per step",
         f"    fitted on k in [{a['rosenstein_fit_start']}, {a['rosenstein_fit_stop']}) of {a['rosenstein_trajectory_len']}"
-        f"; emb_dim={a['rosenstein_emb_dim']}, lag={a['rosenstein_lag']}, min_tsep={a['rosenstein_min_tsep']}",
+        f"; emb_dim={a['rosenstein_emb_dim']}, lag={a['rosenstein_lag']}, theiler={a['rosenstein_theiler']}",
     ]
     if "eckmann_exponents" in result:
         spectrum = ", ".join(f"{v:+.4f}" for v in result["eckmann_exponents"].values)
@@ -123,14 +124,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace, ds: xr.Dataset, stage: Path) -> list[str]:
-    from netdyn.series.datadriven import analyze_dataset, observable_series, rosenstein
+    from netdyn.series.datadriven import analyze_dataset, rosenstein
+    from netdyn.series.observables import observable_series
 
     result = analyze_dataset(
         ds,
         observable=args.observable,
         emb_dim=args.emb_dim,
         lag=args.lag,
-        min_tsep=args.min_tsep,
         trajectory_len=args.trajectory_len,
         recurrence_rate=args.recurrence_rate,
         theiler=args.theiler,
@@ -164,10 +165,11 @@ def _analyze(args: argparse.Namespace, ds: xr.Dataset, stage: Path) -> list[str]
 
         from netdyn.plot.recurrence import plot_divergence, plot_recurrence
 
-        series = observable_series(ds, args.observable, args.seed)
+        series = observable_series(ds, observable=args.observable, seed=args.seed)
         a = result.attrs
         curve = rosenstein(
-            series, None, a["rosenstein_emb_dim"], a["rosenstein_lag"], a["rosenstein_min_tsep"], a["rosenstein_trajectory_len"]
+            series, emb_dim=a["rosenstein_emb_dim"], lag=a["rosenstein_lag"], theiler=a["rosenstein_theiler"],
+            trajectory_len=a["rosenstein_trajectory_len"],
         )
         fig = plot_divergence(dataclasses.replace(curve, observable=args.observable))
         fig.savefig(stage / "divergence.png", dpi=120)

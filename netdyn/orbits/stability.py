@@ -216,7 +216,7 @@ def _orbital_stability(
     theiler, horizon, n_ref
         defaults 10, 5, 500: without a map or an exponent, the exponent of a bounded
         aperiodic tail is :func:`~netdyn.series.datadriven.rosenstein` on its states
-        (no embedding, ``min_tsep=theiler``, ``trajectory_len=horizon + 1``, a line
+        (no embedding, ``theiler=theiler``, ``trajectory_len=horizon + 1``, a line
         fitted over all ``k``).  ``theiler`` also excludes near-in-time pairs from
         ``recurrence_rate``, which uses at most ``n_ref`` reference states.
     recurrence_eps
@@ -651,6 +651,6 @@ def _orbit_exponent(x: np.ndarray, theiler: int, horizon: int) -> float:
     """Rosenstein's exponent of the tail's states, NaN when the tail is too short for the Theiler window."""
     if x.shape[0] - horizon < 2 * theiler + 2:
         return float("nan")
-    curve = rosenstein(x, observable="state", emb_dim=1, lag=1, min_tsep=theiler, trajectory_len=horizon + 1,
+    curve = rosenstein(x, observable="state", emb_dim=1, lag=1, theiler=theiler, trajectory_len=horizon + 1,
                        fit_range=None)
     return float(curve.exponent)

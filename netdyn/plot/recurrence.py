@@ -10,19 +10,22 @@ from typing import Any
 import numpy as np
 
 from netdyn.series.datadriven import DivergenceCurve
-from netdyn.series.recurrence import recurrence_image
+from netdyn.series.recurrence import recurrence_image, with_recurrence_doc
 
 __all__ = ["plot_recurrence", "plot_divergence"]
 
 
+@with_recurrence_doc
 def plot_recurrence(
     x: Any,
+    *,
     threshold: float | None = None,
     recurrence_rate: float | None = None,
     metric: str = "supremum",
     theiler: int = 1,
     emb_dim: int = 1,
     lag: int = 1,
+    observable: str | None = None,
     size: int = 1000,
     steps: np.ndarray | None = None,
     ax: Any = None,
@@ -31,27 +34,44 @@ def plot_recurrence(
 
     Parameters
     ----------
-    x : array (N,) / (N, d) or DataArray
+    x : numpy.ndarray (N,) / (N, d), xarray.DataArray or trajectory xarray.Dataset
         The points (see :func:`netdyn.series.recurrence.recurrence_points`).
-    threshold, recurrence_rate, metric, theiler, emb_dim, lag
-        As :func:`netdyn.series.recurrence.rqa` (exactly one of the first two).
+    {recurrence_parameters}
     size : int, default 1000
         Largest side of the drawn image: for ``N > size`` blocks of
         ``ceil(N / size)`` steps are merged by logical OR
         (:func:`netdyn.series.recurrence.recurrence_image`), so no dense ``N x N`` array
         is formed and a recurrence anywhere in a block stays visible.
-    steps : array (N,), optional
+    steps : numpy.ndarray, shape (N,), optional
         Axis labels (e.g. the trajectory's ``step`` coordinate); default indices.
-    ax : matplotlib Axes, optional
+    ax : matplotlib.axes.Axes, optional
         Drawn into; a new figure otherwise.
 
     Returns
     -------
     matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        As :func:`netdyn.series.recurrence.recurrence_image`.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from netdyn.plot.recurrence import plot_recurrence
+    >>> fig = plot_recurrence(np.sin(0.3 * np.arange(200)), recurrence_rate=0.1)
+    >>> fig.axes[0].get_title()
+    'recurrence plot'
     """
     import matplotlib.pyplot as plt
 
-    image, factor = recurrence_image(x, threshold, recurrence_rate, metric, theiler, emb_dim, lag, size)
+    image, factor = recurrence_image(
+        x, threshold=threshold, recurrence_rate=recurrence_rate, metric=metric, theiler=theiler, emb_dim=emb_dim,
+        lag=lag, observable=observable, size=size,
+    )
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.5, 5))
     else:
@@ -69,18 +89,32 @@ def plot_recurrence(
     return fig
 
 
-def plot_divergence(curve: DivergenceCurve, ax: Any = None) -> Any:
+def plot_divergence(curve: DivergenceCurve, *, ax: Any = None) -> Any:
     """Mean log divergence against ``k`` with the fitted line and its fit range shaded.
 
     Parameters
     ----------
     curve : DivergenceCurve
         From :func:`netdyn.series.datadriven.rosenstein` or ``nolds_lyap_r``.
-    ax : matplotlib Axes, optional
+    ax : matplotlib.axes.Axes, optional
+        Drawn into; a new figure otherwise.
 
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> from netdyn.plot.recurrence import plot_divergence
+    >>> x = np.empty(1000); x[0] = 0.3
+    >>> for i in range(999): x[i + 1] = 4 * x[i] * (1 - x[i])
+    >>> fig = plot_divergence(nd.rosenstein(x, emb_dim=1, lag=1, theiler=10, trajectory_len=15))
+    >>> fig.axes[0].get_xlabel()
+    'k (steps)'
     """
     import matplotlib.pyplot as plt
 
@@ -95,6 +129,6 @@ def plot_divergence(curve: DivergenceCurve, ax: Any = None) -> Any:
     ax.axvspan(lo - 0.5, hi - 0.5, color="0.9", zorder=0, label=f"fit range [{lo}, {hi})")
     ax.set_xlabel("k (steps)")
     ax.set_ylabel("mean log distance")
-    ax.set_title(f"{curve.method} on {curve.observable} (m={curve.emb_dim}, lag={curve.lag}, w={curve.min_tsep})")
+    ax.set_title(f"{curve.method} on {curve.observable} (m={curve.emb_dim}, lag={curve.lag}, w={curve.theiler})")
     ax.legend(loc="lower right")
     return fig

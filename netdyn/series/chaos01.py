@@ -55,7 +55,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from netdyn.series.datadriven import observable_series
+from netdyn._core.validation import check_float, check_int
+from netdyn.series.observables import observable_series
 
 __all__ = ["chaos01", "chaos01_k"]
 
@@ -63,11 +64,10 @@ _C_LOW, _C_HIGH = np.pi / 5, 4 * np.pi / 5
 
 
 def _series(x: Any, observable: str | None, downsample: int, caller: str) -> np.ndarray:
-    phi = observable_series(x, observable)
+    downsample = check_int(downsample, "downsample", caller, minimum=1)
+    phi = observable_series(x, observable=observable)
     if phi.ndim != 1:
         raise ValueError(f"{caller}: expected a scalar observable, got shape {phi.shape} (pick observable='norm', 'param:<i>', ...)")
-    if downsample < 1:
-        raise ValueError(f"{caller}: expected downsample >= 1, got {downsample}")
     phi = phi[::downsample]
     if phi.size < 100:
         raise ValueError(f"{caller}: expected at least 100 samples (G&M use thousands), got {phi.size}")
@@ -112,7 +112,7 @@ def chaos01(
     ----------
     x : array (N,), DataArray or trajectory Dataset
         The series, or a trajectory with ``observable`` naming the scalar series
-        (:func:`netdyn.series.datadriven.observable_series`; default ``"loss"`` for a
+        (:func:`netdyn.series.observables.observable_series`; default ``"loss"`` for a
         Dataset).  Non-finite tails are cut (with a warning).
     observable : str, optional
         Which series of a trajectory (``"loss"``, ``"norm"``, ``"param:3"``, ...).
@@ -135,15 +135,36 @@ def chaos01(
         ``D`` over ``(c, n)`` (the regularised ``D~_c(n)``, units of ``phi^2``);
         attrs: ``n_points``, ``n_cut``, ``n_c``, ``alpha``, ``downsample``,
         ``oversampled`` (Matthews' heuristic), ``method``.
+
+    Raises
+    ------
+    ValueError
+        For a multivariate observable, fewer than 100 samples, a constant
+        series or invalid settings.
+
+    References
+    ----------
+    G. A. Gottwald, I. Melbourne, "On the implementation of the 0-1 test for
+    chaos", SIAM J. Appl. Dyn. Syst. 8, 129 (2009).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> x = np.empty(1000); x[0] = 0.3
+    >>> for i in range(999): x[i + 1] = 3.97 * x[i] * (1 - x[i])
+    >>> round(float(nd.chaos01(x)["K"]), 1)
+    1.0
+    >>> abs(float(nd.chaos01(np.sin(0.5 * np.arange(1000)))["K"])) < 0.05
+    True
     """
     caller = "chaos01"
     phi = _series(x, observable, downsample, caller)
     n = phi.size
-    n_cut = n // 10 if n_cut is None else int(n_cut)
-    if not 3 <= n_cut <= n // 2:
-        raise ValueError(f"{caller}: expected 3 <= n_cut <= N/2 = {n // 2}, got {n_cut}")
-    if n_c < 1:
-        raise ValueError(f"{caller}: expected n_c >= 1, got {n_c}")
+    n_cut = n // 10 if n_cut is None else n_cut
+    n_cut = check_int(n_cut, "n_cut", caller, minimum=3, maximum=n // 2)
+    n_c = check_int(n_c, "n_c", caller, minimum=1)
+    alpha = check_float(alpha, "alpha", caller, minimum=0)
     rng = np.random.default_rng(seed)
     c = np.sort(rng.uniform(_C_LOW, _C_HIGH, n_c))
     lags = np.arange(1, n_cut + 1)
@@ -178,6 +199,39 @@ def _correlation(xi: np.ndarray, d: np.ndarray) -> np.ndarray:
     return (dc @ xc) / norm
 
 
-def chaos01_k(x: Any, **kwargs: Any) -> float:
-    """Just ``K`` of :func:`chaos01` (same arguments), e.g. as a surrogate-test statistic."""
-    return float(chaos01(x, **kwargs)["K"])
+def chaos01_k(
+    x: Any,
+    *,
+    observable: str | None = None,
+    n_c: int = 100,
+    n_cut: int | None = None,
+    alpha: float = 2.5,
+    downsample: int = 1,
+    seed: int | np.random.Generator = 0,
+) -> float:
+    """Just ``K`` of :func:`chaos01`, e.g. as a surrogate-test statistic.
+
+    Parameters
+    ----------
+    x, observable, n_c, n_cut, alpha, downsample, seed
+        As :func:`chaos01`.
+
+    Returns
+    -------
+    float
+        The median ``K`` (about 0: regular, about 1: chaotic).
+
+    Raises
+    ------
+    ValueError
+        As :func:`chaos01`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> abs(nd.chaos01_k(np.sin(0.5 * np.arange(1000)))) < 0.05
+    True
+    """
+    return float(chaos01(x, observable=observable, n_c=n_c, n_cut=n_cut, alpha=alpha, downsample=downsample,
+                         seed=seed)["K"])

@@ -18,7 +18,10 @@ trajectories):
   counts in RR and in vertical lines but is never a diagonal line, as in
   pyunicorn).
 
-Thresholds are given or chosen for a recurrence rate: cross recurrence by the
+Thresholds are given or chosen for a recurrence rate (neither given: the rate
+0.05 of :data:`netdyn.series.recurrence.DEFAULT_RECURRENCE_RATE`, as for
+:func:`netdyn.rqa`; the settings go through the one recurrence front door,
+:func:`netdyn.series.recurrence.recurrence_spec`): cross recurrence by the
 rank rule of :func:`netdyn.series.recurrence.recurrence_threshold` applied to the
 ``N M`` cross distances (``eps`` = the distance of rank ``int(rate (N M - 1))``,
 pyunicorn's ``threshold_from_recurrence_rate``); joint recurrence by
@@ -57,7 +60,8 @@ import numpy as np
 import xarray as xr
 from scipy.spatial.distance import cdist
 
-from netdyn.series.recurrence import _line_measures, _metric, _pairs_outside, recurrence_points, recurrence_threshold
+from netdyn._core.validation import check_int
+from netdyn.series.recurrence import RecurrenceSpec, line_measures, pairs_outside, recurrence_spec, recurrence_threshold
 
 __all__ = ["cross_recurrence_matrix", "joint_recurrence_matrix", "line_histograms", "crqa", "jrqa"]
 
@@ -71,15 +75,9 @@ def _blocks(a: np.ndarray, b: np.ndarray, metric: str) -> Any:
 
 
 def _cross_threshold(a: np.ndarray, b: np.ndarray, rate: float, metric: str) -> float:
-    if not 0 <= rate <= 1:
-        raise ValueError(f"cross_recurrence_matrix: expected recurrence_rate in [0, 1], got {rate}")
     dist = np.concatenate([d.ravel() for _, d in _blocks(a, b, metric)])
     rank = int(rate * (dist.size - 1))
     return float(np.partition(dist, rank)[rank])
-
-
-def _points(x: Any, emb_dim: int, lag: int, observable: str | None) -> np.ndarray:
-    return recurrence_points(x, emb_dim, lag, observable)
 
 
 def cross_recurrence_matrix(
@@ -95,23 +93,48 @@ def cross_recurrence_matrix(
 ) -> tuple[np.ndarray, float]:
     """The cross-recurrence matrix ``CR`` (N, M) bool and its threshold ``eps``.
 
-    ``x``, ``y``: arrays (N,) / (N, d), DataArrays or trajectory Datasets
-    (:func:`netdyn.series.recurrence.recurrence_points`; both embedded with the same
-    ``emb_dim``, ``lag`` and ``observable``).  Exactly one of ``threshold`` /
-    ``recurrence_rate`` (module docstring).
+    Parameters
+    ----------
+    x, y : numpy.ndarray (N,) / (N, d), xarray.DataArray or trajectory xarray.Dataset
+        The two trajectories (:func:`netdyn.series.recurrence.recurrence_points`; both
+        embedded with the same ``emb_dim``, ``lag`` and ``observable``).
+    threshold, recurrence_rate, metric, emb_dim, lag, observable
+        As :func:`netdyn.rqa` (at most one of the first two; neither: rate
+        0.05); the rate rule ranks the ``N M`` cross distances (module docstring).
+        A cross plot has no line of identity, so no Theiler window.
+
+    Returns
+    -------
+    (numpy.ndarray, float)
+        ``CR`` bool (N, M) and ``eps``.
+
+    Raises
+    ------
+    ValueError
+        For invalid settings or ``x`` and ``y`` of different dimensions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> cr, eps = nd.cross_recurrence_matrix(np.arange(4.0), np.arange(3.0) + 0.1, threshold=0.5)
+    >>> cr.astype(int)
+    array([[1, 0, 0],
+           [0, 1, 0],
+           [0, 0, 1],
+           [0, 0, 0]])
     """
     caller = "cross_recurrence_matrix"
-    name = _metric(metric, caller)
-    a, b = _points(x, emb_dim, lag, observable), _points(y, emb_dim, lag, observable)
+    spec = recurrence_spec(caller, threshold=threshold, recurrence_rate=recurrence_rate, metric=metric, theiler=0,
+                           emb_dim=emb_dim, lag=lag, observable=observable)
+    a, b = spec.points(x), spec.points(y)
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"{caller}: expected x and y in the same space, got dimensions {a.shape[1]} and {b.shape[1]}")
-    if (threshold is None) == (recurrence_rate is None):
-        raise ValueError(f"{caller}: expected exactly one of threshold / recurrence_rate, got {threshold=}, {recurrence_rate=}")
-    eps = _cross_threshold(a, b, recurrence_rate, name) if threshold is None else float(threshold)
+    eps = _cross_threshold(a, b, spec.recurrence_rate, spec.cdist_metric) if spec.threshold is None else spec.threshold
     if not eps > 0:
         raise ValueError(f"{caller}: expected a threshold > 0, got {eps}")
     out = np.empty((a.shape[0], b.shape[0]), dtype=bool)
-    for i0, dist in _blocks(a, b, name):
+    for i0, dist in _blocks(a, b, spec.cdist_metric):
         np.less(dist, eps, out=out[i0 : i0 + dist.shape[0]])
     return out, eps
 
@@ -139,36 +162,67 @@ def joint_recurrence_matrix(
 ) -> tuple[np.ndarray, tuple[float, float]]:
     """The joint-recurrence matrix ``JR`` (N, N) bool and the thresholds ``(eps_x, eps_y)``.
 
-    Each setting is one value for both systems or a pair ``(for x, for y)``.
-    ``theiler`` removes ``|i - j| < theiler`` (0 keeps the line of identity);
-    ``rate_theiler`` is the Theiler window of the rate rule (default
-    ``theiler``; 0 is pyunicorn's).  Both trajectories are cut to the shorter.
+    Parameters
+    ----------
+    x, y : numpy.ndarray (N,) / (N, d), xarray.DataArray or trajectory xarray.Dataset
+        The two trajectories, each in its own space; both are cut to the shorter.
+    threshold, recurrence_rate, metric, emb_dim, lag, observable
+        As :func:`netdyn.rqa`, each one value for both systems or a pair
+        ``(for x, for y)``; at most one of threshold / recurrence_rate
+        (neither: rate 0.05 for each).
+    theiler : int, default 1
+        Removes ``|i - j| < theiler`` (0 keeps the line of identity).
+    rate_theiler : int, optional
+        Theiler window of the rate rule (default ``theiler``; 0 is pyunicorn's).
+
+    Returns
+    -------
+    (numpy.ndarray, (float, float))
+        ``JR`` bool (N, N) and ``(eps_x, eps_y)``.
+
+    Raises
+    ------
+    ValueError
+        For invalid settings or a zero threshold.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> x = np.sin(0.3 * np.arange(100))
+    >>> jr, eps = nd.joint_recurrence_matrix(x, x, recurrence_rate=0.1)
+    >>> bool((jr == nd.recurrence_matrix(x, recurrence_rate=0.1)).all())
+    True
     """
     caller = "joint_recurrence_matrix"
-    if (threshold is None) == (recurrence_rate is None):
-        raise ValueError(f"{caller}: expected exactly one of threshold / recurrence_rate, got {threshold=}, {recurrence_rate=}")
-    if theiler < 0:
-        raise ValueError(f"{caller}: expected theiler >= 0, got {theiler}")
-    metrics, dims, lags, obs = _pair(metric, caller, "metric"), _pair(emb_dim, caller, "emb_dim"), _pair(lag, caller, "lag"), _pair(observable, caller, "observable")
-    pts = [_points(s, dims[k], lags[k], obs[k]) for k, s in enumerate((x, y))]
+    settings = [_pair(v, caller, what) for v, what in ((threshold, "threshold"), (recurrence_rate, "recurrence_rate"),
+                (metric, "metric"), (emb_dim, "emb_dim"), (lag, "lag"), (observable, "observable"))]
+    specs = [
+        recurrence_spec(caller, threshold=t, recurrence_rate=r, metric=m, theiler=theiler, emb_dim=e, lag=lg, observable=o)
+        for t, r, m, e, lg, o in zip(*settings)
+    ]
+    rule = specs[0].theiler if rate_theiler is None else check_int(rate_theiler, "rate_theiler", caller, minimum=0)
+    pts = [spec.points(s) for spec, s in zip(specs, (x, y))]
     n = min(p.shape[0] for p in pts)
     pts = [p[:n] for p in pts]
-    rule = theiler if rate_theiler is None else rate_theiler
-    if threshold is not None:
-        eps = tuple(float(e) for e in _pair(threshold, caller, "threshold"))
-    else:
-        rates = _pair(recurrence_rate, caller, "recurrence_rate")
-        eps = tuple(recurrence_threshold(p, r, m, rule) for p, r, m in zip(pts, rates, metrics))
+    eps = tuple(_threshold(p, spec, rule) for p, spec in zip(pts, specs))
     if not min(eps) > 0:
         raise ValueError(f"{caller}: expected thresholds > 0, got {eps}")
     out = np.empty((n, n), dtype=bool)
-    names = [_metric(m, caller) for m in metrics]
-    for (i0, dx), (_, dy) in zip(_blocks(pts[0], pts[0], names[0]), _blocks(pts[1], pts[1], names[1])):
+    blocks = zip(_blocks(pts[0], pts[0], specs[0].cdist_metric), _blocks(pts[1], pts[1], specs[1].cdist_metric))
+    for (i0, dx), (_, dy) in blocks:
         out[i0 : i0 + dx.shape[0]] = (dx < eps[0]) & (dy < eps[1])
-    for k in range(1 - theiler, theiler):  # the Theiler band |i - j| < theiler
+    for k in range(1 - specs[0].theiler, specs[0].theiler):  # the Theiler band |i - j| < theiler
         i = np.arange(max(0, -k), min(n, n - k))
         out[i, i + k] = False
     return out, (float(eps[0]), float(eps[1]))
+
+
+def _threshold(pts: np.ndarray, spec: RecurrenceSpec, rate_theiler: int) -> float:
+    """``spec``'s threshold, or the one of its recurrence rate on ``pts`` (Theiler window ``rate_theiler``)."""
+    if spec.threshold is not None:
+        return spec.threshold
+    return recurrence_threshold(pts, recurrence_rate=spec.recurrence_rate, metric=spec.metric, theiler=rate_theiler)
 
 
 def _column_runs(m: np.ndarray, size: int) -> np.ndarray:
@@ -181,7 +235,7 @@ def _column_runs(m: np.ndarray, size: int) -> np.ndarray:
     return np.bincount(stop - start, minlength=size + 1)
 
 
-def line_histograms(matrix: np.ndarray, skip_main: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def line_histograms(matrix: np.ndarray, *, skip_main: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Diagonal and vertical line-length histograms of a bool matrix (N, M).
 
     Returns ``(diag, vert)``, each of length ``max(N, M) + 1``: ``diag[l]`` the
@@ -191,6 +245,31 @@ def line_histograms(matrix: np.ndarray, skip_main: bool = False) -> tuple[np.nda
     Vectorised: the matrix is sheared, row ``i`` shifted by ``i``, so that
     diagonal ``k = j - i`` becomes column ``k + N - 1`` of an
     ``(N, N + M - 1)`` matrix, whose column runs are its diagonal lines.
+
+    Parameters
+    ----------
+    matrix : numpy.ndarray of bool, shape (N, M)
+        Any recurrence matrix.
+    skip_main : bool, default False
+        Leave out the main diagonal (the line of identity of a symmetric matrix).
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        ``(diag, vert)``, int, each of shape ``(max(N, M) + 1,)``.
+
+    Raises
+    ------
+    ValueError
+        For an empty or non-2-D matrix.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.series.cross_recurrence import line_histograms
+    >>> diag, vert = line_histograms(np.eye(3, dtype=bool))
+    >>> diag.tolist(), vert.tolist()
+    ([0, 0, 0, 1], [0, 3, 0, 0])
     """
     m = np.asarray(matrix, dtype=bool)
     if m.ndim != 2 or 0 in m.shape:
@@ -210,11 +289,11 @@ def line_histograms(matrix: np.ndarray, skip_main: bool = False) -> tuple[np.nda
 
 
 def _measures(matrix: np.ndarray, pairs: int, skip_main: bool, l_min: int, v_min: int, caller: str) -> dict[str, Any]:
-    if l_min < 1 or v_min < 1:
-        raise ValueError(f"{caller}: expected l_min >= 1 and v_min >= 1, got {l_min}, {v_min}")
-    diag, vert = line_histograms(matrix, skip_main)
-    det, mean_l, lmax, entr = _line_measures(diag, l_min)
-    lam, tt, vmax, _ = _line_measures(vert, v_min)
+    l_min = check_int(l_min, "l_min", caller, minimum=1)
+    v_min = check_int(v_min, "v_min", caller, minimum=1)
+    diag, vert = line_histograms(matrix, skip_main=skip_main)
+    det, mean_l, lmax, entr = line_measures(diag, l_min=l_min)
+    lam, tt, vmax, _ = line_measures(vert, l_min=v_min)
     return {
         "RR": int(matrix.sum()) / pairs,
         "DET": det,
@@ -244,13 +323,20 @@ def crqa(
     threshold: float | None = None,
     recurrence_rate: float | None = None,
     metric: str = "supremum",
-    l_min: int = 2,
-    v_min: int = 2,
     emb_dim: int = 1,
     lag: int = 1,
     observable: str | None = None,
+    l_min: int = 2,
+    v_min: int = 2,
 ) -> xr.Dataset:
     """Cross-recurrence quantification of two trajectories (module docstring).
+
+    Parameters
+    ----------
+    x, y, threshold, recurrence_rate, metric, emb_dim, lag, observable
+        As :func:`cross_recurrence_matrix`.
+    l_min, v_min : int, default 2
+        Shortest diagonal / vertical line counted (steps).
 
     Returns
     -------
@@ -261,6 +347,24 @@ def crqa(
         ``length``; attrs: ``threshold``, ``metric``, ``l_min``, ``v_min``,
         ``emb_dim``, ``lag``, ``n_x``, ``n_y``, ``kind="cross"``.  Undefined
         ratios (no lines) are NaN, as in :func:`netdyn.rqa`.
+
+    Raises
+    ------
+    ValueError
+        As :func:`cross_recurrence_matrix`, or for ``l_min`` / ``v_min`` below 1.
+
+    References
+    ----------
+    N. Marwan, J. Kurths, Phys. Lett. A 302, 299 (2002).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> t = np.arange(200)
+    >>> out = nd.crqa(np.sin(2 * np.pi * t / 20), np.sin(2 * np.pi * t / 20 + 0.5), recurrence_rate=0.1, emb_dim=2)
+    >>> round(float(out["RR"]), 2), round(float(out["DET"]), 2)
+    (0.1, 0.92)
     """
     cr, eps = cross_recurrence_matrix(
         x, y, threshold=threshold, recurrence_rate=recurrence_rate, metric=metric, emb_dim=emb_dim, lag=lag, observable=observable
@@ -279,30 +383,54 @@ def jrqa(
     metric: str | tuple[str, str] = "supremum",
     theiler: int = 1,
     rate_theiler: int | None = None,
-    l_min: int = 2,
-    v_min: int = 2,
     emb_dim: int | tuple[int, int] = 1,
     lag: int | tuple[int, int] = 1,
     observable: str | tuple[str | None, str | None] | None = None,
+    l_min: int = 2,
+    v_min: int = 2,
 ) -> xr.Dataset:
     """Joint-recurrence quantification of two trajectories (module docstring).
 
     With ``y = x`` and equal settings this is :func:`netdyn.rqa` of ``x``.
+
+    Parameters
+    ----------
+    x, y, threshold, recurrence_rate, metric, theiler, rate_theiler, emb_dim, lag, observable
+        As :func:`joint_recurrence_matrix`.
+    l_min, v_min : int, default 2
+        Shortest diagonal / vertical line counted (steps).
 
     Returns
     -------
     xarray.Dataset
         As :func:`crqa`, RR over the pairs outside the Theiler window; attrs
         ``threshold_x``, ``threshold_y``, ``theiler``, ``kind="joint"``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`joint_recurrence_matrix`, for ``theiler >= N`` or ``l_min`` / ``v_min`` below 1.
+
+    References
+    ----------
+    M. C. Romano, M. Thiel, J. Kurths, W. von Bloh, Phys. Lett. A 330, 214 (2004).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> x = np.sin(0.3 * np.arange(200))
+    >>> float(nd.jrqa(x, x, recurrence_rate=0.1)["DET"]) == nd.rqa(x, recurrence_rate=0.1).DET
+    True
     """
     jr, eps = joint_recurrence_matrix(
         x, y, threshold=threshold, recurrence_rate=recurrence_rate, metric=metric, theiler=theiler,
         rate_theiler=rate_theiler, emb_dim=emb_dim, lag=lag, observable=observable,
     )
     n = jr.shape[0]
-    if _pairs_outside(n, theiler) == 0:
+    if pairs_outside(n, theiler=theiler) == 0:
         raise ValueError(f"jrqa: expected theiler < N = {n}, got {theiler}")
-    values = _measures(jr, _pairs_outside(n, theiler), True, l_min, v_min, "jrqa")
+    values = _measures(jr, pairs_outside(n, theiler=theiler), True, l_min, v_min, "jrqa")
     attrs = dict(
         kind="joint", threshold_x=eps[0], threshold_y=eps[1], metric=str(metric), theiler=theiler,
         l_min=l_min, v_min=v_min, emb_dim=str(emb_dim), lag=str(lag), n_points=n,

@@ -10,30 +10,8 @@ trajectory ``Dataset`` plus the name of an *observable*:
 * :func:`nolds_lyap_e` -- a thin wrapper over ``nolds.lyap_e`` (Eckmann et al.
   1986), which estimates ``matrix_dim`` exponents.
 
-Observables (``observable=``)
------------------------------
-For a trajectory ``Dataset`` (see the data model in the design notes):
-
-``"loss"`` (default), ``"grad_norm"`` or any other 1-D data variable
-    that variable over ``step``;
-``"param:<i>"``
-    one recorded parameter, ``state[:, i]`` (``i`` a position along ``param``);
-``"norm"``
-    ``||state_t||_2``;
-``"update_norm"``
-    ``||state_{t+1} - state_t||_2`` (one value fewer);
-``"projection"`` / ``"projection:pca"``
-    the state projected on its first principal component (sign fixed so the
-    largest loading is positive);
-``"projection:random"``
-    the state projected on a random unit vector drawn from ``seed``;
-``"state"``
-    the whole ``(step, param)`` state (multivariate; only :func:`rosenstein`).
-
-A ``DataArray`` or numpy array of shape ``(N,)`` is used as it is; one of shape
-``(N, d)`` is a state, to which the state observables above apply (default
-``"state"``).  A series that becomes non-finite (a diverged run) is cut to its
-finite leading part with a warning.
+Observables (``observable=``) are read by
+:func:`netdyn.series.observables.observable_series` (names listed there).
 
 The divergence curve
 --------------------
@@ -71,21 +49,23 @@ from __future__ import annotations
 import inspect
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from netdyn.series.state_observables import state_observable
-from netdyn.series.embedding import _nearest_outside_window, choose_lag, delay_embed, false_nearest_neighbours, mean_period
+from netdyn._core.results import DatasetResult
+from netdyn._core.validation import check_float, check_int
+from netdyn.series.embedding import choose_lag, delay_embed, false_nearest_neighbours, mean_period, nearest_outside_window
 from netdyn.series.linear_region import LinearRegion, linear_region
+from netdyn.series.observables import array_observable, checked_series, observable_label, observable_series, scalar_series
+from netdyn.series.recurrence import DEFAULT_RECURRENCE_RATE, rqa
 
 __all__ = [
     "DivergenceCurve",
     "EckmannSpectrum",
-    "observable_series",
     "embedding_parameters",
     "auto_fit_range",
     "rosenstein",
@@ -94,11 +74,8 @@ __all__ = [
     "analyze_dataset",
 ]
 
-_STATE_OBSERVABLES = ("norm", "update_norm", "projection", "projection:pca", "projection:random", "state")
-
-
-@dataclass(frozen=True, eq=False)
-class DivergenceCurve:
+@dataclass(frozen=True, eq=False, repr=False)
+class DivergenceCurve(DatasetResult):
     """A Rosenstein estimate: exponent, divergence curve and fit range.
 
     Attributes
@@ -106,16 +83,17 @@ class DivergenceCurve:
     exponent : float
         Slope of the fitted line divided by ``tau`` (per unit of time; per step
         when ``tau = 1``).
-    k : array (K,)
+    k : numpy.ndarray, shape (K,)
         Steps after which distances were measured (only those with a finite mean).
-    log_divergence : array (K,)
+    log_divergence : numpy.ndarray, shape (K,)
         ``<ln d_i(k)>`` averaged over reference points ``i`` (zero distances skipped).
     fit_range : (int, int)
         The line was fitted on ``fit_range[0] <= k < fit_range[1]``.
     intercept : float
         Intercept of the fitted line (at ``k = 0``).
-    emb_dim, lag, min_tsep, trajectory_len : int
-        Embedding and neighbour-search parameters actually used.
+    emb_dim, lag, theiler, trajectory_len : int
+        Embedding and neighbour-search parameters actually used (``theiler``:
+        neighbours need ``|i - j| > theiler``, in steps).
     tau : float
         Time between samples.
     n_points : int
@@ -136,16 +114,33 @@ class DivergenceCurve:
     exponent_stderr : float
         Standard error of the exponent from its spread over blocks of reference
         points (:func:`rosenstein` only; NaN otherwise).
+
+    Notes
+    -----
+    ``to_dataset()`` holds every field (the curve over ``k``) plus, for
+    plotting, ``fitted`` (the line) and ``in_fit`` (the fit range) over ``k``;
+    ``DivergenceCurve.from_dataset`` inverts it, also after ``to_netcdf``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> x = np.empty(1500); x[0] = 0.3
+    >>> for i in range(1499): x[i + 1] = 4 * x[i] * (1 - x[i])
+    >>> curve = nd.rosenstein(x, emb_dim=1, lag=1, theiler=10, trajectory_len=15)
+    >>> ds = curve.to_dataset()
+    >>> round(float(ds["exponent"]), 1), sorted(ds["in_fit"].dims)
+    (0.7, ['k'])
     """
 
     exponent: float
-    k: np.ndarray
-    log_divergence: np.ndarray
+    k: np.ndarray = field(metadata={"dims": ("k",)})
+    log_divergence: np.ndarray = field(metadata={"dims": ("k",)})
     fit_range: tuple[int, int]
     intercept: float
     emb_dim: int
     lag: int
-    min_tsep: int
+    theiler: int
     trajectory_len: int
     tau: float
     n_points: int
@@ -157,86 +152,67 @@ class DivergenceCurve:
     fit_points: int = 0
     exponent_stderr: float = float("nan")
 
-    def to_dataset(self) -> xr.Dataset:
-        """The curve and its fit as an ``xarray.Dataset`` over ``k``."""
+    def _derived_variables(self) -> dict[str, Any]:
+        """The fitted line and the fit-range mask over ``k`` (for plots)."""
         fitted = self.intercept + self.exponent * self.tau * self.k
         in_fit = (self.k >= self.fit_range[0]) & (self.k < self.fit_range[1])
-        return xr.Dataset(
-            {
-                "log_divergence": ("k", self.log_divergence),
-                "fitted": ("k", fitted),
-                "in_fit": ("k", in_fit),
-                "exponent": ((), self.exponent),
-            },
-            coords={"k": self.k},
-            attrs={
-                "method": self.method,
-                "observable": self.observable,
-                "fit_start": self.fit_range[0],
-                "fit_stop": self.fit_range[1],
-                "intercept": self.intercept,
-                "emb_dim": self.emb_dim,
-                "lag": self.lag,
-                "min_tsep": self.min_tsep,
-                "trajectory_len": self.trajectory_len,
-                "tau": self.tau,
-                "n_points": self.n_points,
-                "reliable": int(self.reliable),
-                "reason": self.reason,
-                "fit_r2": self.fit_r2,
-                "fit_points": self.fit_points,
-                "exponent_stderr": self.exponent_stderr,
-            },
-        )
+        return {"fitted": ("k", fitted), "in_fit": ("k", in_fit)}
 
 
-@dataclass(frozen=True, eq=False)
-class EckmannSpectrum:
+@dataclass(frozen=True, eq=False, repr=False)
+class EckmannSpectrum(DatasetResult):
     """An Eckmann et al. estimate of ``matrix_dim`` exponents (descending).
 
-    ``per_step`` holds the per-reference-point estimates (``(M, matrix_dim)``,
-    nolds' debug data) whose mean gives ``exponents``; ``stderr`` is their
-    standard error ``std / sqrt(M)`` (treating the M steps as independent, so a
-    lower bound).  ``reliable`` is False (``reason`` says why, the exponents are
-    kept) when an exponent is not finite or when the exponents sum to more than
-    ``3`` standard errors above 0: a bounded (dissipative or conservative)
-    attractor has a sum <= 0, so a positive sum means spurious exponents -- e.g.
-    the multiples ``2 ln 2, 3 ln 2`` that noise-free data of a 1-D map produce
-    (Sauer, Tempkin & Yorke 1998).
+    Attributes
+    ----------
+    exponents : numpy.ndarray, shape (matrix_dim,)
+        The exponents, per unit of time (``tau``).
+    per_step : numpy.ndarray, shape (M, matrix_dim)
+        The per-reference-point estimates (nolds' debug data) whose mean gives ``exponents``.
+    emb_dim, matrix_dim, min_nb, theiler : int
+        Settings used (``theiler``: Theiler window of the neighbours, steps).
+    tau : float
+        Time between samples.
+    n_points : int
+        Length of the series analysed.
+    observable : str
+        Which observable was analysed.
+    stderr : numpy.ndarray, shape (matrix_dim,), optional
+        ``std / sqrt(M)`` of ``per_step`` (treating the M steps as independent, so a lower bound).
+    reliable : bool
+        False (``reason`` says why, the exponents are kept) when an exponent is
+        not finite or when the exponents sum to more than ``3`` standard errors
+        above 0: a bounded (dissipative or conservative) attractor has a sum
+        <= 0, so a positive sum means spurious exponents -- e.g. the multiples
+        ``2 ln 2, 3 ln 2`` that noise-free data of a 1-D map produce (Sauer,
+        Tempkin & Yorke 1998).
+    reason : str
+        Why the exponents are unreliable ("" when reliable).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> x = np.empty(400); x[0] = 0.3
+    >>> for i in range(399): x[i + 1] = 3.9 * x[i] * (1 - x[i])
+    >>> x += 1e-4 * np.random.default_rng(0).standard_normal(400)
+    >>> spec = nd.nolds_lyap_e(x, emb_dim=3, matrix_dim=3)
+    >>> spec.to_dataset()["exponents"].dims
+    ('exponent',)
     """
 
-    exponents: np.ndarray
-    per_step: np.ndarray
+    exponents: np.ndarray = field(metadata={"dims": ("exponent",)})
+    per_step: np.ndarray = field(metadata={"dims": ("reference", "exponent")})
     emb_dim: int
     matrix_dim: int
     min_nb: int
-    min_tsep: int
+    theiler: int
     tau: float
     n_points: int
     observable: str
-    stderr: np.ndarray | None = None
+    stderr: np.ndarray | None = field(default=None, metadata={"dims": ("exponent",)})
     reliable: bool = True
     reason: str = ""
-
-    def to_dataset(self) -> xr.Dataset:
-        """The exponents (and their standard errors) as an ``xarray.Dataset`` over ``exponent``."""
-        stderr = np.full(self.exponents.size, np.nan) if self.stderr is None else self.stderr
-        return xr.Dataset(
-            {"eckmann_exponents": ("exponent", self.exponents), "eckmann_stderr": ("exponent", stderr)},
-            coords={"exponent": np.arange(self.exponents.size)},
-            attrs={
-                "method": "nolds.lyap_e",
-                "observable": self.observable,
-                "emb_dim": self.emb_dim,
-                "matrix_dim": self.matrix_dim,
-                "min_nb": self.min_nb,
-                "min_tsep": self.min_tsep,
-                "tau": self.tau,
-                "n_points": self.n_points,
-                "reliable": int(self.reliable),
-                "reason": self.reason,
-            },
-        )
 
 
 def _eckmann_judgement(exponents: np.ndarray, per_step: np.ndarray) -> tuple[np.ndarray, str]:
@@ -252,91 +228,6 @@ def _eckmann_judgement(exponents: np.ndarray, per_step: np.ndarray) -> tuple[np.
                         "bounded attractor: spurious exponents of a curved reconstruction; add a little noise "
                         "or lower matrix_dim")
     return stderr, ""
-
-
-def _finite_leading(arr: np.ndarray, caller: str, what: str) -> np.ndarray:
-    """Cut ``arr`` (N,) or (N, d) before its first non-finite row, with a warning."""
-    finite = np.isfinite(arr) if arr.ndim == 1 else np.all(np.isfinite(arr), axis=1)
-    if finite.all():
-        return arr
-    first_bad = int(np.argmin(finite))
-    if first_bad == 0:
-        raise ValueError(f"{caller}: expected finite values in {what}, got a non-finite value at index 0")
-    warnings.warn(
-        f"{caller}: {what} becomes non-finite at index {first_bad} (diverged run); "
-        f"analysing the finite leading part of length {first_bad}",
-        RuntimeWarning,
-        stacklevel=3,
-    )
-    return arr[:first_bad]
-
-
-def _state_observable(state: np.ndarray, name: str, seed: int, caller: str) -> np.ndarray:
-    """A state observable of an in-memory state ``(N, d)``: the state itself, or the scalar
-    series of :func:`netdyn.series.state_observables.state_observable` (one implementation)."""
-    if name == "state":
-        return state
-    return state_observable(xr.DataArray(state, dims=("step", "param")), name, seed=seed, caller=caller)
-
-
-def observable_series(data: Any, observable: str | None = None, seed: int = 0) -> np.ndarray:
-    """The series an estimator analyses, as float64, cut before any non-finite value.
-
-    Parameters
-    ----------
-    data : numpy array (N,) / (N, d), ``DataArray`` or trajectory ``Dataset``
-    observable : str, optional
-        One of the names in the module docstring.  Default: ``"loss"`` for a
-        ``Dataset``; the series itself for 1-D input; ``"state"`` for 2-D input.
-    seed : int, default 0
-        Seed of the random projection / the power-iteration start vector.
-
-    Returns
-    -------
-    array (N,) or (N, d) (``"state"`` only)
-    """
-    caller = "observable_series"
-    if isinstance(data, xr.Dataset):
-        name = "loss" if observable is None else observable
-        if name.startswith("param:") or name in _STATE_OBSERVABLES:
-            if "state" not in data:
-                raise ValueError(f"{caller}: observable {name!r} needs a 'state' variable, got {list(data.data_vars)}")
-            if name != "state":  # scalar observables stream over the steps: memory ~ one block, not the file
-                return state_observable(data["state"], name, seed=seed, caller=caller)
-            state = data["state"].transpose("step", ...).values.astype(np.float64)
-            return observable_series(state, name, seed)
-        if name not in data.data_vars or data[name].ndim != 1:
-            known = [v for v in data.data_vars if data[v].ndim == 1] + ["param:<i>", *_STATE_OBSERVABLES]
-            raise ValueError(f"{caller}: expected an observable in {known}, got {name!r}")
-        return _finite_leading(data[name].values.astype(np.float64), caller, f"variable {name!r}")
-    arr = np.asarray(data.values if isinstance(data, xr.DataArray) else data, dtype=np.float64)
-    if arr.ndim == 1:
-        if observable not in (None, "series"):
-            raise ValueError(f"{caller}: a 1-D series has no observable {observable!r}; expected None")
-        return _finite_leading(arr, caller, "the series")
-    if arr.ndim != 2:
-        raise ValueError(f"{caller}: expected an array of shape (N,) or (N, d), got shape {arr.shape}")
-    name = "state" if observable is None else observable
-    if name.startswith("param:"):
-        try:
-            index = int(name.split(":", 1)[1])
-        except ValueError:
-            raise ValueError(f"{caller}: expected 'param:<integer>', got {name!r}") from None
-        if not -arr.shape[1] <= index < arr.shape[1]:
-            raise ValueError(f"{caller}: expected a parameter index in [0, {arr.shape[1]}), got {index}")
-        return _finite_leading(arr[:, index], caller, f"parameter {index}")
-    if name not in _STATE_OBSERVABLES:
-        raise ValueError(f"{caller}: expected an observable in {['param:<i>', *_STATE_OBSERVABLES]}, got {name!r}")
-    state = _finite_leading(arr, caller, "the state")
-    return _state_observable(state, name, seed, caller)
-
-
-def _checked(x: np.ndarray, caller: str) -> np.ndarray:
-    if x.shape[0] < 10:
-        raise ValueError(f"{caller}: expected a series of at least 10 points, got {x.shape[0]}")
-    if np.all(np.ptp(x, axis=0) == 0):
-        raise ValueError(f"{caller}: expected a non-constant series, got a constant one")
-    return x
 
 
 #: series larger than this in magnitude are rescaled before distances are squared (2^500 ~ 3e150)
@@ -360,30 +251,54 @@ def _rescaled(x: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def embedding_parameters(
-    x: np.ndarray, emb_dim: int | None = None, lag: int | None = None, min_tsep: int | None = None
+    x: np.ndarray, *, emb_dim: int | None = None, lag: int | None = None, theiler: int | None = None
 ) -> tuple[int, int, int]:
-    """Fill in ``(emb_dim, lag, min_tsep)`` for a series (N,) or state (N, d).
+    """Fill in ``(emb_dim, lag, theiler)`` for a series (N,) or state (N, d).
 
     Defaults (each only when ``None``), computed on the series itself or, for a
     state, on its first principal component:
 
     * ``lag`` -- :func:`netdyn.series.embedding.choose_lag` (min of the first minimum of
       the auto mutual information and the 1/e decorrelation time);
-    * ``min_tsep`` (Theiler window) -- :func:`netdyn.series.embedding.mean_period`, the
-      mean period of the power spectrum, as ``nolds.lyap_r``;
+    * ``theiler`` (Theiler window, steps) -- :func:`netdyn.series.embedding.mean_period`,
+      the mean period of the power spectrum, as ``nolds.lyap_r``'s ``min_tsep``;
     * ``emb_dim`` -- for a scalar series the false-nearest-neighbour dimension
       (:func:`netdyn.series.embedding.false_nearest_neighbours`, Kennel et al. 1992);
       for a state, 1 (the state already is a phase-space point).
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (N,) or (N, d)
+        The series or state, one row per step.
+    emb_dim, lag, theiler : int, optional
+        Values to keep as they are (checked: ``emb_dim, lag >= 1``, ``theiler >= 0``).
+
+    Returns
+    -------
+    (int, int, int)
+        ``(emb_dim, lag, theiler)``.
+
+    Raises
+    ------
+    ValueError
+        For fewer than 10 points, a constant series or an invalid given value.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.series.datadriven import embedding_parameters
+    >>> x = np.sin(0.3 * np.arange(300))
+    >>> embedding_parameters(x, emb_dim=2)
+    (2, 4, 21)
     """
-    x = _checked(np.asarray(x, dtype=np.float64), "embedding_parameters")
-    scalar = x if x.ndim == 1 else _state_observable(x, "projection", 0, "embedding_parameters")
-    if lag is None:
-        lag = choose_lag(scalar)
-    if min_tsep is None:
-        min_tsep = mean_period(scalar)
+    caller = "embedding_parameters"
+    x = checked_series(np.asarray(x, dtype=np.float64), caller=caller)
+    scalar = x if x.ndim == 1 else array_observable(x, observable="projection", seed=0, caller=caller)
+    lag = choose_lag(scalar) if lag is None else check_int(lag, "lag", caller, minimum=1)
+    theiler = mean_period(scalar) if theiler is None else check_int(theiler, "theiler", caller, minimum=0)
     if emb_dim is None:
-        emb_dim = 1 if x.ndim == 2 else _fnn_dimension(scalar, lag, min_tsep)
-    return int(emb_dim), int(lag), int(min_tsep)
+        emb_dim = 1 if x.ndim == 2 else _fnn_dimension(scalar, lag, theiler)
+    return check_int(emb_dim, "emb_dim", caller, minimum=1), int(lag), int(theiler)
 
 
 def _outside_netdyn() -> int:
@@ -439,6 +354,14 @@ def auto_fit_range(ks: np.ndarray, curve: np.ndarray) -> tuple[int, int]:
     (lo, hi)
         The range ``lo <= k < hi`` of :func:`netdyn.series.linear_region.linear_region`
         (local slopes within 15 %; see there); all of ``ks`` for fewer than 3 points.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.series.datadriven import auto_fit_range
+    >>> ks = np.arange(14)
+    >>> auto_fit_range(ks, np.minimum(-8 + 0.7 * ks, -1.0))
+    (0, 11)
     """
     if ks.size == 0:
         return 0, 0
@@ -517,11 +440,12 @@ def _fit(
 
 
 def rosenstein(
-    data: Any,
+    x: Any,
+    *,
     observable: str | None = None,
     emb_dim: int | None = None,
     lag: int | None = None,
-    min_tsep: int | None = None,
+    theiler: int | None = None,
     trajectory_len: int = 20,
     fit_range: tuple[int, int] | str | None = "auto",
     tau: float = 1.0,
@@ -531,13 +455,14 @@ def rosenstein(
 
     Parameters
     ----------
-    data : array (N,) / (N, d), ``DataArray`` or trajectory ``Dataset``
-        See :func:`observable_series`; multivariate input is embedded row-wise.
+    x : numpy.ndarray (N,) / (N, d), xarray.DataArray or trajectory xarray.Dataset
+        See :func:`netdyn.series.observables.observable_series`; multivariate input is embedded row-wise.
     observable : str, optional
-        Which series to analyse (module docstring); ``"state"`` gives the full state.
-    emb_dim, lag, min_tsep : int, optional
+        Which series to analyse (:mod:`netdyn.series.observables`); ``"state"`` gives the full state.
+    emb_dim, lag, theiler : int, optional
         Embedding dimension, delay (steps) and Theiler window (steps); defaults from
-        :func:`embedding_parameters`.  Neighbours need ``|i - j| > min_tsep``.
+        :func:`embedding_parameters`.  Neighbours need ``|i - j| > theiler``
+        (``nolds.lyap_r``'s ``min_tsep``).
     trajectory_len : int, default 20
         Number of steps ``k = 0 .. trajectory_len-1`` the neighbour pairs are followed.
     fit_range : (int, int), "auto" or None, default "auto"
@@ -561,11 +486,17 @@ def rosenstein(
         a power of two first (exact; the exponent is unchanged and the curve is
         shifted back to the series' units).
 
-    Maths
+    Raises
+    ------
+    ValueError
+        For fewer than 10 points, a constant series, a series too short for the
+        settings, or an invalid ``fit_range``.
+
+    Notes
     -----
     Delay vectors ``X_i`` (:func:`netdyn.series.embedding.delay_embed`) for
     ``i < M_traj = M - trajectory_len + 1``; for each the Euclidean nearest
-    neighbour ``j(i)`` among the same ``M_traj`` vectors with ``|i - j| > min_tsep``
+    neighbour ``j(i)`` among the same ``M_traj`` vectors with ``|i - j| > theiler``
     (ties to the lowest index); ``y(k) = < ln ||X_{i+k} - X_{j(i)+k}|| >_i``
     with zero distances left out of the mean (``y(k)`` dropped if all are zero);
     the exponent is the least-squares slope of ``y(k)`` against ``k``.  This is
@@ -576,19 +507,33 @@ def rosenstein(
     References
     ----------
     Rosenstein, Collins, De Luca, Physica D 65, 117 (1993).
+
+    Examples
+    --------
+    Logistic map at r = 4, whose exponent is ln 2 = 0.693:
+
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> x = np.empty(1500); x[0] = 0.3
+    >>> for i in range(1499): x[i + 1] = 4 * x[i] * (1 - x[i])
+    >>> res = nd.rosenstein(x, emb_dim=1, lag=1, theiler=10, trajectory_len=15)
+    >>> round(res.exponent, 2), res.reliable
+    (0.69, True)
     """
     caller = "rosenstein"
-    x, log_scale = _rescaled(_checked(observable_series(data, observable, seed), caller))
-    emb_dim, lag, min_tsep = embedding_parameters(x, emb_dim, lag, min_tsep)
-    orbit = delay_embed(x, emb_dim, lag)
+    trajectory_len = check_int(trajectory_len, "trajectory_len", caller, minimum=1)
+    tau = check_float(tau, "tau", caller, minimum=0, exclusive=True)
+    series, log_scale = _rescaled(checked_series(observable_series(x, observable=observable, seed=seed), caller=caller))
+    emb_dim, lag, theiler = embedding_parameters(series, emb_dim=emb_dim, lag=lag, theiler=theiler)
+    orbit = delay_embed(series, emb_dim=emb_dim, lag=lag)
     ntraj = orbit.shape[0] - trajectory_len + 1
-    if ntraj < 2 * min_tsep + 2:
-        need = (emb_dim - 1) * lag + trajectory_len - 1 + 2 * min_tsep + 2
+    if ntraj < 2 * theiler + 2:
+        need = (emb_dim - 1) * lag + trajectory_len - 1 + 2 * theiler + 2
         raise ValueError(
-            f"{caller}: series too short for emb_dim={emb_dim}, lag={lag}, min_tsep={min_tsep}, "
-            f"trajectory_len={trajectory_len}: expected at least {need} points, got {x.shape[0]}"
+            f"{caller}: series too short for emb_dim={emb_dim}, lag={lag}, theiler={theiler}, "
+            f"trajectory_len={trajectory_len}: expected at least {need} points, got {series.shape[0]}"
         )
-    _, nb = _nearest_outside_window(orbit[:ntraj], min_tsep)
+    _, nb = nearest_outside_window(orbit[:ntraj], theiler=theiler)
     ref = np.arange(ntraj)
     curve = np.empty(trajectory_len)
     # contiguous blocks of reference points: their separate curves give the exponent's standard error
@@ -607,9 +552,9 @@ def rosenstein(
         blocks += log_scale
     ks = np.arange(trajectory_len)
     finite = np.isfinite(curve)
-    settings = dict(emb_dim=emb_dim, lag=lag, min_tsep=min_tsep, trajectory_len=trajectory_len, tau=tau)
-    return _fitted_curve(ks[finite], curve[finite], fit_range, caller, settings, int(x.shape[0]), "rosenstein",
-                         _observable_label(data, observable), blocks[:, finite])
+    settings = dict(emb_dim=emb_dim, lag=lag, theiler=theiler, trajectory_len=trajectory_len, tau=tau)
+    return _fitted_curve(ks[finite], curve[finite], fit_range, caller, settings, int(series.shape[0]), "rosenstein",
+                         observable_label(x, observable=observable), blocks[:, finite])
 
 
 def _fitted_curve(
@@ -625,30 +570,13 @@ def _fitted_curve(
                            **fit, **settings)
 
 
-def _observable_label(data: Any, observable: str | None) -> str:
-    if observable is not None:
-        return observable
-    if isinstance(data, xr.Dataset):
-        return "loss"
-    return "series" if np.ndim(data) == 1 else "state"
-
-
-def _scalar(data: Any, observable: str | None, seed: int, caller: str) -> np.ndarray:
-    x = _checked(observable_series(data, observable, seed), caller)
-    if x.ndim != 1:
-        raise ValueError(
-            f"{caller}: nolds needs a scalar series; got a state of shape {x.shape}; "
-            "pass observable='norm', 'param:<i>', 'projection', ... or use rosenstein()"
-        )
-    return x
-
-
 def nolds_lyap_r(
-    data: Any,
+    x: Any,
+    *,
     observable: str | None = None,
     emb_dim: int | None = None,
     lag: int | None = None,
-    min_tsep: int | None = None,
+    theiler: int | None = None,
     trajectory_len: int = 20,
     fit_range: tuple[int, int] | str | None = "auto",
     tau: float = 1.0,
@@ -663,37 +591,67 @@ def nolds_lyap_r(
     judged like :func:`rosenstein`'s (no ``exponent_stderr``: nolds returns only
     the mean curve).  nolds forms the
     full ``M x M`` distance matrix: ``8 M^2`` bytes, ~0.8 GB at ``M = 10^4``.
-    The defaults for ``lag`` / ``min_tsep`` / ``emb_dim`` are netdyn's
-    (:func:`embedding_parameters`), passed explicitly, not nolds' own.
+    The defaults for ``lag`` / ``theiler`` / ``emb_dim`` are netdyn's
+    (:func:`embedding_parameters`), passed explicitly, not nolds' own
+    (``theiler`` is passed as nolds' ``min_tsep``).
+
+    Parameters
+    ----------
+    x, observable, emb_dim, lag, theiler, trajectory_len, fit_range, tau, seed
+        As :func:`rosenstein`.
+
+    Returns
+    -------
+    DivergenceCurve
+        ``method="nolds.lyap_r"``; ``exponent_stderr`` is NaN.
+
+    Raises
+    ------
+    ValueError
+        As :func:`rosenstein`, and for a multivariate observable.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> x = np.empty(600); x[0] = 0.3
+    >>> for i in range(599): x[i + 1] = 4 * x[i] * (1 - x[i])
+    >>> ref = nd.nolds_lyap_r(x, emb_dim=1, lag=1, theiler=10, trajectory_len=15, fit_range=None)
+    >>> ours = nd.rosenstein(x, emb_dim=1, lag=1, theiler=10, trajectory_len=15, fit_range=None)
+    >>> ref.exponent == ours.exponent
+    True
     """
     import nolds
 
     caller = "nolds_lyap_r"
-    x = _scalar(data, observable, seed, caller)
-    emb_dim, lag, min_tsep = embedding_parameters(x, emb_dim, lag, min_tsep)
-    need = nolds.lyap_r_len(emb_dim=emb_dim, lag=lag, trajectory_len=trajectory_len, min_tsep=min_tsep)
-    if x.size < need:
+    trajectory_len = check_int(trajectory_len, "trajectory_len", caller, minimum=1)
+    tau = check_float(tau, "tau", caller, minimum=0, exclusive=True)
+    series = scalar_series(x, observable=observable, seed=seed, caller=caller)
+    emb_dim, lag, theiler = embedding_parameters(series, emb_dim=emb_dim, lag=lag, theiler=theiler)
+    need = nolds.lyap_r_len(emb_dim=emb_dim, lag=lag, trajectory_len=trajectory_len, min_tsep=theiler)
+    if series.size < need:
         raise ValueError(
-            f"{caller}: series too short for emb_dim={emb_dim}, lag={lag}, min_tsep={min_tsep}, "
-            f"trajectory_len={trajectory_len}: expected at least {need} points, got {x.size}"
+            f"{caller}: series too short for emb_dim={emb_dim}, lag={lag}, theiler={theiler}, "
+            f"trajectory_len={trajectory_len}: expected at least {need} points, got {series.size}"
         )
-    scaled, log_scale = _rescaled(x)
+    scaled, log_scale = _rescaled(series)
     _, (ks, curve, _) = nolds.lyap_r(
-        scaled, emb_dim=emb_dim, lag=lag, min_tsep=min_tsep, trajectory_len=trajectory_len, fit="poly", debug_data=True
+        scaled, emb_dim=emb_dim, lag=lag, min_tsep=theiler, trajectory_len=trajectory_len, fit="poly", debug_data=True
     )
     curve = np.asarray(curve) + log_scale if log_scale else curve
-    settings = dict(emb_dim=emb_dim, lag=lag, min_tsep=min_tsep, trajectory_len=trajectory_len, tau=tau)
-    return _fitted_curve(np.asarray(ks), np.asarray(curve), fit_range, caller, settings, int(x.size), "nolds.lyap_r",
-                         _observable_label(data, observable))
+    settings = dict(emb_dim=emb_dim, lag=lag, theiler=theiler, trajectory_len=trajectory_len, tau=tau)
+    return _fitted_curve(np.asarray(ks), np.asarray(curve), fit_range, caller, settings, int(series.size), "nolds.lyap_r",
+                         observable_label(x, observable=observable))
 
 
 def nolds_lyap_e(
-    data: Any,
+    x: Any,
+    *,
     observable: str | None = None,
     emb_dim: int = 10,
     matrix_dim: int = 4,
     min_nb: int | None = None,
-    min_tsep: int = 0,
+    theiler: int = 0,
     tau: float = 1.0,
     seed: int = 0,
 ) -> EckmannSpectrum:
@@ -701,7 +659,7 @@ def nolds_lyap_e(
 
     Parameters
     ----------
-    data, observable, seed
+    x, observable, seed
         As :func:`rosenstein` (scalar observables only).
     emb_dim : int, default 10
         Embedding dimension (lag 1); ``emb_dim - 1`` must be divisible by ``matrix_dim - 1``.
@@ -713,8 +671,8 @@ def nolds_lyap_e(
     min_nb : int, optional
         Neighbours per point for the least-squares fit (nolds' default
         ``min(2 matrix_dim, matrix_dim + 4)``).
-    min_tsep : int, default 0
-        Theiler window for the neighbours.
+    theiler : int, default 0
+        Theiler window for the neighbours, steps (nolds' ``min_tsep``).
     tau : float, default 1.0
         Time between samples.
 
@@ -723,7 +681,13 @@ def nolds_lyap_e(
     EckmannSpectrum
         Exponents in nolds' order (descending for well-separated spectra).
 
-    Maths
+    Raises
+    ------
+    ValueError
+        For a multivariate observable, incompatible ``emb_dim`` / ``matrix_dim``
+        or a series too short for the settings.
+
+    Notes
     -----
     For each delay vector a local linear map ``T_i`` is fitted by least squares
     to the images of its ``min_nb`` nearest (Chebyshev) neighbours; the
@@ -735,25 +699,40 @@ def nolds_lyap_e(
     true ones (logistic r=4 with ``emb_dim = matrix_dim = 2`` gives
     ``[2 ln 2, ln 2]``; Sauer, Tempkin & Yorke, PRL 81, 4341 (1998)); a little
     measurement noise (1e-4 of the range) removes them (``[0.69, -0.63]``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> x = np.empty(500); x[0] = 0.3
+    >>> for i in range(499): x[i + 1] = 4 * x[i] * (1 - x[i])
+    >>> x += 1e-4 * np.random.default_rng(0).standard_normal(500)
+    >>> spec = nd.nolds_lyap_e(x, emb_dim=2, matrix_dim=2)
+    >>> spec.exponents.round(1)
+    array([ 0.7, -0.5])
     """
     import nolds
 
     caller = "nolds_lyap_e"
-    x = _scalar(data, observable, seed, caller)
+    emb_dim = check_int(emb_dim, "emb_dim", caller, minimum=1)
+    matrix_dim = check_int(matrix_dim, "matrix_dim", caller, minimum=1)
+    theiler = check_int(theiler, "theiler", caller, minimum=0)
+    tau = check_float(tau, "tau", caller, minimum=0, exclusive=True)
+    series = scalar_series(x, observable=observable, seed=seed, caller=caller)
     if matrix_dim < 2 or (emb_dim - 1) % (matrix_dim - 1) != 0:
         raise ValueError(
             f"{caller}: expected matrix_dim >= 2 with emb_dim - 1 divisible by matrix_dim - 1, "
             f"got emb_dim={emb_dim}, matrix_dim={matrix_dim}"
         )
-    nb = min(2 * matrix_dim, matrix_dim + 4) if min_nb is None else int(min_nb)
-    need = nolds.lyap_e_len(emb_dim=emb_dim, matrix_dim=matrix_dim, min_nb=nb, min_tsep=min_tsep)
-    if x.size < need:
+    nb = min(2 * matrix_dim, matrix_dim + 4) if min_nb is None else check_int(min_nb, "min_nb", caller, minimum=1)
+    need = nolds.lyap_e_len(emb_dim=emb_dim, matrix_dim=matrix_dim, min_nb=nb, min_tsep=theiler)
+    if series.size < need:
         raise ValueError(
             f"{caller}: series too short for emb_dim={emb_dim}, matrix_dim={matrix_dim}, min_nb={nb}, "
-            f"min_tsep={min_tsep}: expected at least {need} points, got {x.size}"
+            f"theiler={theiler}: expected at least {need} points, got {series.size}"
         )
     exps, per_step = nolds.lyap_e(
-        _rescaled(x)[0], emb_dim=emb_dim, matrix_dim=matrix_dim, min_nb=nb, min_tsep=min_tsep, tau=tau,
+        _rescaled(series)[0], emb_dim=emb_dim, matrix_dim=matrix_dim, min_nb=nb, min_tsep=theiler, tau=tau,
         debug_data=True,
     )
     exps, per_step = np.asarray(exps, dtype=np.float64), np.asarray(per_step, dtype=np.float64)
@@ -769,22 +748,22 @@ def nolds_lyap_e(
         emb_dim=emb_dim,
         matrix_dim=matrix_dim,
         min_nb=nb,
-        min_tsep=min_tsep,
+        theiler=theiler,
         tau=tau,
-        n_points=int(x.size),
-        observable=_observable_label(data, observable),
+        n_points=int(series.size),
+        observable=observable_label(x, observable=observable),
     )
 
 
 def analyze_dataset(
     ds: xr.Dataset,
+    *,
     observable: str = "loss",
     emb_dim: int | None = None,
     lag: int | None = None,
-    min_tsep: int | None = None,
+    theiler: int | None = None,
     trajectory_len: int = 20,
-    recurrence_rate: float = 0.05,
-    theiler: int = 1,
+    recurrence_rate: float = DEFAULT_RECURRENCE_RATE,
     max_eckmann: int = 5000,
     seed: int = 0,
 ) -> xr.Dataset:
@@ -795,14 +774,20 @@ def analyze_dataset(
     ds : xarray.Dataset
         A trajectory (netdyn data model).
     observable : str, default "loss"
-        Series analysed (:func:`observable_series`); ``"state"`` analyses the
-        whole state (Eckmann is then skipped, it needs a scalar).
-    emb_dim, lag, min_tsep, trajectory_len
+        Series analysed (:func:`netdyn.series.observables.observable_series`); ``"state"``
+        analyses the whole state (Eckmann is then skipped, it needs a scalar).
+    emb_dim, lag, trajectory_len
         For :func:`rosenstein` (defaults from :func:`embedding_parameters`).
+    theiler : int, optional
+        One Theiler window (steps) for all three estimators.  It is one concept
+        -- pairs closer than this in time are not compared -- but each estimator
+        has its own documented default, used when ``theiler`` is None:
+        :func:`rosenstein` the mean period (:func:`embedding_parameters`),
+        :func:`nolds_lyap_e` 0, :func:`netdyn.rqa` 1 (just the line of identity).
+        The values used are in the attrs ``rosenstein_theiler``, ``eckmann_theiler``
+        and ``rqa_theiler``.
     recurrence_rate : float, default 0.05
         RQA at this fixed recurrence rate (supremum metric) on the same observable.
-    theiler : int, default 1
-        Theiler window of the RQA.
     max_eckmann : int, default 5000
         :func:`nolds_lyap_e` (``O(N^2)`` time) runs only for series up to this length.
     seed : int, default 0
@@ -823,20 +808,43 @@ def analyze_dataset(
         ``rosenstein_exponent_stderr``; ``lyap_rosenstein`` is NaN when
         unreliable.  ``eckmann_reliable``, ``eckmann_reason`` likewise (the
         exponents are kept).  Each unreliable estimate also warns.
-    """
-    from netdyn.series.recurrence import rqa
 
-    series = observable_series(ds, observable, seed)
-    curve = rosenstein(series, None, emb_dim, lag, min_tsep, trajectory_len, tau=1.0)
-    out = curve.to_dataset().rename({"exponent": "lyap_rosenstein"})
-    out.attrs = {f"rosenstein_{key}": value for key, value in out.attrs.items() if key not in ("method", "observable")}
+    Raises
+    ------
+    ValueError
+        As the estimators it runs.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> import netdyn as nd
+    >>> x = np.empty(600); x[0] = 0.3
+    >>> for i in range(599): x[i + 1] = 4 * x[i] * (1 - x[i])
+    >>> ds = xr.Dataset({"loss": ("step", x)}, coords={"step": np.arange(600)})
+    >>> out = nd.analyze_dataset(ds, emb_dim=1, lag=1, theiler=10, trajectory_len=15, max_eckmann=0)
+    >>> round(float(out["lyap_rosenstein"]), 1), out.attrs["rqa_theiler"]
+    (0.7, 10)
+    """
+    caller = "analyze_dataset"
+    max_eckmann = check_int(max_eckmann, "max_eckmann", caller, minimum=0)
+    if theiler is not None:
+        theiler = check_int(theiler, "theiler", caller, minimum=0)
+    series = observable_series(ds, observable=observable, seed=seed)
+    curve = rosenstein(series, emb_dim=emb_dim, lag=lag, theiler=theiler, trajectory_len=trajectory_len, tau=1.0)
+    fitted = curve.to_dataset()
+    out = xr.Dataset(
+        {name: fitted[name] for name in ("log_divergence", "fitted", "in_fit")} | {"lyap_rosenstein": ((), curve.exponent)},
+        coords={"k": curve.k},
+    )
+    out.attrs = {f"rosenstein_{key}": value for key, value in _curve_attrs(curve).items()}
     if series.ndim == 1 and series.size <= max_eckmann:
-        spectrum = nolds_lyap_e(series)
+        spectrum = nolds_lyap_e(series, theiler=0 if theiler is None else theiler)
         out["eckmann_exponents"] = ("exponent", spectrum.exponents)
         out["eckmann_stderr"] = ("exponent", spectrum.stderr)
         out.attrs.update({"eckmann_emb_dim": spectrum.emb_dim, "eckmann_matrix_dim": spectrum.matrix_dim,
+                          "eckmann_theiler": spectrum.theiler,
                           "eckmann_reliable": int(spectrum.reliable), "eckmann_reason": spectrum.reason})
-    measures = rqa(series, recurrence_rate=recurrence_rate, theiler=theiler)
+    measures = rqa(series, recurrence_rate=recurrence_rate, theiler=1 if theiler is None else theiler)
     for name in ("RR", "DET", "L", "Lmax", "DIV", "ENTR", "LAM", "TT", "Vmax"):
         out[f"rqa_{name}"] = ((), getattr(measures, name))
     out.attrs.update(
@@ -846,10 +854,30 @@ def analyze_dataset(
             "rqa_threshold": measures.threshold,
             "rqa_recurrence_rate": recurrence_rate,
             "rqa_metric": measures.metric,
-            "rqa_theiler": theiler,
+            "rqa_theiler": measures.theiler,
             "rqa_l_min": measures.l_min,
             "rqa_v_min": measures.v_min,
             "source_map": str(ds.attrs.get("map", "")),
         }
     )
     return out
+
+
+def _curve_attrs(curve: DivergenceCurve) -> dict[str, Any]:
+    """The settings and judgement of a divergence curve as netCDF-storable attributes (ints, floats, strings)."""
+    return {
+        "fit_start": curve.fit_range[0],
+        "fit_stop": curve.fit_range[1],
+        "intercept": curve.intercept,
+        "emb_dim": curve.emb_dim,
+        "lag": curve.lag,
+        "theiler": curve.theiler,
+        "trajectory_len": curve.trajectory_len,
+        "tau": curve.tau,
+        "n_points": curve.n_points,
+        "reliable": int(curve.reliable),
+        "reason": curve.reason,
+        "fit_r2": curve.fit_r2,
+        "fit_points": curve.fit_points,
+        "exponent_stderr": curve.exponent_stderr,
+    }

@@ -36,6 +36,8 @@ import warnings
 import numpy as np
 from scipy.spatial import cKDTree
 
+from netdyn._core.validation import check_float, check_int
+
 __all__ = [
     "delay_embed",
     "autocorrelation",
@@ -43,6 +45,7 @@ __all__ = [
     "choose_lag",
     "mean_period",
     "false_nearest_neighbours",
+    "nearest_outside_window",
 ]
 
 
@@ -75,7 +78,7 @@ def _finite_rescaled(x: np.ndarray, caller: str) -> np.ndarray:
     return np.ldexp(arr, -math.frexp(peak)[1])
 
 
-def delay_embed(x: np.ndarray, emb_dim: int, lag: int = 1) -> np.ndarray:
+def delay_embed(x: np.ndarray, *, emb_dim: int, lag: int = 1) -> np.ndarray:
     """Delay vectors of a scalar or multivariate series.
 
     Parameters
@@ -92,10 +95,24 @@ def delay_embed(x: np.ndarray, emb_dim: int, lag: int = 1) -> np.ndarray:
     array (N - (m-1) lag, m d)
         Row ``i`` is ``[x_i, x_{i+lag}, ..., x_{i+(m-1) lag}]`` flattened; for a
         scalar series this is exactly ``nolds.delay_embedding(x, m, lag)``.
+
+    Raises
+    ------
+    ValueError
+        For ``emb_dim`` or ``lag`` below 1, or a series too short for them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.series.embedding import delay_embed
+    >>> delay_embed(np.arange(5.0), emb_dim=2, lag=2)
+    array([[0., 2.],
+           [1., 3.],
+           [2., 4.]])
     """
     arr = _as_2d(x, "delay_embed")
-    if emb_dim < 1 or lag < 1:
-        raise ValueError(f"delay_embed: expected emb_dim >= 1 and lag >= 1, got emb_dim={emb_dim}, lag={lag}")
+    emb_dim = check_int(emb_dim, "emb_dim", "delay_embed", minimum=1)
+    lag = check_int(lag, "lag", "delay_embed", minimum=1)
     n_vec = arr.shape[0] - (emb_dim - 1) * lag
     if n_vec < 1:
         raise ValueError(
@@ -105,11 +122,35 @@ def delay_embed(x: np.ndarray, emb_dim: int, lag: int = 1) -> np.ndarray:
     return np.concatenate([arr[c * lag : c * lag + n_vec] for c in range(emb_dim)], axis=1)
 
 
-def autocorrelation(x: np.ndarray, max_lag: int) -> np.ndarray:
+def autocorrelation(x: np.ndarray, *, max_lag: int) -> np.ndarray:
     """Normalised autocorrelation ``C(tau)`` for ``tau = 0 .. max_lag`` (``C(0) = 1``).
 
     Computed by FFT (Wiener-Khinchin) of the mean-removed scalar series ``x`` (N,).
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (N,)
+        Scalar series.
+    max_lag : int
+        Largest lag, in steps (>= 0).
+
+    Returns
+    -------
+    numpy.ndarray, shape (max_lag + 1,)
+
+    Raises
+    ------
+    ValueError
+        For a non-finite or constant series.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.series.embedding import autocorrelation
+    >>> autocorrelation(np.array([1.0, -1.0] * 50), max_lag=2).round(2)
+    array([ 1.  , -0.99,  0.98])
     """
+    max_lag = check_int(max_lag, "max_lag", "autocorrelation", minimum=0)
     arr = _finite_rescaled(x, "autocorrelation")
     arr = arr - arr.mean()
     n = arr.size
@@ -120,18 +161,48 @@ def autocorrelation(x: np.ndarray, max_lag: int) -> np.ndarray:
     return acov / acov[0]
 
 
-def auto_mutual_information(x: np.ndarray, max_lag: int, bins: int | None = None) -> np.ndarray:
+def auto_mutual_information(x: np.ndarray, *, max_lag: int, bins: int | None = None) -> np.ndarray:
     """Auto mutual information ``I(tau)`` in nats for ``tau = 0 .. max_lag``.
 
     ``I(tau) = sum_ab p_ab(tau) ln(p_ab(tau) / (p_a p_b))`` from a 2-D histogram of
     ``(x_t, x_{t+tau})`` with ``bins`` equal-width bins over the range of ``x``
     (default ``max(4, min(64, sqrt(N / 5)))``, so a bin holds ~5 pairs on
     average per row and column).
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (N,)
+        Scalar series.
+    max_lag : int
+        Largest lag, in steps (>= 0).
+    bins : int, optional
+        Histogram bins per axis (>= 1).
+
+    Returns
+    -------
+    numpy.ndarray, shape (max_lag + 1,)
+        In nats.
+
+    Raises
+    ------
+    ValueError
+        For a non-finite or constant series.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.series.embedding import auto_mutual_information
+    >>> ami = auto_mutual_information(np.sin(0.1 * np.arange(2000)), max_lag=20)
+    >>> bool(ami[0] > ami[15])
+    True
     """
-    arr = _finite_rescaled(x, "auto_mutual_information")
+    caller = "auto_mutual_information"
+    max_lag = check_int(max_lag, "max_lag", caller, minimum=0)
+    arr = _finite_rescaled(x, caller)
     n = arr.size
     if bins is None:
         bins = int(max(4, min(64, math.sqrt(n / 5.0))))
+    bins = check_int(bins, "bins", caller, minimum=1)
     lo, hi = float(arr.min()), float(arr.max())
     if hi <= lo:
         raise ValueError("auto_mutual_information: expected a non-constant series, got a constant one")
@@ -146,7 +217,7 @@ def auto_mutual_information(x: np.ndarray, max_lag: int, bins: int | None = None
     return out
 
 
-def choose_lag(x: np.ndarray, max_lag: int | None = None) -> int:
+def choose_lag(x: np.ndarray, *, max_lag: int | None = None) -> int:
     """Default embedding lag of a scalar series (N,).
 
     ``lag = min(tau_AMI, tau_ACF)`` where ``tau_ACF`` is the first ``tau >= 1``
@@ -158,14 +229,39 @@ def choose_lag(x: np.ndarray, max_lag: int | None = None) -> int:
     gives the usual quarter-period-like delay.  ``max_lag`` defaults to
     ``max(1, min(200, N // 10))``; when neither criterion is met below it, a
     warning is issued and ``max_lag`` is returned.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (N,)
+        Scalar series.
+    max_lag : int, optional
+        Largest lag considered, steps (>= 1).
+
+    Returns
+    -------
+    int
+        The lag, in steps.
+
+    Raises
+    ------
+    ValueError
+        For a non-finite or constant series.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.series.embedding import choose_lag
+    >>> choose_lag(np.sin(0.1 * np.arange(2000)))
+    12
     """
     arr = _finite_rescaled(x, "choose_lag")
     if max_lag is None:
         max_lag = max(1, min(200, arr.size // 10))
-    acf = autocorrelation(arr, max_lag)
+    max_lag = check_int(max_lag, "max_lag", "choose_lag", minimum=1)
+    acf = autocorrelation(arr, max_lag=max_lag)
     below = np.nonzero(acf[1:] < 1.0 / math.e)[0]
     tau_acf = int(below[0]) + 1 if below.size else max_lag
-    ami = auto_mutual_information(arr, min(max_lag, tau_acf + 3))
+    ami = auto_mutual_information(arr, max_lag=min(max_lag, tau_acf + 3))
     smooth = np.convolve(ami, np.ones(5) / 5, mode="valid")  # smooth[t - 2] is centred on lag t
     minima = [t + 2 for t in range(1, smooth.size - 1) if smooth[t] <= smooth[t - 1] and smooth[t] < smooth[t + 1]]
     tau = min([tau_acf] + minima[:1])
@@ -179,7 +275,7 @@ def choose_lag(x: np.ndarray, max_lag: int | None = None) -> int:
     return int(tau)
 
 
-def mean_period(x: np.ndarray, max_fraction: float = 0.25) -> int:
+def mean_period(x: np.ndarray, *, max_fraction: float = 0.25) -> int:
     """Mean period ``ceil(1 / f_mean)`` of a scalar series (N,), in steps.
 
     ``f_mean`` is the power-weighted mean frequency of the zero-padded FFT
@@ -188,7 +284,32 @@ def mean_period(x: np.ndarray, max_fraction: float = 0.25) -> int:
     Used as the Theiler window: neighbours closer in time than one mean period
     are excluded because they are correlated by continuity of the orbit, not by
     recurrence.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (N,)
+        Scalar series.
+    max_fraction : float, default 0.25
+        Cap on the period as a fraction of ``N``, in (0, 1].
+
+    Returns
+    -------
+    int
+        The period, in steps.
+
+    Raises
+    ------
+    ValueError
+        For a non-finite series or one without power outside DC.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.series.embedding import mean_period
+    >>> mean_period(np.sin(2 * np.pi * np.arange(1000) / 50))  # 50 up to the rounding up of the zero-padded spectrum
+    51
     """
+    max_fraction = check_float(max_fraction, "max_fraction", "mean_period", minimum=0, maximum=1)
     arr = _finite_rescaled(x, "mean_period")
     n = arr.size
     spec = np.fft.rfft(arr, n * 2 - 1)
@@ -207,6 +328,7 @@ def mean_period(x: np.ndarray, max_fraction: float = 0.25) -> int:
 
 def false_nearest_neighbours(
     x: np.ndarray,
+    *,
     lag: int = 1,
     max_dim: int = 10,
     rtol: float = 15.0,
@@ -239,8 +361,32 @@ def false_nearest_neighbours(
     (emb_dim, fractions)
         ``fractions[m-1]`` is the false fraction in dimension ``m``; ``emb_dim``
         is ``max_dim`` (with a warning) when no dimension passes.
+
+    Raises
+    ------
+    ValueError
+        For a non-finite or constant series, or invalid settings.
+
+    References
+    ----------
+    Kennel, Brown & Abarbanel, Phys. Rev. A 45, 3403 (1992).
+
+    Examples
+    --------
+    Hénon's x needs two dimensions:
+
+    >>> import numpy as np
+    >>> from netdyn.series.embedding import false_nearest_neighbours
+    >>> xy = np.empty((2000, 2)); xy[0] = 0.1
+    >>> for i in range(1999): xy[i + 1] = 1 - 1.4 * xy[i, 0] ** 2 + xy[i, 1], 0.3 * xy[i, 0]
+    >>> false_nearest_neighbours(xy[100:, 0])[0]
+    2
     """
-    arr = _finite_rescaled(x, "false_nearest_neighbours")
+    caller = "false_nearest_neighbours"
+    lag = check_int(lag, "lag", caller, minimum=1)
+    max_dim = check_int(max_dim, "max_dim", caller, minimum=1)
+    theiler = check_int(theiler, "theiler", caller, minimum=0)
+    arr = _finite_rescaled(x, caller)
     sd = float(arr.std())
     if sd == 0:
         raise ValueError("false_nearest_neighbours: expected a non-constant series, got a constant one")
@@ -249,8 +395,8 @@ def false_nearest_neighbours(
         n_vec = arr.size - m * lag
         if n_vec < 2 * theiler + 3:
             break
-        orbit = delay_embed(arr[: n_vec + (m - 1) * lag], m, lag)
-        dist, nb = _nearest_outside_window(orbit, theiler, p=2.0)
+        orbit = delay_embed(arr[: n_vec + (m - 1) * lag], emb_dim=m, lag=lag)
+        dist, nb = nearest_outside_window(orbit, theiler=theiler, p=2.0)
         extra = np.abs(arr[np.arange(n_vec) + m * lag] - arr[nb + m * lag])
         with np.errstate(divide="ignore", invalid="ignore"):
             false = (extra > rtol * dist) | (np.sqrt(dist**2 + extra**2) > atol * sd)
@@ -266,7 +412,7 @@ def false_nearest_neighbours(
     return max(1, len(fractions)), np.asarray(fractions)
 
 
-def _nearest_outside_window(orbit: np.ndarray, theiler: int, p: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+def nearest_outside_window(orbit: np.ndarray, *, theiler: int, p: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
     """Nearest neighbour ``j`` of each row ``i`` with ``|i - j| > theiler``.
 
     A k-d tree is queried for ``k`` neighbours, doubling ``k`` for the rows whose
@@ -276,7 +422,26 @@ def _nearest_outside_window(orbit: np.ndarray, theiler: int, p: float = 2.0) -> 
     ``k = 2 theiler + 2`` always contains a valid candidate, so memory stays
     ``O(rows * k)`` and no distance matrix is formed.
 
-    Returns ``(distance, index)``, both shaped ``(rows,)``.
+    Parameters
+    ----------
+    orbit : numpy.ndarray, shape (rows, D)
+        Points, one per step.
+    theiler : int
+        Neighbours need ``|i - j| > theiler`` (steps).
+    p : float, default 2.0
+        Minkowski norm of the distances.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        ``(distance, index)``, both shaped ``(rows,)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.series.embedding import nearest_outside_window
+    >>> nearest_outside_window(np.array([[0.0], [1.0], [0.1], [5.0]]), theiler=1)[1]
+    array([2, 3, 0, 1])
     """
     n = orbit.shape[0]
     tree = cKDTree(orbit)

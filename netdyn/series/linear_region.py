@@ -24,11 +24,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LinearRegion", "linear_region", "local_slopes", "flat_linear_flat"]
+from netdyn._core.results import DatasetResult
+from netdyn._core.validation import check_float, check_int
+
+__all__ = ["LinearRegion", "linear_region", "line_fit", "local_slopes", "flat_linear_flat"]
 
 
-@dataclass(frozen=True)
-class LinearRegion:
+@dataclass(frozen=True, eq=False, repr=False)
+class LinearRegion(DatasetResult):
     """A straight-line fit on ``start <= k < stop`` of a curve.
 
     Attributes
@@ -40,6 +43,14 @@ class LinearRegion:
         region has fewer than 2 points); per index step.
     r2 : float
         Coefficient of determination of that line on the region (NaN if undefined).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.series.linear_region import LinearRegion, line_fit
+    >>> region = line_fit(2.0 * np.arange(10.0) + 1, start=2, stop=8)
+    >>> region.slope, region.n_points, LinearRegion.from_dataset(region.to_dataset()).stop
+    (2.0, 6, 8)
     """
 
     start: int
@@ -59,8 +70,28 @@ class LinearRegion:
         return self.slope * (self.n_points - 1)
 
 
-def line_fit(y: np.ndarray, start: int, stop: int) -> LinearRegion:
-    """Least-squares line through ``y[start:stop]`` against its index, with its R²."""
+def line_fit(y: np.ndarray, *, start: int, stop: int) -> LinearRegion:
+    """Least-squares line through ``y[start:stop]`` against its index, with its R².
+
+    Parameters
+    ----------
+    y : numpy.ndarray, shape (n,)
+        The curve at ``k = 0 .. n-1``.
+    start, stop : int
+        The region ``start <= k < stop``.
+
+    Returns
+    -------
+    LinearRegion
+        NaN slope, intercept and R² for fewer than 2 points.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.series.linear_region import line_fit
+    >>> line_fit(np.array([0.0, 1.0, 2.0, 5.0]), start=0, stop=3).slope
+    1.0
+    """
     k = np.arange(start, stop, dtype=np.float64)
     seg = np.asarray(y[start:stop], dtype=np.float64)
     if k.size < 2:
@@ -74,12 +105,29 @@ def line_fit(y: np.ndarray, start: int, stop: int) -> LinearRegion:
     return LinearRegion(start, stop, slope, intercept, r2)
 
 
-def local_slopes(y: np.ndarray, window: int) -> np.ndarray:
+def local_slopes(y: np.ndarray, *, window: int) -> np.ndarray:
     """Least-squares slopes of ``y`` (n,) over sliding windows of ``window`` (odd) points.
 
-    Returns an array ``(n - window + 1,)``; entry ``c`` is the slope on
-    ``y[c : c + window]`` (centred on index ``c + window // 2``).
+    Parameters
+    ----------
+    y : numpy.ndarray, shape (n,)
+        The curve.
+    window : int
+        Points per window (odd, >= 1).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n - window + 1,)
+        Entry ``c`` is the slope on ``y[c : c + window]`` (centred on index ``c + window // 2``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.series.linear_region import local_slopes
+    >>> local_slopes(np.array([0.0, 1.0, 2.0, 2.0, 2.0]), window=3)
+    array([1. , 0.5, 0. ])
     """
+    window = check_int(window, "window", "local_slopes", minimum=1)
     h = window // 2
     offsets = np.arange(-h, h + 1, dtype=np.float64)
     # correlation with the centred index: sum_j offsets[j] * y[c + j]
@@ -87,7 +135,7 @@ def local_slopes(y: np.ndarray, window: int) -> np.ndarray:
 
 
 def linear_region(
-    y: np.ndarray, rel_tol: float = 0.15, window: int | None = None, min_points: int = 3
+    y: np.ndarray, *, rel_tol: float = 0.15, window: int | None = None, min_points: int = 3
 ) -> LinearRegion:
     """The longest region of constant slope of a curve, and the line fitted on it.
 
@@ -110,8 +158,8 @@ def linear_region(
     LinearRegion
         ``start, stop`` index the curve; slope per index step.
 
-    Maths (the rule)
-    ----------------
+    Notes
+    -----
     Local slopes ``s_c`` are least-squares slopes over ``window`` consecutive
     points.  Among all runs of consecutive windows whose slopes agree within
     ``rel_tol`` the longest is taken (ties: the earliest); the region is the union
@@ -121,15 +169,27 @@ def linear_region(
     straight curve gives the whole range; a curve with no run longer than one
     window gives one window.  Whether that region is long and steep enough to
     trust is the caller's judgement (see :func:`netdyn.series.datadriven.rosenstein`).
+
+    Examples
+    --------
+    A line that saturates at k = 16:
+
+    >>> import numpy as np
+    >>> from netdyn.series.linear_region import linear_region
+    >>> region = linear_region(np.minimum(0.5 * np.arange(20.0), 8.0))
+    >>> region.start, region.stop, round(region.slope, 3)
+    (0, 17, 0.5)
     """
+    rel_tol = check_float(rel_tol, "rel_tol", "linear_region", minimum=0)
+    min_points = check_int(min_points, "min_points", "linear_region", minimum=1)
     m = np.asarray(y, dtype=np.float64)
     finite = np.isfinite(m)
     n = int(np.argmin(finite)) if not finite.all() else m.size
     if n < max(min_points, 3):
-        return line_fit(m, 0, n)
+        return line_fit(m, start=0, stop=n)
     w = max(3, n // 10) if window is None else int(window)
     w = min(w + (1 - w % 2), n if n % 2 else n - 1)
-    s = local_slopes(m[:n], w)
+    s = local_slopes(m[:n], window=w)
     best_len, best_lo = 1, 0
     for lo in range(s.size - best_len):
         run_max = np.maximum.accumulate(s[lo:])
@@ -138,10 +198,10 @@ def linear_region(
         length = int(np.argmin(ok)) if not ok.all() else ok.size
         if length > best_len:
             best_len, best_lo = length, lo
-    return line_fit(m, best_lo, best_lo + best_len - 1 + w)
+    return line_fit(m, start=best_lo, stop=best_lo + best_len - 1 + w)
 
 
-def flat_linear_flat(log_distance: np.ndarray, min_points: int = 3, max_candidates: int = 200) -> LinearRegion:
+def flat_linear_flat(log_distance: np.ndarray, *, min_points: int = 3, max_candidates: int = 200) -> LinearRegion:
     """The linear part of a *flat - linear - flat* curve, by a continuous three-piece least-squares fit.
 
     Parameters
@@ -159,8 +219,8 @@ def flat_linear_flat(log_distance: np.ndarray, min_points: int = 3, max_candidat
     LinearRegion
         ``start, stop`` index the curve; the line is refitted on the window.
 
-    Maths (the rule)
-    ----------------
+    Notes
+    -----
     The curve is modelled as ``m(t) ~ c + lambda * clip(t, a, b)``: an alignment
     phase before ``a`` (a random perturbation first loses its components along
     contracting directions), exponential growth (or decay) between ``a`` and
@@ -176,12 +236,22 @@ def flat_linear_flat(log_distance: np.ndarray, min_points: int = 3, max_candidat
     Rosenstein curves, averages over thousands of pairs, whose transient for a
     sampled flow is a steep burst rather than flat (this model then gave
     +30 .. +180 % on Lorenz x).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.series.linear_region import flat_linear_flat
+    >>> region = flat_linear_flat(0.5 * np.clip(np.arange(40.0), 10, 30))
+    >>> region.start, region.stop, round(region.slope, 3)
+    (10, 31, 0.5)
     """
+    min_points = check_int(min_points, "min_points", "flat_linear_flat", minimum=2)
+    max_candidates = check_int(max_candidates, "max_candidates", "flat_linear_flat", minimum=2)
     m = np.asarray(log_distance, dtype=np.float64)
     finite = np.isfinite(m)
     n = int(np.argmin(finite)) if not finite.all() else m.size
     if n < min_points:
-        return line_fit(m, 0, n)
+        return line_fit(m, start=0, stop=n)
     m, t = m[:n], np.arange(n, dtype=np.float64)
     grid = np.unique(np.linspace(0, n - 1, min(n, max_candidates)).round().astype(np.int64))
     a, b = np.meshgrid(grid, grid, indexing="ij")
@@ -201,4 +271,4 @@ def flat_linear_flat(log_distance: np.ndarray, min_points: int = 3, max_candidat
     rss = (smm - sm * sm / n) - np.where(vzz > 0, vzm * vzm / np.where(vzz > 0, vzz, 1.0), 0.0)
     best = np.flatnonzero(rss <= rss.min() + 1e-12 * max(1.0, abs(rss.min())))
     pick = best[np.argmax(b[best] - a[best])]
-    return line_fit(m, int(a[pick]), int(b[pick]) + 1)
+    return line_fit(m, start=int(a[pick]), stop=int(b[pick]) + 1)

@@ -61,23 +61,35 @@ import importlib
 import math
 import warnings
 from types import ModuleType
-from dataclasses import dataclass, fields
-from typing import Any, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 import xarray as xr
 from scipy.spatial.distance import cdist
+from tqdm.auto import tqdm
 
+from netdyn._core.results import DatasetResult
+from netdyn._core.validation import check_choice, check_float, check_int
 from netdyn.series.embedding import delay_embed
+from netdyn.series.observables import observable_series
 
 __all__ = [
     "RQAResult",
+    "RecurrenceSpec",
+    "recurrence_spec",
+    "recurrence_parameters_doc",
+    "with_recurrence_doc",
+    "DEFAULT_RECURRENCE_RATE",
+    "MIN_RQA_POINTS",
     "recurrence_points",
     "recurrence_threshold",
     "recurrence_matrix",
     "recurrence_image",
     "rqa",
     "windowed_rqa",
+    "line_measures",
+    "pairs_outside",
 ]
 
 _METRICS = {"supremum": "chebyshev", "euclidean": "euclidean", "manhattan": "cityblock"}
@@ -88,12 +100,44 @@ _BINS = 8192
 _SELECT = 1 << 18
 
 
-@dataclass(frozen=True, eq=False)
-class RQAResult:
+@dataclass(frozen=True, eq=False, repr=False)
+class RQAResult(DatasetResult):
     """RQA measures of one recurrence matrix (definitions in the module docstring).
 
-    ``diag_hist[l]`` / ``vert_hist[v]`` count the lines of length exactly ``l`` /
-    ``v`` (index 0 unused); the remaining fields record how the matrix was made.
+    Attributes
+    ----------
+    RR, DET, L, DIV, ENTR, LAM, TT : float
+        The measures (NaN for an empty denominator); ``L`` and ``TT`` in steps.
+    Lmax, Vmax : int
+        Longest diagonal / vertical line, in steps.
+    diag_hist, vert_hist : numpy.ndarray, shape (n_points + 1,)
+        ``diag_hist[l]`` / ``vert_hist[v]`` count the lines of length exactly
+        ``l`` / ``v`` (index 0 unused), over the dimension ``length``.
+    threshold : float
+        The recurrence threshold ``eps`` used (in the units of the points).
+    metric : str
+        ``"supremum"``, ``"euclidean"`` or ``"manhattan"``.
+    theiler, l_min, v_min : int
+        Theiler window and shortest counted lines, in steps.
+    n_points : int
+        Number of points ``N`` of the matrix.
+
+    Notes
+    -----
+    ``to_dataset()`` holds every field: the measures and settings as 0-d
+    variables (``metric`` as an attribute), the histograms over ``length``.
+    One window of :func:`windowed_rqa` has the same variables, so
+    ``RQAResult.from_dataset(windowed.isel(window_center=i))`` is that window's result.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> res = nd.rqa(np.sin(2 * np.pi * np.arange(200) / 20), recurrence_rate=0.1, emb_dim=2)
+    >>> round(res.RR, 2), round(res.DET, 2)
+    (0.1, 0.86)
+    >>> nd.RQAResult.from_dataset(res.to_dataset()).DET == res.DET
+    True
     """
 
     RR: float
@@ -105,8 +149,8 @@ class RQAResult:
     LAM: float
     TT: float
     Vmax: int
-    diag_hist: np.ndarray
-    vert_hist: np.ndarray
+    diag_hist: np.ndarray = field(metadata={"dims": ("length",)})
+    vert_hist: np.ndarray = field(metadata={"dims": ("length",)})
     threshold: float
     metric: str
     theiler: int
@@ -114,27 +158,210 @@ class RQAResult:
     v_min: int
     n_points: int
 
-    def to_dataset(self) -> xr.Dataset:
-        """Measures as scalar variables, histograms over ``length``; settings as attrs."""
-        data = {name: ((), getattr(self, name)) for name in _MEASURES}
-        data["diag_hist"] = ("length", self.diag_hist)
-        data["vert_hist"] = ("length", self.vert_hist)
-        attrs = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _MEASURES and not f.name.endswith("hist")}
-        return xr.Dataset(data, coords={"length": np.arange(self.diag_hist.size)}, attrs=attrs)
+
+DEFAULT_RECURRENCE_RATE = 0.05
+"""The recurrence rate used when neither a threshold nor a rate is given: a few percent is
+the usual choice (Marwan, Romano, Thiel & Kurths, Phys. Rep. 438 (2007) 237; Zbilut &
+Webber): small enough for the lines to mean something, large enough to count them."""
 
 
-def recurrence_points(x: Any, emb_dim: int = 1, lag: int = 1, observable: str | None = None) -> np.ndarray:
+recurrence_parameters_doc = """threshold : float, optional
+        Recurrence threshold ``eps`` in the units of the points (a pair recurs
+        when its distance is ``< eps``); > 0.
+    recurrence_rate : float, optional
+        Instead of ``threshold``: the target fraction of recurrent pairs, in
+        [0, 1] (:func:`netdyn.series.recurrence.recurrence_threshold`).  At most
+        one of the two; neither: ``recurrence_rate = 0.05``
+        (:data:`netdyn.series.recurrence.DEFAULT_RECURRENCE_RATE`).
+    metric : {"supremum", "euclidean", "manhattan"}, default "supremum"
+        Norm of the distances.
+    theiler : int, default 1
+        Theiler window, steps: pairs with ``|i - j| < theiler`` are removed
+        (1: just the line of identity; 0: pyunicorn's convention).
+    emb_dim, lag : int, default 1
+        Delay embedding of the series (:func:`netdyn.series.embedding.delay_embed`;
+        1, 1: none).
+    observable : str, optional
+        Which series of a trajectory Dataset / which observable of a state
+        (:mod:`netdyn.series.observables`; default ``"loss"`` for a Dataset)."""
+"""The numpydoc entries of the recurrence front door's parameters, written once: every function
+that takes them has ``{recurrence_parameters}`` in its docstring (see :func:`with_recurrence_doc`)."""
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def with_recurrence_doc(func: _F) -> _F:
+    """Put :data:`recurrence_parameters_doc` in place of ``{recurrence_parameters}`` in ``func``'s docstring.
+
+    Parameters
+    ----------
+    func : callable
+        A front-door function.
+
+    Returns
+    -------
+    callable
+        ``func`` itself, its docstring completed.
+
+    Examples
+    --------
+    >>> @with_recurrence_doc
+    ... def f():
+    ...     "Parameters: {recurrence_parameters}"
+    >>> "recurrence_rate : float" in f.__doc__
+    True
+    """
+    if func.__doc__:
+        func.__doc__ = func.__doc__.replace("{recurrence_parameters}", recurrence_parameters_doc)
+    return func
+
+
+@dataclass(frozen=True)
+class RecurrenceSpec:
+    """The recurrence front door's settings, validated once (:func:`recurrence_spec` makes one).
+
+    Every public recurrence function (:func:`rqa`, :func:`windowed_rqa`,
+    :func:`recurrence_matrix`, :func:`recurrence_image`, the cross / joint
+    recurrence and network functions, :func:`netdyn.plot.recurrence.plot_recurrence`)
+    takes the same plain keywords and turns them into one ``RecurrenceSpec``,
+    so the checks and the defaults live here.
+
+    Attributes
+    ----------
+    threshold : float or None
+        ``eps`` (> 0), or None when it is chosen for ``recurrence_rate``.
+    recurrence_rate : float or None
+        The target rate in [0, 1] (:data:`DEFAULT_RECURRENCE_RATE` when neither
+        was given), or None when ``threshold`` is given.
+    metric : str
+        ``"supremum"``, ``"euclidean"`` or ``"manhattan"``.
+    theiler, emb_dim, lag : int
+        Theiler window (steps), embedding dimension and lag (steps).
+    observable : str or None
+        As :func:`netdyn.series.observables.observable_series`.
+
+    Examples
+    --------
+    >>> from netdyn.series.recurrence import recurrence_spec
+    >>> spec = recurrence_spec("demo")
+    >>> spec.recurrence_rate, spec.cdist_metric
+    (0.05, 'chebyshev')
+    """
+
+    threshold: float | None
+    recurrence_rate: float | None
+    metric: str
+    theiler: int
+    emb_dim: int
+    lag: int
+    observable: str | None
+
+    @property
+    def cdist_metric(self) -> str:
+        """The metric's name for ``scipy.spatial.distance.cdist``."""
+        return _METRICS[self.metric]
+
+    def points(self, x: Any) -> np.ndarray:
+        """:func:`recurrence_points` of ``x`` with this spec's embedding and observable."""
+        return recurrence_points(x, emb_dim=self.emb_dim, lag=self.lag, observable=self.observable)
+
+
+def recurrence_spec(
+    caller: str,
+    *,
+    threshold: float | None = None,
+    recurrence_rate: float | None = None,
+    metric: str = "supremum",
+    theiler: int = 1,
+    emb_dim: int = 1,
+    lag: int = 1,
+    observable: str | None = None,
+    min_theiler: int = 0,
+) -> RecurrenceSpec:
+    """The validated :class:`RecurrenceSpec` of a front door's keywords (defaults: :data:`recurrence_parameters_doc`).
+
+    Parameters
+    ----------
+    caller : str
+        The public function, for error messages.
+    threshold, recurrence_rate, metric, theiler, emb_dim, lag, observable
+        The user's values (:data:`recurrence_parameters_doc`).
+    min_theiler : int, default 0
+        Smallest Theiler window the caller accepts (a network has no
+        self-loops: 1).
+
+    Returns
+    -------
+    RecurrenceSpec
+
+    Raises
+    ------
+    ValueError
+        When both ``threshold`` and ``recurrence_rate`` are given, or any value
+        is out of range.
+
+    Examples
+    --------
+    >>> from netdyn.series.recurrence import recurrence_spec
+    >>> recurrence_spec("rqa", threshold=0.1, recurrence_rate=0.1)
+    Traceback (most recent call last):
+    ...
+    ValueError: rqa: expected at most one of threshold / recurrence_rate, got threshold=0.1, recurrence_rate=0.1
+    """
+    if threshold is not None and recurrence_rate is not None:
+        raise ValueError(f"{caller}: expected at most one of threshold / recurrence_rate, got {threshold=}, {recurrence_rate=}")
+    if threshold is not None:
+        threshold = check_float(threshold, "threshold", caller, minimum=0, exclusive=True)
+    else:
+        rate = DEFAULT_RECURRENCE_RATE if recurrence_rate is None else recurrence_rate
+        recurrence_rate = check_float(rate, "recurrence_rate", caller, minimum=0, maximum=1)
+    return RecurrenceSpec(
+        threshold=threshold,
+        recurrence_rate=recurrence_rate,
+        metric=check_choice(metric, "metric", caller, tuple(_METRICS)),
+        theiler=check_int(theiler, "theiler", caller, minimum=min_theiler),
+        emb_dim=check_int(emb_dim, "emb_dim", caller, minimum=1),
+        lag=check_int(lag, "lag", caller, minimum=1),
+        observable=observable,
+    )
+
+
+def recurrence_points(x: Any, *, emb_dim: int = 1, lag: int = 1, observable: str | None = None) -> np.ndarray:
     """The points ``X_i`` (N', D) whose recurrences are analysed.
 
-    ``x`` is an array (N,) / (N, d), a ``DataArray`` or a trajectory ``Dataset``
-    (``observable`` as in :func:`netdyn.series.datadriven.observable_series`, default
-    ``"loss"``; non-finite tails are cut with a warning), delay-embedded with
-    ``emb_dim`` and ``lag`` (default 1: no embedding).
-    """
-    from netdyn.series.datadriven import observable_series
+    Parameters
+    ----------
+    x : numpy.ndarray (N,) / (N, d), xarray.DataArray or trajectory xarray.Dataset
+        The data; for a Dataset (or with ``observable``) read by
+        :func:`netdyn.series.observables.observable_series` (default ``"loss"``;
+        non-finite tails are cut with a warning).
+    emb_dim, lag : int, default 1
+        Delay embedding (default: none).
+    observable : str, optional
+        As :func:`netdyn.series.observables.observable_series`.
 
-    pts = observable_series(x, observable) if observable is not None or isinstance(x, xr.Dataset) else _array(x)
-    pts = delay_embed(pts, emb_dim, lag)
+    Returns
+    -------
+    numpy.ndarray, shape (N', D)
+        ``N' = N - (emb_dim - 1) lag``, ``D = emb_dim d``.
+
+    Raises
+    ------
+    ValueError
+        For fewer than 2 points or non-finite values in an array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.series.recurrence import recurrence_points
+    >>> recurrence_points(np.arange(4.0), emb_dim=2).shape
+    (3, 2)
+    """
+    if observable is not None or isinstance(x, xr.Dataset):
+        pts = observable_series(x, observable=observable)
+    else:
+        pts = _array(x)
+    pts = delay_embed(pts, emb_dim=emb_dim, lag=lag)
     if pts.shape[0] < 2:
         raise ValueError(f"recurrence_points: expected at least 2 points, got {pts.shape[0]}")
     if not np.all(np.isfinite(pts)):
@@ -169,17 +396,9 @@ def _array(x: Any) -> np.ndarray:
     return arr
 
 
-def _metric(metric: str, caller: str) -> str:
-    if metric not in _METRICS:
-        raise ValueError(f"{caller}: expected metric in {list(_METRICS)}, got {metric!r}")
-    return _METRICS[metric]
-
-
 def _kernels(engine: str, caller: str) -> ModuleType | None:
     """The numba kernels module, or None for the numpy path."""
-    if engine not in _ENGINES:
-        raise ValueError(f"{caller}: expected engine in {list(_ENGINES)}, got {engine!r}")
-    if engine == "numpy":
+    if check_choice(engine, "engine", caller, _ENGINES) == "numpy":
         return None
     try:
         return importlib.import_module("netdyn.series._rqa_kernels")
@@ -220,7 +439,27 @@ def _recurrent_rows(
         yield i0, block
 
 
-def _pairs_outside(n: int, theiler: int) -> int:
+def pairs_outside(n: int, *, theiler: int) -> int:
+    """Number of ordered pairs ``(i, j)`` of ``n`` points with ``|i - j| >= theiler`` (all ``n^2`` for 0).
+
+    Parameters
+    ----------
+    n : int
+        Number of points.
+    theiler : int
+        Theiler window, steps (0: no window; 1: the line of identity removed).
+
+    Returns
+    -------
+    int
+        The number of pairs an RQA's RR is divided by.
+
+    Examples
+    --------
+    >>> from netdyn.series.recurrence import pairs_outside
+    >>> pairs_outside(10, theiler=0), pairs_outside(10, theiler=1), pairs_outside(10, theiler=2)
+    (100, 90, 72)
+    """
     if theiler <= 0:
         return n * n
     w = min(theiler, n)
@@ -235,7 +474,8 @@ def _diameter(pts: np.ndarray, metric: str) -> float:
 
 def recurrence_threshold(
     x: Any,
-    recurrence_rate: float,
+    *,
+    recurrence_rate: float = DEFAULT_RECURRENCE_RATE,
     metric: str = "supremum",
     theiler: int = 1,
     emb_dim: int = 1,
@@ -247,10 +487,10 @@ def recurrence_threshold(
 
     Parameters
     ----------
-    x : array (N,) / (N, d) or DataArray
+    x : numpy.ndarray (N,) / (N, d) or xarray.DataArray
         Series or state trajectory (see :func:`recurrence_points`).
-    recurrence_rate : float in [0, 1]
-        Target fraction of recurrent pairs.
+    recurrence_rate : float, default 0.05
+        Target fraction of recurrent pairs, in [0, 1].
     metric, theiler, emb_dim, lag, block_size, engine
         As :func:`rqa`.
 
@@ -262,6 +502,13 @@ def recurrence_threshold(
         ``d < eps``, so the realised rate is at most the target (exactly
         pyunicorn's ``threshold_from_recurrence_rate`` for ``theiler=0``).
 
+    Raises
+    ------
+    ValueError
+        For invalid settings or no pair outside the Theiler window.
+
+    Notes
+    -----
     The rank is located without storing the ``N^2`` distances: a histogram of
     the distances is refined on the bin holding the rank until that bin's
     distances fit a small buffer, where they are partitioned.  numpy: 1024 bins
@@ -271,15 +518,22 @@ def recurrence_threshold(
     that collects the bin (at most 2^18 values) or, if it is larger, its exact
     ``[min, max]`` for the next histogram (usually 2 passes).  Both engines
     return the same distance, bit for bit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.series.recurrence import recurrence_threshold
+    >>> recurrence_threshold(np.arange(10.0), recurrence_rate=0.5, theiler=0)
+    3.0
     """
     caller = "recurrence_threshold"
-    if not 0 <= recurrence_rate <= 1:
-        raise ValueError(f"{caller}: expected recurrence_rate in [0, 1], got {recurrence_rate}")
+    spec = recurrence_spec(caller, recurrence_rate=recurrence_rate, metric=metric, theiler=theiler, emb_dim=emb_dim, lag=lag)
+    recurrence_rate, theiler = spec.recurrence_rate, spec.theiler
     kernels = _kernels(engine, caller)
-    pts = recurrence_points(x, emb_dim, lag)
-    name = _metric(metric, caller)
+    pts = spec.points(x)
+    name = spec.cdist_metric
     n = pts.shape[0]
-    pairs = _pairs_outside(n, theiler)
+    pairs = pairs_outside(n, theiler=theiler)
     if pairs == 0:
         raise ValueError(f"{caller}: expected theiler < N = {n} (some pairs outside the Theiler window), got {theiler}")
     rank = int(recurrence_rate * (pairs - 1))
@@ -351,34 +605,19 @@ def _threshold_kernels(kernels: ModuleType, pts: np.ndarray, rank: int, metric: 
             return lo
 
 
-DEFAULT_RECURRENCE_RATE = 0.05
-"""The recurrence rate used when neither a threshold nor a rate is given: a few percent is
-the usual choice (Marwan, Romano, Thiel & Kurths, Phys. Rep. 438 (2007) 237; Zbilut &
-Webber): small enough for the lines to mean something, large enough to count them."""
-
-
 def _resolve_threshold(
-    pts: np.ndarray,
-    threshold: float | None,
-    recurrence_rate: float | None,
-    metric: str,
-    theiler: int,
-    block_size: int,
-    caller: str,
-    engine: str = "auto",
+    pts: np.ndarray, spec: RecurrenceSpec, block_size: int, caller: str, engine: str = "auto", rate_theiler: int | None = None
 ) -> float:
-    if threshold is not None and recurrence_rate is not None:
-        raise ValueError(f"{caller}: expected at most one of threshold / recurrence_rate, got {threshold=}, {recurrence_rate=}")
-    if threshold is None and recurrence_rate is None:
-        recurrence_rate = DEFAULT_RECURRENCE_RATE
-    if threshold is not None:
-        if not threshold > 0:
-            raise ValueError(f"{caller}: expected threshold > 0, got {threshold}")
-        return float(threshold)
-    eps = recurrence_threshold(pts, recurrence_rate, metric, theiler, block_size=block_size, engine=engine)
+    """``spec.threshold``, or the threshold of ``spec.recurrence_rate`` on ``pts`` (Theiler window ``rate_theiler``,
+    default ``spec.theiler``), with a warning when that rate is reached only by exact coincidences."""
+    if spec.threshold is not None:
+        return spec.threshold
+    theiler = spec.theiler if rate_theiler is None else rate_theiler
+    eps = recurrence_threshold(pts, recurrence_rate=spec.recurrence_rate, metric=spec.metric, theiler=theiler,
+                               block_size=block_size, engine=engine)
     if eps == 0:
         warnings.warn(
-            f"{caller}: more than a fraction {recurrence_rate} of the pairs coincide exactly (e.g. a periodic "
+            f"{caller}: more than a fraction {spec.recurrence_rate} of the pairs coincide exactly (e.g. a periodic "
             "orbit); counting exact coincidences as recurrences (eps = smallest positive float)",
             RuntimeWarning,
             stacklevel=3,
@@ -387,71 +626,133 @@ def _resolve_threshold(
     return eps
 
 
+@with_recurrence_doc
 def recurrence_matrix(
     x: Any,
+    *,
     threshold: float | None = None,
     recurrence_rate: float | None = None,
     metric: str = "supremum",
     theiler: int = 1,
     emb_dim: int = 1,
     lag: int = 1,
+    observable: str | None = None,
     packed: bool = False,
     block_size: int = _BLOCK,
 ) -> np.ndarray:
     """The recurrence matrix, as bool (N, N) or bit-packed rows.
 
-    Parameters as :func:`rqa`; ``packed=True`` returns ``np.packbits(R, axis=1)``
-    of shape ``(N, ceil(N / 8))`` uint8 (N^2 / 8 bytes; 50 MB at N = 20 000),
-    built block by block.  For RQA measures use :func:`rqa`, for a picture
-    :func:`recurrence_image`; neither forms this matrix.
+    For RQA measures use :func:`rqa`, for a picture :func:`recurrence_image`;
+    neither forms this matrix.
+
+    Parameters
+    ----------
+    x : numpy.ndarray (N,) / (N, d), xarray.DataArray or trajectory xarray.Dataset
+        Series or state trajectory (:func:`recurrence_points`).
+    {recurrence_parameters}
+    packed : bool, default False
+        Return ``np.packbits(R, axis=1)`` of shape ``(N, ceil(N / 8))`` uint8
+        (N^2 / 8 bytes; 50 MB at N = 20 000), built block by block.
+    block_size : int, default 2^20
+        Matrix entries per row block.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool (N, N), or uint8 (N, ceil(N / 8)) when ``packed``.
+
+    Raises
+    ------
+    ValueError
+        For invalid settings or too short a series.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> nd.recurrence_matrix(np.arange(10.0) % 2, threshold=0.5, theiler=1)[0].astype(int)
+    array([0, 0, 1, 0, 1, 0, 1, 0, 1, 0])
     """
     caller = "recurrence_matrix"
-    pts = recurrence_points(x, emb_dim, lag)
-    _check_length(pts.shape[0], theiler, 1, 1, caller, "series (after embedding)")
-    name = _metric(metric, caller)
-    eps = _resolve_threshold(pts, threshold, recurrence_rate, metric, theiler, block_size, caller)
+    spec = recurrence_spec(caller, threshold=threshold, recurrence_rate=recurrence_rate, metric=metric, theiler=theiler,
+                           emb_dim=emb_dim, lag=lag, observable=observable)
+    block_size = check_int(block_size, "block_size", caller, minimum=1)
+    pts = spec.points(x)
+    _check_length(pts.shape[0], spec.theiler, 1, 1, caller, "series (after embedding)")
+    eps = _resolve_threshold(pts, spec, block_size, caller)
     n = pts.shape[0]
     out = np.empty((n, (n + 7) // 8 if packed else n), dtype=np.uint8 if packed else bool)
-    for i0, block in _recurrent_rows(pts, eps, name, theiler, _bounds(n, _rows_per_block(n, block_size))):
+    for i0, block in _recurrent_rows(pts, eps, spec.cdist_metric, spec.theiler, _bounds(n, _rows_per_block(n, block_size))):
         rows = block[:, :n]
         out[i0 : i0 + rows.shape[0]] = np.packbits(rows, axis=1) if packed else rows
     return out
 
-
+@with_recurrence_doc
 def recurrence_image(
     x: Any,
+    *,
     threshold: float | None = None,
     recurrence_rate: float | None = None,
     metric: str = "supremum",
     theiler: int = 1,
     emb_dim: int = 1,
     lag: int = 1,
+    observable: str | None = None,
     size: int = 1000,
     block_size: int = _BLOCK,
 ) -> tuple[np.ndarray, int]:
     """A recurrence plot downsampled by block-OR, for display.
 
-    Returns ``(image, factor)``: ``image[I, J]`` is True when any ``R_ij`` with
-    ``i // factor == I`` and ``j // factor == J`` is, where
-    ``factor = ceil(N / size)``; the image is bool of side ``ceil(N / factor)``.
     Built row block by row block, so memory is ``O(block_size + size^2)``.
+
+    Parameters
+    ----------
+    x : numpy.ndarray (N,) / (N, d), xarray.DataArray or trajectory xarray.Dataset
+        Series or state trajectory (:func:`recurrence_points`).
+    {recurrence_parameters}
+    size : int, default 1000
+        Largest side of the image.
+    block_size : int, default 2^20
+        Matrix entries per row block.
+
+    Returns
+    -------
+    (numpy.ndarray, int)
+        ``(image, factor)``: ``image[I, J]`` is True when any ``R_ij`` with
+        ``i // factor == I`` and ``j // factor == J`` is, where
+        ``factor = ceil(N / size)``; the image is bool of side ``ceil(N / factor)``.
+
+    Raises
+    ------
+    ValueError
+        For invalid settings.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.series.recurrence import recurrence_image
+    >>> image, factor = recurrence_image(np.sin(0.3 * np.arange(500)), size=100)
+    >>> image.shape, factor
+    ((100, 100), 5)
     """
     caller = "recurrence_image"
-    pts = recurrence_points(x, emb_dim, lag)
-    name = _metric(metric, caller)
-    eps = _resolve_threshold(pts, threshold, recurrence_rate, metric, theiler, block_size, caller)
+    spec = recurrence_spec(caller, threshold=threshold, recurrence_rate=recurrence_rate, metric=metric, theiler=theiler,
+                           emb_dim=emb_dim, lag=lag, observable=observable)
+    size = check_int(size, "size", caller, minimum=1)
+    block_size = check_int(block_size, "block_size", caller, minimum=1)
+    pts = spec.points(x)
+    eps = _resolve_threshold(pts, spec, block_size, caller)
     n = pts.shape[0]
     factor = max(1, math.ceil(n / size))
     side = math.ceil(n / factor)
     rows = factor * max(1, _rows_per_block(n, block_size) // factor)
     image = np.zeros((side, side), dtype=bool)
-    for i0, block in _recurrent_rows(pts, eps, name, theiler, _bounds(n, rows)):
+    for i0, block in _recurrent_rows(pts, eps, spec.cdist_metric, spec.theiler, _bounds(n, rows)):
         b = block[:, :n]
         pad_r, pad_c = (-b.shape[0]) % factor, side * factor - n
         b = np.pad(b, ((0, pad_r), (0, pad_c)))
         image[i0 // factor : i0 // factor + b.shape[0] // factor] = b.reshape(-1, factor, side, factor).any(axis=(1, 3))
     return image, factor
-
 
 def _runs(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(start, stop) of the runs of consecutive integers in the sorted array ``pos``."""
@@ -509,7 +810,29 @@ def _line_histograms(pts: np.ndarray, eps: float, metric: str, theiler: int, blo
     return count, 2 * diag, vert
 
 
-def _line_measures(hist: np.ndarray, l_min: int) -> tuple[float, float, int, float]:
+def line_measures(hist: np.ndarray, *, l_min: int) -> tuple[float, float, int, float]:
+    """The line measures of a line-length histogram: ``(fraction, mean, longest, entropy)``.
+
+    Parameters
+    ----------
+    hist : numpy.ndarray of int, shape (L + 1,)
+        ``hist[l]`` lines of length exactly ``l`` (index 0 unused).
+    l_min : int
+        Shortest line counted by the fraction, mean and entropy (steps, >= 1).
+
+    Returns
+    -------
+    (float, float, int, float)
+        For diagonal lines DET, L, Lmax, ENTR; for vertical lines LAM, TT, Vmax
+        and the vertical entropy (module docstring).  NaN for an empty denominator.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.series.recurrence import line_measures
+    >>> line_measures(np.array([0, 2, 2, 2]), l_min=2)
+    (0.8333333333333334, 2.5, 3, 0.6931471805599453)
+    """
     lengths = np.arange(hist.size)
     total = float(lengths @ hist)
     long = hist[l_min:]
@@ -524,17 +847,19 @@ def _line_measures(hist: np.ndarray, l_min: int) -> tuple[float, float, int, flo
     return frac, mean, lmax, entropy
 
 
+@with_recurrence_doc
 def rqa(
     x: Any,
+    *,
     threshold: float | None = None,
     recurrence_rate: float | None = None,
     metric: str = "supremum",
     theiler: int = 1,
-    l_min: int = 2,
-    v_min: int = 2,
     emb_dim: int = 1,
     lag: int = 1,
     observable: str | None = None,
+    l_min: int = 2,
+    v_min: int = 2,
     block_size: int = _BLOCK,
     engine: str = "auto",
 ) -> RQAResult:
@@ -542,22 +867,11 @@ def rqa(
 
     Parameters
     ----------
-    x : array (N,) / (N, d), DataArray or trajectory Dataset
+    x : numpy.ndarray (N,) / (N, d), xarray.DataArray or trajectory xarray.Dataset
         Series or state trajectory (:func:`recurrence_points`).
-    threshold : float, optional
-        Recurrence threshold ``eps`` (recurrence when distance ``< eps``).
-    recurrence_rate : float, optional
-        Instead of ``threshold``: the target RR (:func:`recurrence_threshold`).
-        Neither given: ``recurrence_rate = 0.05`` (:data:`DEFAULT_RECURRENCE_RATE`).
-    metric : {"supremum", "euclidean", "manhattan"}, default "supremum"
-    theiler : int, default 1
-        Pairs with ``|i - j| < theiler`` are removed (1: the LOI; 0: pyunicorn).
+    {recurrence_parameters}
     l_min, v_min : int, default 2
-        Shortest diagonal / vertical line counted by DET, L, ENTR / LAM, TT.
-    emb_dim, lag : int, default 1
-        Optional delay embedding of ``x``.
-    observable : str, optional
-        For a Dataset input (default ``"loss"``).
+        Shortest diagonal / vertical line counted by DET, L, ENTR / LAM, TT (steps).
     block_size : int, default 2^20
         numpy engine: matrix entries per row block (memory ~ 9 bytes each).
     engine : {"auto", "numba", "numpy"}, default "auto"
@@ -569,6 +883,14 @@ def rqa(
     RQAResult
         Measures defined in the module docstring.
 
+    Raises
+    ------
+    ValueError
+        For invalid settings, a constant series, or too few points for a line
+        of ``max(l_min, v_min)`` outside the Theiler window.
+
+    Notes
+    -----
     numpy engine: the matrix is streamed row block by row block: each block's
     distances come from ``scipy.spatial.distance.cdist``; vertical lines are the
     horizontal runs of the (symmetric) rows; diagonal runs are found after
@@ -586,21 +908,37 @@ def rqa(
     line and about 60 N bytes per thread.  Compiled on first use and cached on
     disk (``cache=True``); the first call in a fresh environment compiles
     (seconds), later processes load the cache.  Both engines: time ``O(N^2 d)``.
+
+    References
+    ----------
+    N. Marwan, M. C. Romano, M. Thiel, J. Kurths, Phys. Rep. 438, 237 (2007).
+
+    Examples
+    --------
+    A periodic signal, embedded in two dimensions, is mostly diagonal lines; the
+    default recurrence rate is 5 %:
+
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> res = nd.rqa(np.sin(2 * np.pi * np.arange(300) / 20), emb_dim=2)
+    >>> round(res.RR, 3), round(res.DET, 2)
+    (0.05, 0.94)
     """
     caller = "rqa"
-    if l_min < 1 or v_min < 1 or theiler < 0:
-        raise ValueError(f"{caller}: expected l_min >= 1, v_min >= 1, theiler >= 0, got {l_min}, {v_min}, {theiler}")
+    spec = recurrence_spec(caller, threshold=threshold, recurrence_rate=recurrence_rate, metric=metric, theiler=theiler,
+                           emb_dim=emb_dim, lag=lag, observable=observable)
+    l_min = check_int(l_min, "l_min", caller, minimum=1)
+    v_min = check_int(v_min, "v_min", caller, minimum=1)
+    block_size = check_int(block_size, "block_size", caller, minimum=1)
     kernels = _kernels(engine, caller)
-    pts = recurrence_points(x, emb_dim, lag, observable)
-    _check_length(pts.shape[0], theiler, l_min, v_min, caller, "series (after embedding)")
+    pts = spec.points(x)
+    _check_length(pts.shape[0], spec.theiler, l_min, v_min, caller, "series (after embedding)")
     if np.all(np.ptp(pts, axis=0) == 0):
         raise ValueError(f"{caller}: expected a non-constant series, got a constant one")
-    if _pairs_outside(pts.shape[0], theiler) == 0:
-        raise ValueError(f"{caller}: expected theiler < N = {pts.shape[0]}, got {theiler}")
-    _metric(metric, caller)
-    eps = _resolve_threshold(pts, threshold, recurrence_rate, metric, theiler, block_size, caller, engine)
-    return _rqa_points(pts, eps, metric, theiler, l_min, v_min, block_size, kernels)
-
+    if pairs_outside(pts.shape[0], theiler=spec.theiler) == 0:
+        raise ValueError(f"{caller}: expected theiler < N = {pts.shape[0]}, got {spec.theiler}")
+    eps = _resolve_threshold(pts, spec, block_size, caller, engine)
+    return _rqa_points(pts, eps, spec.metric, spec.theiler, l_min, v_min, block_size, kernels)
 
 def _line_histograms_kernels(kernels: ModuleType, pts: np.ndarray, eps: float, metric: str, theiler: int) -> tuple[int, np.ndarray, np.ndarray]:
     """As :func:`_line_histograms`, by the numba kernels; all work arrays allocated here (visible to tracemalloc).
@@ -655,10 +993,10 @@ def _rqa_points(
         count, diag, vert = _line_histograms(pts, eps, _METRICS[metric], theiler, block_size)
     else:
         count, diag, vert = _line_histograms_kernels(kernels, pts, eps, metric, theiler)
-    det, mean_l, lmax, entr = _line_measures(diag, l_min)
-    lam, tt, vmax, _ = _line_measures(vert, v_min)
+    det, mean_l, lmax, entr = line_measures(diag, l_min=l_min)
+    lam, tt, vmax, _ = line_measures(vert, l_min=v_min)
     return RQAResult(
-        RR=count / _pairs_outside(n, theiler),
+        RR=count / pairs_outside(n, theiler=theiler),
         DET=det,
         L=mean_l,
         Lmax=lmax,
@@ -678,62 +1016,89 @@ def _rqa_points(
     )
 
 
+@with_recurrence_doc
 def windowed_rqa(
     x: Any,
+    *,
     window: int,
     step: int | None = None,
     threshold: float | None = None,
     recurrence_rate: float | None = None,
     metric: str = "supremum",
     theiler: int = 1,
-    l_min: int = 2,
-    v_min: int = 2,
     emb_dim: int = 1,
     lag: int = 1,
     observable: str | None = None,
+    l_min: int = 2,
+    v_min: int = 2,
     engine: str = "auto",
+    progress: bool | None = None,
 ) -> xr.Dataset:
     """RQA in sliding windows along a trajectory.
 
+    One threshold serves all windows: given, or chosen once on the whole series
+    for the target rate, so that the windows' measures are comparable.
+
     Parameters
     ----------
+    x : numpy.ndarray (N,) / (N, d), xarray.DataArray or trajectory xarray.Dataset
+        Series or state trajectory (:func:`recurrence_points`).
     window : int
-        Points per window.
+        Points per window (after embedding).
     step : int, optional
-        Shift between windows (default ``window // 4``).
-    threshold / recurrence_rate
-        One threshold for all windows: given, or chosen once on the whole series
-        for the target rate, so that the windows' measures are comparable.
-    others
+        Shift between windows, in points (default ``window // 4``).
+    {recurrence_parameters}
+    l_min, v_min, engine
         As :func:`rqa`.
+    progress : bool, optional
+        tqdm progress bar over the windows (None: shown only on a terminal).
 
     Returns
     -------
     xarray.Dataset
-        Each measure over ``window_center`` (index of the window's middle point,
-        or the ``step`` coordinate of a trajectory Dataset); ``threshold`` as attr.
+        The variables of :meth:`RQAResult.to_dataset`, with the measures and
+        the histograms over ``window_center`` (index of the window's middle
+        point, or the ``step`` coordinate of a trajectory Dataset):
+        ``RQAResult.from_dataset(out.isel(window_center=i))`` is window ``i``'s
+        :func:`rqa` with the common threshold.  Attrs add ``window`` and ``step``.
+
+    Raises
+    ------
+    ValueError
+        For invalid settings or windows too short for a line.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> out = nd.windowed_rqa(np.sin(0.3 * np.arange(200)), window=50, step=50, progress=False)
+    >>> out["DET"].dims, out.sizes["window_center"]
+    (('window_center',), 4)
     """
     caller = "windowed_rqa"
+    spec = recurrence_spec(caller, threshold=threshold, recurrence_rate=recurrence_rate, metric=metric, theiler=theiler,
+                           emb_dim=emb_dim, lag=lag, observable=observable)
+    l_min = check_int(l_min, "l_min", caller, minimum=1)
+    v_min = check_int(v_min, "v_min", caller, minimum=1)
     kernels = _kernels(engine, caller)
-    pts = recurrence_points(x, emb_dim, lag, observable)
+    pts = spec.points(x)
     n = pts.shape[0]
-    step = max(1, window // 4) if step is None else int(step)
-    if not 2 <= window <= n or step < 1:
-        raise ValueError(f"{caller}: expected 2 <= window <= {n} and step >= 1, got window={window}, step={step}")
-    _check_length(window, theiler, l_min, v_min, caller, "window")
-    _metric(metric, caller)
-    eps = _resolve_threshold(pts, threshold, recurrence_rate, metric, theiler, _BLOCK, caller, engine)
+    window = check_int(window, "window", caller, minimum=2, maximum=n)
+    step = max(1, window // 4) if step is None else check_int(step, "step", caller, minimum=1)
+    _check_length(window, spec.theiler, l_min, v_min, caller, "window")
+    eps = _resolve_threshold(pts, spec, _BLOCK, caller, engine)
     starts = np.arange(0, n - window + 1, step)
-    values = {m: np.empty(starts.size) for m in _MEASURES}
-    for w, s in enumerate(starts):
-        res = _rqa_points(pts[s : s + window], eps, metric, theiler, l_min, v_min, _BLOCK, kernels)
-        for m in _MEASURES:
-            values[m][w] = getattr(res, m)
+    results = [
+        _rqa_points(pts[s : s + window], eps, spec.metric, spec.theiler, l_min, v_min, _BLOCK, kernels)
+        for s in tqdm(starts, desc=caller, unit="window", disable=None if progress is None else not progress)
+    ]
     centre = starts + (window - 1) // 2
     if isinstance(x, xr.Dataset) and "step" in x.coords:
         centre = x["step"].values[centre]
-    return xr.Dataset(
-        {m: ("window_center", v) for m, v in values.items()},
-        coords={"window_center": centre},
-        attrs={"threshold": eps, "metric": metric, "theiler": theiler, "window": window, "step": step, "l_min": l_min, "v_min": v_min},
-    )
+    varying = {m: ("window_center", np.array([getattr(r, m) for r in results])) for m in _MEASURES}
+    for name in ("diag_hist", "vert_hist"):
+        varying[name] = (("window_center", "length"), np.stack([getattr(r, name) for r in results]))
+    out = results[0].to_dataset().assign(varying).assign_coords(window_center=centre)
+    out.attrs.update(window=window, step=step)
+    return out
+

@@ -60,7 +60,8 @@ import xarray as xr
 from scipy.sparse.csgraph import shortest_path
 from scipy.spatial import cKDTree
 
-from netdyn.series.recurrence import _metric, recurrence_points, recurrence_threshold
+from netdyn._core.validation import check_int
+from netdyn.series.recurrence import recurrence_spec, recurrence_threshold, with_recurrence_doc
 
 __all__ = ["recurrence_links", "recurrence_adjacency", "recurrence_network", "network_measures"]
 
@@ -82,6 +83,7 @@ def _pair_distances(pts: np.ndarray, pairs: np.ndarray, metric: str) -> np.ndarr
     return out
 
 
+@with_recurrence_doc
 def recurrence_links(
     x: Any,
     *,
@@ -96,33 +98,44 @@ def recurrence_links(
 ) -> tuple[np.ndarray, int, float]:
     """The links ``(i, j)``, ``i < j``, of the recurrence network: (array (L, 2) int64, N, eps).
 
+    A network has no self-loops, so ``theiler >= 1`` here.
+
     Parameters
     ----------
-    x : array (N,) / (N, d), DataArray or trajectory Dataset
+    x : numpy.ndarray (N,) / (N, d), xarray.DataArray or trajectory xarray.Dataset
         :func:`netdyn.series.recurrence.recurrence_points`.
-    threshold, recurrence_rate : float
-        Exactly one: ``eps`` itself, or the target rate for
-        :func:`netdyn.series.recurrence.recurrence_threshold`.
-    metric : {"supremum", "euclidean", "manhattan"}, default "supremum"
-    theiler : int, default 1
-        No link between points less than ``theiler`` steps apart (>= 1).
+    {recurrence_parameters}
     rate_theiler : int, optional
         Theiler window of the threshold rule (default ``theiler``; 0 is pyunicorn's).
-    emb_dim, lag, observable
-        As :func:`netdyn.series.recurrence.rqa`.
+
+    Returns
+    -------
+    (numpy.ndarray, int, float)
+        The links, int64 (L, 2), sorted; the number of nodes N; ``eps``.
+
+    Raises
+    ------
+    ValueError
+        For invalid settings or a zero threshold (too many coincident points for the rate).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.series.recurrence_network import recurrence_links
+    >>> recurrence_links(np.array([0.0, 1.0, 0.1, 5.0]), threshold=0.5)[0].tolist()
+    [[0, 2]]
     """
     caller = "recurrence_links"
-    _metric(metric, caller)
-    if theiler < 1:
-        raise ValueError(f"{caller}: expected theiler >= 1 (a network has no self-loops), got {theiler}")
-    pts = recurrence_points(x, emb_dim, lag, observable)
+    spec = recurrence_spec(caller, threshold=threshold, recurrence_rate=recurrence_rate, metric=metric, theiler=theiler,
+                           emb_dim=emb_dim, lag=lag, observable=observable, min_theiler=1)
+    metric, theiler = spec.metric, spec.theiler
+    pts = spec.points(x)
     n = pts.shape[0]
-    if (threshold is None) == (recurrence_rate is None):
-        raise ValueError(f"{caller}: expected exactly one of threshold / recurrence_rate, got {threshold=}, {recurrence_rate=}")
-    if threshold is None:
-        eps = recurrence_threshold(pts, recurrence_rate, metric, theiler if rate_theiler is None else rate_theiler)
+    if spec.threshold is None:
+        rule = theiler if rate_theiler is None else check_int(rate_theiler, "rate_theiler", caller, minimum=0)
+        eps = recurrence_threshold(pts, recurrence_rate=spec.recurrence_rate, metric=metric, theiler=rule)
     else:
-        eps = float(threshold)
+        eps = spec.threshold
     if not eps > 0:
         raise ValueError(f"{caller}: expected a threshold > 0, got {eps} (too many coincident points for this rate?)")
     tree = cKDTree(pts)
@@ -135,50 +148,135 @@ def recurrence_links(
     return pairs[order], n, eps
 
 
-def recurrence_adjacency(x: Any, **kwargs: Any) -> tuple[sp.csr_matrix, float]:
+@with_recurrence_doc
+def recurrence_adjacency(
+    x: Any,
+    *,
+    threshold: float | None = None,
+    recurrence_rate: float | None = None,
+    metric: str = "supremum",
+    theiler: int = 1,
+    rate_theiler: int | None = None,
+    emb_dim: int = 1,
+    lag: int = 1,
+    observable: str | None = None,
+) -> tuple[sp.csr_matrix, float]:
     """The symmetric 0/1 adjacency matrix as ``scipy.sparse`` CSR (N, N) int8, and ``eps``.
 
-    Arguments as :func:`recurrence_links`; memory ``O(N + links)``.
+    Memory ``O(N + links)``.
+
+    Parameters
+    ----------
+    x : numpy.ndarray (N,) / (N, d), xarray.DataArray or trajectory xarray.Dataset
+        :func:`netdyn.series.recurrence.recurrence_points`.
+    {recurrence_parameters}
+    rate_theiler : int, optional
+        As :func:`recurrence_links`.
+
+    Returns
+    -------
+    (scipy.sparse.csr_matrix, float)
+
+    Raises
+    ------
+    ValueError
+        As :func:`recurrence_links`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.series.recurrence_network import recurrence_adjacency
+    >>> adj, eps = recurrence_adjacency(np.array([0.0, 1.0, 0.1, 5.0]), threshold=0.5)
+    >>> adj.toarray()[0].tolist()
+    [0, 0, 1, 0]
     """
-    pairs, n, eps = recurrence_links(x, **kwargs)
+    pairs, n, eps = recurrence_links(
+        x, threshold=threshold, recurrence_rate=recurrence_rate, metric=metric, theiler=theiler,
+        rate_theiler=rate_theiler, emb_dim=emb_dim, lag=lag, observable=observable,
+    )
     rows = np.concatenate([pairs[:, 0], pairs[:, 1]])
     cols = np.concatenate([pairs[:, 1], pairs[:, 0]])
     adj = sp.csr_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(n, n))
     return adj, eps
 
 
-def recurrence_network(x: Any, **kwargs: Any) -> nx.Graph:
+@with_recurrence_doc
+def recurrence_network(
+    x: Any,
+    *,
+    threshold: float | None = None,
+    recurrence_rate: float | None = None,
+    metric: str = "supremum",
+    theiler: int = 1,
+    rate_theiler: int | None = None,
+    emb_dim: int = 1,
+    lag: int = 1,
+    observable: str | None = None,
+) -> nx.Graph:
     """The recurrence network as a ``networkx.Graph`` (nodes ``0 .. N-1``, no self-loops).
 
-    Arguments as :func:`recurrence_links`; ``graph.graph`` holds ``threshold``,
-    ``metric``, ``theiler``, ``emb_dim``, ``lag``.  A networkx graph costs a few
-    hundred bytes per link: for large N work on :func:`recurrence_adjacency`
-    (what :func:`network_measures` does).
+    A networkx graph costs a few hundred bytes per link: for large N work on
+    :func:`recurrence_adjacency` (what :func:`network_measures` does).
+
+    Parameters
+    ----------
+    x : numpy.ndarray (N,) / (N, d), xarray.DataArray or trajectory xarray.Dataset
+        :func:`netdyn.series.recurrence.recurrence_points`.
+    {recurrence_parameters}
+    rate_theiler : int, optional
+        As :func:`recurrence_links`.
+
+    Returns
+    -------
+    networkx.Graph
+        ``graph.graph`` holds ``threshold``, ``metric``, ``theiler``, ``emb_dim``, ``lag``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`recurrence_links`.
+
+    References
+    ----------
+    N. Marwan, J. F. Donges, Y. Zou, R. V. Donner, J. Kurths, Phys. Lett. A 373, 4246 (2009).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> graph = nd.recurrence_network(np.sin(0.3 * np.arange(100)), recurrence_rate=0.1)
+    >>> graph.number_of_nodes(), graph.graph["theiler"]
+    (100, 1)
     """
-    pairs, n, eps = recurrence_links(x, **kwargs)
-    graph = nx.Graph(
-        threshold=eps,
-        metric=kwargs.get("metric", "supremum"),
-        theiler=kwargs.get("theiler", 1),
-        emb_dim=kwargs.get("emb_dim", 1),
-        lag=kwargs.get("lag", 1),
+    pairs, n, eps = recurrence_links(
+        x, threshold=threshold, recurrence_rate=recurrence_rate, metric=metric, theiler=theiler,
+        rate_theiler=rate_theiler, emb_dim=emb_dim, lag=lag, observable=observable,
     )
+    graph = nx.Graph(threshold=eps, metric=metric, theiler=theiler, emb_dim=emb_dim, lag=lag)
     graph.add_nodes_from(range(n))
     graph.add_edges_from(pairs.tolist())
     return graph
 
 
-def _as_adjacency(x: Any, kwargs: dict[str, Any]) -> tuple[sp.csr_matrix, dict[str, Any]]:
+#: the recurrence keywords of :func:`network_measures` and their defaults (they apply to a series, not to a graph)
+_NETWORK_DEFAULTS = {"threshold": None, "recurrence_rate": None, "metric": "supremum", "theiler": 1,
+                     "rate_theiler": None, "emb_dim": 1, "lag": 1, "observable": None}
+
+
+def _as_adjacency(x: Any, settings: dict[str, Any]) -> tuple[sp.csr_matrix, dict[str, Any]]:
     if isinstance(x, nx.Graph):
-        if kwargs:
-            raise ValueError(f"network_measures: options {sorted(kwargs)} only apply to a series, got a graph")
+        given = sorted(k for k, v in settings.items() if v != _NETWORK_DEFAULTS[k])
+        if given:
+            raise ValueError(f"network_measures: options {given} only apply to a series, got a graph")
         if x.is_directed() or nx.number_of_selfloops(x):
             raise ValueError("network_measures: expected an undirected graph without self-loops")
         adj = nx.to_scipy_sparse_array(x, nodelist=sorted(x.nodes), dtype=np.int8, format="csr")
         return sp.csr_matrix(adj), dict(x.graph)
-    adj, eps = recurrence_adjacency(x, **kwargs)
-    info = {"threshold": eps, "metric": kwargs.get("metric", "supremum"), "theiler": kwargs.get("theiler", 1)}
-    info.update({k: kwargs[k] for k in ("emb_dim", "lag", "recurrence_rate") if k in kwargs})
+    adj, eps = recurrence_adjacency(x, **settings)
+    info = {"threshold": eps, "metric": settings["metric"], "theiler": settings["theiler"],
+            "emb_dim": settings["emb_dim"], "lag": settings["lag"]}
+    if settings["recurrence_rate"] is not None:
+        info["recurrence_rate"] = settings["recurrence_rate"]
     return adj, info
 
 
@@ -205,28 +303,40 @@ def _triangles(a: sp.csr_matrix, block: int) -> np.ndarray:
     return out
 
 
+@with_recurrence_doc
 def network_measures(
     x: Any,
     *,
+    threshold: float | None = None,
+    recurrence_rate: float | None = None,
+    metric: str = "supremum",
+    theiler: int = 1,
+    rate_theiler: int | None = None,
+    emb_dim: int = 1,
+    lag: int = 1,
+    observable: str | None = None,
     path_length: bool = True,
     path_sources: int | None = None,
     seed: int = 0,
     block: int = 256,
-    **kwargs: Any,
 ) -> xr.Dataset:
     """Degree, clustering, transitivity and path length of a recurrence network (module docstring).
 
     Parameters
     ----------
-    x : series, trajectory or ``networkx.Graph``
-        A series / trajectory (then ``kwargs`` as :func:`recurrence_links`), or
-        a graph from :func:`recurrence_network`.
+    x : numpy.ndarray (N,) / (N, d), xarray.DataArray, trajectory xarray.Dataset or networkx.Graph
+        A series / trajectory, or a graph from :func:`recurrence_network`
+        (then the recurrence keywords below must keep their defaults).
+    {recurrence_parameters}
+    rate_theiler : int, optional
+        As :func:`recurrence_links`.
     path_length : bool, default True
         Compute the average shortest-path length (``O(N links)`` time).
     path_sources : int, optional
         Average over this many random source nodes (seeded by ``seed``)
         instead of all ``N``.
     seed : int, default 0
+        Seed of the random source nodes.
     block : int, default 256
         Source nodes per breadth-first batch (memory ``block x N`` floats).
 
@@ -238,8 +348,31 @@ def network_measures(
         ``global_clustering``, ``link_density``, ``average_path_length``
         (when asked); attrs: the network's settings, ``n_links``,
         ``path_sources`` and ``path_pairs``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`recurrence_links`; for recurrence keywords with a graph, a
+        directed graph or one with self-loops, or a network without a node of
+        degree >= 2.
+
+    References
+    ----------
+    J. F. Donges, J. Heitzig, R. V. Donner, J. Kurths, Phys. Rev. E 85, 046105 (2012).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> out = nd.network_measures(np.sin(0.3 * np.arange(100)), recurrence_rate=0.1)
+    >>> round(float(out["link_density"]), 2)
+    0.1
     """
-    adj, info = _as_adjacency(x, kwargs)
+    caller = "network_measures"
+    block = check_int(block, "block", caller, minimum=1)
+    settings = dict(threshold=threshold, recurrence_rate=recurrence_rate, metric=metric, theiler=theiler,
+                    rate_theiler=rate_theiler, emb_dim=emb_dim, lag=lag, observable=observable)
+    adj, info = _as_adjacency(x, settings)
     n = adj.shape[0]
     a = adj.astype(np.int64)
     degree = np.asarray(a.sum(axis=1)).ravel()
@@ -262,7 +395,8 @@ def network_measures(
         if path_sources is None:
             sources = np.arange(n)
         else:
-            sources = np.sort(np.random.default_rng(seed).choice(n, size=min(n, int(path_sources)), replace=False))
+            count = check_int(path_sources, "path_sources", caller, minimum=1)
+            sources = np.sort(np.random.default_rng(seed).choice(n, size=min(n, count), replace=False))
         value, pairs = _average_path_length(adj, sources, block)
         data["average_path_length"] = ((), value)
         attrs.update(path_sources=int(sources.size), path_pairs=pairs)

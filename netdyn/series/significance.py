@@ -48,8 +48,12 @@ from typing import Any, Callable
 import numpy as np
 import xarray as xr
 
+from tqdm.auto import tqdm
+
+from netdyn._core.validation import check_choice, check_float, check_int
 from netdyn.series.chaos01 import chaos01_k
-from netdyn.series.datadriven import embedding_parameters, observable_series, rosenstein
+from netdyn.series.datadriven import embedding_parameters, rosenstein
+from netdyn.series.observables import observable_series
 from netdyn.series.recurrence import rqa
 from netdyn.series.surrogates import KINDS, surrogates
 
@@ -60,10 +64,39 @@ _RQA = {"det": "DET", "lam": "LAM", "l": "L", "tt": "TT", "entr": "ENTR"}
 STATISTICS = ("rosenstein", "k01", *_RQA)
 
 
-def rank_p_value(value: float, null: np.ndarray, alternative: str = "greater") -> float:
-    """The rank p-value of ``value`` against the null sample ``null`` (n,) (module docstring)."""
-    if alternative not in ALTERNATIVES:
-        raise ValueError(f"rank_p_value: expected alternative in {list(ALTERNATIVES)}, got {alternative!r}")
+def rank_p_value(value: float, null: np.ndarray, *, alternative: str = "greater") -> float:
+    """The rank p-value of ``value`` against the null sample ``null`` (n,) (module docstring).
+
+    Parameters
+    ----------
+    value : float
+        The statistic on the data.
+    null : numpy.ndarray, shape (n,)
+        The statistic on ``n`` surrogates.
+    alternative : {"greater", "less", "two-sided"}, default "greater"
+        Direction of the departure from the null.
+
+    Returns
+    -------
+    float
+        ``(1 + #{null >= value}) / (n + 1)`` for "greater" (``<=`` for "less";
+        twice the smaller, capped at 1, for "two-sided").
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``alternative``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> nd.rank_p_value(5.0, np.arange(19.0))
+    0.75
+    >>> nd.rank_p_value(20.0, np.arange(19.0))
+    0.05
+    """
+    check_choice(alternative, "alternative", "rank_p_value", ALTERNATIVES)
     null = np.asarray(null, dtype=np.float64)
     n = null.size
     greater = (1 + np.count_nonzero(null >= value)) / (n + 1)
@@ -76,10 +109,12 @@ def rank_p_value(value: float, null: np.ndarray, alternative: str = "greater") -
 
 
 def _rosenstein_statistic(data: np.ndarray, options: dict[str, Any]) -> tuple[Callable[[np.ndarray], float], dict[str, Any]]:
-    emb_dim, lag, min_tsep = embedding_parameters(data, options.pop("emb_dim", None), options.pop("lag", None), options.pop("min_tsep", None))
+    emb_dim, lag, theiler = embedding_parameters(
+        data, emb_dim=options.pop("emb_dim", None), lag=options.pop("lag", None), theiler=options.pop("theiler", None)
+    )
     trajectory_len = int(options.pop("trajectory_len", 20))
     fit_range = options.pop("fit_range", "auto")
-    settings = dict(emb_dim=emb_dim, lag=lag, min_tsep=min_tsep, trajectory_len=trajectory_len)
+    settings = dict(emb_dim=emb_dim, lag=lag, theiler=theiler, trajectory_len=trajectory_len)
     first = rosenstein(data, fit_range=fit_range, **settings, **options)
     settings["fit_start"], settings["fit_stop"] = (int(v) for v in first.fit_range)
     settings["data_reliable"] = int(bool(getattr(first, "reliable", True)))  # judged estimators (when available)
@@ -87,7 +122,7 @@ def _rosenstein_statistic(data: np.ndarray, options: dict[str, Any]) -> tuple[Ca
     fixed = (settings["fit_start"], settings["fit_stop"])
 
     def statistic(series: np.ndarray) -> float:
-        return float(rosenstein(series, emb_dim=emb_dim, lag=lag, min_tsep=min_tsep, trajectory_len=trajectory_len, fit_range=fixed, **options).exponent)
+        return float(rosenstein(series, emb_dim=emb_dim, lag=lag, theiler=theiler, trajectory_len=trajectory_len, fit_range=fixed, **options).exponent)
 
     return statistic, settings
 
@@ -95,7 +130,7 @@ def _rosenstein_statistic(data: np.ndarray, options: dict[str, Any]) -> tuple[Ca
 def _rqa_statistic(name: str, data: np.ndarray, options: dict[str, Any]) -> tuple[Callable[[np.ndarray], float], dict[str, Any]]:
     emb_dim, lag = options.pop("emb_dim", None), options.pop("lag", None)
     if emb_dim is None or lag is None:
-        emb_dim, lag, _ = embedding_parameters(data, emb_dim, lag, 1)
+        emb_dim, lag, _ = embedding_parameters(data, emb_dim=emb_dim, lag=lag, theiler=1)
     if "threshold" not in options:
         options.setdefault("recurrence_rate", 0.05)
     measure = _RQA[name]
@@ -134,26 +169,27 @@ def _resolve(statistic: str | Callable[[np.ndarray], float], data: np.ndarray, o
 
 
 def significance(
-    statistic: str | Callable[[np.ndarray], float],
-    series: Any,
+    x: Any,
     *,
+    statistic: str | Callable[[np.ndarray], float],
     kind: str = "iaaft",
     n: int = 99,
     seed: int = 0,
     alternative: str = "greater",
     observable: str | None = None,
     max_iter: int = 1000,
+    progress: bool | None = None,
     **options: Any,
 ) -> xr.Dataset:
     """Surrogate test of a statistic of a series (module docstring).
 
     Parameters
     ----------
+    x : numpy.ndarray (N,), xarray.DataArray or trajectory xarray.Dataset
+        The data (:func:`netdyn.series.observables.observable_series`; ``observable``
+        picks a trajectory's series, default ``"loss"``).
     statistic : str or callable
         One of :data:`STATISTICS` or a function ``(N,) array -> float``.
-    series : array (N,), DataArray or trajectory Dataset
-        The data (:func:`netdyn.series.datadriven.observable_series`; ``observable``
-        picks a trajectory's series, default ``"loss"``).
     kind : {"shuffle", "ft", "iaaft"}, default "iaaft"
         The null hypothesis (:mod:`netdyn.series.surrogates`).
     n : int, default 99
@@ -163,10 +199,13 @@ def significance(
     alternative : {"greater", "less", "two-sided"}, default "greater"
         Direction of the departure from the null (module docstring).
     observable : str, optional
+        As :func:`netdyn.series.observables.observable_series`.
     max_iter : int, default 1000
         IAAFT iteration cap.
+    progress : bool, optional
+        tqdm progress bar over the surrogates (None: shown only on a terminal).
     **options
-        Passed to the named statistic: ``emb_dim``, ``lag``, ``min_tsep``,
+        Passed to the named statistic: ``emb_dim``, ``lag``, ``theiler``,
         ``trajectory_len``, ``fit_range`` (rosenstein); ``recurrence_rate`` or
         ``threshold``, ``emb_dim``, ``lag``, ``theiler``, ``metric``, ``l_min``,
         ``v_min`` (RQA); ``n_c``, ``alpha``, ``c_seed`` (k01).
@@ -179,13 +218,36 @@ def significance(
         ``n``, ``seed``, ``alternative``, ``p_value_rule``, the frozen
         settings, ``n_nan_dropped`` (surrogates whose statistic was not finite,
         left out of the rank with a warning).
+
+    Raises
+    ------
+    ValueError
+        For an unknown statistic, kind or alternative, a multivariate
+        observable, a non-finite statistic on the data or on every surrogate.
+
+    References
+    ----------
+    J. Theiler, S. Eubank, A. Longtin, B. Galdrikian, J. D. Farmer, "Testing
+    for nonlinearity in time series: the method of surrogate data", Physica D
+    58, 77 (1992).
+
+    Examples
+    --------
+    The determinism of a chaotic map against shuffled surrogates:
+
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> x = np.empty(300); x[0] = 0.3
+    >>> for i in range(299): x[i + 1] = 4 * x[i] * (1 - x[i])
+    >>> out = nd.significance(x, statistic="det", kind="shuffle", n=19, emb_dim=2, lag=1, progress=False)
+    >>> float(out["p_value"])
+    0.05
     """
     caller = "significance"
-    if kind not in KINDS:
-        raise ValueError(f"{caller}: expected kind in {list(KINDS)}, got {kind!r}")
-    if alternative not in ALTERNATIVES:
-        raise ValueError(f"{caller}: expected alternative in {list(ALTERNATIVES)}, got {alternative!r}")
-    data = observable_series(series, observable)
+    kind = check_choice(kind, "kind", caller, KINDS)
+    alternative = check_choice(alternative, "alternative", caller, ALTERNATIVES)
+    n = check_int(n, "n", caller, minimum=1)
+    data = observable_series(x, observable=observable)
     if data.ndim != 1:
         raise ValueError(f"{caller}: expected a scalar observable, got shape {data.shape}")
     fn, name, settings = _resolve(statistic, data, dict(options), seed)
@@ -193,7 +255,9 @@ def significance(
     if not np.isfinite(value):
         raise ValueError(f"{caller}: expected a finite {name} on the data, got {value}")
     sur = surrogates(data, kind=kind, n=n, seed=seed, max_iter=max_iter)
-    null = np.array([fn(s) for s in sur["surrogates"].values], dtype=np.float64)
+    bar = tqdm(sur["surrogates"].values, desc=f"{caller} {name}", unit="surrogate",
+               disable=None if progress is None else not progress)
+    null = np.array([fn(s) for s in bar], dtype=np.float64)
     finite = np.isfinite(null)
     if not finite.all():
         warnings.warn(f"{caller}: {np.sum(~finite)} of {n} surrogate values of {name} are not finite; left out of the rank", RuntimeWarning, stacklevel=2)
@@ -221,7 +285,7 @@ def significance(
         {
             "statistic": ((), value),
             "surrogate_statistic": ("surrogate", null),
-            "p_value": ((), rank_p_value(value, null[finite], alternative)),
+            "p_value": ((), rank_p_value(value, null[finite], alternative=alternative)),
         },
         coords={"surrogate": np.arange(n)},
         attrs=attrs,
@@ -232,7 +296,7 @@ VERDICTS = ("regular", "chaotic", "irregular, not distinguishable from linear no
 
 
 def chaos_test(
-    series: Any,
+    x: Any,
     *,
     observable: str | None = None,
     kind: str = "iaaft",
@@ -243,6 +307,7 @@ def chaos_test(
     recurrence_rate: float = 0.05,
     k_regular: float = 0.5,
     level: float = 0.05,
+    progress: bool | None = None,
 ) -> xr.Dataset:
     """One verdict: the 0-1 test for regularity, then a surrogate test of DET for nonlinear determinism.
 
@@ -258,6 +323,25 @@ def chaos_test(
     noise its slope is as large or larger (see tutorial 06); when it cannot be
     computed they are NaN and ``rosenstein_note`` says why.
 
+    Parameters
+    ----------
+    x : numpy.ndarray (N,), xarray.DataArray or trajectory xarray.Dataset
+        The data (:func:`netdyn.series.observables.observable_series`).
+    observable : str, optional
+        As :func:`netdyn.series.observables.observable_series`.
+    kind, n, seed
+        Surrogates, as :func:`significance`.
+    emb_dim, lag : int or None, default 3, 1
+        Delay embedding of the DET test (None: from the data).
+    recurrence_rate : float, default 0.05
+        Recurrence rate of the DET test.
+    k_regular : float, default 0.5
+        ``K`` below this is "regular".
+    level : float, default 0.05
+        Significance level of the DET test.
+    progress : bool, optional
+        tqdm progress bars over the surrogates (None: shown only on a terminal).
+
     Returns
     -------
     xarray.Dataset
@@ -265,14 +349,30 @@ def chaos_test(
         attrs ``verdict`` (one of :data:`VERDICTS`), ``kind``, ``n``, ``seed``,
         ``k_regular``, ``level``, ``emb_dim``, ``lag``, ``recurrence_rate``,
         ``n_points``, ``rosenstein_note`` ("" when the exponent is sound).
+
+    Raises
+    ------
+    ValueError
+        For a multivariate observable or as :func:`significance`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> out = nd.chaos_test(np.sin(0.5 * np.arange(500)), n=9, progress=False)
+    >>> out.attrs["verdict"]
+    'regular'
     """
-    data = observable_series(series, observable)
+    k_regular = check_float(k_regular, "k_regular", "chaos_test")
+    level = check_float(level, "level", "chaos_test", minimum=0, maximum=1)
+    data = observable_series(x, observable=observable)
     if data.ndim != 1:
         raise ValueError(f"chaos_test: expected a scalar observable, got shape {data.shape}")
     k = chaos01_k(data, seed=seed)
-    det = significance("det", data, kind=kind, n=n, seed=seed, emb_dim=emb_dim, lag=lag, recurrence_rate=recurrence_rate)
+    det = significance(data, statistic="det", kind=kind, n=n, seed=seed, emb_dim=emb_dim, lag=lag,
+                       recurrence_rate=recurrence_rate, progress=progress)
     try:
-        ros = significance("rosenstein", data, kind=kind, n=n, seed=seed)
+        ros = significance(data, statistic="rosenstein", kind=kind, n=n, seed=seed, progress=progress)
         ros_value, ros_p = float(ros["statistic"]), float(ros["p_value"])
         ros_note = "" if ros.attrs.get("data_reliable", 1) else f"auto fit on the data judged unreliable: {ros.attrs.get('data_reason', '')}"
     except ValueError as err:  # no finite exponent on the data: reported, not part of the verdict

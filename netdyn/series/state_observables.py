@@ -28,6 +28,8 @@ from typing import Callable, Iterator
 import numpy as np
 import xarray as xr
 
+from netdyn._core.validation import check_int
+
 __all__ = ["state_observable", "STREAMED_OBSERVABLES"]
 
 STREAMED_OBSERVABLES = ("norm", "update_norm", "projection", "projection:pca", "projection:random")
@@ -35,36 +37,50 @@ BLOCK_BYTES = 4 * 2**20  # default block: 4 MiB of float64 rows
 
 
 def state_observable(
-    state: xr.DataArray, name: str, *, seed: int = 0, chunk: int | None = None, caller: str = "state_observable"
+    state: xr.DataArray, *, observable: str, seed: int = 0, chunk: int | None = None, caller: str = "state_observable"
 ) -> np.ndarray:
     """One scalar per recorded step from ``state (step, param)``, in bounded memory.
 
     Parameters
     ----------
-    state
+    state : xarray.DataArray
         the trajectory's ``state`` DataArray (file-backed or in memory), dims ``(step, param)``.
-    name
+    observable : str
         ``"norm"``, ``"update_norm"``, ``"param:<i>"``, ``"projection:random"``, ``"projection"``
         or ``"projection:pca"`` (module docstring).
-    seed
+    seed : int, default 0
         seed of the random direction / the power-iteration start.
-    chunk
+    chunk : int, optional
         steps per block read (memory ~ a few ``chunk * n_params * 8`` bytes); default: the
         rows of 4 MiB (:data:`BLOCK_BYTES`).
-    caller
+    caller : str
         name used in errors and warnings.
 
     Returns
     -------
-    float64 array ``(N',)``: ``N' = N`` (``N - 1`` for ``update_norm``), fewer when the
-    state becomes non-finite.
+    numpy.ndarray
+        float64 ``(N',)``: ``N' = N`` (``N - 1`` for ``update_norm``), fewer when the
+        state becomes non-finite.
+
+    Raises
+    ------
+    ValueError
+        For an unknown observable, a parameter index out of range or a bad ``chunk``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from netdyn.series.state_observables import state_observable
+    >>> state = xr.DataArray(np.array([[3.0, 4.0], [0.0, 1.0], [0.0, 0.0]]), dims=("step", "param"))
+    >>> state_observable(state, observable="update_norm", chunk=2).round(3)
+    array([4.243, 1.   ])
     """
+    name = observable
     state = state.transpose("step", ...)
     n_steps, n_params = state.shape
     if chunk is None:
         chunk = max(1, BLOCK_BYTES // (8 * max(n_params, 1)))
-    if not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"{caller}: expected an integer chunk >= 1, got {chunk!r}")
+    chunk = check_int(chunk, "chunk", caller, minimum=1)
     if name.startswith("param:"):
         try:
             index = int(name.split(":", 1)[1])

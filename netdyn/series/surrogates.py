@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from netdyn.series.datadriven import observable_series
+from netdyn._core.validation import check_choice, check_int
+from netdyn.series.observables import observable_series
 
 __all__ = ["KINDS", "shuffle_surrogates", "ft_surrogates", "iaaft_surrogates", "surrogates", "spectral_error"]
 
@@ -54,14 +55,41 @@ def _checked(x: Any, n: int, caller: str) -> np.ndarray:
         raise ValueError(f"{caller}: expected a series of shape (N,) with N >= 4, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{caller}: expected finite values, got NaN/inf")
-    if n < 1:
-        raise ValueError(f"{caller}: expected n >= 1 surrogates, got {n}")
+    check_int(n, "n", caller, minimum=1)
     return arr
 
 
-def shuffle_surrogates(x: np.ndarray, n: int, seed: int | np.random.Generator = 0) -> np.ndarray:
-    """``n`` random permutations of the series ``x`` (N,): array (n, N)."""
+def shuffle_surrogates(x: np.ndarray, *, n: int = 99, seed: int | np.random.Generator = 0) -> np.ndarray:
+    """``n`` random permutations of the series ``x`` (N,): array (n, N).
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (N,)
+        Finite series, N >= 4.
+    n : int, default 99
+        Number of surrogates.
+    seed : int or numpy.random.Generator, default 0
+        Random source.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, N)
+
+    Raises
+    ------
+    ValueError
+        For a non-finite or too short series, or ``n < 1``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.series.surrogates import shuffle_surrogates
+    >>> sur = shuffle_surrogates(np.arange(5.0), n=2)
+    >>> sur.shape, np.sort(sur, axis=1)[0].tolist()
+    ((2, 5), [0.0, 1.0, 2.0, 3.0, 4.0])
+    """
     arr = _checked(x, n, "shuffle_surrogates")
+    n = int(n)
     rng = np.random.default_rng(seed)
     return rng.permuted(np.broadcast_to(arr, (n, arr.size)), axis=1)
 
@@ -79,15 +107,39 @@ def _random_phases(spec: np.ndarray, n: int, size: int, rng: np.random.Generator
     return spec * phases
 
 
-def ft_surrogates(x: np.ndarray, n: int, seed: int | np.random.Generator = 0) -> np.ndarray:
-    """``n`` phase-randomised (FT) surrogates of ``x`` (N,): array (n, N), same periodogram."""
+def ft_surrogates(x: np.ndarray, *, n: int = 99, seed: int | np.random.Generator = 0) -> np.ndarray:
+    """``n`` phase-randomised (FT) surrogates of ``x`` (N,): array (n, N), same periodogram.
+
+    Parameters
+    ----------
+    x, n, seed
+        As :func:`shuffle_surrogates`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, N)
+
+    Raises
+    ------
+    ValueError
+        As :func:`shuffle_surrogates`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.series.surrogates import ft_surrogates, spectral_error
+    >>> x = np.random.default_rng(0).standard_normal(64)
+    >>> bool(spectral_error(x, ft_surrogates(x, n=3)).max() < 1e-12)
+    True
+    """
     arr = _checked(x, n, "ft_surrogates")
+    n = int(n)
     rng = np.random.default_rng(seed)
     return np.fft.irfft(_random_phases(np.fft.rfft(arr), n, arr.size, rng), arr.size, axis=1)
 
 
 def iaaft_surrogates(
-    x: np.ndarray, n: int, seed: int | np.random.Generator = 0, max_iter: int = 1000
+    x: np.ndarray, *, n: int = 99, seed: int | np.random.Generator = 0, max_iter: int = 1000
 ) -> tuple[np.ndarray, np.ndarray]:
     """``n`` IAAFT surrogates of ``x`` (N,): (array (n, N), iterations used per surrogate (n,)).
 
@@ -95,11 +147,42 @@ def iaaft_surrogates(
     "impose the spectrum, then the values" (exactly: the next step would
     return the same series) or ``max_iter`` rounds; the number of rounds is
     returned so a caller can see which did not converge (``== max_iter``).
+
+    Parameters
+    ----------
+    x, n, seed
+        As :func:`shuffle_surrogates`.
+    max_iter : int, default 1000
+        Iteration cap.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        Surrogates (n, N) and iterations used (n,).
+
+    Raises
+    ------
+    ValueError
+        As :func:`shuffle_surrogates`, or for ``max_iter < 1``.
+
+    References
+    ----------
+    T. Schreiber, A. Schmitz, "Improved surrogate data for nonlinearity tests",
+    Phys. Rev. Lett. 77, 635 (1996).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.series.surrogates import iaaft_surrogates
+    >>> x = np.random.default_rng(0).standard_normal(64) ** 3
+    >>> sur, used = iaaft_surrogates(x, n=2)
+    >>> bool(np.array_equal(np.sort(sur[0]), np.sort(x)))
+    True
     """
     caller = "iaaft_surrogates"
     arr = _checked(x, n, caller)
-    if max_iter < 1:
-        raise ValueError(f"{caller}: expected max_iter >= 1, got {max_iter}")
+    n = int(n)
+    max_iter = check_int(max_iter, "max_iter", caller, minimum=1)
     rng = np.random.default_rng(seed)
     amplitude = np.abs(np.fft.rfft(arr))
     values = np.sort(arr)
@@ -126,8 +209,25 @@ def iaaft_surrogates(
 def spectral_error(x: np.ndarray, surrogate: np.ndarray) -> np.ndarray:
     """Relative periodogram mismatch ``|| |S_k| - |X_k| ||_2 / || X_k ||_2`` (k > 0) per surrogate row.
 
-    ``x`` (N,), ``surrogate`` (n, N) or (N,); 0 for an FT surrogate up to
-    rounding (~1e-15).
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (N,)
+        The original series.
+    surrogate : numpy.ndarray, shape (n, N) or (N,)
+        Surrogates.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,)
+        Dimensionless; 0 for an FT surrogate up to rounding (~1e-15).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.series.surrogates import spectral_error
+    >>> x = np.sin(np.arange(32.0))
+    >>> spectral_error(x, x[::-1]).round(12)
+    array([0.])
     """
     ref = np.abs(np.fft.rfft(np.asarray(x, dtype=np.float64)))[1:]
     sur = np.abs(np.fft.rfft(np.atleast_2d(surrogate), axis=1))[:, 1:]
@@ -147,15 +247,17 @@ def surrogates(
 
     Parameters
     ----------
-    x : array (N,), DataArray or trajectory Dataset
-        The series (:func:`netdyn.series.datadriven.observable_series`; for a Dataset
+    x : numpy.ndarray (N,), xarray.DataArray or trajectory xarray.Dataset
+        The series (:func:`netdyn.series.observables.observable_series`; for a Dataset
         ``observable`` picks it, default ``"loss"``).
     kind : {"shuffle", "ft", "iaaft"}, default "iaaft"
         The null hypothesis (module docstring).
     n : int, default 99
         Number of surrogates (99 gives a one-sided test at 1 %).
     seed : int or numpy.random.Generator, default 0
+        Random source.
     observable : str, optional
+        As :func:`netdyn.series.observables.observable_series`.
     max_iter : int, default 1000
         IAAFT only: iteration cap.
 
@@ -166,11 +268,24 @@ def surrogates(
         ``spectral_error`` over ``surrogate`` (:func:`spectral_error`); for
         IAAFT also ``iterations``.  attrs: ``kind``, ``seed`` (when an int),
         ``max_iter``, ``n_unconverged``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``kind``, a multivariate observable, or as :func:`shuffle_surrogates`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> out = nd.surrogates(np.sin(0.3 * np.arange(100)), kind="ft", n=5)
+    >>> out["surrogates"].shape
+    (5, 100)
     """
     caller = "surrogates"
-    if kind not in KINDS:
-        raise ValueError(f"{caller}: expected kind in {list(KINDS)}, got {kind!r}")
-    data = observable_series(x, observable)
+    kind = check_choice(kind, "kind", caller, KINDS)
+    n = check_int(n, "n", caller, minimum=1)
+    data = observable_series(x, observable=observable)
     if data.ndim != 1:
         raise ValueError(f"{caller}: expected a scalar observable, got shape {data.shape}")
     out: dict[str, Any] = {"data": ("time", data)}
@@ -178,11 +293,11 @@ def surrogates(
     if isinstance(seed, (int, np.integer)):
         attrs["seed"] = int(seed)
     if kind == "shuffle":
-        sur = shuffle_surrogates(data, n, seed)
+        sur = shuffle_surrogates(data, n=n, seed=seed)
     elif kind == "ft":
-        sur = ft_surrogates(data, n, seed)
+        sur = ft_surrogates(data, n=n, seed=seed)
     else:
-        sur, used = iaaft_surrogates(data, n, seed, max_iter)
+        sur, used = iaaft_surrogates(data, n=n, seed=seed, max_iter=max_iter)
         out["iterations"] = ("surrogate", used)
         attrs.update(max_iter=max_iter, n_unconverged=int(np.sum(used == max_iter)))
     out["surrogates"] = (("surrogate", "time"), sur)
