@@ -27,6 +27,7 @@ import torch
 import xarray as xr
 from torch import Tensor
 
+from netdyn._core.devices import SYNC_EVERY, host_block
 from netdyn.maps.divergence import DivergenceRule, EnsembleDivergence, parameter_norms
 from netdyn.lyapunov.maximal import BatchStepper, as_states, block_stderr, map_attrs
 from netdyn.maps.classic import param_dim_of, require_jacobian
@@ -35,7 +36,8 @@ __all__ = ["qr_tangent_steps", "lyapunov_spectrum", "ftle", "clv", "lyapunov_sum
 
 
 def qr_tangent_steps(
-    map_: Any, x0: Tensor, steps: int, k: int, seed: int = 0, t0: int = 0, vectorize: bool | None = None
+    map_: Any, x0: Tensor, steps: int, k: int, seed: int = 0, t0: int = 0, vectorize: bool | None = None,
+    *, check_every: int = 1,
 ) -> Iterator[tuple[int, Tensor, Tensor, Tensor]]:
     """Yield ``(t, x_{t+1}, Q_{t+1}, R_{t+1})`` for ``t = 0 .. steps-1``.
 
@@ -48,6 +50,11 @@ def qr_tangent_steps(
     t0 : int, default 0 — map time of ``x0`` (the map is called at ``t0 + t``);
     vectorize : bool or None, default None — how a batch is stepped
         (:class:`netdyn.lyapunov.maximal.BatchStepper`).
+    check_every : int, default 1 — steps between the checks whether every member
+        became non-finite (each check reads one bool back from the state's device:
+        a host sync).  With ``check_every > 1`` the iteration may go on yielding up
+        to ``check_every - 1`` factors after that (meaningless, to be masked like
+        those of a single lost member).
 
     Returns
     -------
@@ -69,9 +76,9 @@ def qr_tangent_steps(
     xs, batched = as_states(map_, x0, "qr_tangent_steps")
     gen = torch.Generator().manual_seed(int(seed))
     basis = torch.linalg.qr(torch.randn(map_.dim, k, generator=gen, dtype=torch.float64))[0]
-    q = basis.to(xs.dtype).expand(xs.shape[0], map_.dim, k)
+    q = basis.to(device=xs.device, dtype=xs.dtype).expand(xs.shape[0], map_.dim, k)  # CPU draw, moved once
     stepper = BatchStepper(map_, vectorize)
-    dead = torch.zeros(xs.shape[0], dtype=torch.bool)
+    dead = torch.zeros(xs.shape[0], dtype=torch.bool, device=xs.device)
     for t in range(steps):
         x_next, w = stepper.step_jvp(xs, q.transpose(1, 2).contiguous(), t0 + t)
         q_next, r = torch.linalg.qr(w.transpose(1, 2))
@@ -79,7 +86,7 @@ def qr_tangent_steps(
         q_next, r = q_next * sign[:, None, :], r * sign[:, :, None]
         yield (t, x_next, q_next, r) if batched else (t, x_next[0], q_next[0], r[0])
         dead = dead | ~(torch.isfinite(x_next).all(dim=1) & torch.isfinite(r).flatten(1).all(dim=1))
-        if dead.all():
+        if (t + 1) % check_every == 0 and bool(dead.all()):  # a host sync every check_every steps
             return
         xs = torch.where(dead[:, None], xs, x_next)
         q = torch.where(dead[:, None, None], q, q_next)
@@ -109,13 +116,27 @@ def _log_diagonals(
     lost = np.full(n, -1, dtype=np.int64)
     verdict = EnsembleDivergence(n, DivergenceRule())
     verdict.update(parameter_norms(xs, p), t0)
-    for t, x_next, _, r in qr_tangent_steps(map_, xs, transient + steps, k, seed, t0):
-        bad = ~(torch.isfinite(x_next).all(dim=1) & torch.isfinite(r).flatten(1).all(dim=1)).numpy()
-        verdict.update(parameter_norms(x_next, p), t0 + t + 1, lost < 0)
-        lost[bad & (lost < 0)] = t + 1
-        if t >= transient:
-            logs[:, t - transient] = torch.log(torch.diagonal(r, dim1=1, dim2=2)).to(torch.float64).numpy()
-            logs[lost >= 0, t - transient] = np.nan
+    pending: list[tuple[int, Tensor, Tensor, Tensor]] = []  # per step, on the device; to the host once per block
+
+    def replay() -> None:
+        if not pending:
+            return
+        bads, norms, diagonals = (host_block([row[i] for row in pending]) for i in (1, 2, 3))
+        for j, (t, *_) in enumerate(pending):
+            verdict.update(norms[j], t0 + t + 1, lost < 0)
+            lost[bads[j] & (lost < 0)] = t + 1
+            if t >= transient:
+                logs[:, t - transient] = diagonals[j]
+                logs[lost >= 0, t - transient] = np.nan
+        pending.clear()
+
+    for t, x_next, _, r in qr_tangent_steps(map_, xs, transient + steps, k, seed, t0, check_every=SYNC_EVERY):
+        bad = ~(torch.isfinite(x_next).all(dim=1) & torch.isfinite(r).flatten(1).all(dim=1))
+        norm = x_next[:, :p].to(torch.float64).norm(dim=1)  # parameter_norms, on the device
+        pending.append((t, bad, norm, torch.log(torch.diagonal(r, dim1=1, dim2=2)).to(torch.float64)))
+        if len(pending) == SYNC_EVERY:
+            replay()
+    replay()
     return logs, lost, verdict
 
 
@@ -341,18 +362,19 @@ def clv(
         )
     n = xs.shape[0]
     qs, rs = [], []
-    logs = np.zeros((n, k))
-    lost = np.full(n, -1, dtype=np.int64)
-    for t, x_next, q, r in qr_tangent_steps(map_, xs, transient + steps, k, seed, t0):
-        bad = ~(torch.isfinite(x_next).all(dim=1) & torch.isfinite(r).flatten(1).all(dim=1)).numpy()
-        lost[bad & (lost < 0)] = t + 1
-        logs += torch.log(torch.diagonal(r, dim1=1, dim2=2)).to(torch.float64).numpy()
+    logs = torch.zeros((n, k), dtype=torch.float64, device=xs.device)  # kept on the device: no sync per step
+    lost = torch.full((n,), -1, dtype=torch.int64, device=xs.device)
+    for t, x_next, q, r in qr_tangent_steps(map_, xs, transient + steps, k, seed, t0, check_every=SYNC_EVERY):
+        bad = ~(torch.isfinite(x_next).all(dim=1) & torch.isfinite(r).flatten(1).all(dim=1))
+        lost = torch.where(bad & (lost < 0), t + 1, lost)
+        logs += torch.log(torch.diagonal(r, dim1=1, dim2=2)).to(torch.float64)
         s = t + 1 - transient  # Q_{t+1} is the basis at the counted step s
         if start <= s < stop:
             qs.append(q.to(torch.float64))
         if s > start:
             rs.append(r.to(torch.float64))  # R_{s}, s = start+1 .. steps
     first = t0 + transient + start
+    logs, lost = logs.cpu().numpy(), lost.cpu().numpy()
     if (lost >= 0).any():
         warnings.warn(f"clv: {int((lost >= 0).sum())} of {n} orbit(s) became non-finite (first at step "
                       f"{int(lost[lost >= 0].min())}); no vectors for them", RuntimeWarning, 2)
@@ -362,14 +384,14 @@ def clv(
         return _unbatched(ds, batched)
     gen = torch.Generator().manual_seed(int(seed) + 1)
     c = torch.triu(torch.rand(k, k, generator=gen, dtype=torch.float64) + 0.1)
-    c = (c / c.norm(dim=0)).expand(n, k, k)
+    c = (c / c.norm(dim=0)).to(xs.device).expand(n, k, k)  # CPU draw, moved once
     vectors = []
     for s in range(steps, start, -1):  # C_{s-1} = R_s^{-1} C_s
         c = torch.linalg.solve_triangular(rs[s - start - 1], c, upper=True)
         c = c / c.norm(dim=1, keepdim=True)
         if s - 1 < stop:
             vectors.append((qs[s - 1 - start] @ c).transpose(1, 2))
-    clvs = torch.stack(vectors[::-1], dim=1).numpy()
+    clvs = torch.stack(vectors[::-1], dim=1).cpu().numpy()
     spectrum = logs / (transient + steps)
     clvs[lost >= 0], spectrum[lost >= 0] = np.nan, np.nan
     return _unbatched(_clv_dataset(map_, clvs, spectrum, first, transient, lost >= 0), batched)
@@ -421,7 +443,7 @@ def lyapunov_sum_from_jacobian(
     if batched:
         raise ValueError(f"{caller}: expected one initial state of shape ({map_.dim},), got {tuple(xs.shape)}")
     x = xs[0]
-    eye = torch.eye(map_.dim, dtype=x.dtype)
+    eye = torch.eye(map_.dim, dtype=x.dtype, device=x.device)
     logdet = np.full(steps, np.nan)
     at = -1
     for t in range(transient + steps):
