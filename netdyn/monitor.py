@@ -604,11 +604,12 @@ class LyapunovMonitor:
         def hvp(v: Tensor) -> Tensor:
             w = v if scale is None else scale * v
             parts = torch.autograd.grad(flat, self._probe_params, w, retain_graph=True, allow_unused=True)
-            out = torch.cat([torch.zeros(n, dtype=v.dtype) if g is None else g.reshape(-1) for g, n in zip(parts, sizes)])
+            out = torch.cat([torch.zeros(n, dtype=v.dtype, device=v.device) if g is None else g.reshape(-1)
+                             for g, n in zip(parts, sizes)])
             return out if scale is None else scale * out
 
         previous = getattr(self, "_sharpness_vector", None)
-        result = top_eigenvalues(hvp, flat.numel(), dtype=flat.dtype, seed=self.seed, v0=previous)
+        result = top_eigenvalues(hvp, flat.numel(), dtype=flat.dtype, seed=self.seed, v0=previous, device=flat.device)
         self._sharpness_vector = torch.from_numpy(result.vectors[0].copy()).to(flat.dtype)
         if not np.isfinite(result.vectors[0]).all():
             self._sharpness_vector = None
