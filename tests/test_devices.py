@@ -187,21 +187,41 @@ def test_run_stops_at_the_same_divergence(device):
 
 
 # --------------------------------------------------------------------------- the user's loop
-def _monitored_loop(dev: torch.device, steps: int = 40, sharpness_every: int | None = None) -> LyapunovMonitor:
+def _monitored_loop(dev: torch.device, steps: int = 40, sharpness_every: int | None = None,
+                    sync_every: int | None = None, nan_at: int = -1) -> LyapunovMonitor:
+    """The user's plain loop (SGD with momentum on iris batches of 8) with a monitor;
+    ``nan_at``: a corrupt batch at that step (the run and its twin become NaN)."""
     task = _iris()
     model = copy.deepcopy(task.model).to(dev)
     inputs, targets = (a.to(dev) for a in task.train)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    monitor = LyapunovMonitor(model, optimizer, nn.CrossEntropyLoss(), sharpness_every=sharpness_every)
+    monitor = LyapunovMonitor(model, optimizer, nn.CrossEntropyLoss(), sharpness_every=sharpness_every,
+                              sync_every=sync_every)
+    corrupt = inputs.clone()
+    corrupt[0, 0] = float("nan")
     for t in range(steps):
         idx = slice((8 * t) % 40, (8 * t) % 40 + 8)
+        inputs_t = corrupt if t == nan_at else inputs
         optimizer.zero_grad()
-        loss = nn.functional.cross_entropy(model(inputs[idx]), targets[idx])
+        loss = nn.functional.cross_entropy(model(inputs_t[idx]), targets[idx])
         loss.backward()
         optimizer.step()
-        monitor.step((inputs[idx], targets[idx]), loss)
+        monitor.step((inputs_t[idx], targets[idx]), loss)
     monitor.close()
     return monitor
+
+
+def test_monitor_blocks_give_the_per_step_result():
+    """Reading the separations back once per 64 steps (the default on a GPU) gives what
+    reading them every step gives (the CPU default), a stop mid-block included."""
+    cpu = torch.device("cpu")
+    assert_same(_monitored_loop(cpu, 100, sync_every=BLOCK).result(), _monitored_loop(cpu, 100, sync_every=1).result())
+    with pytest.warns(RuntimeWarning, match="non-finite at step 31"):
+        blocked = _monitored_loop(cpu, 100, sync_every=BLOCK, nan_at=30)
+    with pytest.warns(RuntimeWarning, match="non-finite at step 31"):
+        stepped = _monitored_loop(cpu, 100, sync_every=1, nan_at=30)
+    assert blocked.unresolved and blocked.unresolved_step == 31 and blocked.diverged_step == 31
+    assert_same(blocked.result(), stepped.result())
 
 
 def test_lyapunov_monitor_in_a_user_loop(device):
@@ -292,6 +312,11 @@ def test_run_reads_back_once_per_block(monkeypatch, tmp_path):
     files = iter(range(100))
     streamed = lambda n: run(m, n, seed=1, path=tmp_path / f"{next(files)}.nc", flush_every=BLOCK)  # noqa: E731
     assert reads_per_block(monkeypatch, streamed) <= 6
+
+
+def test_monitor_reads_back_once_per_block(monkeypatch):
+    per_block = reads_per_block(monkeypatch, lambda n: _monitored_loop(torch.device("cpu"), n, sync_every=BLOCK))
+    assert per_block <= 4, f"LyapunovMonitor: {per_block} host reads per block of {BLOCK} steps"
 
 
 def test_training_map_step_reads_nothing_back(monkeypatch):
