@@ -334,3 +334,12 @@ def test_training_map_step_reads_nothing_back(monkeypatch):
         if optimizer == "adam":
             assert reads.during(lambda: [m.step_jvp(x, x[None], t) for t in range(5)]) == 0
         monkeypatch.undo()
+
+
+@pytest.mark.skipif(CUDA, reason="a CUDA device exists: the benchmark would run")
+def test_gpu_benchmark_says_why_it_cannot_run(capsys):
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    import gpu_cost
+
+    assert gpu_cost.main(["--device", "cuda"]) == 2
+    assert "no CUDA device on this machine" in capsys.readouterr().err
