@@ -166,6 +166,14 @@ def test_run_in_memory(device):
     assert not bool(ds["diverged"]) and int(ds["final_step"]) == 80
 
 
+def test_run_continues_from_a_saved_array(device):
+    """``x0=ds.final_state.values`` (a numpy array) continues on the map's device, exactly."""
+    m = training_map(device)
+    first = run(m, 30, seed=2)
+    resumed = run(m, 20, x0=first["final_state"].values, t0=30)
+    np.testing.assert_array_equal(resumed["final_state"].values, run(m, 50, seed=2)["final_state"].values)
+
+
 def test_run_to_netcdf(device, tmp_path):
     def compute(dev):
         path = tmp_path / f"{dev.type}-{len(list(tmp_path.iterdir()))}.nc"

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["SYNC_EVERY", "host_block"]
+__all__ = ["SYNC_EVERY", "host_block", "map_device"]
 
 SYNC_EVERY = 64
 """Steps between the host copies of a step loop (see the module docstring)."""
@@ -34,3 +34,11 @@ def host_block(rows: list[Tensor]) -> np.ndarray:
     """Stack per-step device tensors ``rows`` (each of one shape ``S``) into a host array
     ``(len(rows), *S)``: one device-to-host copy for the block."""
     return torch.stack(rows).cpu().numpy()
+
+
+def map_device(map_: object) -> torch.device | None:
+    """The device of a map's state (its ``device`` attribute, e.g. a
+    :class:`~netdyn.maps.training.TrainingMap`'s parameters'), ``None`` when it does not say.
+    A start state given as an array (``ds.final_state.values``) is moved there."""
+    device = getattr(map_, "device", None)
+    return device if isinstance(device, torch.device) else None

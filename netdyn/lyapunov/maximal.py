@@ -30,7 +30,7 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from netdyn._core.devices import SYNC_EVERY, host_block
+from netdyn._core.devices import SYNC_EVERY, host_block, map_device
 from netdyn._core.perturbation import default_d0
 from netdyn.maps.divergence import DivergenceRule, EnsembleDivergence, parameter_norms
 from netdyn.maps.classic import describe_map, param_dim_of, require_jacobian
@@ -42,7 +42,7 @@ Pair = tuple[Tensor, Tensor]
 
 def as_states(map_: Any, x0: Tensor | np.ndarray, caller: str) -> tuple[Tensor, bool]:
     """Validate initial states: ``(dim,)`` or ``(n, dim)`` -> ``((n, dim) tensor, batched)``."""
-    x = torch.as_tensor(x0)
+    x = torch.as_tensor(x0, device=map_device(map_))
     if x.ndim not in (1, 2) or x.shape[-1] != map_.dim or x.shape[0] == 0:
         raise ValueError(f"{caller}: expected x0 of shape ({map_.dim},) or (n, {map_.dim}), got {tuple(x.shape)}")
     if not torch.is_floating_point(x):

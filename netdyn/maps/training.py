@@ -132,6 +132,13 @@ class TrainingMap:
       normalisation layers recomputed at ``theta`` (cumulative average over the
       training set, see :meth:`evaluate`).
 
+    Devices: the state lives on the device of the model's parameters (attribute
+    ``device``; put model and data there, e.g. ``model.to("cuda")``).  Every random draw
+    that is not the forward's own (initial parameters for ``initial_state(seed)``, the
+    epoch's batch order) is made on the CPU and moved, so every device sees the same
+    batches and starts; the step itself reads nothing back to the host
+    (:meth:`step_with_metric_tensors` gives the metrics without a sync).
+
     Raises ``ValueError`` when the model has no trainable parameter, mixes parameter
     dtypes, gets data of another dtype, or fails (or returns a non-scalar loss) on a
     probe forward of two training samples.

@@ -22,7 +22,7 @@ import xarray as xr
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from netdyn._core.devices import SYNC_EVERY, host_block
+from netdyn._core.devices import SYNC_EVERY, host_block, map_device
 from netdyn._version import __version__
 from netdyn.maps.divergence import DivergenceCheck, DivergenceRule, parameter_norms
 from netdyn.maps.classic import describe_map, param_dim_of
@@ -39,7 +39,7 @@ def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
 
 
 def _initial(map_: Any, x0: Any, seed: int | None) -> Tensor:
-    x = map_.initial_state(seed) if x0 is None else torch.as_tensor(x0)
+    x = map_.initial_state(seed) if x0 is None else torch.as_tensor(x0, device=map_device(map_))
     if x.shape != (map_.dim,):
         raise ValueError(f"run: expected x0 of shape ({map_.dim},), got {tuple(x.shape)}")
     if not bool(torch.isfinite(x).all()):

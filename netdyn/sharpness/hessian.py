@@ -23,6 +23,7 @@ import torch
 import xarray as xr
 from torch import Tensor
 
+from netdyn._core.devices import map_device
 from netdyn.lyapunov.maximal import map_attrs
 from netdyn.maps.classic import param_dim_of
 from netdyn.sharpness.threshold import stability_threshold, step_preconditioner
@@ -138,7 +139,7 @@ def sharpness_at(
     if not callable(getattr(map_, "loss", None)):
         raise TypeError(f"{caller}: {type(map_).__name__} has no loss(theta, t) method")
     p = param_dim_of(map_)
-    x = torch.as_tensor(x)
+    x = torch.as_tensor(x, device=map_device(map_))
     if x.ndim != 1 or x.shape[0] not in (p, map_.dim):
         raise ValueError(f"{caller}: expected x of shape ({map_.dim},) or ({p},), got {tuple(x.shape)}")
     if int(k) != k or not 1 <= k <= p:
@@ -372,7 +373,7 @@ def track_sharpness(
     after the first starts from the previous top eigenvector.
     """
     caller = "track_sharpness"
-    x = torch.as_tensor(x0)
+    x = torch.as_tensor(x0, device=map_device(map_))
     if x.shape != (map_.dim,):
         raise ValueError(f"{caller}: expected x0 of shape ({map_.dim},), got {tuple(x.shape)}")
     for name, value in (("steps", steps), ("every", every)):
