@@ -30,7 +30,7 @@ from torch import nn
 from netdyn._core import devices as device_policy
 from netdyn.lyapunov.growth import perturbation_growth
 from netdyn.lyapunov.maximal import max_lyapunov
-from netdyn.lyapunov.spectrum import clv, ftle, lyapunov_spectrum
+from netdyn.lyapunov.spectrum import clv, ftle, lyapunov_spectrum, lyapunov_sum_from_jacobian
 from netdyn.maps.classic import HenonMap
 from netdyn.maps.problems import make_task
 from netdyn.maps.training import TrainingMap
@@ -145,6 +145,7 @@ def test_lyapunov_spectrum_ftle_clv(device):
     check_path(device, lambda dev: lyapunov_spectrum(*henon(dev), 40, transient=5), RTOL_HENON, ("lyapunov",))
     check_path(device, lambda dev: ftle(*henon(dev), 40, k=2, window=10), RTOL_HENON, ("ftle",))
     check_path(device, lambda dev: clv(*henon(dev), 40, k=2, transient=10), RTOL_HENON, ("clv", "angle"))
+    check_path(device, lambda dev: lyapunov_sum_from_jacobian(*henon(dev), 40), RTOL_HENON, ("lyapunov_sum",))
     check_path(device, lambda dev: lyapunov_spectrum(training_map(dev), training_map(dev).initial_state(1), 20, k=3),
                RTOL_TRAINING, ("lyapunov",))
 
@@ -296,7 +297,7 @@ def reads_per_block(monkeypatch: pytest.MonkeyPatch, f: Callable[[int], Any], bl
     return (long - short) / (blocks[1] - blocks[0])
 
 
-@pytest.mark.parametrize("path", ["tangent", "twin", "spectrum", "ftle", "clv", "growth"])
+@pytest.mark.parametrize("path", ["tangent", "twin", "spectrum", "ftle", "clv", "growth", "sum"])
 def test_exponent_loops_read_back_once_per_block(monkeypatch, path):
     henon = HenonMap()
     x0 = henon.initial_state(0)
@@ -307,6 +308,7 @@ def test_exponent_loops_read_back_once_per_block(monkeypatch, path):
         "ftle": lambda n: ftle(henon, x0, n, k=2, window=4),
         "clv": lambda n: clv(henon, x0, n, k=2, transient=10),
         "growth": lambda n: perturbation_growth(henon, x0, n, fit_window=(0, 10)),
+        "sum": lambda n: lyapunov_sum_from_jacobian(henon, x0, n),
     }
     per_block = reads_per_block(monkeypatch, runs[path])  # a read per step would give >= BLOCK
     assert per_block <= 8, f"{path}: {per_block} host reads per block of {BLOCK} steps (.cpu().numpy() counts 2)"

@@ -446,15 +446,25 @@ def lyapunov_sum_from_jacobian(
     eye = torch.eye(map_.dim, dtype=x.dtype, device=x.device)
     logdet = np.full(steps, np.nan)
     at = -1
+    pending: list[tuple[int, Tensor]] = []  # (t, [finite, ln|det J|]) on the device, read back once per block
     for t in range(transient + steps):
         x_next, jt = map_.step_jvp(x, eye, t)  # rows J e_i: J transposed
-        if not (torch.isfinite(x_next).all() and torch.isfinite(jt).all()):
-            at = t + 1
-            _warn_lost(caller, np.array([at]))
-            break
-        if t >= transient:
-            logdet[t - transient] = float(torch.linalg.slogdet(jt.to(torch.float64))[1])
+        finite = torch.isfinite(x_next).all() & torch.isfinite(jt).all()
+        value = torch.linalg.slogdet(torch.where(finite, jt, 0.0).to(torch.float64))[1]  # no NaN into the LU
+        pending.append((t, torch.stack((finite.to(torch.float64), value))))
         x = x_next
+        if len(pending) == SYNC_EVERY or t == transient + steps - 1:
+            block = host_block([v for _, v in pending])
+            for (t_j, _), (ok, log_abs_det) in zip(pending, block):
+                if not ok:
+                    at = t_j + 1
+                    break
+                if t_j >= transient:
+                    logdet[t_j - transient] = log_abs_det
+            pending.clear()
+            if at >= 0:
+                _warn_lost(caller, np.array([at]))
+                break
     valid = logdet[np.isfinite(logdet) | np.isneginf(logdet)]
     return xr.Dataset(
         {
