@@ -32,7 +32,7 @@ from torch import Tensor
 
 from netdyn._core.devices import SYNC_EVERY, host_block, map_device
 from netdyn._core.perturbation import default_d0
-from netdyn.maps.divergence import DivergenceRule, EnsembleDivergence, parameter_norms
+from netdyn.maps.divergence import DivergenceRule, EnsembleDivergence, parameter_norms, parameter_norms_on_device
 from netdyn.maps.classic import describe_map, param_dim_of, require_jacobian
 
 __all__ = ["max_lyapunov", "BatchStepper", "as_states", "block_stderr", "map_attrs"]
@@ -327,7 +327,7 @@ def max_lyapunov(
         rescale = lambda x, y, g: x + (y - x) * (d0 / g).to(x.dtype)[:, None]  # noqa: E731
         pair = (xs, ys)
     target = 1.0 if method == "tangent" else d0
-    orbit_norm = lambda x: x[:, :n_params].to(torch.float64).norm(dim=1)  # noqa: E731  (parameter_norms, on the device)
+    orbit_norm = lambda x: parameter_norms_on_device(x, n_params)  # noqa: E731
     logs, end_step, verdict = _benettin(
         advance, separation, rescale, pair, target, steps, transient, renorm_every, orbit_norm, divergence
     )

@@ -28,7 +28,7 @@ import xarray as xr
 from torch import Tensor
 
 from netdyn._core.devices import SYNC_EVERY, host_block
-from netdyn.maps.divergence import DivergenceRule, EnsembleDivergence, parameter_norms
+from netdyn.maps.divergence import DivergenceRule, EnsembleDivergence, parameter_norms, parameter_norms_on_device
 from netdyn.lyapunov.maximal import BatchStepper, as_states, block_stderr, map_attrs
 from netdyn.maps.classic import param_dim_of, require_jacobian
 
@@ -132,7 +132,7 @@ def _log_diagonals(
 
     for t, x_next, _, r in qr_tangent_steps(map_, xs, transient + steps, k, seed, t0, check_every=SYNC_EVERY):
         bad = ~(torch.isfinite(x_next).all(dim=1) & torch.isfinite(r).flatten(1).all(dim=1))
-        norm = x_next[:, :p].to(torch.float64).norm(dim=1)  # parameter_norms, on the device
+        norm = parameter_norms_on_device(x_next, p)
         pending.append((t, bad, norm, torch.log(torch.diagonal(r, dim1=1, dim2=2)).to(torch.float64)))
         if len(pending) == SYNC_EVERY:
             replay()

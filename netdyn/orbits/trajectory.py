@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from netdyn._core.devices import SYNC_EVERY, host_block, map_device
 from netdyn._version import __version__
-from netdyn.maps.divergence import DivergenceCheck, DivergenceRule, parameter_norms
+from netdyn.maps.divergence import DivergenceCheck, DivergenceRule, parameter_norms, parameter_norms_on_device
 from netdyn.maps.classic import describe_map, param_dim_of
 from netdyn.io.recording import resolve_record
 from netdyn.io.storage import RowBuffer, TrajectoryWriter, build_dataset, open_trajectory, verdict_variables
@@ -326,7 +326,7 @@ class _Loop:
             param_dim: int, has_metrics: bool) -> None:
         nan = float("nan")
         loss, grad_norm = (metrics.get("loss", nan), metrics.get("grad_norm", nan)) if has_metrics else (nan, nan)
-        parts = [x[None, :param_dim].to(torch.float64).norm(dim=1)[0],  # parameter_norms, on the device
+        parts = [parameter_norms_on_device(x[None], param_dim)[0],
                  torch.isfinite(x_next).all().to(torch.float64)]
         host = (nan, nan)
         if torch.is_tensor(loss) and torch.is_tensor(grad_norm):
