@@ -135,6 +135,7 @@ import torch
 import xarray as xr
 from torch import Tensor, nn
 
+from netdyn._core.devices import SYNC_EVERY, host_block
 from netdyn._core.perturbation import default_d0, resolution_tolerance
 from netdyn.io.loop_recorder import LoopRecorder
 from netdyn.maps.divergence import DivergenceCheck
@@ -205,6 +206,16 @@ class LyapunovMonitor:
         Adam at beta1 = 0.9; :mod:`netdyn.sharpness.threshold`).  Stored in
         :attr:`sharpness_history` and in :meth:`result`.  Costs ~60 Hessian-vector products
         per measurement (fewer warm-started).
+    sync_every : int, optional (keyword-only)
+        measurements between the reads of the separations back to the host.  Default:
+        1 for parameters on the CPU (nothing to save there: warnings and stops come at the
+        step itself), :data:`netdyn._core.devices.SYNC_EVERY` (64) on an accelerator, where
+        every read waits for the device.  Between reads the separations stay on the device;
+        a stop (non-finite or collapsed separation) or divergence is then found, warned
+        about and dated to its step at the next read or whenever a result or verdict
+        (:attr:`exponent`, :attr:`history`, :meth:`result`, :attr:`diverged`, ...) is
+        read; until then :meth:`step` keeps returning ``True`` for counted intervals.
+        With ``record_to`` every recorded row reads the running exponent (a read per step).
     max_grad_norm : float, optional
         the user's loop clips the gradient to this total norm before its step
         (``torch.nn.utils.clip_grad_norm_``, as the Hugging Face Trainer does by
@@ -262,6 +273,8 @@ class LyapunovMonitor:
         flush_every: int = 100,
         max_grad_norm: float | None = None,
         sharpness_every: int | None = None,
+        *,
+        sync_every: int | None = None,
     ):
         caller = "LyapunovMonitor"
         if sharpness_every is not None and (isinstance(sharpness_every, bool) or not isinstance(sharpness_every, int)
@@ -317,15 +330,20 @@ class LyapunovMonitor:
         self._sum = 0.0
         self._hyper: list[dict[str, Any]] | None = None
         self._stopped = False
-        self.unresolved, self.unresolved_step = False, -1
+        self._pending: list[tuple[int, bool, Tensor]] = []  # measurements not yet read back (see _flush)
+        on_cpu = all(p.device.type == "cpu" for p in self._params)
+        self.sync_every = (1 if on_cpu else SYNC_EVERY) if sync_every is None else sync_every
+        if isinstance(self.sync_every, bool) or not isinstance(self.sync_every, int) or self.sync_every < 1:
+            raise ValueError(f"{caller}: expected an integer sync_every >= 1 (or None), got {sync_every!r}")
+        self._unresolved, self._unresolved_step = False, -1
         self._divergence = DivergenceCheck()
-        self.diverged, self.diverged_step, self.divergence_reason = False, -1, ""
-        self._check_divergence(0)
+        self._diverged, self._diverged_step, self._divergence_reason = False, -1, ""
+        self._check_divergence(0, float(self._parameter_norm_tensor()))
         self._prev = self._arm_random()
-        if not math.isclose(self._prev, self.d0, rel_tol=resolution_tolerance(self.dtype)):
+        if not math.isclose(float(self._prev), self.d0, rel_tol=resolution_tolerance(self.dtype)):
             raise ValueError(
                 f"{caller}: expected d0 above the resolution of the {self.dtype} parameters, got d0={d0} "
-                f"(measured {self._prev:.3g}; leave d0 at its default, use a larger d0 or float64 parameters)"
+                f"(measured {float(self._prev):.3g}; leave d0 at its default, use a larger d0 or float64 parameters)"
             )
         self._rng = _capture_rng(self._devices)
         self.closed = False
@@ -363,6 +381,7 @@ class LyapunovMonitor:
         """Stop monitoring: remove the forward hook (if armed) and finish the recording
         (if any: remaining rows, ``complete = 1``).  Idempotent; :meth:`result` and
         the attributes stay available."""
+        self._flush()
         self._capture.disarm()
         self.closed = True
         if self.recorder is not None:
@@ -405,8 +424,35 @@ class LyapunovMonitor:
         changes them between that step and the monitor call)."""
         self._hyper = [dict(g) for g in self.optimizer.param_groups]
 
+    # The verdicts below are read back from the device on access (see _flush).
+    @property
+    def unresolved(self) -> bool:
+        self._flush()
+        return self._unresolved
+
+    @property
+    def unresolved_step(self) -> int:
+        self._flush()
+        return self._unresolved_step
+
+    @property
+    def diverged(self) -> bool:
+        self._flush()
+        return self._diverged
+
+    @property
+    def diverged_step(self) -> int:
+        self._flush()
+        return self._diverged_step
+
+    @property
+    def divergence_reason(self) -> str:
+        self._flush()
+        return self._divergence_reason
+
     @property
     def exponent(self) -> float:
+        self._flush()
         if self.unresolved:
             return math.inf
         if self._stopped:
@@ -415,12 +461,14 @@ class LyapunovMonitor:
 
     @property
     def stderr(self) -> float:
+        self._flush()
         if self._stopped:
             return math.nan
         return float(block_stderr(np.asarray(self._logs) / self.renorm_every, self.n_blocks))
 
     @property
     def history(self) -> list[tuple[int, float]]:
+        self._flush()
         return [(s, g / self.renorm_every) for s, g in zip(self._steps, self._logs)]
 
     def result(self) -> xr.Dataset:
@@ -438,6 +486,7 @@ class LyapunovMonitor:
         parameters), ``renorm_every``, ``transient``, ``every``, ``window``,
         ``perturbation_seed``, ``params_only``, ``steps`` (calls so far), ``units``.
         """
+        self._flush()
         logs = np.asarray(self._logs, dtype=np.float64)
         m = self.renorm_every
         running = np.cumsum(logs) / (m * np.arange(1, logs.size + 1))
@@ -489,10 +538,10 @@ class LyapunovMonitor:
                     sha.append(self._shadow_opt.state[s][key])
         return ref, sha
 
-    def _separation(self, pairs: tuple[list[Tensor], list[Tensor]] | None = None, extra: Tensor | None = None) -> float:
+    def _separation(self, pairs: tuple[list[Tensor], list[Tensor]] | None = None, extra: Tensor | None = None) -> Tensor:
         """``|y - x|`` over the measured entries: the norm of one flat vector, as in
-        ``max_lyapunov``.  Leaves all of ``y - x`` in ``self._flat`` / ``self._views``.
-        Call under ``torch.no_grad()``."""
+        ``max_lyapunov``, a 0-dim tensor on the parameters' device (not read back).
+        Leaves all of ``y - x`` in ``self._flat`` / ``self._views``.  Call under ``torch.no_grad()``."""
         ref, sha = pairs or self._pairs()
         if self._flat is None or len(self._views) != len(ref):
             sizes = [r.numel() for r in ref]
@@ -502,9 +551,9 @@ class LyapunovMonitor:
         torch._foreach_copy_(self._views, sha)
         torch._foreach_sub_(self._views, ref)
         measured = self._measured if extra is None else torch.cat((self._measured, extra))
-        return float(torch.linalg.vector_norm(measured, dtype=self._norm_dtype))
+        return torch.linalg.vector_norm(measured, dtype=self._norm_dtype)
 
-    def _arm_random(self) -> float:
+    def _arm_random(self) -> Tensor:
         """Shadow = reference + ``d0 u``, ``u`` drawn as ``max_lyapunov`` draws it; returns
         the measured distance.  Buffers that do not exist yet (fresh optimiser) are
         zero: their part of ``u`` only enters the initial distance."""
@@ -525,7 +574,7 @@ class LyapunovMonitor:
                 s.copy_(r + self.d0 * chunk.to(r.device).view_as(r))
             return self._separation(extra=self.d0 * chunks[-1].to(ref[0].device) if missing else None)
 
-    def _arm_carried(self) -> float:
+    def _arm_carried(self) -> Tensor:
         """Shadow = current reference + the separation stored by :meth:`_to_separation`."""
         ref, sha = self._pairs()
         separation = [s.clone() for s in sha]
@@ -604,11 +653,12 @@ class LyapunovMonitor:
         def hvp(v: Tensor) -> Tensor:
             w = v if scale is None else scale * v
             parts = torch.autograd.grad(flat, self._probe_params, w, retain_graph=True, allow_unused=True)
-            out = torch.cat([torch.zeros(n, dtype=v.dtype) if g is None else g.reshape(-1) for g, n in zip(parts, sizes)])
+            out = torch.cat([torch.zeros(n, dtype=v.dtype, device=v.device) if g is None else g.reshape(-1)
+                             for g, n in zip(parts, sizes)])
             return out if scale is None else scale * out
 
         previous = getattr(self, "_sharpness_vector", None)
-        result = top_eigenvalues(hvp, flat.numel(), dtype=flat.dtype, seed=self.seed, v0=previous)
+        result = top_eigenvalues(hvp, flat.numel(), dtype=flat.dtype, seed=self.seed, v0=previous, device=flat.device)
         self._sharpness_vector = torch.from_numpy(result.vectors[0].copy()).to(flat.dtype)
         if not np.isfinite(result.vectors[0]).all():
             self._sharpness_vector = None
@@ -626,23 +676,52 @@ class LyapunovMonitor:
             "sharpness_step": (("sharpness_step",), steps.astype(np.int64)),
         }
 
-    def _check_divergence(self, step: int) -> None:
-        """Flag (once) the user's run when its parameters break the divergence rule."""
-        if self.diverged:
-            return
+    def _parameter_norm_tensor(self) -> Tensor:
+        """``||theta||`` of the user's parameters (float64, on their device; not read back)."""
         with torch.no_grad():
-            norm = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(self._params)).double()))
+            return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(self._params)).double())
+
+    def _check_divergence(self, step: int, norm: float) -> None:
+        """Flag (once) the user's run when its parameters (norm ``norm``) break the divergence rule."""
+        if self._diverged:
+            return
         reason = self._divergence.check(math.nan, norm)
         if reason:
-            self.diverged, self.diverged_step, self.divergence_reason = True, step, reason
+            self._diverged, self._diverged_step, self._divergence_reason = True, step, reason
             warnings.warn(f"LyapunovMonitor: the training run diverged at step {step} ({reason})", RuntimeWarning,
                           stacklevel=4)
 
     def _measure(self, step: int, counted: bool) -> bool:
+        """Measure and renormalise on the device; the host reads the numbers back once per
+        :data:`netdyn._core.devices.SYNC_EVERY` measurements (or when a result is read) and
+        replays the checks in order in :meth:`_flush`.  Until then a call after a stop
+        (non-finite or collapsed separation) still returns ``counted``; its numbers are dropped."""
         pairs = self._pairs()
-        self._check_divergence(step)
+        norm = self._parameter_norm_tensor()
         with torch.no_grad():
             g = self._separation(pairs)
+            self._pending.append((step, counted, torch.stack((g.double(), self._prev.double(), norm))))
+            # y <- x + (y - x) * d0 / g, as max_lyapunov; the next denominator is measured
+            factor = torch.where(g > 0, self.d0 / g.double(), self.d0)
+            self._flat.mul_(factor.to(self._flat.dtype))
+            torch._foreach_copy_(pairs[1], pairs[0])
+            torch._foreach_add_(pairs[1], self._views)
+            self._prev = self._separation(pairs)
+        if len(self._pending) >= self.sync_every:
+            self._flush()
+        return counted
+
+    def _flush(self) -> None:
+        """Read the pending measurements back (one device-to-host copy) and apply, in order,
+        the divergence rule, the stops and the logs, as if each had been read at its step."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        values = host_block([v for _, _, v in pending])
+        for (step, counted, _), (g, prev, norm) in zip(pending, values):
+            if self._stopped:
+                return
+            self._check_divergence(step, float(norm))
             if not math.isfinite(g):
                 self._stop(step, unresolved=True)
                 warnings.warn(
@@ -651,9 +730,9 @@ class LyapunovMonitor:
                     RuntimeWarning,
                     stacklevel=3,
                 )
-                return False
+                return
             if counted:
-                log = float(np.log(np.float64(g) / self._prev)) if g > 0 else -math.inf
+                log = float(np.log(np.float64(g) / prev)) if g > 0 else -math.inf
                 self._logs.append(log)
                 self._steps.append(step)
                 self._sum += log
@@ -664,17 +743,11 @@ class LyapunovMonitor:
                         RuntimeWarning,
                         stacklevel=3,
                     )
-                    return True
-            # y <- x + (y - x) * d0 / g, as max_lyapunov; the next denominator is measured
-            self._flat.mul_(self.d0 / g if g > 0 else self.d0)
-            torch._foreach_copy_(pairs[1], pairs[0])
-            torch._foreach_add_(pairs[1], self._views)
-            self._prev = self._separation(pairs)
-        return counted
+                    return
 
     def _stop(self, step: int, unresolved: bool) -> None:
-        self._stopped, self.unresolved = True, unresolved
-        self.unresolved_step = step if unresolved else -1
+        self._stopped, self._unresolved = True, unresolved
+        self._unresolved_step = step if unresolved else -1
 
 
 class _ForwardRngCapture:

@@ -93,6 +93,7 @@ class SketchProjection:
             raise ValueError(f"SketchProjection: expected k >= 1 and param_dim >= 1, got k={k}, param_dim={param_dim}")
         self.param_dim, self.k, self.seed = int(param_dim), int(k), int(seed)
         self._blocks: dict[int, Tensor] = {}
+        self._moved: dict[tuple[int, torch.dtype, torch.device], Tensor] = {}  # cached blocks on other devices
         n_blocks = -(-self.param_dim // SKETCH_CHUNK_ROWS)
         block_bytes = SKETCH_CHUNK_ROWS * self.k * 8
         self._cached = min(n_blocks, cache_bytes // block_bytes) if block_bytes else n_blocks
@@ -115,7 +116,12 @@ class SketchProjection:
         out = torch.zeros(self.k, dtype=theta.dtype, device=theta.device)
         for c in range(self._n_blocks):
             lo = c * SKETCH_CHUNK_ROWS
-            b = self.block(c).to(dtype=theta.dtype, device=theta.device)
+            key = (c, theta.dtype, theta.device)
+            b = self._moved.get(key)
+            if b is None:  # a host-to-device copy, kept for the cached blocks (not one per recorded step)
+                b = self.block(c).to(dtype=theta.dtype, device=theta.device)
+                if c < self._cached and theta.device.type != "cpu":
+                    self._moved[key] = b
             out += theta[lo : lo + b.shape[0]] @ b
         return out
 
@@ -184,9 +190,10 @@ def resolve_record(map_: Any, record: Any = "all") -> Selection:
         wanted = set(arg)
         idx = [i for i, layer in enumerate(labels[1]) if layer in wanted]
         index = torch.tensor(idx, dtype=torch.long)
+        on_device: dict[torch.device, Tensor] = {}  # the index moved once per device, not per recorded step
         chosen = [layer for layer in known if layer in wanted]
         return Selection(
-            lambda theta: theta[index.to(theta.device)],
+            lambda theta: theta[on_device.setdefault(theta.device, index.to(theta.device))],
             [labels[0][i] for i in idx],
             [labels[1][i] for i in idx],
             "layers:" + ",".join(chosen),

@@ -17,6 +17,7 @@ import torch
 import xarray as xr
 from torch import Tensor
 
+from netdyn._core.devices import SYNC_EVERY, host_block
 from netdyn.series.linear_region import flat_linear_flat
 from netdyn.lyapunov.maximal import BatchStepper, as_states, map_attrs
 from netdyn.maps.classic import batch_step, is_batch_first, param_dim_of
@@ -131,19 +132,28 @@ def perturbation_growth(
                          f"got {fit_window}")
     n, p = xs.shape[0], param_dim_of(map_)
     gen = torch.Generator().manual_seed(int(seed))
-    shift = torch.zeros(n, n_copies, map_.dim, dtype=xs.dtype)
-    shift[..., :p] = (eps * (2 * torch.rand(n, n_copies, p, generator=gen, dtype=torch.float64) - 1)).to(xs.dtype)
+    shift = torch.zeros(n, n_copies, map_.dim, dtype=xs.dtype, device=xs.device)
+    draw = eps * (2 * torch.rand(n, n_copies, p, generator=gen, dtype=torch.float64) - 1)
+    shift[..., :p] = draw.to(device=xs.device, dtype=xs.dtype)  # CPU draw, moved once
     batch = torch.cat((xs[:, None], xs[:, None] + shift), dim=1).reshape(n * (n_copies + 1), map_.dim)
     order = 1 if norm == "l1" else 2
     stepper = None if is_batch_first(map_) and vectorize is not False else BatchStepper(map_, vectorize)
     dist = np.full((n, n_copies, steps + 1), np.nan)
+    pending: list[Tensor] = []  # distances (n, n_copies) per step, on the device; to the host once per block
     for t in range(steps + 1):
         if t:
             batch = batch_step(map_, batch, t0 + t - 1, stepper)
         theta = batch.reshape(n, n_copies + 1, map_.dim)[..., :p]
-        dist[..., t] = torch.linalg.vector_norm(theta[:, 1:] - theta[:, :1], ord=order, dim=-1).double().numpy()
-        if not np.isfinite(dist[..., t]).any():
-            break
+        pending.append(torch.linalg.vector_norm(theta[:, 1:] - theta[:, :1], ord=order, dim=-1).double())
+        if len(pending) == SYNC_EVERY or t == steps:
+            block = host_block(pending)
+            first = t + 1 - len(pending)
+            pending.clear()
+            dead = ~np.isfinite(block).any(axis=(1, 2))  # every distance non-finite: the loop stops there
+            end = first + (int(np.argmax(dead)) + 1 if dead.any() else len(block))
+            dist[..., first:end] = np.moveaxis(block[: end - first], 0, -1)
+            if dead.any():
+                break
     with np.errstate(divide="ignore", invalid="ignore"):
         logd = np.log(dist).mean(axis=1)
     diverged = ~np.isfinite(dist).all(axis=(1, 2))

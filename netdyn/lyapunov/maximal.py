@@ -30,8 +30,9 @@ import torch
 import xarray as xr
 from torch import Tensor
 
+from netdyn._core.devices import SYNC_EVERY, host_block, map_device
 from netdyn._core.perturbation import default_d0
-from netdyn.maps.divergence import DivergenceRule, EnsembleDivergence, parameter_norms
+from netdyn.maps.divergence import DivergenceRule, EnsembleDivergence, parameter_norms, parameter_norms_on_device
 from netdyn.maps.classic import describe_map, param_dim_of, require_jacobian
 
 __all__ = ["max_lyapunov", "BatchStepper", "as_states", "block_stderr", "map_attrs"]
@@ -41,7 +42,7 @@ Pair = tuple[Tensor, Tensor]
 
 def as_states(map_: Any, x0: Tensor | np.ndarray, caller: str) -> tuple[Tensor, bool]:
     """Validate initial states: ``(dim,)`` or ``(n, dim)`` -> ``((n, dim) tensor, batched)``."""
-    x = torch.as_tensor(x0)
+    x = torch.as_tensor(x0, device=map_device(map_))
     if x.ndim not in (1, 2) or x.shape[-1] != map_.dim or x.shape[0] == 0:
         raise ValueError(f"{caller}: expected x0 of shape ({map_.dim},) or (n, {map_.dim}), got {tuple(x.shape)}")
     if not torch.is_floating_point(x):
@@ -299,7 +300,7 @@ def max_lyapunov(
         d0 = default_d0(xs.dtype, float(parameter_norms(xs, n_params).max()))
     gen = torch.Generator().manual_seed(int(seed))
     u = torch.zeros_like(xs)
-    u[:, :p] = torch.randn(n, p, generator=gen, dtype=torch.float64).to(xs.dtype)
+    u[:, :p] = torch.randn(n, p, generator=gen, dtype=torch.float64).to(device=xs.device, dtype=xs.dtype)  # CPU draw, moved once
     u = u / u[:, :p].norm(dim=1, keepdim=True)
     stepper = BatchStepper(map_, vectorize)
 
@@ -312,7 +313,7 @@ def max_lyapunov(
         rescale = lambda x, v, g: v / g.to(v.dtype)[:, None]  # noqa: E731
     else:
         ys = xs + d0 * u
-        if not torch.allclose(norm(ys - xs), torch.full((n,), d0, dtype=torch.float64), rtol=1e-3, atol=0.0):
+        if not torch.allclose(norm(ys - xs), torch.full((n,), d0, dtype=torch.float64, device=xs.device), rtol=1e-3, atol=0.0):
             raise ValueError(
                 f"{caller}: expected d0 above the resolution of the {xs.dtype} state, got d0={d0} "
                 f"(use float64 states or a larger d0)"
@@ -326,7 +327,7 @@ def max_lyapunov(
         rescale = lambda x, y, g: x + (y - x) * (d0 / g).to(x.dtype)[:, None]  # noqa: E731
         pair = (xs, ys)
     target = 1.0 if method == "tangent" else d0
-    orbit_norm = lambda x: parameter_norms(x, n_params)  # noqa: E731
+    orbit_norm = lambda x: parameter_norms_on_device(x, n_params)  # noqa: E731
     logs, end_step, verdict = _benettin(
         advance, separation, rescale, pair, target, steps, transient, renorm_every, orbit_norm, divergence
     )
@@ -375,7 +376,7 @@ def _benettin(
     steps: int,
     transient: int,
     m: int,
-    orbit_norm: Callable[[Tensor], np.ndarray],
+    orbit_norm: Callable[[Tensor], Tensor],
     rule: DivergenceRule | None,
 ) -> tuple[np.ndarray, np.ndarray, EnsembleDivergence]:
     """Shared loop: returns ``ln`` growth per interval ``(n, steps // m)`` (NaN after a
@@ -386,40 +387,61 @@ def _benettin(
     or when its rescaled separation is no longer ``target`` within 10 %: the state
     has grown so large that ``target`` is below its floating-point resolution (a
     twin of an escaping orbit).  The divergence rule on ``orbit_norm`` of the
-    reference is checked at every step and only flags the member."""
+    reference is checked at every step and only flags the member.
+
+    Device: everything per step stays on the state's device; the norms and flags of
+    each block of :data:`netdyn._core.devices.SYNC_EVERY` steps are copied to the host
+    once and the divergence rule replayed on them step by step (one sync per block)."""
     x, z = pair
-    n = x.shape[0]
-    logs = np.full((n, steps // m), np.nan)
-    alive = np.ones(n, dtype=bool)
-    end_step = np.full(n, -1, dtype=np.int64)
+    n, device = x.shape[0], x.device
+    n_logs = steps // m
+    growth = torch.full((n, n_logs), math.nan, dtype=torch.float64, device=device)  # g_j where measured
+    before = torch.full((n, n_logs), math.nan, dtype=torch.float64, device=device)  # the denominator of g_j
+    alive = torch.ones(n, dtype=torch.bool, device=device)
+    end_step = torch.full((n,), -1, dtype=torch.int64, device=device)
     verdict = EnsembleDivergence(n, rule)
-    verdict.update(orbit_norm(x), 0, alive)
-    prev = separation(x, z).numpy()
+    verdict.update(orbit_norm(x).cpu().numpy(), 0, np.ones(n, dtype=bool))
+    prev = separation(x, z)
+    pending: list[tuple[Tensor, Tensor]] = []  # (orbit norms, alive) of each step, copied once per block
+
+    def replay() -> None:
+        if pending:
+            norms, flags = host_block([a for a, _ in pending]), host_block([b for _, b in pending])
+            for j, t_done in enumerate(range(t + 2 - len(pending), t + 2)):
+                verdict.update(norms[j], t_done, flags[j])
+            pending.clear()
+
     for t in range(transient + steps):
         x, z = advance(x, z, t)
-        verdict.update(orbit_norm(x), t + 1, alive)
-        finite = (torch.isfinite(x).all(1) & torch.isfinite(z).all(1)).numpy()
+        pending.append((orbit_norm(x), alive.clone()))
+        finite = torch.isfinite(x).all(1) & torch.isfinite(z).all(1)
         counted = t - transient + 1
         if counted > 0 and counted % m:
             stop = alive & ~finite
         else:
-            g = separation(x, z).numpy()
-            stop = alive & ~(finite & np.isfinite(g))
+            g = separation(x, z)
+            stop = alive & ~(finite & torch.isfinite(g))
             if counted > 0:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    rate = np.log(g / prev)
-                logs[alive & ~stop, counted // m - 1] = rate[alive & ~stop]
-                collapsed = alive & ~stop & (g == 0)
-                end_step[collapsed] = t + 1
-                alive &= ~collapsed
-            z = rescale(x, z, torch.from_numpy(np.where(g > 0, g, 1.0)))
-            prev = separation(x, z).numpy()
-            with np.errstate(invalid="ignore"):
-                stop |= alive & ~(np.abs(prev / target - 1.0) <= 0.1)
-        end_step[stop] = t + 1
-        alive &= ~stop
-        if not alive.any():
-            break
+                kept = alive & ~stop
+                growth[:, counted // m - 1] = torch.where(kept, g, math.nan)
+                before[:, counted // m - 1] = torch.where(kept, prev, math.nan)
+                collapsed = kept & (g == 0)
+                end_step = torch.where(collapsed, t + 1, end_step)
+                alive = alive & ~collapsed
+            z = rescale(x, z, torch.where(g > 0, g, 1.0))
+            prev = separation(x, z)
+            stop = stop | (alive & ~((prev / target - 1.0).abs() <= 0.1))
+        end_step = torch.where(stop, t + 1, end_step)
+        alive = alive & ~stop
+        if len(pending) == SYNC_EVERY:
+            replay()
+            if not bool(alive.any()):  # one sync per block: the loop may run past the last member's stop
+                break
+    replay()
+    g, d = growth.cpu().numpy(), before.cpu().numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(g / d)
+    end_step = end_step.cpu().numpy()
     return logs, end_step, verdict
 
 

@@ -27,7 +27,8 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from netdyn.maps.divergence import DivergenceRule, EnsembleDivergence, parameter_norms
+from netdyn._core.devices import SYNC_EVERY, host_block
+from netdyn.maps.divergence import DivergenceRule, EnsembleDivergence, parameter_norms, parameter_norms_on_device
 from netdyn.lyapunov.maximal import BatchStepper, as_states, block_stderr, map_attrs
 from netdyn.lyapunov.small_qr import positive_qr
 from netdyn.maps.classic import is_batch_first, param_dim_of, require_jacobian
@@ -36,7 +37,8 @@ __all__ = ["qr_tangent_steps", "lyapunov_spectrum", "ftle", "clv", "lyapunov_sum
 
 
 def qr_tangent_steps(
-    map_: Any, x0: Tensor, steps: int, k: int, seed: int = 0, t0: int = 0, vectorize: bool | None = None
+    map_: Any, x0: Tensor, steps: int, k: int, seed: int = 0, t0: int = 0, vectorize: bool | None = None,
+    *, check_every: int = 1,
 ) -> Iterator[tuple[int, Tensor, Tensor, Tensor]]:
     """Yield ``(t, x_{t+1}, Q_{t+1}, R_{t+1})`` for ``t = 0 .. steps-1``.
 
@@ -49,6 +51,11 @@ def qr_tangent_steps(
     t0 : int, default 0 — map time of ``x0`` (the map is called at ``t0 + t``);
     vectorize : bool or None, default None — how a batch is stepped
         (:class:`netdyn.lyapunov.maximal.BatchStepper`).
+    check_every : int, default 1 — steps between the checks whether every member
+        became non-finite (each check reads one bool back from the state's device:
+        a host sync).  With ``check_every > 1`` the iteration may go on yielding up
+        to ``check_every - 1`` factors after that (meaningless, to be masked like
+        those of a single lost member).
 
     Returns
     -------
@@ -70,20 +77,18 @@ def qr_tangent_steps(
     xs, batched = as_states(map_, x0, "qr_tangent_steps")
     gen = torch.Generator().manual_seed(int(seed))
     basis = torch.linalg.qr(torch.randn(map_.dim, k, generator=gen, dtype=torch.float64))[0]
-    q = basis.to(xs.dtype).expand(xs.shape[0], map_.dim, k)
+    q = basis.to(device=xs.device, dtype=xs.dtype).expand(xs.shape[0], map_.dim, k)  # CPU draw, moved once
     # a batch_first map steps the whole batch itself (one call, no vmap); others go through BatchStepper
     step_jvp = map_.step_jvp if is_batch_first(map_) and vectorize is not False else BatchStepper(map_, vectorize).step_jvp
-    dead = torch.zeros(xs.shape[0], dtype=torch.bool)
+    dead = torch.zeros(xs.shape[0], dtype=torch.bool, device=xs.device)
     for t in range(steps):
         x_next, w = step_jvp(xs, q.transpose(1, 2), t0 + t)
         q_next, r = positive_qr(w.transpose(1, 2))
         yield (t, x_next, q_next, r) if batched else (t, x_next[0], q_next[0], r[0])
         dead = dead | ~(torch.isfinite(x_next).all(dim=1) & torch.isfinite(r).flatten(1).all(dim=1))
-        if dead.all():
+        if (t + 1) % check_every == 0 and bool(dead.all()):  # a host sync every check_every steps
             return
-        if dead.any():
-            x_next, q_next = torch.where(dead[:, None], xs, x_next), torch.where(dead[:, None, None], q, q_next)
-        xs, q = x_next, q_next
+        xs, q = torch.where(dead[:, None], xs, x_next), torch.where(dead[:, None, None], q, q_next)
 
 
 def _check(map_: Any, x0: Tensor, steps: int, k: int, transient: int, caller: str) -> tuple[Tensor, bool]:
@@ -110,16 +115,27 @@ def _log_diagonals(
     lost = np.full(n, -1, dtype=np.int64)
     verdict = EnsembleDivergence(n, DivergenceRule())
     verdict.update(parameter_norms(xs, p), t0)
-    for t, x_next, _, r in qr_tangent_steps(map_, xs, transient + steps, k, seed, t0):
-        x_np, r_np = x_next.detach().cpu().numpy(), r.detach().cpu().numpy()  # numpy: less overhead per call
-        bad = ~(np.isfinite(x_np).all(axis=1) & np.isfinite(r_np).reshape(n, -1).all(axis=1))
-        verdict.update(parameter_norms(x_next, p), t0 + t + 1, lost < 0)
-        lost[bad & (lost < 0)] = t + 1
-        if t >= transient:
-            with np.errstate(divide="ignore", invalid="ignore"):  # ln 0 = -inf, as torch.log
-                logs[t - transient] = np.log(np.diagonal(r_np, axis1=1, axis2=2))
-            if (lost >= 0).any():
+    pending: list[tuple[int, Tensor, Tensor, Tensor]] = []  # per step, on the device; to the host once per block
+
+    def replay() -> None:
+        if not pending:
+            return
+        bads, norms, diagonals = (host_block([row[i] for row in pending]) for i in (1, 2, 3))
+        for j, (t, *_) in enumerate(pending):
+            verdict.update(norms[j], t0 + t + 1, lost < 0)
+            lost[bads[j] & (lost < 0)] = t + 1
+            if t >= transient:
+                logs[t - transient] = diagonals[j]
                 logs[t - transient, lost >= 0] = np.nan
+        pending.clear()
+
+    for t, x_next, _, r in qr_tangent_steps(map_, xs, transient + steps, k, seed, t0, check_every=SYNC_EVERY):
+        bad = ~(torch.isfinite(x_next).all(dim=1) & torch.isfinite(r).flatten(1).all(dim=1))
+        norm = parameter_norms_on_device(x_next, p)
+        pending.append((t, bad, norm, torch.log(torch.diagonal(r, dim1=1, dim2=2)).to(torch.float64)))
+        if len(pending) == SYNC_EVERY:
+            replay()
+    replay()
     return logs.transpose(1, 0, 2), lost, verdict
 
 
@@ -348,18 +364,19 @@ def clv(
         )
     n = xs.shape[0]
     qs, rs = [], []
-    logs = np.zeros((n, k))
-    lost = np.full(n, -1, dtype=np.int64)
-    for t, x_next, q, r in qr_tangent_steps(map_, xs, transient + steps, k, seed, t0):
-        bad = ~(torch.isfinite(x_next).all(dim=1) & torch.isfinite(r).flatten(1).all(dim=1)).numpy()
-        lost[bad & (lost < 0)] = t + 1
-        logs += torch.log(torch.diagonal(r, dim1=1, dim2=2)).to(torch.float64).numpy()
+    logs = torch.zeros((n, k), dtype=torch.float64, device=xs.device)  # kept on the device: no sync per step
+    lost = torch.full((n,), -1, dtype=torch.int64, device=xs.device)
+    for t, x_next, q, r in qr_tangent_steps(map_, xs, transient + steps, k, seed, t0, check_every=SYNC_EVERY):
+        bad = ~(torch.isfinite(x_next).all(dim=1) & torch.isfinite(r).flatten(1).all(dim=1))
+        lost = torch.where(bad & (lost < 0), t + 1, lost)
+        logs += torch.log(torch.diagonal(r, dim1=1, dim2=2)).to(torch.float64)
         s = t + 1 - transient  # Q_{t+1} is the basis at the counted step s
         if start <= s < stop:
             qs.append(q.to(torch.float64))
         if s > start:
             rs.append(r.to(torch.float64))  # R_{s}, s = start+1 .. steps
     first = t0 + transient + start
+    logs, lost = logs.cpu().numpy(), lost.cpu().numpy()
     if (lost >= 0).any():
         warnings.warn(f"clv: {int((lost >= 0).sum())} of {n} orbit(s) became non-finite (first at step "
                       f"{int(lost[lost >= 0].min())}); no vectors for them", RuntimeWarning, 2)
@@ -369,14 +386,14 @@ def clv(
         return _unbatched(ds, batched)
     gen = torch.Generator().manual_seed(int(seed) + 1)
     c = torch.triu(torch.rand(k, k, generator=gen, dtype=torch.float64) + 0.1)
-    c = (c / c.norm(dim=0)).expand(n, k, k)
+    c = (c / c.norm(dim=0)).to(xs.device).expand(n, k, k)  # CPU draw, moved once
     vectors = []
     for s in range(steps, start, -1):  # C_{s-1} = R_s^{-1} C_s
         c = torch.linalg.solve_triangular(rs[s - start - 1], c, upper=True)
         c = c / c.norm(dim=1, keepdim=True)
         if s - 1 < stop:
             vectors.append((qs[s - 1 - start] @ c).transpose(1, 2))
-    clvs = torch.stack(vectors[::-1], dim=1).numpy()
+    clvs = torch.stack(vectors[::-1], dim=1).cpu().numpy()
     spectrum = logs / (transient + steps)
     clvs[lost >= 0], spectrum[lost >= 0] = np.nan, np.nan
     return _unbatched(_clv_dataset(map_, clvs, spectrum, first, transient, lost >= 0), batched)
@@ -428,18 +445,28 @@ def lyapunov_sum_from_jacobian(
     if batched:
         raise ValueError(f"{caller}: expected one initial state of shape ({map_.dim},), got {tuple(xs.shape)}")
     x = xs[0]
-    eye = torch.eye(map_.dim, dtype=x.dtype)
+    eye = torch.eye(map_.dim, dtype=x.dtype, device=x.device)
     logdet = np.full(steps, np.nan)
     at = -1
+    pending: list[tuple[int, Tensor]] = []  # (t, [finite, ln|det J|]) on the device, read back once per block
     for t in range(transient + steps):
         x_next, jt = map_.step_jvp(x, eye, t)  # rows J e_i: J transposed
-        if not (torch.isfinite(x_next).all() and torch.isfinite(jt).all()):
-            at = t + 1
-            _warn_lost(caller, np.array([at]))
-            break
-        if t >= transient:
-            logdet[t - transient] = float(torch.linalg.slogdet(jt.to(torch.float64))[1])
+        finite = torch.isfinite(x_next).all() & torch.isfinite(jt).all()
+        value = torch.linalg.slogdet(torch.where(finite, jt, 0.0).to(torch.float64))[1]  # no NaN into the LU
+        pending.append((t, torch.stack((finite.to(torch.float64), value))))
         x = x_next
+        if len(pending) == SYNC_EVERY or t == transient + steps - 1:
+            block = host_block([v for _, v in pending])
+            for (t_j, _), (ok, log_abs_det) in zip(pending, block):
+                if not ok:
+                    at = t_j + 1
+                    break
+                if t_j >= transient:
+                    logdet[t_j - transient] = log_abs_det
+            pending.clear()
+            if at >= 0:
+                _warn_lost(caller, np.array([at]))
+                break
     valid = logdet[np.isfinite(logdet) | np.isneginf(logdet)]
     return xr.Dataset(
         {

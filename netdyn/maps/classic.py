@@ -32,6 +32,9 @@ Optional members, detected with :func:`param_dim_of`, :func:`describe_map`,
     exact Jacobian-vector product; ``v`` is ``(dim,)`` or a batch ``(k, dim)``;
 ``step_with_metrics(x, t) -> (x_next, {"loss": float, "grad_norm": float, ...})``
     the step plus scalar observables *at* ``x`` (used by the recorder);
+``step_with_metric_tensors(x, t) -> (x_next, {"loss": Tensor, "grad_norm": Tensor, ...})``
+    the same with 0-dim tensors on the state's device (no host sync per step; the
+    recorder prefers it and copies the values once per block of steps);
 ``evaluate(x) -> {"test_loss": float, "test_accuracy": float}``
     held-out metrics at ``x``;
 ``loss(theta, t) -> Tensor``

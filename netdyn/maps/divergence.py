@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-__all__ = ["DivergenceRule", "DivergenceCheck", "EnsembleDivergence", "divergence_reason", "parameter_norms", "REASONS"]
+__all__ = ["DivergenceRule", "DivergenceCheck", "EnsembleDivergence", "divergence_reason", "parameter_norms",
+           "parameter_norms_on_device", "REASONS"]
 
 REASONS = ("non-finite", "loss blow-up", "unbounded growth")
 
@@ -152,7 +153,13 @@ def divergence_reason(
 def parameter_norms(states: "torch.Tensor", param_dim: int) -> np.ndarray:
     """``||x[:param_dim]||`` of each state ``(n, dim)`` -> ``(n,)``, in float64 (no float32 overflow):
     the norm the rule judges (parameters, not optimiser buffers, whose units differ)."""
-    return states[:, :param_dim].to(torch.float64).norm(dim=1).cpu().numpy()
+    return parameter_norms_on_device(states, param_dim).cpu().numpy()
+
+
+def parameter_norms_on_device(states: "torch.Tensor", param_dim: int) -> "torch.Tensor":
+    """:func:`parameter_norms` as a float64 tensor ``(n,)`` on the states' device (no host read:
+    the step loops copy a block of them at once)."""
+    return states[:, :param_dim].to(torch.float64).norm(dim=1)
 
 
 class EnsembleDivergence:

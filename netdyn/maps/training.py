@@ -132,6 +132,13 @@ class TrainingMap:
       normalisation layers recomputed at ``theta`` (cumulative average over the
       training set, see :meth:`evaluate`).
 
+    Devices: the state lives on the device of the model's parameters (attribute
+    ``device``; put model and data there, e.g. ``model.to("cuda")``).  Every random draw
+    that is not the forward's own (initial parameters for ``initial_state(seed)``, the
+    epoch's batch order) is made on the CPU and moved, so every device sees the same
+    batches and starts; the step itself reads nothing back to the host
+    (:meth:`step_with_metric_tensors` gives the metrics without a sync).
+
     Raises ``ValueError`` when the model has no trainable parameter, mixes parameter
     dtypes, gets data of another dtype, or fails (or returns a non-scalar loss) on a
     probe forward of two training samples.
@@ -172,7 +179,8 @@ class TrainingMap:
         self.test_data, self.lr, self.batch_size, self.seed = test_data, float(lr), batch_size, int(seed)
         self.init, self.name, self.info = init, name, dict(info or {})
         self.schedule: Schedule | None = as_schedule(schedule, float(lr))
-        self.dtype = trainable[0][1].dtype
+        self.dtype, self.device = trainable[0][1].dtype, trainable[0][1].device
+        self._order: tuple[int, Tensor | None] = (-1, None)  # the batch order of one epoch, cached
         self._check_data("data", inputs, targets)
         if test_data is not None:
             self._check_data("test_data", *test_data)
@@ -221,20 +229,20 @@ class TrainingMap:
         drawn ones (``seed`` given; reproducible, global RNG untouched), fresh optimiser
         buffers.  Frozen parameters are not drawn: they stay constants of the map."""
         model = self.model
-        if seed is not None:
-            model = copy.deepcopy(self.model)
+        if seed is not None:  # drawn on a CPU copy, so every device starts from the CPU's parameters
+            model = copy.deepcopy(self.model).to("cpu")
             generator = torch.Generator().manual_seed(int(seed))
             with torch.no_grad():
                 if self.init is not None:
                     self.init(model, generator)
                 else:
-                    with torch.random.fork_rng(devices=[]):
-                        torch.manual_seed(int(seed))
+                    with torch.random.fork_rng(devices=[]):  # the CPU generator only: the copy is on the CPU
+                        torch.default_generator.manual_seed(int(seed))
                         for module in model.modules():
                             if hasattr(module, "reset_parameters"):
                                 module.reset_parameters()
         named = dict(model.named_parameters())
-        theta = parameters_to_vector([named[n] for n in self._names]).detach().clone()
+        theta = parameters_to_vector([named[n] for n in self._names]).detach().clone().to(self.device)
         return torch.cat((theta, theta.new_zeros(self.dim - self.param_dim)))
 
     def step(self, x: Tensor, t: int) -> Tensor:
@@ -252,11 +260,18 @@ class TrainingMap:
 
     def step_with_metrics(self, x: Tensor, t: int) -> tuple[Tensor, dict[str, float]]:
         """``(x_next, {"loss", "grad_norm"})`` with loss and gradient norm *at* ``x``."""
+        x_next, metrics = self.step_with_metric_tensors(x, t)
+        return x_next, {key: float(value) for key, value in metrics.items()}
+
+    def step_with_metric_tensors(self, x: Tensor, t: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """:meth:`step_with_metrics` with the metrics as 0-dim float tensors on the state's
+        device: no host sync (``float()`` of a CUDA tensor waits for the device), so a
+        recorder can copy them to the host once per block of steps."""
         self._check_state(x, "step")
         if self.functional_optimizer is None:
             return self._black_box.step(x, t)
         x_next, loss, grad = self._update(x, t, self.batch_indices(t))
-        return x_next, {"loss": float(loss), "grad_norm": float(torch.linalg.vector_norm(grad))}
+        return x_next, {"loss": loss, "grad_norm": torch.linalg.vector_norm(grad)}
 
     def step_jvp(self, x: Tensor, v: Tensor, t: int) -> tuple[Tensor, Tensor]:
         """``(x_next, J(x) v)``, exact; ``v`` of shape ``(dim,)`` or ``(k, dim)``.
@@ -358,9 +373,10 @@ class TrainingMap:
         if self.batch_size is None:
             return None
         epoch, position = divmod(int(t), self.n_batches)
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        order = torch.randperm(self.inputs.shape[0], generator=generator)
-        return order[position * self.batch_size : (position + 1) * self.batch_size]
+        if self._order[0] != epoch:  # drawn on the CPU (same batches on every device), moved once per epoch
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._order = (epoch, torch.randperm(self.inputs.shape[0], generator=generator).to(self.inputs.device))
+        return self._order[1][position * self.batch_size : (position + 1) * self.batch_size]
 
     # ------------------------------------------------------------------ internals
     def _unflatten(self, theta: Tensor) -> dict[str, Tensor]:
@@ -618,7 +634,8 @@ class _BlackBoxOptimizer:
             loss.backward()
         return loss.detach()
 
-    def step(self, x: Tensor, t: int) -> tuple[Tensor, dict[str, float]]:
+    def step(self, x: Tensor, t: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """``(x_next, {"loss", "grad_norm"})``, the metrics as 0-dim tensors on the state's device."""
         theta, buffers = x[: self.owner.param_dim], x[self.owner.param_dim :]
         if t == 0:
             self.optimizer.load_state_dict(copy.deepcopy(self.fresh_state))
@@ -630,8 +647,8 @@ class _BlackBoxOptimizer:
         self._set_rates(t)
         self._load_params(theta)
         loss = self._gradient(self.owner.batch_indices(t), t)
-        grad_norm = float(torch.linalg.vector_norm(torch.cat([p.grad.reshape(-1) for p in self.params])))
+        grad_norm = torch.linalg.vector_norm(torch.cat([p.grad.reshape(-1) for p in self.params]))
         self.optimizer.step()
         state = [parameters_to_vector(self.params).detach().clone()]
         state += [self.optimizer.state[self.params[i]][key].detach().reshape(-1).clone() for i, key, _ in self.keys]
-        return torch.cat(state), {"loss": float(loss), "grad_norm": grad_norm}
+        return torch.cat(state), {"loss": loss, "grad_norm": grad_norm}

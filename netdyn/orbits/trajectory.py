@@ -8,6 +8,7 @@ in blocks, so memory does not grow with the number of steps.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as _dt
 import math
@@ -21,8 +22,9 @@ import xarray as xr
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from netdyn._core.devices import SYNC_EVERY, host_block, map_device
 from netdyn._version import __version__
-from netdyn.maps.divergence import DivergenceCheck, DivergenceRule, parameter_norms
+from netdyn.maps.divergence import DivergenceCheck, DivergenceRule, parameter_norms, parameter_norms_on_device
 from netdyn.maps.classic import describe_map, is_batch_first, param_dim_of
 from netdyn.io.recording import Selection, resolve_record
 from netdyn.io.storage import RowBuffer, TrajectoryWriter, build_dataset, netcdf_attrs, open_trajectory, verdict_variables
@@ -37,7 +39,7 @@ def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
 
 
 def _initial(map_: Any, x0: Any, seed: int | None) -> Tensor:
-    x = map_.initial_state(seed) if x0 is None else torch.as_tensor(x0)
+    x = map_.initial_state(seed) if x0 is None else torch.as_tensor(x0, device=map_device(map_))
     if x.shape != (map_.dim,):
         raise ValueError(f"run: expected x0 of shape ({map_.dim},), got {tuple(x.shape)}")
     if not bool(torch.isfinite(x).all()):
@@ -219,49 +221,85 @@ def run(
             path, selection.names, selection.layers, dtype, initial, t0, with_eval, attrs, flush_every
         )
     buffer = RowBuffer(min(flush_every, n_records) if writer else n_records, selection.size, dtype, with_eval)
-    step_with_metrics = getattr(map, "step_with_metrics", None)
+    step_with_metrics = getattr(map, "step_with_metric_tensors", None)  # metrics left on the device
+    if not callable(step_with_metrics):
+        step_with_metrics = getattr(map, "step_with_metrics", None)
     has_metrics = callable(step_with_metrics)
     check = DivergenceCheck(divergence) if divergence is not None else None
-    final_step, reason, diverged_step = t0 + steps, "", -1
-    previous = x  # the last sound state before x
+    loop = _Loop(x, t0, _block_size(x), buffer.capacity)
     nan = float("nan")
-    t_x = t0  # the step of x
-    with tqdm(total=steps, disable=not progress, desc=f"run {type(map).__name__}") as bar, _closed_on_interrupt(
-        writer, lambda: (buffer.rows(), _numpy(x, dtype), t_x)
-    ):
-        for t in range(t0, t0 + steps):
-            if has_metrics:
-                x_next, metrics = step_with_metrics(x, t)
-                loss, grad_norm = float(metrics["loss"]), float(metrics["grad_norm"])
-            else:
-                x_next, loss, grad_norm = map.step(x, t), nan, nan
-            reason = _divergence(check, loss, has_metrics, float(parameter_norms(x[None], param_dim)[0]))
-            if reason:
-                diverged_step, x = t, (previous if t > t0 else x)
-                final_step = max(t - 1, t0)
-                break
-            finite_next = bool(torch.isfinite(x_next).all())
-            if (t - t0) % record_every == 0:
-                row = {
-                    "step": t,
-                    "state": _numpy(selection.project(x[:param_dim]), dtype),
-                    "loss": loss,
-                    "grad_norm": grad_norm,
-                }
-                if with_eval:
-                    metrics = map.evaluate(x) if (t - t0) % eval_every == 0 else {}
+
+    def replay() -> None:
+        """The host side of the steps in ``loop.pending`` (one device-to-host copy), in order:
+        the divergence rule, the rows, the writes; stops the loop at a divergence."""
+        if not loop.pending:
+            return
+        values = host_block([p.device_values for p in loop.pending])
+        states = [p.row for p in loop.pending if p.row is not None]
+        rows = torch.stack(states).to("cpu", torch.float64 if dtype == np.float64 else torch.float32).numpy() \
+            if states else None
+        k = 0
+        while loop.pending:
+            p = loop.pending[0]
+            norm, finite_next, extra = values[0, 0], values[0, 1] != 0, values[0, 2:]
+            loss, grad_norm = (float(extra[0]), float(extra[1])) if extra.size else p.host_metrics
+            t = p.t
+            loop.reason = _divergence(check, loss, has_metrics, float(norm))
+            if loop.reason:
+                loop.diverged_step, loop.x = t, (loop.previous if t > t0 else loop.x)
+                loop.final_step = max(t - 1, t0)
+                loop.stop()
+                return
+            if p.row is not None:
+                row = {"step": t, "state": rows[k], "loss": loss, "grad_norm": grad_norm}
+                if with_eval:  # a host sync per evaluation, intended
+                    metrics = map.evaluate(p.x) if (t - t0) % eval_every == 0 else {}
                     row["test_loss"] = float(metrics.get("test_loss", nan))
                     row["test_accuracy"] = float(metrics.get("test_accuracy", nan))
                 buffer.add(row)
-                if writer and buffer.full:
-                    last, last_step = (x_next, t + 1) if finite_next else (x, t)
+                k += 1
+                if writer and buffer.full:  # a host copy of the state per write, intended
+                    last, last_step = (p.x_next, t + 1) if finite_next else (p.x, t)
                     writer.append(buffer.rows(), _numpy(last, dtype), last_step)
                     buffer.clear()
-            bar.update(1)
+            loop.pending.popleft()
+            values = values[1:]
             if not finite_next:
-                reason, diverged_step, final_step = "non-finite: the state has NaN/inf entries", t + 1, t
-                break
-            previous, x, t_x = x, x_next, t + 1  # one statement: an interrupt sees all or none
+                loop.reason, loop.diverged_step, loop.final_step = "non-finite: the state has NaN/inf entries", t + 1, t
+                loop.stop()
+                return
+            loop.previous, loop.x, loop.t_x = p.x, p.x_next, t + 1  # one statement: an interrupt sees all or none
+
+    def reached() -> tuple:
+        with contextlib.suppress(Exception):
+            replay()  # the steps computed since the last block; a failing one ends the rows there
+        return buffer.rows(), _numpy(loop.x, dtype), loop.t_x
+
+    loop.final_step = t0 + steps
+    with tqdm(total=steps, disable=not progress, desc=f"run {type(map).__name__}") as bar, _closed_on_interrupt(
+        writer, reached
+    ):
+        cursor = x
+        for t in range(t0, t0 + steps):
+            try:
+                if has_metrics:
+                    x_next, metrics = step_with_metrics(cursor, t)
+                else:
+                    x_next, metrics = map.step(cursor, t), {}
+            except Exception:
+                replay()  # the steps before: a divergence there stopped the run before this step
+                if loop.stopped:
+                    break
+                raise
+            loop.add(t, cursor, x_next, metrics, (t - t0) % record_every == 0, selection, param_dim, has_metrics)
+            bar.update(1)
+            if loop.block_done():
+                replay()
+                if loop.stopped:
+                    break
+            cursor = x_next
+        replay()
+    reason, diverged_step, final_step, previous, x = loop.reason, loop.diverged_step, loop.final_step, loop.previous, loop.x
     if not reason and check is not None and steps:
         # the last state's loss is not computed; its norm is checked like every other state's
         reason = check.check_norm(float(parameter_norms(x[None], param_dim)[0]))
@@ -479,6 +517,64 @@ def _run_batch(
         "layer": ("param", np.array(selection.layers, dtype=str)),
     }
     return xr.Dataset(data, coords=coords, attrs=netcdf_attrs(attrs))
+
+
+class _Step:
+    """One computed step, waiting for the host: the states, the recorded row (on the device)
+    and ``device_values = [||theta_t||, finite(x_{t+1}), loss, grad_norm]`` (float64, the
+    metrics only when the map gives tensors; else ``host_metrics``)."""
+
+    __slots__ = ("t", "x", "x_next", "row", "device_values", "host_metrics")
+
+    def __init__(self, t: int, x: Tensor, x_next: Tensor, row: Tensor | None, device_values: Tensor,
+                 host_metrics: tuple[float, float]):
+        self.t, self.x, self.x_next, self.row = t, x, x_next, row
+        self.device_values, self.host_metrics = device_values, host_metrics
+
+
+class _Loop:
+    """The state of :func:`run`'s loop: the host-confirmed ``x``/``previous``/``t_x`` and the
+    steps computed since (``pending``), replayed on the host once per block."""
+
+    def __init__(self, x: Tensor, t0: int, block: int, capacity: int):
+        self.x, self.previous, self.t_x = x, x, t0
+        self.block, self.capacity, self.rows_pending = block, max(capacity, 1), 0
+        self.pending: collections.deque[_Step] = collections.deque()
+        self.reason, self.diverged_step, self.final_step, self.stopped = "", -1, t0, False
+        self.rows_in_buffer = 0
+
+    def add(self, t: int, x: Tensor, x_next: Tensor, metrics: dict[str, Any], recorded: bool, selection: Any,
+            param_dim: int, has_metrics: bool) -> None:
+        nan = float("nan")
+        loss, grad_norm = (metrics.get("loss", nan), metrics.get("grad_norm", nan)) if has_metrics else (nan, nan)
+        parts = [parameter_norms_on_device(x[None], param_dim)[0],
+                 torch.isfinite(x_next).all().to(torch.float64)]
+        host = (nan, nan)
+        if torch.is_tensor(loss) and torch.is_tensor(grad_norm):
+            parts += [loss.detach().to(torch.float64).reshape(()), grad_norm.detach().to(torch.float64).reshape(())]
+        else:
+            host = (float(loss), float(grad_norm))
+        row = selection.project(x[:param_dim]).detach() if recorded else None
+        self.pending.append(_Step(t, x, x_next, row, torch.stack(parts), host))
+        self.rows_pending += recorded
+
+    def block_done(self) -> bool:
+        """A host copy is due: a full block, or the rows that fill the writer's buffer."""
+        if len(self.pending) >= self.block or self.rows_in_buffer + self.rows_pending >= self.capacity:
+            self.rows_in_buffer = (self.rows_in_buffer + self.rows_pending) % self.capacity
+            self.rows_pending = 0
+            return True
+        return False
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.pending.clear()
+
+
+def _block_size(x: Tensor) -> int:
+    """Steps between host copies: :data:`SYNC_EVERY`, fewer for states so large that the
+    block's states would pass 64 MiB (the pending steps keep theirs until the copy)."""
+    return max(1, min(SYNC_EVERY, (64 << 20) // max(1, x.numel() * x.element_size())))
 
 
 def _divergence(check: DivergenceCheck | None, loss: float, has_metrics: bool, norm: float) -> str:

@@ -23,6 +23,7 @@ import torch
 import xarray as xr
 from torch import Tensor
 
+from netdyn._core.devices import map_device
 from netdyn.lyapunov.maximal import map_attrs
 from netdyn.maps.classic import param_dim_of
 from netdyn.sharpness.threshold import stability_threshold, step_preconditioner
@@ -138,7 +139,7 @@ def sharpness_at(
     if not callable(getattr(map_, "loss", None)):
         raise TypeError(f"{caller}: {type(map_).__name__} has no loss(theta, t) method")
     p = param_dim_of(map_)
-    x = torch.as_tensor(x)
+    x = torch.as_tensor(x, device=map_device(map_))
     if x.ndim != 1 or x.shape[0] not in (p, map_.dim):
         raise ValueError(f"{caller}: expected x of shape ({map_.dim},) or ({p},), got {tuple(x.shape)}")
     if int(k) != k or not 1 <= k <= p:
@@ -160,9 +161,10 @@ def sharpness_at(
     if v0 is not None and (tuple(v0.shape) != (p,) or not bool(torch.isfinite(v0).all()) or float(v0.norm()) == 0):
         raise ValueError(f"{caller}: expected a finite non-zero start vector v0 of shape ({p},), got {tuple(v0.shape)}")
     if method == "lanczos":
-        result = _lanczos(hvp, p, k, min(p, max(60, 4 * k)) if max_iter is None else max_iter, tol, gen, theta.dtype, v0)
+        result = _lanczos(hvp, p, k, min(p, max(60, 4 * k)) if max_iter is None else max_iter, tol, gen, theta.dtype, v0,
+                          device=theta.device)
     else:
-        result = _power(hvp, p, k, 1000 if max_iter is None else max_iter, tol, gen, theta.dtype)
+        result = _power(hvp, p, k, 1000 if max_iter is None else max_iter, tol, gen, theta.dtype, device=theta.device)
     result = dataclasses.replace(result, preconditioned=bool(preconditioned), threshold=threshold)
     if not np.isfinite(result.values).all():
         warnings.warn(f"{caller}: the Hessian-vector product is non-finite; sharpness is NaN", RuntimeWarning, 2)
@@ -188,23 +190,31 @@ def _threshold(map_: Any, preconditioned: bool, t: int) -> float:
 def top_eigenvalues(
     hvp: Callable[[Tensor], Tensor], dim: int, *, k: int = 1, max_iter: int | None = None, tol: float = 1e-6,
     seed: int = 0, dtype: torch.dtype = torch.float64, v0: Tensor | None = None,
+    device: torch.device | str | None = None,
 ) -> Sharpness:
     """Top-``k`` eigenpairs of a symmetric operator given by its products, by Lanczos.
 
     The engine behind :func:`sharpness`, for operators that are not a map's loss (e.g. a
     user's model on one batch, :class:`netdyn.monitor.LyapunovMonitor`).  ``hvp(v)``
     takes and returns tensors of shape ``(dim,)``; ``max_iter`` defaults to
-    ``min(dim, max(60, 4k))``; ``v0`` is an optional start vector.
+    ``min(dim, max(60, 4k))``; ``v0`` is an optional start vector; ``device`` the device
+    of the vectors ``hvp`` takes (default: ``v0``'s, else the CPU).  The random start is
+    drawn on the CPU and moved, so every device starts from the same vector.  Lanczos
+    reads ``alpha_j`` and ``beta_j`` back from the device at every iteration (a host sync
+    per Hessian-vector product, which costs far more).
     """
     gen = torch.Generator().manual_seed(int(seed))
     m = min(dim, max(60, 4 * k)) if max_iter is None else max_iter
-    return _lanczos(hvp, dim, k, m, tol, gen, dtype, v0)
+    return _lanczos(hvp, dim, k, m, tol, gen, dtype, v0, device=device)
 
 
 def _lanczos(
-    hvp: Callable, p: int, k: int, m: int, tol: float, gen: torch.Generator, dtype, v0: Tensor | None = None
+    hvp: Callable, p: int, k: int, m: int, tol: float, gen: torch.Generator, dtype, v0: Tensor | None = None,
+    device: torch.device | str | None = None,
 ) -> Sharpness:
-    q = torch.randn(p, generator=gen, dtype=torch.float64).to(dtype) if v0 is None else v0.detach().to(dtype)
+    device = torch.device(device) if device is not None else (v0.device if v0 is not None else torch.device("cpu"))
+    q = torch.randn(p, generator=gen, dtype=torch.float64) if v0 is None else v0.detach()
+    q = q.to(device=device, dtype=dtype)  # a CPU draw (or the given start), moved once
     basis = [q / q.norm()]
     alphas: list[float] = []
     betas: list[float] = []
@@ -220,7 +230,7 @@ def _lanczos(
         theta_all, s = np.linalg.eigh(tri)
         order = np.argsort(theta_all)[::-1][: min(k, j + 1)]
         values, res = theta_all[order], beta * np.abs(s[-1, order])
-        vecs = (torch.from_numpy(s[:, order].copy()).to(dtype).T @ qmat)
+        vecs = (torch.from_numpy(s[:, order].copy()).to(device=device, dtype=dtype).T @ qmat)
         if not math.isfinite(beta):
             break
         done = len(values) == k and bool((res <= tol * np.maximum(np.abs(values), 1e-30)).all())
@@ -231,12 +241,13 @@ def _lanczos(
     if len(values) < k:  # the Krylov space closed before reaching k vectors
         values = np.concatenate((values, np.full(k - len(values), np.nan)))
     converged = bool(np.isfinite(values).all() and (res <= tol * np.maximum(np.abs(values[: len(res)]), 1e-30)).all())
-    vectors = vecs.double().numpy()
+    vectors = vecs.double().cpu().numpy()
     return Sharpness(values, vectors, res, len(alphas), converged, "lanczos")
 
 
-def _power(hvp: Callable, p: int, k: int, iters: int, tol: float, gen: torch.Generator, dtype) -> Sharpness:
-    v = torch.linalg.qr(torch.randn(p, k, generator=gen, dtype=torch.float64).to(dtype))[0]
+def _power(hvp: Callable, p: int, k: int, iters: int, tol: float, gen: torch.Generator, dtype,
+           device: torch.device | str = "cpu") -> Sharpness:
+    v = torch.linalg.qr(torch.randn(p, k, generator=gen, dtype=torch.float64).to(dtype))[0].to(device)
     batched = lambda vs: torch.stack([hvp(v) for v in vs])  # noqa: E731  (k products on one graph)
     values = res = np.full(k, np.nan)
     n = 0
@@ -247,14 +258,14 @@ def _power(hvp: Callable, p: int, k: int, iters: int, tol: float, gen: torch.Gen
         order = torch.argsort(theta.abs(), descending=True)
         theta, s = theta[order], s[:, order].to(dtype)
         v, hv = v @ s, hv @ s
-        values = theta.numpy()
-        res = (hv - v * theta.to(dtype)).norm(dim=0).double().numpy()
+        values = theta.cpu().numpy()
+        res = (hv - v * theta.to(dtype)).norm(dim=0).double().cpu().numpy()
         if not np.isfinite(res).all() or (res <= tol * np.maximum(np.abs(values), 1e-30)).all():
             break
         v = torch.linalg.qr(hv)[0]
     order = np.argsort(values)[::-1]
     converged = bool(np.isfinite(res).all() and (res <= tol * np.maximum(np.abs(values), 1e-30)).all())
-    return Sharpness(values[order].copy(), v.T.double().numpy()[order], res[order], n * k, converged, "power")
+    return Sharpness(values[order].copy(), v.T.double().cpu().numpy()[order], res[order], n * k, converged, "power")
 
 
 def sharpness_along(
@@ -362,7 +373,7 @@ def track_sharpness(
     after the first starts from the previous top eigenvector.
     """
     caller = "track_sharpness"
-    x = torch.as_tensor(x0)
+    x = torch.as_tensor(x0, device=map_device(map_))
     if x.shape != (map_.dim,):
         raise ValueError(f"{caller}: expected x0 of shape ({map_.dim},), got {tuple(x.shape)}")
     for name, value in (("steps", steps), ("every", every)):
@@ -374,15 +385,18 @@ def track_sharpness(
     method = options.pop("method", "lanczos")
     results: list[Sharpness] = []
     measured: list[int] = []
+    lost = torch.full((), -1, dtype=torch.int64, device=x.device)  # first non-finite step, read at measurements only
     for t in range(int(t0), int(t0) + int(steps)):
         if (t - t0) % every == 0:
+            if t > t0 and int(lost) >= 0:  # one host sync per measurement (Lanczos syncs anyway)
+                break
             results.append(sharpness_at(map_, x, k=k, method=method, t=t, preconditioned=preconditioned,
                                      v0=_warm_start(results, method), **options))
             measured.append(t)
         x = map_.step(x, t)
-        if not bool(torch.isfinite(x).all()):
-            warnings.warn(f"{caller}: the state became non-finite at step {t + 1}; tracking stopped", RuntimeWarning, 2)
-            break
+        lost = torch.where((lost < 0) & ~torch.isfinite(x).all(), t + 1, lost)
+    if int(lost) >= 0:
+        warnings.warn(f"{caller}: the state became non-finite at step {int(lost)}; tracking stopped", RuntimeWarning, 2)
     return _sharpness_dataset(map_, results, np.array(measured), k, method)
 
 

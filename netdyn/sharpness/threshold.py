@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from netdyn._core.devices import map_device
 from netdyn.maps.classic import param_dim_of
 from netdyn.maps.optim import SGD, Adam, FunctionalOptimizer, RMSprop, safe_sqrt
 
@@ -114,7 +115,7 @@ def step_preconditioner(map_: Any, x: Tensor, t: int) -> Tensor:
     """
     caller = "step_preconditioner"
     opt = _optimizer(map_, caller)
-    x = torch.as_tensor(x)
+    x = torch.as_tensor(x, device=map_device(map_))
     if x.shape != (map_.dim,):
         raise ValueError(f"{caller}: expected the full state of shape ({map_.dim},) (parameters and optimiser "
                          f"buffers), got {tuple(x.shape)}")
