@@ -138,7 +138,7 @@ from torch import Tensor, nn
 from netdyn._core.perturbation import default_d0, resolution_tolerance
 from netdyn.io.loop_recorder import LoopRecorder
 from netdyn.maps.divergence import DivergenceCheck
-from netdyn.lyapunov.maximal import block_stderr
+from netdyn._core.stats import block_stderr
 
 __all__ = ["LyapunovMonitor"]
 
@@ -180,7 +180,7 @@ class LyapunovMonitor:
         start and measure the separation on the parameters only (see the module
         docstring); ``False``: the full state (parameters and optimiser buffers).
     n_blocks : int, default 10
-        blocks for the standard error (:func:`netdyn.lyapunov.maximal.block_stderr`).
+        blocks for the standard error (:func:`netdyn._core.stats.block_stderr`).
     batch_loss : callable, optional
         ``batch_loss(model, batch) -> scalar`` for batches that are not
         ``(inputs, targets)``; replaces ``loss_fn``.

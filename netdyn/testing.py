@@ -1,4 +1,4 @@
-"""A conformance check that any :class:`~netdyn.maps.classic.DiscreteMap` must pass.
+"""A conformance check that any :class:`~netdyn.maps.base.DiscreteMap` must pass.
 
 Use it on your own maps exactly as netdyn's tests use it on the reference maps::
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from netdyn.maps.classic import describe_map, has_jacobian, param_dim_of
+from netdyn.maps.base import describe_map, has_jacobian, param_dim_of
 
 __all__ = ["check_map", "finite_difference_jvp"]
 

@@ -5,7 +5,7 @@ import torch
 
 import netdyn
 from netdyn.lyapunov.local import windowed_lyapunov
-from netdyn.lyapunov.maximal import block_stderr
+from netdyn._core.stats import block_stderr
 from netdyn.maps.problems import make_task, training_map
 from netdyn.maps.schedules import Schedule
 

@@ -18,8 +18,8 @@ import xarray as xr
 from torch import Tensor
 
 from netdyn.series.linear_region import flat_linear_flat
-from netdyn.lyapunov.maximal import BatchStepper, as_states, map_attrs
-from netdyn.maps.classic import param_dim_of
+from netdyn.maps.base import as_states, map_attrs, param_dim_of
+from netdyn.maps.batching import BatchStepper
 
 __all__ = ["perturbation_growth", "growth_fit_window"]
 
@@ -77,7 +77,7 @@ def perturbation_growth(
     fit_window : (start, stop) or None — steps ``start <= t < stop`` used for the
         slope; None chooses it per init with :func:`growth_fit_window`.
     vectorize : bool or None — batching of the copies (see
-        :class:`netdyn.lyapunov.maximal.BatchStepper`).
+        :class:`netdyn.maps.batching.BatchStepper`).
     t0 : int, default 0 — map time of ``x0`` (e.g. ``ds.final_step`` of a saved run);
         the ``step`` coordinate counts from it, while ``fit_window``, ``fit_start``
         and ``fit_stop`` stay positions along it (steps after ``x0``).

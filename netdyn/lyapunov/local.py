@@ -4,7 +4,7 @@ A learning-rate schedule (or simply training itself) makes the map non-autonomou
 one exponent for the whole run averages over regimes.  :func:`windowed_lyapunov` cuts
 the local rates of one Benettin run (:func:`netdyn.lyapunov.maximal.max_lyapunov`, the one
 engine) into consecutive windows and reports, for each, the finite-time exponent with a
-block-average error bar (:func:`netdyn.lyapunov.maximal.block_stderr`), the learning rate the
+block-average error bar (:func:`netdyn._core.stats.block_stderr`), the learning rate the
 schedule gave it and, on request, the (preconditioned) sharpness against the optimiser's
 stability threshold at that rate (:func:`netdyn.sharpness.hessian.track_sharpness`).
 
@@ -21,7 +21,8 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from netdyn.lyapunov.maximal import block_stderr, max_lyapunov
+from netdyn._core.stats import block_stderr
+from netdyn.lyapunov.maximal import max_lyapunov
 from netdyn.sharpness.hessian import track_sharpness
 
 __all__ = ["windowed_lyapunov", "rate_at"]

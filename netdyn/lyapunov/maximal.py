@@ -11,9 +11,9 @@ per step.
   only, so it works for every map (e.g. a training map with a generic
   ``torch.optim`` optimiser whose update has no exact tangent).
 
-Shared building blocks used by the other exponent modules live here too:
-:class:`BatchStepper` (one call steps a batch of states, vectorised with
-``torch.func.vmap`` when the map allows it) and :func:`block_stderr`.
+Shared building blocks live below this module: :class:`netdyn.maps.batching.BatchStepper`
+(one call steps a batch of states, vectorised with ``torch.func.vmap`` when the
+map allows it) and :func:`netdyn._core.stats.block_stderr`.
 
 Related modules: :mod:`netdyn.lyapunov.spectrum` (spectrum by QR, FTLE, covariant
 vectors, sum of exponents from ``det J``), :mod:`netdyn.lyapunov.growth` (the papers'
@@ -21,7 +21,6 @@ un-renormalised perturbation-growth protocol), :mod:`netdyn.sharpness.hessian`.
 """
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any, Callable
 
@@ -31,119 +30,14 @@ import xarray as xr
 from torch import Tensor
 
 from netdyn._core.perturbation import default_d0
+from netdyn._core.stats import block_stderr
+from netdyn.maps.base import as_states, map_attrs, param_dim_of, require_jacobian
+from netdyn.maps.batching import BatchStepper
 from netdyn.maps.divergence import DivergenceRule, EnsembleDivergence, parameter_norms
-from netdyn.maps.classic import describe_map, param_dim_of, require_jacobian
 
-__all__ = ["max_lyapunov", "BatchStepper", "as_states", "block_stderr", "map_attrs"]
+__all__ = ["max_lyapunov"]
 
 Pair = tuple[Tensor, Tensor]
-
-
-def as_states(map_: Any, x0: Tensor | np.ndarray, caller: str) -> tuple[Tensor, bool]:
-    """Validate initial states: ``(dim,)`` or ``(n, dim)`` -> ``((n, dim) tensor, batched)``."""
-    x = torch.as_tensor(x0)
-    if x.ndim not in (1, 2) or x.shape[-1] != map_.dim or x.shape[0] == 0:
-        raise ValueError(f"{caller}: expected x0 of shape ({map_.dim},) or (n, {map_.dim}), got {tuple(x.shape)}")
-    if not torch.is_floating_point(x):
-        raise ValueError(f"{caller}: expected a floating-point x0, got dtype {x.dtype}")
-    return (x.unsqueeze(0) if x.ndim == 1 else x).clone(), x.ndim == 2
-
-
-def map_attrs(map_: Any) -> dict[str, Any]:
-    """The map's ``describe()`` made netCDF-safe (bools -> int, None -> "none")."""
-    attrs = {}
-    for key, value in describe_map(map_).items():
-        if isinstance(value, bool):
-            value = int(value)
-        elif value is None:
-            value = "none"
-        attrs[key] = value
-    return attrs
-
-
-def block_stderr(rates: np.ndarray, n_blocks: int = 10) -> np.ndarray:
-    """Standard error of the mean of correlated local rates by block averaging.
-
-    Parameters
-    ----------
-    rates : array ``(..., n)``
-        local rates along the last axis (time order).
-    n_blocks : int, default 10
-        number of contiguous blocks; fewer when ``n < n_blocks``.
-
-    Returns
-    -------
-    array ``(...)``: ``std(block means, ddof=1) / sqrt(B)``; NaN when fewer than two
-    blocks fit or a rate is non-finite.
-
-    Notes
-    -----
-    Blocks much longer than the correlation time of the rates have nearly
-    independent means, so their spread gives an honest error bar where the naive
-    ``std / sqrt(n)`` would be too small.  The ``n mod B`` earliest rates (the
-    least converged) are dropped so that blocks are equal.  Ten blocks trade the
-    bias of short blocks against the noise of the error estimate itself.
-    """
-    rates = np.asarray(rates, dtype=np.float64)
-    n = rates.shape[-1]
-    b = min(int(n_blocks), n)
-    if b < 2:
-        return np.full(rates.shape[:-1], np.nan)
-    size = n // b
-    blocks = rates[..., n - b * size :].reshape(*rates.shape[:-1], b, size).mean(-1)
-    return blocks.std(-1, ddof=1) / math.sqrt(b)
-
-
-class BatchStepper:
-    """Step a batch of states ``(n, dim)`` of one map in one call.
-
-    ``vectorize=None`` (default) tries ``torch.func.vmap`` over ``map.step`` /
-    ``map.step_jvp`` on the first batched call, checks member 0 against an
-    un-batched call, and keeps vmap if both succeed; otherwise (the map uses
-    ``.item()``, in-place module updates, a ``torch.optim`` optimiser, random ops
-    ...) it falls back to a Python loop over the members.  ``True`` forces vmap,
-    ``False`` the loop.  ``mode`` says which is in use ("vmap", "loop", or
-    "unknown" before the first batched call).
-    """
-
-    def __init__(self, map_: Any, vectorize: bool | None = None):
-        self.map = map_
-        self.mode = "unknown" if vectorize is None else ("vmap" if vectorize else "loop")
-
-    def step(self, xs: Tensor, t: int) -> Tensor:
-        return self._call(lambda x: self.map.step(x, t), (xs,))
-
-    def step_jvp(self, xs: Tensor, vs: Tensor, t: int) -> Pair:
-        """``xs (n, dim)``, ``vs (n, dim)`` or ``(n, k, dim)`` -> ``(x_next, J v)``."""
-        return self._call(lambda x, v: self.map.step_jvp(x, v, t), (xs, vs))
-
-    def _call(self, f: Callable, args: tuple[Tensor, ...]) -> Any:
-        if args[0].shape[0] == 1:
-            return _stack([f(*(a[0] for a in args))])
-        if self.mode != "loop":
-            try:
-                out = torch.func.vmap(f)(*args)
-            except Exception:  # any failure of vmap means "not vectorisable": use the loop
-                if self.mode == "vmap":
-                    raise
-                self.mode = "loop"
-            else:
-                if self.mode == "unknown":
-                    self.mode = "vmap" if _same(out, f(*(a[0] for a in args))) else "loop"
-                if self.mode == "vmap":
-                    return out
-        return _stack([f(*(a[i] for a in args)) for i in range(args[0].shape[0])])
-
-
-def _stack(outs: list[Any]) -> Any:
-    if isinstance(outs[0], tuple):
-        return tuple(torch.stack(parts) for parts in zip(*outs))
-    return torch.stack(outs)
-
-
-def _same(batched: Any, single: Any) -> bool:
-    pairs = zip(batched, single) if isinstance(single, tuple) else [(batched, single)]
-    return all(torch.allclose(b[0], s, rtol=1e-5, atol=1e-12, equal_nan=True) for b, s in pairs)
 
 
 def max_lyapunov(

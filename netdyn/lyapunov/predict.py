@@ -22,7 +22,7 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from netdyn.lyapunov.maximal import as_states, map_attrs
+from netdyn.maps.base import as_states, map_attrs
 from netdyn.lyapunov.spectrum import clv, ftle
 
 __all__ = ["early_features", "compare_predictors", "feature_matrix"]

@@ -8,7 +8,7 @@ step by step for users who want their own loop.
 Ensembles: every function takes one initial state ``(dim,)`` or ``n`` of them
 ``(n, dim)`` (many initial conditions, basins).  A batch advances in one call per
 step — ``torch.func.vmap`` over the map's ``step_jvp`` when it allows it (see
-:class:`netdyn.lyapunov.maximal.BatchStepper`), one batched QR — and the results gain a
+:class:`netdyn.maps.batching.BatchStepper`), one batched QR — and the results gain a
 leading dimension ``init``.
 
 * :func:`lyapunov_spectrum` - top-``k`` exponents (Benettin / Shimada-Nagashima);
@@ -28,8 +28,9 @@ import xarray as xr
 from torch import Tensor
 
 from netdyn.maps.divergence import DivergenceRule, EnsembleDivergence, parameter_norms
-from netdyn.lyapunov.maximal import BatchStepper, as_states, block_stderr, map_attrs
-from netdyn.maps.classic import param_dim_of, require_jacobian
+from netdyn._core.stats import block_stderr
+from netdyn.maps.base import as_states, map_attrs, param_dim_of, require_jacobian
+from netdyn.maps.batching import BatchStepper
 
 __all__ = ["qr_tangent_steps", "lyapunov_spectrum", "ftle", "clv", "lyapunov_sum_from_jacobian"]
 
@@ -47,7 +48,7 @@ def qr_tangent_steps(
         basis for every member of a batch);
     t0 : int, default 0 — map time of ``x0`` (the map is called at ``t0 + t``);
     vectorize : bool or None, default None — how a batch is stepped
-        (:class:`netdyn.lyapunov.maximal.BatchStepper`).
+        (:class:`netdyn.maps.batching.BatchStepper`).
 
     Returns
     -------

@@ -1,62 +1,22 @@
-"""The map protocol and reference maps with analytically known dynamics.
+"""Reference maps with analytically known dynamics.
 
 Everything in netdyn is a discrete map ``x_{t+1} = F(x_t, t)`` on a flat state
-vector.  A chaotic toy map, gradient descent on a quadratic and Adam training an
-MLP are the same kind of object, so each diagnostic is written once and checked
-on maps whose answers are known.
-
-The protocol
-------------
-A :class:`DiscreteMap` needs only
-
-``dim``
-    size of the flat state vector (int);
-``initial_state(seed=None) -> Tensor``
-    a state of shape ``(dim,)``;
-``step(x, t) -> Tensor``
-    the next state; ``t`` is the integer step index, so random maps (mini-batch
-    training) are functions of ``(x, t)`` and twin/tangent copies see the same noise.
-
-Optional members, detected with :func:`param_dim_of`, :func:`describe_map`,
-:func:`has_jacobian` / ``hasattr``:
-
-``param_dim``
-    how many *leading* entries of the state are the system's "parameters" (for a
-    training map: the network weights; the rest are optimiser buffers); default
-    ``dim`` (read it with :func:`param_dim_of`);
-``describe() -> dict``
-    scalar/str hyper-parameters, stored as attributes of recorded trajectories;
-    default ``{"map": <class name>}`` (read it with :func:`describe_map`);
-
-``step_jvp(x, v, t) -> (x_next, J(x) v)``
-    exact Jacobian-vector product; ``v`` is ``(dim,)`` or a batch ``(k, dim)``;
-``step_with_metrics(x, t) -> (x_next, {"loss": float, "grad_norm": float, ...})``
-    the step plus scalar observables *at* ``x`` (used by the recorder);
-``evaluate(x) -> {"test_loss": float, "test_accuracy": float}``
-    held-out metrics at ``x``;
-``loss(theta, t) -> Tensor``
-    for gradient-descent maps: the differentiable scalar loss at the parameters
-    ``theta = x[:param_dim]`` on the data of step ``t`` (used for Hessians/sharpness),
-    with the learning rate in ``lr``;
-``param_labels() -> (names, layers)``
-    two lists of ``param_dim`` strings labelling the parameters.
-
-:class:`MapBase` supplies ``param_dim``, ``describe`` and a ``step_jvp`` obtained
-by forward-mode automatic differentiation of ``step`` (``torch.func.jvp``,
-vectorised over a batch of tangents with ``torch.func.vmap``), so a map written
-with differentiable torch operations gets exact tangents for free.
+vector (the protocol: :mod:`netdyn.maps.base`).  A chaotic toy map, gradient
+descent on a quadratic and Adam training an MLP are the same kind of object, so
+each diagnostic is written once and checked on the maps here, whose answers are
+known.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
+from netdyn.maps.base import MapBase, check_tangent
+
 __all__ = [
-    "DiscreteMap",
-    "MapBase",
     "LogisticMap",
     "HenonMap",
     "QuadraticGD",
@@ -64,110 +24,13 @@ __all__ = [
     "CircleRotation",
     "LorenzRK4",
     "LinearMap",
-    "has_jacobian",
-    "require_jacobian",
-    "param_dim_of",
-    "describe_map",
 ]
-
-
-@runtime_checkable
-class DiscreteMap(Protocol):
-    """Structural type of every map netdyn analyses: the three required members
-    (see the module docstring for the optional ones)."""
-
-    dim: int
-
-    def initial_state(self, seed: int | None = None) -> Tensor: ...
-
-    def step(self, x: Tensor, t: int) -> Tensor: ...
-
-
-def param_dim_of(map_: Any) -> int:
-    """``map_.param_dim`` when the map defines it, else ``map_.dim`` (every entry is a parameter)."""
-    return int(getattr(map_, "param_dim", map_.dim))
-
-
-def describe_map(map_: Any) -> dict[str, Any]:
-    """A copy of ``map_.describe()`` when the map defines it, else ``{"map": <class name>}``."""
-    describe = getattr(map_, "describe", None)
-    return dict(describe()) if callable(describe) else {"map": type(map_).__name__}
-
-
-def has_jacobian(map_: Any) -> bool:
-    """True when ``map_`` provides an exact ``step_jvp``.
-
-    A map whose ``step_jvp`` exists only to refuse (it sets ``no_jacobian_reason``,
-    e.g. a :class:`~netdyn.maps.training.TrainingMap` driving a black-box optimiser) has none.
-    """
-    return callable(getattr(map_, "step_jvp", None)) and not getattr(map_, "no_jacobian_reason", None)
-
-
-def require_jacobian(map_: Any, caller: str) -> None:
-    """Raise a ``TypeError`` naming ``caller`` when ``map_`` has no ``step_jvp``.
-
-    Maps without tangents still support every orbit-based diagnostic (twin
-    trajectories, perturbation growth, orbital stability, recurrence).
-    """
-    if not has_jacobian(map_):
-        reason = getattr(map_, "no_jacobian_reason", "it defines no step_jvp")
-        raise TypeError(
-            f"{caller}: {type(map_).__name__} has no exact Jacobian ({reason}); "
-            "use an orbit-based method instead, e.g. max_lyapunov(..., method='twin')"
-        )
-
-
-class MapBase:
-    """Convenience base: exact ``step_jvp`` by forward-mode AD of ``step``.
-
-    Subclasses set ``dim`` and ``dtype`` and implement ``initial_state`` and a
-    differentiable ``step``.  ``step_jvp`` accepts one tangent ``(dim,)`` or a
-    batch ``(k, dim)``; the batch is propagated with ``torch.func.vmap``.
-    """
-
-    dim: int
-    dtype: torch.dtype = torch.float64
-
-    @property
-    def param_dim(self) -> int:
-        return self.dim
-
-    def describe(self) -> dict[str, Any]:
-        return {"map": type(self).__name__}
-
-    def step(self, x: Tensor, t: int) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def step_jvp(self, x: Tensor, v: Tensor, t: int) -> tuple[Tensor, Tensor]:
-        _check_tangent(self, x, v)
-
-        def f(y: Tensor) -> Tensor:
-            return self.step(y, t)
-
-        if v.ndim == 1:
-            return torch.func.jvp(f, (x,), (v,))
-        x_next, jv = torch.func.vmap(lambda u: torch.func.jvp(f, (x,), (u,)), out_dims=(None, 0))(v)
-        return x_next, jv
-
-    def _state(self, values: list[float] | Tensor) -> Tensor:
-        return torch.as_tensor(values, dtype=self.dtype).reshape(self.dim).clone()
-
-
-def _check_tangent(map_: Any, x: Tensor, v: Tensor) -> None:
-    if v.shape[-1] != map_.dim or v.ndim not in (1, 2):
-        raise ValueError(
-            f"step_jvp: expected tangent of shape (dim,) or (k, dim) with dim={map_.dim}, "
-            f"got {tuple(v.shape)}"
-        )
-    if x.shape != (map_.dim,):
-        raise ValueError(f"step_jvp: expected state of shape ({map_.dim},), got {tuple(x.shape)}")
 
 
 def _rng(seed: int | None) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(0 if seed is None else int(seed))
     return g
-
 
 class LogisticMap(MapBase):
     """Logistic map ``x -> r x (1 - x)`` on [0, 1].
@@ -194,7 +57,7 @@ class LogisticMap(MapBase):
 
     def step_jvp(self, x: Tensor, v: Tensor, t: int) -> tuple[Tensor, Tensor]:
         """Hand-written tangent ``r (1 - 2x) v`` (40x cheaper than generic forward AD)."""
-        _check_tangent(self, x, v)
+        check_tangent(self, x, v)
         return self.step(x, t), self.r * (1.0 - 2.0 * x) * v
 
     def describe(self) -> dict[str, Any]:
@@ -223,7 +86,7 @@ class HenonMap(MapBase):
 
     def step_jvp(self, x: Tensor, v: Tensor, t: int) -> tuple[Tensor, Tensor]:
         """Hand-written tangent ``J = [[-2 a x, 1], [b, 0]]`` applied to ``v`` (or each row)."""
-        _check_tangent(self, x, v)
+        check_tangent(self, x, v)
         jacobian = torch.stack((torch.stack((-2.0 * self.a * x[0], torch.ones_like(x[0]))),
                                 torch.stack((torch.full_like(x[0], self.b), torch.zeros_like(x[0])))))
         return self.step(x, t), v @ jacobian.T
@@ -249,7 +112,7 @@ class LinearMap(MapBase):
         return self.matrix @ x
 
     def step_jvp(self, x: Tensor, v: Tensor, t: int) -> tuple[Tensor, Tensor]:
-        _check_tangent(self, x, v)
+        check_tangent(self, x, v)
         return self.matrix @ x, v @ self.matrix.T
 
     def describe(self) -> dict[str, Any]:
@@ -329,7 +192,7 @@ class QuadraticGD(MapBase):
         return self.transition @ x
 
     def step_jvp(self, x: Tensor, v: Tensor, t: int) -> tuple[Tensor, Tensor]:
-        _check_tangent(self, x, v)
+        check_tangent(self, x, v)
         return self.transition @ x, v @ self.transition.T
 
     def step_with_metrics(self, x: Tensor, t: int) -> tuple[Tensor, dict[str, float]]:

@@ -1,4 +1,4 @@
-"""Training as a map: model + loss + data + optimiser -> :class:`~netdyn.maps.classic.DiscreteMap`.
+"""Training as a map: model + loss + data + optimiser -> :class:`~netdyn.maps.base.DiscreteMap`.
 
 :class:`TrainingMap` is the adapter between a working PyTorch set-up and every
 diagnostic in netdyn.  Its state vector is
@@ -63,7 +63,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.utils import parameters_to_vector
 
-from netdyn.maps.classic import _check_tangent, require_jacobian
+from netdyn.maps.base import check_tangent, require_jacobian
 from netdyn.maps.optim import FunctionalOptimizer, functional_optimizer
 from netdyn.maps.schedules import Schedule, as_schedule
 
@@ -272,7 +272,7 @@ class TrainingMap:
         if self.functional_optimizer is None:
             require_jacobian(self, "TrainingMap.step_jvp")
         self._check_state(x, "step_jvp")
-        _check_tangent(self, x, v)
+        check_tangent(self, x, v)
         tangents = v.reshape(-1, self.dim)
         theta, buffers = x[: self.param_dim], x[self.param_dim :]
         grad, hvps = self._grad_and_hvps(theta, tangents[:, : self.param_dim], self.batch_indices(t), t)

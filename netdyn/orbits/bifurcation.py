@@ -40,7 +40,7 @@ def orbit_diagram(
     Parameters
     ----------
     make_map
-        ``value -> map`` (a :class:`~netdyn.maps.classic.DiscreteMap`), e.g.
+        ``value -> map`` (a :class:`~netdyn.maps.base.DiscreteMap`), e.g.
         ``LogisticMap`` or ``lambda lr: TrainingMap(..., lr=lr)``.
     values
         the control-parameter values, shape ``(V,)``.

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from netdyn._version import __version__
 from netdyn.maps.divergence import DivergenceCheck, DivergenceRule, parameter_norms
-from netdyn.maps.classic import describe_map, param_dim_of
+from netdyn.maps.base import describe_map, param_dim_of
 from netdyn.io.recording import resolve_record
 from netdyn.io.storage import RowBuffer, TrajectoryWriter, build_dataset, open_trajectory, verdict_variables
 

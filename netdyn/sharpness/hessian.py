@@ -23,8 +23,7 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from netdyn.lyapunov.maximal import map_attrs
-from netdyn.maps.classic import param_dim_of
+from netdyn.maps.base import map_attrs, param_dim_of
 from netdyn.sharpness.threshold import stability_threshold, step_preconditioner
 
 __all__ = ["Sharpness", "sharpness", "sharpness_along", "track_sharpness", "hessian_vector_product", "top_eigenvalues"]

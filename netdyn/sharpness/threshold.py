@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from netdyn.maps.classic import param_dim_of
+from netdyn.maps.base import param_dim_of
 from netdyn.maps.optim import SGD, Adam, FunctionalOptimizer, RMSprop, safe_sqrt
 
 __all__ = ["stability_threshold", "step_preconditioner"]
