@@ -14,6 +14,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from netdyn._core.validation import check_float, check_int
 from netdyn.maps.base import MapBase, check_tangent
 
 __all__ = [
@@ -27,32 +28,55 @@ __all__ = [
 ]
 
 
+
 def _rng(seed: int | None) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(0 if seed is None else int(seed))
     return g
 
+
 class LogisticMap(MapBase):
     """Logistic map ``x -> r x (1 - x)`` on [0, 1].
 
-    Known results: for ``r = 4`` the Lyapunov exponent is ``ln 2`` (conjugacy to the
-    tent map); fixed point ``1 - 1/r`` stable for ``1 < r < 3``, period 2 for
+    Parameters
+    ----------
+    r : float, default 4.0
+        Growth rate, in ``[0, 4]`` (so that [0, 1] maps into itself).
+    dtype : torch.dtype, default torch.float64
+        Floating-point type of the state, shape ``(1,)``.
+
+    Raises
+    ------
+    ValueError
+        When ``r`` lies outside ``[0, 4]``.
+
+    Notes
+    -----
+    For ``r = 4`` the Lyapunov exponent is ``ln 2`` (conjugacy to the tent map);
+    fixed point ``1 - 1/r`` stable for ``1 < r < 3``, period 2 for
     ``3 < r < 1 + sqrt(6)``, the period-3 window opens at ``1 + sqrt(8)``.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> m = nd.LogisticMap(r=4.0)
+    >>> res = nd.max_lyapunov(m, m.initial_state(), 2000, transient=100)
+    >>> round(float(res["lyapunov"]), 2)  # ln 2
+    0.69
     """
 
     dim = 1
 
     def __init__(self, r: float = 4.0, dtype: torch.dtype = torch.float64):
-        if not 0.0 <= r <= 4.0:
-            raise ValueError(f"LogisticMap: expected 0 <= r <= 4, got r={r}")
-        self.r = float(r)
+        self.r = check_float(r, "r", "LogisticMap", minimum=0.0, maximum=4.0)
         self.dtype = dtype
 
     def initial_state(self, seed: int | None = None) -> Tensor:
-        """Uniform in (0.1, 0.9), from ``seed`` (default 0)."""
+        """Uniform in (0.1, 0.9), from ``seed`` (default 0); shape ``(1,)``."""
         return (0.1 + 0.8 * torch.rand(1, generator=_rng(seed), dtype=torch.float64)).to(self.dtype)
 
     def step(self, x: Tensor, t: int) -> Tensor:
+        """``r x (1 - x)``."""
         return self.r * x * (1.0 - x)
 
     def step_jvp(self, x: Tensor, v: Tensor, t: int) -> tuple[Tensor, Tensor]:
@@ -61,14 +85,37 @@ class LogisticMap(MapBase):
         return self.step(x, t), self.r * (1.0 - 2.0 * x) * v
 
     def describe(self) -> dict[str, Any]:
+        """``{"map": "LogisticMap", "r": r}``."""
         return {"map": "LogisticMap", "r": self.r}
 
 
 class HenonMap(MapBase):
     """Hénon map ``(x, y) -> (1 - a x^2 + y, b x)``.
 
+    Parameters
+    ----------
+    a, b : float, default 1.4, 0.3
+        The map's parameters (the classic chaotic attractor at the defaults).
+    dtype : torch.dtype, default torch.float64
+        Floating-point type of the state, shape ``(2,)``.
+
+    Notes
+    -----
     ``det J = -b`` everywhere, so the exponents sum to ``ln|b|``.  For the classic
     ``a = 1.4, b = 0.3``: ``lambda_1 ~ 0.41922``, ``lambda_2 = ln 0.3 - lambda_1 ~ -1.62319``.
+
+    References
+    ----------
+    Hénon, Commun. Math. Phys. 50, 69 (1976); Sprott, *Chaos and Time-Series
+    Analysis* (2003), table 5.1.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> m = nd.HenonMap()
+    >>> res = nd.lyapunov_spectrum(m, m.initial_state(), 2000, transient=100)
+    >>> [round(float(v), 1) for v in res["lyapunov"]]
+    [0.4, -1.6]
     """
 
     dim = 2
@@ -82,6 +129,7 @@ class HenonMap(MapBase):
         return (torch.tensor([0.1, 0.1], dtype=torch.float64) + jitter).to(self.dtype)
 
     def step(self, x: Tensor, t: int) -> Tensor:
+        """``(1 - a x^2 + y, b x)``."""
         return torch.stack((1.0 - self.a * x[0] ** 2 + x[1], self.b * x[0]))
 
     def step_jvp(self, x: Tensor, v: Tensor, t: int) -> tuple[Tensor, Tensor]:
@@ -92,42 +140,101 @@ class HenonMap(MapBase):
         return self.step(x, t), v @ jacobian.T
 
     def describe(self) -> dict[str, Any]:
+        """``{"map": "HenonMap", "a": a, "b": b}``."""
         return {"map": "HenonMap", "a": self.a, "b": self.b}
 
 
 class LinearMap(MapBase):
-    """Linear map ``x -> A x``; its exponents are ``ln|eigenvalues|`` of ``A`` and,
-    for diagonalisable ``A``, its covariant Lyapunov vectors are the eigenvectors."""
+    """Linear map ``x -> A x``.
+
+    Parameters
+    ----------
+    matrix : Tensor or nested list, shape ``(dim, dim)``
+        The matrix ``A``.
+    dtype : torch.dtype, default torch.float64
+        Floating-point type of ``A`` and of the state ``(dim,)``.
+
+    Raises
+    ------
+    ValueError
+        When ``matrix`` is not square.
+
+    Notes
+    -----
+    The exponents are ``ln|eigenvalues|`` of ``A`` and, for diagonalisable ``A``,
+    the covariant Lyapunov vectors are the eigenvectors.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> m = nd.LinearMap([[1.5, 0.0], [0.0, 0.5]])
+    >>> res = nd.lyapunov_spectrum(m, m.initial_state(), 10, transient=50)
+    >>> [round(float(v), 4) for v in res["lyapunov"]]  # ln 1.5, ln 0.5
+    [0.4055, -0.6931]
+    """
 
     def __init__(self, matrix: Tensor | list[list[float]], dtype: torch.dtype = torch.float64):
         a = torch.as_tensor(matrix, dtype=dtype)
         if a.ndim != 2 or a.shape[0] != a.shape[1]:
-            raise ValueError(f"LinearMap: expected a square matrix, got shape {tuple(a.shape)}")
+            raise ValueError(f"{type(self).__name__}: expected a square matrix, got shape {tuple(a.shape)}")
         self.matrix, self.dim, self.dtype = a, a.shape[0], dtype
 
     def initial_state(self, seed: int | None = None) -> Tensor:
+        """Standard normal entries from ``seed`` (default 0), shape ``(dim,)``."""
         return torch.randn(self.dim, generator=_rng(seed), dtype=torch.float64).to(self.dtype)
 
     def step(self, x: Tensor, t: int) -> Tensor:
+        """``A x``."""
         return self.matrix @ x
 
     def step_jvp(self, x: Tensor, v: Tensor, t: int) -> tuple[Tensor, Tensor]:
+        """``(A x, A v)``; a batch ``v (k, dim)`` gives ``v A^T``."""
         check_tangent(self, x, v)
         return self.matrix @ x, v @ self.matrix.T
 
     def describe(self) -> dict[str, Any]:
+        """``{"map": "LinearMap", "dim": dim}``."""
         return {"map": "LinearMap", "dim": self.dim}
 
 
 class PotentialGD(MapBase):
     """Gradient descent ``x -> x - lr * grad f(x)`` on a potential ``f: R^dim -> R``.
 
-    ``potential`` must be written with differentiable torch operations on a
-    ``(dim,)`` tensor; the gradient comes from ``torch.func.grad`` and the exact
-    tangent map ``I - lr * Hess f(x)`` from forward-over-reverse AD.
+    Parameters
+    ----------
+    potential : callable
+        ``f``, written with differentiable torch operations on a ``(dim,)`` tensor,
+        returning a scalar tensor.
+    dim : int
+        Size of the state (>= 1).
+    lr : float
+        Learning rate ``lr`` (step size, units of state per unit gradient).
+    dtype : torch.dtype, default torch.float64
+        Floating-point type of the state.
+    name : str, default "PotentialGD"
+        The ``map`` entry of :meth:`describe`.
 
-    Example: ``PotentialGD(lambda x: (x**2 / 2 - x**4 / 4).sum(), dim=1, lr=2.1)`` has
-    the stable 2-cycle ``±sqrt((lr - 2) / lr)`` with multiplier ``(2 lr - 5)^2``.
+    Raises
+    ------
+    ValueError
+        When ``dim`` is not an int >= 1.
+
+    Notes
+    -----
+    The gradient comes from ``torch.func.grad`` and the exact tangent map
+    ``I - lr * Hess f(x)`` from forward-over-reverse AD.  The double well
+    ``f(x) = x^2 / 2 - x^4 / 4`` with ``lr = 2.1`` has the stable 2-cycle
+    ``±sqrt((lr - 2) / lr)`` with multiplier ``(2 lr - 5)^2``.
+
+    Examples
+    --------
+    >>> import torch, netdyn as nd
+    >>> m = nd.PotentialGD(lambda x: (x**2 / 2 - x**4 / 4).sum(), dim=1, lr=2.1)
+    >>> x = torch.tensor([0.3], dtype=torch.float64)
+    >>> for t in range(200):
+    ...     x = m.step(x, t)
+    >>> round(abs(float(x[0])), 4)  # sqrt(0.1 / 2.1)
+    0.2182
     """
 
     def __init__(
@@ -138,33 +245,65 @@ class PotentialGD(MapBase):
         dtype: torch.dtype = torch.float64,
         name: str = "PotentialGD",
     ):
-        if dim < 1:
-            raise ValueError(f"PotentialGD: expected dim >= 1, got {dim}")
-        self.potential, self.dim, self.lr, self.dtype, self.name = potential, int(dim), float(lr), dtype, name
+        dim = check_int(dim, "dim", "PotentialGD", minimum=1)
+        self.potential, self.dim, self.lr, self.dtype, self.name = potential, dim, float(lr), dtype, name
         self._grad = torch.func.grad(potential)
 
     def initial_state(self, seed: int | None = None) -> Tensor:
+        """Standard normal entries from ``seed`` (default 0), shape ``(dim,)``."""
         return torch.randn(self.dim, generator=_rng(seed), dtype=torch.float64).to(self.dtype)
 
     def step(self, x: Tensor, t: int) -> Tensor:
+        """``x - lr * grad f(x)``."""
         return x - self.lr * self._grad(x)
 
     def step_with_metrics(self, x: Tensor, t: int) -> tuple[Tensor, dict[str, float]]:
+        """The step and ``{"loss": f(x), "grad_norm": |grad f(x)|}`` at ``x``."""
         g = self._grad(x)
         return x - self.lr * g, {"loss": float(self.potential(x)), "grad_norm": float(g.norm())}
 
     def loss(self, theta: Tensor, t: int) -> Tensor:
+        """``f(theta)`` (differentiable; used for Hessians)."""
         return self.potential(theta)
 
     def describe(self) -> dict[str, Any]:
+        """``{"map": name, "lr": lr, "dim": dim}``."""
         return {"map": self.name, "lr": self.lr, "dim": self.dim}
 
 
-class QuadraticGD(MapBase):
-    """Gradient descent on ``f(x) = ½ xᵀ H x`` with rate ``lr``: ``x -> (I - lr H) x``.
+class QuadraticGD(LinearMap):
+    """Gradient descent on ``f(x) = ½ xᵀ H x`` with rate ``lr``: the linear map ``x -> (I - lr H) x``.
 
-    The Lyapunov spectrum is exactly ``ln|1 - lr h_i|`` for the eigenvalues ``h_i`` of
-    the symmetric ``H`` — also for ``lr > 2 / h_max``, where the orbit diverges.
+    Parameters
+    ----------
+    hessian : Tensor or nested list, shape ``(dim, dim)``, or its diagonal ``(dim,)``
+        The symmetric Hessian ``H``.
+    lr : float
+        Learning rate.
+    dtype : torch.dtype, default torch.float64
+        Floating-point type of ``H`` and of the state ``(dim,)``.
+
+    Raises
+    ------
+    ValueError
+        When ``hessian`` is not square and symmetric.
+
+    Notes
+    -----
+    A :class:`LinearMap` with ``matrix = I - lr H``, plus the loss and metrics of
+    gradient descent.  The Lyapunov spectrum is exactly ``ln|1 - lr h_i|`` for the
+    eigenvalues ``h_i`` of ``H`` — also for ``lr > 2 / h_max``, where the orbit
+    diverges.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> m = nd.QuadraticGD([1.0, 3.0], lr=0.5)
+    >>> [round(float(v), 4) for v in m.exact_exponents()]  # ln 0.5, ln 0.5
+    [-0.6931, -0.6931]
+    >>> res = nd.lyapunov_spectrum(m, m.initial_state(), 10)
+    >>> [round(float(v), 4) for v in res["lyapunov"]]
+    [-0.6931, -0.6931]
     """
 
     def __init__(self, hessian: Tensor | list[list[float]] | list[float], lr: float, dtype: torch.dtype = torch.float64):
@@ -173,8 +312,8 @@ class QuadraticGD(MapBase):
             h = torch.diag(h)
         if h.ndim != 2 or h.shape[0] != h.shape[1] or not torch.allclose(h, h.T):
             raise ValueError(f"QuadraticGD: expected a symmetric square Hessian, got shape {tuple(h.shape)}")
-        self.hessian, self.lr, self.dim, self.dtype = h, float(lr), h.shape[0], dtype
-        self.transition = torch.eye(self.dim, dtype=dtype) - self.lr * h
+        self.hessian, self.lr = h, float(lr)
+        super().__init__(torch.eye(h.shape[0], dtype=dtype) - self.lr * h, dtype)
 
     @property
     def eigenvalues(self) -> Tensor:
@@ -182,35 +321,45 @@ class QuadraticGD(MapBase):
         return torch.linalg.eigvalsh(self.hessian)
 
     def exact_exponents(self) -> Tensor:
-        """``ln|1 - lr h_i|`` sorted in descending order, shape ``(dim,)``."""
+        """``ln|1 - lr h_i|`` sorted in descending order, shape ``(dim,)``, per step."""
         return torch.sort(torch.log(torch.abs(1.0 - self.lr * self.eigenvalues)), descending=True).values
 
-    def initial_state(self, seed: int | None = None) -> Tensor:
-        return torch.randn(self.dim, generator=_rng(seed), dtype=torch.float64).to(self.dtype)
-
-    def step(self, x: Tensor, t: int) -> Tensor:
-        return self.transition @ x
-
-    def step_jvp(self, x: Tensor, v: Tensor, t: int) -> tuple[Tensor, Tensor]:
-        check_tangent(self, x, v)
-        return self.transition @ x, v @ self.transition.T
-
     def step_with_metrics(self, x: Tensor, t: int) -> tuple[Tensor, dict[str, float]]:
+        """The step and ``{"loss": ½ xᵀ H x, "grad_norm": |H x|}`` at ``x``."""
         g = self.hessian @ x
         return x - self.lr * g, {"loss": float(0.5 * x @ g), "grad_norm": float(g.norm())}
 
     def loss(self, theta: Tensor, t: int) -> Tensor:
+        """``½ θᵀ H θ`` (differentiable; used for Hessians)."""
         return 0.5 * theta @ (self.hessian @ theta)
 
     def describe(self) -> dict[str, Any]:
+        """``{"map": "QuadraticGD", "lr": lr, "dim": dim}``."""
         return {"map": "QuadraticGD", "lr": self.lr, "dim": self.dim}
 
 
 class CircleRotation(MapBase):
     """Rotation of the plane by angle ``2 pi omega``: ``(x, y) -> R (x, y)``.
 
-    For irrational ``omega`` every orbit is quasi-periodic (dense on a circle); both
-    exponents are 0.  The default ``omega`` is the golden mean ``(sqrt 5 - 1) / 2``.
+    Parameters
+    ----------
+    omega : float, default ``(sqrt 5 - 1) / 2``
+        Rotation number (turns per step); the default is the golden mean.
+    dtype : torch.dtype, default torch.float64
+        Floating-point type of the state, shape ``(2,)``.
+
+    Notes
+    -----
+    For irrational ``omega`` every orbit is quasi-periodic (dense on a circle);
+    both exponents are 0.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> m = nd.CircleRotation()
+    >>> res = nd.max_lyapunov(m, m.initial_state(), 100, method="twin")
+    >>> abs(float(res["lyapunov"])) < 1e-6
+    True
     """
 
     dim = 2
@@ -221,22 +370,51 @@ class CircleRotation(MapBase):
         self.rotation = torch.tensor([[c, -s], [s, c]], dtype=dtype)
 
     def initial_state(self, seed: int | None = None) -> Tensor:
+        """A point on the unit circle at a uniform angle from ``seed`` (default 0)."""
         angle = 2 * math.pi * float(torch.rand(1, generator=_rng(seed), dtype=torch.float64))
         return torch.tensor([math.cos(angle), math.sin(angle)], dtype=self.dtype)
 
     def step(self, x: Tensor, t: int) -> Tensor:
+        """``R x``."""
         return self.rotation @ x
 
     def describe(self) -> dict[str, Any]:
+        """``{"map": "CircleRotation", "omega": omega}``."""
         return {"map": "CircleRotation", "omega": self.omega}
 
 
 class LorenzRK4(MapBase):
     """The Lorenz flow sampled by one classical Runge-Kutta step of size ``dt``.
 
+    Parameters
+    ----------
+    sigma, rho, beta : float, default 10, 28, 8/3
+        The Lorenz parameters.
+    dt : float, default 0.01
+        Step size (time units per map step), > 0.
+    dtype : torch.dtype, default torch.float64
+        Floating-point type of the state, shape ``(3,)``.
+
+    Raises
+    ------
+    ValueError
+        When ``dt`` is not > 0.
+
+    Notes
+    -----
     With ``sigma=10, rho=28, beta=8/3`` the flow's exponents are about
     ``(0.9056, 0, -14.5723)`` per unit time; per *step* of the map they are these
     times ``dt`` (up to the O(dt^4) integration error).
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> m = nd.LorenzRK4()
+    >>> x = m.initial_state()
+    >>> for t in range(100):
+    ...     x = m.step(x, t)
+    >>> tuple(x.shape)
+    (3,)
     """
 
     dim = 3
@@ -249,11 +427,11 @@ class LorenzRK4(MapBase):
         dt: float = 0.01,
         dtype: torch.dtype = torch.float64,
     ):
-        if dt <= 0:
-            raise ValueError(f"LorenzRK4: expected dt > 0, got dt={dt}")
-        self.sigma, self.rho, self.beta, self.dt, self.dtype = float(sigma), float(rho), float(beta), float(dt), dtype
+        dt = check_float(dt, "dt", "LorenzRK4", minimum=0.0, exclusive=True)
+        self.sigma, self.rho, self.beta, self.dt, self.dtype = float(sigma), float(rho), float(beta), dt, dtype
 
     def vector_field(self, x: Tensor) -> Tensor:
+        """The Lorenz vector field ``dx/dt`` at ``x`` (per unit time), shape ``(3,)``."""
         return torch.stack(
             (
                 self.sigma * (x[1] - x[0]),
@@ -268,6 +446,7 @@ class LorenzRK4(MapBase):
         return (torch.tensor([1.0, 1.0, 20.0], dtype=torch.float64) + jitter).to(self.dtype)
 
     def step(self, x: Tensor, t: int) -> Tensor:
+        """One RK4 step of size ``dt``."""
         h, f = self.dt, self.vector_field
         k1 = f(x)
         k2 = f(x + 0.5 * h * k1)
@@ -276,4 +455,5 @@ class LorenzRK4(MapBase):
         return x + (h / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
 
     def describe(self) -> dict[str, Any]:
+        """The four parameters under ``sigma``, ``rho``, ``beta``, ``dt``."""
         return {"map": "LorenzRK4", "sigma": self.sigma, "rho": self.rho, "beta": self.beta, "dt": self.dt}
