@@ -30,7 +30,9 @@ import xarray as xr
 from torch import Tensor
 
 from netdyn._core.perturbation import default_d0
+from netdyn._core.progress import progress_bar
 from netdyn._core.stats import block_stderr
+from netdyn._core.validation import check_choice, check_float, check_int
 from netdyn.maps.base import as_states, map_attrs, param_dim_of, require_jacobian
 from netdyn.maps.batching import BatchStepper
 from netdyn.maps.divergence import DivergenceRule, EnsembleDivergence, parameter_norms
@@ -44,6 +46,7 @@ def max_lyapunov(
     map_: Any,
     x0: Tensor | np.ndarray,
     steps: int,
+    *,
     method: str = "tangent",
     transient: int = 0,
     renorm_every: int = 1,
@@ -54,6 +57,7 @@ def max_lyapunov(
     vectorize: bool | None = None,
     t0: int = 0,
     divergence: DivergenceRule | None = DivergenceRule(),
+    progress: bool | None = None,
 ) -> xr.Dataset:
     """Maximal Lyapunov exponent (per step) by Benettin's algorithm.
 
@@ -107,6 +111,9 @@ def max_lyapunov(
         also checks the loss).  It only *flags* ``diverged``: the estimate goes on
         while the separation can be measured (an escaping linear orbit keeps an
         exact exponent).  ``None``: only non-finite orbits are flagged.
+    progress : bool or None, default None
+        a tqdm bar over the ``transient + steps`` steps; None: shown only on a
+        terminal.
 
     Returns
     -------
@@ -135,7 +142,16 @@ def max_lyapunov(
     ``perturbation_seed``, ``params_only`` (0/1), ``batching``, the map's
     ``describe()``.
 
-    Maths
+    Raises
+    ------
+    ValueError
+        on a bad ``x0`` shape or dtype, counts that are not integers in range,
+        ``steps`` not a multiple of ``renorm_every``, an unknown ``method``, a
+        ``d0 <= 0`` or one below the state's floating-point resolution.
+    TypeError
+        for ``method="tangent"`` on a map without ``step_jvp``.
+
+    Notes
     -----
     ``lambda = 1/(N m) sum_j ln(|delta_j'| / |delta_{j-1}|)`` where ``delta'`` is the
     separation after ``m = renorm_every`` steps and ``delta`` after the previous
@@ -175,16 +191,30 @@ def max_lyapunov(
     ----------
     Benettin, Galgani, Giorgilli, Strelcyn, Meccanica 15 (1980); ChaosTools.jl
     ``lyapunov``; Skokos, Lect. Notes Phys. 790 (2010).
+
+    Examples
+    --------
+    >>> import torch, netdyn as nd
+    >>> m = nd.LogisticMap(r=4.0)
+    >>> res = nd.max_lyapunov(m, torch.tensor([0.3], dtype=torch.float64), 2000, transient=100)
+    >>> round(float(res["lyapunov"]), 2)  # ln 2 = 0.693
+    0.69
+    >>> twin = nd.max_lyapunov(nd.HenonMap(), nd.HenonMap().initial_state(), 2000, method="twin")
+    >>> round(float(twin["lyapunov"]), 1)  # 0.419
+    0.4
     """
     caller = "max_lyapunov"
     xs, batched = as_states(map_, x0, caller)
-    _check_counts(caller, steps=steps, transient=transient, renorm_every=renorm_every, n_blocks=n_blocks)
+    steps = check_int(steps, "steps", caller, minimum=1)
+    transient = check_int(transient, "transient", caller, minimum=0)
+    renorm_every = check_int(renorm_every, "renorm_every", caller, minimum=1)
+    n_blocks = check_int(n_blocks, "n_blocks", caller, minimum=1)
+    t0 = check_int(t0, "t0", caller, minimum=0)
     if steps % renorm_every:
         raise ValueError(f"{caller}: expected steps to be a multiple of renorm_every={renorm_every}, got {steps}")
-    if method not in ("tangent", "twin"):
-        raise ValueError(f"{caller}: expected method 'tangent' or 'twin', got {method!r}")
-    if d0 is not None and not d0 > 0:
-        raise ValueError(f"{caller}: expected d0 > 0, got {d0}")
+    method = check_choice(method, "method", caller, ("tangent", "twin"))
+    if d0 is not None:
+        d0 = check_float(d0, "d0", caller, minimum=0.0, exclusive=True)
     if method == "tangent":
         require_jacobian(map_, caller)
     n_params = param_dim_of(map_)
@@ -221,9 +251,11 @@ def max_lyapunov(
         pair = (xs, ys)
     target = 1.0 if method == "tangent" else d0
     orbit_norm = lambda x: parameter_norms(x, n_params)  # noqa: E731
-    logs, end_step, verdict = _benettin(
-        advance, separation, rescale, pair, target, steps, transient, renorm_every, orbit_norm, divergence
-    )
+    with progress_bar(transient + steps, progress=progress, desc=caller) as bar:
+        logs, end_step, verdict = _benettin(
+            advance, separation, rescale, pair, target, steps, transient, renorm_every, orbit_norm, divergence,
+            bar.update,
+        )
     end_step = np.where(end_step >= 0, end_step + int(t0), end_step)
     verdict.diverged_step = np.where(verdict.diverged_step >= 0, verdict.diverged_step + int(t0), -1)
     ds = _rates_dataset(
@@ -253,13 +285,6 @@ def max_lyapunov(
     return ds.assign_coords(step=ds["step"] + int(t0))
 
 
-def _check_counts(caller: str, **counts: int) -> None:
-    for name, value in counts.items():
-        low = 0 if name == "transient" else 1
-        if int(value) != value or value < low:
-            raise ValueError(f"{caller}: expected integer {name} >= {low}, got {value}")
-
-
 def _benettin(
     advance: Callable[[Tensor, Tensor, int], Pair],
     separation: Callable[[Tensor, Tensor], Tensor],
@@ -271,6 +296,7 @@ def _benettin(
     m: int,
     orbit_norm: Callable[[Tensor], np.ndarray],
     rule: DivergenceRule | None,
+    advanced: Callable[[int], Any] = lambda n: None,
 ) -> tuple[np.ndarray, np.ndarray, EnsembleDivergence]:
     """Shared loop: returns ``ln`` growth per interval ``(n, steps // m)`` (NaN after a
     member stops), ``end_step (n,)`` (-1 while alive) and the orbits' divergence
@@ -291,6 +317,7 @@ def _benettin(
     prev = separation(x, z).numpy()
     for t in range(transient + steps):
         x, z = advance(x, z, t)
+        advanced(1)
         verdict.update(orbit_norm(x), t + 1, alive)
         finite = (torch.isfinite(x).all(1) & torch.isfinite(z).all(1)).numpy()
         counted = t - transient + 1

@@ -153,11 +153,11 @@ def early_features(
     for i in range(n):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # one summary warning below, not one per orbit
-            f = ftle(map_, xs[i], steps, k, window, seed=seed)
+            f = ftle(map_, xs[i], steps, k=k, window=window, seed=seed)
             values[i] = f["ftle"].values
             diverged[i] = bool(f["diverged"]) or bool(f["unresolved"])
             if clv_transient is not None and not bool(f["unresolved"]):
-                c = clv(map_, xs[i], steps - clv_transient, k, transient=clv_transient, seed=seed)
+                c = clv(map_, xs[i], steps - clv_transient, k=k, transient=clv_transient, seed=seed)
                 smallest = c["angle"].min("pair").values
                 angle_min[i], angle_median[i] = np.min(smallest), np.median(smallest)
         loss[i], grad_norm[i] = _window_metrics(map_, xs[i], window, n_windows)
