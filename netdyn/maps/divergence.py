@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from netdyn._core.validation import check_float
+
 __all__ = ["DivergenceRule", "DivergenceCheck", "EnsembleDivergence", "divergence_reason", "parameter_norms", "REASONS"]
 
 REASONS = ("non-finite", "loss blow-up", "unbounded growth")
@@ -55,13 +57,9 @@ class DivergenceRule:
 
     def __post_init__(self) -> None:
         for name in ("loss_factor", "norm_factor"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 1):
-                raise ValueError(f"DivergenceRule: expected {name} > 1 and finite, got {value!r}")
+            check_float(getattr(self, name), name, "DivergenceRule", minimum=1.0, exclusive=True)
         for name in ("loss_floor", "norm_floor"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"DivergenceRule: expected {name} > 0 and finite, got {value!r}")
+            check_float(getattr(self, name), name, "DivergenceRule", minimum=0.0, exclusive=True)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from netdyn._core.validation import check_choice
 from netdyn.maps.schedules import schedule_from_attrs
 from netdyn.maps.training import TrainingMap
 
@@ -93,8 +94,7 @@ def mlp(layer_sizes: Sequence[int], activation: str = "tanh", dtype: torch.dtype
     """
     if len(layer_sizes) < 2 or any(int(n) < 1 for n in layer_sizes):
         raise ValueError(f"mlp: expected at least two positive layer sizes, got {list(layer_sizes)}")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"mlp: unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")
+    check_choice(activation, "activation", "mlp", sorted(ACTIVATIONS))
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:])):
         layers.append(nn.Linear(int(n_in), int(n_out), dtype=dtype))
@@ -138,10 +138,8 @@ def make_task(
     seed: seed of the initial parameters held by ``task.model``.
     n_train: keep only the first ``n_train`` training samples (for fast tests).
     """
-    if dataset not in DATASETS:
-        raise ValueError(f"make_task: unknown dataset {dataset!r}; expected one of {list(DATASETS)}")
-    if init not in INITS:
-        raise ValueError(f"make_task: unknown init {init!r}; expected one of {sorted(INITS)}")
+    check_choice(dataset, "dataset", "make_task", list(DATASETS))
+    check_choice(init, "init", "make_task", sorted(INITS))
     from sklearn.model_selection import train_test_split
 
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype

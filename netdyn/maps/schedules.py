@@ -38,6 +38,8 @@ from typing import Any, Callable, Mapping
 import torch
 from torch.optim import lr_scheduler as torch_schedulers
 
+from netdyn._core.validation import check_float, check_int
+
 __all__ = ["Schedule", "as_schedule", "NAMED_SCHEDULES", "schedule_from_attrs"]
 
 #: named schedules and their options (defaults; ``None`` = required)
@@ -76,9 +78,7 @@ class Schedule:
     """
 
     def __init__(self, spec: Any, lr: float):
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-            raise ValueError(f"Schedule: expected a finite learning rate lr > 0, got {lr!r}")
-        self.lr = float(lr)
+        self.lr = check_float(lr, "lr", "Schedule", minimum=0.0, exclusive=True)
         self.options: dict[str, Any] = {}
         self._function: Callable[[int], float] | None = None
         self._factory: Factory | None = None
@@ -218,10 +218,7 @@ def _named_options(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         name = "linear_warmup_cosine"
     for key in ("step_size", "total", "warmup"):
         if key in options and options[key] is not None:
-            value = options[key]
-            if isinstance(value, bool) or int(value) != value or value < (0 if key == "warmup" else 1):
-                raise ValueError(f"Schedule: expected an integer {key} >= {0 if key == 'warmup' else 1}, got {value!r}")
-            options[key] = int(value)
+            options[key] = check_int(options[key], key, "Schedule", minimum=0 if key == "warmup" else 1)
     missing = [k for k, v in options.items() if v is None and k != "start_factor"]
     if name == "warmup" and options["warmup"] is None:
         missing = ["warmup"]

@@ -63,6 +63,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.utils import parameters_to_vector
 
+from netdyn._core.validation import check_int
 from netdyn.maps.base import check_tangent, require_jacobian
 from netdyn.maps.optim import FunctionalOptimizer, functional_optimizer
 from netdyn.maps.schedules import Schedule, as_schedule
@@ -162,8 +163,8 @@ class TrainingMap:
                 f"TrainingMap: inputs and targets must have the same positive number of samples, "
                 f"got {inputs.shape[0]} and {targets.shape[0]}"
             )
-        if batch_size is not None and not 1 <= batch_size <= inputs.shape[0]:
-            raise ValueError(f"TrainingMap: expected 1 <= batch_size <= {inputs.shape[0]}, got {batch_size}")
+        if batch_size is not None:
+            batch_size = check_int(batch_size, "batch_size", "TrainingMap", minimum=1, maximum=inputs.shape[0])
         self.model = copy.deepcopy(model).train()
         trainable = _trainable_parameters(self.model)
         for p in self.model.parameters():
