@@ -21,6 +21,22 @@ class BatchStepper:
     ...) it falls back to a Python loop over the members.  ``True`` forces vmap,
     ``False`` the loop.  ``mode`` says which is in use ("vmap", "loop", or
     "unknown" before the first batched call).
+
+    Parameters
+    ----------
+    map_ : DiscreteMap
+        The map whose ``step`` / ``step_jvp`` are batched.
+    vectorize : bool or None, default None
+        None: try ``vmap``, fall back to a loop; True: force ``vmap``; False: loop.
+
+    Examples
+    --------
+    >>> import torch, netdyn as nd
+    >>> from netdyn.maps.batching import BatchStepper
+    >>> stepper = BatchStepper(nd.HenonMap())
+    >>> xs = torch.zeros(3, 2, dtype=torch.float64)
+    >>> stepper.step(xs, 0).tolist()[0], stepper.mode
+    ([1.0, 0.0], 'vmap')
     """
 
     def __init__(self, map_: Any, vectorize: bool | None = None):
