@@ -75,6 +75,18 @@ class Schedule:
     name : str — the named schedule, or ``"function"`` / ``"torch_scheduler"``.
     options : dict — the named schedule's options with defaults filled in.
     serialisable : bool — True for named schedules and constants.
+
+    Raises
+    ------
+    ValueError
+        For a bad ``lr``, an unknown spec or schedule name, or bad options.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> sched = nd.Schedule({"name": "step", "step_size": 2, "gamma": 0.5}, 0.1)
+    >>> [round(r, 4) for r in sched.rates(0, 5)]
+    [0.1, 0.1, 0.05, 0.05, 0.025]
     """
 
     def __init__(self, spec: Any, lr: float):
@@ -170,7 +182,32 @@ class Schedule:
 
 def as_schedule(spec: Any, lr: float) -> Schedule | None:
     """``None`` for a constant rate (``spec`` None or ``"constant"``), else a :class:`Schedule`;
-    a :class:`Schedule` passes through (its own ``lr`` must match)."""
+    a :class:`Schedule` passes through (its own ``lr`` must match).
+
+    Parameters
+    ----------
+    spec : any
+        A :class:`Schedule` spec, or a :class:`Schedule`.
+    lr : float
+        The base (peak) rate, > 0.
+
+    Returns
+    -------
+    Schedule or None
+
+    Raises
+    ------
+    ValueError
+        For a :class:`Schedule` built with another ``lr``, or a bad spec.
+
+    Examples
+    --------
+    >>> from netdyn.maps.schedules import as_schedule
+    >>> as_schedule("constant", 0.1) is None
+    True
+    >>> as_schedule({"name": "exponential", "gamma": 0.5}, 0.1)(2)
+    0.025
+    """
     if isinstance(spec, Schedule):
         if spec.lr != float(lr):
             raise ValueError(f"as_schedule: expected a Schedule built with lr={lr}, got one with lr={spec.lr}")
@@ -185,6 +222,24 @@ def schedule_from_attrs(attrs: Mapping[str, Any]) -> dict[str, Any] | None:
     Raises ``ValueError`` for a schedule that was a function or a factory: those cannot be
     serialised, so the map cannot be rebuilt from attributes (pass ``schedule=`` again as an
     override).
+
+    Parameters
+    ----------
+    attrs : mapping
+        Attributes of a recorded trajectory.
+
+    Returns
+    -------
+    dict or None
+        ``{"name": ..., **options}``, or None for a constant rate.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> from netdyn.maps.schedules import schedule_from_attrs
+    >>> attrs = nd.Schedule({"name": "exponential", "gamma": 0.9}, 0.1).describe()
+    >>> schedule_from_attrs(attrs)
+    {'name': 'exponential', 'gamma': 0.9}
     """
     name = str(attrs.get("schedule", "constant"))
     if name in ("constant", "none"):
