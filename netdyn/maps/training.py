@@ -133,9 +133,26 @@ class TrainingMap:
       normalisation layers recomputed at ``theta`` (cumulative average over the
       training set, see :meth:`evaluate`).
 
-    Raises ``ValueError`` when the model has no trainable parameter, mixes parameter
-    dtypes, gets data of another dtype, or fails (or returns a non-scalar loss) on a
-    probe forward of two training samples.
+    Raises
+    ------
+    ValueError
+        When ``lr`` is not > 0, the data are empty or mismatched, ``batch_size`` is
+        out of range, the model has no trainable parameter, mixes parameter dtypes,
+        gets data of another dtype, or fails (or returns a non-scalar loss) on a probe
+        forward of two training samples.
+
+    Examples
+    --------
+    >>> import torch, netdyn as nd
+    >>> g = torch.Generator().manual_seed(0)
+    >>> inputs, targets = torch.randn(16, 3, generator=g, dtype=torch.float64), torch.zeros(16, 1, dtype=torch.float64)
+    >>> model = torch.nn.Linear(3, 1, dtype=torch.float64)
+    >>> tmap = nd.TrainingMap(model, torch.nn.MSELoss(), (inputs, targets), optimizer="adam", lr=0.01)
+    >>> tmap.param_dim, tmap.dim  # 4 weights, plus Adam's two moments of each
+    (4, 12)
+    >>> x1 = tmap.step(tmap.initial_state(), 0)
+    >>> tuple(x1.shape), nd.has_jacobian(tmap)
+    ((12,), True)
     """
 
     def __init__(
@@ -484,6 +501,24 @@ def step_seed(seed: int, t: int) -> int:
 
     A fixed integer hash (not Python's ``hash``), so it is the same in every process;
     63 bits, a valid ``torch.manual_seed``.  Independent of the batch schedule's seeds.
+
+    Parameters
+    ----------
+    seed : int
+        The map's seed.
+    t : int
+        Step index.
+
+    Returns
+    -------
+    int
+        A seed in ``[0, 2^63)``.
+
+    Examples
+    --------
+    >>> from netdyn.maps.training import step_seed
+    >>> step_seed(0, 5) == step_seed(0, 5) != step_seed(0, 6)
+    True
     """
     return _splitmix64(_splitmix64(int(seed) & _MASK64) ^ (int(t) & _MASK64)) >> 1
 
