@@ -196,10 +196,10 @@ def max_lyapunov(
     --------
     >>> import torch, netdyn as nd
     >>> m = nd.LogisticMap(r=4.0)
-    >>> res = nd.max_lyapunov(m, torch.tensor([0.3], dtype=torch.float64), 2000, transient=100)
+    >>> res = nd.max_lyapunov(m, torch.tensor([0.3], dtype=torch.float64), 500, transient=20)
     >>> round(float(res["lyapunov"]), 2)  # ln 2 = 0.693
     0.69
-    >>> twin = nd.max_lyapunov(nd.HenonMap(), nd.HenonMap().initial_state(), 2000, method="twin")
+    >>> twin = nd.max_lyapunov(nd.HenonMap(), nd.HenonMap().initial_state(), 500, method="twin")
     >>> round(float(twin["lyapunov"]), 1)  # 0.419
     0.4
     """
