@@ -15,17 +15,15 @@ from netdyn.maps.divergence import DivergenceRule, divergence_reason
 from netdyn.orbits.distances import graph_distances, trajectory_distances
 from netdyn.orbits.graphs import from_graph, graph_trajectory, to_graph
 from netdyn.lyapunov.local import windowed_lyapunov
+from netdyn.maps.base import DiscreteMap, MapBase, has_jacobian
 from netdyn.maps.classic import (
     CircleRotation,
-    DiscreteMap,
     HenonMap,
     LinearMap,
     LogisticMap,
     LorenzRK4,
-    MapBase,
     PotentialGD,
     QuadraticGD,
-    has_jacobian,
 )
 from netdyn.lyapunov.maximal import max_lyapunov
 from netdyn.monitor import LyapunovMonitor

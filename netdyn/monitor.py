@@ -139,7 +139,8 @@ from netdyn._core.devices import SYNC_EVERY, host_block
 from netdyn._core.perturbation import default_d0, resolution_tolerance
 from netdyn.io.loop_recorder import LoopRecorder
 from netdyn.maps.divergence import DivergenceCheck
-from netdyn.lyapunov.maximal import block_stderr
+from netdyn._core.stats import block_stderr
+from netdyn._core.validation import check_float, check_int
 
 __all__ = ["LyapunovMonitor"]
 
@@ -181,7 +182,7 @@ class LyapunovMonitor:
         start and measure the separation on the parameters only (see the module
         docstring); ``False``: the full state (parameters and optimiser buffers).
     n_blocks : int, default 10
-        blocks for the standard error (:func:`netdyn.lyapunov.maximal.block_stderr`).
+        blocks for the standard error (:func:`netdyn._core.stats.block_stderr`).
     batch_loss : callable, optional
         ``batch_loss(model, batch) -> scalar`` for batches that are not
         ``(inputs, targets)``; replaces ``loss_fn``.
@@ -238,7 +239,14 @@ class LyapunovMonitor:
     closed : bool
         True after :meth:`close` (or leaving a ``with`` block).
 
-    Maths
+    Raises
+    ------
+    ValueError
+        on a non-optimiser, not exactly one of ``loss_fn`` / ``batch_loss``, counts
+        out of range, an inconsistent ``window``/``transient``/``renorm_every``, a
+        ``d0 <= 0`` or below the parameters' resolution, or non-finite parameters.
+
+    Notes
     -----
     ``lambda = 1/(N m) sum_j ln(|y - x|_j / |y - x|_{j-1}^+)`` with ``|.|^+`` the
     *measured* distance after the previous rescale ``y <- x + (y - x) d0 / |y - x|``;
@@ -252,6 +260,26 @@ class LyapunovMonitor:
     ----------
     Benettin, Galgani, Giorgilli, Strelcyn, Meccanica 15 (1980); ChaosTools.jl
     ``lyapunov``.
+
+    Examples
+    --------
+    >>> import torch, netdyn as nd
+    >>> g = torch.Generator().manual_seed(0)
+    >>> inputs, targets = torch.randn(32, 4, generator=g), torch.randn(32, 1, generator=g)
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    >>> loss_fn = torch.nn.MSELoss()
+    >>> monitor = nd.LyapunovMonitor(model, optimizer, loss_fn)
+    >>> for step in range(20):
+    ...     optimizer.zero_grad()
+    ...     loss_fn(model(inputs), targets).backward()
+    ...     optimizer.step()
+    ...     _ = monitor.step((inputs, targets))
+    >>> monitor.close()
+    >>> len(monitor.history), monitor.exponent < 0  # full-batch GD on a smooth loss: contracting
+    (20, True)
     """
 
     def __init__(
@@ -259,6 +287,7 @@ class LyapunovMonitor:
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
         loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+        *,
         d0: float | None = None,
         renorm_every: int = 1,
         every: int = 1,
@@ -273,17 +302,15 @@ class LyapunovMonitor:
         flush_every: int = 100,
         max_grad_norm: float | None = None,
         sharpness_every: int | None = None,
-        *,
         sync_every: int | None = None,
     ):
         caller = "LyapunovMonitor"
-        if sharpness_every is not None and (isinstance(sharpness_every, bool) or not isinstance(sharpness_every, int)
-                                            or sharpness_every < 1):
-            raise ValueError(f"{caller}: expected an integer sharpness_every >= 1 (or None), got {sharpness_every!r}")
+        if sharpness_every is not None:
+            sharpness_every = check_int(sharpness_every, "sharpness_every", caller, minimum=1)
         self.sharpness_every = sharpness_every
         self.sharpness_history: list[tuple[int, float, float]] = []
-        if max_grad_norm is not None and not (math.isfinite(max_grad_norm) and max_grad_norm > 0):
-            raise ValueError(f"{caller}: expected max_grad_norm > 0 (or None), got {max_grad_norm!r}")
+        if max_grad_norm is not None:
+            max_grad_norm = check_float(max_grad_norm, "max_grad_norm", caller, minimum=0.0, exclusive=True)
         self.max_grad_norm = max_grad_norm
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise ValueError(f"{caller}: expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
@@ -291,17 +318,18 @@ class LyapunovMonitor:
             raise ValueError(f"{caller}: expected exactly one of loss_fn and batch_loss, got {'both' if loss_fn else 'neither'}")
         if transient is None:
             transient = 0 if every == 1 else window // 2
-        for name, value, low in (("renorm_every", renorm_every, 1), ("every", every, 1), ("window", window, 1),
-                                 ("transient", transient, 0), ("n_blocks", n_blocks, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{caller}: expected integer {name} >= {low}, got {value!r}")
+        renorm_every = check_int(renorm_every, "renorm_every", caller, minimum=1)
+        every = check_int(every, "every", caller, minimum=1)
+        window = check_int(window, "window", caller, minimum=1)
+        transient = check_int(transient, "transient", caller, minimum=0)
+        n_blocks = check_int(n_blocks, "n_blocks", caller, minimum=1)
         if every > 1 and (window <= transient or (window - transient) % renorm_every):
             raise ValueError(
                 f"{caller}: expected window - transient to be a positive multiple of renorm_every={renorm_every}, "
                 f"got window={window}, transient={transient}"
             )
-        if d0 is not None and not d0 > 0:
-            raise ValueError(f"{caller}: expected d0 > 0, got {d0}")
+        if d0 is not None:
+            d0 = check_float(d0, "d0", caller, minimum=0.0, exclusive=True)
         self.model, self.optimizer = model, optimizer
         self.renorm_every, self.every, self.window = renorm_every, every, window
         self.transient, self.seed, self.params_only, self.n_blocks = transient, int(seed), bool(params_only), n_blocks

@@ -1,4 +1,4 @@
-"""A conformance check that any :class:`~netdyn.maps.classic.DiscreteMap` must pass.
+"""A conformance check that any :class:`~netdyn.maps.base.DiscreteMap` must pass.
 
 Use it on your own maps exactly as netdyn's tests use it on the reference maps::
 
@@ -11,26 +11,78 @@ from typing import Any
 
 import torch
 
-from netdyn.maps.classic import describe_map, has_jacobian, param_dim_of
+from netdyn.maps.base import describe_map, has_jacobian, param_dim_of
 
 __all__ = ["check_map", "finite_difference_jvp"]
 
 
-def finite_difference_jvp(map_: Any, x: torch.Tensor, v: torch.Tensor, t: int = 0, h: float = 1e-6) -> torch.Tensor:
+def finite_difference_jvp(
+    map_: Any, x: torch.Tensor, v: torch.Tensor, *, t: int = 0, h: float = 1e-6
+) -> torch.Tensor:
     """Central difference ``(F(x + h v) - F(x - h v)) / 2h``, shape ``(dim,)``.
 
+    Parameters
+    ----------
+    map_ : DiscreteMap
+        Any map.
+    x : Tensor ``(dim,)``
+        State where the derivative is taken.
+    v : Tensor ``(dim,)``
+        Tangent direction.
+    t : int, default 0
+        Map time of ``x``.
+    h : float, default 1e-6
+        Step of the difference, in the units of the state.
+
+    Returns
+    -------
+    Tensor ``(dim,)``
+        The approximation of ``J(x) v``.
+
+    Notes
+    -----
     Truncation error is O(h^2 |F'''|), round-off O(eps |F| / h); ``h = 1e-6`` balances
     the two at about 1e-10 relative in float64 for smooth maps of O(1) scale.
+
+    Examples
+    --------
+    >>> import torch, netdyn as nd
+    >>> from netdyn.testing import finite_difference_jvp
+    >>> x = torch.tensor([0.3], dtype=torch.float64)
+    >>> fd = finite_difference_jvp(nd.LogisticMap(4.0), x, torch.ones(1, dtype=torch.float64))
+    >>> round(float(fd[0]), 6)  # r (1 - 2x) = 1.6
+    1.6
     """
     return (map_.step(x + h * v, t) - map_.step(x - h * v, t)) / (2 * h)
 
 
-def check_map(map_: Any, seed: int = 0, steps: int = 3, rtol: float = 1e-6) -> None:
+def check_map(map_: Any, *, seed: int = 0, steps: int = 3, rtol: float = 1e-6) -> None:
     """Assert the protocol: shapes, dtype, determinism, ``param_dim``, tangents.
 
-    Raises ``AssertionError`` with a message naming the broken rule.  When the map
-    has ``step_jvp`` it is compared with central finite differences (float64 maps:
-    ``rtol`` relative to the tangent's norm), for one tangent and for a batch of 3.
+    Parameters
+    ----------
+    map_ : DiscreteMap
+        The map under test.
+    seed : int, default 0
+        Seed of its initial state and of the random tangents.
+    steps : int, default 3
+        Steps checked along the orbit.
+    rtol : float, default 1e-6
+        Tolerance of ``step_jvp`` against central finite differences (float64 maps),
+        relative to the tangent's norm.
+
+    Raises
+    ------
+    AssertionError
+        With a message naming the broken rule.  When the map has ``step_jvp`` it is
+        compared with finite differences for one tangent and for a batch of 3.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> from netdyn.testing import check_map
+    >>> check_map(nd.HenonMap()) is None
+    True
     """
     name = type(map_).__name__
     assert isinstance(map_.dim, int) and map_.dim >= 1, f"{name}.dim must be a positive int"
@@ -52,7 +104,7 @@ def check_map(map_: Any, seed: int = 0, steps: int = 3, rtol: float = 1e-6) -> N
             assert jvb.shape == (3, map_.dim), f"{name}.step_jvp: batch of tangents gave {tuple(jvb.shape)}"
             assert torch.allclose(jvb[0], jv, rtol=1e-10, atol=1e-12), f"{name}.step_jvp: batch and single disagree"
             for i in range(3):
-                fd = finite_difference_jvp(map_, x, vs[i], t)
+                fd = finite_difference_jvp(map_, x, vs[i], t=t)
                 err = float((jvb[i] - fd).norm() / max(float(fd.norm()), 1e-300))
                 assert err < rtol, f"{name}.step_jvp differs from finite differences by {err:.2e} at t={t}"
         x = y

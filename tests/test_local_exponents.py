@@ -5,7 +5,7 @@ import torch
 
 import netdyn
 from netdyn.lyapunov.local import windowed_lyapunov
-from netdyn.lyapunov.maximal import block_stderr
+from netdyn._core.stats import block_stderr
 from netdyn.maps.problems import make_task, training_map
 from netdyn.maps.schedules import Schedule
 
@@ -83,7 +83,7 @@ def test_constant_rate_windows_have_zero_error_bar():
     ({"steps": 50, "window": 20}, "multiple of window"),
     ({"steps": 40, "window": 20, "renorm_every": 3}, "multiple of renorm_every"),
     ({"steps": 40, "window": 20, "sharpness_every": 30}, "sharpness_every"),
-    ({"steps": 40, "window": 0}, "window >= 1"),
+    ({"steps": 40, "window": 0}, "window to be an int >= 1"),
 ])
 def test_bad_arguments(kwargs, match):
     map_ = ScheduledQuadraticGD((3.0,), 0.1, None)

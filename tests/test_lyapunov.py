@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from netdyn.lyapunov.maximal import BatchStepper, block_stderr, max_lyapunov
+from netdyn._core.stats import block_stderr
+from netdyn.lyapunov.maximal import max_lyapunov
+from netdyn.maps.batching import BatchStepper
 from netdyn.maps.classic import CircleRotation, HenonMap, LinearMap, LogisticMap, LorenzRK4, QuadraticGD
 
 HENON_L1 = 0.41922  # Sprott, "Chaos and Time-Series Analysis" (2003), table 5.1

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from netdyn.maps.base import describe_map, has_jacobian, param_dim_of, require_jacobian
 from netdyn.maps.classic import (
     CircleRotation,
     HenonMap,
@@ -12,10 +13,6 @@ from netdyn.maps.classic import (
     LorenzRK4,
     PotentialGD,
     QuadraticGD,
-    describe_map,
-    has_jacobian,
-    param_dim_of,
-    require_jacobian,
 )
 from netdyn.testing import check_map
 

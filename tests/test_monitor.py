@@ -387,7 +387,7 @@ class TestValidation:
     def test_bad_arguments(self, digits):
         model = copy.deepcopy(digits.model)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        with pytest.raises(ValueError, match="^LyapunovMonitor: expected integer every >= 1"):
+        with pytest.raises(ValueError, match="^LyapunovMonitor: expected every to be an int >= 1"):
             LyapunovMonitor(model, opt, digits.loss_fn, every=0)
         with pytest.raises(ValueError, match="^LyapunovMonitor: expected window - transient"):
             LyapunovMonitor(model, opt, digits.loss_fn, every=5, window=4, transient=4)

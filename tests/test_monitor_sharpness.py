@@ -72,7 +72,7 @@ class TestMonitorSharpness:
 
     def test_bad_setting(self):
         model, _, _ = problem()
-        with pytest.raises(ValueError, match="sharpness_every >= 1"):
+        with pytest.raises(ValueError, match="sharpness_every to be an int >= 1"):
             LyapunovMonitor(model, torch.optim.SGD(model.parameters(), lr=LR), nn.MSELoss(), sharpness_every=0)
 
 

@@ -74,8 +74,8 @@ class TestEarlyFeatures:
     @pytest.mark.parametrize(
         "kwargs, match",
         [
-            ({"window": 0}, "expected an integer window >= 1"),
-            ({"window": 10, "k": 3}, r"expected an integer k in \[1, 2\]"),
+            ({"window": 0}, "expected window to be an int >= 1"),
+            ({"window": 10, "k": 3}, r"expected k to be an int in \[1, 2\]"),
             ({"window": 10, "n_windows": 2, "clv_transient": 10}, "expected n_windows \\* window > 2 \\* clv_transient.*= 20"),
             ({"window": 10, "k": 1, "clv_transient": 2}, "expected .*k >= 2.*k = 1"),
         ],
@@ -162,10 +162,10 @@ class TestComparePredictors:
     @pytest.mark.parametrize(
         "kwargs, match",
         [
-            ({"kind": "ranking"}, "expected kind in"),
+            ({"kind": "ranking"}, "expected kind to be one of"),
             ({"baseline": "other"}, "expected baseline among"),
             ({"kind": "classification"}, "expected a 0/1 target"),
-            ({"n_splits": 1}, "expected an integer n_splits >= 2"),
+            ({"n_splits": 1}, "expected n_splits to be an int >= 2"),
         ],
     )
     def test_bad_arguments(self, kwargs, match):

@@ -169,7 +169,7 @@ class TestTangentsAndTime:
         v = torch.zeros(tmap.dim, dtype=torch.float64)  # along parameters: Adam's moments stay positive
         v[: tmap.param_dim] = torch.randn(tmap.param_dim, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
         _, jv = tmap.step_jvp(x, v, 30)
-        fd = finite_difference_jvp(tmap, x, v, 30)
+        fd = finite_difference_jvp(tmap, x, v, t=30)
         assert float((jv - fd).norm() / fd.norm()) < 1e-6
         # the tangent uses step 30's rate: a constant-rate map at lr_at(30) has the same tangent
         const = training_map(task, lr=tmap.lr_at(30), optimizer="adam")

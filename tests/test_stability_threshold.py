@@ -97,7 +97,7 @@ class TestPreconditionedSharpness:
         x_next = tmap.step(x, t)
         bias1 = 1 - 0.9 ** (t + 1)
         implied = -(0.01 / bias1) * x_next[p: 2 * p] / (x_next[:p] - x[:p])
-        torch.testing.assert_close(step_preconditioner(tmap, x, t), implied, rtol=1e-9, atol=0)
+        torch.testing.assert_close(step_preconditioner(tmap, x, t=t), implied, rtol=1e-9, atol=0)
 
     def test_rmsprop_preconditioner_is_what_the_step_divides_by(self):
         tmap, _ = linear_regression_map("rmsprop")
@@ -106,13 +106,13 @@ class TestPreconditionedSharpness:
         theta = x[:p].clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(tmap.loss(theta, t), theta)
         implied = -0.01 * grad / (tmap.step(x, t)[:p] - x[:p])
-        torch.testing.assert_close(step_preconditioner(tmap, x, t), implied, rtol=1e-9, atol=0)
+        torch.testing.assert_close(step_preconditioner(tmap, x, t=t), implied, rtol=1e-9, atol=0)
 
     @pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
     def test_equals_exact_eigenvalues_of_p_inverse_h(self, optimizer):
         tmap, hessian = linear_regression_map(optimizer)
         x, t = self.state_with_buffers(tmap), 7
-        scale = step_preconditioner(tmap, x, t).rsqrt().numpy()
+        scale = step_preconditioner(tmap, x, t=t).rsqrt().numpy()
         exact = np.sort(np.linalg.eigvalsh(scale[:, None] * hessian * scale[None, :]))[::-1]
         result = sharpness_at(tmap, x, k=2, t=t, preconditioned=True, tol=1e-10)
         assert result.preconditioned and result.converged

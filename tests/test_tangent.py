@@ -60,14 +60,14 @@ class TestLyapunovSpectrum:
         assert float(ds.lyapunov[0]) == pytest.approx(math.log(1e150), rel=1e-12)
 
     def test_bad_k(self, henon_x0):
-        with pytest.raises(ValueError, match="lyapunov_spectrum: expected integer k"):
+        with pytest.raises(ValueError, match="lyapunov_spectrum: expected k to be an int"):
             lyapunov_spectrum(HenonMap(), henon_x0, 10, k=3)
 
 
 class TestFtle:
     def test_windows_average_to_global_and_narrow(self, henon_x0):
-        short = ftle(HenonMap(), henon_x0, 1200, 2, window=4)
-        long = ftle(HenonMap(), henon_x0, 1200, 2, window=40)
+        short = ftle(HenonMap(), henon_x0, 1200, k=2, window=4)
+        long = ftle(HenonMap(), henon_x0, 1200, k=2, window=40)
         assert short.ftle.dims == ("step", "exponent") and short.sizes["step"] == 300
         assert np.allclose(short.ftle.mean("step"), long.ftle.mean("step"), atol=1e-12)
         assert abs(float(long.ftle.mean("step")[0]) - HENON[0]) < 0.04  # ~4 stderr of 1200 steps
@@ -77,13 +77,13 @@ class TestFtle:
 
     def test_window_must_divide_steps(self, henon_x0):
         with pytest.raises(ValueError, match="ftle: expected an integer window"):
-            ftle(HenonMap(), henon_x0, 100, 1, window=7)
+            ftle(HenonMap(), henon_x0, 100, k=1, window=7)
 
 
 class TestClv:
     def test_nonnormal_linear_map_gives_eigenvectors(self):
         m = LinearMap([[1.2, 0.3], [0.0, 0.5]])
-        ds = clv(m, m.initial_state(0), 120, 2, transient=60, window=(10, 40))
+        ds = clv(m, m.initial_state(0), 120, k=2, transient=60, window=(10, 40))
         v = ds.clv.values
         e1, e2 = np.array([1.0, 0.0]), np.array([-3.0, 7.0]) / math.sqrt(58.0)  # (A - 0.5 I) e2 = 0
         assert np.allclose(np.abs(v[:, 0] @ e1), 1.0, atol=1e-12)
@@ -95,7 +95,7 @@ class TestClv:
 
     def test_henon_clvs_are_covariant(self, henon_x0):
         m = HenonMap()
-        ds = clv(m, henon_x0, 200, 2, transient=60, window=(0, 20))
+        ds = clv(m, henon_x0, 200, k=2, transient=60, window=(0, 20))
         x = henon_x0
         for t in range(60):
             x = m.step(x, t)
@@ -107,7 +107,7 @@ class TestClv:
     def test_window_validation(self):
         m = LinearMap([[1.2, 0.3], [0.0, 0.5]])
         with pytest.raises(ValueError, match="clv: expected window"):
-            clv(m, m.initial_state(0), 100, 2, transient=50, window=(0, 80))
+            clv(m, m.initial_state(0), 100, k=2, transient=50, window=(0, 80))
 
 
 class TestLyapunovSumFromJacobian:
@@ -134,8 +134,8 @@ class TestStartTime:
         spectrum = lyapunov_spectrum(m, m.initial_state(0), 4, k=2, transient=1, t0=30)
         assert times == [30, 31, 32, 33, 34] and spectrum["step"].values.tolist() == [32, 33, 34, 35]
         times.clear()
-        assert ftle(m, m.initial_state(0), 4, 2, window=2, t0=10)["step"].values.tolist() == [12, 14]
+        assert ftle(m, m.initial_state(0), 4, k=2, window=2, t0=10)["step"].values.tolist() == [12, 14]
         assert times == [10, 11, 12, 13]
         times.clear()
-        vectors = clv(m, m.initial_state(0), 6, 2, transient=2, t0=50)
+        vectors = clv(m, m.initial_state(0), 6, k=2, transient=2, t0=50)
         assert times == list(range(50, 58)) and vectors["step"].values[0] == 52  # transient + steps map steps

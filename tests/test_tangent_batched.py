@@ -46,7 +46,7 @@ class TestBatchedSpectrum:
         assert np.isnan(result["local_rate"][1, -1, 0])
 
     def test_qr_factors_have_batch_shapes(self):
-        steps = list(qr_tangent_steps(HenonMap(), henon_starts(3), 2, 2))
+        steps = list(qr_tangent_steps(HenonMap(), henon_starts(3), 2, k=2))
         t, x, q, r = steps[-1]
         assert (t, x.shape, q.shape, r.shape) == (1, (3, 2), (3, 2, 2), (3, 2, 2))
         eye = torch.eye(2, dtype=q.dtype).expand(3, 2, 2)

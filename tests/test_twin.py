@@ -54,8 +54,8 @@ class TestPerturbationGrowth:
 
     def test_norms_and_eps(self):
         m = QuadraticGD([1.0, 1.0], lr=0.1)  # the map is 0.9 * identity
-        l1 = perturbation_growth(m, m.initial_state(0), 5, n_copies=3, eps=1e-6, norm="l1", seed=3)
-        l2 = perturbation_growth(m, m.initial_state(0), 5, n_copies=3, eps=1e-6, norm="l2", seed=3)
+        l1 = perturbation_growth(m, m.initial_state(0), 5, n_copies=3, d0=1e-6, norm="l1", seed=3)
+        l2 = perturbation_growth(m, m.initial_state(0), 5, n_copies=3, d0=1e-6, norm="l2", seed=3)
         d1, d2 = l1.distance.isel(step=0).values, l2.distance.isel(step=0).values
         assert (d1 <= 2 * 1e-6).all() and (d2 < d1).all()
         assert np.allclose(l1.distance.isel(step=5), 0.9**5 * d1, rtol=1e-9)

@@ -279,7 +279,7 @@ pg, pg_twin = {}, {}
 fig, ax = plt.subplots(figsize=(8, 4), constrained_layout=True)
 for i, lr in enumerate(pg_lrs):
     res = netdyn.perturbation_growth(netdyn.training_map(task, lr=lr), x0, PG_STEPS, n_copies=PG_COPIES,
-                                     eps=1e-8, norm="l1", seed=0)
+                                     d0=1e-8, norm="l1", seed=0)
     pg[lr] = res
     pg_twin[lr] = netdyn.max_lyapunov(netdyn.training_map(task, lr=lr), x0, PG_STEPS, method="twin")["local_rate"].values
     a, b = int(res["fit_start"]), int(res["fit_stop"])

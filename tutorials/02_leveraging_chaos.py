@@ -207,7 +207,7 @@ def three_estimates(lr, seed, task, steps):
     tmap = nd.training_map(net, lr=lr, seed=seed)
     x0 = tmap.initial_state()
     tangent = nd.max_lyapunov(tmap, x0, steps, method="tangent")
-    growth = nd.perturbation_growth(tmap, x0, steps, n_copies=5, eps=1e-8, norm="l1", seed=seed)
+    growth = nd.perturbation_growth(tmap, x0, steps, n_copies=5, d0=1e-8, norm="l1", seed=seed)
     return tangent, growth
 
 

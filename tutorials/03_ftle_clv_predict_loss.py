@@ -103,7 +103,7 @@ print(f"Hessian at init: lowest eigenvalue {float(eig[0]):+.4f}, highest {float(
 # (QR) every step; the exponents of each window of $w$ steps are the mean $\ln R_{ii}$ over it.
 
 # %%
-along = netdyn.ftle(tmap, x0s[0], ALONG, K, WINDOW)
+along = netdyn.ftle(tmap, x0s[0], ALONG, k=K, window=WINDOW)
 print(along["ftle"].isel(step=slice(0, 4)).round(4).to_pandas())
 
 # %% [markdown]

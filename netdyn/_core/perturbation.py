@@ -52,6 +52,13 @@ def default_d0(dtype: torch.dtype, scale: float = 1.0) -> float:
     ------
     ValueError
         for a non-floating dtype or a negative or non-finite ``scale``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from netdyn._core.perturbation import default_d0
+    >>> f"{default_d0(torch.float64):.3g}", f"{default_d0(torch.float32, 12.0):.2g}"
+    ('1.49e-08', '0.0041')
     """
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"default_d0: expected a floating-point torch.dtype, got {dtype!r}")
@@ -68,6 +75,28 @@ def resolution_tolerance(dtype: torch.dtype) -> float:
     (a few 1e-4 in float32, under 1e-3 in float64 where ``1e-3`` is the historical
     check of ``max_lyapunov``), so a measured distance further from ``d0`` than this
     means ``d0`` is below the resolution of the state.
+
+    Parameters
+    ----------
+    dtype : torch.dtype
+        Floating-point type of the state.
+
+    Returns
+    -------
+    float
+        The relative tolerance.
+
+    Raises
+    ------
+    ValueError
+        For a non-floating dtype.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from netdyn._core.perturbation import resolution_tolerance
+    >>> resolution_tolerance(torch.float64), round(resolution_tolerance(torch.float16), 4)
+    (0.001, 0.0312)
     """
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"resolution_tolerance: expected a floating-point torch.dtype, got {dtype!r}")

@@ -28,7 +28,23 @@ R = TypeVar("R", bound="DatasetResult")
 
 
 class DatasetResult:
-    """Mixin for frozen-dataclass results: ``to_dataset``, ``from_dataset`` and a readable ``repr``."""
+    """Mixin for frozen-dataclass results: ``to_dataset``, ``from_dataset`` and a readable ``repr``.
+
+    Examples
+    --------
+    >>> from dataclasses import dataclass, field
+    >>> import numpy as np
+    >>> from netdyn._core.results import DatasetResult
+    >>> @dataclass(frozen=True, eq=False, repr=False)
+    ... class Fit(DatasetResult):
+    ...     slope: float
+    ...     residuals: np.ndarray = field(metadata={"dims": ("point",)})
+    >>> fit = Fit(0.5, np.zeros(3))
+    >>> fit
+    Fit(slope=0.5, residuals=<array (3,) float64>)
+    >>> Fit.from_dataset(fit.to_dataset()).slope
+    0.5
+    """
 
     def to_dataset(self) -> xr.Dataset:
         """All fields as an ``xarray.Dataset`` (lossless; see the module docstring).

@@ -123,6 +123,24 @@ def check_float(
 def check_choice(value: Any, name: str, caller: str, choices: Collection[str]) -> str:
     """``value`` when it is one of ``choices``.
 
+    Parameters
+    ----------
+    value : Any
+        The user's value.
+    name, caller : str
+        The parameter's and the public function's names, for the error message.
+    choices : collection of str
+        The allowed values.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        When ``value`` is not one of ``choices``.
+
     Examples
     --------
     >>> check_choice("twin", "method", "max_lyapunov", ("tangent", "twin"))

@@ -48,7 +48,35 @@ Batch = tuple[tuple[Any, ...], dict[str, Any]]
 
 
 def output_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
-    """``model(*args, **kwargs).loss``: the loss a Trainer minimises for a batch with labels."""
+    """``model(*args, **kwargs).loss``: the loss a Trainer minimises for a batch with labels.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A model whose output has a ``loss`` (attribute or dict key).
+    batch : tuple
+        ``(args, kwargs)`` of the forward call.
+
+    Returns
+    -------
+    Tensor
+        The scalar loss.
+
+    Raises
+    ------
+    ValueError
+        When the output has no loss (the batch had no labels).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from netdyn.integrations.huggingface import output_loss
+    >>> class Model(torch.nn.Module):
+    ...     def forward(self, x, labels):
+    ...         return {"loss": ((x - labels) ** 2).mean()}
+    >>> float(output_loss(Model(), ((torch.ones(3),), {"labels": torch.zeros(3)})))
+    1.0
+    """
     args, kwargs = batch
     output = model(*args, **kwargs)
     loss = output["loss"] if isinstance(output, dict) else getattr(output, "loss", None)
@@ -74,9 +102,16 @@ class LyapunovTrainerCallback(TrainerCallback):
     ----------
     monitor : LyapunovMonitor or None
         the monitor of the current run (``monitor.result()`` after training).
+
+    Examples
+    --------
+    >>> from netdyn.integrations.huggingface import LyapunovTrainerCallback
+    >>> callback = LyapunovTrainerCallback(every=10)
+    >>> callback.monitor is None  # built at on_train_begin: Trainer(..., callbacks=[callback])
+    True
     """
 
-    def __init__(self, name: str = "lyapunov", **monitor_kwargs: Any):
+    def __init__(self, *, name: str = "lyapunov", **monitor_kwargs: Any):
         self.name, self.monitor_kwargs = name, monitor_kwargs
         self.monitor: LyapunovMonitor | None = None
         self._model: nn.Module | None = None

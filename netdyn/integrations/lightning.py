@@ -65,11 +65,25 @@ class LyapunovCallback(pl.Callback):
     accumulation, no gradient clipping, full precision ("32-true" or "64-true")
     — otherwise the shadow would not repeat the user's step, and
     ``on_train_start`` raises ``ValueError``.
+
+    Raises
+    ------
+    ValueError
+        unless exactly one of ``loss_fn`` and ``batch_loss`` is given.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from netdyn.integrations.lightning import LyapunovCallback
+    >>> callback = LyapunovCallback(nn.CrossEntropyLoss(), every=10)
+    >>> callback.monitor is None  # built at on_train_start: Trainer(callbacks=[callback])
+    True
     """
 
     def __init__(
         self,
         loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+        *,
         batch_loss: Callable[[nn.Module, Any], Tensor] | None = None,
         name: str = "lyapunov",
         prog_bar: bool = False,

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from netdyn.maps.classic import param_dim_of
+from netdyn.maps.base import param_dim_of
 
 __all__ = ["Selection", "SketchProjection", "resolve_record"]
 

@@ -1,7 +1,7 @@
 """The papers' perturbation-growth protocol: un-renormalised twin copies.
 
 :func:`perturbation_growth` follows Danovski et al. (2024) and Jiménez-González
-et al. (2025): copies of the initial state are shifted by ``U(-eps, eps)`` on the
+et al. (2025): copies of the initial state are shifted by ``U(-d0, d0)`` on the
 parameters, all copies are run with the *same* map (same ``t``, same batches), and
 the distance ``d(t)`` of each copy to the reference run is recorded without
 renormalisation; the exponent is the slope of ``mean ln d(t)`` on its linear part.
@@ -18,14 +18,16 @@ import xarray as xr
 from torch import Tensor
 
 from netdyn._core.devices import SYNC_EVERY, host_block
+from netdyn._core.progress import progress_bar
+from netdyn._core.validation import check_choice, check_float, check_int
+from netdyn.maps.base import as_states, batch_step, is_batch_first, map_attrs, param_dim_of
+from netdyn.maps.batching import BatchStepper
 from netdyn.series.linear_region import flat_linear_flat
-from netdyn.lyapunov.maximal import BatchStepper, as_states, map_attrs
-from netdyn.maps.classic import batch_step, is_batch_first, param_dim_of
 
 __all__ = ["perturbation_growth", "growth_fit_window"]
 
 
-def growth_fit_window(log_distance: np.ndarray, min_points: int = 3, max_candidates: int = 200) -> tuple[int, int]:
+def growth_fit_window(log_distance: np.ndarray, *, min_points: int = 3, max_candidates: int = 200) -> tuple[int, int]:
     """Automatic fit window ``(start, stop)`` (``stop`` exclusive) of a log-distance curve.
 
     Parameters
@@ -38,13 +40,24 @@ def growth_fit_window(log_distance: np.ndarray, min_points: int = 3, max_candida
 
     Returns
     -------
-    ``(start, stop)`` indices into the curve.
+    tuple of int
+        ``(start, stop)`` indices into the curve.
 
+    Notes
+    -----
     The rule is :func:`netdyn.series.linear_region.flat_linear_flat` (a continuous
     flat - linear - flat least-squares fit; see there), the model of a twin
     perturbation: alignment, exponential growth, saturation.  It is robust to the
     step-to-step scatter of a single orbit's finite-time growth; Rosenstein's
     averaged curves use :func:`netdyn.series.linear_region.linear_region` instead.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.lyapunov.growth import growth_fit_window
+    >>> curve = np.concatenate([np.zeros(10), 0.5 * np.arange(1, 21), np.full(10, 10.0)])
+    >>> growth_fit_window(curve)  # the kink at 9 (value 0) starts the rise
+    (9, 30)
     """
     region = flat_linear_flat(log_distance, min_points=min_points, max_candidates=max_candidates)
     return region.start, region.stop
@@ -54,13 +67,15 @@ def perturbation_growth(
     map_: Any,
     x0: Tensor | np.ndarray,
     steps: int,
+    *,
     n_copies: int = 5,
-    eps: float = 1e-8,
+    d0: float = 1e-8,
     norm: str = "l1",
     seed: int = 0,
     fit_window: tuple[int, int] | None = None,
     vectorize: bool | None = None,
     t0: int = 0,
+    progress: bool | None = None,
 ) -> xr.Dataset:
     """Growth of un-renormalised parameter perturbations and its exponent.
 
@@ -71,19 +86,22 @@ def perturbation_growth(
         adds a dim ``init`` (all copies of all inits are stepped in one batch).
     steps : int — steps to run.
     n_copies : int, default 5 — perturbed copies per reference.
-    eps : float, default 1e-8 — each parameter entry (first ``map.param_dim``
-        entries) of a copy is shifted by ``U(-eps, eps)``; buffers are not shifted.
+    d0 : float, default 1e-8 — perturbation size: each parameter entry (first
+        ``map.param_dim`` entries) of a copy is shifted by ``U(-d0, d0)``; buffers
+        are not shifted (was ``eps``).
     norm : {"l1", "l2"}, default "l1" — distance over the parameters.
     seed : int, default 0 — seed of the shifts (``torch.Generator``).
     fit_window : (start, stop) or None — steps ``start <= t < stop`` used for the
         slope; None chooses it per init with :func:`growth_fit_window`.
     vectorize : bool or None — batching of the copies: a ``batch_first`` map (see
-        :mod:`netdyn.maps.classic`) steps all copies of all inits in one call; other maps go
-        through :class:`netdyn.lyapunov.maximal.BatchStepper` (vmap, else a loop); ``False``
+        :mod:`netdyn.maps.base`) steps all copies of all inits in one call; other maps go
+        through :class:`netdyn.maps.batching.BatchStepper` (vmap, else a loop); ``False``
         forces the BatchStepper loop (the reference path).
     t0 : int, default 0 — map time of ``x0`` (e.g. ``ds.final_step`` of a saved run);
         the ``step`` coordinate counts from it, while ``fit_window``, ``fit_start``
         and ``fit_stop`` stay positions along it (steps after ``x0``).
+    progress : bool or None, default None — a tqdm bar over the steps (None: only
+        on a terminal).
 
     Returns
     -------
@@ -91,10 +109,16 @@ def perturbation_growth(
     ``distance (init, copy, step)`` ``d(t)``; ``log_distance (init, step)`` mean over
     copies of ``ln d(t)``; ``lyapunov (init)`` the fitted slope, per step;
     ``lyapunov_stderr (init)`` its least-squares standard error; ``fit_start``,
-    ``fit_stop (init)``; ``diverged (init)``.  attrs ``eps``, ``norm``, ``n_copies``,
+    ``fit_stop (init)``; ``diverged (init)``.  attrs ``d0``, ``norm``, ``n_copies``,
     ``perturbation_seed``, ``fit_rule`` ("auto" or "given"), the map's ``describe()``.
 
-    Maths
+    Raises
+    ------
+    ValueError
+        on a bad ``x0``, ``steps < 2``, ``n_copies < 1``, an unknown ``norm``,
+        ``d0 <= 0`` or a ``fit_window`` outside the curve.
+
+    Notes
     -----
     ``d_c(t) = ||theta_c(t) - theta_ref(t)||`` (L1 or L2 over parameters);
     ``lambda`` = least-squares slope of ``<ln d_c(t)>_c`` over the window.  Without
@@ -105,7 +129,7 @@ def perturbation_growth(
     Failure policy: a non-finite reference or copy makes ``d`` non-finite from that
     step on; the fit uses the finite part (``diverged`` True, with a warning).
 
-    Defaults: ``eps = 1e-8``, five copies and the L1 norm are the protocol of
+    Defaults: ``d0 = 1e-8``, five copies and the L1 norm are the protocol of
     Jiménez-González et al. (2025); the window rule is documented in
     :func:`growth_fit_window`.
 
@@ -113,47 +137,54 @@ def perturbation_growth(
     ----------
     Danovski, Soriano & Lacasa, arXiv:2404.05782; Jiménez-González, Soriano &
     Lacasa, arXiv:2506.08523.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> m = nd.LinearMap([[1.5, 0.0], [0.0, 0.5]])
+    >>> res = nd.perturbation_growth(m, m.initial_state(), 40, fit_window=(10, 41))
+    >>> round(float(res["lyapunov"]), 3)  # ln 1.5 = 0.4055
+    0.405
     """
     caller = "perturbation_growth"
     xs, batched = as_states(map_, x0, caller)
     if getattr(map_, "members", None) is not None:
         raise ValueError(f"{caller}: expected a map with scalar parameters, got a parameter batch of {map_.members} "
                          "members (the copies of a member need its parameters: use map_.member(i))")
-    if int(steps) != steps or steps < 2:
-        raise ValueError(f"{caller}: expected integer steps >= 2, got {steps}")
-    if int(n_copies) != n_copies or n_copies < 1:
-        raise ValueError(f"{caller}: expected integer n_copies >= 1, got {n_copies}")
-    if norm not in ("l1", "l2"):
-        raise ValueError(f"{caller}: expected norm 'l1' or 'l2', got {norm!r}")
-    if not eps > 0:
-        raise ValueError(f"{caller}: expected eps > 0, got {eps}")
+    steps = check_int(steps, "steps", caller, minimum=2)
+    n_copies = check_int(n_copies, "n_copies", caller, minimum=1)
+    norm = check_choice(norm, "norm", caller, ("l1", "l2"))
+    d0 = check_float(d0, "d0", caller, minimum=0.0, exclusive=True)
+    t0 = check_int(t0, "t0", caller, minimum=0)
     if fit_window is not None and not 0 <= fit_window[0] < fit_window[1] - 1 <= steps:
         raise ValueError(f"{caller}: expected fit_window (start, stop) with 0 <= start < stop - 1 <= {steps}, "
                          f"got {fit_window}")
     n, p = xs.shape[0], param_dim_of(map_)
     gen = torch.Generator().manual_seed(int(seed))
     shift = torch.zeros(n, n_copies, map_.dim, dtype=xs.dtype, device=xs.device)
-    draw = eps * (2 * torch.rand(n, n_copies, p, generator=gen, dtype=torch.float64) - 1)
+    draw = d0 * (2 * torch.rand(n, n_copies, p, generator=gen, dtype=torch.float64) - 1)
     shift[..., :p] = draw.to(device=xs.device, dtype=xs.dtype)  # CPU draw, moved once
     batch = torch.cat((xs[:, None], xs[:, None] + shift), dim=1).reshape(n * (n_copies + 1), map_.dim)
     order = 1 if norm == "l1" else 2
     stepper = None if is_batch_first(map_) and vectorize is not False else BatchStepper(map_, vectorize)
     dist = np.full((n, n_copies, steps + 1), np.nan)
     pending: list[Tensor] = []  # distances (n, n_copies) per step, on the device; to the host once per block
-    for t in range(steps + 1):
-        if t:
-            batch = batch_step(map_, batch, t0 + t - 1, stepper)
-        theta = batch.reshape(n, n_copies + 1, map_.dim)[..., :p]
-        pending.append(torch.linalg.vector_norm(theta[:, 1:] - theta[:, :1], ord=order, dim=-1).double())
-        if len(pending) == SYNC_EVERY or t == steps:
-            block = host_block(pending)
-            first = t + 1 - len(pending)
-            pending.clear()
-            dead = ~np.isfinite(block).any(axis=(1, 2))  # every distance non-finite: the loop stops there
-            end = first + (int(np.argmax(dead)) + 1 if dead.any() else len(block))
-            dist[..., first:end] = np.moveaxis(block[: end - first], 0, -1)
-            if dead.any():
-                break
+    with progress_bar(steps, progress=progress, desc=caller) as bar:
+        for t in range(steps + 1):
+            if t:
+                batch = batch_step(map_, batch, t0 + t - 1, stepper)
+                bar.update(1)
+            theta = batch.reshape(n, n_copies + 1, map_.dim)[..., :p]
+            pending.append(torch.linalg.vector_norm(theta[:, 1:] - theta[:, :1], ord=order, dim=-1).double())
+            if len(pending) == SYNC_EVERY or t == steps:
+                block = host_block(pending)
+                first = t + 1 - len(pending)
+                pending.clear()
+                dead = ~np.isfinite(block).any(axis=(1, 2))  # every distance non-finite: the loop stops there
+                end = first + (int(np.argmax(dead)) + 1 if dead.any() else len(block))
+                dist[..., first:end] = np.moveaxis(block[: end - first], 0, -1)
+                if dead.any():
+                    break
     with np.errstate(divide="ignore", invalid="ignore"):
         logd = np.log(dist).mean(axis=1)
     diverged = ~np.isfinite(dist).all(axis=(1, 2))
@@ -173,7 +204,7 @@ def perturbation_growth(
             "diverged": (("init",), diverged),
         },
         coords={"step": t0 + np.arange(steps + 1, dtype=np.int64), "copy": np.arange(n_copies), "init": np.arange(n)},
-        attrs={**map_attrs(map_), "eps": float(eps), "norm": norm, "n_copies": int(n_copies),
+        attrs={**map_attrs(map_), "d0": float(d0), "norm": norm, "n_copies": int(n_copies),
                "perturbation_seed": int(seed), "fit_rule": "auto" if fit_window is None else "given", "t0": int(t0),
                "units": "per step"},
     )

@@ -4,7 +4,7 @@ A learning-rate schedule (or simply training itself) makes the map non-autonomou
 one exponent for the whole run averages over regimes.  :func:`windowed_lyapunov` cuts
 the local rates of one Benettin run (:func:`netdyn.lyapunov.maximal.max_lyapunov`, the one
 engine) into consecutive windows and reports, for each, the finite-time exponent with a
-block-average error bar (:func:`netdyn.lyapunov.maximal.block_stderr`), the learning rate the
+block-average error bar (:func:`netdyn._core.stats.block_stderr`), the learning rate the
 schedule gave it and, on request, the (preconditioned) sharpness against the optimiser's
 stability threshold at that rate (:func:`netdyn.sharpness.hessian.track_sharpness`).
 
@@ -21,14 +21,39 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from netdyn.lyapunov.maximal import block_stderr, max_lyapunov
+from netdyn._core.stats import block_stderr
+from netdyn._core.validation import check_int
+from netdyn.lyapunov.maximal import max_lyapunov
 from netdyn.sharpness.hessian import track_sharpness
 
 __all__ = ["windowed_lyapunov", "rate_at"]
 
 
 def rate_at(map_: Any, t: int) -> float:
-    """The learning rate of step ``t``: ``map_.lr_at(t)`` for a scheduled map, else ``map_.lr`` (NaN without one)."""
+    """The learning rate of step ``t``.
+
+    Parameters
+    ----------
+    map_ : DiscreteMap
+        Any map; a scheduled map defines ``lr_at(t)``, a constant-rate one ``lr``.
+    t : int
+        Map time (step index).
+
+    Returns
+    -------
+    float
+        ``map_.lr_at(t)`` for a scheduled map, else ``map_.lr``; NaN for a map
+        without a learning rate.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> from netdyn.lyapunov.local import rate_at
+    >>> rate_at(nd.QuadraticGD([1.0], lr=0.3), 7)
+    0.3
+    >>> rate_at(nd.HenonMap(), 7)
+    nan
+    """
     if hasattr(map_, "lr_at"):
         return float(map_.lr_at(int(t)))
     lr = getattr(map_, "lr", None)
@@ -45,12 +70,13 @@ def windowed_lyapunov(
     t0: int = 0,
     transient: int = 0,
     renorm_every: int = 1,
-    d0: float = 1e-9,
+    d0: float | None = None,
     seed: int = 0,
     params_only: bool = True,
     n_blocks: int = 5,
     sharpness_every: int | None = None,
     sharpness_options: dict[str, Any] | None = None,
+    progress: bool | None = None,
 ) -> xr.Dataset:
     """Maximal Lyapunov exponent over consecutive windows of one run, with error bars and the rate.
 
@@ -67,7 +93,9 @@ def windowed_lyapunov(
         steps per window, a multiple of ``renorm_every``.
     method, transient, renorm_every, d0, seed, params_only
         as in :func:`netdyn.lyapunov.maximal.max_lyapunov` (one run of it over all windows; the
-        separation is carried across window boundaries, so each window starts aligned).
+        separation is carried across window boundaries, so each window starts aligned);
+        ``d0=None`` is max_lyapunov's default-d0 rule
+        (:func:`netdyn._core.perturbation.default_d0`).
     t0 : int, default 0
         map time of ``x0`` (the schedule's clock).
     n_blocks : int, default 5
@@ -78,6 +106,8 @@ def windowed_lyapunov(
         (``<= window``, so every window has a measurement); the map needs ``loss``.
     sharpness_options : dict, optional
         passed to :func:`track_sharpness` (``k``, ``method``, ``tol`` ...).
+    progress : bool or None, default None
+        a tqdm bar over the steps (None: only on a terminal).
 
     Returns
     -------
@@ -113,31 +143,46 @@ def windowed_lyapunov(
     attrs: those of :func:`max_lyapunov` plus ``window``, ``n_blocks`` (and
     ``sharpness_preconditioned``, ``sharpness_every``).
 
-    Maths
+    Raises
+    ------
+    ValueError
+        on counts that are not integers in range, ``steps`` not a multiple of
+        ``window`` or ``window`` not a multiple of ``renorm_every``, a batch ``x0``,
+        and whatever :func:`netdyn.max_lyapunov` refuses.
+
+    Notes
     -----
     With local rates ``r_t = ln(|delta_{t+m}| / |delta_t|) / m`` of the aligned separation,
     the window ``[a, a + W)`` has exponent ``(1 / W) sum r_t`` = the finite-time exponent
     ``ln(|delta_{a+W}| / |delta_a|) / W``.  For gradient descent on a quadratic with a
     schedule it is the mean of ``ln|1 - lr(t) h_max|`` over the window when the top
     curvature direction dominates.  The threshold at step ``t`` is
-    ``stability_threshold(map_, t)``, at that step's rate (e.g. ``38 / lr(t)`` for Adam).
+    ``stability_threshold(map_, t=t)``, at that step's rate (e.g. ``38 / lr(t)`` for Adam).
+
+    Examples
+    --------
+    >>> import math, netdyn as nd
+    >>> m = nd.QuadraticGD([1.0, 3.0], lr=0.6)
+    >>> res = nd.windowed_lyapunov(m, m.initial_state(), 40, window=10, transient=40)
+    >>> [round(float(v), 4) for v in res["lyapunov"]]  # ln|1 - 0.6 * 1| in every window
+    [-0.2231, -0.2231, -0.2231, -0.2231]
     """
     caller = "windowed_lyapunov"
-    for name, value in (("steps", steps), ("window", window), ("renorm_every", renorm_every)):
-        if isinstance(value, bool) or int(value) != value or value < 1:
-            raise ValueError(f"{caller}: expected integer {name} >= 1, got {value!r}")
+    steps = check_int(steps, "steps", caller, minimum=1)
+    window = check_int(window, "window", caller, minimum=1)
+    renorm_every = check_int(renorm_every, "renorm_every", caller, minimum=1)
     if window % renorm_every:
         raise ValueError(f"{caller}: expected window to be a multiple of renorm_every={renorm_every}, got {window}")
     if steps % window:
         raise ValueError(f"{caller}: expected steps to be a multiple of window={window}, got {steps}")
-    if sharpness_every is not None and not (int(sharpness_every) == sharpness_every and 1 <= sharpness_every <= window):
-        raise ValueError(f"{caller}: expected integer 1 <= sharpness_every <= window={window}, got {sharpness_every!r}")
+    if sharpness_every is not None:
+        sharpness_every = check_int(sharpness_every, "sharpness_every", caller, minimum=1, maximum=window)
     shape = tuple(torch.as_tensor(x0).shape)
     if len(shape) != 1:
         raise ValueError(f"{caller}: expected one initial state x0 of shape ({map_.dim},), got {shape}")
 
     run = max_lyapunov(map_, x0, steps, method=method, transient=transient, renorm_every=renorm_every, d0=d0,
-                       seed=seed, params_only=params_only, n_blocks=n_blocks, t0=t0)
+                       seed=seed, params_only=params_only, n_blocks=n_blocks, t0=t0, progress=progress)
     rates = run["local_rate"].values  # (steps // m,)
     per_window = window // renorm_every
     n_windows = steps // window

@@ -11,9 +11,9 @@ per step.
   only, so it works for every map (e.g. a training map with a generic
   ``torch.optim`` optimiser whose update has no exact tangent).
 
-Shared building blocks used by the other exponent modules live here too:
-:class:`BatchStepper` (one call steps a batch of states, vectorised with
-``torch.func.vmap`` when the map allows it) and :func:`block_stderr`.
+Shared building blocks live below this module: :class:`netdyn.maps.batching.BatchStepper`
+(one call steps a batch of states, vectorised with ``torch.func.vmap`` when the
+map allows it) and :func:`netdyn._core.stats.block_stderr`.
 
 Related modules: :mod:`netdyn.lyapunov.spectrum` (spectrum by QR, FTLE, covariant
 vectors, sum of exponents from ``det J``), :mod:`netdyn.lyapunov.growth` (the papers'
@@ -30,127 +30,25 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from netdyn._core.devices import SYNC_EVERY, host_block, map_device
+from netdyn._core.devices import SYNC_EVERY, host_block
 from netdyn._core.perturbation import default_d0
+from netdyn._core.progress import progress_bar
+from netdyn._core.stats import block_stderr
+from netdyn._core.validation import check_choice, check_float, check_int
+from netdyn.maps.base import as_states, map_attrs, param_dim_of, require_jacobian
+from netdyn.maps.batching import BatchStepper
 from netdyn.maps.divergence import DivergenceRule, EnsembleDivergence, parameter_norms, parameter_norms_on_device
-from netdyn.maps.classic import describe_map, param_dim_of, require_jacobian
 
-__all__ = ["max_lyapunov", "BatchStepper", "as_states", "block_stderr", "map_attrs"]
+__all__ = ["max_lyapunov"]
 
 Pair = tuple[Tensor, Tensor]
-
-
-def as_states(map_: Any, x0: Tensor | np.ndarray, caller: str) -> tuple[Tensor, bool]:
-    """Validate initial states: ``(dim,)`` or ``(n, dim)`` -> ``((n, dim) tensor, batched)``."""
-    x = torch.as_tensor(x0, device=map_device(map_))
-    if x.ndim not in (1, 2) or x.shape[-1] != map_.dim or x.shape[0] == 0:
-        raise ValueError(f"{caller}: expected x0 of shape ({map_.dim},) or (n, {map_.dim}), got {tuple(x.shape)}")
-    if not torch.is_floating_point(x):
-        raise ValueError(f"{caller}: expected a floating-point x0, got dtype {x.dtype}")
-    return (x.unsqueeze(0) if x.ndim == 1 else x).clone(), x.ndim == 2
-
-
-def map_attrs(map_: Any) -> dict[str, Any]:
-    """The map's ``describe()`` made netCDF-safe (bools -> int, None -> "none")."""
-    attrs = {}
-    for key, value in describe_map(map_).items():
-        if isinstance(value, bool):
-            value = int(value)
-        elif value is None:
-            value = "none"
-        attrs[key] = value
-    return attrs
-
-
-def block_stderr(rates: np.ndarray, n_blocks: int = 10) -> np.ndarray:
-    """Standard error of the mean of correlated local rates by block averaging.
-
-    Parameters
-    ----------
-    rates : array ``(..., n)``
-        local rates along the last axis (time order).
-    n_blocks : int, default 10
-        number of contiguous blocks; fewer when ``n < n_blocks``.
-
-    Returns
-    -------
-    array ``(...)``: ``std(block means, ddof=1) / sqrt(B)``; NaN when fewer than two
-    blocks fit or a rate is non-finite.
-
-    Notes
-    -----
-    Blocks much longer than the correlation time of the rates have nearly
-    independent means, so their spread gives an honest error bar where the naive
-    ``std / sqrt(n)`` would be too small.  The ``n mod B`` earliest rates (the
-    least converged) are dropped so that blocks are equal.  Ten blocks trade the
-    bias of short blocks against the noise of the error estimate itself.
-    """
-    rates = np.asarray(rates, dtype=np.float64)
-    n = rates.shape[-1]
-    b = min(int(n_blocks), n)
-    if b < 2:
-        return np.full(rates.shape[:-1], np.nan)
-    size = n // b
-    blocks = rates[..., n - b * size :].reshape(*rates.shape[:-1], b, size).mean(-1)
-    return blocks.std(-1, ddof=1) / math.sqrt(b)
-
-
-class BatchStepper:
-    """Step a batch of states ``(n, dim)`` of one map in one call.
-
-    ``vectorize=None`` (default) tries ``torch.func.vmap`` over ``map.step`` /
-    ``map.step_jvp`` on the first batched call, checks member 0 against an
-    un-batched call, and keeps vmap if both succeed; otherwise (the map uses
-    ``.item()``, in-place module updates, a ``torch.optim`` optimiser, random ops
-    ...) it falls back to a Python loop over the members.  ``True`` forces vmap,
-    ``False`` the loop.  ``mode`` says which is in use ("vmap", "loop", or
-    "unknown" before the first batched call).
-    """
-
-    def __init__(self, map_: Any, vectorize: bool | None = None):
-        self.map = map_
-        self.mode = "unknown" if vectorize is None else ("vmap" if vectorize else "loop")
-
-    def step(self, xs: Tensor, t: int) -> Tensor:
-        return self._call(lambda x: self.map.step(x, t), (xs,))
-
-    def step_jvp(self, xs: Tensor, vs: Tensor, t: int) -> Pair:
-        """``xs (n, dim)``, ``vs (n, dim)`` or ``(n, k, dim)`` -> ``(x_next, J v)``."""
-        return self._call(lambda x, v: self.map.step_jvp(x, v, t), (xs, vs))
-
-    def _call(self, f: Callable, args: tuple[Tensor, ...]) -> Any:
-        if args[0].shape[0] == 1:
-            return _stack([f(*(a[0] for a in args))])
-        if self.mode != "loop":
-            try:
-                out = torch.func.vmap(f)(*args)
-            except Exception:  # any failure of vmap means "not vectorisable": use the loop
-                if self.mode == "vmap":
-                    raise
-                self.mode = "loop"
-            else:
-                if self.mode == "unknown":
-                    self.mode = "vmap" if _same(out, f(*(a[0] for a in args))) else "loop"
-                if self.mode == "vmap":
-                    return out
-        return _stack([f(*(a[i] for a in args)) for i in range(args[0].shape[0])])
-
-
-def _stack(outs: list[Any]) -> Any:
-    if isinstance(outs[0], tuple):
-        return tuple(torch.stack(parts) for parts in zip(*outs))
-    return torch.stack(outs)
-
-
-def _same(batched: Any, single: Any) -> bool:
-    pairs = zip(batched, single) if isinstance(single, tuple) else [(batched, single)]
-    return all(torch.allclose(b[0], s, rtol=1e-5, atol=1e-12, equal_nan=True) for b, s in pairs)
 
 
 def max_lyapunov(
     map_: Any,
     x0: Tensor | np.ndarray,
     steps: int,
+    *,
     method: str = "tangent",
     transient: int = 0,
     renorm_every: int = 1,
@@ -161,6 +59,7 @@ def max_lyapunov(
     vectorize: bool | None = None,
     t0: int = 0,
     divergence: DivergenceRule | None = DivergenceRule(),
+    progress: bool | None = None,
 ) -> xr.Dataset:
     """Maximal Lyapunov exponent (per step) by Benettin's algorithm.
 
@@ -214,6 +113,9 @@ def max_lyapunov(
         also checks the loss).  It only *flags* ``diverged``: the estimate goes on
         while the separation can be measured (an escaping linear orbit keeps an
         exact exponent).  ``None``: only non-finite orbits are flagged.
+    progress : bool or None, default None
+        a tqdm bar over the ``transient + steps`` steps; None: shown only on a
+        terminal.
 
     Returns
     -------
@@ -242,7 +144,16 @@ def max_lyapunov(
     ``perturbation_seed``, ``params_only`` (0/1), ``batching``, the map's
     ``describe()``.
 
-    Maths
+    Raises
+    ------
+    ValueError
+        on a bad ``x0`` shape or dtype, counts that are not integers in range,
+        ``steps`` not a multiple of ``renorm_every``, an unknown ``method``, a
+        ``d0 <= 0`` or one below the state's floating-point resolution.
+    TypeError
+        for ``method="tangent"`` on a map without ``step_jvp``.
+
+    Notes
     -----
     ``lambda = 1/(N m) sum_j ln(|delta_j'| / |delta_{j-1}|)`` where ``delta'`` is the
     separation after ``m = renorm_every`` steps and ``delta`` after the previous
@@ -282,16 +193,30 @@ def max_lyapunov(
     ----------
     Benettin, Galgani, Giorgilli, Strelcyn, Meccanica 15 (1980); ChaosTools.jl
     ``lyapunov``; Skokos, Lect. Notes Phys. 790 (2010).
+
+    Examples
+    --------
+    >>> import torch, netdyn as nd
+    >>> m = nd.LogisticMap(r=4.0)
+    >>> res = nd.max_lyapunov(m, torch.tensor([0.3], dtype=torch.float64), 500, transient=20)
+    >>> round(float(res["lyapunov"]), 2)  # ln 2 = 0.693
+    0.69
+    >>> twin = nd.max_lyapunov(nd.HenonMap(), nd.HenonMap().initial_state(), 500, method="twin")
+    >>> round(float(twin["lyapunov"]), 1)  # 0.419
+    0.4
     """
     caller = "max_lyapunov"
     xs, batched = as_states(map_, x0, caller)
-    _check_counts(caller, steps=steps, transient=transient, renorm_every=renorm_every, n_blocks=n_blocks)
+    steps = check_int(steps, "steps", caller, minimum=1)
+    transient = check_int(transient, "transient", caller, minimum=0)
+    renorm_every = check_int(renorm_every, "renorm_every", caller, minimum=1)
+    n_blocks = check_int(n_blocks, "n_blocks", caller, minimum=1)
+    t0 = check_int(t0, "t0", caller, minimum=0)
     if steps % renorm_every:
         raise ValueError(f"{caller}: expected steps to be a multiple of renorm_every={renorm_every}, got {steps}")
-    if method not in ("tangent", "twin"):
-        raise ValueError(f"{caller}: expected method 'tangent' or 'twin', got {method!r}")
-    if d0 is not None and not d0 > 0:
-        raise ValueError(f"{caller}: expected d0 > 0, got {d0}")
+    method = check_choice(method, "method", caller, ("tangent", "twin"))
+    if d0 is not None:
+        d0 = check_float(d0, "d0", caller, minimum=0.0, exclusive=True)
     if method == "tangent":
         require_jacobian(map_, caller)
     n_params = param_dim_of(map_)
@@ -328,9 +253,11 @@ def max_lyapunov(
         pair = (xs, ys)
     target = 1.0 if method == "tangent" else d0
     orbit_norm = lambda x: parameter_norms_on_device(x, n_params)  # noqa: E731
-    logs, end_step, verdict = _benettin(
-        advance, separation, rescale, pair, target, steps, transient, renorm_every, orbit_norm, divergence
-    )
+    with progress_bar(transient + steps, progress=progress, desc=caller) as bar:
+        logs, end_step, verdict = _benettin(
+            advance, separation, rescale, pair, target, steps, transient, renorm_every, orbit_norm, divergence,
+            bar.update,
+        )
     end_step = np.where(end_step >= 0, end_step + int(t0), end_step)
     verdict.diverged_step = np.where(verdict.diverged_step >= 0, verdict.diverged_step + int(t0), -1)
     ds = _rates_dataset(
@@ -360,13 +287,6 @@ def max_lyapunov(
     return ds.assign_coords(step=ds["step"] + int(t0))
 
 
-def _check_counts(caller: str, **counts: int) -> None:
-    for name, value in counts.items():
-        low = 0 if name == "transient" else 1
-        if int(value) != value or value < low:
-            raise ValueError(f"{caller}: expected integer {name} >= {low}, got {value}")
-
-
 def _benettin(
     advance: Callable[[Tensor, Tensor, int], Pair],
     separation: Callable[[Tensor, Tensor], Tensor],
@@ -378,6 +298,7 @@ def _benettin(
     m: int,
     orbit_norm: Callable[[Tensor], Tensor],
     rule: DivergenceRule | None,
+    advanced: Callable[[int], Any] = lambda n: None,
 ) -> tuple[np.ndarray, np.ndarray, EnsembleDivergence]:
     """Shared loop: returns ``ln`` growth per interval ``(n, steps // m)`` (NaN after a
     member stops), ``end_step (n,)`` (-1 while alive) and the orbits' divergence
@@ -413,6 +334,7 @@ def _benettin(
 
     for t in range(transient + steps):
         x, z = advance(x, z, t)
+        advanced(1)
         pending.append((orbit_norm(x), alive.clone()))
         finite = torch.isfinite(x).all(1) & torch.isfinite(z).all(1)
         counted = t - transient + 1

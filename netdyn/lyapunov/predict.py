@@ -20,20 +20,17 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 import xarray as xr
+from sklearn.metrics import r2_score
 from torch import Tensor
 
-from netdyn.lyapunov.maximal import as_states, map_attrs
+from netdyn._core.progress import progress_bar
+from netdyn._core.validation import check_choice, check_int
 from netdyn.lyapunov.spectrum import clv, ftle
+from netdyn.maps.base import as_states, map_attrs
 
 __all__ = ["early_features", "compare_predictors", "feature_matrix"]
 
 KINDS = ("regression", "classification")
-
-
-def _positive_int(caller: str, name: str, value: Any, low: int = 1) -> int:
-    if isinstance(value, bool) or int(value) != value or value < low:
-        raise ValueError(f"{caller}: expected an integer {name} >= {low}, got {value!r}")
-    return int(value)
 
 
 def _window_metrics(map_: Any, x0: Tensor, window: int, n_windows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -57,12 +54,14 @@ def _window_metrics(map_: Any, x0: Tensor, window: int, n_windows: int) -> tuple
 
 def early_features(
     map_: Any,
-    x0s: Tensor | np.ndarray,
+    x0: Tensor | np.ndarray,
+    *,
     window: int,
     n_windows: int = 1,
     k: int | None = None,
     clv_transient: int | None = None,
     seed: int = 0,
+    progress: bool | None = None,
 ) -> xr.Dataset:
     """Early-training stability indicators of each initial condition.
 
@@ -70,7 +69,7 @@ def early_features(
     ----------
     map_ : map with ``step_jvp`` (e.g. a functional :class:`~netdyn.maps.training.TrainingMap`);
         ``step_with_metrics`` gives the loss features (NaN without it).
-    x0s : tensor ``(n, dim)`` (or ``(dim,)`` for one) — the initial conditions.
+    x0 : tensor ``(n, dim)`` (or ``(dim,)`` for one) — the initial conditions (was ``x0s``).
     window : int — steps per FTLE window.
     n_windows : int, default 1 — windows from step 0; features use steps ``0 .. n_windows * window``.
     k : int or None, default None (= ``min(dim, 10)``) — number of FTLEs.
@@ -80,6 +79,8 @@ def early_features(
         the early period); needs ``n_windows * window > 2 T`` and ``k >= 2``.
     seed : int, default 0 — seed of the random tangent bases (the same for every
         initial condition, so differences come from the orbits).
+    progress : bool or None, default None — a tqdm bar over the initial conditions
+        (None: only on a terminal).
 
     Returns
     -------
@@ -107,7 +108,15 @@ def early_features(
     attrs: the map's ``describe()``, ``window``, ``n_windows``, ``k``,
     ``clv_transient`` (-1: none), ``horizon`` (the last step any feature uses).
 
-    Maths
+    Raises
+    ------
+    ValueError
+        on a bad ``x0``, counts out of range, ``k`` outside ``[1, dim]`` or a
+        ``clv_transient`` that does not fit the early period.
+    TypeError
+        for a map without ``step_jvp``.
+
+    Notes
     -----
     ``lambda_i^w(t) = (1/w) sum_{s=t-w+1}^{t} ln R_ii(s)`` from the QR factors of the
     tangent dynamics (:func:`netdyn.lyapunov.spectrum.qr_tangent_steps`); for gradient descent
@@ -126,18 +135,24 @@ def early_features(
     References
     ----------
     Sharafi, Martin & Hallerberg, Phys. Rev. E 111, 054208 (2025), arXiv 2405.00743.
+
+    Examples
+    --------
+    >>> import torch, netdyn as nd
+    >>> m = nd.QuadraticGD([0.5, 3.0], lr=0.5)  # ln|1 - 0.5 h|: ln 0.75, ln 0.5
+    >>> x0 = torch.stack([m.initial_state(seed) for seed in range(3)])
+    >>> res = nd.early_features(m, x0, window=40, n_windows=2, k=1)
+    >>> [round(float(v), 3) for v in res["ftle_max"].isel(step=1)]
+    [-0.288, -0.288, -0.288]
     """
     caller = "early_features"
-    xs, _ = as_states(map_, x0s, caller)
-    window = _positive_int(caller, "window", window)
-    n_windows = _positive_int(caller, "n_windows", n_windows)
-    k = min(map_.dim, 10) if k is None else k
-    if isinstance(k, bool) or int(k) != k or not 1 <= k <= map_.dim:
-        raise ValueError(f"{caller}: expected an integer k in [1, {map_.dim}], got {k!r}")
-    k = int(k)
+    xs, _ = as_states(map_, x0, caller)
+    window = check_int(window, "window", caller, minimum=1)
+    n_windows = check_int(n_windows, "n_windows", caller, minimum=1)
+    k = min(map_.dim, 10) if k is None else check_int(k, "k", caller, minimum=1, maximum=map_.dim)
     steps = window * n_windows
     if clv_transient is not None:
-        clv_transient = _positive_int(caller, "clv_transient", clv_transient)
+        clv_transient = check_int(clv_transient, "clv_transient", caller, minimum=1)
         if steps <= 2 * clv_transient or k < 2:
             raise ValueError(
                 f"{caller}: expected n_windows * window > 2 * clv_transient and k >= 2 for CLV angles, "
@@ -150,17 +165,19 @@ def early_features(
     angle_min = np.full(n, np.nan)
     angle_median = np.full(n, np.nan)
     diverged = np.zeros(n, dtype=bool)
-    for i in range(n):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # one summary warning below, not one per orbit
-            f = ftle(map_, xs[i], steps, k, window, seed=seed)
-            values[i] = f["ftle"].values
-            diverged[i] = bool(f["diverged"]) or bool(f["unresolved"])
-            if clv_transient is not None and not bool(f["unresolved"]):
-                c = clv(map_, xs[i], steps - clv_transient, k, transient=clv_transient, seed=seed)
-                smallest = c["angle"].min("pair").values
-                angle_min[i], angle_median[i] = np.min(smallest), np.median(smallest)
-        loss[i], grad_norm[i] = _window_metrics(map_, xs[i], window, n_windows)
+    with progress_bar(n, progress=progress, desc=caller, unit="init") as bar:
+        for i in range(n):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # one summary warning below, not one per orbit
+                f = ftle(map_, xs[i], steps, k=k, window=window, seed=seed)
+                values[i] = f["ftle"].values
+                diverged[i] = bool(f["diverged"]) or bool(f["unresolved"])
+                if clv_transient is not None and not bool(f["unresolved"]):
+                    c = clv(map_, xs[i], steps - clv_transient, k=k, transient=clv_transient, seed=seed)
+                    smallest = c["angle"].min("pair").values
+                    angle_min[i], angle_median[i] = np.min(smallest), np.median(smallest)
+            loss[i], grad_norm[i] = _window_metrics(map_, xs[i], window, n_windows)
+            bar.update(1)
     if diverged.any():
         warnings.warn(
             f"{caller}: {int(diverged.sum())} of {n} orbit(s) diverged within the first {steps} steps; "
@@ -203,6 +220,21 @@ def feature_matrix(features: xr.Dataset, names: Sequence[str]) -> tuple[np.ndarr
     Returns
     -------
     ``(matrix, column_labels)``; float64, NaN kept.
+
+    Raises
+    ------
+    ValueError
+        when ``features`` has no ``init`` dimension or a name is missing or has none.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from netdyn.lyapunov.predict import feature_matrix
+    >>> ds = xr.Dataset({"a": ("init", [1.0, 2.0]), "b": (("init", "step"), np.ones((2, 2)))},
+    ...                 coords={"step": [10, 20]})
+    >>> matrix, labels = feature_matrix(ds, ["a", "b"])
+    >>> matrix.shape, labels
+    ((2, 3), ['a', 'b[step=10]', 'b[step=20]'])
     """
     caller = "feature_matrix"
     if "init" not in features.dims:
@@ -244,6 +276,7 @@ def compare_predictors(
     features: xr.Dataset,
     target: xr.DataArray | np.ndarray | Sequence[float],
     feature_sets: Mapping[str, Sequence[str]],
+    *,
     kind: str = "regression",
     baseline: str | None = None,
     n_splits: int = 5,
@@ -288,7 +321,14 @@ def compare_predictors(
     (score of always predicting the training folds' majority class / mean: the
     majority-class rate, or 0 for R²), ``columns_<set>`` (the column labels).
 
-    Maths
+    Raises
+    ------
+    ValueError
+        on an unknown ``kind`` or ``baseline``, no feature set, counts out of range,
+        a ``target`` of the wrong shape, a non-0/1 classification target or too few
+        usable initial conditions for the folds.
+
+    Notes
     -----
     Regression: standardised features, ridge regression with the penalty chosen by
     efficient leave-one-out inside each training fold (``RidgeCV``, penalties
@@ -302,18 +342,28 @@ def compare_predictors(
 
     Defaults: 5 folds keep 80 % of a small ensemble for fitting; 20 repeats average
     out the arbitrariness of one split.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr, netdyn as nd
+    >>> rng = np.random.default_rng(0)
+    >>> signal, noise = rng.normal(size=40), rng.normal(size=40)
+    >>> ds = xr.Dataset({"signal": ("init", signal), "noise": ("init", noise)})
+    >>> y = 2.0 * signal + 0.1 * rng.normal(size=40)
+    >>> out = nd.compare_predictors(ds, y, {"noise": ["noise"], "signal": ["signal"]}, n_repeats=2)
+    >>> round(float(out["score_mean"].sel(feature_set="signal")), 2)  # R² ~ 1 - 0.01 / 4
+    0.99
     """
     caller = "compare_predictors"
-    if kind not in KINDS:
-        raise ValueError(f"{caller}: expected kind in {list(KINDS)}, got {kind!r}")
+    kind = check_choice(kind, "kind", caller, KINDS)
     if not feature_sets:
         raise ValueError(f"{caller}: expected at least one feature set, got {feature_sets!r}")
     names = list(feature_sets)
     baseline = names[0] if baseline is None else baseline
     if baseline not in feature_sets:
         raise ValueError(f"{caller}: expected baseline among {names}, got {baseline!r}")
-    n_splits = _positive_int(caller, "n_splits", n_splits, low=2)
-    n_repeats = _positive_int(caller, "n_repeats", n_repeats)
+    n_splits = check_int(n_splits, "n_splits", caller, minimum=2)
+    n_repeats = check_int(n_repeats, "n_repeats", caller, minimum=1)
     y = np.asarray(target.values if isinstance(target, xr.DataArray) else target, dtype=np.float64)
     n = features.sizes.get("init", 0)
     if y.shape != (n,):
@@ -344,7 +394,8 @@ def compare_predictors(
             model = _model(kind, seed).fit(x[train], y_used[train])
             if kind == "regression":
                 guess = model.predict(x[test])
-                score[s, f] = _r2(y_used[test], guess)
+                truth = y_used[test]  # R² is undefined (NaN) on a constant test fold
+                score[s, f] = float(r2_score(truth, guess)) if np.ptp(truth) > 0 else np.nan
             else:
                 guess = model.predict_proba(x[test])[:, 1]
                 score[s, f] = float(np.mean((guess > 0.5) == (y_used[test] == 1)))
@@ -382,9 +433,3 @@ def _folds(kind: str, y: np.ndarray, n_splits: int, n_repeats: int, seed: int) -
         splitter = RepeatedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=seed)
     return list(splitter.split(np.zeros((len(y), 1)), y))
 
-
-def _r2(truth: np.ndarray, guess: np.ndarray) -> float:
-    total = float(((truth - truth.mean()) ** 2).sum())
-    if total == 0:
-        return np.nan
-    return 1.0 - float(((truth - guess) ** 2).sum()) / total

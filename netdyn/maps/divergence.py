@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from netdyn._core.validation import check_float
+
 __all__ = ["DivergenceRule", "DivergenceCheck", "EnsembleDivergence", "divergence_reason", "parameter_norms",
            "parameter_norms_on_device", "REASONS"]
 
@@ -47,6 +49,17 @@ class DivergenceRule:
     loss_floor, norm_floor
         default 1.0: lower bounds of the references, in the units of the loss and
         of the state.
+
+    Raises
+    ------
+    ValueError
+        For a factor <= 1 or a floor <= 0 (or a non-finite one).
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> nd.DivergenceRule(norm_factor=100.0).norm_factor
+    100.0
     """
 
     loss_factor: float = 1e3
@@ -56,13 +69,9 @@ class DivergenceRule:
 
     def __post_init__(self) -> None:
         for name in ("loss_factor", "norm_factor"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 1):
-                raise ValueError(f"DivergenceRule: expected {name} > 1 and finite, got {value!r}")
+            check_float(getattr(self, name), name, "DivergenceRule", minimum=1.0, exclusive=True)
         for name in ("loss_floor", "norm_floor"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"DivergenceRule: expected {name} > 0 and finite, got {value!r}")
+            check_float(getattr(self, name), name, "DivergenceRule", minimum=0.0, exclusive=True)
 
 
 @dataclass
@@ -73,6 +82,20 @@ class DivergenceCheck:
     (a sentence starting with one of :data:`REASONS`) at the first step that breaks
     the rule.  ``loss`` may be NaN for maps without a loss (then only the norm
     is checked).
+
+    Parameters
+    ----------
+    rule : DivergenceRule, default DivergenceRule()
+        The thresholds.
+    loss_ref, norm_ref : float, default NaN
+        References (set from the first finite values checked).
+
+    Examples
+    --------
+    >>> from netdyn.maps.divergence import DivergenceCheck
+    >>> check = DivergenceCheck()
+    >>> check.check(1.0, 1.0), check.check(2.0, 5e3)[:16]
+    ('', 'unbounded growth')
     """
 
     rule: DivergenceRule = field(default_factory=DivergenceRule)
@@ -131,6 +154,18 @@ def divergence_reason(
     (reason, index)
         ``("", -1)`` when the series never break the rule, else the reason and the
         index of the first offending entry.
+
+    Raises
+    ------
+    ValueError
+        When neither series is given or their lengths differ.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> reason, index = nd.divergence_reason(loss=[1.0, 0.5, float("nan")])
+    >>> reason[:10], index
+    ('non-finite', 2)
     """
     if loss is None and norm is None:
         raise ValueError("divergence_reason: expected a loss or a norm series, got neither")
@@ -152,7 +187,27 @@ def divergence_reason(
 
 def parameter_norms(states: "torch.Tensor", param_dim: int) -> np.ndarray:
     """``||x[:param_dim]||`` of each state ``(n, dim)`` -> ``(n,)``, in float64 (no float32 overflow):
-    the norm the rule judges (parameters, not optimiser buffers, whose units differ)."""
+    the norm the rule judges (parameters, not optimiser buffers, whose units differ).
+
+    Parameters
+    ----------
+    states : Tensor ``(n, dim)``
+        Batch of states.
+    param_dim : int
+        Number of leading parameter entries.
+
+    Returns
+    -------
+    ndarray ``(n,)``
+        float64 norms.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from netdyn.maps.divergence import parameter_norms
+    >>> parameter_norms(torch.tensor([[3.0, 4.0, 100.0]]), 2).tolist()
+    [5.0]
+    """
     return parameter_norms_on_device(states, param_dim).cpu().numpy()
 
 
@@ -174,6 +229,23 @@ class EnsembleDivergence:
     ----------
     diverged : bool array ``(n,)``; diverged_step : int array ``(n,)`` (-1 if none);
     reason : str array ``(n,)`` (``""`` if none).
+
+    Parameters
+    ----------
+    n : int
+        Number of orbits.
+    rule : DivergenceRule or None
+        The thresholds; None checks finiteness only.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.maps.divergence import DivergenceRule, EnsembleDivergence
+    >>> verdict = EnsembleDivergence(2, DivergenceRule())
+    >>> verdict.update(np.array([1.0, 1.0]), 0)
+    >>> verdict.update(np.array([2.0, 5e3]), 1)
+    >>> verdict.diverged.tolist(), verdict.diverged_step.tolist()
+    ([False, True], [-1, 1])
     """
 
     def __init__(self, n: int, rule: DivergenceRule | None = None):

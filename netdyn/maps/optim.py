@@ -35,7 +35,27 @@ __all__ = ["FunctionalOptimizer", "SGD", "Adam", "RMSprop", "safe_sqrt", "functi
 
 
 def safe_sqrt(v: Tensor) -> Tensor:
-    """``sqrt(v)`` for ``v >= 0`` whose derivative at ``v == 0`` is 0, not ``inf``."""
+    """``sqrt(v)`` for ``v >= 0`` whose derivative at ``v == 0`` is 0, not ``inf``.
+
+    Parameters
+    ----------
+    v : Tensor
+        Non-negative entries (second moments), any shape.
+
+    Returns
+    -------
+    Tensor
+        ``sqrt(v)``, same shape; 0 where ``v == 0``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from netdyn.maps.optim import safe_sqrt
+    >>> v = torch.tensor([0.0, 4.0], requires_grad=True)
+    >>> safe_sqrt(v).sum().backward()
+    >>> v.grad.tolist()  # 0 instead of inf at v = 0
+    [0.0, 0.25]
+    """
     positive = v > 0
     return torch.where(positive, torch.sqrt(torch.where(positive, v, torch.ones_like(v))), torch.zeros_like(v))
 
@@ -48,7 +68,25 @@ def _require(ok: bool, caller: str, expected: str, name: str, value: Any) -> Non
 
 @dataclass(frozen=True)
 class FunctionalOptimizer:
-    """Base class.  ``n_buffers`` flat buffers of the parameters' size form its state."""
+    """Base class.  ``n_buffers`` flat buffers of the parameters' size form its state.
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate (>= 0).
+    weight_decay : float, default 0.0
+        L2 penalty (>= 0).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from netdyn.maps.optim import SGD
+    >>> opt = SGD(lr=0.1)
+    >>> x = torch.ones(2, dtype=torch.float64)
+    >>> theta, buffers = opt.update(x, opt.init_buffers(x), x, 0)
+    >>> theta.tolist(), opt.n_buffers
+    ([0.9, 0.9], 0)
+    """
 
     lr: float
     weight_decay: float = 0.0
@@ -113,6 +151,24 @@ class SGD(FunctionalOptimizer):
         \theta \leftarrow \theta - \eta\,(g + \mu b_t \text{ if Nesterov else } b_t)
 
     Without momentum (``momentum=0``) the state is the parameters alone.
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate.
+    weight_decay, momentum, dampening : float, default 0.0
+        As in ``torch.optim.SGD``.
+    nesterov : bool, default False
+        Nesterov momentum.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from netdyn.maps.optim import SGD
+    >>> opt = SGD(lr=0.1, momentum=0.9)
+    >>> theta, buffers = opt.update(torch.ones(1), opt.init_buffers(torch.ones(1)), torch.ones(1), 0)
+    >>> round(float(theta[0]), 6), round(float(buffers[0]), 6)  # the first momentum step is the gradient
+    (0.9, 1.0)
     """
 
     momentum: float = 0.0
@@ -166,6 +222,30 @@ class Adam(FunctionalOptimizer):
 
     with ``g = grad + wd * theta`` (Adam) or ``theta <- theta (1 - eta wd)`` first (AdamW).
     ``amsgrad=True`` adds the running maximum of ``v`` as a third buffer.
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate.
+    weight_decay : float, default 0.0
+        L2 penalty (Adam) or decoupled decay (AdamW).
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates of the moments, each in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator.
+    amsgrad : bool, default False
+        Use the running maximum of the second moment.
+    decoupled : bool, default False
+        AdamW's decoupled weight decay.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from netdyn.maps.optim import Adam
+    >>> opt = Adam(lr=0.01)
+    >>> theta, _ = opt.update(torch.zeros(1), opt.init_buffers(torch.zeros(1)), torch.full((1,), 3.0), 0)
+    >>> round(float(theta[0]), 6)  # the first Adam step is -lr sign(g)
+    -0.01
     """
 
     betas: tuple[float, float] = (0.9, 0.999)
@@ -251,6 +331,29 @@ class RMSprop(FunctionalOptimizer):
         v \leftarrow \alpha v + (1-\alpha) g^2,\quad
         a = \sqrt{v - \bar g^2} + \epsilon \ (\text{centred}) \text{ or } \sqrt{v} + \epsilon,\quad
         \theta \leftarrow \theta - \eta\, g / a \ \text{ or, with momentum, } b \leftarrow \mu b + g/a,\ \theta \leftarrow \theta - \eta b
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate.
+    weight_decay : float, default 0.0
+        L2 penalty.
+    alpha : float, default 0.99
+        Decay rate of the second moment.
+    eps : float, default 1e-8
+        Added to the denominator.
+    momentum : float, default 0.0
+        Momentum of the scaled step.
+    centered : bool, default False
+        Normalise by the variance instead of the second moment.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from netdyn.maps.optim import RMSprop
+    >>> opt = RMSprop(lr=0.01)
+    >>> opt.n_buffers, opt.buffer_names()
+    (1, ['square_avg'])
     """
 
     alpha: float = 0.99
@@ -337,6 +440,33 @@ def functional_optimizer(optimizer: str | type, lr: float, **kwargs: Any) -> Fun
     the matching ``torch.optim`` classes.  ``None`` means "no exact functional form":
     another class, or a flag such as ``maximize=True`` that we do not mirror.
     Unknown names raise ``ValueError``.
+
+    Parameters
+    ----------
+    optimizer : str or type
+        A name or a ``torch.optim`` class.
+    lr : float
+        Learning rate.
+    **kwargs
+        The optimiser's hyper-parameters (``torch.optim`` names).
+
+    Returns
+    -------
+    FunctionalOptimizer or None
+
+    Raises
+    ------
+    ValueError
+        For an unknown name or bad hyper-parameters.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from netdyn.maps.optim import functional_optimizer
+    >>> functional_optimizer(torch.optim.AdamW, 1e-3).weight_decay  # torch.optim.AdamW's default
+    0.01
+    >>> functional_optimizer(torch.optim.Adagrad, 1e-3) is None
+    True
     """
     if isinstance(optimizer, str):
         name = optimizer.lower()

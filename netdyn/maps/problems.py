@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from netdyn._core.validation import check_choice
 from netdyn.maps.schedules import schedule_from_attrs
 from netdyn.maps.training import TrainingMap
 
@@ -75,7 +76,30 @@ INITS: dict[str, Callable[[nn.Module, torch.Generator, float], None]] = {
 
 @dataclass(frozen=True)
 class Task:
-    """A classification problem with its network: everything a :class:`TrainingMap` needs."""
+    """A classification problem with its network: everything a :class:`TrainingMap` needs.
+
+    Parameters
+    ----------
+    name : str
+        Data set name.
+    model : nn.Module
+        The network (initial parameters included).
+    loss_fn : nn.Module
+        The training loss.
+    train, test : (Tensor, Tensor)
+        ``(inputs, targets)`` of the training and test splits.
+    init : callable
+        ``init(module, generator)`` re-initialises the parameters from a seed.
+    info : dict
+        Scalar descriptions stored with recorded trajectories.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> task = nd.make_task("iris", hidden=(4,))
+    >>> task.name, tuple(task.train[0].shape)
+    ('iris', (112, 4))
+    """
 
     name: str
     model: nn.Module
@@ -86,15 +110,39 @@ class Task:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def mlp(layer_sizes: Sequence[int], activation: str = "tanh", dtype: torch.dtype = torch.float64) -> nn.Sequential:
+def mlp(layer_sizes: Sequence[int], *, activation: str = "tanh", dtype: torch.dtype = torch.float64) -> nn.Sequential:
     """``nn.Sequential`` of ``Linear`` layers with ``activation`` between them (none after the last).
 
     ``layer_sizes = [n_in, n_hidden_1, ..., n_out]`` (at least two entries).
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        ``[n_in, n_hidden_1, ..., n_out]``, at least two positive entries.
+    activation : str, default "tanh"
+        A key of :data:`ACTIVATIONS`.
+    dtype : torch.dtype, default torch.float64
+        Parameter dtype.
+
+    Returns
+    -------
+    nn.Sequential
+
+    Raises
+    ------
+    ValueError
+        For fewer than two or non-positive sizes, or an unknown activation.
+
+    Examples
+    --------
+    >>> from netdyn.maps.problems import mlp
+    >>> net = mlp([4, 3, 2])
+    >>> sum(p.numel() for p in net.parameters())  # 4*3 + 3 + 3*2 + 2
+    23
     """
     if len(layer_sizes) < 2 or any(int(n) < 1 for n in layer_sizes):
         raise ValueError(f"mlp: expected at least two positive layer sizes, got {list(layer_sizes)}")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"mlp: unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")
+    check_choice(activation, "activation", "mlp", sorted(ACTIVATIONS))
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:])):
         layers.append(nn.Linear(int(n_in), int(n_out), dtype=dtype))
@@ -116,6 +164,7 @@ def _load(dataset: str) -> tuple[Any, Any]:
 
 def make_task(
     dataset: str = "digits",
+    *,
     hidden: Sequence[int] = (32,),
     activation: str = "tanh",
     dtype: torch.dtype | str = torch.float64,
@@ -137,11 +186,25 @@ def make_task(
     init_scale: multiplies the initial weights.
     seed: seed of the initial parameters held by ``task.model``.
     n_train: keep only the first ``n_train`` training samples (for fast tests).
+
+    Returns
+    -------
+    Task
+
+    Raises
+    ------
+    ValueError
+        For an unknown data set or initialisation.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> task = nd.make_task("iris", hidden=(4,), seed=1)
+    >>> sum(p.numel() for p in task.model.parameters())  # 4*4 + 4 + 4*3 + 3
+    35
     """
-    if dataset not in DATASETS:
-        raise ValueError(f"make_task: unknown dataset {dataset!r}; expected one of {list(DATASETS)}")
-    if init not in INITS:
-        raise ValueError(f"make_task: unknown init {init!r}; expected one of {sorted(INITS)}")
+    check_choice(dataset, "dataset", "make_task", list(DATASETS))
+    check_choice(init, "init", "make_task", sorted(INITS))
     from sklearn.model_selection import train_test_split
 
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
@@ -150,7 +213,7 @@ def make_task(
     if n_train is not None:
         x_train, y_train = x_train[:n_train], y_train[:n_train]
     layer_sizes = [x.shape[1], *[int(h) for h in hidden], int(y.max()) + 1]
-    model = mlp(layer_sizes, activation, dtype)
+    model = mlp(layer_sizes, activation=activation, dtype=dtype)
 
     def initializer(module: nn.Module, generator: torch.Generator) -> None:
         INITS[init](module, generator, init_scale)
@@ -182,6 +245,7 @@ def make_task(
 
 def training_map(
     task: Task | str = "digits",
+    *,
     lr: float = 0.1,
     optimizer: Any = "sgd",
     batch_size: int | None = None,
@@ -199,6 +263,39 @@ def training_map(
     ``schedule_options`` (e.g. ``{"min_factor": 0.1}``, ``{"step_size": 50}``) complete it,
     and ``lr`` is the peak rate.  ``warmup > 0`` without a schedule is a linear warm-up to
     the constant ``lr`` (the ``"warmup"`` schedule).
+
+    Parameters
+    ----------
+    task : Task or str, default "digits"
+        The problem, or a bundled data set name (built with :func:`make_task` defaults).
+    lr : float, default 0.1
+        (Peak) learning rate.
+    optimizer : str, type or callable, default "sgd"
+        See :class:`~netdyn.maps.training.TrainingMap`.
+    batch_size : int or None
+        Mini-batch size (None: full batch).
+    seed : int, default 0
+        Seed of the mini-batch schedule and of ``initial_state``.
+    schedule, warmup, total, schedule_options
+        The learning-rate schedule, as above.
+    **optimizer_kwargs
+        The optimiser's hyper-parameters.
+
+    Returns
+    -------
+    TrainingMap
+
+    Raises
+    ------
+    ValueError
+        When ``warmup``/``total``/``schedule_options`` come without a schedule name.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> tmap = nd.training_map(nd.make_task("iris", hidden=(4,)), lr=0.5)
+    >>> tmap.dim, tmap.describe()["lr"]
+    (35, 0.5)
     """
     if isinstance(task, str):
         task = make_task(task)
@@ -245,6 +342,30 @@ def map_from_attrs(attrs: Mapping[str, Any], **overrides: Any) -> TrainingMap:
     built by :func:`training_map` on a bundled task can be rebuilt; others raise
     ``ValueError``, and so does a map whose learning-rate schedule was a Python function or
     a torch scheduler factory (not serialisable) unless ``schedule=`` is given again.
+
+    Parameters
+    ----------
+    attrs : mapping
+        Attributes of a recorded trajectory (``ds.attrs``).
+    **overrides
+        Values replacing recorded ones.
+
+    Returns
+    -------
+    TrainingMap
+
+    Raises
+    ------
+    ValueError
+        For attributes not written by a :func:`training_map` on a bundled task, or a
+        non-serialisable schedule without ``schedule=``.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> tmap = nd.training_map("iris", lr=0.5)
+    >>> nd.map_from_attrs(tmap.describe(), lr=0.25).describe()["lr"]
+    0.25
     """
     override_schedule = "schedule" in overrides
     schedule = overrides.pop("schedule", None)

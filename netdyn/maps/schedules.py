@@ -38,6 +38,8 @@ from typing import Any, Callable, Mapping
 import torch
 from torch.optim import lr_scheduler as torch_schedulers
 
+from netdyn._core.validation import check_float, check_int
+
 __all__ = ["Schedule", "as_schedule", "NAMED_SCHEDULES", "schedule_from_attrs"]
 
 #: named schedules and their options (defaults; ``None`` = required)
@@ -73,12 +75,22 @@ class Schedule:
     name : str — the named schedule, or ``"function"`` / ``"torch_scheduler"``.
     options : dict — the named schedule's options with defaults filled in.
     serialisable : bool — True for named schedules and constants.
+
+    Raises
+    ------
+    ValueError
+        For a bad ``lr``, an unknown spec or schedule name, or bad options.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> sched = nd.Schedule({"name": "step", "step_size": 2, "gamma": 0.5}, 0.1)
+    >>> [round(r, 4) for r in sched.rates(0, 5)]
+    [0.1, 0.1, 0.05, 0.05, 0.025]
     """
 
     def __init__(self, spec: Any, lr: float):
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-            raise ValueError(f"Schedule: expected a finite learning rate lr > 0, got {lr!r}")
-        self.lr = float(lr)
+        self.lr = check_float(lr, "lr", "Schedule", minimum=0.0, exclusive=True)
         self.options: dict[str, Any] = {}
         self._function: Callable[[int], float] | None = None
         self._factory: Factory | None = None
@@ -170,7 +182,32 @@ class Schedule:
 
 def as_schedule(spec: Any, lr: float) -> Schedule | None:
     """``None`` for a constant rate (``spec`` None or ``"constant"``), else a :class:`Schedule`;
-    a :class:`Schedule` passes through (its own ``lr`` must match)."""
+    a :class:`Schedule` passes through (its own ``lr`` must match).
+
+    Parameters
+    ----------
+    spec : any
+        A :class:`Schedule` spec, or a :class:`Schedule`.
+    lr : float
+        The base (peak) rate, > 0.
+
+    Returns
+    -------
+    Schedule or None
+
+    Raises
+    ------
+    ValueError
+        For a :class:`Schedule` built with another ``lr``, or a bad spec.
+
+    Examples
+    --------
+    >>> from netdyn.maps.schedules import as_schedule
+    >>> as_schedule("constant", 0.1) is None
+    True
+    >>> as_schedule({"name": "exponential", "gamma": 0.5}, 0.1)(2)
+    0.025
+    """
     if isinstance(spec, Schedule):
         if spec.lr != float(lr):
             raise ValueError(f"as_schedule: expected a Schedule built with lr={lr}, got one with lr={spec.lr}")
@@ -185,6 +222,24 @@ def schedule_from_attrs(attrs: Mapping[str, Any]) -> dict[str, Any] | None:
     Raises ``ValueError`` for a schedule that was a function or a factory: those cannot be
     serialised, so the map cannot be rebuilt from attributes (pass ``schedule=`` again as an
     override).
+
+    Parameters
+    ----------
+    attrs : mapping
+        Attributes of a recorded trajectory.
+
+    Returns
+    -------
+    dict or None
+        ``{"name": ..., **options}``, or None for a constant rate.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> from netdyn.maps.schedules import schedule_from_attrs
+    >>> attrs = nd.Schedule({"name": "exponential", "gamma": 0.9}, 0.1).describe()
+    >>> schedule_from_attrs(attrs)
+    {'name': 'exponential', 'gamma': 0.9}
     """
     name = str(attrs.get("schedule", "constant"))
     if name in ("constant", "none"):
@@ -218,10 +273,7 @@ def _named_options(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         name = "linear_warmup_cosine"
     for key in ("step_size", "total", "warmup"):
         if key in options and options[key] is not None:
-            value = options[key]
-            if isinstance(value, bool) or int(value) != value or value < (0 if key == "warmup" else 1):
-                raise ValueError(f"Schedule: expected an integer {key} >= {0 if key == 'warmup' else 1}, got {value!r}")
-            options[key] = int(value)
+            options[key] = check_int(options[key], key, "Schedule", minimum=0 if key == "warmup" else 1)
     missing = [k for k, v in options.items() if v is None and k != "start_factor"]
     if name == "warmup" and options["warmup"] is None:
         missing = ["warmup"]

@@ -1,4 +1,4 @@
-"""Training as a map: model + loss + data + optimiser -> :class:`~netdyn.maps.classic.DiscreteMap`.
+"""Training as a map: model + loss + data + optimiser -> :class:`~netdyn.maps.base.DiscreteMap`.
 
 :class:`TrainingMap` is the adapter between a working PyTorch set-up and every
 diagnostic in netdyn.  Its state vector is
@@ -63,7 +63,8 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.utils import parameters_to_vector
 
-from netdyn.maps.classic import _check_tangent, require_jacobian
+from netdyn._core.validation import check_int
+from netdyn.maps.base import check_tangent, require_jacobian
 from netdyn.maps.optim import FunctionalOptimizer, functional_optimizer
 from netdyn.maps.schedules import Schedule, as_schedule
 
@@ -139,9 +140,26 @@ class TrainingMap:
     batches and starts; the step itself reads nothing back to the host
     (:meth:`step_with_metric_tensors` gives the metrics without a sync).
 
-    Raises ``ValueError`` when the model has no trainable parameter, mixes parameter
-    dtypes, gets data of another dtype, or fails (or returns a non-scalar loss) on a
-    probe forward of two training samples.
+    Raises
+    ------
+    ValueError
+        When ``lr`` is not > 0, the data are empty or mismatched, ``batch_size`` is
+        out of range, the model has no trainable parameter, mixes parameter dtypes,
+        gets data of another dtype, or fails (or returns a non-scalar loss) on a probe
+        forward of two training samples.
+
+    Examples
+    --------
+    >>> import torch, netdyn as nd
+    >>> g = torch.Generator().manual_seed(0)
+    >>> inputs, targets = torch.randn(16, 3, generator=g, dtype=torch.float64), torch.zeros(16, 1, dtype=torch.float64)
+    >>> model = torch.nn.Linear(3, 1, dtype=torch.float64)
+    >>> tmap = nd.TrainingMap(model, torch.nn.MSELoss(), (inputs, targets), optimizer="adam", lr=0.01)
+    >>> tmap.param_dim, tmap.dim  # 4 weights, plus Adam's two moments of each
+    (4, 12)
+    >>> x1 = tmap.step(tmap.initial_state(), 0)
+    >>> tuple(x1.shape), nd.has_jacobian(tmap)
+    ((12,), True)
     """
 
     def __init__(
@@ -169,8 +187,8 @@ class TrainingMap:
                 f"TrainingMap: inputs and targets must have the same positive number of samples, "
                 f"got {inputs.shape[0]} and {targets.shape[0]}"
             )
-        if batch_size is not None and not 1 <= batch_size <= inputs.shape[0]:
-            raise ValueError(f"TrainingMap: expected 1 <= batch_size <= {inputs.shape[0]}, got {batch_size}")
+        if batch_size is not None:
+            batch_size = check_int(batch_size, "batch_size", "TrainingMap", minimum=1, maximum=inputs.shape[0])
         self.model = copy.deepcopy(model).train()
         trainable = _trainable_parameters(self.model)
         for p in self.model.parameters():
@@ -287,7 +305,7 @@ class TrainingMap:
         if self.functional_optimizer is None:
             require_jacobian(self, "TrainingMap.step_jvp")
         self._check_state(x, "step_jvp")
-        _check_tangent(self, x, v)
+        check_tangent(self, x, v)
         tangents = v.reshape(-1, self.dim)
         theta, buffers = x[: self.param_dim], x[self.param_dim :]
         grad, hvps = self._grad_and_hvps(theta, tangents[:, : self.param_dim], self.batch_indices(t), t)
@@ -499,6 +517,24 @@ def step_seed(seed: int, t: int) -> int:
 
     A fixed integer hash (not Python's ``hash``), so it is the same in every process;
     63 bits, a valid ``torch.manual_seed``.  Independent of the batch schedule's seeds.
+
+    Parameters
+    ----------
+    seed : int
+        The map's seed.
+    t : int
+        Step index.
+
+    Returns
+    -------
+    int
+        A seed in ``[0, 2^63)``.
+
+    Examples
+    --------
+    >>> from netdyn.maps.training import step_seed
+    >>> step_seed(0, 5) == step_seed(0, 5) != step_seed(0, 6)
+    True
     """
     return _splitmix64(_splitmix64(int(seed) & _MASK64) ^ (int(t) & _MASK64)) >> 1
 

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from netdyn.maps.classic import _check_batch_tangent
+from netdyn.maps.base import check_batch_tangent
 from netdyn.maps.training import TrainingMap
 
 __all__ = ["VmapTrainingMap"]
@@ -126,7 +126,7 @@ class VmapTrainingMap:
     def step_jvp(self, x: Tensor, v: Tensor, t: int) -> tuple[Tensor, Tensor]:
         """The wrapped map's exact ``(x_next, J v)``; a batch ``x (n, dim)`` with ``v (n, dim)``
         or ``(n, k, dim)`` is done member by member (its double backward does not vectorise)."""
-        _check_batch_tangent(self, x, v)
+        check_batch_tangent(self, x, v)
         if x.ndim == 1:
             return self.map.step_jvp(x, v, t)
         pairs = [self.map.step_jvp(x[i], v[i], t) for i in range(x.shape[0])]

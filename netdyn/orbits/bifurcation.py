@@ -28,7 +28,7 @@ import torch
 import xarray as xr
 
 from netdyn._version import __version__
-from netdyn.maps.classic import is_batch_first
+from netdyn.maps.base import is_batch_first
 from netdyn.orbits.stability import orbital_stability
 
 __all__ = ["orbit_diagram"]
@@ -54,7 +54,7 @@ def orbit_diagram(
     Parameters
     ----------
     make_map
-        ``value -> map`` (a :class:`~netdyn.maps.classic.DiscreteMap`), e.g.
+        ``value -> map`` (a :class:`~netdyn.maps.base.DiscreteMap`), e.g.
         ``LogisticMap`` or ``lambda lr: TrainingMap(..., lr=lr)``.
     values
         the control-parameter values, shape ``(V,)``.

@@ -26,8 +26,9 @@ import xarray as xr
 
 from netdyn.series.datadriven import rosenstein
 from netdyn.maps.divergence import DivergenceRule, divergence_reason
-from netdyn.lyapunov.maximal import block_stderr, max_lyapunov
-from netdyn.maps.classic import has_jacobian
+from netdyn._core.stats import block_stderr
+from netdyn.lyapunov.maximal import max_lyapunov
+from netdyn.maps.base import has_jacobian
 from netdyn.io.recording import SKETCH_CHUNK_ROWS, SketchProjection
 
 __all__ = ["OrbitalStability", "orbital_stability", "LABELS"]
@@ -88,7 +89,7 @@ class OrbitalStability:
         near 0 for a stationary orbit, of order 1 for one still travelling.
     exponent_stderr
         standard error of ``exponent`` (block averaging of the local rates over the
-        window, :func:`~netdyn.lyapunov.maximal.block_stderr`); NaN when unknown.
+        window, :func:`~netdyn._core.stats.block_stderr`); NaN when unknown.
     confidence
         ``"high"`` when every test agrees and the deciding evidence is there;
         ``"low"`` when ``conflict`` is not empty, when the label rests on a default

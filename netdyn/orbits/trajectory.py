@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from netdyn._core.devices import SYNC_EVERY, host_block, map_device
 from netdyn._version import __version__
 from netdyn.maps.divergence import DivergenceCheck, DivergenceRule, parameter_norms, parameter_norms_on_device
-from netdyn.maps.classic import describe_map, is_batch_first, param_dim_of
+from netdyn.maps.base import describe_map, is_batch_first, param_dim_of
 from netdyn.io.recording import Selection, resolve_record
 from netdyn.io.storage import RowBuffer, TrajectoryWriter, build_dataset, netcdf_attrs, open_trajectory, verdict_variables
 
@@ -421,7 +421,7 @@ def _run_batch(
     if batch_first:
         advance, batching = map_.step, "batch_first"
     else:
-        from netdyn.lyapunov.maximal import BatchStepper  # the batching helper (moves to _core with issue 13)
+        from netdyn.maps.batching import BatchStepper
 
         stepper = BatchStepper(map_)
         advance, batching = stepper.step, None

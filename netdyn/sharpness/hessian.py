@@ -3,7 +3,7 @@
 Gradient descent with rate ``lr`` on a quadratic is stable iff every Hessian
 eigenvalue lies below ``2 / lr``; training at large ``lr`` tends to drive the top
 eigenvalue ("sharpness") up to that line and hover there (edge of stability,
-Cohen et al. 2021).  :func:`sharpness` computes the top eigenvalue(s) of
+Cohen et al. 2021).  :func:`sharpness_at` computes the top eigenvalue(s) of
 ``map.loss(theta, t)`` from Hessian-vector products only; :func:`sharpness_along`
 tracks them along a recorded trajectory, each Lanczos run started from the previous
 top eigenvector.  ``preconditioned=True`` gives the eigenvalues of ``P^-1 H`` for
@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -24,27 +24,54 @@ import xarray as xr
 from torch import Tensor
 
 from netdyn._core.devices import map_device
-from netdyn.lyapunov.maximal import map_attrs
-from netdyn.maps.classic import param_dim_of
+from netdyn._core.progress import progress_bar
+from netdyn._core.results import DatasetResult
+from netdyn._core.validation import check_choice, check_int
+from netdyn.maps.base import map_attrs, param_dim_of
 from netdyn.sharpness.threshold import stability_threshold, step_preconditioner
 
-__all__ = ["Sharpness", "sharpness", "sharpness_along", "track_sharpness", "hessian_vector_product", "top_eigenvalues"]
+__all__ = ["Sharpness", "sharpness_at", "sharpness_along", "track_sharpness", "hessian_vector_product",
+           "top_eigenvalues"]
 
 
-@dataclass(frozen=True)
-class Sharpness:
-    """Top Hessian eigenpairs.
+@dataclass(frozen=True, eq=False, repr=False)
+class Sharpness(DatasetResult):
+    """Top Hessian eigenpairs (a :class:`~netdyn._core.results.DatasetResult`).
 
-    ``values (k,)`` descending; ``vectors (k, param_dim)`` unit eigenvectors (of the
-    symmetrised ``P^-1/2 H P^-1/2`` when ``preconditioned``); ``residuals (k,)``
-    ``||H v - lambda v||``; ``n_hvp`` Hessian-vector products used; ``converged`` all
-    residuals within tolerance; ``method``; ``preconditioned``; ``threshold`` the
-    optimiser's stability line for these eigenvalues (NaN when unknown).
+    Attributes
+    ----------
+    values : ndarray ``(k,)``
+        eigenvalues, descending (units of the loss Hessian).
+    vectors : ndarray ``(k, param_dim)``
+        unit eigenvectors (of the symmetrised ``P^-1/2 H P^-1/2`` when ``preconditioned``).
+    residuals : ndarray ``(k,)``
+        ``||H v - lambda v||``.
+    n_hvp : int
+        Hessian-vector products used.
+    converged : bool
+        all residuals within tolerance.
+    method : str
+        "lanczos" or "power".
+    preconditioned : bool
+        eigenvalues of ``P^-1 H`` rather than ``H``.
+    threshold : float
+        the optimiser's stability line for these eigenvalues (NaN when unknown).
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> from netdyn.sharpness.hessian import Sharpness
+    >>> m = nd.QuadraticGD([1.0, 4.0], lr=0.1)
+    >>> res = nd.sharpness_at(m, m.initial_state())
+    >>> round(float(res.values[0]), 6), res.threshold
+    (4.0, 20.0)
+    >>> Sharpness.from_dataset(res.to_dataset()).n_hvp == res.n_hvp
+    True
     """
 
-    values: np.ndarray
-    vectors: np.ndarray
-    residuals: np.ndarray
+    values: np.ndarray = field(metadata={"dims": ("eig",)})
+    vectors: np.ndarray = field(metadata={"dims": ("eig", "param")})
+    residuals: np.ndarray = field(metadata={"dims": ("eig",)})
     n_hvp: int
     converged: bool
     method: str
@@ -52,9 +79,31 @@ class Sharpness:
     threshold: float = float("nan")
 
 
-def hessian_vector_product(map_: Any, theta: Tensor, t: int = 0) -> Callable[[Tensor], Tensor]:
+def hessian_vector_product(map_: Any, theta: Tensor, *, t: int = 0) -> Callable[[Tensor], Tensor]:
     """``v -> H(theta) v`` for ``map.loss(., t)``, exact.
 
+    Parameters
+    ----------
+    map_ : map with ``loss(theta, t)``.
+    theta : tensor ``(param_dim,)`` — the parameters where ``H`` is evaluated.
+    t : int, default 0 — step index (selects the mini-batch of a stochastic map).
+
+    Returns
+    -------
+    callable
+        ``hvp(v)``: tensor ``(param_dim,)`` -> ``H v`` of the same shape.
+
+    Examples
+    --------
+    >>> import torch, netdyn as nd
+    >>> from netdyn.sharpness.hessian import hessian_vector_product
+    >>> m = nd.QuadraticGD([1.0, 4.0], lr=0.1)
+    >>> hvp = hessian_vector_product(m, m.initial_state())
+    >>> hvp(torch.tensor([1.0, 1.0], dtype=torch.float64)).tolist()
+    [1.0, 4.0]
+
+    Notes
+    -----
     Reverse-over-reverse: the gradient's graph is built once per ``theta`` and every
     product is one more backward pass through it (on CPU cheaper than
     forward-over-reverse, and it works for every loss autograd differentiates twice,
@@ -77,13 +126,13 @@ def hessian_vector_product(map_: Any, theta: Tensor, t: int = 0) -> Callable[[Te
 def sharpness_at(
     map_: Any,
     x: Tensor,
+    *,
+    t: int = 0,
     k: int = 1,
     method: str = "lanczos",
-    t: int = 0,
     max_iter: int | None = None,
     tol: float = 1e-6,
     seed: int = 0,
-    *,
     preconditioned: bool = False,
     v0: Tensor | None = None,
 ) -> Sharpness:
@@ -115,7 +164,15 @@ def sharpness_at(
     optimiser NaN, as the raw Hessian has no threshold there).  A non-finite ``theta`` or Hessian gives NaN values with a
     warning; non-convergence gives ``converged=False`` with a warning.
 
-    Maths
+    Raises
+    ------
+    TypeError
+        for a map without ``loss``.
+    ValueError
+        on a bad ``x`` shape, ``k`` outside ``[1, param_dim]``, an unknown ``method``
+        or a bad ``v0``.
+
+    Notes
     -----
     Lanczos with full re-orthogonalisation builds an orthonormal Krylov basis ``Q``
     with ``Q^T H Q = T`` tridiagonal; the largest Ritz values of ``T`` converge to the
@@ -134,27 +191,33 @@ def sharpness_at(
     Lanczos (1950); Golub & Van Loan, *Matrix Computations* ch. 10; Cohen et al.,
     "Gradient descent on neural networks typically occurs at the edge of
     stability", ICLR 2021.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> m = nd.QuadraticGD([[2.0, 1.0], [1.0, 2.0]], lr=0.5)  # eigenvalues 1 and 3
+    >>> res = nd.sharpness_at(m, m.initial_state(), k=2)
+    >>> [round(float(v), 6) for v in res.values], res.threshold  # 2 / lr = 4
+    ([3.0, 1.0], 4.0)
     """
-    caller = "sharpness"
+    caller = "sharpness_at"
     if not callable(getattr(map_, "loss", None)):
         raise TypeError(f"{caller}: {type(map_).__name__} has no loss(theta, t) method")
     p = param_dim_of(map_)
     x = torch.as_tensor(x, device=map_device(map_))
     if x.ndim != 1 or x.shape[0] not in (p, map_.dim):
         raise ValueError(f"{caller}: expected x of shape ({map_.dim},) or ({p},), got {tuple(x.shape)}")
-    if int(k) != k or not 1 <= k <= p:
-        raise ValueError(f"{caller}: expected integer k in [1, {p}], got {k}")
-    if method not in ("lanczos", "power"):
-        raise ValueError(f"{caller}: expected method 'lanczos' or 'power', got {method!r}")
+    k = check_int(k, "k", caller, minimum=1, maximum=p)
+    method = check_choice(method, "method", caller, ("lanczos", "power"))
     theta = x[:p].detach()
     nan = Sharpness(np.full(k, np.nan), np.full((k, p), np.nan), np.full(k, np.nan), 0, False, method)
     if not torch.isfinite(theta).all():
         warnings.warn(f"{caller}: non-finite parameters; sharpness is NaN", RuntimeWarning, stacklevel=2)
         return nan
-    hvp = hessian_vector_product(map_, theta, t)
+    hvp = hessian_vector_product(map_, theta, t=t)
     threshold = _threshold(map_, preconditioned, t)
     if preconditioned:
-        scale = step_preconditioner(map_, x, t).rsqrt()
+        scale = step_preconditioner(map_, x, t=t).rsqrt()
         raw_hvp = hvp
         hvp = lambda v: scale * raw_hvp(scale * v)  # noqa: E731  (P^-1/2 H P^-1/2)
     gen = torch.Generator().manual_seed(int(seed))
@@ -184,7 +247,7 @@ def _threshold(map_: Any, preconditioned: bool, t: int) -> float:
         return float("nan")
     if opt is None and getattr(map_, "optimizer_spec", None) is not None:  # a black-box optimiser
         return float("nan")
-    return stability_threshold(map_, t)
+    return stability_threshold(map_, t=t)
 
 
 def top_eigenvalues(
@@ -194,14 +257,46 @@ def top_eigenvalues(
 ) -> Sharpness:
     """Top-``k`` eigenpairs of a symmetric operator given by its products, by Lanczos.
 
-    The engine behind :func:`sharpness`, for operators that are not a map's loss (e.g. a
-    user's model on one batch, :class:`netdyn.monitor.LyapunovMonitor`).  ``hvp(v)``
-    takes and returns tensors of shape ``(dim,)``; ``max_iter`` defaults to
-    ``min(dim, max(60, 4k))``; ``v0`` is an optional start vector; ``device`` the device
-    of the vectors ``hvp`` takes (default: ``v0``'s, else the CPU).  The random start is
-    drawn on the CPU and moved, so every device starts from the same vector.  Lanczos
-    reads ``alpha_j`` and ``beta_j`` back from the device at every iteration (a host sync
-    per Hessian-vector product, which costs far more).
+    The engine behind :func:`sharpness_at`, for operators that are not a map's loss (e.g. a
+    user's model on one batch, :class:`netdyn.monitor.LyapunovMonitor`).
+
+    Parameters
+    ----------
+    hvp : callable
+        ``v -> H v`` for tensors of shape ``(dim,)``; ``H`` symmetric.
+    dim : int
+        Size of the operator.
+    k : int, default 1
+        Number of eigenpairs.
+    max_iter : int or None, default None
+        Lanczos steps; None: ``min(dim, max(60, 4k))``.
+    tol : float, default 1e-6
+        Relative residual ``||Hv - lambda v|| / |lambda|``.
+    seed : int, default 0
+        Seed of the random start vector.
+    dtype : torch.dtype, default torch.float64
+        Type of the Lanczos vectors.
+    v0 : tensor ``(dim,)``, optional
+        Start vector instead of a random one.
+    device : torch.device, optional
+        Device of the vectors ``hvp`` takes (default: ``v0``'s, else the CPU).  The random
+        start is drawn on the CPU and moved, so every device starts from the same vector;
+        Lanczos reads ``alpha_j`` and ``beta_j`` back at every iteration (a host sync per
+        Hessian-vector product, which costs far more).
+
+    Returns
+    -------
+    Sharpness
+        ``method="lanczos"``, ``threshold`` NaN.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from netdyn.sharpness.hessian import top_eigenvalues
+    >>> h = torch.diag(torch.tensor([5.0, 2.0, -1.0], dtype=torch.float64))
+    >>> res = top_eigenvalues(lambda v: h @ v, 3, k=2)
+    >>> [round(float(v), 6) for v in res.values]
+    [5.0, 2.0]
     """
     gen = torch.Generator().manual_seed(int(seed))
     m = min(dim, max(60, 4 * k)) if max_iter is None else max_iter
@@ -271,10 +366,10 @@ def _power(hvp: Callable, p: int, k: int, iters: int, tol: float, gen: torch.Gen
 def sharpness_along(
     map_: Any,
     trajectory_states: xr.Dataset | xr.DataArray | Tensor | np.ndarray,
+    *,
     k: int = 1,
     method: str = "lanczos",
     every: int = 1,
-    *,
     warm_start: bool = True,
     **options: Any,
 ) -> xr.Dataset:
@@ -291,7 +386,7 @@ def sharpness_along(
     every : int, default 1 — use every ``every``-th recorded state.
     warm_start : bool, default True — start each Lanczos run from the previous top
         eigenvector (sharpness moves slowly along training, so this saves products).
-    **options : passed to :func:`sharpness` (``max_iter``, ``tol``, ``seed``,
+    **options : passed to :func:`sharpness_at` (``max_iter``, ``tol``, ``seed``,
         ``preconditioned`` — which needs states with the optimiser buffers, ``(n, dim)``).
 
     Returns
@@ -301,7 +396,13 @@ def sharpness_along(
     edge of stability for plain GD); attrs ``two_over_lr`` (NaN without ``lr``),
     ``method``, the map's ``describe()``.
 
-    Maths
+    Raises
+    ------
+    ValueError
+        on states of the wrong shape, ``every < 1``, or ``preconditioned`` without
+        the optimiser buffers.
+
+    Notes
     -----
     Plain GD on the local quadratic model is stable iff ``lambda_max < 2 / lr``
     (``(2 + 2 beta) / lr`` with heavy-ball momentum ``beta``; adaptive optimisers
@@ -311,6 +412,15 @@ def sharpness_along(
     References
     ----------
     Cohen, Kaur, Li, Kolter & Talwalkar, ICLR 2021.
+
+    Examples
+    --------
+    >>> import torch, netdyn as nd
+    >>> m = nd.QuadraticGD([1.0, 4.0], lr=0.4)
+    >>> states = torch.stack([m.initial_state(seed) for seed in range(3)])
+    >>> res = nd.sharpness_along(m, states)
+    >>> [round(float(v), 6) for v in res["lr_times_sharpness"]]  # 0.4 * 4
+    [1.6, 1.6, 1.6]
     """
     caller = "sharpness_along"
     if isinstance(trajectory_states, xr.Dataset):
@@ -328,8 +438,7 @@ def sharpness_along(
     if states.ndim != 2 or states.shape[1] not in (param_dim_of(map_), map_.dim):
         raise ValueError(f"{caller}: expected states of shape (n, {param_dim_of(map_)}) or (n, {map_.dim}) "
                          f"(all parameters recorded), got {tuple(states.shape)}")
-    if int(every) != every or every < 1:
-        raise ValueError(f"{caller}: expected integer every >= 1, got {every}")
+    every = check_int(every, "every", caller, minimum=1)
     pick = np.arange(0, states.shape[0], every)
     if options.get("preconditioned") and states.shape[1] != map_.dim:
         raise ValueError(f"{caller}: preconditioned sharpness needs the optimiser buffers: expected states of "
@@ -350,6 +459,7 @@ def track_sharpness(
     t0: int = 0,
     k: int = 1,
     preconditioned: bool | None = None,
+    progress: bool | None = None,
     **options: Any,
 ) -> xr.Dataset:
     """Sharpness every ``every`` steps while the map runs, against the optimiser's own threshold.
@@ -364,21 +474,36 @@ def track_sharpness(
     k : int, default 1 — eigenvalues per measurement.
     preconditioned : bool or None — default None: True for an adaptive optimiser (Adam,
         AdamW, RMSprop), whose edge of stability is that of ``P^-1 H``, False otherwise.
-    **options : passed to :func:`sharpness` (``method``, ``max_iter``, ``tol``, ``seed``).
+    progress : bool or None, default None — a tqdm bar over the steps (None: only on
+        a terminal).
+    **options : passed to :func:`sharpness_at` (``method``, ``max_iter``, ``tol``, ``seed``).
 
     Returns
     -------
     xarray.Dataset as :func:`sharpness_along`, with ``threshold`` in the attributes and
     ``sharpness_over_threshold (step)``: 1 is the edge of stability.  Every Lanczos run
     after the first starts from the previous top eigenvector.
+
+    Raises
+    ------
+    ValueError
+        on a bad ``x0`` shape or counts out of range.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> m = nd.QuadraticGD([1.0, 4.0], lr=0.4)
+    >>> res = nd.track_sharpness(m, m.initial_state(), 20, every=10)
+    >>> res["step"].values.tolist(), [round(float(v), 6) for v in res["sharpness_over_threshold"]]
+    ([0, 10], [0.8, 0.8])
     """
     caller = "track_sharpness"
     x = torch.as_tensor(x0, device=map_device(map_))
     if x.shape != (map_.dim,):
         raise ValueError(f"{caller}: expected x0 of shape ({map_.dim},), got {tuple(x.shape)}")
-    for name, value in (("steps", steps), ("every", every)):
-        if isinstance(value, bool) or int(value) != value or value < 1:
-            raise ValueError(f"{caller}: expected integer {name} >= 1, got {value!r}")
+    steps = check_int(steps, "steps", caller, minimum=1)
+    every = check_int(every, "every", caller, minimum=1)
+    t0 = check_int(t0, "t0", caller, minimum=0)
     if preconditioned is None:
         opt = getattr(map_, "functional_optimizer", None)
         preconditioned = opt is not None and getattr(opt, "name", "sgd") != "sgd"
@@ -386,15 +511,17 @@ def track_sharpness(
     results: list[Sharpness] = []
     measured: list[int] = []
     lost = torch.full((), -1, dtype=torch.int64, device=x.device)  # first non-finite step, read at measurements only
-    for t in range(int(t0), int(t0) + int(steps)):
-        if (t - t0) % every == 0:
-            if t > t0 and int(lost) >= 0:  # one host sync per measurement (Lanczos syncs anyway)
-                break
-            results.append(sharpness_at(map_, x, k=k, method=method, t=t, preconditioned=preconditioned,
-                                     v0=_warm_start(results, method), **options))
-            measured.append(t)
-        x = map_.step(x, t)
-        lost = torch.where((lost < 0) & ~torch.isfinite(x).all(), t + 1, lost)
+    with progress_bar(steps, progress=progress, desc=caller) as bar:
+        for t in range(t0, t0 + steps):
+            if (t - t0) % every == 0:
+                if t > t0 and int(lost) >= 0:  # one host sync per measurement (Lanczos syncs anyway)
+                    break
+                results.append(sharpness_at(map_, x, k=k, method=method, t=t, preconditioned=preconditioned,
+                                            v0=_warm_start(results, method), **options))
+                measured.append(t)
+            x = map_.step(x, t)
+            bar.update(1)
+            lost = torch.where((lost < 0) & ~torch.isfinite(x).all(), t + 1, lost)
     if int(lost) >= 0:
         warnings.warn(f"{caller}: the state became non-finite at step {int(lost)}; tracking stopped", RuntimeWarning, 2)
     return _sharpness_dataset(map_, results, np.array(measured), k, method)

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from netdyn._core.devices import map_device
-from netdyn.maps.classic import param_dim_of
+from netdyn.maps.base import param_dim_of
 from netdyn.maps.optim import SGD, Adam, FunctionalOptimizer, RMSprop, safe_sqrt
 
 __all__ = ["stability_threshold", "step_preconditioner"]
@@ -56,7 +56,7 @@ def _optimizer(map_: Any, caller: str) -> FunctionalOptimizer | None:
     return opt
 
 
-def stability_threshold(map_: Any, t: int | None = None) -> float:
+def stability_threshold(map_: Any, *, t: int | None = None) -> float:
     """The largest stable eigenvalue of ``P^-1 H`` for the map's optimiser (module table).
 
     Parameters
@@ -72,6 +72,17 @@ def stability_threshold(map_: Any, t: int | None = None) -> float:
     -------
     float, in units of the loss Hessian (1 / parameter^2 times loss); NaN for a map
     without a learning rate.
+
+    Raises
+    ------
+    ValueError
+        for a black-box optimiser or an optimiser without a known threshold.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> nd.stability_threshold(nd.QuadraticGD([1.0, 2.0], lr=0.25))  # 2 / lr
+    8.0
     """
     opt = _optimizer(map_, "stability_threshold")
     scheduled = t is not None and callable(getattr(map_, "lr_at", None))
@@ -94,7 +105,7 @@ def stability_threshold(map_: Any, t: int | None = None) -> float:
     raise ValueError(f"stability_threshold: no threshold known for optimizer {opt.name!r}")
 
 
-def step_preconditioner(map_: Any, x: Tensor, t: int) -> Tensor:
+def step_preconditioner(map_: Any, x: Tensor, *, t: int = 0) -> Tensor:
     """The diagonal ``P`` (shape ``(param_dim,)``) that the step from state ``x`` at time ``t`` divides by.
 
     The step from ``x_t`` first folds the gradient ``g_t`` of step ``t``'s batch into the
@@ -111,7 +122,25 @@ def step_preconditioner(map_: Any, x: Tensor, t: int) -> Tensor:
     x
         the full state ``(dim,)``: parameters and optimiser buffers.
     t
-        steps already taken (bias correction, mini-batch).
+        steps already taken (bias correction, mini-batch); default 0.
+
+    Returns
+    -------
+    Tensor ``(param_dim,)``
+        the diagonal of ``P`` (ones for SGD and plain gradient descent).
+
+    Raises
+    ------
+    ValueError
+        for a black-box optimiser, a state that is not the full ``(dim,)`` one, or an
+        optimiser without a known preconditioner.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> m = nd.QuadraticGD([1.0, 2.0], lr=0.25)
+    >>> nd.step_preconditioner(m, m.initial_state()).tolist()  # plain GD: P = I
+    [1.0, 1.0]
     """
     caller = "step_preconditioner"
     opt = _optimizer(map_, caller)

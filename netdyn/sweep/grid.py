@@ -33,7 +33,7 @@ from netdyn.orbits.stability import orbital_stability
 from netdyn.sweep.store import Claims, grid_key, load_point, point_key, point_path, save_point
 from netdyn.orbits.trajectory import run
 
-__all__ = ["AXES", "sweep", "point_specs", "train_point", "edge_of_chaos", "fastest_lr", "local_cluster"]
+__all__ = ["AXES", "run_sweep", "point_specs", "train_point", "edge_of_chaos", "fastest_lr", "local_cluster"]
 
 AXES = ("lr", "seed", "activation", "optimizer")
 TASK_DEFAULTS: dict[str, Any] = {
@@ -436,7 +436,7 @@ def run_sweep(
     results: dict[tuple[int, ...], dict[str, Any]] = {}
     n_loaded = n_computed = 0
     claims = Claims(store) if store is not None else contextlib.nullcontext()
-    with claims, tqdm(total=len(points), desc="sweep", unit="point", disable=not progress) as bar:
+    with claims, tqdm(total=len(points), desc="run_sweep", unit="point", disable=not progress) as bar:
         remaining = points
         while remaining:
             todo, waiting, before = [], [], len(results)
