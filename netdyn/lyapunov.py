@@ -317,16 +317,24 @@ def max_lyapunov(
                 f"{caller}: expected d0 above the resolution of the {xs.dtype} state, got d0={d0} "
                 f"(use float64 states or a larger d0)"
             )
+        diff = torch.empty_like(xs)  # y - x of the last separation(), reused by rescale()
 
         def advance(x: Tensor, y: Tensor, t: int) -> Pair:
             out = stepper.step(torch.cat((x, y)), t0 + t)
             return out[:n], out[n:]
 
-        separation = lambda x, y: norm(y - x)  # noqa: E731
-        rescale = lambda x, y, g: x + (y - x) * (d0 / g).to(x.dtype)[:, None]  # noqa: E731
+        def separation(x: Tensor, y: Tensor) -> Tensor:
+            return norm(torch.sub(y, x, out=diff))
+
+        def rescale(x: Tensor, y: Tensor, g: Tensor) -> Tensor:
+            """y <- x + (y - x) * d0 / g in place, with the y - x of the separation() just taken."""
+            scale = torch.full_like(g, d0).div_(g)  # a true division (d0 / tensor multiplies by 1 / g)
+            return torch.add(x, diff.mul_(scale.to(x.dtype)[:, None]), out=y)
+
         pair = (xs, ys)
     target = 1.0 if method == "tangent" else d0
-    orbit_norm = lambda x: parameter_norms(x, n_params)  # noqa: E731
+    # divergence.parameter_norms, written into a row of the loop's record
+    orbit_norm = lambda x, out: torch.linalg.vector_norm(x[:, :n_params].to(torch.float64), dim=1, out=out)  # noqa: E731
     logs, end_step, verdict = _benettin(
         advance, separation, rescale, pair, target, steps, transient, renorm_every, orbit_norm, divergence
     )
@@ -375,52 +383,122 @@ def _benettin(
     steps: int,
     transient: int,
     m: int,
-    orbit_norm: Callable[[Tensor], np.ndarray],
+    orbit_norm: Callable[[Tensor, Tensor], Tensor],
     rule: DivergenceRule | None,
+    block: int = 16,
 ) -> tuple[np.ndarray, np.ndarray, EnsembleDivergence]:
     """Shared loop: returns ``ln`` growth per interval ``(n, steps // m)`` (NaN after a
     member stops), ``end_step (n,)`` (-1 while alive) and the orbits' divergence
     verdict.
 
+    ``separation(x, z)`` is the separation's norm ``(n,)`` in float64, ``rescale(x, z, g)``
+    the separation scaled to ``target`` (it follows the ``separation`` call that
+    measured ``g``; a member whose ``g`` is 0 or non-finite stops at that step, so
+    its rescaled values are never read), ``orbit_norm(x, out)`` writes the reference's
+    norm ``(n,)`` in float64 (the divergence rule's) into ``out``.
+
     A member stops (unresolved) when the orbit or the separation becomes non-finite,
     or when its rescaled separation is no longer ``target`` within 10 %: the state
     has grown so large that ``target`` is below its floating-point resolution (a
     twin of an escaping orbit).  The divergence rule on ``orbit_norm`` of the
-    reference is checked at every step and only flags the member."""
+    reference is checked at every step and only flags the member.
+
+    Each step only records (finiteness, norms and distances go into preallocated
+    tensors, nothing comes back to the host); every ``block`` steps
+    :func:`_judge_block` applies the rules above to the recorded steps, with the
+    verdicts they would have had step by step.  Stopped members are stepped on to
+    the end of their block (their values are never read); the loop ends after the
+    block in which the last member stops.
+    """
     x, z = pair
     n = x.shape[0]
     logs = np.full((n, steps // m), np.nan)
     alive = np.ones(n, dtype=bool)
     end_step = np.full(n, -1, dtype=np.int64)
     verdict = EnsembleDivergence(n, rule)
-    verdict.update(orbit_norm(x), 0, alive)
-    prev = separation(x, z).numpy()
-    for t in range(transient + steps):
-        x, z = advance(x, z, t)
-        verdict.update(orbit_norm(x), t + 1, alive)
-        finite = (torch.isfinite(x).all(1) & torch.isfinite(z).all(1)).numpy()
-        counted = t - transient + 1
-        if counted > 0 and counted % m:
-            stop = alive & ~finite
-        else:
-            g = separation(x, z).numpy()
-            stop = alive & ~(finite & np.isfinite(g))
-            if counted > 0:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    rate = np.log(g / prev)
-                logs[alive & ~stop, counted // m - 1] = rate[alive & ~stop]
-                collapsed = alive & ~stop & (g == 0)
-                end_step[collapsed] = t + 1
-                alive &= ~collapsed
-            z = rescale(x, z, torch.from_numpy(np.where(g > 0, g, 1.0)))
-            prev = separation(x, z).numpy()
-            with np.errstate(invalid="ignore"):
-                stop |= alive & ~(np.abs(prev / target - 1.0) <= 0.1)
-        end_step[stop] = t + 1
-        alive &= ~stop
+    total = transient + steps
+    size = min(block, total)
+    rows = torch.empty(5, size + 1, n, dtype=torch.float64, device=x.device)
+    # finiteness markers of x and z (0 or NaN), orbit norm, g before and separation after rescaling
+    mark_x, mark_z, norms, grown, kept = rows
+    verdict.update(orbit_norm(x, norms[0]).cpu().numpy(), 0, alive)
+    prev = separation(x, z).cpu().numpy()
+    for first in range(0, total, block):
+        last = min(first + block, total)
+        grown.fill_(math.nan)
+        for t in range(first, last):
+            i = t - first
+            x, z = advance(x, z, t)
+            torch.sum(torch.sub(x, x), 1, out=mark_x[i])  # x - x: 0 where finite, NaN at inf/NaN; never overflows
+            torch.sum(torch.sub(z, z), 1, out=mark_z[i])
+            orbit_norm(x, norms[i])
+            counted = t - transient + 1
+            if counted <= 0 or counted % m == 0:
+                g = separation(x, z)
+                grown[i] = g
+                z = rescale(x, z, g)
+                kept[i] = separation(x, z)
+        marks = rows[:, : last - first].cpu().numpy()
+        prev = _judge_block(
+            first, (marks[0] == 0) & (marks[1] == 0), marks[2], marks[3], marks[4], prev, target, transient, m,
+            logs, alive, end_step, verdict,
+        )
         if not alive.any():
             break
     return logs, end_step, verdict
+
+
+def _judge_block(
+    first: int,
+    finite: np.ndarray,
+    norms: np.ndarray,
+    grown: np.ndarray,
+    kept: np.ndarray,
+    prev: np.ndarray,
+    target: float,
+    transient: int,
+    m: int,
+    logs: np.ndarray,
+    alive: np.ndarray,
+    end_step: np.ndarray,
+    verdict: EnsembleDivergence,
+) -> np.ndarray:
+    """The stopping rules of :func:`_benettin` on the steps ``first, first + 1, ...`` recorded
+    in the rows of ``finite`` (x and z finite), ``norms`` (orbit norm), ``grown`` (``g``;
+    NaN on steps without renormalisation) and ``kept`` (separation after rescaling), all
+    ``(rows, n)``; fills ``logs`` and updates ``alive``, ``end_step`` and ``verdict`` in place;
+    returns the separation the next interval starts from ``(n,)``.
+
+    At step ``t`` a live member is checked by the divergence rule, then stops when ``x``
+    or ``z`` is non-finite or (renormalisation steps) ``g`` is; else a counted interval
+    logs ``ln(g / prev)`` and the member stops on ``g == 0`` (collapse); else it stops
+    when the rescaled separation is off ``target`` by more than 10 %.  ``end_step`` is
+    ``t + 1`` at the first stop.  Vectorised over the rows: the outcome of judging the
+    steps one by one."""
+    count = finite.shape[0]
+    counted = np.arange(first, first + count) - transient + 1
+    renorm = (counted <= 0) | (counted % m == 0)
+    logged = renorm & (counted > 0)
+    where = np.flatnonzero(renorm)
+    before = np.full_like(grown, np.nan)  # the denominator of each renormalisation step
+    before[where] = np.vstack((prev[None], kept[where[:-1]]))
+    nonfinite = ~finite | (renorm[:, None] & ~np.isfinite(np.where(renorm[:, None], grown, 0.0)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rates = np.log(grown / before)
+        collapsed = logged[:, None] & ~nonfinite & (grown == 0)
+        off = renorm[:, None] & ~(np.abs(kept / target - 1.0) <= 0.1)
+    event = (nonfinite | collapsed | off) & alive
+    stops = event.any(0)
+    stop_row = np.where(stops, event.argmax(0), count)  # first event of each member (count: none)
+    rows = np.arange(count)[:, None]
+    written = logged[:, None] & alive & ((rows < stop_row) | ((rows == stop_row) & ~nonfinite))
+    for i, j in zip(*np.nonzero(written)):
+        logs[j, counted[i] // m - 1] = rates[i, j]
+    for i in range(min(count, int(stop_row[alive].max(initial=-1)) + 1)):
+        verdict.update(norms[i], first + i + 1, alive & (stop_row >= i))
+    end_step[stops] = first + stop_row[stops] + 1
+    alive &= ~stops
+    return kept[where[-1]].copy() if where.size else prev
 
 
 def _rates_dataset(
