@@ -110,35 +110,37 @@ class BatchStepper:
         self.map = map_
         self.mode = "unknown" if vectorize is None else ("vmap" if vectorize else "loop")
 
-    def step(self, xs: Tensor, t: int) -> Tensor:
-        return self._call(lambda x: self.map.step(x, t), (xs,))
+    def step(self, xs: Tensor, t: int, *, out: Tensor | None = None) -> Tensor:
+        """``xs (n, dim)`` -> the next states ``(n, dim)``, written into ``out`` when given
+        (a preallocated ``(n, dim)`` tensor that does not overlap ``xs``)."""
+        return self._call(lambda x: self.map.step(x, t), (xs,), out)
 
     def step_jvp(self, xs: Tensor, vs: Tensor, t: int) -> Pair:
         """``xs (n, dim)``, ``vs (n, dim)`` or ``(n, k, dim)`` -> ``(x_next, J v)``."""
         return self._call(lambda x, v: self.map.step_jvp(x, v, t), (xs, vs))
 
-    def _call(self, f: Callable, args: tuple[Tensor, ...]) -> Any:
+    def _call(self, f: Callable, args: tuple[Tensor, ...], out: Tensor | None = None) -> Any:
         if args[0].shape[0] == 1:
-            return _stack([f(*(a[0] for a in args))])
+            return _stack([f(*(a[0] for a in args))], out)
         if self.mode != "loop":
             try:
-                out = torch.func.vmap(f)(*args)
+                result = torch.func.vmap(f)(*args)
             except Exception:  # any failure of vmap means "not vectorisable": use the loop
                 if self.mode == "vmap":
                     raise
                 self.mode = "loop"
             else:
                 if self.mode == "unknown":
-                    self.mode = "vmap" if _same(out, f(*(a[0] for a in args))) else "loop"
+                    self.mode = "vmap" if _same(result, f(*(a[0] for a in args))) else "loop"
                 if self.mode == "vmap":
-                    return out
-        return _stack([f(*(a[i] for a in args)) for i in range(args[0].shape[0])])
+                    return result if out is None else out.copy_(result)
+        return _stack([f(*members) for members in zip(*(a.unbind(0) for a in args))], out)
 
 
-def _stack(outs: list[Any]) -> Any:
+def _stack(outs: list[Any], out: Tensor | None = None) -> Any:
     if isinstance(outs[0], tuple):
         return tuple(torch.stack(parts) for parts in zip(*outs))
-    return torch.stack(outs)
+    return torch.stack(outs) if out is None else torch.stack(outs, out=out)
 
 
 def _same(batched: Any, single: Any) -> bool:
@@ -306,37 +308,59 @@ def max_lyapunov(
     def norm(z: Tensor) -> Tensor:
         return z[:, :p].norm(dim=1).to(torch.float64)
 
+    # the loop's state is the stack [x; z] (2n, dim) of the orbits and their separations, in
+    # two preallocated buffers that the steps alternate between (views of both made once)
+    first = torch.cat((xs, u)) if method == "tangent" else torch.cat((xs, xs + d0 * u))
+    buffers = (first, torch.empty_like(first))
+    x, z = [b[:n] for b in buffers], [b[n:] for b in buffers]
+    z_measured = [b[n:, :p] for b in buffers]
+    x_params = [b[:n, :n_params] if b.dtype == torch.float64 else None for b in buffers]
     if method == "tangent":
-        pair, advance = (xs, u), lambda x, v, t: stepper.step_jvp(x, v, t0 + t)
-        separation = lambda x, v: norm(v)  # noqa: E731
-        rescale = lambda x, v, g: v / g.to(v.dtype)[:, None]  # noqa: E731
+
+        def advance(k: int, t: int) -> None:
+            torch.cat(stepper.step_jvp(x[k], z[k], t0 + t), out=buffers[1 - k])
+
+        def separation(k: int, out: Tensor) -> Tensor:
+            return _norm_into(z_measured[k], out)
+
+        def rescale(k: int, g: Tensor) -> None:
+            z[k].div_(g.to(first.dtype)[:, None])
+
     else:
-        ys = xs + d0 * u
-        if not torch.allclose(norm(ys - xs), torch.full((n,), d0, dtype=torch.float64), rtol=1e-3, atol=0.0):
+        if not torch.allclose(norm(z[0] - x[0]), torch.full((n,), d0, dtype=torch.float64), rtol=1e-3, atol=0.0):
             raise ValueError(
                 f"{caller}: expected d0 above the resolution of the {xs.dtype} state, got d0={d0} "
                 f"(use float64 states or a larger d0)"
             )
         diff = torch.empty_like(xs)  # y - x of the last separation(), reused by rescale()
+        diff_measured = diff[:, :p]
+        d0_tensor = torch.tensor(d0, dtype=torch.float64)
+        scale = torch.empty(n, dtype=torch.float64)
+        scale_column = scale[:, None]
 
-        def advance(x: Tensor, y: Tensor, t: int) -> Pair:
-            out = stepper.step(torch.cat((x, y)), t0 + t)
-            return out[:n], out[n:]
+        def advance(k: int, t: int) -> None:
+            stepper.step(buffers[k], t0 + t, out=buffers[1 - k])
 
-        def separation(x: Tensor, y: Tensor) -> Tensor:
-            return norm(torch.sub(y, x, out=diff))
+        def separation(k: int, out: Tensor) -> Tensor:
+            torch.sub(z[k], x[k], out=diff)
+            return _norm_into(diff_measured, out)
 
-        def rescale(x: Tensor, y: Tensor, g: Tensor) -> Tensor:
-            """y <- x + (y - x) * d0 / g in place, with the y - x of the separation() just taken."""
-            scale = torch.full_like(g, d0).div_(g)  # a true division (d0 / tensor multiplies by 1 / g)
-            return torch.add(x, diff.mul_(scale.to(x.dtype)[:, None]), out=y)
+        def rescale(k: int, g: Tensor) -> None:
+            """y <- x + (y - x) * d0 / g in place, with the y - x of the separation() just taken
+            (a true division: d0 / tensor would multiply by 1 / g)."""
+            torch.div(d0_tensor, g, out=scale)
+            diff.mul_(scale_column if diff.dtype == scale.dtype else scale_column.to(diff.dtype))
+            torch.add(x[k], diff, out=z[k])
 
-        pair = (xs, ys)
     target = 1.0 if method == "tangent" else d0
-    # divergence.parameter_norms, written into a row of the loop's record
-    orbit_norm = lambda x, out: torch.linalg.vector_norm(x[:, :n_params].to(torch.float64), dim=1, out=out)  # noqa: E731
+
+    def orbit_norm(k: int, out: Tensor) -> Tensor:
+        """divergence.parameter_norms of the orbits in buffer ``k``, written into ``out``."""
+        params = x[k][:, :n_params].to(torch.float64) if x_params[k] is None else x_params[k]
+        return torch.linalg.vector_norm(params, dim=1, out=out)
+
     logs, end_step, verdict = _benettin(
-        advance, separation, rescale, pair, target, steps, transient, renorm_every, orbit_norm, divergence
+        advance, separation, rescale, buffers, target, steps, transient, renorm_every, orbit_norm, divergence
     )
     end_step = np.where(end_step >= 0, end_step + int(t0), end_step)
     verdict.diverged_step = np.where(verdict.diverged_step >= 0, verdict.diverged_step + int(t0), -1)
@@ -375,15 +399,15 @@ def _check_counts(caller: str, **counts: int) -> None:
 
 
 def _benettin(
-    advance: Callable[[Tensor, Tensor, int], Pair],
-    separation: Callable[[Tensor, Tensor], Tensor],
-    rescale: Callable[[Tensor, Tensor, Tensor], Tensor],
-    pair: Pair,
+    advance: Callable[[int, int], None],
+    separation: Callable[[int, Tensor], Tensor],
+    rescale: Callable[[int, Tensor], None],
+    buffers: tuple[Tensor, Tensor],
     target: float,
     steps: int,
     transient: int,
     m: int,
-    orbit_norm: Callable[[Tensor, Tensor], Tensor],
+    orbit_norm: Callable[[int, Tensor], Tensor],
     rule: DivergenceRule | None,
     block: int = 16,
 ) -> tuple[np.ndarray, np.ndarray, EnsembleDivergence]:
@@ -391,11 +415,14 @@ def _benettin(
     member stops), ``end_step (n,)`` (-1 while alive) and the orbits' divergence
     verdict.
 
-    ``separation(x, z)`` is the separation's norm ``(n,)`` in float64, ``rescale(x, z, g)``
-    the separation scaled to ``target`` (it follows the ``separation`` call that
-    measured ``g``; a member whose ``g`` is 0 or non-finite stops at that step, so
-    its rescaled values are never read), ``orbit_norm(x, out)`` writes the reference's
-    norm ``(n,)`` in float64 (the divergence rule's) into ``out``.
+    The state is the stack ``[x; z]`` ``(2n, dim)`` of the orbits and their separations
+    (tangents or twins), held in ``buffers[k]``, ``k`` alternating: ``buffers[0]`` holds
+    the initial state, ``advance(k, t)`` writes the next state of ``buffers[k]`` into
+    ``buffers[1 - k]``, ``separation(k, out)`` writes the separations' norms ``(n,)`` in
+    float64 into ``out``, ``rescale(k, g)`` scales the separations to ``target`` in place
+    (right after the ``separation`` that measured ``g``; a member whose ``g`` is 0 or
+    non-finite stops at that step, so its rescaled values are never read) and
+    ``orbit_norm(k, out)`` writes the orbits' norms (the divergence rule's) into ``out``.
 
     A member stops (unresolved) when the orbit or the separation becomes non-finite,
     or when its rescaled separation is no longer ``target`` within 10 %: the state
@@ -404,48 +431,60 @@ def _benettin(
     reference is checked at every step and only flags the member.
 
     Each step only records (finiteness, norms and distances go into preallocated
-    tensors, nothing comes back to the host); every ``block`` steps
-    :func:`_judge_block` applies the rules above to the recorded steps, with the
-    verdicts they would have had step by step.  Stopped members are stepped on to
-    the end of their block (their values are never read); the loop ends after the
-    block in which the last member stops.
+    rows, nothing comes back to the host); every ``block`` steps :func:`_judge_block`
+    applies the rules above to the recorded steps, with the verdicts they would have
+    had step by step.  Stopped members are stepped on to the end of their block
+    (their values are never read); the loop ends after the block in which the last
+    member stops.
     """
-    x, z = pair
-    n = x.shape[0]
+    n = buffers[0].shape[0] // 2
     logs = np.full((n, steps // m), np.nan)
     alive = np.ones(n, dtype=bool)
     end_step = np.full(n, -1, dtype=np.int64)
     verdict = EnsembleDivergence(n, rule)
     total = transient + steps
     size = min(block, total)
-    rows = torch.empty(5, size + 1, n, dtype=torch.float64, device=x.device)
-    # finiteness markers of x and z (0 or NaN), orbit norm, g before and separation after rescaling
-    mark_x, mark_z, norms, grown, kept = rows
-    verdict.update(orbit_norm(x, norms[0]).cpu().numpy(), 0, alive)
-    prev = separation(x, z).cpu().numpy()
+    # per step: finiteness marks of [x; z] (0, or NaN at an inf/NaN entry), orbit norm,
+    # g before and separation after rescaling
+    marks = torch.empty(size, 2 * n, dtype=buffers[0].dtype, device=buffers[0].device)
+    zeros = torch.empty_like(buffers[0])
+    rows = torch.empty(3, size, n, dtype=torch.float64, device=buffers[0].device)
+    grown = rows[1]
+    # the rows as lists of views, made once (indexing a tensor costs microseconds per step)
+    mark_rows, norm_rows, grown_rows, kept_rows = (list(r.unbind(0)) for r in (marks, *rows))
+    verdict.update(orbit_norm(0, norm_rows[0]).cpu().numpy(), 0, alive)
+    prev = separation(0, kept_rows[0]).cpu().numpy().copy()
+    k = 0
     for first in range(0, total, block):
         last = min(first + block, total)
         grown.fill_(math.nan)
         for t in range(first, last):
             i = t - first
-            x, z = advance(x, z, t)
-            torch.sum(torch.sub(x, x), 1, out=mark_x[i])  # x - x: 0 where finite, NaN at inf/NaN; never overflows
-            torch.sum(torch.sub(z, z), 1, out=mark_z[i])
-            orbit_norm(x, norms[i])
+            advance(k, t)
+            k = 1 - k
+            state = buffers[k]
+            # x - x is 0 where x is finite, NaN at inf/NaN, and never overflows
+            torch.sum(torch.sub(state, state, out=zeros), 1, out=mark_rows[i])
+            orbit_norm(k, norm_rows[i])
             counted = t - transient + 1
             if counted <= 0 or counted % m == 0:
-                g = separation(x, z)
-                grown[i] = g
-                z = rescale(x, z, g)
-                kept[i] = separation(x, z)
-        marks = rows[:, : last - first].cpu().numpy()
+                rescale(k, separation(k, grown_rows[i]))
+                separation(k, kept_rows[i])
+        finite = (marks[: last - first] == 0).cpu().numpy()
+        record = rows[:, : last - first].cpu().numpy()
         prev = _judge_block(
-            first, (marks[0] == 0) & (marks[1] == 0), marks[2], marks[3], marks[4], prev, target, transient, m,
-            logs, alive, end_step, verdict,
+            first, finite[:, :n] & finite[:, n:], *record, prev, target, transient, m, logs, alive, end_step, verdict
         )
         if not alive.any():
             break
     return logs, end_step, verdict
+
+
+def _norm_into(z: Tensor, out: Tensor) -> Tensor:
+    """The row norms of ``z`` ``(n, k)``, computed in ``z``'s dtype, written into ``out`` ``(n,)``."""
+    if z.dtype == out.dtype:
+        return torch.linalg.vector_norm(z, dim=1, out=out)
+    return out.copy_(torch.linalg.vector_norm(z, dim=1))
 
 
 def _judge_block(
