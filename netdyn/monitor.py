@@ -321,6 +321,7 @@ class LyapunovMonitor:
         self._divergence = DivergenceCheck()
         self.diverged, self.diverged_step, self.divergence_reason = False, -1, ""
         self._check_divergence(0)
+        self._pending_prev: Tensor | None = None  # the separation after the last rescale, not yet read
         self._prev = self._arm_random()
         if not math.isclose(self._prev, self.d0, rel_tol=resolution_tolerance(self.dtype)):
             raise ValueError(
@@ -381,9 +382,9 @@ class LyapunovMonitor:
         self._calls += 1
         period = self.every * self.window
         i = c if self.every == 1 else c % period
-        counted_new = False
+        counted_new, user_rng = False, None
         if i < (c + 1 if self.every == 1 else self.window):
-            self._advance(batch)
+            user_rng = self._advance(batch)
             counted = i - self.transient + 1
             if counted <= 0 or counted % self.renorm_every == 0:
                 counted_new = self._measure(c + 1, counted > 0)
@@ -393,9 +394,11 @@ class LyapunovMonitor:
             return counted_new
         following = c + 1 if self.every == 1 else (c + 1) % period
         if self.every > 1 and following == 0:
-            self._prev = self._arm_carried()
+            self._prev, self._pending_prev = self._arm_carried(), None
         if following < (c + 2 if self.every == 1 else self.window):
-            self._rng = _capture_rng(self._devices)  # replayed if no forward of the model is seen
+            # replayed if no forward of the model is seen: the state now, which is the user's
+            # state _advance restored (nothing since draws random numbers)
+            self._rng = user_rng if user_rng is not None else _capture_rng(self._devices)
             self._capture.arm()
         return counted_new
 
@@ -493,6 +496,11 @@ class LyapunovMonitor:
         """``|y - x|`` over the measured entries: the norm of one flat vector, as in
         ``max_lyapunov``.  Leaves all of ``y - x`` in ``self._flat`` / ``self._views``.
         Call under ``torch.no_grad()``."""
+        return float(self._separation_tensor(pairs, extra))
+
+    def _separation_tensor(self, pairs: tuple[list[Tensor], list[Tensor]] | None = None,
+                           extra: Tensor | None = None) -> Tensor:
+        """:meth:`_separation` as a 0-d tensor (not read back to the host)."""
         ref, sha = pairs or self._pairs()
         if self._flat is None or len(self._views) != len(ref):
             sizes = [r.numel() for r in ref]
@@ -502,7 +510,7 @@ class LyapunovMonitor:
         torch._foreach_copy_(self._views, sha)
         torch._foreach_sub_(self._views, ref)
         measured = self._measured if extra is None else torch.cat((self._measured, extra))
-        return float(torch.linalg.vector_norm(measured, dtype=self._norm_dtype))
+        return torch.linalg.vector_norm(measured, dtype=self._norm_dtype)
 
     def _arm_random(self) -> float:
         """Shadow = reference + ``d0 u``, ``u`` drawn as ``max_lyapunov`` draws it; returns
@@ -553,7 +561,8 @@ class LyapunovMonitor:
                 else:
                     self._shadow_opt.state.pop(s, None)
 
-    def _advance(self, batch: Any) -> None:
+    def _advance(self, batch: Any) -> tuple[Tensor, list[Tensor]]:
+        """One step of the shadow on ``batch``; returns the user's RNG state (restored after)."""
         hyper = self._hyper or self.optimizer.param_groups
         self._hyper = None
         for group, values in zip(self._shadow_opt.param_groups, hyper):
@@ -561,7 +570,8 @@ class LyapunovMonitor:
                 if key != "params":
                     group[key] = value
         for user, shadow in self._modules:
-            shadow.training = user.training
+            if shadow.training is not user.training:  # (nn.Module.__setattr__ costs microseconds)
+                shadow.training = user.training
         user_rng = _capture_rng(self._devices)
         _restore_rng(self._rng, self._devices)
         try:
@@ -573,6 +583,7 @@ class LyapunovMonitor:
             self._shadow_opt.step()
         finally:
             _restore_rng(user_rng, self._devices)
+        return user_rng
 
     def _measure_sharpness(self, batch: Any) -> None:
         """Top eigenvalue of (P^-1) H of the loss on ``batch`` at the user's current parameters,
@@ -626,23 +637,40 @@ class LyapunovMonitor:
             "sharpness_step": (("sharpness_step",), steps.astype(np.int64)),
         }
 
-    def _check_divergence(self, step: int) -> None:
-        """Flag (once) the user's run when its parameters break the divergence rule."""
+    def _check_divergence(self, step: int, norm: float | None = None) -> None:
+        """Flag (once) the user's run when its parameters break the divergence rule
+        (``norm``: :meth:`_parameter_norm`, when already read)."""
         if self.diverged:
             return
-        with torch.no_grad():
-            norm = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(self._params)).double()))
+        if norm is None:
+            norm = float(self._parameter_norm())
         reason = self._divergence.check(math.nan, norm)
         if reason:
             self.diverged, self.diverged_step, self.divergence_reason = True, step, reason
             warnings.warn(f"LyapunovMonitor: the training run diverged at step {step} ({reason})", RuntimeWarning,
                           stacklevel=4)
 
+    def _parameter_norm(self) -> Tensor:
+        """The divergence rule's norm of the user's parameters, float64 0-d tensor."""
+        with torch.no_grad():
+            return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(self._params)).double())
+
     def _measure(self, step: int, counted: bool) -> bool:
         pairs = self._pairs()
-        self._check_divergence(step)
         with torch.no_grad():
-            g = self._separation(pairs)
+            # one read back to the host: the growth, the user's norm and the last rescaled distance
+            parts = [self._separation_tensor(pairs).to(torch.float64)]
+            if not self.diverged:
+                parts.append(self._parameter_norm())
+            if self._pending_prev is not None:
+                parts.append(self._pending_prev)
+            values = torch.stack(parts).tolist()
+        if self._pending_prev is not None:
+            self._prev, self._pending_prev = values.pop(), None
+        if not self.diverged:
+            self._check_divergence(step, values[1])
+        g = values[0]
+        with torch.no_grad():
             if not math.isfinite(g):
                 self._stop(step, unresolved=True)
                 warnings.warn(
@@ -667,10 +695,22 @@ class LyapunovMonitor:
                     return True
             # y <- x + (y - x) * d0 / g, as max_lyapunov; the next denominator is measured
             self._flat.mul_(self.d0 / g if g > 0 else self.d0)
-            torch._foreach_copy_(pairs[1], pairs[0])
-            torch._foreach_add_(pairs[1], self._views)
-            self._prev = self._separation(pairs)
+            if self._uniform_dtype(pairs):  # x + v formed in the flat buffer, copied to y, then y - x
+                torch._foreach_add_(self._views, pairs[0])
+                torch._foreach_copy_(pairs[1], self._views)
+                torch._foreach_sub_(self._views, pairs[0])
+                measured = self._measured
+                self._pending_prev = torch.linalg.vector_norm(measured, dtype=self._norm_dtype).to(torch.float64)
+            else:
+                torch._foreach_copy_(pairs[1], pairs[0])
+                torch._foreach_add_(pairs[1], self._views)
+                self._pending_prev = self._separation_tensor(pairs).to(torch.float64)
         return counted
+
+    def _uniform_dtype(self, pairs: tuple[list[Tensor], list[Tensor]]) -> bool:
+        """Every tensor of the state has the flat buffer's dtype (then ``x + v`` may be formed there)."""
+        dtype = self._flat.dtype
+        return all(t.dtype == dtype for t in pairs[0]) and all(t.dtype == dtype for t in pairs[1])
 
     def _stop(self, step: int, unresolved: bool) -> None:
         self._stopped, self.unresolved = True, unresolved
