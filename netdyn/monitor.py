@@ -310,6 +310,7 @@ class LyapunovMonitor:
         self._views: list[Tensor] = []
         self._measured: Tensor | None = None
         self._shadow_opt = _shadow_optimizer(optimizer, self._params, self._shadow_params)
+        self._shadow_opt_params = [p for g in self._shadow_opt.param_groups for p in g["params"]]
         self._devices = sorted({p.device.index or 0 for p in self._params if p.device.type == "cuda"})
         self._calls = 0
         self._logs: list[float] = []
@@ -507,6 +508,8 @@ class LyapunovMonitor:
             self._flat = torch.empty(sum(sizes), dtype=ref[0].dtype, device=ref[0].device)
             self._views = [v.view_as(r) for v, r in zip(self._flat.split(sizes), ref)]
             self._measured = self._flat[: sum(sizes[: len(self._params)]) if self.params_only else None]
+            # every tensor of the state has the flat buffer's dtype: x + v may be formed there
+            self._uniform = all(t.dtype == self._flat.dtype for t in (*ref, *sha))
         torch._foreach_copy_(self._views, sha)
         torch._foreach_sub_(self._views, ref)
         measured = self._measured if extra is None else torch.cat((self._measured, extra))
@@ -575,7 +578,13 @@ class LyapunovMonitor:
         user_rng = _capture_rng(self._devices)
         _restore_rng(self._rng, self._devices)
         try:
-            self._shadow_opt.zero_grad(set_to_none=True)
+            if type(self._shadow_opt).zero_grad is torch.optim.Optimizer.zero_grad:
+                # what zero_grad(set_to_none=True) does, without its profiler annotation
+                for p in self._shadow_opt_params:
+                    if p.grad is not None:
+                        p.grad = None
+            else:
+                self._shadow_opt.zero_grad(set_to_none=True)
             with torch.enable_grad():
                 self._batch_loss(self._shadow_model, batch).backward()
             if self.max_grad_norm is not None:
@@ -643,7 +652,8 @@ class LyapunovMonitor:
         if self.diverged:
             return
         if norm is None:
-            norm = float(self._parameter_norm())
+            with torch.no_grad():
+                norm = float(self._parameter_norm())
         reason = self._divergence.check(math.nan, norm)
         if reason:
             self.diverged, self.diverged_step, self.divergence_reason = True, step, reason
@@ -651,9 +661,8 @@ class LyapunovMonitor:
                           stacklevel=4)
 
     def _parameter_norm(self) -> Tensor:
-        """The divergence rule's norm of the user's parameters, float64 0-d tensor."""
-        with torch.no_grad():
-            return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(self._params)).double())
+        """The divergence rule's norm of the user's parameters, float64 0-d tensor (call under no_grad)."""
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(self._params)).double())
 
     def _measure(self, step: int, counted: bool) -> bool:
         pairs = self._pairs()
@@ -665,12 +674,11 @@ class LyapunovMonitor:
             if self._pending_prev is not None:
                 parts.append(self._pending_prev)
             values = torch.stack(parts).tolist()
-        if self._pending_prev is not None:
-            self._prev, self._pending_prev = values.pop(), None
-        if not self.diverged:
-            self._check_divergence(step, values[1])
-        g = values[0]
-        with torch.no_grad():
+            if self._pending_prev is not None:
+                self._prev, self._pending_prev = values.pop(), None
+            if not self.diverged:
+                self._check_divergence(step, values[1])
+            g = values[0]
             if not math.isfinite(g):
                 self._stop(step, unresolved=True)
                 warnings.warn(
@@ -695,22 +703,16 @@ class LyapunovMonitor:
                     return True
             # y <- x + (y - x) * d0 / g, as max_lyapunov; the next denominator is measured
             self._flat.mul_(self.d0 / g if g > 0 else self.d0)
-            if self._uniform_dtype(pairs):  # x + v formed in the flat buffer, copied to y, then y - x
+            if self._uniform:  # x + v formed in the flat buffer, copied to y, then y - x
                 torch._foreach_add_(self._views, pairs[0])
                 torch._foreach_copy_(pairs[1], self._views)
                 torch._foreach_sub_(self._views, pairs[0])
-                measured = self._measured
-                self._pending_prev = torch.linalg.vector_norm(measured, dtype=self._norm_dtype).to(torch.float64)
+                self._pending_prev = torch.linalg.vector_norm(self._measured, dtype=self._norm_dtype).to(torch.float64)
             else:
                 torch._foreach_copy_(pairs[1], pairs[0])
                 torch._foreach_add_(pairs[1], self._views)
                 self._pending_prev = self._separation_tensor(pairs).to(torch.float64)
         return counted
-
-    def _uniform_dtype(self, pairs: tuple[list[Tensor], list[Tensor]]) -> bool:
-        """Every tensor of the state has the flat buffer's dtype (then ``x + v`` may be formed there)."""
-        dtype = self._flat.dtype
-        return all(t.dtype == dtype for t in pairs[0]) and all(t.dtype == dtype for t in pairs[1])
 
     def _stop(self, step: int, unresolved: bool) -> None:
         self._stopped, self.unresolved = True, unresolved
