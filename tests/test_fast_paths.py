@@ -271,3 +271,61 @@ def test_batch_stepper_out_equals_the_plain_call(vectorize):
     result = stepper.step(xs, 4, out=out)
     assert result.data_ptr() == out.data_ptr()
     assert torch.equal(out, BatchStepper(m, vectorize).step(xs, 4))
+
+
+class _GenericMonitor:
+    """Builds a LyapunovMonitor that takes the general paths: an optimiser class that overrides
+    ``zero_grad`` (so the shadow calls it) and the rescale through the shadow's own tensors
+    (as for a state of mixed dtypes)."""
+
+    @staticmethod
+    def build(model, optimizer, loss_fn, **kwargs):
+        from netdyn.monitor import LyapunovMonitor
+
+        class Generic(LyapunovMonitor):
+            def _separation_tensor(self, pairs=None, extra=None):
+                out = super()._separation_tensor(pairs, extra)
+                self._uniform = False
+                return out
+
+        monitor = Generic(model, optimizer, loss_fn, **kwargs)
+        base = type(monitor._shadow_opt)
+        monitor._shadow_opt.__class__ = type("ZeroGradOverridden", (base,), {
+            "zero_grad": lambda self, set_to_none=True: base.zero_grad(self, set_to_none)})
+        return monitor
+
+
+@pytest.mark.parametrize("optimizer,kwargs", [
+    ("sgd", {}), ("momentum", {"params_only": False}), ("adam", {"renorm_every": 2}), ("adam", {"every": 3, "window": 6}),
+])
+def test_monitor_fast_paths_give_the_bits_of_the_general_ones(optimizer, kwargs):
+    from netdyn.monitor import LyapunovMonitor
+
+    task = make_task("iris", hidden=(8,))
+    factories = {
+        "sgd": lambda p: torch.optim.SGD(p, lr=0.3),
+        "momentum": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+        "adam": lambda p: torch.optim.Adam(p, lr=0.05),
+    }
+    inputs, targets = task.train
+    results = []
+    for build in (LyapunovMonitor, _GenericMonitor.build):
+        model = nn.Sequential(task.model[0], nn.Dropout(0.2), *list(task.model)[1:])
+        import copy
+
+        model = copy.deepcopy(model)
+        opt = factories[optimizer](model.parameters())
+        torch.manual_seed(0)
+        monitor = build(model, opt, task.loss_fn, **kwargs)
+        for _ in range(40):
+            index = torch.randint(0, inputs.shape[0], (16,))
+            batch = (inputs[index], targets[index])
+            opt.zero_grad()
+            task.loss_fn(model(batch[0]), batch[1]).backward()
+            opt.step()
+            monitor.step(batch)
+        results.append(monitor.result())
+    fast, general = results
+    assert fast.sizes["step"] >= 6  # enough counted intervals to compare (every=3 counts 7 of 40 steps)
+    assert np.array_equal(fast["local_rate"].values, general["local_rate"].values)
+    assert float(fast["lyapunov"]) == float(general["lyapunov"])
