@@ -531,8 +531,8 @@ def _judge_block(
     stop_row = np.where(stops, event.argmax(0), count)  # first event of each member (count: none)
     rows = np.arange(count)[:, None]
     written = logged[:, None] & alive & ((rows < stop_row) | ((rows == stop_row) & ~nonfinite))
-    for i, j in zip(*np.nonzero(written)):
-        logs[j, counted[i] // m - 1] = rates[i, j]
+    i, j = np.nonzero(written)
+    logs[j, counted[i] // m - 1] = rates[i, j]
     for i in range(min(count, int(stop_row[alive].max(initial=-1)) + 1)):
         verdict.update(norms[i], first + i + 1, alive & (stop_row >= i))
     end_step[stops] = first + stop_row[stops] + 1
