@@ -7,6 +7,7 @@
   on a model with BatchNorm, dropout, tied weights and a parametrization;
 * ``BatchStepper.step(out=)`` against the plain call.
 """
+import copy
 import math
 
 import numpy as np
@@ -310,10 +311,7 @@ def test_monitor_fast_paths_give_the_bits_of_the_general_ones(optimizer, kwargs)
     inputs, targets = task.train
     results = []
     for build in (LyapunovMonitor, _GenericMonitor.build):
-        model = nn.Sequential(task.model[0], nn.Dropout(0.2), *list(task.model)[1:])
-        import copy
-
-        model = copy.deepcopy(model)
+        model = copy.deepcopy(nn.Sequential(task.model[0], nn.Dropout(0.2), *list(task.model)[1:]))
         opt = factories[optimizer](model.parameters())
         torch.manual_seed(0)
         monitor = build(model, opt, task.loss_fn, **kwargs)
