@@ -351,6 +351,7 @@ class LyapunovMonitor:
         self._views: list[Tensor] = []
         self._measured: Tensor | None = None
         self._shadow_opt = _shadow_optimizer(optimizer, self._params, self._shadow_params)
+        self._shadow_opt_params = [p for g in self._shadow_opt.param_groups for p in g["params"]]
         self._devices = sorted({p.device.index or 0 for p in self._params if p.device.type == "cuda"})
         self._calls = 0
         self._logs: list[float] = []
@@ -428,9 +429,9 @@ class LyapunovMonitor:
         self._calls += 1
         period = self.every * self.window
         i = c if self.every == 1 else c % period
-        counted_new = False
+        counted_new, user_rng = False, None
         if i < (c + 1 if self.every == 1 else self.window):
-            self._advance(batch)
+            user_rng = self._advance(batch)
             counted = i - self.transient + 1
             if counted <= 0 or counted % self.renorm_every == 0:
                 counted_new = self._measure(c + 1, counted > 0)
@@ -440,9 +441,11 @@ class LyapunovMonitor:
             return counted_new
         following = c + 1 if self.every == 1 else (c + 1) % period
         if self.every > 1 and following == 0:
-            self._prev = self._arm_carried()
+            self._prev, self._pending_prev = self._arm_carried(), None
         if following < (c + 2 if self.every == 1 else self.window):
-            self._rng = _capture_rng(self._devices)  # replayed if no forward of the model is seen
+            # replayed if no forward of the model is seen: the state now, which is the user's
+            # state _advance restored (nothing since draws random numbers)
+            self._rng = user_rng if user_rng is not None else _capture_rng(self._devices)
             self._capture.arm()
         return counted_new
 
@@ -576,6 +579,8 @@ class LyapunovMonitor:
             self._flat = torch.empty(sum(sizes), dtype=ref[0].dtype, device=ref[0].device)
             self._views = [v.view_as(r) for v, r in zip(self._flat.split(sizes), ref)]
             self._measured = self._flat[: sum(sizes[: len(self._params)]) if self.params_only else None]
+            # every tensor of the state has the flat buffer's dtype: x + v may be formed there
+            self._uniform = all(t.dtype == self._flat.dtype for t in (*ref, *sha))
         torch._foreach_copy_(self._views, sha)
         torch._foreach_sub_(self._views, ref)
         measured = self._measured if extra is None else torch.cat((self._measured, extra))
@@ -630,7 +635,8 @@ class LyapunovMonitor:
                 else:
                     self._shadow_opt.state.pop(s, None)
 
-    def _advance(self, batch: Any) -> None:
+    def _advance(self, batch: Any) -> tuple[Tensor, list[Tensor]]:
+        """One step of the shadow on ``batch``; returns the user's RNG state (restored after)."""
         hyper = self._hyper or self.optimizer.param_groups
         self._hyper = None
         for group, values in zip(self._shadow_opt.param_groups, hyper):
@@ -638,11 +644,18 @@ class LyapunovMonitor:
                 if key != "params":
                     group[key] = value
         for user, shadow in self._modules:
-            shadow.training = user.training
+            if shadow.training is not user.training:  # (nn.Module.__setattr__ costs microseconds)
+                shadow.training = user.training
         user_rng = _capture_rng(self._devices)
         _restore_rng(self._rng, self._devices)
         try:
-            self._shadow_opt.zero_grad(set_to_none=True)
+            if type(self._shadow_opt).zero_grad is torch.optim.Optimizer.zero_grad:
+                # what zero_grad(set_to_none=True) does, without its profiler annotation
+                for p in self._shadow_opt_params:
+                    if p.grad is not None:
+                        p.grad = None
+            else:
+                self._shadow_opt.zero_grad(set_to_none=True)
             with torch.enable_grad():
                 self._batch_loss(self._shadow_model, batch).backward()
             if self.max_grad_norm is not None:
@@ -650,6 +663,7 @@ class LyapunovMonitor:
             self._shadow_opt.step()
         finally:
             _restore_rng(user_rng, self._devices)
+        return user_rng
 
     def _measure_sharpness(self, batch: Any) -> None:
         """Top eigenvalue of (P^-1) H of the loss on ``batch`` at the user's current parameters,
@@ -718,6 +732,10 @@ class LyapunovMonitor:
             self._diverged, self._diverged_step, self._divergence_reason = True, step, reason
             warnings.warn(f"LyapunovMonitor: the training run diverged at step {step} ({reason})", RuntimeWarning,
                           stacklevel=4)
+
+    def _parameter_norm(self) -> Tensor:
+        """The divergence rule's norm of the user's parameters, float64 0-d tensor (call under no_grad)."""
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(self._params)).double())
 
     def _measure(self, step: int, counted: bool) -> bool:
         """Measure and renormalise on the device; the host reads the numbers back once per

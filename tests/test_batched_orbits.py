@@ -258,7 +258,7 @@ class TestVmapTrainingMap:
         xs = torch.stack([tmap.initial_state(s) for s in range(3)])
         fast = max_lyapunov(vm, xs, 12, method="twin")
         loop = max_lyapunov(tmap, xs, 12, method="twin")
-        assert fast.attrs["batching"] == "vmap" and loop.attrs["batching"] == "loop"
+        assert fast.attrs["batching"] == "batch" and loop.attrs["batching"] == "loop"
         np.testing.assert_allclose(fast.local_rate.values, loop.local_rate.values, rtol=1e-9, atol=1e-12)
 
     def test_batched_run(self, maps):

@@ -109,7 +109,7 @@ class TestMaxLyapunov:
         xs = ensemble(m, 3)
         batch = max_lyapunov(m, xs, 200, seed=5, vectorize=True)
         loop = max_lyapunov(m, xs, 200, seed=5, vectorize=False)
-        assert batch.attrs["batching"] == "vmap" and loop.attrs["batching"] == "loop"
+        assert batch.attrs["batching"] == "batch" and loop.attrs["batching"] == "loop"
         assert batch.lyapunov.dims == ("init",)
         assert np.allclose(batch.lyapunov, loop.lyapunov, atol=1e-10)
 

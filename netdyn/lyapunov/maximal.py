@@ -30,7 +30,7 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from netdyn._core.devices import SYNC_EVERY, host_block
+from netdyn._core.devices import SYNC_EVERY
 from netdyn._core.perturbation import default_d0
 from netdyn._core.progress import progress_bar
 from netdyn._core.stats import block_stderr
@@ -232,31 +232,60 @@ def max_lyapunov(
     def norm(z: Tensor) -> Tensor:
         return z[:, :p].norm(dim=1).to(torch.float64)
 
+    # the loop's state is the stack [x; z] (2n, dim) of the orbits and their separations, in
+    # two preallocated buffers that the steps alternate between (views of both made once)
+    first = torch.cat((xs, u)) if method == "tangent" else torch.cat((xs, xs + d0 * u))
+    buffers = (first, torch.empty_like(first))
+    x, z = [b[:n] for b in buffers], [b[n:] for b in buffers]
+    z_measured = [b[n:, :p] for b in buffers]
     if method == "tangent":
-        pair, advance = (xs, u), lambda x, v, t: stepper.step_jvp(x, v, t0 + t)
-        separation = lambda x, v: norm(v)  # noqa: E731
-        rescale = lambda x, v, g: v / g.to(v.dtype)[:, None]  # noqa: E731
+
+        def advance(k: int, t: int) -> None:
+            torch.cat(stepper.step_jvp(x[k], z[k], t0 + t), out=buffers[1 - k])
+
+        def separation(k: int, out: Tensor) -> Tensor:
+            return _norm_into(z_measured[k], out)
+
+        def rescale(k: int, g: Tensor) -> None:
+            z[k].div_(g.to(first.dtype)[:, None])
+
     else:
-        ys = xs + d0 * u
-        if not torch.allclose(norm(ys - xs), torch.full((n,), d0, dtype=torch.float64, device=xs.device), rtol=1e-3, atol=0.0):
+        if not torch.allclose(norm(z[0] - x[0]), torch.full((n,), d0, dtype=torch.float64, device=x[0].device),
+                              rtol=1e-3, atol=0.0):
             raise ValueError(
                 f"{caller}: expected d0 above the resolution of the {xs.dtype} state, got d0={d0} "
                 f"(use float64 states or a larger d0)"
             )
+        diff = torch.empty_like(xs)  # y - x of the last separation(), reused by rescale()
+        diff_measured = diff[:, :p]
+        d0_tensor = torch.tensor(d0, dtype=torch.float64)
+        scale = torch.empty(n, dtype=torch.float64)
+        scale_column = scale[:, None]
 
-        def advance(x: Tensor, y: Tensor, t: int) -> Pair:
-            out = stepper.step(torch.cat((x, y)), t0 + t)
-            return out[:n], out[n:]
+        def advance(k: int, t: int) -> None:
+            stepper.step(buffers[k], t0 + t, out=buffers[1 - k])
 
-        separation = lambda x, y: norm(y - x)  # noqa: E731
-        rescale = lambda x, y, g: x + (y - x) * (d0 / g).to(x.dtype)[:, None]  # noqa: E731
-        pair = (xs, ys)
+        def separation(k: int, out: Tensor) -> Tensor:
+            torch.sub(z[k], x[k], out=diff)
+            return _norm_into(diff_measured, out)
+
+        def rescale(k: int, g: Tensor) -> None:
+            """y <- x + (y - x) * d0 / g in place, with the y - x of the separation() just taken
+            (a true division: d0 / tensor would multiply by 1 / g)."""
+            torch.div(d0_tensor, g, out=scale)
+            diff.mul_(scale_column if diff.dtype == scale.dtype else scale_column.to(diff.dtype))
+            torch.add(x[k], diff, out=z[k])
+
     target = 1.0 if method == "tangent" else d0
-    orbit_norm = lambda x: parameter_norms_on_device(x, n_params)  # noqa: E731
+
+    def orbit_norm(k: int, out: Tensor) -> Tensor:
+        """The norm the divergence rule judges, of the orbits in buffer ``k``, into ``out``."""
+        return parameter_norms_on_device(x[k], n_params, out=out)
+
     with progress_bar(transient + steps, progress=progress, desc=caller) as bar:
         logs, end_step, verdict = _benettin(
-            advance, separation, rescale, pair, target, steps, transient, renorm_every, orbit_norm, divergence,
-            bar.update,
+            advance, separation, rescale, buffers, target, steps, transient, renorm_every, orbit_norm, divergence,
+            advanced=bar.update,
         )
     end_step = np.where(end_step >= 0, end_step + int(t0), end_step)
     verdict.diverged_step = np.where(verdict.diverged_step >= 0, verdict.diverged_step + int(t0), -1)
@@ -288,21 +317,31 @@ def max_lyapunov(
 
 
 def _benettin(
-    advance: Callable[[Tensor, Tensor, int], Pair],
-    separation: Callable[[Tensor, Tensor], Tensor],
-    rescale: Callable[[Tensor, Tensor, Tensor], Tensor],
-    pair: Pair,
+    advance: Callable[[int, int], None],
+    separation: Callable[[int, Tensor], Tensor],
+    rescale: Callable[[int, Tensor], None],
+    buffers: tuple[Tensor, Tensor],
     target: float,
     steps: int,
     transient: int,
     m: int,
-    orbit_norm: Callable[[Tensor], Tensor],
+    orbit_norm: Callable[[int, Tensor], Tensor],
     rule: DivergenceRule | None,
+    block: int = SYNC_EVERY,
     advanced: Callable[[int], Any] = lambda n: None,
 ) -> tuple[np.ndarray, np.ndarray, EnsembleDivergence]:
     """Shared loop: returns ``ln`` growth per interval ``(n, steps // m)`` (NaN after a
     member stops), ``end_step (n,)`` (-1 while alive) and the orbits' divergence
     verdict.
+
+    The state is the stack ``[x; z]`` ``(2n, dim)`` of the orbits and their separations
+    (tangents or twins), held in ``buffers[k]``, ``k`` alternating: ``buffers[0]`` holds
+    the initial state, ``advance(k, t)`` writes the next state of ``buffers[k]`` into
+    ``buffers[1 - k]``, ``separation(k, out)`` writes the separations' norms ``(n,)`` in
+    float64 into ``out``, ``rescale(k, g)`` scales the separations to ``target`` in place
+    (right after the ``separation`` that measured ``g``; a member whose ``g`` is 0 or
+    non-finite stops at that step, so its rescaled values are never read) and
+    ``orbit_norm(k, out)`` writes the orbits' norms (the divergence rule's) into ``out``.
 
     A member stops (unresolved) when the orbit or the separation becomes non-finite,
     or when its rescaled separation is no longer ``target`` within 10 %: the state
@@ -310,61 +349,116 @@ def _benettin(
     twin of an escaping orbit).  The divergence rule on ``orbit_norm`` of the
     reference is checked at every step and only flags the member.
 
-    Device: everything per step stays on the state's device; the norms and flags of
-    each block of :data:`netdyn._core.devices.SYNC_EVERY` steps are copied to the host
-    once and the divergence rule replayed on them step by step (one sync per block)."""
-    x, z = pair
-    n, device = x.shape[0], x.device
-    n_logs = steps // m
-    growth = torch.full((n, n_logs), math.nan, dtype=torch.float64, device=device)  # g_j where measured
-    before = torch.full((n, n_logs), math.nan, dtype=torch.float64, device=device)  # the denominator of g_j
-    alive = torch.ones(n, dtype=torch.bool, device=device)
-    end_step = torch.full((n,), -1, dtype=torch.int64, device=device)
+    Each step only records (finiteness, norms and distances go into preallocated
+    rows on the state's device, nothing comes back to the host); every ``block`` steps
+    (default :data:`netdyn._core.devices.SYNC_EVERY`, one host copy per block) :func:`_judge_block`
+    applies the rules above to the recorded steps, with the verdicts they would have
+    had step by step.  Stopped members are stepped on to the end of their block
+    (their values are never read); the loop ends after the block in which the last
+    member stops.
+    """
+    n = buffers[0].shape[0] // 2
+    logs = np.full((n, steps // m), np.nan)
+    alive = np.ones(n, dtype=bool)
+    end_step = np.full(n, -1, dtype=np.int64)
     verdict = EnsembleDivergence(n, rule)
-    verdict.update(orbit_norm(x).cpu().numpy(), 0, np.ones(n, dtype=bool))
-    prev = separation(x, z)
-    pending: list[tuple[Tensor, Tensor]] = []  # (orbit norms, alive) of each step, copied once per block
-
-    def replay() -> None:
-        if pending:
-            norms, flags = host_block([a for a, _ in pending]), host_block([b for _, b in pending])
-            for j, t_done in enumerate(range(t + 2 - len(pending), t + 2)):
-                verdict.update(norms[j], t_done, flags[j])
-            pending.clear()
-
-    for t in range(transient + steps):
-        x, z = advance(x, z, t)
-        advanced(1)
-        pending.append((orbit_norm(x), alive.clone()))
-        finite = torch.isfinite(x).all(1) & torch.isfinite(z).all(1)
-        counted = t - transient + 1
-        if counted > 0 and counted % m:
-            stop = alive & ~finite
-        else:
-            g = separation(x, z)
-            stop = alive & ~(finite & torch.isfinite(g))
-            if counted > 0:
-                kept = alive & ~stop
-                growth[:, counted // m - 1] = torch.where(kept, g, math.nan)
-                before[:, counted // m - 1] = torch.where(kept, prev, math.nan)
-                collapsed = kept & (g == 0)
-                end_step = torch.where(collapsed, t + 1, end_step)
-                alive = alive & ~collapsed
-            z = rescale(x, z, torch.where(g > 0, g, 1.0))
-            prev = separation(x, z)
-            stop = stop | (alive & ~((prev / target - 1.0).abs() <= 0.1))
-        end_step = torch.where(stop, t + 1, end_step)
-        alive = alive & ~stop
-        if len(pending) == SYNC_EVERY:
-            replay()
-            if not bool(alive.any()):  # one sync per block: the loop may run past the last member's stop
-                break
-    replay()
-    g, d = growth.cpu().numpy(), before.cpu().numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logs = np.log(g / d)
-    end_step = end_step.cpu().numpy()
+    total = transient + steps
+    size = min(block, total)
+    # per step: finiteness marks of [x; z] (0, or NaN at an inf/NaN entry), orbit norm,
+    # g before and separation after rescaling
+    marks = torch.empty(size, 2 * n, dtype=buffers[0].dtype, device=buffers[0].device)
+    zeros = torch.empty_like(buffers[0])
+    rows = torch.empty(3, size, n, dtype=torch.float64, device=buffers[0].device)
+    grown = rows[1]
+    # the rows as lists of views, made once (indexing a tensor costs microseconds per step)
+    mark_rows, norm_rows, grown_rows, kept_rows = (list(r.unbind(0)) for r in (marks, *rows))
+    verdict.update(orbit_norm(0, norm_rows[0]).cpu().numpy(), 0, alive)
+    prev = separation(0, kept_rows[0]).cpu().numpy().copy()
+    k = 0
+    for first in range(0, total, block):
+        last = min(first + block, total)
+        grown.fill_(math.nan)
+        for t in range(first, last):
+            i = t - first
+            advance(k, t)
+            advanced(1)
+            k = 1 - k
+            state = buffers[k]
+            # x - x is 0 where x is finite, NaN at inf/NaN, and never overflows
+            torch.sum(torch.sub(state, state, out=zeros), 1, out=mark_rows[i])
+            orbit_norm(k, norm_rows[i])
+            counted = t - transient + 1
+            if counted <= 0 or counted % m == 0:
+                rescale(k, separation(k, grown_rows[i]))
+                separation(k, kept_rows[i])
+        finite = (marks[: last - first] == 0).cpu().numpy()
+        record = rows[:, : last - first].cpu().numpy()
+        prev = _judge_block(
+            first, finite[:, :n] & finite[:, n:], *record, prev, target, transient, m, logs, alive, end_step, verdict
+        )
+        if not alive.any():
+            break
     return logs, end_step, verdict
+
+
+def _norm_into(z: Tensor, out: Tensor) -> Tensor:
+    """The row norms of ``z`` ``(n, k)``, computed in ``z``'s dtype, written into ``out`` ``(n,)``."""
+    if z.dtype == out.dtype:
+        return torch.linalg.vector_norm(z, dim=1, out=out)
+    return out.copy_(torch.linalg.vector_norm(z, dim=1))
+
+
+def _judge_block(
+    first: int,
+    finite: np.ndarray,
+    norms: np.ndarray,
+    grown: np.ndarray,
+    kept: np.ndarray,
+    prev: np.ndarray,
+    target: float,
+    transient: int,
+    m: int,
+    logs: np.ndarray,
+    alive: np.ndarray,
+    end_step: np.ndarray,
+    verdict: EnsembleDivergence,
+) -> np.ndarray:
+    """The stopping rules of :func:`_benettin` on the steps ``first, first + 1, ...`` recorded
+    in the rows of ``finite`` (x and z finite), ``norms`` (orbit norm), ``grown`` (``g``;
+    NaN on steps without renormalisation) and ``kept`` (separation after rescaling), all
+    ``(rows, n)``; fills ``logs`` and updates ``alive``, ``end_step`` and ``verdict`` in place;
+    returns the separation the next interval starts from ``(n,)``.
+
+    At step ``t`` a live member is checked by the divergence rule, then stops when ``x``
+    or ``z`` is non-finite or (renormalisation steps) ``g`` is; else a counted interval
+    logs ``ln(g / prev)`` and the member stops on ``g == 0`` (collapse); else it stops
+    when the rescaled separation is off ``target`` by more than 10 %.  ``end_step`` is
+    ``t + 1`` at the first stop.  Vectorised over the rows: the outcome of judging the
+    steps one by one."""
+    count = finite.shape[0]
+    counted = np.arange(first, first + count) - transient + 1
+    renorm = (counted <= 0) | (counted % m == 0)
+    logged = renorm & (counted > 0)
+    where = np.flatnonzero(renorm)
+    before = np.full_like(grown, np.nan)  # the denominator of each renormalisation step
+    before[where] = np.vstack((prev[None], kept[where[:-1]]))
+    nonfinite = ~finite | (renorm[:, None] & ~np.isfinite(np.where(renorm[:, None], grown, 0.0)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rates = np.log(grown / before)
+        collapsed = logged[:, None] & ~nonfinite & (grown == 0)
+        off = renorm[:, None] & ~(np.abs(kept / target - 1.0) <= 0.1)
+    event = (nonfinite | collapsed | off) & alive
+    stops = event.any(0)
+    stop_row = np.where(stops, event.argmax(0), count)  # first event of each member (count: none)
+    rows = np.arange(count)[:, None]
+    written = logged[:, None] & alive & ((rows < stop_row) | ((rows == stop_row) & ~nonfinite))
+    i, j = np.nonzero(written)
+    logs[j, counted[i] // m - 1] = rates[i, j]
+    for i in range(min(count, int(stop_row[alive].max(initial=-1)) + 1)):
+        verdict.update(norms[i], first + i + 1, alive & (stop_row >= i))
+    end_step[stops] = first + stop_row[stops] + 1
+    alive &= ~stops
+    return kept[where[-1]].copy() if where.size else prev
 
 
 def _rates_dataset(

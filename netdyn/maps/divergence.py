@@ -211,10 +211,12 @@ def parameter_norms(states: "torch.Tensor", param_dim: int) -> np.ndarray:
     return parameter_norms_on_device(states, param_dim).cpu().numpy()
 
 
-def parameter_norms_on_device(states: "torch.Tensor", param_dim: int) -> "torch.Tensor":
+def parameter_norms_on_device(
+    states: "torch.Tensor", param_dim: int, *, out: "torch.Tensor | None" = None
+) -> "torch.Tensor":
     """:func:`parameter_norms` as a float64 tensor ``(n,)`` on the states' device (no host read:
-    the step loops copy a block of them at once)."""
-    return states[:, :param_dim].to(torch.float64).norm(dim=1)
+    the step loops copy a block of them at once), written into ``out`` when given."""
+    return torch.linalg.vector_norm(states[:, :param_dim].to(torch.float64), dim=1, out=out)
 
 
 class EnsembleDivergence:
