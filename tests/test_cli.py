@@ -58,8 +58,8 @@ def test_lyapunov_of_a_file_restarts_from_its_full_state_at_t0(tmp_path, capsys)
     from netdyn.orbits.trajectory import run
 
     tmap = training_map(make_task("iris", hidden=(5,)), lr=0.05, optimizer="adam")
-    first = run(tmap, 200)
-    run(tmap, 30, x0=first.final_state.values, t0=int(first.final_step), path=tmp_path / "cont.nc").close()
+    first = run(tmap, None, 200)
+    run(tmap, first.final_state.values, 30, t0=int(first.final_step), path=tmp_path / "cont.nc").close()
     assert main(["lyapunov", str(tmp_path / "cont.nc"), "--steps", "100", "--plot", "", "-o", str(tmp_path / "l")]) == 0
     assert "from t0=200" in capsys.readouterr().out
     with xr.open_dataset(tmp_path / "l" / "lyapunov.nc") as saved:

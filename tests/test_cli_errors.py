@@ -26,8 +26,8 @@ def corpus(tmp_path_factory):
     """One good trajectory and one file of each kind of bad input, in their own folder."""
     root = tmp_path_factory.mktemp("corpus")
     tmap = training_map(make_task("iris", hidden=(5,)), lr=0.5)
-    run(tmap, 200, path=root / "good.nc", eval_every=20).close()
-    run(tmap, 0, path=root / "zero.nc").close()
+    run(tmap, None, 200, path=root / "good.nc", eval_every=20).close()
+    run(tmap, None, 0, path=root / "zero.nc").close()
     raw = (root / "good.nc").read_bytes()
     (root / "truncated.nc").write_bytes(raw[: len(raw) // 2])
     (root / "empty.nc").write_bytes(b"")
@@ -45,7 +45,7 @@ def corpus(tmp_path_factory):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         relu = training_map(make_task("iris", hidden=(5,), activation="relu"), lr=100.0)
-        diverged = run(relu, 120, path=root / "diverged.nc")
+        diverged = run(relu, None, 120, path=root / "diverged.nc")
     assert bool(diverged.diverged) and diverged.sizes["step"] < 120  # the corpus holds what its name says
     diverged.close()
     return root

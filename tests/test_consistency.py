@@ -59,7 +59,7 @@ def examine(map_, steps: int, x0=None) -> tuple[xr.Dataset, OrbitalStability, fl
     x0 = map_.initial_state(0) if x0 is None else torch.as_tensor(x0, dtype=torch.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # run / max_lyapunov warn on divergence
-        ds = netdyn.run(map_, steps, x0=x0)
+        ds = netdyn.run(map_, x0, steps)
         res = orbital_stability(ds, map=map_)
         half = steps // 2
         twin = max_lyapunov(map_, x0, steps - half, method="twin", transient=half)
@@ -186,7 +186,7 @@ def digits_runs():
         task = netdyn.make_task("digits", hidden=[32], activation="relu", init="normal", init_scale=1.0, seed=0)
         tmap = netdyn.training_map(task, lr=lr, optimizer="sgd", seed=0)
         x0 = tmap.initial_state()
-        ds = netdyn.run(tmap, 200, x0=x0, seed=0)
+        ds = netdyn.run(tmap, x0, 200)
         whole = max_lyapunov(tmap, x0, 200, method="twin")  # what the sweep measures
         out[name] = (tmap, ds, whole)
     return out

@@ -135,7 +135,7 @@ class TestThreeMemberMap:
         from netdyn.lyapunov.growth import perturbation_growth
 
         m = ThreeMembers()
-        ds = netdyn.run(m, 40)
+        ds = netdyn.run(m, None, 40)
         assert ds.sizes["param"] == 1 and ds.attrs["map"] == "ThreeMembers"
         xs = torch.stack([m.initial_state(s) for s in range(4)])
         twin = netdyn.max_lyapunov(m, xs, 800, method="twin")

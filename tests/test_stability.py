@@ -307,7 +307,7 @@ class TestMapWithOptimiserBuffers:
         from netdyn.orbits.trajectory import run
 
         tmap = training_map(make_task("iris", hidden=(4,), seed=0), lr=0.01, optimizer="adam")
-        ds = run(tmap, 120)
+        ds = run(tmap, None, 120)
         assert ds.sizes["param"] < tmap.dim  # recorded parameters only; buffers live in initial_state
         result = orbital_stability(ds, map=tmap, exponent_steps=50)
         direct = max_lyapunov(tmap, torch.from_numpy(ds["initial_state"].values), 50, transient=60)
@@ -322,7 +322,7 @@ class TestMapWithOptimiserBuffers:
         from netdyn.orbits.trajectory import run
 
         tmap = training_map(make_task("iris", seed=0), lr=0.05, optimizer="adam")
-        ds = run(tmap, 400)
+        ds = run(tmap, None, 400)
         result = orbital_stability(ds, map=tmap)
         assert result.label in ("fixed_point", "periodic") and result.confidence == "high"
         assert float(ds["loss"][-1]) < 0.01 and result.exponent <= 0.01

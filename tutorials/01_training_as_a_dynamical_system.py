@@ -90,7 +90,7 @@ print(task.info)
 tmap = netdyn.training_map(task, lr=1.0)
 x0 = tmap.initial_state()
 print("state dimension:", tmap.dim, "| exact tangent available:", netdyn.has_jacobian(tmap))
-orbit = netdyn.run(tmap, STEPS, x0=x0, eval_every=10)
+orbit = netdyn.run(tmap, x0, STEPS, eval_every=10)
 orbit
 
 # %%
@@ -178,7 +178,7 @@ rows, orbits, twins = [], {}, {}
 t_sweep = time.perf_counter()
 for lr in LRS:
     m = netdyn.training_map(task, lr=float(lr))
-    ds = netdyn.run(m, STEPS, x0=x0, eval_every=50)
+    ds = netdyn.run(m, x0, STEPS, eval_every=50)
     twin = netdyn.max_lyapunov(m, x0, STEPS, method="twin")
     rates = twin["local_rate"].values
     lam_tail = float(rates[STEPS - TAIL:].mean())

@@ -137,7 +137,7 @@ def main(args: argparse.Namespace) -> int:
     resolve_record(tmap, record)  # a bad --record fails here, before anything is written
     path.parent.mkdir(parents=True, exist_ok=True)
     args.output = path  # the interrupt handler reads the file back
-    ds = run(tmap, args.steps, seed=None, record_every=args.record_every, record=record, path=path,
+    ds = run(tmap, None, args.steps, record_every=args.record_every, record=record, path=path,
              eval_every=args.eval_every, progress=True)
     last = ds.loss.dropna("step")
     diverged = bool(ds.diverged)

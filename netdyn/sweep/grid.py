@@ -288,7 +288,7 @@ def _train(spec: Mapping[str, Any]) -> dict[str, Any]:
         **spec["optimizer_kwargs"],
     )
     x0 = tmap.initial_state()
-    orbit = run(tmap, steps, x0=x0, seed=spec["seed"], eval_every=spec["eval_every"])
+    orbit = run(tmap, x0, steps, eval_every=spec["eval_every"])
     lyap = spec["lyapunov"]
     exponent = max_lyapunov(
         tmap, x0, steps - lyap["transient"], method=lyap["method"], transient=lyap["transient"], d0=lyap["d0"]
