@@ -157,5 +157,5 @@ class TestThreeMemberMap:
             states.append(x)
             x = m.step(x, t)
         # 500 twin steps: finite-time std of the mean log-derivative ~ (pi/2)/sqrt(500) ~ 0.07
-        res = orbital_stability(torch.stack(states), map=m)
+        res = orbital_stability(torch.stack(states), map_=m)
         assert res.label == "chaotic" and res.exponent == pytest.approx(math.log(2), abs=0.15)

@@ -124,7 +124,7 @@ def orbit_diagram(
             orbits[k, : kept.shape[0]] = proj
         if finite:
             timed = xr.DataArray(states, dims=("step", "param"), coords={"step": np.arange(steps - tail, steps)})
-            res = orbital_stability(timed, tail=tail, seed=seed, map=map_ if use_map else None, **stability)
+            res = orbital_stability(timed, tail=tail, seed=seed, map_=map_ if use_map else None, **stability)
             labels.append(res.label)
             periods[k] = res.period or 0
             exponents[k] = res.exponent
