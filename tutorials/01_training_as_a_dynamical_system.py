@@ -223,7 +223,7 @@ save(fig, "distance_regimes")
 # %% [markdown]
 # **Classes across $\eta$ and the orbit diagram.**  The tail of the loss at every learning rate, coloured by
 # the class of the orbit — the training analogue of the logistic map's bifurcation diagram.
-# `netdyn.orbit_diagram(make_map, values, steps, tail)` does the runs and the classification in one call;
+# `netdyn.orbit_diagram(map_, values, steps, tail=tail)` does the runs and the classification in one call;
 # here we assemble the same Dataset from the sweep we already ran (so each orbit runs once) and check the
 # one-call function on a few learning rates.
 

@@ -17,17 +17,18 @@ import torch
 import xarray as xr
 
 from netdyn._version import __version__
+from netdyn._core.validation import check_int
 from netdyn.orbits.stability import orbital_stability
 
 __all__ = ["orbit_diagram"]
 
 
 def orbit_diagram(
-    make_map: Callable[[float], Any],
+    map_: Callable[[float], Any],
     values: Sequence[float] | np.ndarray,
     steps: int,
-    tail: int,
     *,
+    tail: int,
     observable: int | Callable[[np.ndarray], np.ndarray] = 0,
     x0: torch.Tensor | np.ndarray | Sequence[float] | None = None,
     seed: int = 0,
@@ -39,8 +40,8 @@ def orbit_diagram(
 
     Parameters
     ----------
-    make_map
-        ``value -> map`` (a :class:`~netdyn.maps.classic.DiscreteMap`), e.g.
+    map_
+        the family of maps, ``value -> map`` (a :class:`~netdyn.maps.classic.DiscreteMap`), e.g.
         ``LogisticMap`` or ``lambda lr: TrainingMap(..., lr=lr)``.
     values
         the control-parameter values, shape ``(V,)``.
@@ -98,7 +99,23 @@ def orbit_diagram(
     :mod:`netdyn.maps.divergence`; one warning for the whole diagram).  A finite tail
     is judged by :func:`orbital_stability`, which applies the whole divergence rule
     (growth of the state norm relative to the tail's first state).
+
+    Raises
+    ------
+    ValueError
+        When ``values`` is empty or not 1-D, ``tail`` is not in ``[16, steps]`` or the
+        observable is neither a valid state index nor a callable.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> d = nd.orbit_diagram(nd.LogisticMap, [2.8, 3.2], 200, tail=32, name="r")
+    >>> d["label"].values.tolist(), d["period"].values.tolist()
+    (['fixed_point', 'periodic'], [1, 2])
     """
+    make_map = map_  # value -> map
+    steps = check_int(steps, "steps", "orbit_diagram", minimum=1)
+    tail = check_int(tail, "tail", "orbit_diagram", minimum=1)
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 1 or values.size == 0:
         raise ValueError(f"orbit_diagram: expected a non-empty 1-D sequence of values, got shape {values.shape}")
