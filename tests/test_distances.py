@@ -95,8 +95,8 @@ class TestTrajectoryDistances:
         # x_t = c^t x0: spectra scale (sigma(cW) = c sigma(W)), strengths scale, ranks are kept
         c, x0 = 1.1, flat(small_mlp(3))
         states = c ** np.arange(5)[:, None] * x0
-        d = trajectory_distances(states, SIZES)
-        layers = split_layers(x0, SIZES)
+        d = trajectory_distances(states, layer_sizes=SIZES)
+        layers = split_layers(x0, layer_sizes=SIZES)
         spec = np.concatenate([np.linalg.svd(w, compute_uv=False) for w, _ in layers])
         s_in = np.concatenate([w.sum(axis=1) for w, _ in layers])
         t = np.arange(1, 5)
@@ -110,7 +110,7 @@ class TestTrajectoryDistances:
         fast = trajectory_distances(as_dataset(states))
         assert set(fast.data_vars) == set(STATE_MEASURES) | set(GRAPH_MEASURES)
         assert np.all(fast["euclidean"][1:] > 0) and np.all(fast["spectral"][1:] > 0)
-        slow = graph_distances(to_graph(x, SIZES) for x in states)
+        slow = graph_distances(to_graph(x, layer_sizes=SIZES) for x in states)
         assert_paths_agree(fast, slow.assign_coords(step=fast["step"].values))
 
     def test_graph_path_reads_steps_from_graphs(self, tmp_path):
@@ -145,7 +145,7 @@ class TestTrajectoryDistances:
             permuted[0].bias.copy_(model[0].bias[perm])
             permuted[2].weight.copy_(model[2].weight[:, perm])
         states = np.array([flat(model), flat(permuted)])
-        for d in (trajectory_distances(states, SIZES), graph_distances([to_graph(x, SIZES) for x in states])):
+        for d in (trajectory_distances(states, layer_sizes=SIZES), graph_distances([to_graph(x, layer_sizes=SIZES) for x in states])):
             assert d["euclidean"][1] > 1.0 and d["l1"][1] > 1.0 and d["cosine"][1] > 0.01
             for name in ("spectral", "in_strength_w1", "out_strength_w1"):
                 assert abs(float(d[name][1])) < 1e-12, name  # rounding of re-ordered sums only
@@ -154,25 +154,25 @@ class TestTrajectoryDistances:
     def test_ties_get_average_ranks_as_scipy(self):
         rng = np.random.default_rng(1)
         states = np.round(rng.normal(size=(5, P)), 1)  # many tied edge weights
-        fast = trajectory_distances(states, SIZES)
-        slow = graph_distances([to_graph(x, SIZES) for x in states])
+        fast = trajectory_distances(states, layer_sizes=SIZES)
+        slow = graph_distances([to_graph(x, layer_sizes=SIZES) for x in states])
         assert_paths_agree(fast, slow)
 
     def test_subset_records_get_state_measures_only(self):
         ds = as_dataset(gd_states(5)[:, :8], record="layers:0")
         assert set(trajectory_distances(ds).data_vars) == set(STATE_MEASURES)
         with pytest.raises(ValueError, match="trajectory_distances: expected a trajectory recorded with record='all'"):
-            trajectory_distances(ds, SIZES)
+            trajectory_distances(ds, layer_sizes=SIZES)
 
     def test_without_kendall(self):
-        d = trajectory_distances(gd_states(4), SIZES, kendall=False)
+        d = trajectory_distances(gd_states(4), layer_sizes=SIZES, kendall=False)
         assert "kendall" not in d and "spearman" in d
 
     def test_non_finite_states_are_recorded_with_a_warning(self):
         states = gd_states(6)
         states[4:, 3] = np.inf
         with pytest.warns(UserWarning, match="trajectory_distances: non-finite"):
-            d = trajectory_distances(states, SIZES)
+            d = trajectory_distances(states, layer_sizes=SIZES)
         assert np.isfinite(d["spectral"][1:4]).all()
         assert np.isnan(d["spectral"][4]) and np.isnan(d["spearman"][5]) and np.isnan(d["kendall"][4])
 
@@ -182,25 +182,25 @@ class TestTrajectoryDistances:
 
     def test_refuses_wrong_width(self):
         with pytest.raises(ValueError, match="P=43"):
-            trajectory_distances(np.zeros((3, 40)), SIZES)
+            trajectory_distances(np.zeros((3, 40)), layer_sizes=SIZES)
 
 
 class TestGraphDistances:
     def test_refuses_a_single_graph(self):
         with pytest.raises(ValueError, match="graph_distances: expected at least 2 graphs, got 1"):
-            graph_distances([to_graph(np.zeros(P), SIZES)])
+            graph_distances([to_graph(np.zeros(P), layer_sizes=SIZES)])
 
     def test_refuses_mixed_architectures(self):
         other = [3, 2]
         with pytest.raises(ValueError, match="graph_distances: expected all graphs with layer_sizes"):
-            graph_distances([to_graph(np.ones(P), SIZES), to_graph(np.ones(n_parameters(other)), other)])
+            graph_distances([to_graph(np.ones(P), layer_sizes=SIZES), to_graph(np.ones(n_parameters(other)), layer_sizes=other)])
 
 
 class TestPlotDistanceCurves:
     def test_one_panel_per_group(self):
         import matplotlib.pyplot as plt
 
-        fig = plot_distance_curves(trajectory_distances(gd_states(10), SIZES))
+        fig = plot_distance_curves(trajectory_distances(gd_states(10), layer_sizes=SIZES))
         assert len(fig.axes) == 4
         assert [len(ax.lines) for ax in fig.axes] == [3, 3, 3, 2]
         plt.close(fig)
@@ -254,4 +254,4 @@ class TestOrbitCommand:
 def test_no_warnings_on_a_regular_trajectory():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        trajectory_distances(gd_states(5), SIZES)
+        trajectory_distances(gd_states(5), layer_sizes=SIZES)

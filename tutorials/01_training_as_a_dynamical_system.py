@@ -115,7 +115,7 @@ sizes = task.info["layer_sizes"]
 
 
 def draw_network(state, ax, title):
-    graph = netdyn.to_graph(np.asarray(state), sizes)
+    graph = netdyn.to_graph(np.asarray(state), layer_sizes=sizes)
     pos = nx.multipartite_layout(graph, subset_key="layer")
     weights = np.array([w for _, _, w in graph.edges(data="weight")])
     nx.draw_networkx_nodes(graph, pos, ax=ax, node_size=120, node_color="0.85", edgecolors="k")

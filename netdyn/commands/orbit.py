@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     outputs = [f"{path.stem}_distances.nc", f"{path.stem}_distances.png"]
     with open_input(path) as ds, staged_output(outdir, outputs, manifest("orbit", args, path), args.force) as stage:
         result = orbital_stability(ds, tail=args.tail, tol=args.tol)
-        distances = trajectory_distances(ds, sizes, kendall=not args.no_kendall)
+        distances = trajectory_distances(ds, layer_sizes=sizes, kendall=not args.no_kendall)
         diverged = divergence_words(ds)
         print(f"{path.name}: {orbit_line(result)}")
         print(f"  {result.reason}")

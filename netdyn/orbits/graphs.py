@@ -88,7 +88,7 @@ def n_parameters(layer_sizes: Sequence[int]) -> int:
     return sum(n_out * (n_in + 1) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
 
 
-def split_layers(states: np.ndarray, layer_sizes: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+def split_layers(states: np.ndarray, *, layer_sizes: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Views ``[(W_1, b_1), (W_2, b_2), ...]`` into flat states.
 
     Parameters
@@ -123,7 +123,7 @@ def split_layers(states: np.ndarray, layer_sizes: Sequence[int]) -> list[tuple[n
 
 
 def to_graph(
-    model_or_state: nn.Module | np.ndarray | torch.Tensor, layer_sizes: Sequence[int] | None = None
+    model_or_state: nn.Module | np.ndarray | torch.Tensor, *, layer_sizes: Sequence[int] | None = None
 ) -> nx.DiGraph:
     """The weighted directed graph of an MLP (see the module docstring for its layout).
 
@@ -145,7 +145,7 @@ def to_graph(
     state, sizes = _state_and_sizes(model_or_state, layer_sizes, "to_graph")
     graph = nx.DiGraph(layer_sizes=list(sizes), dtype=state.dtype.name)
     graph.add_nodes_from(((0, i), {"layer": 0, "index": i, "bias": 0.0}) for i in range(sizes[0]))
-    for layer, (w, b) in enumerate(split_layers(state, sizes), start=1):
+    for layer, (w, b) in enumerate(split_layers(state, layer_sizes=sizes), start=1):
         graph.add_nodes_from(
             ((layer, i), {"layer": layer, "index": i, "bias": v}) for i, v in enumerate(b.tolist())
         )
@@ -193,7 +193,7 @@ def from_graph(graph: nx.DiGraph) -> tuple[np.ndarray, list[int]]:
 
 
 def trajectory_layer_sizes(
-    ds: xr.Dataset, layer_sizes: Sequence[int] | None = None, caller: str = "graph_trajectory"
+    ds: xr.Dataset, *, layer_sizes: Sequence[int] | None = None, caller: str = "graph_trajectory"
 ) -> list[int]:
     """Layer sizes of a recorded MLP trajectory, checked against its ``state``.
 
@@ -220,7 +220,7 @@ def trajectory_layer_sizes(
     return sizes
 
 
-def graph_trajectory(ds: xr.Dataset, layer_sizes: Sequence[int] | None = None) -> Iterator[nx.DiGraph]:
+def graph_trajectory(ds: xr.Dataset, *, layer_sizes: Sequence[int] | None = None) -> Iterator[nx.DiGraph]:
     """The graph at each recorded step of a trajectory, built lazily.
 
     Parameters
@@ -238,7 +238,7 @@ def graph_trajectory(ds: xr.Dataset, layer_sizes: Sequence[int] | None = None) -
         is read one row at a time, so a file-backed Dataset is never loaded whole.
         Input errors are raised at the call, not at the first ``next``.
     """
-    sizes = trajectory_layer_sizes(ds, layer_sizes, "graph_trajectory")
+    sizes = trajectory_layer_sizes(ds, layer_sizes=layer_sizes, caller="graph_trajectory")
     return _graphs(ds, sizes)
 
 
@@ -246,7 +246,7 @@ def _graphs(ds: xr.Dataset, sizes: list[int]) -> Iterator[nx.DiGraph]:
     state = ds["state"]
     steps = ds["step"].values if "step" in ds.coords else np.arange(state.shape[0])
     for row, step in enumerate(steps):
-        graph = to_graph(np.asarray(state[row].values), sizes)
+        graph = to_graph(np.asarray(state[row].values), layer_sizes=sizes)
         graph.graph["step"] = int(step)
         yield graph
 
