@@ -59,7 +59,7 @@ def same_rows(disk: xr.Dataset, ref: xr.Dataset) -> None:
 
 @pytest.fixture(scope="module")
 def reference_sweep():
-    return run_sweep("iris", n_workers=0, **SWEEP)
+    return run_sweep(task="iris", n_workers=0, **SWEEP)
 
 
 # ------------------------------------------------------------------ run(): interrupts
@@ -319,7 +319,7 @@ def test_ctrl_c_while_waiting_for_the_lock_keeps_the_rows(tmp_path, monkeypatch)
 # ------------------------------------------------------------------ sweeps
 def test_damaged_point_files_are_reported_moved_aside_and_recomputed(tmp_path, reference_sweep):
     store = tmp_path / "points"
-    run_sweep("iris", store=store, n_workers=0, **SWEEP)
+    run_sweep(task="iris", store=store, n_workers=0, **SWEEP)
     files = sorted(glob.glob(str(store / "*.nc")))
     truncated, empty = files[0], files[1]
     with open(truncated, "r+b") as f:
@@ -327,7 +327,7 @@ def test_damaged_point_files_are_reported_moved_aside_and_recomputed(tmp_path, r
     open(empty, "wb").close()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        again = run_sweep("iris", store=store, n_workers=0, **SWEEP)
+        again = run_sweep(task="iris", store=store, n_workers=0, **SWEEP)
     damaged = [str(w.message) for w in caught if "damaged" in str(w.message)]
     assert len(damaged) == 2 and any(truncated in m for m in damaged) and any(empty in m for m in damaged)
     assert all("\n" not in m for m in damaged)
@@ -389,7 +389,7 @@ SWEEP_CHILD = (
     "signal.signal(signal.SIGTERM, stop)\n"
     "from netdyn.sweep.grid import run_sweep\n"
     "if __name__ == '__main__':\n"
-    "    run_sweep('iris', store=sys.argv[1], n_workers=int(sys.argv[2]), lr=[0.3, 0.6, 1.2, 2.4], seed=[0, 1],"
+    "    run_sweep(task='iris', store=sys.argv[1], n_workers=int(sys.argv[2]), lr=[0.3, 0.6, 1.2, 2.4], seed=[0, 1],"
     " steps=60, progress=False)\n"
 )
 
@@ -466,9 +466,9 @@ def test_signalled_sweeps_keep_finished_points_and_stop_their_cluster(tmp_path):
         assert 1 <= len(kept) < 8, sig.name  # interrupted midway
         if workers:  # the sweep went on after its worker was killed mid-sweep
             assert 1 <= killed_at < len(kept)
-        resumed = run_sweep("iris", store=store, n_workers=0, **{**SWEEP, "seed": [0, 1]})
+        resumed = run_sweep(task="iris", store=store, n_workers=0, **{**SWEEP, "seed": [0, 1]})
         assert resumed.attrs["points_loaded"] == len(kept) and resumed.attrs["points_computed"] == 8 - len(kept)
         assert all(os.stat(store / name).st_mtime_ns == t for name, t in kept.items()), sig.name
         if reference is None:
-            reference = run_sweep("iris", n_workers=0, **{**SWEEP, "seed": [0, 1]})
+            reference = run_sweep(task="iris", n_workers=0, **{**SWEEP, "seed": [0, 1]})
         xr.testing.assert_identical(comparable(resumed), comparable(reference))

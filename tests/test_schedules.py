@@ -235,7 +235,7 @@ class TestSweepCarriesTheSchedule:
         from netdyn.sweep.grid import point_specs, train_point
 
         kwargs = {"schedule": "cosine", "warmup": 5, "total": 40, "momentum": 0.9}
-        _, points = point_specs({"dataset": "iris", "hidden": [4]}, lr=(0.05, 0.5), steps=40, optimizer_kwargs=kwargs)
+        _, points = point_specs(task={"dataset": "iris", "hidden": [4]}, lr=(0.05, 0.5), steps=40, optimizer_kwargs=kwargs)
         for _, spec in points:
             result = train_point(spec)
             assert result["status"] == "ok", result["error"]
