@@ -3,7 +3,10 @@ import json
 
 import pytest
 
+import xarray as xr
+
 from netdyn.cli import main
+from netdyn.orbits.stability import LABELS, OrbitalStability
 from netdyn.io.storage import open_trajectory
 
 
@@ -30,12 +33,15 @@ def test_info_prints_summary_as_json(trained, capsys):
     assert summary["steps"] == 400 and summary["complete"] is True and summary["diverged"] is False
 
 
-def test_analyze_and_orbit_run_on_the_file(trained, tmp_path, capsys):
+def test_analyze_orbital_stability_and_distances_run_on_the_file(trained, tmp_path, capsys):
     assert main(["analyze", str(trained), "-o", str(tmp_path / "a"), "--no-figures"]) == 0
     out = capsys.readouterr().out
     assert "orbital stability:" in out and "Rosenstein" in out
     assert (tmp_path / "a" / "analysis.nc").exists() and (tmp_path / "a" / "distances.nc").exists()
-    assert main(["orbit", str(trained), "-o", str(tmp_path / "o")]) == 0
+    assert main(["orbital-stability", str(trained), "-o", str(tmp_path / "o")]) == 0
+    with xr.open_dataset(tmp_path / "o" / f"{trained.stem}_orbital_stability.nc") as saved:
+        assert OrbitalStability.from_dataset(saved.load()).label in LABELS
+    assert main(["distances", str(trained), "-o", str(tmp_path / "d"), "--no-kendall"]) == 0
 
 
 def test_errors_are_reported_not_raised(tmp_path, capsys):

@@ -12,7 +12,8 @@ from _models import flat, small_mlp
 import xarray as xr
 from torch import nn
 
-from netdyn.commands import orbit as orbit_command
+from netdyn.commands import distances as distances_command
+from netdyn.commands import orbital_stability as stability_command
 from netdyn.orbits.distances import GRAPH_MEASURES, STATE_MEASURES, graph_distances, trajectory_distances
 from netdyn.orbits.graphs import n_parameters, split_layers, to_graph
 from netdyn.plot.orbits import plot_distance_curves
@@ -217,20 +218,24 @@ class TestPlotDistanceCurves:
             plot_distance_curves(xr.Dataset({"loss": ("step", np.zeros(3))}))
 
 
-class TestOrbitCommand:
+class TestDistanceAndStabilityCommands:
     @staticmethod
     def run(argv):
         parser = argparse.ArgumentParser()
-        orbit_command.register(parser.add_subparsers())
+        subparsers = parser.add_subparsers()
+        distances_command.register(subparsers)
+        stability_command.register(subparsers)
         args = parser.parse_args(argv)
         return args.func(args)
 
     def test_mlp_run(self, tmp_path, capsys):
         ds = as_dataset(gd_states(40))
         ds.to_netcdf(tmp_path / "run.nc")
-        assert self.run(["orbit", str(tmp_path / "run.nc"), "-o", str(tmp_path / "out")]) == 0
+        assert self.run(["distances", str(tmp_path / "run.nc"), "-o", str(tmp_path / "out")]) == 0
         out = capsys.readouterr().out
-        assert "run.nc:" in out and "recurrence_rate" in out and "spectral" in out and "kendall" in out
+        assert "run.nc:" in out and "spectral" in out and "kendall" in out
+        assert self.run(["orbital-stability", str(tmp_path / "run.nc"), "-o", str(tmp_path / "out2")]) == 0
+        assert "recurrence_rate" in capsys.readouterr().out
         saved = xr.open_dataset(tmp_path / "out" / "run_distances.nc")
         with saved:
             xr.testing.assert_allclose(saved.drop_attrs(), trajectory_distances(ds).drop_attrs())
@@ -240,15 +245,16 @@ class TestOrbitCommand:
         states = np.tile([[0.5, -1.0], [-0.5, 1.0]], (50, 1))
         ds = as_dataset(states, sizes=None)
         ds.to_netcdf(tmp_path / "cycle.nc")
-        assert self.run(["orbit", str(tmp_path / "cycle.nc"), "-o", str(tmp_path / "o")]) == 0
-        out = capsys.readouterr().out
-        assert "cycle.nc: periodic (period 2)" in out
-        assert "spectral" not in out
-        assert (tmp_path / "o" / "cycle_distances.nc").exists() and not (tmp_path / "cycle_distances.nc").exists()
+        assert self.run(["orbital-stability", str(tmp_path / "cycle.nc"), "-o", str(tmp_path / "o")]) == 0
+        assert "cycle.nc: periodic (period 2)" in capsys.readouterr().out
+        assert self.run(["distances", str(tmp_path / "cycle.nc"), "-o", str(tmp_path / "o2")]) == 0
+        assert "spectral" not in capsys.readouterr().out
+        assert (tmp_path / "o2" / "cycle_distances.nc").exists() and not (tmp_path / "cycle_distances.nc").exists()
+        assert (tmp_path / "o" / "cycle_orbital_stability.nc").exists()
 
     def test_missing_file(self, tmp_path):
         with pytest.raises(FileNotFoundError, match="no such file"):
-            self.run(["orbit", str(tmp_path / "nope.nc")])
+            self.run(["distances", str(tmp_path / "nope.nc")])
 
 
 def test_no_warnings_on_a_regular_trajectory():
