@@ -317,6 +317,42 @@ class TestPlotSweep:
         fast = [line.get_xdata()[0] for line in bottom.get_lines() if line.get_gid() == "fastest"]
         assert fast == [pytest.approx(lrs[3])]
 
+    def test_explains_itself(self):
+        """A title stating the finding, a legend entry for every line, band and marker, named class rows."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from netdyn.plot.sweep import plot_sweep
+
+        lrs = np.geomspace(0.01, 10, 7)
+        ds = synthetic([0.3, 0.6], lrs).expand_dims(activation=["tanh", "relu"], optimizer=["sgd"])
+        ds["time_to_target"] = xr.DataArray([90.0, 60, 40, 20, 30, math.inf, math.inf], coords={"lr": lrs}) + 0 * ds["lyapunov"]
+        ds["orbit_class"] = xr.where(ds["lyapunov"] > 0.01, "chaotic", "fixed_point")
+        fig = plot_sweep(ds, threshold=0.01)
+        top, strip, bottom = fig.axes[:3]
+        assert "fastest" in top.get_title() and "edge of chaos" in top.get_title()
+        for ax in (top, bottom):
+            in_errorbars = {id(line) for c in ax.containers for line in [c.lines[0], *c.lines[1]]}
+            unlabelled = [line for line in ax.get_lines() if line.get_label().startswith("_")
+                          and id(line) not in in_errorbars]
+            assert not unlabelled
+            assert all(not patch.get_label().startswith("_") for patch in ax.patches)  # the edge bands
+            assert all(not c.get_label().startswith("_") for c in ax.containers)
+        assert [t.get_text() for t in strip.get_yticklabels()] == ["tanh, sgd", "relu, sgd"]
+        assert strip.get_legend() is not None
+
+    def test_says_when_no_run_reached_the_target(self):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from netdyn.plot.sweep import plot_sweep
+
+        lrs = np.geomspace(0.01, 10, 4)
+        ds = synthetic([0.3, 0.6], lrs)
+        ds["time_to_target"] = ds["lyapunov"] * 0 + math.inf
+        bottom = plot_sweep(ds).axes[2]
+        assert any("no run reached" in t.get_text() for t in bottom.texts)
+
 
 class TestSweepCommand:
     def test_lr_grammar(self):
