@@ -387,7 +387,7 @@ def test_local_cluster_workers_keep_glibcs_adaptive_malloc_trim():
 
     from netdyn.sweep.grid import local_cluster
 
-    with local_cluster(1) as cluster, Client(cluster) as client:
+    with local_cluster(n_workers=1) as cluster, Client(cluster) as client:
         env = client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")))
         scratch = client.run(lambda dask_worker: dask_worker.local_directory)
         port = client.scheduler_info()["services"].get("dashboard")

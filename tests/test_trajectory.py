@@ -218,14 +218,14 @@ class TestResolveRecord:
 
     def test_unknown_layer_lists_the_known_ones(self):
         with pytest.raises(ValueError, match=r"unknown layer name\(s\) \['W9'\]; known layers: \['W1', 'b1'\]"):
-            resolve_record(FakeNet(), ["W1", "W9"])
+            resolve_record(FakeNet(), record=["W1", "W9"])
 
     def test_layers_need_param_labels(self):
         with pytest.raises(ValueError, match="param_labels"):
-            resolve_record(_quad(), ["W1"])
+            resolve_record(_quad(), record=["W1"])
 
     def test_all_labels_default_for_unlabelled_maps(self):
-        sel = resolve_record(_quad(), "all")
+        sel = resolve_record(_quad(), record="all")
         assert sel.names == ["x0", "x1", "x2"] and sel.layers == ["x"] * 3
 
 

@@ -134,7 +134,7 @@ def main(args: argparse.Namespace) -> int:
         record = record.split(",")
     from netdyn.io.recording import resolve_record
 
-    resolve_record(tmap, record)  # a bad --record fails here, before anything is written
+    resolve_record(tmap, record=record)  # a bad --record fails here, before anything is written
     path.parent.mkdir(parents=True, exist_ok=True)
     args.output = path  # the interrupt handler reads the file back
     ds = run(tmap, None, args.steps, record_every=args.record_every, record=record, path=path,

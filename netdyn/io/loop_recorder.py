@@ -50,6 +50,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parameters_to_vector
 
+from netdyn._core.validation import check_int
 from netdyn._version import __version__
 from netdyn.io.recording import SketchProjection
 from netdyn.io.storage import RowBuffer, TrajectoryWriter
@@ -85,13 +86,13 @@ class LoopRecorder:
         self,
         model: nn.Module,
         path: str | os.PathLike,
+        *,
         sketch: int | None = 64,
         flush_every: int = 100,
         extra: tuple[str, ...] = (),
         attrs: Mapping[str, Any] | None = None,
     ):
-        if flush_every < 1:
-            raise ValueError(f"LoopRecorder: expected flush_every >= 1, got {flush_every}")
+        flush_every = check_int(flush_every, "flush_every", "LoopRecorder", minimum=1)
         self.params = [p for p in model.parameters() if p.requires_grad]
         theta = self._theta()
         self.extra = tuple(extra)
@@ -166,7 +167,7 @@ class LoopRecorder:
             self._row_state = self._recorded(theta)
         self._stream.add(row, None if diverged else theta)
 
-    def close(self, diverged: bool = False) -> None:
+    def close(self, *, diverged: bool = False) -> None:
         """Write the remaining rows and mark the file complete (idempotent).
 
         ``final_state`` is the last finite parameter vector reached."""

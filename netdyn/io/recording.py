@@ -88,7 +88,7 @@ class SketchProjection:
     S. Dasgupta, A. Gupta (2003), Random Struct. Algorithms 22, 60-65.
     """
 
-    def __init__(self, param_dim: int, k: int, seed: int = 0, cache_bytes: int = 256 * 2**20):
+    def __init__(self, param_dim: int, k: int, *, seed: int = 0, cache_bytes: int = 256 * 2**20):
         if k < 1 or param_dim < 1:
             raise ValueError(f"SketchProjection: expected k >= 1 and param_dim >= 1, got k={k}, param_dim={param_dim}")
         self.param_dim, self.k, self.seed = int(param_dim), int(k), int(seed)
@@ -159,7 +159,7 @@ def _parse(record: Any) -> tuple[str, Any]:
     raise ValueError(f"run: expected record='all', a list of layer names or an int k, got {record!r}")
 
 
-def resolve_record(map_: Any, record: Any = "all") -> Selection:
+def resolve_record(map_: Any, *, record: Any = "all") -> Selection:
     """The :class:`Selection` for ``record`` on ``map_`` (values: see the module docstring).
 
     Raises ``ValueError`` for an unknown form, for layer names the map does not
@@ -194,7 +194,7 @@ def resolve_record(map_: Any, record: Any = "all") -> Selection:
     k, seed = arg
     if k < 1:
         raise ValueError(f"run: expected a sketch dimension k >= 1, got {k}")
-    proj = SketchProjection(param_dim, k, seed)
+    proj = SketchProjection(param_dim, k, seed=seed)
     return Selection(
         proj, [f"sketch{j}" for j in range(k)], ["sketch"] * k, f"sketch:{k}:{seed}", {"sketch_seed": seed}
     )

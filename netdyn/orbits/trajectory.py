@@ -176,7 +176,7 @@ def run(
             raise ValueError(f"run: expected eval_every to be a multiple of record_every={record_every}, got {eval_every}")
         if not callable(getattr(map_, "evaluate", None)):
             raise ValueError(f"run: eval_every needs {type(map_).__name__}.evaluate(x), which it lacks")
-    selection = resolve_record(map_, record)
+    selection = resolve_record(map_, record=record)
     x = _initial(map_, x0)
     param_dim = param_dim_of(map_)
     dtype = np.dtype(np.float64 if x.dtype == torch.float64 else np.float32)

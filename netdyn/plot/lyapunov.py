@@ -23,7 +23,7 @@ def _axes(ax: Any) -> tuple[Any, Any]:
     return fig, ax
 
 
-def plot_convergence(result: xr.Dataset, ax: Any = None) -> Any:
+def plot_convergence(result: xr.Dataset, *, ax: Any = None) -> Any:
     """Running estimate ``lambda(t)`` with the final value ± its standard error.
 
     ``result``: from :func:`netdyn.lyapunov.maximal.max_lyapunov` (one line per ``init``) or
@@ -49,7 +49,7 @@ def plot_convergence(result: xr.Dataset, ax: Any = None) -> Any:
     return fig
 
 
-def plot_perturbation_growth(result: xr.Dataset, ax: Any = None) -> Any:
+def plot_perturbation_growth(result: xr.Dataset, *, ax: Any = None) -> Any:
     """``ln d(t)`` of every copy, their mean, and the fitted line over the fit window
     (``result`` from :func:`netdyn.lyapunov.growth.perturbation_growth`, one ``init``)."""
     if "init" in result.dims:
@@ -71,7 +71,7 @@ def plot_perturbation_growth(result: xr.Dataset, ax: Any = None) -> Any:
     return fig
 
 
-def plot_sharpness(result: xr.Dataset, ax: Any = None) -> Any:
+def plot_sharpness(result: xr.Dataset, *, ax: Any = None) -> Any:
     """Top Hessian eigenvalue(s) along training with the optimiser's stability line
     (``result`` from :func:`netdyn.sharpness.hessian.sharpness_along` or
     :func:`netdyn.sharpness.hessian.track_sharpness`): ``2 / lr`` for plain GD, the

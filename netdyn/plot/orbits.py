@@ -22,7 +22,7 @@ LABEL_COLORS = {
 
 
 def plot_orbit_diagram(
-    diagram: xr.Dataset, ax: Any = None, *, markersize: float = 0.5, color_by_label: bool = True
+    diagram: xr.Dataset, *, ax: Any = None, markersize: float = 0.5, color_by_label: bool = True
 ) -> Any:
     """Scatter the tail of each orbit against the control value.
 
@@ -64,7 +64,7 @@ def plot_orbit_diagram(
     return fig
 
 
-def plot_distance_curves(distances: xr.Dataset, axes: Any = None, *, logy: bool = True) -> Any:
+def plot_distance_curves(distances: xr.Dataset, *, axes: Any = None, logy: bool = True) -> Any:
     """The distance curves of :func:`netdyn.orbits.distances.trajectory_distances` against step.
 
     Parameters

@@ -20,7 +20,7 @@ CLASS_COLORS = {
 }
 
 
-def plot_sweep(result: xr.Dataset, threshold: float = 0.01, linthresh: float | None = 0.01, fig: Any = None) -> Any:
+def plot_sweep(result: xr.Dataset, *, threshold: float = 0.01, linthresh: float | None = 0.01, fig: Any = None) -> Any:
     """Maximal exponent and time to target against the learning rate, on a shared log-x axis.
 
     Parameters

@@ -614,6 +614,7 @@ def _run_dask(
 
 
 def local_cluster(
+    *,
     n_workers: int | None = None, local_directory: str | os.PathLike | None = None, dashboard_address: str | None = None
 ) -> Any:
     """A ``distributed.LocalCluster`` tuned for training points: ``n_workers`` (default:
@@ -663,7 +664,7 @@ def _client(client: Any, scheduler: str | None, n_workers: int | None) -> Iterat
         with Client(scheduler) as connected:
             yield connected
         return
-    with local_cluster(n_workers) as cluster, Client(cluster) as local:
+    with local_cluster(n_workers=n_workers) as cluster, Client(cluster) as local:
         yield local
 
 
@@ -710,7 +711,7 @@ def _settings_attrs(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- reading the result
-def edge_of_chaos(result: xr.Dataset, threshold: float = 0.01, variable: str = "lyapunov") -> xr.Dataset:
+def edge_of_chaos(result: xr.Dataset, *, threshold: float = 0.01, variable: str = "lyapunov") -> xr.Dataset:
     """The learning rate where the maximal exponent turns positive, per seed.
 
     Parameters
@@ -778,7 +779,7 @@ def edge_of_chaos(result: xr.Dataset, threshold: float = 0.01, variable: str = "
     return out
 
 
-def fastest_lr(result: xr.Dataset, variable: str = "time_to_target") -> xr.Dataset:
+def fastest_lr(result: xr.Dataset, *, variable: str = "time_to_target") -> xr.Dataset:
     """The learning rate of the fastest training: minimum over ``lr`` of the median
     over seeds of ``time_to_target``.
 

@@ -165,7 +165,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], Any]) -> str:
     return path
 
 
-def result_paths(folder: str | os.PathLike, key: str, stem: str = "result", figure: str = "sweep") -> tuple[str, str]:
+def result_paths(folder: str | os.PathLike, key: str, *, stem: str = "result", figure: str = "sweep") -> tuple[str, str]:
     """Where a sweep of grid ``key`` writes its result and figure in ``folder``.
 
     ``<stem>.nc`` and ``<figure>.png`` when the folder has no result yet or its
