@@ -116,6 +116,20 @@ def trajectory_distances(
         variables :data:`STATE_MEASURES` and, for an MLP, :data:`GRAPH_MEASURES`
         (without ``kendall`` if ``kendall=False``), all float64 over ``step``; attrs
         ``layer_sizes`` when known.  Definitions in the module docstring.
+
+    Raises
+    ------
+    ValueError
+        When there are fewer than 2 steps, ``chunk < 1`` or the layer sizes do not match the state.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> x = np.outer(np.arange(1.0, 6.0), [3.0, 4.0])  # a straight line, |step| = 5
+    >>> d = nd.trajectory_distances(x)
+    >>> d["euclidean"].values[1:].tolist(), float(d["euclidean_to_final"][0])
+    ([5.0, 5.0, 5.0, 5.0], 20.0)
     """
     states, steps, sizes = _inputs(x, layer_sizes)
     chunk = check_int(chunk, "chunk", "trajectory_distances", minimum=1)
@@ -161,6 +175,16 @@ def graph_distances(
         strengths ``DiGraph.in_degree/out_degree(weight="weight")`` and
         ``scipy.stats.wasserstein_distance``; rankings ``scipy.stats.spearmanr`` and
         ``kendalltau`` on the edges in sorted ``(u, v)`` order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> rng = np.random.default_rng(0)
+    >>> graphs = [nd.to_graph(rng.normal(size=43), layer_sizes=[4, 5, 3]) for _ in range(3)]
+    >>> d = nd.graph_distances(graphs, kendall=False)
+    >>> d.sizes["step"], "spectral" in d, bool(np.isnan(d["euclidean"][0]))
+    (3, True, True)
     """
     graphs = list(graphs)
     if len(graphs) < 2:

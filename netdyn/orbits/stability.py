@@ -104,6 +104,15 @@ class OrbitalStability(DatasetResult):
     sketch_dim
         0 when the full state was classified; else the dimension of the Gaussian
         sketch a state too large for memory was classified through.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> res = nd.orbital_stability(nd.run(nd.LogisticMap(3.2), None, 200))
+    >>> res.label, res.period
+    ('periodic', 2)
+    >>> nd.OrbitalStability.from_dataset(res.to_dataset()).period
+    2
     """
 
     label: str
