@@ -80,6 +80,22 @@ class LoopRecorder:
 
     A context manager: ``with LoopRecorder(...) as rec:`` closes the file on leaving
     the block, also when the loop raises (``KeyboardInterrupt`` included).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import torch
+    >>> from torch import nn
+    >>> import netdyn as nd
+    >>> from netdyn.io.loop_recorder import LoopRecorder
+    >>> model = nn.Linear(2, 1)
+    >>> path = os.path.join(tempfile.mkdtemp(), "loop.nc")
+    >>> with LoopRecorder(model, path, sketch=None) as rec:
+    ...     for _ in range(3):
+    ...         rec.record(loss=1.0)
+    >>> with nd.open_trajectory(path) as ds:
+    ...     ds.sizes["step"], ds.sizes["param"]
+    (3, 3)
     """
 
     def __init__(

@@ -39,6 +39,14 @@ class Selection:
     ``project(theta)`` returns a tensor of shape ``(n,)``; ``names`` and ``layers``
     label its ``n`` entries; ``record`` is the ``record`` attribute; ``attrs``
     holds extra attributes (the sketch's ``sketch_seed``).
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> from netdyn.io.recording import resolve_record
+    >>> sel = resolve_record(nd.HenonMap())
+    >>> sel.names, sel.size, sel.record
+    (['x0', 'x1'], 2, 'all')
     """
 
     project: Callable[[Tensor], Tensor]
@@ -69,8 +77,8 @@ class SketchProjection:
         blocks of ``P`` are kept in memory up to this size; the rest are regenerated
         from their seeds at every call, so any ``param_dim`` works in bounded memory.
 
-    The maths
-    ---------
+    Notes
+    -----
     ``P_ij ~ N(0, 1) / sqrt(k)`` i.i.d., so ``E |P^T u|^2 = |u|^2`` for every ``u``.
     By the Johnson–Lindenstrauss lemma, for ``n`` points and ``0 < eps < 1`` all
     pairwise squared distances are kept within a factor ``1 ± eps`` with
@@ -86,6 +94,14 @@ class SketchProjection:
     ----------
     W. B. Johnson, J. Lindenstrauss (1984), Contemp. Math. 26, 189-206;
     S. Dasgupta, A. Gupta (2003), Random Struct. Algorithms 22, 60-65.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from netdyn.io.recording import SketchProjection
+    >>> sketch = SketchProjection(1000, 16, seed=0)
+    >>> tuple(sketch(torch.ones(1000, dtype=torch.float64)).shape)
+    (16,)
     """
 
     def __init__(self, param_dim: int, k: int, *, seed: int = 0, cache_bytes: int = 256 * 2**20):
@@ -167,6 +183,13 @@ def resolve_record(map_: Any, *, record: Any = "all") -> Selection:
     ``param_labels()``, and for ``k < 1``.  Maps without ``param_labels()`` get
     names ``x0, x1, ...`` and layer ``"x"``; sketch coordinates are ``sketch0, ...``
     with layer ``"sketch"``.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> from netdyn.io.recording import resolve_record
+    >>> resolve_record(nd.HenonMap(), record=1).names  # a 1-d sketch of the 2-d state
+    ['sketch0']
     """
     param_dim = param_dim_of(map_)
     kind, arg = _parse(record)

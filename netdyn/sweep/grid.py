@@ -210,6 +210,12 @@ class PointSettings:
         ------
         ValueError
             When a setting is out of its range (see the class docstring).
+
+        Examples
+        --------
+        >>> from netdyn.sweep.grid import PointSettings
+        >>> PointSettings(task="iris", steps=40).spec()["eval_every"]
+        1
         """
         caller = "run_sweep"
         steps = check_int(self.steps, "steps", caller, minimum=32)
@@ -331,8 +337,10 @@ def train_point(spec: Mapping[str, Any]) -> dict[str, Any]:
     estimate it had reached.  A point whose training is sound but whose exponent is
     unresolved is ``status="ok"`` with its real final loss and accuracy.
 
-    The point
-    ---------
+    Notes
+    -----
+    The point:
+
     1. ``make_task`` with the point's activation and ``seed`` (initial weights) and
        ``training_map`` with its learning rate, optimiser and ``seed`` (batches);
     2. ``run`` for ``steps`` steps from the seed's weights, evaluating test accuracy
@@ -351,6 +359,14 @@ def train_point(spec: Mapping[str, Any]) -> dict[str, Any]:
 
     torch runs on one thread (:func:`_one_thread`) so a point gives the same bits in
     a plain loop and on any Dask worker.  Top-level and pure: Dask pickles it by name.
+
+    Examples
+    --------
+    >>> from netdyn.sweep.grid import point_specs, train_point
+    >>> _, [(_, spec)] = point_specs(lr=0.5, task={"dataset": "iris", "hidden": [4], "n_train": 40}, steps=32)
+    >>> result = train_point(spec)
+    >>> result["status"], result["loss"].shape
+    ('ok', (32,))
     """
     start = time.perf_counter()
     with _one_thread(), warnings.catch_warnings(record=True) as caught:
@@ -631,6 +647,13 @@ def local_cluster(
     46 % slower in a worker than in the calling process (measured: 3.03 s vs 2.08 s
     for four 100-step points).  The cluster is started without that variable (glibc's
     adaptive default), which brings the worker within a few % of the plain loop.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> from netdyn.sweep.grid import local_cluster
+    >>> with local_cluster(n_workers=2) as cluster:  # doctest: +SKIP
+    ...     ds = nd.run_sweep(lr=[0.1, 1.0], client=cluster.get_client())
     """
     import dask
     from distributed import LocalCluster
@@ -734,8 +757,8 @@ def edge_of_chaos(result: xr.Dataset, *, threshold: float = 0.01, variable: str 
     ``edge_lr_mean``, ``edge_lr_std`` (population std) and ``n_crossing`` over
     seeds (...).
 
-    The maths
-    ---------
+    Notes
+    -----
     Along increasing ``lr``, points whose training diverged (``diverged`` True, when
     ``result`` has that variable: the orbit left the regime the exponent describes)
     and failed points (NaN exponent) are dropped; an unresolved exponent (+inf, see
@@ -748,6 +771,15 @@ def edge_of_chaos(result: xr.Dataset, *, threshold: float = 0.01, variable: str 
     ``lr_i`` (the limit ``lam_{i+1} -> inf``).  The last rather than the first
     crossing, so that noise of a near-zero exponent at small learning rates is not
     taken for the edge.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from netdyn.sweep.grid import edge_of_chaos
+    >>> lr = np.array([0.1, 1.0, 10.0])
+    >>> result = xr.Dataset({"lyapunov": (("lr", "seed"), [[-0.02], [0.0], [0.02]])}, coords={"lr": lr, "seed": [0]})
+    >>> round(float(edge_of_chaos(result, threshold=0.0)["edge_lr_mean"]), 6)
+    1.0
     """
     _check_result(result, "edge_of_chaos", variable, ("lr", "seed"))
     lam = result[variable].astype(float)
@@ -794,14 +826,23 @@ def fastest_lr(result: xr.Dataset, *, variable: str = "time_to_target") -> xr.Da
     Dataset: ``fastest_lr`` and ``fastest_time`` (...), and ``median_time``
     (lr, ...).  NaN where no learning rate reaches the target (all medians inf).
 
-    The maths
-    ---------
+    Notes
+    -----
     ``median_s T(lr, s)`` with ``T = inf`` for seeds that never reach the target
     and for points whose training diverged (``diverged`` True, when ``result`` has
     that variable: a run that blew up is not a trained network, whatever accuracy
     it passed through), so the median is inf when at least half never do; failed
     points (NaN) are left out; ties go to the smallest learning rate.  An
     unresolved exponent does not matter here.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from netdyn.sweep.grid import fastest_lr
+    >>> result = xr.Dataset({"time_to_target": (("lr", "seed"), [[80.0], [20.0], [np.inf]])},
+    ...                     coords={"lr": [0.1, 1.0, 10.0], "seed": [0]})
+    >>> float(fastest_lr(result)["fastest_lr"])
+    1.0
     """
     _check_result(result, "fastest_lr", variable, ("lr", "seed"))
     times = result[variable].astype(float)
