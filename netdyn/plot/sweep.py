@@ -46,6 +46,25 @@ def plot_sweep(result: xr.Dataset, *, threshold: float = 0.01, linthresh: float 
     chaos); every line, band and marker has a legend entry.  The edge of chaos (mean over seeds, shaded
     +-std) is a dashed vertical line (``gid="edge"``), the fastest learning rate a
     dotted one (``gid="fastest"``).
+
+    Raises
+    ------
+    ValueError
+        When ``result`` has no ``lr`` and ``seed`` dimensions.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np, xarray as xr
+    >>> from netdyn.plot.sweep import plot_sweep
+    >>> lr = np.geomspace(0.1, 10, 5)
+    >>> result = xr.Dataset({"lyapunov": (("lr", "seed"), 0.01 * np.log(lr)[:, None] + [[0.0, 0.001]]),
+    ...                      "time_to_target": (("lr", "seed"), [[90, 95], [40, 42], [20, 25], [30, 31], [np.inf] * 2])},
+    ...                     coords={"lr": lr, "seed": [0, 1]})
+    >>> fig = plot_sweep(result, threshold=0.0)
+    >>> "fastest" in fig.axes[0].get_title()
+    True
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
