@@ -63,24 +63,64 @@ class NetdynAccessor:
 
     # ------------------------------------------------------------ the trajectory itself
     def state_matrix(self) -> np.ndarray:
-        """:func:`netdyn.orbits.trajectory.state_matrix` of this Dataset: ``(steps, params)``."""
+        """:func:`netdyn.orbits.trajectory.state_matrix` of this Dataset: ``(steps, params)``.
+
+        Examples
+        --------
+        >>> import netdyn as nd
+        >>> ds = nd.run(nd.LogisticMap(4.0), None, 300)
+        >>> ds.netdyn.state_matrix().shape
+        (300, 1)
+        """
         return state_matrix(self._ds)
 
     def summarize(self) -> xr.Dataset:
-        """:func:`netdyn.summarize` of this Dataset."""
+        """:func:`netdyn.summarize` of this Dataset.
+
+        Examples
+        --------
+        >>> import netdyn as nd
+        >>> ds = nd.run(nd.LogisticMap(4.0), None, 300)
+        >>> int(ds.netdyn.summarize()["steps"])
+        300
+        """
         return summarize(self._ds)
 
     def observable_series(self, observable: str = "loss", **kwargs: Any) -> np.ndarray:
-        """:func:`netdyn.observable_series` of ``observable`` (keywords forwarded)."""
+        """:func:`netdyn.observable_series` of ``observable`` (keywords forwarded).
+
+        Examples
+        --------
+        >>> import netdyn as nd
+        >>> ds = nd.run(nd.LogisticMap(4.0), None, 300)
+        >>> ds.netdyn.observable_series("state").shape
+        (300, 1)
+        """
         return observable_series(self._ds, observable=observable, **kwargs)
 
     # ------------------------------------------------------------ orbits and graphs
     def orbital_stability(self, **kwargs: Any) -> OrbitalStability:
-        """:func:`netdyn.orbital_stability` of this Dataset (keywords forwarded)."""
+        """:func:`netdyn.orbital_stability` of this Dataset (keywords forwarded).
+
+        Examples
+        --------
+        >>> import netdyn as nd
+        >>> ds = nd.run(nd.LogisticMap(4.0), None, 300)
+        >>> ds.netdyn.orbital_stability(map_=nd.LogisticMap(4.0)).label
+        'chaotic'
+        """
         return orbital_stability(self._ds, **kwargs)
 
     def trajectory_distances(self, **kwargs: Any) -> xr.Dataset:
-        """:func:`netdyn.trajectory_distances` of this Dataset (keywords forwarded)."""
+        """:func:`netdyn.trajectory_distances` of this Dataset (keywords forwarded).
+
+        Examples
+        --------
+        >>> import netdyn as nd
+        >>> ds = nd.run(nd.LogisticMap(4.0), None, 300)
+        >>> ds.netdyn.trajectory_distances().sizes["step"]
+        300
+        """
         return trajectory_distances(self._ds, **kwargs)
 
     def graph_trajectory(self, **kwargs: Any) -> Iterator[nx.DiGraph]:
@@ -93,7 +133,15 @@ class NetdynAccessor:
         return analyze_dataset(self._ds, **kwargs)
 
     def rosenstein(self, observable: str = "loss", **kwargs: Any) -> DivergenceCurve:
-        """:func:`netdyn.rosenstein` of ``observable`` (keywords forwarded)."""
+        """:func:`netdyn.rosenstein` of ``observable`` (keywords forwarded).
+
+        Examples
+        --------
+        >>> import netdyn as nd
+        >>> ds = nd.run(nd.LogisticMap(4.0), None, 300)
+        >>> round(float(ds.netdyn.rosenstein("state", emb_dim=1, lag=1).exponent), 1)  # ln 2 = 0.69
+        0.7
+        """
         return rosenstein(self._ds, observable=observable, **kwargs)
 
     def nolds_lyap_r(self, observable: str = "loss", **kwargs: Any) -> Any:
@@ -105,11 +153,27 @@ class NetdynAccessor:
         return nolds_lyap_e(self._ds, observable=observable, **kwargs)
 
     def recurrence_matrix(self, observable: str = "loss", **kwargs: Any) -> Any:
-        """:func:`netdyn.recurrence_matrix` of ``observable`` (keywords forwarded)."""
+        """:func:`netdyn.recurrence_matrix` of ``observable`` (keywords forwarded).
+
+        Examples
+        --------
+        >>> import netdyn as nd
+        >>> ds = nd.run(nd.LogisticMap(4.0), None, 300)
+        >>> ds.netdyn.recurrence_matrix("state", recurrence_rate=0.1).shape
+        (300, 300)
+        """
         return recurrence_matrix(observable_series(self._ds, observable=observable), **kwargs)
 
     def rqa(self, observable: str = "loss", **kwargs: Any) -> RQAResult:
-        """:func:`netdyn.rqa` of ``observable`` (keywords forwarded)."""
+        """:func:`netdyn.rqa` of ``observable`` (keywords forwarded).
+
+        Examples
+        --------
+        >>> import netdyn as nd
+        >>> ds = nd.run(nd.LogisticMap(4.0), None, 300)
+        >>> round(float(ds.netdyn.rqa("param:0", recurrence_rate=0.1).RR), 2)
+        0.1
+        """
         return rqa(observable_series(self._ds, observable=observable), **kwargs)
 
     def windowed_rqa(self, observable: str = "loss", **kwargs: Any) -> xr.Dataset:
@@ -117,7 +181,15 @@ class NetdynAccessor:
         return windowed_rqa(observable_series(self._ds, observable=observable), **kwargs)
 
     def chaos01(self, observable: str = "loss", **kwargs: Any) -> xr.Dataset:
-        """:func:`netdyn.chaos01` (the 0-1 test for chaos) of ``observable`` (keywords forwarded)."""
+        """:func:`netdyn.chaos01` (the 0-1 test for chaos) of ``observable`` (keywords forwarded).
+
+        Examples
+        --------
+        >>> import netdyn as nd
+        >>> ds = nd.run(nd.LogisticMap(4.0), None, 300)
+        >>> float(ds.netdyn.chaos01("param:0")["K"]) > 0.8  # K near 1: chaotic
+        True
+        """
         return chaos01(self._ds, observable=observable, **kwargs)
 
     def chaos_test(self, observable: str = "loss", **kwargs: Any) -> xr.Dataset:
