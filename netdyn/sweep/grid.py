@@ -740,7 +740,7 @@ def edge_of_chaos(result: xr.Dataset, *, threshold: float = 0.01, variable: str 
     Parameters
     ----------
     result : Dataset
-        a :func:`sweep` result, or any Dataset whose ``variable`` has dims ``lr`` and
+        a :func:`run_sweep` result, or any Dataset whose ``variable`` has dims ``lr`` and
         ``seed`` (others, e.g. activation and optimizer, are kept).
     threshold : float, default 0.01
         the crossing level (1/step).  Finite-time estimates of a marginal exponent
@@ -818,7 +818,7 @@ def fastest_lr(result: xr.Dataset, *, variable: str = "time_to_target") -> xr.Da
     Parameters
     ----------
     result : Dataset
-        a :func:`sweep` result (``variable`` with dims ``lr`` and ``seed``).
+        a :func:`run_sweep` result (``variable`` with dims ``lr`` and ``seed``).
     variable : str, default "time_to_target"
 
     Returns
