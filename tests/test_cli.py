@@ -103,3 +103,14 @@ def test_bad_schedule_options_are_one_line(capsys):
     assert main(["train", "--schedule", "cosine", "--schedule-options", "[1, 2]"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "expected a JSON object" in err[0]
+
+
+def test_command_names_say_what_they_compute():
+    """Each command is named after the function it runs; the old 'orbit' (class + distances) is split in two."""
+    from netdyn.cli import COMMANDS, build_parser
+
+    parser = build_parser()
+    names = set(parser._subparsers._group_actions[0].choices)
+    assert names == set(COMMANDS)
+    assert {"orbital-stability", "distances", "demo", "train", "analyze", "lyapunov", "sweep", "info"} == names
+    assert "orbit" not in names
