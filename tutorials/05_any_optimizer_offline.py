@@ -198,7 +198,7 @@ print(f"Adam, twin    parameters only: lambda = {float(twins['Adam']['lyapunov']
 # ### Orbital class, and what a black box cannot do
 #
 # `orbital_stability` needs only the recorded orbit; we give it the tail exponent of the twin run (the mean
-# local rate over the second half).  (Its `map=` option estimates that exponent itself, starting from the
+# local rate over the second half).  (Its `map_=` option estimates that exponent itself, starting from the
 # record's full `final_state`, optimiser buffers included.)
 
 # %%
