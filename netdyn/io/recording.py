@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from netdyn._core.validation import check_int
 from netdyn.maps.classic import param_dim_of
 
 __all__ = ["Selection", "SketchProjection", "resolve_record"]
@@ -105,9 +106,9 @@ class SketchProjection:
     """
 
     def __init__(self, param_dim: int, k: int, *, seed: int = 0, cache_bytes: int = 256 * 2**20):
-        if k < 1 or param_dim < 1:
-            raise ValueError(f"SketchProjection: expected k >= 1 and param_dim >= 1, got k={k}, param_dim={param_dim}")
-        self.param_dim, self.k, self.seed = int(param_dim), int(k), int(seed)
+        param_dim = check_int(param_dim, "param_dim", "SketchProjection", minimum=1)
+        k = check_int(k, "k", "SketchProjection", minimum=1)
+        self.param_dim, self.k, self.seed = param_dim, k, int(seed)
         self._blocks: dict[int, Tensor] = {}
         n_blocks = -(-self.param_dim // SKETCH_CHUNK_ROWS)
         block_bytes = SKETCH_CHUNK_ROWS * self.k * 8
@@ -215,8 +216,7 @@ def resolve_record(map_: Any, *, record: Any = "all") -> Selection:
             "layers:" + ",".join(chosen),
         )
     k, seed = arg
-    if k < 1:
-        raise ValueError(f"run: expected a sketch dimension k >= 1, got {k}")
+    k = check_int(k, "the sketch dimension k", "run", minimum=1)
     proj = SketchProjection(param_dim, k, seed=seed)
     return Selection(
         proj, [f"sketch{j}" for j in range(k)], ["sketch"] * k, f"sketch:{k}:{seed}", {"sketch_seed": seed}
