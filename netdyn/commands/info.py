@@ -14,7 +14,6 @@ _FIELDS = [
     ("map", "map"),
     ("optimizer", "optimizer"),
     ("lr", "lr"),
-    ("seed", "seed"),
     ("record", "record"),
     ("steps", "recorded steps"),
     ("first_step", "first step"),
