@@ -62,12 +62,26 @@ class Parser(argparse.ArgumentParser):
 
 
 def one_line(text: object) -> str:
-    """``text`` with every run of whitespace (newlines included) collapsed to one space."""
+    """``text`` with every run of whitespace (newlines included) collapsed to one space.
+
+    Examples
+    --------
+    >>> from netdyn.cli import one_line
+    >>> one_line("expected\\n  an int,   got 'x'")
+    "expected an int, got 'x'"
+    """
     return " ".join(str(text).split())
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``netdyn`` parser with every sub-command of :data:`COMMANDS` registered."""
+    """The ``netdyn`` parser with every sub-command of :data:`COMMANDS` registered.
+
+    Examples
+    --------
+    >>> from netdyn.cli import build_parser
+    >>> build_parser().parse_args(["orbital-stability", "run.nc", "--tail", "20"]).tail
+    20
+    """
     parser = Parser(
         prog="netdyn",
         description="Neural-network training as a discrete dynamical system.",
@@ -143,7 +157,14 @@ def _interrupt_line(args: argparse.Namespace | None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``netdyn`` on ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    """Run ``netdyn`` on ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    Examples
+    --------
+    >>> from netdyn.cli import main
+    >>> main(["info", "missing.nc"])  # one line on stderr, usage status
+    2
+    """
     try:
         return _main(argv)
     finally:
