@@ -331,3 +331,13 @@ class TestRunWithTrainingMap:
                         record=ds.attrs["record"])
             xr.testing.assert_identical(again["state"], ds["state"].load())
             assert np.array_equal(again["final_state"], ds["final_state"])
+
+
+def test_run_and_run_sweep_share_the_progress_default():
+    """progress=None (tqdm's auto: a bar only on a terminal) in both long-running entry points."""
+    import inspect
+
+    from netdyn.sweep.grid import run_sweep
+
+    for function in (run, run_sweep):
+        assert inspect.signature(function).parameters["progress"].default is None, function.__name__
