@@ -112,7 +112,7 @@ def plot_sweep(result: xr.Dataset, *, threshold: float = 0.01, linthresh: float 
             bottom.axvline(edge, color=color, ls="--", lw=1, label=f"edge of chaos, lr = {edge:.3g}")
             if spread > 0:
                 top.axvspan(edge - spread, edge + spread, color=color, alpha=0.12, lw=0,
-                            label=f"edge $\\pm$ std over seeds ({spread:.2g})")
+                            label=f"edge $\\pm$ std over seeds (lr $\\pm$ {spread:.2g})")
         if "orbit_class" in one:
             row = [_most_common(one["orbit_class"].sel(lr=lr).values, one["status"].sel(lr=lr).values
                                 if "status" in one else None) for lr in lrs]
@@ -127,7 +127,8 @@ def plot_sweep(result: xr.Dataset, *, threshold: float = 0.01, linthresh: float 
         if shown.any():
             bottom.errorbar(lrs[shown], median.values[shown], yerr=[low[shown], high[shown]], color=color,
                             marker="s", ms=4, capsize=2,
-                            label=(f"{label}: " if label else "") + "steps to target, median over seeds (bars: range)")
+                            label=(f"{label}: " if label else "") + "steps to target, median over seeds\n"
+                            "(bars: range; lr that never reach it: not drawn)")
         best = float(fastest["fastest_lr"].sel(curve=curve))
         if np.isfinite(best):
             bottom.axvline(best, color=color, ls=":", lw=1.5, gid="fastest", label=f"fastest lr = {best:.3g}")
