@@ -99,9 +99,10 @@ class TestOpenTrajectory:
 
 class TestStreaming:
     def test_streaming_equals_in_memory(self, tmp_path):
-        kwargs = dict(seed=1, record_every=2, eval_every=4, record=["W1", "b1"])
-        mem = run(FakeNet(), None, 23, **kwargs)
-        with run(FakeNet(), None, 23, path=tmp_path / "s.nc", flush_every=3, **kwargs) as disk:
+        kwargs = dict(record_every=2, eval_every=4, record=["W1", "b1"])
+        x0 = FakeNet().initial_state(1)
+        mem = run(FakeNet(), x0, 23, **kwargs)
+        with run(FakeNet(), x0, 23, path=tmp_path / "s.nc", flush_every=3, **kwargs) as disk:
             xr.testing.assert_identical(_without_created(disk), _without_created(mem))
 
     def test_diverging_streamed_run_is_completed(self, tmp_path):
