@@ -132,10 +132,10 @@ def spectra() -> None:
 
 def diagram() -> None:
     r = np.linspace(2.5, 4.0, 2000)
-    batch = timed(lambda: orbit_diagram(LogisticMap, r, 1000, 200, classify=False, name="r"), repeat=2)
-    loop = timed(lambda: orbit_diagram(LogisticMap, r[::20], 1000, 200, classify=False, vectorize=False)) * 20
-    with_map = timed(lambda: orbit_diagram(LogisticMap, r[::100], 1000, 200, name="r")) / 20
-    no_map = timed(lambda: orbit_diagram(LogisticMap, r[::100], 1000, 200, name="r", use_map=False)) / 20
+    batch = timed(lambda: orbit_diagram(LogisticMap, r, 1000, tail=200, classify=False, name="r"), repeat=2)
+    loop = timed(lambda: orbit_diagram(LogisticMap, r[::20], 1000, tail=200, classify=False, vectorize=False)) * 20
+    with_map = timed(lambda: orbit_diagram(LogisticMap, r[::100], 1000, tail=200, name="r")) / 20
+    no_map = timed(lambda: orbit_diagram(LogisticMap, r[::100], 1000, tail=200, name="r", use_map=False)) / 20
     print(f"2. orbit diagram, logistic, 2000 values x 1000 steps (tail 200), classify=False: parameter batch "
           f"{batch:.2f} s (target <= 2 s), one map per value {loop:.1f} s (100 values scaled) = {loop / batch:.0f}x")
     print(f"   classification per value (orbital_stability, one call each): {with_map * 1e3:.0f} ms with the map's "

@@ -71,7 +71,7 @@ def main() -> None:
     print(f"fast path without Kendall:         {t_fast_nok:7.2f} s  ({1e3 * t_fast_nok / args.steps:.3f} ms/step)")
 
     sub, n = states[: args.compare], args.compare
-    graphs, t_build = timed(lambda: [to_graph(x, SIZES) for x in sub])
+    graphs, t_build = timed(lambda: [to_graph(x, layer_sizes=SIZES) for x in sub])
     print(f"on {n} steps (graph path = to_graph per step {1e3 * t_build / n:.3f} ms + graph_distances):")
     per_graph = {}
     for kendall in (True, False):

@@ -50,9 +50,9 @@ def main(steps: int = 1000, repeats: int = 5) -> None:
             n = int(getattr(m, "param_dim", m.dim))
             cases = {
                 "bare": lambda: bare(m, steps),
-                "in memory": lambda: run(m, steps, seed=0),
-                "netCDF stream (flush_every=100)": lambda: run(m, steps, seed=0, path=path).close(),
-                "sketch k=64 (in memory)": lambda: run(m, steps, seed=0, record=64),
+                "in memory": lambda: run(m, m.initial_state(0), steps),
+                "netCDF stream (flush_every=100)": lambda: run(m, m.initial_state(0), steps, path=path).close(),
+                "sketch k=64 (in memory)": lambda: run(m, m.initial_state(0), steps, record=64),
             }
             times = best_times(cases, repeats)
             base = times.pop("bare")

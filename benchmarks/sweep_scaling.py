@@ -73,7 +73,7 @@ def main() -> None:
     times, startup, inside, idle = {}, {}, {}, {}
     for n in (1, 2):
         start = time.perf_counter()
-        with local_cluster(n) as cluster, Client(cluster) as client:
+        with local_cluster(n_workers=n) as cluster, Client(cluster) as client:
             client.run(_warm)  # each worker imports torch/sklearn and loads the data before the clock
             startup[n] = time.perf_counter() - start
             times[n], inside[n] = timed_sweep(grid, client=client)

@@ -25,7 +25,7 @@ def main() -> None:
     task = make_task("iris", hidden=(8,), activation="tanh", seed=0)
     tmap = training_map(task, lr=20.0, optimizer="sgd")
     OUTPUT.unlink(missing_ok=True)
-    ds = run(tmap, 3000, record="all", eval_every=10, path=OUTPUT, progress=True)
+    ds = run(tmap, None, 3000, record="all", eval_every=10, path=OUTPUT, progress=True)
     print(f"wrote {OUTPUT} ({OUTPUT.stat().st_size / 1e6:.2f} MB): {ds.sizes['step']} steps, diverged={bool(ds.diverged)}")
 
 

@@ -1,7 +1,18 @@
 """The ``netdyn`` command line: a thin layer over the library.
 
-Each sub-command lives in its own module under :mod:`netdyn.commands` and
-defines ``register(subparsers)``, which adds its parser and sets ``func`` — a
+The commands, each named after what it computes:
+
+* ``netdyn demo``: edge of chaos vs fastest training on the digits MLP (a learning-rate sweep);
+* ``netdyn train``: train a network and record its trajectory (:func:`netdyn.run`);
+* ``netdyn info RUN.nc``: what a trajectory file holds (:func:`netdyn.summarize`);
+* ``netdyn lyapunov RUN.nc``: the maximal Lyapunov exponent from a file's start (:func:`netdyn.max_lyapunov`);
+* ``netdyn analyze RUN.nc``: data-driven analysis of a recorded series (:func:`netdyn.analyze_dataset`);
+* ``netdyn orbital-stability RUN.nc``: the orbital class of the tail (:func:`netdyn.orbital_stability`);
+* ``netdyn distances RUN.nc``: distance curves of the trajectory (:func:`netdyn.trajectory_distances`);
+* ``netdyn sweep``: a learning-rate sweep (:func:`netdyn.run_sweep`).
+
+Each sub-command lives in its own module under :mod:`netdyn.commands` (the
+command's name with ``_`` for ``-``) and defines ``register(subparsers)``, which adds its parser and sets ``func`` — a
 callable taking the parsed ``argparse.Namespace`` and returning an exit code —
 and optionally ``on_interrupt(args) -> str``, the one line said after Ctrl-C/SIGTERM.
 
@@ -31,7 +42,7 @@ from typing import NoReturn
 
 from netdyn._core.signals import exit_status, terminate_as_exception
 
-COMMANDS = ["demo", "train", "info", "lyapunov", "analyze", "orbit", "sweep"]
+COMMANDS = ["demo", "train", "info", "lyapunov", "analyze", "orbital-stability", "distances", "sweep"]
 
 #: exit status of a usage or input error (as argparse uses)
 EXIT_USAGE = 2
@@ -51,12 +62,26 @@ class Parser(argparse.ArgumentParser):
 
 
 def one_line(text: object) -> str:
-    """``text`` with every run of whitespace (newlines included) collapsed to one space."""
+    """``text`` with every run of whitespace (newlines included) collapsed to one space.
+
+    Examples
+    --------
+    >>> from netdyn.cli import one_line
+    >>> one_line("expected\\n  an int,   got 'x'")
+    "expected an int, got 'x'"
+    """
     return " ".join(str(text).split())
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``netdyn`` parser with every sub-command of :data:`COMMANDS` registered."""
+    """The ``netdyn`` parser with every sub-command of :data:`COMMANDS` registered.
+
+    Examples
+    --------
+    >>> from netdyn.cli import build_parser
+    >>> build_parser().parse_args(["orbital-stability", "run.nc", "--tail", "20"]).tail
+    20
+    """
     parser = Parser(
         prog="netdyn",
         description="Neural-network training as a discrete dynamical system.",
@@ -67,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     subparsers.required = True
     for name in COMMANDS:
-        importlib.import_module(f"netdyn.commands.{name}").register(subparsers)
+        importlib.import_module(f"netdyn.commands.{name.replace('-', '_')}").register(subparsers)
     return parser
 
 
@@ -132,7 +157,14 @@ def _interrupt_line(args: argparse.Namespace | None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``netdyn`` on ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    """Run ``netdyn`` on ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    Examples
+    --------
+    >>> from netdyn.cli import main
+    >>> main(["info", "missing.nc"])  # one line on stderr, usage status
+    2
+    """
     try:
         return _main(argv)
     finally:

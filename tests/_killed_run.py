@@ -50,4 +50,5 @@ if __name__ == "__main__":
     if "--term-raises" in sys.argv:
         signal.signal(signal.SIGTERM, _raise_interrupt)
     delay = float(sys.argv[2]) if len(sys.argv) > 2 else 0.05
-    run(SlowQuadraticGD(delay=delay, announce=True), STEPS, seed=SEED, path=sys.argv[1], flush_every=FLUSH_EVERY)
+    slow = SlowQuadraticGD(delay=delay, announce=True)
+    run(slow, slow.initial_state(SEED), STEPS, path=sys.argv[1], flush_every=FLUSH_EVERY)

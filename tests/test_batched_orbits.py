@@ -146,14 +146,14 @@ class TestRunBatch:
         members = [map_.member(i) if map_.members else map_ for i in range(xs.shape[0])]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            return _concat([run(m, steps, x0=xs[i], **kw) for i, m in enumerate(members)])
+            return _concat([run(m, xs[i], steps, **kw) for i, m in enumerate(members)])
 
     def test_states_with_a_diverging_member(self):
         m = HenonMap()
         xs = torch.stack([m.initial_state(s) for s in range(5)])
         xs[3] = torch.tensor([3.0, 3.0], dtype=F64)  # escapes to infinity
         with pytest.warns(RuntimeWarning, match="1 of 5 member"):
-            batch = run(m, 60, x0=xs, record_every=3)
+            batch = run(m, xs, 60, record_every=3)
         assert batch["state"].dims == ("member", "step", "param") and batch.attrs["batching"] == "batch_first"
         assert bool(batch.diverged[3]) and not bool(batch.diverged[0])
         _assert_same(batch, self._reference(m, 60, xs, record_every=3))
@@ -163,7 +163,7 @@ class TestRunBatch:
         # h = (1, 4): stable for lr < 0.5; 0.55 blows the loss up, 3.0 overflows
         q = QuadraticGD([1.0, 4.0], lr=torch.tensor([0.1, 0.45, 0.55, 3.0], dtype=F64))
         with pytest.warns(RuntimeWarning, match="diverged"):
-            batch = run(q, 400, seed=2, divergence=divergence)
+            batch = run(q, q.initial_state(2), 400, divergence=divergence)
         assert batch["loss"].dims == ("member", "step")
         # the rule stops the loss blow-up at lr = 0.55; without it only the overflow at lr = 3 counts
         assert list(batch.diverged.values) == [False, False, divergence is not None, True]
@@ -172,13 +172,13 @@ class TestRunBatch:
     def test_maps_with_per_state_metrics_run_member_by_member(self):
         p = PotentialGD(lambda x: (x**2 / 2 - x**4 / 4).sum(), dim=1, lr=2.1)
         xs = torch.tensor([[0.3], [0.5], [0.1]], dtype=F64)
-        batch = run(p, 40, x0=xs)
+        batch = run(p, xs, 40)
         assert batch.attrs["batching"] == "per member"
         _assert_same(batch, self._reference(p, 40, xs))
 
     def test_refuses_a_path(self, tmp_path):
         with pytest.raises(ValueError, match="run: expected path=None for a batch"):
-            run(HenonMap(), 5, x0=torch.zeros(2, 2, dtype=F64), path=tmp_path / "x.nc")
+            run(HenonMap(), torch.zeros(2, 2, dtype=F64), 5, path=tmp_path / "x.nc")
 
 
 class TestPerturbationGrowthBatch:
@@ -264,8 +264,8 @@ class TestVmapTrainingMap:
     def test_batched_run(self, maps):
         tmap, vm = maps
         xs = torch.stack([tmap.initial_state(s) for s in range(3)])
-        batch = run(vm, 8, x0=xs)
-        ref = _concat([run(tmap, 8, x0=x) for x in xs])
+        batch = run(vm, xs, 8)
+        ref = _concat([run(tmap, x, 8) for x in xs])
         np.testing.assert_allclose(batch.state.values, ref.state.values, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(batch.loss.values, ref.loss.values, rtol=1e-12)
 

@@ -3,7 +3,10 @@ import json
 
 import pytest
 
+import xarray as xr
+
 from netdyn.cli import main
+from netdyn.orbits.stability import LABELS, OrbitalStability
 from netdyn.io.storage import open_trajectory
 
 
@@ -30,12 +33,15 @@ def test_info_prints_summary_as_json(trained, capsys):
     assert summary["steps"] == 400 and summary["complete"] is True and summary["diverged"] is False
 
 
-def test_analyze_and_orbit_run_on_the_file(trained, tmp_path, capsys):
+def test_analyze_orbital_stability_and_distances_run_on_the_file(trained, tmp_path, capsys):
     assert main(["analyze", str(trained), "-o", str(tmp_path / "a"), "--no-figures"]) == 0
     out = capsys.readouterr().out
     assert "orbital stability:" in out and "Rosenstein" in out
     assert (tmp_path / "a" / "analysis.nc").exists() and (tmp_path / "a" / "distances.nc").exists()
-    assert main(["orbit", str(trained), "-o", str(tmp_path / "o")]) == 0
+    assert main(["orbital-stability", str(trained), "-o", str(tmp_path / "o")]) == 0
+    with xr.open_dataset(tmp_path / "o" / f"{trained.stem}_orbital_stability.nc") as saved:
+        assert OrbitalStability.from_dataset(saved.load()).label in LABELS
+    assert main(["distances", str(trained), "-o", str(tmp_path / "d"), "--no-kendall"]) == 0
 
 
 def test_errors_are_reported_not_raised(tmp_path, capsys):
@@ -58,8 +64,8 @@ def test_lyapunov_of_a_file_restarts_from_its_full_state_at_t0(tmp_path, capsys)
     from netdyn.orbits.trajectory import run
 
     tmap = training_map(make_task("iris", hidden=(5,)), lr=0.05, optimizer="adam")
-    first = run(tmap, 200)
-    run(tmap, 30, x0=first.final_state.values, t0=int(first.final_step), path=tmp_path / "cont.nc").close()
+    first = run(tmap, None, 200)
+    run(tmap, first.final_state.values, 30, t0=int(first.final_step), path=tmp_path / "cont.nc").close()
     assert main(["lyapunov", str(tmp_path / "cont.nc"), "--steps", "100", "--plot", "", "-o", str(tmp_path / "l")]) == 0
     assert "from t0=200" in capsys.readouterr().out
     with xr.open_dataset(tmp_path / "l" / "lyapunov.nc") as saved:
@@ -97,3 +103,14 @@ def test_bad_schedule_options_are_one_line(capsys):
     assert main(["train", "--schedule", "cosine", "--schedule-options", "[1, 2]"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "expected a JSON object" in err[0]
+
+
+def test_command_names_say_what_they_compute():
+    """Each command is named after the function it runs; the old 'orbit' (class + distances) is split in two."""
+    from netdyn.cli import COMMANDS, build_parser
+
+    parser = build_parser()
+    names = set(parser._subparsers._group_actions[0].choices)
+    assert names == set(COMMANDS)
+    assert {"orbital-stability", "distances", "demo", "train", "analyze", "lyapunov", "sweep", "info"} == names
+    assert "orbit" not in names

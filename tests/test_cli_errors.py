@@ -26,8 +26,8 @@ def corpus(tmp_path_factory):
     """One good trajectory and one file of each kind of bad input, in their own folder."""
     root = tmp_path_factory.mktemp("corpus")
     tmap = training_map(make_task("iris", hidden=(5,)), lr=0.5)
-    run(tmap, 200, path=root / "good.nc", eval_every=20).close()
-    run(tmap, 0, path=root / "zero.nc").close()
+    run(tmap, None, 200, path=root / "good.nc", eval_every=20).close()
+    run(tmap, None, 0, path=root / "zero.nc").close()
     raw = (root / "good.nc").read_bytes()
     (root / "truncated.nc").write_bytes(raw[: len(raw) // 2])
     (root / "empty.nc").write_bytes(b"")
@@ -45,7 +45,7 @@ def corpus(tmp_path_factory):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         relu = training_map(make_task("iris", hidden=(5,), activation="relu"), lr=100.0)
-        diverged = run(relu, 120, path=root / "diverged.nc")
+        diverged = run(relu, None, 120, path=root / "diverged.nc")
     assert bool(diverged.diverged) and diverged.sizes["step"] < 120  # the corpus holds what its name says
     diverged.close()
     return root
@@ -79,7 +79,7 @@ def refused(argv: list[str], capsys, workdir, corpus=None, status: int = EXIT_US
     return lines[0]
 
 
-FILE_COMMANDS = ["info", "analyze", "orbit", "lyapunov"]
+FILE_COMMANDS = ["info", "analyze", "orbital-stability", "distances", "lyapunov"]
 UNREADABLE = ["missing.nc", "empty.nc", "text.nc", "truncated.nc", "foreign.nc"]
 
 
@@ -89,7 +89,7 @@ def test_unreadable_files_are_refused_in_one_line(command, name, corpus, workdir
     refused([command, str(corpus / name)], capsys, workdir, corpus)
 
 
-@pytest.mark.parametrize("command", ["analyze", "orbit"])
+@pytest.mark.parametrize("command", ["analyze", "orbital-stability", "distances"])
 @pytest.mark.parametrize("name", ["zero.nc", "nan.nc"])
 def test_files_without_an_orbit_are_refused(command, name, corpus, workdir, capsys):
     line = refused([command, str(corpus / name)], capsys, workdir, corpus)
@@ -132,19 +132,19 @@ def test_lyapunov_needs_only_the_initial_state_so_a_0_step_file_works(corpus, wo
 
 
 def test_orbit_of_a_run_flagged_diverged_says_so(corpus, workdir, capsys):
-    assert main(["orbit", str(corpus / "flagged.nc"), "--no-kendall"]) == 0
+    assert main(["orbital-stability", str(corpus / "flagged.nc")]) == 0
     out = capsys.readouterr().out
     assert "flagged.nc: divergent" in out and "note: training diverged" in out
 
 
 def test_orbit_of_a_diverged_run_classifies_or_refuses_in_one_line(corpus, workdir, capsys):
     """How many rows a diverged run keeps depends on the divergence rule; either way: no traceback."""
-    code = main(["orbit", str(corpus / "diverged.nc"), "--no-kendall"])
+    code = main(["orbital-stability", str(corpus / "diverged.nc")])
     out, err = capsys.readouterr()
     if code == 0:
         assert "diverged.nc: divergent" in out
     else:
-        assert code == EXIT_USAGE and len(err.splitlines()) == 1 and err.startswith("netdyn orbit: error: ")
+        assert code == EXIT_USAGE and len(err.splitlines()) == 1 and err.startswith("netdyn orbital-stability: error: ")
     assert "Traceback" not in out + err
 
 
@@ -187,7 +187,8 @@ def test_invalid_options_are_refused_before_any_work(command, options, workdir, 
 FILE_OPTIONS = {
     "analyze": [["--emb-dim", "0"], ["--lag", "-1"], ["--recurrence-rate", "2"], ["--recurrence-rate", "0"],
                 ["--trajectory-len", "0"], ["--observable", "nope"], ["--theiler", "-1"], ["--seed", "x"]],
-    "orbit": [["--tail", "0"], ["--tol", "-1"], ["--layer-sizes", "a"], ["--layer-sizes", "4,0,3"]],
+    "orbital-stability": [["--tail", "0"], ["--tol", "-1"]],
+    "distances": [["--layer-sizes", "a"], ["--layer-sizes", "4,0,3"]],
     "lyapunov": [["--steps", "0"], ["--d0", "-1"]],
 }
 
@@ -269,28 +270,33 @@ class TestWarnings:
 class TestOutputConvention:
     def test_default_output_is_in_the_current_folder_never_next_to_the_input(self, corpus, workdir, capsys):
         before = listing(corpus)
-        assert main(["orbit", str(corpus / "good.nc"), "--no-kendall"]) == 0
+        assert main(["distances", str(corpus / "good.nc"), "--no-kendall"]) == 0
+        assert main(["orbital-stability", str(corpus / "good.nc")]) == 0
         assert listing(corpus) == before
-        out = workdir / "netdyn-out" / "orbit-good"
+        out = workdir / "netdyn-out" / "distances-good"
         assert {p.name for p in out.iterdir()} == {"good_distances.nc", "good_distances.png", "netdyn.json"}
-        assert f"in {os.path.join('netdyn-out', 'orbit-good')}" in capsys.readouterr().out
+        stability = workdir / "netdyn-out" / "orbital-stability-good"
+        assert {p.name for p in stability.iterdir()} == {"good_orbital_stability.nc", "netdyn.json"}
+        said = capsys.readouterr().out
+        assert f"in {os.path.join('netdyn-out', 'distances-good')}" in said
+        assert f"in {os.path.join('netdyn-out', 'orbital-stability-good')}" in said
 
     def test_same_result_is_replaced_a_different_one_needs_force(self, corpus, workdir, capsys):
-        argv = ["orbit", str(corpus / "good.nc"), "--no-kendall", "-o", "o"]
+        argv = ["distances", str(corpus / "good.nc"), "--no-kendall", "-o", "o"]
         assert main(argv) == 0 and main(argv) == 0  # the same command on the same file: replaced
         capsys.readouterr()
         written = (workdir / "o" / "good_distances.nc").stat().st_mtime_ns
-        code = main(["orbit", str(corpus / "good.nc"), "--tail", "20", "-o", "o"])
+        code = main(["distances", str(corpus / "good.nc"), "-o", "o"])
         err = capsys.readouterr().err
         assert code == EXIT_USAGE and "--force" in err and len(err.splitlines()) == 1
         assert (workdir / "o" / "good_distances.nc").stat().st_mtime_ns == written
-        assert main(["orbit", str(corpus / "good.nc"), "--tail", "20", "-o", "o", "--force"]) == 0
-        assert json.loads((workdir / "o" / "netdyn.json").read_text())["options"]["tail"] == 20
+        assert main(["distances", str(corpus / "good.nc"), "-o", "o", "--force"]) == 0
+        assert json.loads((workdir / "o" / "netdyn.json").read_text())["options"]["no_kendall"] is False
 
     def test_a_folder_holding_foreign_files_of_the_same_name_is_not_overwritten(self, corpus, workdir, capsys):
         (workdir / "mine").mkdir()
         (workdir / "mine" / "good_distances.nc").write_text("my own file")
-        code = main(["orbit", str(corpus / "good.nc"), "-o", "mine"])
+        code = main(["distances", str(corpus / "good.nc"), "-o", "mine"])
         assert code == EXIT_USAGE and "--force" in capsys.readouterr().err
         assert (workdir / "mine" / "good_distances.nc").read_text() == "my own file"
 

@@ -3,7 +3,7 @@
 For each case (maps and training runs across regimes):
 
 * ``netdyn.run`` gives the trajectory Dataset and its ``diverged`` flag;
-* ``orbital_stability(ds, map=...)`` gives the orbit class, its exponent over the tail window
+* ``orbital_stability(ds, map_=...)`` gives the orbit class, its exponent over the tail window
   (``max_lyapunov``, tangent where the map has one), ``confidence`` and ``conflict``;
 * ``max_lyapunov`` by the *twin* method over the same window (the steps before it as transient)
   gives an independent exponent.
@@ -59,8 +59,8 @@ def examine(map_, steps: int, x0=None) -> tuple[xr.Dataset, OrbitalStability, fl
     x0 = map_.initial_state(0) if x0 is None else torch.as_tensor(x0, dtype=torch.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # run / max_lyapunov warn on divergence
-        ds = netdyn.run(map_, steps, x0=x0)
-        res = orbital_stability(ds, map=map_)
+        ds = netdyn.run(map_, x0, steps)
+        res = orbital_stability(ds, map_=map_)
         half = steps // 2
         twin = max_lyapunov(map_, x0, steps - half, method="twin", transient=half)
     return ds, res, float(twin["lyapunov"])  # +inf when the twin could not be resolved
@@ -186,7 +186,7 @@ def digits_runs():
         task = netdyn.make_task("digits", hidden=[32], activation="relu", init="normal", init_scale=1.0, seed=0)
         tmap = netdyn.training_map(task, lr=lr, optimizer="sgd", seed=0)
         x0 = tmap.initial_state()
-        ds = netdyn.run(tmap, 200, x0=x0, seed=0)
+        ds = netdyn.run(tmap, x0, 200)
         whole = max_lyapunov(tmap, x0, 200, method="twin")  # what the sweep measures
         out[name] = (tmap, ds, whole)
     return out
@@ -195,7 +195,7 @@ def digits_runs():
 @pytest.mark.parametrize("case", DIGITS_LR)
 def test_readme_relu_sweep_points(digits_runs, case):
     tmap, ds, whole = digits_runs[case]
-    res = orbital_stability(ds, map=tmap)
+    res = orbital_stability(ds, map_=tmap)
     rates = whole["local_rate"].squeeze()
     twin = float(rates.sel(step=slice(101, 199)).mean())  # the twin over the tail window (100, 199]
     assert_consistent(res, twin, bool(ds["diverged"]))

@@ -161,7 +161,8 @@ def test_perturbation_growth(device):
 # --------------------------------------------------------------------------- recording
 def test_run_in_memory(device):
     def compute(dev):
-        return run(training_map(dev), 80, seed=2, record_every=2, eval_every=10)
+        m = training_map(dev)
+        return run(m, m.initial_state(2), 80, record_every=2, eval_every=10)
 
     ds = check_path(device, compute, RTOL_TRAINING, ("state", "loss", "grad_norm", "final_state"))
     assert not bool(ds["diverged"]) and int(ds["final_step"]) == 80
@@ -170,15 +171,16 @@ def test_run_in_memory(device):
 def test_run_continues_from_a_saved_array(device):
     """``x0=ds.final_state.values`` (a numpy array) continues on the map's device, exactly."""
     m = training_map(device)
-    first = run(m, 30, seed=2)
-    resumed = run(m, 20, x0=first["final_state"].values, t0=30)
-    np.testing.assert_array_equal(resumed["final_state"].values, run(m, 50, seed=2)["final_state"].values)
+    first = run(m, m.initial_state(2), 30)
+    resumed = run(m, first["final_state"].values, 20, t0=30)
+    np.testing.assert_array_equal(resumed["final_state"].values, run(m, m.initial_state(2), 50)["final_state"].values)
 
 
 def test_run_to_netcdf(device, tmp_path):
     def compute(dev):
         path = tmp_path / f"{dev.type}-{len(list(tmp_path.iterdir()))}.nc"
-        return run(training_map(dev, torch.optim.Adagrad), 30, seed=2, record=5, path=path, flush_every=4).load()
+        m = training_map(dev, torch.optim.Adagrad)
+        return run(m, m.initial_state(2), 30, record=5, path=path, flush_every=4).load()
 
     check_path(device, compute, RTOL_TRAINING, ("state", "loss", "grad_norm"))
 
@@ -187,7 +189,8 @@ def test_run_stops_at_the_same_divergence(device):
     """A run that blows up mid-block stops at the step the rule names, as on the CPU."""
     def compute(dev):
         with pytest.warns(RuntimeWarning, match="diverged"):
-            return run(training_map(dev, "sgd", batch_size=None, lr=60.0, momentum=0.9), 200, seed=0)
+            m = training_map(dev, "sgd", batch_size=None, lr=60.0, momentum=0.9)
+            return run(m, m.initial_state(0), 200)
 
     ds = check_path(device, compute, RTOL_TRAINING, ("final_state",))
     assert bool(ds["diverged"]) and int(ds["final_step"]) == int(ds["diverged_step"]) - 1
@@ -321,9 +324,9 @@ def test_run_reads_back_once_per_block(monkeypatch, tmp_path):
     """In memory: one read per block.  Streaming with flush_every=f: one more per write
     (the state reached) — i.e. per f recorded rows, never per step."""
     m = training_map(torch.device("cpu"))
-    assert reads_per_block(monkeypatch, lambda n: run(m, n, seed=1)) <= 4
+    assert reads_per_block(monkeypatch, lambda n: run(m, m.initial_state(1), n)) <= 4
     files = iter(range(100))
-    streamed = lambda n: run(m, n, seed=1, path=tmp_path / f"{next(files)}.nc", flush_every=BLOCK)  # noqa: E731
+    streamed = lambda n: run(m, m.initial_state(1), n, path=tmp_path / f"{next(files)}.nc", flush_every=BLOCK)  # noqa: E731
     assert reads_per_block(monkeypatch, streamed) <= 6
 
 

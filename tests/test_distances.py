@@ -12,7 +12,8 @@ from _models import flat, small_mlp
 import xarray as xr
 from torch import nn
 
-from netdyn.commands import orbit as orbit_command
+from netdyn.commands import distances as distances_command
+from netdyn.commands import orbital_stability as stability_command
 from netdyn.orbits.distances import GRAPH_MEASURES, STATE_MEASURES, graph_distances, trajectory_distances
 from netdyn.orbits.graphs import n_parameters, split_layers, to_graph
 from netdyn.plot.orbits import plot_distance_curves
@@ -95,8 +96,8 @@ class TestTrajectoryDistances:
         # x_t = c^t x0: spectra scale (sigma(cW) = c sigma(W)), strengths scale, ranks are kept
         c, x0 = 1.1, flat(small_mlp(3))
         states = c ** np.arange(5)[:, None] * x0
-        d = trajectory_distances(states, SIZES)
-        layers = split_layers(x0, SIZES)
+        d = trajectory_distances(states, layer_sizes=SIZES)
+        layers = split_layers(x0, layer_sizes=SIZES)
         spec = np.concatenate([np.linalg.svd(w, compute_uv=False) for w, _ in layers])
         s_in = np.concatenate([w.sum(axis=1) for w, _ in layers])
         t = np.arange(1, 5)
@@ -110,7 +111,7 @@ class TestTrajectoryDistances:
         fast = trajectory_distances(as_dataset(states))
         assert set(fast.data_vars) == set(STATE_MEASURES) | set(GRAPH_MEASURES)
         assert np.all(fast["euclidean"][1:] > 0) and np.all(fast["spectral"][1:] > 0)
-        slow = graph_distances(to_graph(x, SIZES) for x in states)
+        slow = graph_distances(to_graph(x, layer_sizes=SIZES) for x in states)
         assert_paths_agree(fast, slow.assign_coords(step=fast["step"].values))
 
     def test_graph_path_reads_steps_from_graphs(self, tmp_path):
@@ -145,7 +146,7 @@ class TestTrajectoryDistances:
             permuted[0].bias.copy_(model[0].bias[perm])
             permuted[2].weight.copy_(model[2].weight[:, perm])
         states = np.array([flat(model), flat(permuted)])
-        for d in (trajectory_distances(states, SIZES), graph_distances([to_graph(x, SIZES) for x in states])):
+        for d in (trajectory_distances(states, layer_sizes=SIZES), graph_distances([to_graph(x, layer_sizes=SIZES) for x in states])):
             assert d["euclidean"][1] > 1.0 and d["l1"][1] > 1.0 and d["cosine"][1] > 0.01
             for name in ("spectral", "in_strength_w1", "out_strength_w1"):
                 assert abs(float(d[name][1])) < 1e-12, name  # rounding of re-ordered sums only
@@ -154,25 +155,25 @@ class TestTrajectoryDistances:
     def test_ties_get_average_ranks_as_scipy(self):
         rng = np.random.default_rng(1)
         states = np.round(rng.normal(size=(5, P)), 1)  # many tied edge weights
-        fast = trajectory_distances(states, SIZES)
-        slow = graph_distances([to_graph(x, SIZES) for x in states])
+        fast = trajectory_distances(states, layer_sizes=SIZES)
+        slow = graph_distances([to_graph(x, layer_sizes=SIZES) for x in states])
         assert_paths_agree(fast, slow)
 
     def test_subset_records_get_state_measures_only(self):
         ds = as_dataset(gd_states(5)[:, :8], record="layers:0")
         assert set(trajectory_distances(ds).data_vars) == set(STATE_MEASURES)
         with pytest.raises(ValueError, match="trajectory_distances: expected a trajectory recorded with record='all'"):
-            trajectory_distances(ds, SIZES)
+            trajectory_distances(ds, layer_sizes=SIZES)
 
     def test_without_kendall(self):
-        d = trajectory_distances(gd_states(4), SIZES, kendall=False)
+        d = trajectory_distances(gd_states(4), layer_sizes=SIZES, kendall=False)
         assert "kendall" not in d and "spearman" in d
 
     def test_non_finite_states_are_recorded_with_a_warning(self):
         states = gd_states(6)
         states[4:, 3] = np.inf
         with pytest.warns(UserWarning, match="trajectory_distances: non-finite"):
-            d = trajectory_distances(states, SIZES)
+            d = trajectory_distances(states, layer_sizes=SIZES)
         assert np.isfinite(d["spectral"][1:4]).all()
         assert np.isnan(d["spectral"][4]) and np.isnan(d["spearman"][5]) and np.isnan(d["kendall"][4])
 
@@ -182,25 +183,25 @@ class TestTrajectoryDistances:
 
     def test_refuses_wrong_width(self):
         with pytest.raises(ValueError, match="P=43"):
-            trajectory_distances(np.zeros((3, 40)), SIZES)
+            trajectory_distances(np.zeros((3, 40)), layer_sizes=SIZES)
 
 
 class TestGraphDistances:
     def test_refuses_a_single_graph(self):
         with pytest.raises(ValueError, match="graph_distances: expected at least 2 graphs, got 1"):
-            graph_distances([to_graph(np.zeros(P), SIZES)])
+            graph_distances([to_graph(np.zeros(P), layer_sizes=SIZES)])
 
     def test_refuses_mixed_architectures(self):
         other = [3, 2]
         with pytest.raises(ValueError, match="graph_distances: expected all graphs with layer_sizes"):
-            graph_distances([to_graph(np.ones(P), SIZES), to_graph(np.ones(n_parameters(other)), other)])
+            graph_distances([to_graph(np.ones(P), layer_sizes=SIZES), to_graph(np.ones(n_parameters(other)), layer_sizes=other)])
 
 
 class TestPlotDistanceCurves:
     def test_one_panel_per_group(self):
         import matplotlib.pyplot as plt
 
-        fig = plot_distance_curves(trajectory_distances(gd_states(10), SIZES))
+        fig = plot_distance_curves(trajectory_distances(gd_states(10), layer_sizes=SIZES))
         assert len(fig.axes) == 4
         assert [len(ax.lines) for ax in fig.axes] == [3, 3, 3, 2]
         plt.close(fig)
@@ -217,20 +218,24 @@ class TestPlotDistanceCurves:
             plot_distance_curves(xr.Dataset({"loss": ("step", np.zeros(3))}))
 
 
-class TestOrbitCommand:
+class TestDistanceAndStabilityCommands:
     @staticmethod
     def run(argv):
         parser = argparse.ArgumentParser()
-        orbit_command.register(parser.add_subparsers())
+        subparsers = parser.add_subparsers()
+        distances_command.register(subparsers)
+        stability_command.register(subparsers)
         args = parser.parse_args(argv)
         return args.func(args)
 
     def test_mlp_run(self, tmp_path, capsys):
         ds = as_dataset(gd_states(40))
         ds.to_netcdf(tmp_path / "run.nc")
-        assert self.run(["orbit", str(tmp_path / "run.nc"), "-o", str(tmp_path / "out")]) == 0
+        assert self.run(["distances", str(tmp_path / "run.nc"), "-o", str(tmp_path / "out")]) == 0
         out = capsys.readouterr().out
-        assert "run.nc:" in out and "recurrence_rate" in out and "spectral" in out and "kendall" in out
+        assert "run.nc:" in out and "spectral" in out and "kendall" in out
+        assert self.run(["orbital-stability", str(tmp_path / "run.nc"), "-o", str(tmp_path / "out2")]) == 0
+        assert "recurrence_rate" in capsys.readouterr().out
         saved = xr.open_dataset(tmp_path / "out" / "run_distances.nc")
         with saved:
             xr.testing.assert_allclose(saved.drop_attrs(), trajectory_distances(ds).drop_attrs())
@@ -240,18 +245,19 @@ class TestOrbitCommand:
         states = np.tile([[0.5, -1.0], [-0.5, 1.0]], (50, 1))
         ds = as_dataset(states, sizes=None)
         ds.to_netcdf(tmp_path / "cycle.nc")
-        assert self.run(["orbit", str(tmp_path / "cycle.nc"), "-o", str(tmp_path / "o")]) == 0
-        out = capsys.readouterr().out
-        assert "cycle.nc: periodic (period 2)" in out
-        assert "spectral" not in out
-        assert (tmp_path / "o" / "cycle_distances.nc").exists() and not (tmp_path / "cycle_distances.nc").exists()
+        assert self.run(["orbital-stability", str(tmp_path / "cycle.nc"), "-o", str(tmp_path / "o")]) == 0
+        assert "cycle.nc: periodic (period 2)" in capsys.readouterr().out
+        assert self.run(["distances", str(tmp_path / "cycle.nc"), "-o", str(tmp_path / "o2")]) == 0
+        assert "spectral" not in capsys.readouterr().out
+        assert (tmp_path / "o2" / "cycle_distances.nc").exists() and not (tmp_path / "cycle_distances.nc").exists()
+        assert (tmp_path / "o" / "cycle_orbital_stability.nc").exists()
 
     def test_missing_file(self, tmp_path):
         with pytest.raises(FileNotFoundError, match="no such file"):
-            self.run(["orbit", str(tmp_path / "nope.nc")])
+            self.run(["distances", str(tmp_path / "nope.nc")])
 
 
 def test_no_warnings_on_a_regular_trajectory():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        trajectory_distances(gd_states(5), SIZES)
+        trajectory_distances(gd_states(5), layer_sizes=SIZES)

@@ -16,7 +16,7 @@ from netdyn.maps.classic import HenonMap, LogisticMap, QuadraticGD
 from netdyn.maps.problems import make_task, training_map
 from netdyn.io.storage import open_trajectory
 from netdyn.sweep.grid import run_sweep
-from netdyn.orbits.trajectory import run, summarize
+from netdyn.orbits.trajectory import run, summarize, summary_dict
 
 
 def one_point(**kwargs) -> xr.Dataset:
@@ -30,7 +30,7 @@ class TestCrossEntropyBlowUp:
         # the issue's report: softmax cross-entropy stays finite (2.3 -> 8.6e4 at step 1, measured)
         tmap = training_map(make_task("digits", seed=0), lr=1e6, seed=0)
         with pytest.warns(RuntimeWarning, match=r"diverged at step 1 \(loss blow-up"):
-            ds = run(tmap, 32)
+            ds = run(tmap, None, 32)
         assert bool(ds["diverged"]) and int(ds["diverged_step"]) == 1
         assert str(ds["divergence_reason"].values).startswith("loss blow-up")
         assert np.isfinite(ds["loss"]).all() and ds.sizes["step"] == 1
@@ -98,7 +98,7 @@ class TestAnalyticCases:
 
     def test_logistic_map_from_1e_4_does_not_diverge(self):
         x0 = torch.tensor([1e-4], dtype=torch.float64)
-        ds = run(LogisticMap(4.0), 500, x0=x0)
+        ds = run(LogisticMap(4.0), x0, 500)
         exponent = max_lyapunov(LogisticMap(4.0), x0, 500, transient=50)
         assert not bool(ds["diverged"]) and not bool(exponent["diverged"])
         # r = 4: finite-time error ~1/n (ln|f'| is ln 2 plus a coboundary): measured +0.0007 over 500 steps
@@ -108,7 +108,7 @@ class TestAnalyticCases:
         # Henon from (10, 10) escapes: both apply the same rule to the same norms
         x0 = torch.tensor([10.0, 10.0], dtype=torch.float64)
         with pytest.warns(RuntimeWarning, match="unbounded growth"):
-            orbit = run(HenonMap(), 50, x0=x0)
+            orbit = run(HenonMap(), x0, 50)
         with pytest.warns(RuntimeWarning):
             exponent = max_lyapunov(HenonMap(), x0, 50, method="twin")
         assert int(orbit["diverged_step"]) == int(exponent["diverged_step"]) > 0
@@ -117,19 +117,18 @@ class TestAnalyticCases:
 
 class TestFiles:
     def test_old_files_without_the_reason_still_open(self, tmp_path):
-        ds = run(LogisticMap(4.0), 20, x0=torch.tensor([0.3], dtype=torch.float64), path=tmp_path / "new.nc")
+        ds = run(LogisticMap(4.0), torch.tensor([0.3], dtype=torch.float64), 20, path=tmp_path / "new.nc")
         assert "divergence_reason" in ds.variables and str(ds["divergence_reason"].values) == ""
         old = ds.load().drop_vars(["divergence_reason", "diverged_step"])
         ds.close()
         old.to_netcdf(tmp_path / "old.nc")
         with open_trajectory(tmp_path / "old.nc") as back:
-            summary = summarize(back)
+            summary = summary_dict(summarize(back))
         assert summary["diverged"] is False and summary["divergence_reason"] is None
 
     def test_streamed_divergence_records_reason_and_step(self, tmp_path):
         with pytest.warns(RuntimeWarning, match="unbounded growth"):
-            disk = run(HenonMap(), 50, x0=torch.tensor([10.0, 10.0], dtype=torch.float64), path=tmp_path / "d.nc",
-                       flush_every=2)
+            disk = run(HenonMap(), torch.tensor([10.0, 10.0], dtype=torch.float64), 50, path=tmp_path / "d.nc", flush_every=2)
         with disk:
             assert bool(disk["diverged"]) and str(disk["divergence_reason"].values).startswith("unbounded growth")
             assert int(disk["diverged_step"]) == disk.sizes["step"] and disk.attrs["complete"] == 1

@@ -59,7 +59,7 @@ def same_rows(disk: xr.Dataset, ref: xr.Dataset) -> None:
 
 @pytest.fixture(scope="module")
 def reference_sweep():
-    return run_sweep("iris", n_workers=0, **SWEEP)
+    return run_sweep(task="iris", n_workers=0, **SWEEP)
 
 
 # ------------------------------------------------------------------ run(): interrupts
@@ -81,10 +81,10 @@ class Interrupted(QuadraticGD):
 def test_interrupted_run_writes_every_computed_row(tmp_path, at, record_every, error):
     path = tmp_path / "i.nc"
     with pytest.raises(type(error)):
-        run(Interrupted(at, error), 40, seed=1, path=path, flush_every=5, record_every=record_every)
+        run(Interrupted(at, error), Interrupted(at, error).initial_state(1), 40, path=path, flush_every=5, record_every=record_every)
     with pytest.warns(RuntimeWarning, match=f"interrupted at step {at}"):
         disk = open_trajectory(path)
-    ref = run(quadratic(), at, seed=1, record_every=record_every) if at else None
+    ref = run(quadratic(), quadratic().initial_state(1), at, record_every=record_every) if at else None
     assert disk.sizes["step"] == len(range(0, at, record_every))
     assert disk.attrs["complete"] == 0 and disk.attrs["interrupted_at"] == at == int(disk["final_step"])
     if ref is not None:
@@ -106,13 +106,13 @@ def test_interrupt_during_a_block_write_neither_loses_nor_doubles_rows(tmp_path,
     monkeypatch.setattr(storage.TrajectoryWriter, "_write", interrupted_write)
     path = tmp_path / "w.nc"
     with pytest.raises(KeyboardInterrupt):
-        run(quadratic(), 40, seed=6, path=path, flush_every=5)
+        run(quadratic(), quadratic().initial_state(6), 40, path=path, flush_every=5)
     with pytest.warns(RuntimeWarning, match="interrupted at step 9"):
         disk = open_trajectory(path)
     # row 9 was recorded before its step's state x_10 became the current state
     assert disk.sizes["step"] == 10 and int(disk["final_step"]) == 9
-    same_rows(disk, run(quadratic(), 10, seed=6))
-    np.testing.assert_array_equal(disk["final_state"], run(quadratic(), 9, seed=6)["final_state"])
+    same_rows(disk, run(quadratic(), quadratic().initial_state(6), 10))
+    np.testing.assert_array_equal(disk["final_state"], run(quadratic(), quadratic().initial_state(6), 9)["final_state"])
     disk.close()
 
 
@@ -154,8 +154,8 @@ def test_signalled_run_keeps_every_row_computed_before_the_signal(tmp_path):
         assert n >= target and disk.attrs["interrupted_at"] == final_step, sig.name
         # the last row may be recorded while x_{t+1} was not yet taken as the state
         assert final_step in (n - 1, n) and disk.attrs["complete"] == 0, sig.name
-        same_rows(disk, run(SlowQuadraticGD(), n, seed=SEED))
-        np.testing.assert_array_equal(disk["final_state"], run(SlowQuadraticGD(), final_step, seed=SEED)["final_state"])
+        same_rows(disk, run(SlowQuadraticGD(), SlowQuadraticGD().initial_state(SEED), n))
+        np.testing.assert_array_equal(disk["final_state"], run(SlowQuadraticGD(), SlowQuadraticGD().initial_state(SEED), final_step)["final_state"])
         disk.close()
 
 
@@ -189,11 +189,11 @@ def test_reader_process_holding_the_file_loses_no_row(tmp_path, monkeypatch):
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            merged = run(m, 50, seed=2, path=path, flush_every=4)
+            merged = run(m, m.initial_state(2), 50, path=path, flush_every=4)
         messages = " | ".join(str(w.message) for w in caught)
         sides = pending_files(path)
         assert len(sides) == 1 and sides[0] in messages and "consolidate" in messages, messages
-        ref = run(quadratic(), 50, seed=2)
+        ref = run(quadratic(), quadratic().initial_state(2), 50)
         same_rows(merged, ref)
         assert merged.sizes["step"] == 50 and merged.attrs["complete"] == 1
         np.testing.assert_array_equal(merged["final_state"], ref["final_state"])
@@ -229,11 +229,11 @@ def test_interrupt_while_a_handle_holds_the_file(tmp_path, monkeypatch):
 
     m = HeldThenInterrupted(torch.tensor([0.5, 1.0, 2.0]), lr=0.01)
     with pytest.raises(KeyboardInterrupt), pytest.warns(RuntimeWarning, match="pending-5.nc"):
-        run(m, 100, seed=4, path=path, flush_every=5)
+        run(m, m.initial_state(4), 100, path=path, flush_every=5)
     m.handle.close()
     with pytest.warns(RuntimeWarning, match="side file"):
         disk = open_trajectory(path)
-    same_rows(disk, run(quadratic(), 23, seed=4))
+    same_rows(disk, run(quadratic(), quadratic().initial_state(4), 23))
     assert disk.sizes["step"] == 23 and disk.attrs["interrupted_at"] == 23 == int(disk["final_step"])
     assert consolidate(path) == 18
     with pytest.warns(RuntimeWarning, match=r"interrupted at step 23\); it holds 23 steps"):
@@ -262,10 +262,10 @@ def test_a_long_lock_spills_rows_to_side_files_instead_of_memory(tmp_path, monke
     m = Held(torch.tensor([0.5, 1.0, 2.0]), lr=0.01)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ds = run(m, 50, seed=7, path=path, flush_every=4)
+        ds = run(m, m.initial_state(7), 50, path=path, flush_every=4)
     if release_at is None:
         m.handle.close()
-    ref = run(quadratic(), 50, seed=7)
+    ref = run(quadratic(), quadratic().initial_state(7), 50)
     # blocks ending at rows 7, 11, 15 were refused and spilled by step 19
     assert seen == [3]
     assert len(pending_files(path)) == (0 if release_at else 12)
@@ -304,14 +304,14 @@ def test_ctrl_c_while_waiting_for_the_lock_keeps_the_rows(tmp_path, monkeypatch)
     start = time.monotonic()
     try:
         with pytest.raises(KeyboardInterrupt), pytest.warns(RuntimeWarning, match="interrupted while waiting"):
-            run(m, 20, seed=5, path=path, flush_every=5)
+            run(m, m.initial_state(5), 20, path=path, flush_every=5)
     finally:
         signal.signal(signal.SIGALRM, previous)
         m.handle.close()
     assert time.monotonic() - start < 20
     with pytest.warns(RuntimeWarning, match="side file"):
         disk = open_trajectory(path)
-    same_rows(disk, run(quadratic(), 20, seed=5))
+    same_rows(disk, run(quadratic(), quadratic().initial_state(5), 20))
     assert disk.sizes["step"] == 20 and disk.attrs["complete"] == 0 and int(disk["final_step"]) == 20
     assert disk.attrs["interrupted_at"] == 20
 
@@ -319,7 +319,7 @@ def test_ctrl_c_while_waiting_for_the_lock_keeps_the_rows(tmp_path, monkeypatch)
 # ------------------------------------------------------------------ sweeps
 def test_damaged_point_files_are_reported_moved_aside_and_recomputed(tmp_path, reference_sweep):
     store = tmp_path / "points"
-    run_sweep("iris", store=store, n_workers=0, **SWEEP)
+    run_sweep(task="iris", store=store, n_workers=0, **SWEEP)
     files = sorted(glob.glob(str(store / "*.nc")))
     truncated, empty = files[0], files[1]
     with open(truncated, "r+b") as f:
@@ -327,7 +327,7 @@ def test_damaged_point_files_are_reported_moved_aside_and_recomputed(tmp_path, r
     open(empty, "wb").close()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        again = run_sweep("iris", store=store, n_workers=0, **SWEEP)
+        again = run_sweep(task="iris", store=store, n_workers=0, **SWEEP)
     damaged = [str(w.message) for w in caught if "damaged" in str(w.message)]
     assert len(damaged) == 2 and any(truncated in m for m in damaged) and any(empty in m for m in damaged)
     assert all("\n" not in m for m in damaged)
@@ -389,7 +389,7 @@ SWEEP_CHILD = (
     "signal.signal(signal.SIGTERM, stop)\n"
     "from netdyn.sweep.grid import run_sweep\n"
     "if __name__ == '__main__':\n"
-    "    run_sweep('iris', store=sys.argv[1], n_workers=int(sys.argv[2]), lr=[0.3, 0.6, 1.2, 2.4], seed=[0, 1],"
+    "    run_sweep(task='iris', store=sys.argv[1], n_workers=int(sys.argv[2]), lr=[0.3, 0.6, 1.2, 2.4], seed=[0, 1],"
     " steps=60, progress=False)\n"
 )
 
@@ -466,9 +466,9 @@ def test_signalled_sweeps_keep_finished_points_and_stop_their_cluster(tmp_path):
         assert 1 <= len(kept) < 8, sig.name  # interrupted midway
         if workers:  # the sweep went on after its worker was killed mid-sweep
             assert 1 <= killed_at < len(kept)
-        resumed = run_sweep("iris", store=store, n_workers=0, **{**SWEEP, "seed": [0, 1]})
+        resumed = run_sweep(task="iris", store=store, n_workers=0, **{**SWEEP, "seed": [0, 1]})
         assert resumed.attrs["points_loaded"] == len(kept) and resumed.attrs["points_computed"] == 8 - len(kept)
         assert all(os.stat(store / name).st_mtime_ns == t for name, t in kept.items()), sig.name
         if reference is None:
-            reference = run_sweep("iris", n_workers=0, **{**SWEEP, "seed": [0, 1]})
+            reference = run_sweep(task="iris", n_workers=0, **{**SWEEP, "seed": [0, 1]})
         xr.testing.assert_identical(comparable(resumed), comparable(reference))

@@ -85,13 +85,13 @@ class TestLayerSizesOf:
 class TestSplitLayers:
     def test_matches_torch_parameter_order(self):
         model = small_mlp(3)
-        (w1, b1), (w2, b2) = split_layers(flat(model), SIZES)
+        (w1, b1), (w2, b2) = split_layers(flat(model), layer_sizes=SIZES)
         for got, want in zip((w1, b1, w2, b2), model.parameters()):
             assert np.array_equal(got, want.detach().numpy())
 
     def test_batched_over_steps(self):
         states = np.stack([flat(small_mlp(s)) for s in range(3)])
-        (w1, _), (w2, b2) = split_layers(states, SIZES)
+        (w1, _), (w2, b2) = split_layers(states, layer_sizes=SIZES)
         assert w1.shape == (3, 5, 4) and w2.shape == (3, 3, 5) and b2.shape == (3, 3)
         assert np.array_equal(w2[2], small_mlp(2)[2].weight.detach().numpy())
 
@@ -100,7 +100,7 @@ class TestSplitLayers:
 
     def test_refuses_wrong_length(self):
         with pytest.raises(ValueError, match="split_layers: expected .*P=43"):
-            split_layers(np.zeros(42), SIZES)
+            split_layers(np.zeros(42), layer_sizes=SIZES)
 
 
 class TestToGraph:
@@ -119,7 +119,7 @@ class TestToGraph:
 
     def test_state_and_model_give_the_same_graph(self):
         model = small_mlp(5)
-        g1, g2 = to_graph(model), to_graph(torch.as_tensor(flat(model)), SIZES)
+        g1, g2 = to_graph(model), to_graph(torch.as_tensor(flat(model)), layer_sizes=SIZES)
         assert nx.utils.graphs_equal(g1, g2)
 
     def test_edges_only_between_consecutive_layers(self):
@@ -132,11 +132,11 @@ class TestToGraph:
 
     def test_refuses_wrong_state_length(self):
         with pytest.raises(ValueError, match=r"to_graph: expected a float state of shape \(43,\)"):
-            to_graph(np.zeros(40), SIZES)
+            to_graph(np.zeros(40), layer_sizes=SIZES)
 
     def test_refuses_layer_sizes_contradicting_the_model(self):
         with pytest.raises(ValueError, match="from the model"):
-            to_graph(small_mlp(0), [4, 6, 3])
+            to_graph(small_mlp(0), layer_sizes=[4, 6, 3])
 
     def test_refuses_conv_model(self):
         with pytest.raises(ValueError, match="Conv2d"):
@@ -147,7 +147,7 @@ class TestFromGraph:
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
     def test_round_trip_is_bitwise(self, dtype):
         state = flat(small_mlp(7, dtype))
-        back, sizes = from_graph(to_graph(state, SIZES))
+        back, sizes = from_graph(to_graph(state, layer_sizes=SIZES))
         assert sizes == SIZES and back.dtype == state.dtype
         assert back.tobytes() == state.tobytes()
 
@@ -159,7 +159,7 @@ class TestFromGraph:
     def test_deeper_network(self):
         sizes = [3, 4, 4, 2]
         state = np.random.default_rng(0).normal(size=n_parameters(sizes))
-        back, got = from_graph(to_graph(state, sizes))
+        back, got = from_graph(to_graph(state, layer_sizes=sizes))
         assert got == sizes and back.tobytes() == state.tobytes()
 
     def test_refuses_foreign_graph(self):
@@ -211,7 +211,7 @@ class TestGraphTrajectory:
         del ds.attrs["layer_sizes"]
         with pytest.raises(ValueError, match="graph_trajectory: expected layer_sizes"):
             graph_trajectory(ds)
-        assert len(list(graph_trajectory(ds, SIZES))) == 3
+        assert len(list(graph_trajectory(ds, layer_sizes=SIZES))) == 3
 
     def test_refuses_partial_records_at_the_call(self):
         ds = gd_trajectory_dataset(3, record="sketch:8")
@@ -220,4 +220,4 @@ class TestGraphTrajectory:
 
     def test_refuses_wrong_layer_sizes(self):
         with pytest.raises(ValueError, match=r"expected 51 parameters .* got param=43"):
-            graph_trajectory(gd_trajectory_dataset(3), [4, 6, 3])
+            graph_trajectory(gd_trajectory_dataset(3), layer_sizes=[4, 6, 3])

@@ -132,7 +132,7 @@ class TestThreeMemberMap:
         from netdyn.lyapunov.growth import perturbation_growth
 
         m = ThreeMembers()
-        ds = netdyn.run(m, 40)
+        ds = netdyn.run(m, None, 40)
         assert ds.sizes["param"] == 1 and ds.attrs["map"] == "ThreeMembers"
         xs = torch.stack([m.initial_state(s) for s in range(4)])
         twin = netdyn.max_lyapunov(m, xs, 800, method="twin")
@@ -155,5 +155,5 @@ class TestThreeMemberMap:
             x = m.step(x, t)
         # twin steps over the tail; at r = 4 ln|f'| is ln 2 plus a coboundary, so the finite-time error is O(1/n):
         # measured +0.00015 (reported block stderr 0.008); 0.02 is 2.5 reported standard errors
-        res = orbital_stability(torch.stack(states), map=m)
+        res = orbital_stability(torch.stack(states), map_=m)
         assert res.label == "chaotic" and res.exponent == pytest.approx(math.log(2), abs=0.02)

@@ -177,9 +177,9 @@ class TestTangentsAndTime:
 
     def test_run_continues_with_t0(self, task):
         tmap = training_map(task, lr=0.5, optimizer="sgd", momentum=0.9, schedule="cosine", total=100, warmup=10)
-        whole = netdyn.run(tmap, 100)
-        first = netdyn.run(tmap, 50)
-        second = netdyn.run(tmap, 50, x0=first["final_state"].values, t0=50)
+        whole = netdyn.run(tmap, None, 100)
+        first = netdyn.run(tmap, None, 50)
+        second = netdyn.run(tmap, first["final_state"].values, 50, t0=50)
         np.testing.assert_allclose(second["final_state"].values, whole["final_state"].values, rtol=0, atol=1e-13)
 
     def test_max_lyapunov_t0_is_the_schedule_time(self, task):
@@ -235,25 +235,25 @@ class TestSweepCarriesTheSchedule:
         from netdyn.sweep.grid import point_specs, train_point
 
         kwargs = {"schedule": "cosine", "warmup": 5, "total": 40, "momentum": 0.9}
-        _, points = point_specs({"dataset": "iris", "hidden": [4]}, lr=(0.05, 0.5), steps=40, optimizer_kwargs=kwargs)
+        _, points = point_specs(task={"dataset": "iris", "hidden": [4]}, lr=(0.05, 0.5), steps=40, optimizer_kwargs=kwargs)
         for _, spec in points:
             result = train_point(spec)
             assert result["status"] == "ok", result["error"]
             task = make_task("iris", hidden=(4,), seed=spec["seed"])
             tmap = training_map(task, lr=spec["lr"], seed=spec["seed"], **kwargs)
             assert tmap.lr_at(5) == spec["lr"]  # the scanned lr is the schedule's peak
-            ref = netdyn.run(tmap, 40, x0=tmap.initial_state())
+            ref = netdyn.run(tmap, tmap.initial_state(), 40)
             np.testing.assert_allclose(result["loss"], ref["loss"].values, rtol=1e-12)
-            const = netdyn.run(training_map(task, lr=spec["lr"], seed=spec["seed"], momentum=0.9), 40)
+            const = netdyn.run(training_map(task, lr=spec["lr"], seed=spec["seed"], momentum=0.9), None, 40)
             assert not np.allclose(result["loss"], const["loss"].values, rtol=1e-6)
 
 
 def test_netcdf_recording_rebuilds_and_continues_the_scheduled_map(tmp_path):
     tmap = training_map("iris", lr=1e-2, optimizer="adam", schedule="onecycle", total=60)
-    whole = netdyn.run(tmap, 60)
-    netdyn.run(tmap, 30, path=tmp_path / "first.nc")
+    whole = netdyn.run(tmap, None, 60)
+    netdyn.run(tmap, None, 30, path=tmp_path / "first.nc")
     saved = netdyn.open_trajectory(tmp_path / "first.nc")
     rebuilt = map_from_attrs(saved.attrs)
     assert rebuilt.schedule.name == "onecycle" and rebuilt.schedule.rates(0, 60) == tmap.schedule.rates(0, 60)
-    rest = netdyn.run(rebuilt, 30, x0=saved["final_state"].values, t0=int(saved["final_step"]))
+    rest = netdyn.run(rebuilt, saved["final_state"].values, 30, t0=int(saved["final_step"]))
     np.testing.assert_allclose(rest["final_state"].values, whole["final_state"].values, rtol=0, atol=1e-13)

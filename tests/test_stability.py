@@ -67,7 +67,7 @@ class TestOrbitalStability:
         # 999 tangent steps over the tail window.  ln|4(1-2x)| = ln 2 + a coboundary (the conjugacy to the tent
         # map), so the finite-time mean is off by O(1/n), not pi/sqrt(12)/sqrt(n): measured +0.00015 (the block
         # stderr reports 0.008); 0.02 is 2.5 of those reported standard errors
-        res = orbital_stability(orbit(LogisticMap(4.0), 2000), map=LogisticMap(4.0))
+        res = orbital_stability(orbit(LogisticMap(4.0), 2000), map_=LogisticMap(4.0))
         assert res.label == "chaotic" and res.exponent_source == "map"
         assert res.exponent == pytest.approx(math.log(2), abs=0.02)
 
@@ -79,12 +79,12 @@ class TestOrbitalStability:
     def test_henon_is_chaotic_with_its_exponent(self):
         # lambda_1 = 0.41922; 999 tangent steps over the tail give it to ~0.015 (the block stderr)
         m = HenonMap()
-        res = orbital_stability(orbit(m, 2000), map=m)
+        res = orbital_stability(orbit(m, 2000), map_=m)
         assert res.label == "chaotic" and res.exponent == pytest.approx(0.41922, abs=0.05)
 
     def test_twin_estimate_without_tangents(self):
         m = LogisticMap(4.0)
-        res = orbital_stability(orbit(m, 2000), map=StepOnly(m))
+        res = orbital_stability(orbit(m, 2000), map_=StepOnly(m))
         # measured +0.00015, reported stderr 0.008 (as the tangent estimate above)
         assert res.label == "chaotic" and res.exponent == pytest.approx(math.log(2), abs=0.02)
 
@@ -97,7 +97,7 @@ class TestOrbitalStability:
 
     def test_irrational_rotation_with_its_map(self):
         m = CircleRotation()
-        res = orbital_stability(orbit(m, 2000), map=m)
+        res = orbital_stability(orbit(m, 2000), map_=m)
         assert res.label == "quasi_periodic" and abs(res.exponent) < 1e-9
 
     def test_rational_rotation_is_periodic(self):
@@ -193,7 +193,7 @@ class TestOrbitalStability:
 
     def test_refuses_map_of_another_width(self):
         with pytest.raises(ValueError, match="expected a map with dim=1"):
-            orbital_stability(orbit(LogisticMap(4.0), 200), map=HenonMap())
+            orbital_stability(orbit(LogisticMap(4.0), 200), map_=HenonMap())
 
 
 class TestOneEngine:
@@ -202,7 +202,7 @@ class TestOneEngine:
     def test_map_exponent_is_max_lyapunov_over_the_tail_window(self):
         m = HenonMap()
         x = orbit(m, 400)
-        res = orbital_stability(x, map=m)
+        res = orbital_stability(x, map_=m)
         direct = max_lyapunov(m, torch.from_numpy(x[200]), 199, t0=200)  # tail = states 200..399
         assert res.exponent == float(direct["lyapunov"])
         assert res.exponent_stderr == float(direct["lyapunov_stderr"])
@@ -241,7 +241,7 @@ class TestOneEngine:
     def test_unstable_fixed_point_is_a_reported_conflict(self):
         # x = 3/4 is an exact fixed point of 4x(1-x) in binary floating point, with multiplier -2
         m = LogisticMap(4.0)
-        res = orbital_stability(orbit(m, 200, [0.75]), map=m)
+        res = orbital_stability(orbit(m, 200, [0.75]), map_=m)
         assert (res.label, res.converged) == ("fixed_point", True)
         assert res.exponent == pytest.approx(math.log(2), abs=1e-12)
         assert res.confidence == "low" and "unstable cycle" in res.conflict
@@ -258,7 +258,7 @@ class TestOneEngine:
 
     def test_agreeing_evidence_is_high_confidence(self):
         m = HenonMap()
-        res = orbital_stability(orbit(m, 2000), map=m)
+        res = orbital_stability(orbit(m, 2000), map_=m)
         assert (res.label, res.confidence, res.conflict) == ("chaotic", "high", "")
 
 
@@ -309,9 +309,9 @@ class TestMapWithOptimiserBuffers:
         from netdyn.orbits.trajectory import run
 
         tmap = training_map(make_task("iris", hidden=(4,), seed=0), lr=0.01, optimizer="adam")
-        ds = run(tmap, 120)
+        ds = run(tmap, None, 120)
         assert ds.sizes["param"] < tmap.dim  # recorded parameters only; buffers live in initial_state
-        result = orbital_stability(ds, map=tmap, exponent_steps=50)
+        result = orbital_stability(ds, map_=tmap, exponent_steps=50)
         direct = max_lyapunov(tmap, torch.from_numpy(ds["initial_state"].values), 50, transient=60)
         assert result.exponent_source == "map" and result.exponent == float(direct["lyapunov"])
 
@@ -324,8 +324,8 @@ class TestMapWithOptimiserBuffers:
         from netdyn.orbits.trajectory import run
 
         tmap = training_map(make_task("iris", seed=0), lr=0.05, optimizer="adam")
-        ds = run(tmap, 400)
-        result = orbital_stability(ds, map=tmap)
+        ds = run(tmap, None, 400)
+        result = orbital_stability(ds, map_=tmap)
         assert result.label in ("fixed_point", "periodic") and result.confidence == "high"
         assert float(ds["loss"][-1]) < 0.01 and result.exponent <= 0.01
         twin = max_lyapunov(tmap, torch.from_numpy(ds["initial_state"].values), 200, method="twin", transient=200)
@@ -342,3 +342,22 @@ def test_a_flagged_run_too_short_to_classify_is_divergent():
     assert (res.label, res.tail, res.confidence) == ("divergent", 1, "high") and res.reason.startswith("loss blow-up")
     with pytest.raises(ValueError, match="expected 16 <= tail <= T=3"):
         orbital_stability(ds.assign(diverged=False))
+
+
+class TestResultProtocol:
+    @pytest.mark.parametrize("r", [2.5, 3.2, 4.0])
+    def test_netcdf_round_trip_is_lossless(self, r, tmp_path):
+        """period None (chaotic), 1 and 2; strings as attributes, bools and ints typed back."""
+        from netdyn.orbits.trajectory import run
+
+        res = orbital_stability(run(LogisticMap(r), None, 300), map_=LogisticMap(r))
+        res.to_dataset().to_netcdf(tmp_path / "res.nc")
+        with xr.open_dataset(tmp_path / "res.nc") as ds:
+            back = OrbitalStability.from_dataset(ds.load())
+        for f in dataclasses.fields(res):
+            a, b = getattr(res, f.name), getattr(back, f.name)
+            assert type(a) is type(b) and (a == b or (a != a and b != b)), f.name
+
+    def test_options_are_keyword_only(self):
+        with pytest.raises(TypeError):
+            orbital_stability(np.zeros((40, 1)), 20)

@@ -28,7 +28,7 @@ class DriftingMap:
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory):
     path = tmp_path_factory.mktemp("big") / "run.nc"
-    netdyn.run(DriftingMap(), STEPS, path=path, flush_every=500).close()
+    netdyn.run(DriftingMap(), None, STEPS, path=path, flush_every=500).close()
     return path
 
 
@@ -65,7 +65,7 @@ class DominantMap(DriftingMap):
 
 def test_principal_axis_streamed_equals_svd_and_warns_when_ill_defined(recording, tmp_path):
     path = tmp_path / "dominant.nc"
-    netdyn.run(DominantMap(), 1000, path=path, flush_every=500).close()
+    netdyn.run(DominantMap(), None, 1000, path=path, flush_every=500).close()
     with netdyn.open_trajectory(path) as ds:
         streamed = observable_series(ds, observable="projection")
         whole = reference(ds["state"].values.astype(np.float64), "projection")
@@ -85,7 +85,7 @@ def test_peak_memory_follows_the_block_not_the_file(recording):
         tracemalloc.stop()
         assert series.shape == (STEPS,)
         tracemalloc.start()
-        ds.netdyn.series("update_norm")
+        ds.netdyn.observable_series("update_norm")
         accessor_peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     block = 200 * DIM * 8  # 2.4 MB
@@ -115,8 +115,8 @@ def test_orbital_stability_of_a_large_recording_goes_through_a_sketch_in_bounded
 
     dim = 6000  # 2000 steps: a 96 MB state as float64, against blocks of 4 MiB and a 4 MB sketch
     paths = {"drifting": tmp_path / "drifting.nc", "converging": tmp_path / "converging.nc"}
-    netdyn.run(DriftingMap(dim), 2000, path=paths["drifting"], flush_every=500).close()
-    netdyn.run(ContractingMap(dim), 2000, path=paths["converging"], flush_every=500).close()
+    netdyn.run(DriftingMap(dim), None, 2000, path=paths["drifting"], flush_every=500).close()
+    netdyn.run(ContractingMap(dim), None, 2000, path=paths["converging"], flush_every=500).close()
     results = {}
     for name, path in paths.items():
         with netdyn.open_trajectory(path) as ds:

@@ -41,7 +41,7 @@ class TestNetcdfAttrs:
 class TestSaveTrajectory:
     @pytest.mark.parametrize("record", ["all", ["W1"], 3])
     def test_round_trip_is_identical(self, tmp_path, record):
-        ds = run(FakeNet(), 11, seed=2, eval_every=5, record=record)
+        ds = run(FakeNet(), FakeNet().initial_state(2), 11, eval_every=5, record=record)
         save_trajectory(ds, tmp_path / "r.nc")
         back = open_trajectory(tmp_path / "r.nc")
         xr.testing.assert_identical(back, ds)
@@ -51,7 +51,7 @@ class TestSaveTrajectory:
 
     def test_diverged_round_trips_as_bool(self, tmp_path):
         with pytest.warns(RuntimeWarning):
-            ds = run(QuadraticGD([1.0], lr=1000.0), 300)
+            ds = run(QuadraticGD([1.0], lr=1000.0), None, 300)
         save_trajectory(ds, tmp_path / "d.nc")
         with open_trajectory(tmp_path / "d.nc") as back:
             assert back["diverged"].dtype == bool and bool(back["diverged"])
@@ -63,7 +63,7 @@ class TestSaveTrajectory:
 
 class TestOpenTrajectory:
     def test_opens_lazily(self, tmp_path):
-        run(FakeNet(), 20, seed=0, path=tmp_path / "r.nc", flush_every=7)
+        run(FakeNet(), FakeNet().initial_state(0), 20, path=tmp_path / "r.nc", flush_every=7)
         with open_trajectory(tmp_path / "r.nc") as ds:
             assert not ds["state"].variable._in_memory
             assert ds.sizes["step"] == 20 and ds.attrs["complete"] == 1
@@ -78,7 +78,7 @@ class TestOpenTrajectory:
             open_trajectory(tmp_path / "f.nc")
 
     def test_truncated_file(self, tmp_path):
-        run(FakeNet(), 200, seed=0, path=tmp_path / "r.nc")
+        run(FakeNet(), FakeNet().initial_state(0), 200, path=tmp_path / "r.nc")
         data = (tmp_path / "r.nc").read_bytes()
         (tmp_path / "t.nc").write_bytes(data[: len(data) // 2])
         with pytest.raises(ValueError, match=r"^open_trajectory: .*t\.nc"):
@@ -90,7 +90,7 @@ class TestOpenTrajectory:
             open_trajectory(tmp_path / "junk.nc")
 
     def test_incomplete_file_warns_with_its_length(self, tmp_path):
-        ds = run(FakeNet(), 4, seed=0)
+        ds = run(FakeNet(), FakeNet().initial_state(0), 4)
         ds.attrs["complete"] = 0
         save_trajectory(ds, tmp_path / "i.nc")
         with pytest.warns(RuntimeWarning, match=r"incomplete .* holds 4 steps, the last is step 3"):
@@ -99,17 +99,18 @@ class TestOpenTrajectory:
 
 class TestStreaming:
     def test_streaming_equals_in_memory(self, tmp_path):
-        kwargs = dict(seed=1, record_every=2, eval_every=4, record=["W1", "b1"])
-        mem = run(FakeNet(), 23, **kwargs)
-        with run(FakeNet(), 23, path=tmp_path / "s.nc", flush_every=3, **kwargs) as disk:
+        kwargs = dict(record_every=2, eval_every=4, record=["W1", "b1"])
+        x0 = FakeNet().initial_state(1)
+        mem = run(FakeNet(), x0, 23, **kwargs)
+        with run(FakeNet(), x0, 23, path=tmp_path / "s.nc", flush_every=3, **kwargs) as disk:
             xr.testing.assert_identical(_without_created(disk), _without_created(mem))
 
     def test_diverging_streamed_run_is_completed(self, tmp_path):
         # divergence=None: only non-finite values stop the run, so it spans several flushed blocks
         with pytest.warns(RuntimeWarning, match="non-finite"):
-            disk = run(QuadraticGD([1.0], lr=1000.0), 300, path=tmp_path / "d.nc", flush_every=7, divergence=None)
+            disk = run(QuadraticGD([1.0], lr=1000.0), None, 300, path=tmp_path / "d.nc", flush_every=7, divergence=None)
         with pytest.warns(RuntimeWarning, match="non-finite"):
-            mem = run(QuadraticGD([1.0], lr=1000.0), 300, divergence=None)
+            mem = run(QuadraticGD([1.0], lr=1000.0), None, 300, divergence=None)
         xr.testing.assert_identical(_without_created(disk), _without_created(mem))
         assert disk.attrs["complete"] == 1 and bool(disk["diverged"])
         disk.close()
@@ -119,17 +120,17 @@ class TestStreaming:
         # flush_every = 10 rows (160 kB).  tracemalloc sees numpy allocations; a short
         # warm-up run keeps one-off imports out of the measured peak.
         m = PotentialGD(lambda x: (x**2).sum() / 2, dim=2000, lr=0.001)
-        run(m, 3, path=tmp_path / "warm.nc", flush_every=2).close()
+        run(m, None, 3, path=tmp_path / "warm.nc", flush_every=2).close()
         blocks = []
         append = storage.TrajectoryWriter.append
         monkeypatch.setattr(storage.TrajectoryWriter, "append",
                             lambda self, rows, *a: (blocks.append(len(rows["step"])), append(self, rows, *a)))
         tracemalloc.start()
         try:
-            ds = run(m, 1500, seed=0, path=tmp_path / "m.nc", flush_every=10)
+            ds = run(m, m.initial_state(0), 1500, path=tmp_path / "m.nc", flush_every=10)
             _, peak_stream = tracemalloc.get_traced_memory()
             tracemalloc.reset_peak()
-            run(m, 1500, seed=0)
+            run(m, m.initial_state(0), 1500)
             _, peak_memory = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
@@ -149,8 +150,8 @@ class TestStreaming:
                 return super().step_with_metrics(x, t)
 
         with pytest.warns(RuntimeWarning, match="cannot reopen"):
-            disk = run(Peeking(), 20, seed=0, path=path, flush_every=2)
-        xr.testing.assert_identical(_without_created(disk), _without_created(run(FakeNet(), 20, seed=0)))
+            disk = run(Peeking(), Peeking().initial_state(0), 20, path=path, flush_every=2)
+        xr.testing.assert_identical(_without_created(disk), _without_created(run(FakeNet(), FakeNet().initial_state(0), 20)))
         disk.close()
 
     def test_killed_run_keeps_every_flushed_step(self, tmp_path):
@@ -173,7 +174,7 @@ class TestStreaming:
             disk = open_trajectory(path)
         n = disk.sizes["step"]
         assert n >= 20 and n % FLUSH_EVERY == 0 and disk.attrs["complete"] == 0
-        ref = run(SlowQuadraticGD(), n, seed=SEED)
+        ref = run(SlowQuadraticGD(), SlowQuadraticGD().initial_state(SEED), n)
         assert disk["state"].values.tobytes() == ref["state"].values.tobytes()
         assert disk["loss"].values.tobytes() == ref["loss"].values.tobytes()
         np.testing.assert_array_equal(disk["final_state"], ref["final_state"])

@@ -45,20 +45,36 @@ def client():
 
 class TestPointSpecs:
     def test_grid_order_and_equal_tasks_hash_equal(self):
-        axes, points = point_specs("iris", lr=[0.1, 1.0], seed=3, activation=["tanh", "relu"], steps=40)
+        axes, points = point_specs(task="iris", lr=[0.1, 1.0], seed=3, activation=["tanh", "relu"], steps=40)
         assert axes == {"lr": [0.1, 1.0], "seed": [3], "activation": ["tanh", "relu"], "optimizer": ["sgd"]}
         assert [i for i, _ in points] == [(0, 0, 0, 0), (0, 0, 1, 0), (1, 0, 0, 0), (1, 0, 1, 0)]
-        _, again = point_specs({"dataset": "iris", "hidden": 32, "init_scale": 1}, lr=[0.1, 1.0], seed=3,
+        _, again = point_specs(task={"dataset": "iris", "hidden": 32, "init_scale": 1}, lr=[0.1, 1.0], seed=3,
                                activation=["tanh", "relu"], steps=40)
         assert [point_key(s) for _, s in points] == [point_key(s) for _, s in again]
         assert len({point_key(s) for _, s in points}) == 4
+
+    def test_signatures_are_keyword_only_and_the_settings_are_one_dataclass(self):
+        import dataclasses
+        import inspect
+
+        from netdyn.sweep.grid import PointSettings
+
+        for function in (run_sweep, point_specs):
+            kinds = {p.kind for p in inspect.signature(function).parameters.values()}
+            assert kinds == {inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.VAR_KEYWORD}, function.__name__
+        _, [(_, spec)] = point_specs(task="iris", steps=40, lyapunov_transient=5)
+        settings = PointSettings(task="iris", steps=40, lyapunov_transient=5).spec()
+        assert {k: spec[k] for k in settings} == settings
+        assert "steps" in {f.name for f in dataclasses.fields(PointSettings)}
+        with pytest.raises(TypeError):
+            point_specs(task="iris", stepz=40)
 
     @pytest.mark.parametrize(
         "kwargs, message",
         [
             (dict(lr=[0.1, 0.1]), "distinct lr"),
             (dict(lr=[-1.0]), "learning rates > 0"),
-            (dict(steps=10), "steps >= 32"),
+            (dict(steps=10), "steps to be an int >= 32"),
             (dict(task={"dataset": "iris", "activation": "relu"}), "task options"),
             (dict(task="mnist"), "dataset"),
             (dict(activation="swish"), "activations"),
@@ -66,13 +82,13 @@ class TestPointSpecs:
         ],
     )
     def test_bad_input(self, kwargs, message):
-        with pytest.raises(ValueError, match=f"^sweep: .*{message}"):
+        with pytest.raises(ValueError, match=f"^run_sweep: .*{message}"):
             point_specs(**{"task": "iris", **kwargs})
 
 
 class TestTrainPoint:
     def test_reproduces_the_exponent_and_the_time_to_target(self):
-        _, [(_, spec)] = point_specs("iris", lr=0.5, seed=1, steps=60, target_accuracy=0.9)
+        _, [(_, spec)] = point_specs(task="iris", lr=0.5, seed=1, steps=60, target_accuracy=0.9)
         result = train_point(spec)
         assert result["status"] == "ok" and result["error"] == ""
         tmap = training_map(make_task("iris", seed=1), lr=0.5, seed=1)
@@ -84,17 +100,17 @@ class TestTrainPoint:
         assert result["final_test_accuracy"] == accuracy[-1]
 
     def test_target_never_reached_is_inf(self):
-        _, [(_, spec)] = point_specs("iris", lr=1e-4, steps=40, target_accuracy=1.0)
+        _, [(_, spec)] = point_specs(task="iris", lr=1e-4, steps=40, target_accuracy=1.0)
         assert train_point(spec)["time_to_target"] == math.inf
 
     def test_unknown_optimizer_is_an_error_point(self):
-        _, [(_, spec)] = point_specs("iris", lr=0.5, optimizer="bogus", steps=40)
+        _, [(_, spec)] = point_specs(task="iris", lr=0.5, optimizer="bogus", steps=40)
         result = train_point(spec)
         assert result["status"] == "error" and "bogus" in result["error"]
         assert math.isnan(result["lyapunov"]) and np.isnan(result["loss"]).all()
 
     def test_overflowing_learning_rate_is_a_diverged_point(self):
-        _, [(_, spec)] = point_specs("iris", lr=1e200, activation="relu", steps=40)
+        _, [(_, spec)] = point_specs(task="iris", lr=1e200, activation="relu", steps=40)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = train_point(spec)
@@ -149,8 +165,8 @@ class TestStore:
 class TestSweep:
     def test_cluster_and_loop_give_identical_datasets_with_poisoned_points(self, client, tmp_path):
         grid = dict(GRID, lr=[0.5, 5.0, 1e200], optimizer=["sgd", "bogus"])
-        loop = run_sweep("iris", n_workers=0, **grid)
-        dask = run_sweep("iris", client=client, store=tmp_path, **grid)
+        loop = run_sweep(task="iris", n_workers=0, **grid)
+        dask = run_sweep(task="iris", client=client, store=tmp_path, **grid)
         xr.testing.assert_identical(comparable(loop), comparable(dask))
         assert dask.attrs["points_computed"] == 12 and dask.sizes == {"lr": 3, "seed": 2, "activation": 1,
                                                                       "optimizer": 2, "step": 40}
@@ -167,7 +183,7 @@ class TestSweep:
         kwargs = dict(lr=[0.2, 0.5, 1.0, 2.0], seed=[0, 1], steps=200, progress=False)
         code = (
             "from netdyn.sweep.grid import run_sweep\n"
-            f"run_sweep('iris', store={str(store)!r}, n_workers=0, **{kwargs!r})\n"
+            f"run_sweep(task='iris', store={str(store)!r}, n_workers=0, **{kwargs!r})\n"
         )
         proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
         try:
@@ -182,16 +198,16 @@ class TestSweep:
         assert proc.returncode == -signal.SIGKILL
         kept = {name: os.stat(store / name).st_mtime_ns for name in os.listdir(store) if name.endswith(".nc")}
         assert 2 <= len(kept) < 8  # killed midway
-        resumed = run_sweep("iris", store=store, n_workers=0, **kwargs)
+        resumed = run_sweep(task="iris", store=store, n_workers=0, **kwargs)
         assert resumed.attrs["points_loaded"] == len(kept)
         assert resumed.attrs["points_computed"] == 8 - len(kept)
         assert all(os.stat(store / name).st_mtime_ns == mtime for name, mtime in kept.items())
         assert (resumed["status"] == "ok").all() and len(stored_keys(store)) == 8
-        fresh = run_sweep("iris", n_workers=0, **kwargs)
+        fresh = run_sweep(task="iris", n_workers=0, **kwargs)
         xr.testing.assert_identical(comparable(resumed), comparable(fresh))
 
     def test_result_writes_to_netcdf(self, tmp_path):
-        ds = run_sweep("iris", n_workers=0, **GRID)
+        ds = run_sweep(task="iris", n_workers=0, **GRID)
         ds.to_netcdf(tmp_path / "r.nc")
         with xr.open_dataset(tmp_path / "r.nc") as back:
             xr.testing.assert_equal(back.load(), ds)  # values, strings, infinities; attrs below
@@ -301,6 +317,42 @@ class TestPlotSweep:
         fast = [line.get_xdata()[0] for line in bottom.get_lines() if line.get_gid() == "fastest"]
         assert fast == [pytest.approx(lrs[3])]
 
+    def test_explains_itself(self):
+        """A title stating the finding, a legend entry for every line, band and marker, named class rows."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from netdyn.plot.sweep import plot_sweep
+
+        lrs = np.geomspace(0.01, 10, 7)
+        ds = synthetic([0.3, 0.6], lrs).expand_dims(activation=["tanh", "relu"], optimizer=["sgd"])
+        ds["time_to_target"] = xr.DataArray([90.0, 60, 40, 20, 30, math.inf, math.inf], coords={"lr": lrs}) + 0 * ds["lyapunov"]
+        ds["orbit_class"] = xr.where(ds["lyapunov"] > 0.01, "chaotic", "fixed_point")
+        fig = plot_sweep(ds, threshold=0.01)
+        top, strip, bottom = fig.axes[:3]
+        assert "fastest" in top.get_title() and "edge of chaos" in top.get_title()
+        for ax in (top, bottom):
+            in_errorbars = {id(line) for c in ax.containers for line in [c.lines[0], *c.lines[1]]}
+            unlabelled = [line for line in ax.get_lines() if line.get_label().startswith("_")
+                          and id(line) not in in_errorbars]
+            assert not unlabelled
+            assert all(not patch.get_label().startswith("_") for patch in ax.patches)  # the edge bands
+            assert all(not c.get_label().startswith("_") for c in ax.containers)
+        assert [t.get_text() for t in strip.get_yticklabels()] == ["tanh, sgd", "relu, sgd"]
+        assert strip.get_legend() is not None
+
+    def test_says_when_no_run_reached_the_target(self):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from netdyn.plot.sweep import plot_sweep
+
+        lrs = np.geomspace(0.01, 10, 4)
+        ds = synthetic([0.3, 0.6], lrs)
+        ds["time_to_target"] = ds["lyapunov"] * 0 + math.inf
+        bottom = plot_sweep(ds).axes[2]
+        assert any("no run reached" in t.get_text() for t in bottom.texts)
+
 
 class TestSweepCommand:
     def test_lr_grammar(self):
@@ -335,7 +387,7 @@ def test_local_cluster_workers_keep_glibcs_adaptive_malloc_trim():
 
     from netdyn.sweep.grid import local_cluster
 
-    with local_cluster(1) as cluster, Client(cluster) as client:
+    with local_cluster(n_workers=1) as cluster, Client(cluster) as client:
         env = client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")))
         scratch = client.run(lambda dask_worker: dask_worker.local_directory)
         port = client.scheduler_info()["services"].get("dashboard")

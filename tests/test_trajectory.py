@@ -11,7 +11,7 @@ from netdyn.commands import info
 from netdyn.maps.divergence import DivergenceRule
 from netdyn.maps.classic import HenonMap, LogisticMap, PotentialGD, QuadraticGD
 from netdyn.io.recording import SKETCH_CHUNK_ROWS, SketchProjection, resolve_record
-from netdyn.orbits.trajectory import run, state_matrix, summarize
+from netdyn.orbits.trajectory import SUMMARY_FIELDS, run, state_matrix, summarize, summary_dict
 
 
 class FakeNet:
@@ -57,16 +57,16 @@ def _quad():
 class TestRun:
     @pytest.mark.parametrize("map_", [_quad(), LogisticMap(3.9), HenonMap(), FakeNet()], ids=lambda m: type(m).__name__)
     def test_same_seed_is_bit_identical(self, map_):
-        a, b = run(map_, 50, seed=4), run(map_, 50, seed=4)
+        a, b = run(map_, map_.initial_state(4), 50), run(map_, map_.initial_state(4), 50)
         assert a["state"].values.tobytes() == b["state"].values.tobytes()
         assert a["loss"].values.tobytes() == b["loss"].values.tobytes()
-        assert not np.array_equal(a["state"].values, run(map_, 50, seed=5)["state"].values)
+        assert not np.array_equal(a["state"].values, run(map_, map_.initial_state(5), 50)["state"].values)
 
     def test_quadratic_orbit_and_metrics_match_closed_form(self):
         # x_t = (1 - lr h)^t x_0 exactly in exact arithmetic; 40 float64 products
         # accumulate < 1e-13 relative error.
         m = _quad()
-        ds = run(m, 40, seed=1)
+        ds = run(m, m.initial_state(1), 40)
         x0 = m.initial_state(1).numpy()
         t = np.arange(40)[:, None]
         h = np.array([0.5, 1.0, 2.0])
@@ -78,7 +78,7 @@ class TestRun:
         assert int(ds["final_step"]) == 40 and ds["step"].values.tolist() == list(range(40))
 
     def test_map_without_metrics_records_nan_loss(self):
-        ds = run(HenonMap(), 20, seed=0)
+        ds = run(HenonMap(), HenonMap().initial_state(0), 20)
         assert np.isnan(ds["loss"]).all() and np.isnan(ds["grad_norm"]).all()
         x = HenonMap().initial_state(0)
         for t in range(20):
@@ -86,30 +86,30 @@ class TestRun:
             x = HenonMap().step(x, t)
 
     def test_record_every_subsamples_the_same_orbit(self):
-        full, sub = run(FakeNet(), 30, seed=2), run(FakeNet(), 30, seed=2, record_every=4)
+        full, sub = run(FakeNet(), FakeNet().initial_state(2), 30), run(FakeNet(), FakeNet().initial_state(2), 30, record_every=4)
         assert sub["step"].values.tolist() == list(range(0, 30, 4))
         xr.testing.assert_identical(sub["state"], full["state"].sel(step=sub["step"]))
         assert np.array_equal(sub["final_state"], full["final_state"])
 
     def test_eval_every_fills_test_metrics_on_its_grid(self):
-        ds = run(FakeNet(), 12, seed=0, record_every=2, eval_every=4)
+        ds = run(FakeNet(), FakeNet().initial_state(0), 12, record_every=2, eval_every=4)
         evaluated = ~np.isnan(ds["test_accuracy"].values)
         assert ds["step"].values[evaluated].tolist() == [0, 4, 8]
         np.testing.assert_allclose(ds["test_loss"].values[evaluated], 2 * ds["loss"].values[evaluated], rtol=1e-15)
-        assert "test_loss" not in run(FakeNet(), 3).variables
+        assert "test_loss" not in run(FakeNet(), None, 3).variables
 
     def test_continuation_from_final_state_reproduces_one_long_run(self):
-        whole = run(FakeNet(), 20, seed=3)
-        first = run(FakeNet(), 12, seed=3)
-        second = run(FakeNet(), 8, x0=first["final_state"].values, t0=int(first["final_step"]))
+        whole = run(FakeNet(), FakeNet().initial_state(3), 20)
+        first = run(FakeNet(), FakeNet().initial_state(3), 12)
+        second = run(FakeNet(), first["final_state"].values, 8, t0=int(first["final_step"]))
         joined = xr.concat([first["state"], second["state"]], dim="step")
         assert joined.values.tobytes() == whole["state"].values.tobytes()
         assert second["step"].values.tolist() == list(range(12, 20))
 
     def test_attrs_are_netcdf_safe_and_complete(self):
-        ds = run(FakeNet(), 3, seed=7)
+        ds = run(FakeNet(), FakeNet().initial_state(7), 3)
         a = ds.attrs
-        assert a["map"] == "FakeNet" and a["seed"] == 7 and a["record"] == "all" and a["complete"] == 1
+        assert a["map"] == "FakeNet" and "seed" not in a and a["record"] == "all" and a["complete"] == 1
         assert a["nesterov"] == 0 and a["scheduler"] == "None" and a["extra"] == '{"a": 1}'
         np.testing.assert_array_equal(a["layer_sizes"], [3, 2])
         assert {"netdyn_version", "created", "record_every"} <= set(a)
@@ -120,7 +120,7 @@ class TestRun:
         # with a non-finite loss (b = t) or a non-finite value (b = t + 1)
         m = QuadraticGD([1.0], lr=1000.0)
         with pytest.warns(RuntimeWarning, match=r"diverged at step (\d+) \(non-finite"):
-            ds = run(m, 500, seed=0, divergence=None)
+            ds = run(m, m.initial_state(0), 500, divergence=None)
         x, bad = m.initial_state(0), None
         for t in range(500):
             x_next, metrics = m.step_with_metrics(x, t)
@@ -140,7 +140,7 @@ class TestRun:
         # Henon from (10, 10) escapes to infinity doubly exponentially: the norm rule
         # (1e3 x ||x0||) fires long before the overflow
         with pytest.warns(RuntimeWarning, match=r"diverged at step \d+ \(unbounded growth"):
-            ds = run(HenonMap(), 100, x0=torch.tensor([10.0, 10.0], dtype=torch.float64))
+            ds = run(HenonMap(), torch.tensor([10.0, 10.0], dtype=torch.float64), 100)
         assert bool(ds["diverged"]) and 0 < ds.sizes["step"] < 100 and np.isfinite(ds["state"]).all()
         norms = np.linalg.norm(ds["state"].values, axis=1)
         assert norms.max() <= 1e3 * norms[0] and int(ds["diverged_step"]) == ds.sizes["step"]
@@ -150,9 +150,9 @@ class TestRun:
         # no further step) is judged by its norm, every row is kept, final_state is x_{steps-1}
         x0 = torch.tensor([10.0, 10.0], dtype=torch.float64)
         with pytest.warns(RuntimeWarning, match="unbounded growth"):
-            b = int(run(HenonMap(), 100, x0=x0)["diverged_step"])
+            b = int(run(HenonMap(), x0, 100)["diverged_step"])
         with pytest.warns(RuntimeWarning, match=f"diverged at step {b} \\(unbounded growth"):
-            ds = run(HenonMap(), b, x0=x0)
+            ds = run(HenonMap(), x0, b)
         assert bool(ds["diverged"]) and ds.sizes["step"] == b and int(ds["final_step"]) == b - 1
         np.testing.assert_array_equal(ds["final_state"].values, ds["state"].values[-1])
 
@@ -162,7 +162,7 @@ class TestRun:
         h = np.array([0.5, 1.0, 3.0])
         m = QuadraticGD(h.tolist(), lr=1.0)
         x0 = m.initial_state(0)
-        ds = run(m, 400, x0=x0)
+        ds = run(m, x0, 400)
         closed = lambda t: 0.5 * float((h * (1 - h) ** (2 * t) * x0.numpy() ** 2).sum())  # noqa: E731
         expected = next(t for t in range(400) if closed(t) > 1e3 * max(closed(0), 1.0))
         assert bool(ds["diverged"]) and int(ds["diverged_step"]) == expected
@@ -172,14 +172,14 @@ class TestRun:
     def test_logistic_map_from_a_tiny_start_is_sound(self):
         # x0 = 1e-4 grows ~4^t to O(1): a growth of 1e4 x ||x0||, below the floor-based
         # reference 1e3 x max(||x0||, 1)
-        ds = run(LogisticMap(4.0), 300, x0=torch.tensor([1e-4], dtype=torch.float64))
+        ds = run(LogisticMap(4.0), torch.tensor([1e-4], dtype=torch.float64), 300)
         assert not bool(ds["diverged"]) and int(ds["diverged_step"]) == -1
         assert str(ds["divergence_reason"].values) == "" and ds.sizes["step"] == 300
 
     def test_divergence_rule_is_configurable(self):
         m = QuadraticGD([0.5, 1.0, 3.0], lr=1.0)
-        strict = run(m, 50, seed=0, divergence=DivergenceRule(loss_factor=2.0))
-        default = run(m, 50, seed=0)
+        strict = run(m, m.initial_state(0), 50, divergence=DivergenceRule(loss_factor=2.0))
+        default = run(m, m.initial_state(0), 50)
         assert 0 < int(strict["diverged_step"]) < int(default["diverged_step"])
 
     @pytest.mark.parametrize(
@@ -188,38 +188,44 @@ class TestRun:
          dict(x0=torch.full((3,), float("nan"))), dict(eval_every=3), dict(record=True)],
     )
     def test_bad_input_raises_value_error(self, kwargs):
-        args = dict(steps=5) | kwargs
+        args = dict(x0=None, steps=5) | kwargs
         with pytest.raises(ValueError, match="^run: "):
             run(_quad(), **args)
 
+    def test_the_start_and_length_come_first_and_the_rest_is_keyword_only(self):
+        with pytest.raises(TypeError):
+            run(_quad(), None, 5, 1)  # record_every is keyword-only
+        m = _quad()
+        xr.testing.assert_identical(run(m, None, 5)["state"], run(m, m.initial_state(), 5)["state"])
+
     def test_progress_bar_counts_steps(self, capsys):
-        run(_quad(), 7, progress=True)
+        run(_quad(), None, 7, progress=True)
         assert "7/7" in capsys.readouterr().err
 
     def test_eval_every_must_be_a_multiple_of_record_every(self):
         with pytest.raises(ValueError, match="multiple of record_every"):
-            run(FakeNet(), 5, record_every=2, eval_every=3)
+            run(FakeNet(), None, 5, record_every=2, eval_every=3)
 
 
 class TestResolveRecord:
     def test_layer_selection_keeps_the_named_columns(self):
-        full = run(FakeNet(), 10, seed=1)
-        ds = run(FakeNet(), 10, seed=1, record=["b1"])
+        full = run(FakeNet(), FakeNet().initial_state(1), 10)
+        ds = run(FakeNet(), FakeNet().initial_state(1), 10, record=["b1"])
         assert ds["param_name"].values.tolist() == ["b1[0]", "b1[1]"] and ds.attrs["record"] == "layers:b1"
         np.testing.assert_array_equal(ds["state"].values, full["state"].values[:, 3:])
-        again = run(FakeNet(), 10, seed=1, record=ds.attrs["record"])
+        again = run(FakeNet(), FakeNet().initial_state(1), 10, record=ds.attrs["record"])
         xr.testing.assert_identical(again["state"], ds["state"])
 
     def test_unknown_layer_lists_the_known_ones(self):
         with pytest.raises(ValueError, match=r"unknown layer name\(s\) \['W9'\]; known layers: \['W1', 'b1'\]"):
-            resolve_record(FakeNet(), ["W1", "W9"])
+            resolve_record(FakeNet(), record=["W1", "W9"])
 
     def test_layers_need_param_labels(self):
         with pytest.raises(ValueError, match="param_labels"):
-            resolve_record(_quad(), ["W1"])
+            resolve_record(_quad(), record=["W1"])
 
     def test_all_labels_default_for_unlabelled_maps(self):
-        sel = resolve_record(_quad(), "all")
+        sel = resolve_record(_quad(), record="all")
         assert sel.names == ["x0", "x1", "x2"] and sel.layers == ["x"] * 3
 
 
@@ -255,19 +261,19 @@ class TestSketchProjection:
 
     def test_sketched_run_is_the_projection_of_the_full_run(self):
         m = PotentialGD(lambda x: (x**2).sum() / 2 + (x**4).sum() / 8, dim=300, lr=0.1)
-        full, sk = run(m, 15, seed=0), run(m, 15, seed=0, record=16)
+        full, sk = run(m, m.initial_state(0), 15), run(m, m.initial_state(0), 15, record=16)
         assert sk.attrs["record"] == "sketch:16:0" and sk.attrs["sketch_seed"] == 0 and sk.sizes["param"] == 16
         p = torch.cat([SketchProjection(300, 16, seed=0).block(0)]).numpy()
         np.testing.assert_allclose(sk["state"].values, full["state"].values @ p, rtol=1e-12, atol=1e-12)
-        xr.testing.assert_identical(run(m, 15, seed=0, record="sketch:16:0")["state"], sk["state"])
+        xr.testing.assert_identical(run(m, m.initial_state(0), 15, record="sketch:16:0")["state"], sk["state"])
 
 
 class TestStateMatrixAndAccessor:
     def test_accessor_forwards(self):
-        ds = run(FakeNet(), 6, seed=0)
+        ds = run(FakeNet(), FakeNet().initial_state(0), 6)
         np.testing.assert_array_equal(ds.netdyn.state_matrix(), state_matrix(ds))
         assert state_matrix(ds).shape == (6, 5)
-        assert ds.netdyn.summary() == summarize(ds)
+        xr.testing.assert_identical(ds.netdyn.summarize(), summarize(ds))
 
     def test_state_matrix_rejects_other_datasets(self):
         with pytest.raises(ValueError, match="^state_matrix: "):
@@ -276,16 +282,30 @@ class TestStateMatrixAndAccessor:
 
 class TestSummarize:
     def test_fields(self, tmp_path):
-        ds = run(FakeNet(), 9, seed=5, eval_every=4, path=tmp_path / "r.nc")
-        s = summarize(ds)
+        ds = run(FakeNet(), FakeNet().initial_state(5), 9, eval_every=4, path=tmp_path / "r.nc")
+        s = summary_dict(summarize(ds))
         assert s["steps"] == 9 and s["last_step"] == 8 and s["map"] == "FakeNet" and s["optimizer"] == "heavyball"
-        assert s["lr"] == 0.1 and s["seed"] == 5 and s["diverged"] is False and s["complete"] is True
+        assert s["lr"] == 0.1 and s["diverged"] is False and s["complete"] is True
         assert s["final_loss"] == float(ds["loss"][-1])
         assert s["final_test_accuracy"] == float(ds["test_accuracy"].sel(step=8))
         assert s["file_size_bytes"] == (tmp_path / "r.nc").stat().st_size
 
+    def test_is_a_dataset_that_round_trips_through_netcdf(self, tmp_path):
+        ds = run(FakeNet(), FakeNet().initial_state(5), 9, eval_every=4, path=tmp_path / "r.nc")
+        summary = summarize(ds)
+        assert set(summary.data_vars) | set(summary.attrs) <= set(SUMMARY_FIELDS)
+        assert summary.attrs["path"] == str(tmp_path / "r.nc") and bool(summary["diverged"]) is False
+        summary.to_netcdf(tmp_path / "summary.nc")
+        with xr.open_dataset(tmp_path / "summary.nc") as back:
+            xr.testing.assert_identical(back.load(), summary)
+            assert summary_dict(back) == summary_dict(summary)
+
+    def test_in_memory_has_no_path(self):
+        d = summary_dict(summarize(run(FakeNet(), None, 4)))
+        assert d["path"] is None and d["file_size_bytes"] is None and d["steps"] == 4
+
     def test_info_command(self, tmp_path, capsys):
-        run(FakeNet(), 5, seed=1, path=tmp_path / "r.nc")
+        run(FakeNet(), FakeNet().initial_state(1), 5, path=tmp_path / "r.nc")
         parser = argparse.ArgumentParser()
         info.register(parser.add_subparsers())
         args = parser.parse_args(["info", str(tmp_path / "r.nc")])
@@ -303,12 +323,23 @@ class TestRunWithTrainingMap:
         task = make_task("iris", hidden=(4,), seed=0)
         tmap = training_map(task, lr=0.1, optimizer="sgd", momentum=0.9)
         assert tmap.dim > tmap.param_dim  # the momentum buffer is part of the state
-        with run(tmap, 12, seed=1, eval_every=4, path=tmp_path / "mlp.nc", flush_every=5, record=["0.weight"]) as ds:
+        with run(tmap, tmap.initial_state(1), 12, eval_every=4, path=tmp_path / "mlp.nc", flush_every=5,
+                 record=["0.weight"]) as ds:
             assert ds.sizes["param"] == 16 and set(ds["layer"].values) == {"0.weight"}
             assert ds.sizes["state_index"] == tmap.dim
             acc = ds["test_accuracy"].values[::4]
             assert np.all((acc >= 0) & (acc <= 1)) and np.isfinite(ds["loss"]).all()
-            again = run(map_from_attrs(ds.attrs), 12, seed=int(ds.attrs["seed"]), eval_every=4,
+            again = run(map_from_attrs(ds.attrs), ds["initial_state"].values, 12, eval_every=4,
                         record=ds.attrs["record"])
             xr.testing.assert_identical(again["state"], ds["state"].load())
             assert np.array_equal(again["final_state"], ds["final_state"])
+
+
+def test_run_and_run_sweep_share_the_progress_default():
+    """progress=None (tqdm's auto: a bar only on a terminal) in both long-running entry points."""
+    import inspect
+
+    from netdyn.sweep.grid import run_sweep
+
+    for function in (run, run_sweep):
+        assert inspect.signature(function).parameters["progress"].default is None, function.__name__

@@ -90,7 +90,7 @@ print(task.info)
 tmap = netdyn.training_map(task, lr=1.0)
 x0 = tmap.initial_state()
 print("state dimension:", tmap.dim, "| exact tangent available:", netdyn.has_jacobian(tmap))
-orbit = netdyn.run(tmap, STEPS, x0=x0, eval_every=10)
+orbit = netdyn.run(tmap, x0, STEPS, eval_every=10)
 orbit
 
 # %%
@@ -115,7 +115,7 @@ sizes = task.info["layer_sizes"]
 
 
 def draw_network(state, ax, title):
-    graph = netdyn.to_graph(np.asarray(state), sizes)
+    graph = netdyn.to_graph(np.asarray(state), layer_sizes=sizes)
     pos = nx.multipartite_layout(graph, subset_key="layer")
     weights = np.array([w for _, _, w in graph.edges(data="weight")])
     nx.draw_networkx_nodes(graph, pos, ax=ax, node_size=120, node_color="0.85", edgecolors="k")
@@ -178,7 +178,7 @@ rows, orbits, twins = [], {}, {}
 t_sweep = time.perf_counter()
 for lr in LRS:
     m = netdyn.training_map(task, lr=float(lr))
-    ds = netdyn.run(m, STEPS, x0=x0, eval_every=50)
+    ds = netdyn.run(m, x0, STEPS, eval_every=50)
     twin = netdyn.max_lyapunov(m, x0, STEPS, method="twin")
     rates = twin["local_rate"].values
     lam_tail = float(rates[STEPS - TAIL:].mean())
@@ -223,7 +223,7 @@ save(fig, "distance_regimes")
 # %% [markdown]
 # **Classes across $\eta$ and the orbit diagram.**  The tail of the loss at every learning rate, coloured by
 # the class of the orbit — the training analogue of the logistic map's bifurcation diagram.
-# `netdyn.orbit_diagram(make_map, values, steps, tail)` does the runs and the classification in one call;
+# `netdyn.orbit_diagram(map_, values, steps, tail=tail)` does the runs and the classification in one call;
 # here we assemble the same Dataset from the sweep we already ran (so each orbit runs once) and check the
 # one-call function on a few learning rates.
 

@@ -353,7 +353,7 @@ n_in, n_hidden = relu_net.info["layer_sizes"][:2]
 images = relu_net.train[0].numpy()
 for lr in [v for v in RELU_LRS if v >= 5.0] or RELU_LRS[-1:]:
     tmap = nd.training_map(relu_net, lr=lr, seed=RELU_SEEDS[0])
-    orbit = nd.run(tmap, STEPS, x0=tmap.initial_state(), eval_every=STEPS)
+    orbit = nd.run(tmap, tmap.initial_state(), STEPS, eval_every=STEPS)
     theta = orbit["state"].values[-1]
     w1, b1 = theta[: n_in * n_hidden].reshape(n_hidden, n_in), theta[n_in * n_hidden : n_in * n_hidden + n_hidden]
     alive = float(((images @ w1.T + b1) > 0).any(axis=0).mean())

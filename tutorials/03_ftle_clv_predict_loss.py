@@ -121,7 +121,7 @@ curves = []
 for seed in range(N_INIT):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        orbit = netdyn.run(tmap, STEPS, x0=x0s[seed], record_every=10)
+        orbit = netdyn.run(tmap, x0s[seed], STEPS, record_every=10)
     curves.append(orbit["loss"].values)
 curve_steps = orbit["step"].values
 curves = np.array(curves)

@@ -144,7 +144,7 @@ def candidates(activation: str, lr: float) -> pd.DataFrame:
         early = netdyn.max_lyapunov(tmap, x0s, EARLY, method="twin")["lyapunov"].values
         rows = []
         for seed in range(N_CANDIDATES):
-            orbit = netdyn.run(tmap, STEPS, x0=x0s[seed], record_every=1)
+            orbit = netdyn.run(tmap, x0s[seed], STEPS, record_every=1)
             loss = orbit["loss"].values
             final = loss[-1] if not bool(orbit["diverged"]) and len(loss) == STEPS else np.inf
             # a run stops where it diverges (netdyn.maps.divergence): one that blew up before EARLY has no early loss

@@ -121,7 +121,7 @@ for name, m in maps.items():
 # `run` records each orbit; every diagnostic below takes the map and an initial state, whatever the optimiser.
 
 # %%
-orbits = {name: netdyn.run(m, STEPS, x0=x0s[name], eval_every=10) for name, m in maps.items()}
+orbits = {name: netdyn.run(m, x0s[name], STEPS, eval_every=10) for name, m in maps.items()}
 fig, ax = plt.subplots(1, 2, figsize=(9, 3), constrained_layout=True)
 for name, rec in orbits.items():
     ax[0].semilogy(rec["step"], rec["loss"], lw=1, label=name)
@@ -198,7 +198,7 @@ print(f"Adam, twin    parameters only: lambda = {float(twins['Adam']['lyapunov']
 # ### Orbital class, and what a black box cannot do
 #
 # `orbital_stability` needs only the recorded orbit; we give it the tail exponent of the twin run (the mean
-# local rate over the second half).  (Its `map=` option estimates that exponent itself, starting from the
+# local rate over the second half).  (Its `map_=` option estimates that exponent itself, starting from the
 # record's full `final_state`, optimiser buffers included.)
 
 # %%
@@ -229,7 +229,7 @@ for attempt in (
 
 # %%
 ds = netdyn.open_trajectory(REFERENCE).isel(step=slice(0, OFFLINE))
-print(ds.netdyn.summary())
+print(ds.netdyn.summarize())
 print({k: ds.attrs[k] for k in ("optimizer", "lr", "layer_sizes", "activation", "record")})
 
 # %% [markdown]
@@ -337,11 +337,11 @@ save(fig, "rosenstein")
 # %%
 orbit_class = netdyn.orbital_stability(ds)
 print("orbital_stability:", orbit_class.label, "period", orbit_class.period, "|", orbit_class.reason)
-print("ds.netdyn.orbit():", ds.netdyn.orbit().label)
+print("ds.netdyn.orbital_stability():", ds.netdyn.orbital_stability().label)
 acc_rqa = ds.netdyn.rqa(recurrence_rate=0.05)  # observable "loss" by default
 print(f"ds.netdyn.rqa(): DET {acc_rqa.DET:.3f} (same as rqa(ds, observable='loss'): "
       f"{results['loss'].DET:.3f})")
-distances = ds.netdyn.distances(kendall=False)
+distances = ds.netdyn.trajectory_distances(kendall=False)
 late = distances.isel(step=slice(-100, None))
 print(f"last 100 steps: |x_t - x_t-1| = {float(late['euclidean'].mean()):.3e} (the cycle's jump), "
       f"spectral distance {float(late['spectral'].mean()):.3e}, Spearman {float(late['spearman'].mean()):.6f}")

@@ -152,7 +152,7 @@ rows = []
 for lr in LRS:
     tmap = netdyn.training_map(task, lr=lr)
     x0 = tmap.initial_state()
-    record = netdyn.run(tmap, STEPS, x0=x0)
+    record = netdyn.run(tmap, x0, STEPS)
     lam = netdyn.max_lyapunov(tmap, x0, STEPS, method="tangent")
     series = observable_series(record, observable="loss")[SKIP:]
     v = verdict(series)

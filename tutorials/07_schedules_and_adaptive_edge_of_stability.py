@@ -118,7 +118,7 @@ for w in sched["window"].values:
 peak_window = int(np.nanargmax(ratio))
 print(f"closest to the edge: window {peak_window} (ratio {ratio[peak_window]:.3f})")
 
-orbit = netdyn.run(scheduled, TOTAL, x0=x0, eval_every=WINDOW)
+orbit = netdyn.run(scheduled, x0, TOTAL, eval_every=WINDOW)
 accuracy = orbit["test_accuracy"].dropna("step")
 print("test accuracy every window:", np.round(accuracy.values, 3))
 final = scheduled.evaluate(torch.as_tensor(orbit["final_state"].values))

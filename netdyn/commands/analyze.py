@@ -18,7 +18,8 @@ from netdyn.orbits.distances import trajectory_distances
 from netdyn.orbits.stability import orbital_stability
 from netdyn.commands._output import add_output_arguments, default_output, manifest, open_input, staged_output
 from netdyn.commands._report import divergence_words, orbit_words, rosenstein_words
-from netdyn.commands.orbit import distance_summary, orbit_line
+from netdyn.commands.distances import distance_summary
+from netdyn.commands.orbital_stability import orbit_line
 from netdyn.commands.train import nonnegative_int, positive_float, positive_int
 
 __all__ = ["register", "run", "format_report"]

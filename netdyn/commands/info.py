@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from netdyn.orbits.trajectory import summarize
+from netdyn.orbits.trajectory import summarize, summary_dict
 from netdyn.commands._output import open_input
 from netdyn.commands._report import divergence_words
 
@@ -14,7 +14,6 @@ _FIELDS = [
     ("map", "map"),
     ("optimizer", "optimizer"),
     ("lr", "lr"),
-    ("seed", "seed"),
     ("record", "record"),
     ("steps", "recorded steps"),
     ("first_step", "first step"),
@@ -36,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     with open_input(args.path, min_steps=0) as ds:  # an incomplete file's warning is said by the CLI
-        summary = summarize(ds)
+        summary = summary_dict(summarize(ds))
         diverged = divergence_words(ds)
     if args.json:
         print(json.dumps(summary))

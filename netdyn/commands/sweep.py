@@ -14,10 +14,10 @@ import numpy as np
 import xarray as xr
 
 from netdyn.maps.optim import FUNCTIONAL_OPTIMIZERS, functional_optimizer
-from netdyn.maps.problems import ACTIVATIONS, DATASETS, INITS
+from netdyn.maps.problems import ACTIVATIONS
 from netdyn.sweep.grid import edge_of_chaos, fastest_lr, point_specs, run_sweep
 from netdyn.commands._output import add_output_arguments, default_output
-from netdyn.commands.train import hidden_widths, nonnegative_int, positive_float, positive_int
+from netdyn.commands.train import add_model_arguments, nonnegative_int, positive_float, positive_int
 
 
 class OptionError(argparse.ArgumentTypeError, ValueError):
@@ -115,11 +115,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Lyapunov exponent, orbital class and time to target accuracy; write result.nc, sweep.png and the point "
         "store (an interrupted sweep resumes: rerun the same command).",
     )
-    parser.add_argument("--task", choices=DATASETS, default="digits")
-    parser.add_argument("--hidden", type=hidden_widths, default=(32,), help="hidden widths, comma-separated (default: 32)")
-    parser.add_argument("--init", choices=sorted(INITS), default="torch", help="(default: torch)")
-    parser.add_argument("--init-scale", type=positive_float, default=1.0)
-    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    add_model_arguments(parser)
     parser.add_argument("--n-train", type=positive_int, default=None, help="keep only the first N training samples")
     parser.add_argument("--lr", type=parse_lr, default=parse_lr("0.01:10:24log"),
                         help="learning rates: a:b:Nlog, a:b:N or a comma list (default: 0.01:10:24log)")
@@ -129,7 +125,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--optimizer", type=_names(FUNCTIONAL_OPTIMIZERS, "optimizers"), default=["sgd"],
                         help="comma-separated: " + ", ".join(sorted(FUNCTIONAL_OPTIMIZERS)) + " (default: sgd)")
     parser.add_argument("--optimizer-kwargs", type=_json_object, default={}, help='JSON, e.g. \'{"momentum": 0.9}\'')
-    parser.add_argument("--batch-size", type=positive_int, default=None, help="mini-batch size (default: full batch)")
     parser.add_argument("--steps", type=positive_int, default=200, help="training steps per point, >= 32 (default: 200)")
     parser.add_argument("--eval-every", type=positive_int, default=1)
     parser.add_argument("--lyapunov-method", choices=("twin", "tangent"), default="twin")

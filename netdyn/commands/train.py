@@ -51,19 +51,25 @@ def hidden_widths(text: str) -> tuple[int, ...]:
     return widths
 
 
-def add_task_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options that define a task and its training map (shared by several commands)."""
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data set and the network (shared by ``train``, ``lyapunov`` and ``sweep``): ``--task``,
+    ``--hidden``, ``--init``, ``--init-scale``, ``--dtype``, ``--batch-size``."""
     parser.add_argument("--task", choices=DATASETS, default="digits", help="bundled data set (default: digits)")
     parser.add_argument("--hidden", type=hidden_widths, default=(32,), help="hidden widths, comma-separated (default: 32)")
-    parser.add_argument("--activation", choices=sorted(ACTIVATIONS), default="tanh")
     parser.add_argument("--init", choices=sorted(INITS), default="torch", help="weight initialisation (default: torch)")
     parser.add_argument("--init-scale", type=positive_float, default=1.0)
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="mini-batch size (default: full batch)")
+
+
+def add_task_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options that define a task and its training map (shared by several commands)."""
+    add_model_arguments(parser)
+    parser.add_argument("--activation", choices=sorted(ACTIVATIONS), default="tanh")
     parser.add_argument("--optimizer", choices=sorted(FUNCTIONAL_OPTIMIZERS), default="sgd", help="(default: sgd)")
     parser.add_argument("--momentum", type=nonnegative_float, default=0.0, help="SGD/RMSprop momentum (default: 0)")
     parser.add_argument("--lr", type=positive_float, default=0.5, help="learning rate (default: 0.5)")
-    parser.add_argument("--batch-size", type=positive_int, default=None, help="mini-batch size (default: full batch)")
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="initialisation and batch seed (default: 0)")
-    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     parser.add_argument("--schedule", choices=sorted(NAMED_SCHEDULES), default=None,
                         help="learning-rate schedule; --lr is then its peak rate (default: constant)")
     parser.add_argument("--warmup", type=nonnegative_int, default=0,
@@ -134,10 +140,10 @@ def main(args: argparse.Namespace) -> int:
         record = record.split(",")
     from netdyn.io.recording import resolve_record
 
-    resolve_record(tmap, record)  # a bad --record fails here, before anything is written
+    resolve_record(tmap, record=record)  # a bad --record fails here, before anything is written
     path.parent.mkdir(parents=True, exist_ok=True)
     args.output = path  # the interrupt handler reads the file back
-    ds = run(tmap, args.steps, seed=None, record_every=args.record_every, record=record, path=path,
+    ds = run(tmap, None, args.steps, record_every=args.record_every, record=record, path=path,
              eval_every=args.eval_every, progress=True)
     last = ds.loss.dropna("step")
     diverged = bool(ds.diverged)

@@ -50,6 +50,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parameters_to_vector
 
+from netdyn._core.validation import check_int
 from netdyn._version import __version__
 from netdyn.io.recording import SketchProjection
 from netdyn.io.storage import RowBuffer, TrajectoryWriter
@@ -79,19 +80,35 @@ class LoopRecorder:
 
     A context manager: ``with LoopRecorder(...) as rec:`` closes the file on leaving
     the block, also when the loop raises (``KeyboardInterrupt`` included).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import torch
+    >>> from torch import nn
+    >>> import netdyn as nd
+    >>> from netdyn.io.loop_recorder import LoopRecorder
+    >>> model = nn.Linear(2, 1)
+    >>> path = os.path.join(tempfile.mkdtemp(), "loop.nc")
+    >>> with LoopRecorder(model, path, sketch=None) as rec:
+    ...     for _ in range(3):
+    ...         rec.record(loss=1.0)
+    >>> with nd.open_trajectory(path) as ds:
+    ...     ds.sizes["step"], ds.sizes["param"]
+    (3, 3)
     """
 
     def __init__(
         self,
         model: nn.Module,
         path: str | os.PathLike,
+        *,
         sketch: int | None = 64,
         flush_every: int = 100,
         extra: tuple[str, ...] = (),
         attrs: Mapping[str, Any] | None = None,
     ):
-        if flush_every < 1:
-            raise ValueError(f"LoopRecorder: expected flush_every >= 1, got {flush_every}")
+        flush_every = check_int(flush_every, "flush_every", "LoopRecorder", minimum=1)
         self.params = [p for p in model.parameters() if p.requires_grad]
         theta = self._theta()
         self.extra = tuple(extra)
@@ -166,7 +183,7 @@ class LoopRecorder:
             self._row_state = self._recorded(theta)
         self._stream.add(row, None if diverged else theta)
 
-    def close(self, diverged: bool = False) -> None:
+    def close(self, *, diverged: bool = False) -> None:
         """Write the remaining rows and mark the file complete (idempotent).
 
         ``final_state`` is the last finite parameter vector reached."""

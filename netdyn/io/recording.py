@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from netdyn._core.validation import check_int
 from netdyn.maps.base import param_dim_of
 
 __all__ = ["Selection", "SketchProjection", "resolve_record"]
@@ -39,6 +40,14 @@ class Selection:
     ``project(theta)`` returns a tensor of shape ``(n,)``; ``names`` and ``layers``
     label its ``n`` entries; ``record`` is the ``record`` attribute; ``attrs``
     holds extra attributes (the sketch's ``sketch_seed``).
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> from netdyn.io.recording import resolve_record
+    >>> sel = resolve_record(nd.HenonMap())
+    >>> sel.names, sel.size, sel.record
+    (['x0', 'x1'], 2, 'all')
     """
 
     project: Callable[[Tensor], Tensor]
@@ -69,8 +78,8 @@ class SketchProjection:
         blocks of ``P`` are kept in memory up to this size; the rest are regenerated
         from their seeds at every call, so any ``param_dim`` works in bounded memory.
 
-    The maths
-    ---------
+    Notes
+    -----
     ``P_ij ~ N(0, 1) / sqrt(k)`` i.i.d., so ``E |P^T u|^2 = |u|^2`` for every ``u``.
     By the Johnson–Lindenstrauss lemma, for ``n`` points and ``0 < eps < 1`` all
     pairwise squared distances are kept within a factor ``1 ± eps`` with
@@ -86,12 +95,20 @@ class SketchProjection:
     ----------
     W. B. Johnson, J. Lindenstrauss (1984), Contemp. Math. 26, 189-206;
     S. Dasgupta, A. Gupta (2003), Random Struct. Algorithms 22, 60-65.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from netdyn.io.recording import SketchProjection
+    >>> sketch = SketchProjection(1000, 16, seed=0)
+    >>> tuple(sketch(torch.ones(1000, dtype=torch.float64)).shape)
+    (16,)
     """
 
-    def __init__(self, param_dim: int, k: int, seed: int = 0, cache_bytes: int = 256 * 2**20):
-        if k < 1 or param_dim < 1:
-            raise ValueError(f"SketchProjection: expected k >= 1 and param_dim >= 1, got k={k}, param_dim={param_dim}")
-        self.param_dim, self.k, self.seed = int(param_dim), int(k), int(seed)
+    def __init__(self, param_dim: int, k: int, *, seed: int = 0, cache_bytes: int = 256 * 2**20):
+        param_dim = check_int(param_dim, "param_dim", "SketchProjection", minimum=1)
+        k = check_int(k, "k", "SketchProjection", minimum=1)
+        self.param_dim, self.k, self.seed = param_dim, k, int(seed)
         self._blocks: dict[int, Tensor] = {}
         self._moved: dict[tuple[int, torch.dtype, torch.device], Tensor] = {}  # cached blocks on other devices
         n_blocks = -(-self.param_dim // SKETCH_CHUNK_ROWS)
@@ -165,7 +182,7 @@ def _parse(record: Any) -> tuple[str, Any]:
     raise ValueError(f"run: expected record='all', a list of layer names or an int k, got {record!r}")
 
 
-def resolve_record(map_: Any, record: Any = "all") -> Selection:
+def resolve_record(map_: Any, *, record: Any = "all") -> Selection:
     """The :class:`Selection` for ``record`` on ``map_`` (values: see the module docstring).
 
     Raises ``ValueError`` for an unknown form, for layer names the map does not
@@ -173,6 +190,13 @@ def resolve_record(map_: Any, record: Any = "all") -> Selection:
     ``param_labels()``, and for ``k < 1``.  Maps without ``param_labels()`` get
     names ``x0, x1, ...`` and layer ``"x"``; sketch coordinates are ``sketch0, ...``
     with layer ``"sketch"``.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> from netdyn.io.recording import resolve_record
+    >>> resolve_record(nd.HenonMap(), record=1).names  # a 1-d sketch of the 2-d state
+    ['sketch0']
     """
     param_dim = param_dim_of(map_)
     kind, arg = _parse(record)
@@ -199,9 +223,8 @@ def resolve_record(map_: Any, record: Any = "all") -> Selection:
             "layers:" + ",".join(chosen),
         )
     k, seed = arg
-    if k < 1:
-        raise ValueError(f"run: expected a sketch dimension k >= 1, got {k}")
-    proj = SketchProjection(param_dim, k, seed)
+    k = check_int(k, "the sketch dimension k", "run", minimum=1)
+    proj = SketchProjection(param_dim, k, seed=seed)
     return Selection(
         proj, [f"sketch{j}" for j in range(k)], ["sketch"] * k, f"sketch:{k}:{seed}", {"sketch_seed": seed}
     )

@@ -12,7 +12,7 @@ when the run finishes, ``divergence_reason()`` (str, ``""`` when sound) and
 these two and still open;
 ``initial_state(state_index)``, ``final_state(state_index)``, ``final_step()``: the
 full map state (parameters and optimiser buffers) at the start and at step
-``final_step``, so a run can be continued with ``run(map, n, x0=final_state, t0=final_step)``.
+``final_step``, so a run can be continued with ``run(map_, final_state, n, t0=final_step)``.
 Global attribute ``complete`` is 0 while a run writes (or after it was killed), 1 after.
 
 Crash safety
@@ -83,6 +83,22 @@ def netcdf_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     numbers -> numpy arrays, dicts and other lists -> JSON strings, other objects -> ``str``.
 
     Note that netCDF returns a one-element array attribute as a scalar.
+
+    Parameters
+    ----------
+    attrs : mapping
+        Attribute names to values of any type.
+
+    Returns
+    -------
+    dict
+        The same names, with values netCDF4 can store.
+
+    Examples
+    --------
+    >>> from netdyn.io.storage import netcdf_attrs
+    >>> netcdf_attrs({"ok": True, "none": None, "sizes": [4, 5, 3], "opts": {"a": 1}})
+    {'ok': 1, 'none': 'None', 'sizes': array([4, 5, 3]), 'opts': '{"a": 1}'}
     """
     out: dict[str, Any] = {}
     for key, value in attrs.items():
@@ -111,7 +127,17 @@ def netcdf_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
 class RowBuffer:
     """Pre-allocated rows of a trajectory: ``step``, ``state``, ``loss``, ``grad_norm``
     (and ``test_loss``, ``test_accuracy`` when ``with_eval``, and one float per name
-    in ``extra``, e.g. a running exponent); at most ``capacity`` rows."""
+    in ``extra``, e.g. a running exponent); at most ``capacity`` rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.io.storage import RowBuffer
+    >>> buf = RowBuffer(2, 3, np.dtype(np.float64), with_eval=False)
+    >>> buf.add({"step": 0, "state": np.zeros(3), "loss": 1.0, "grad_norm": 0.5})
+    >>> buf.rows()["state"].shape, buf.full
+    ((1, 3), False)
+    """
 
     def __init__(self, capacity: int, n_params: int, dtype: np.dtype, with_eval: bool, extra: tuple[str, ...] = ()):
         self.capacity, self.n = int(capacity), 0
@@ -151,7 +177,37 @@ def build_dataset(
     diverged: bool,
     attrs: Mapping[str, Any],
 ) -> xr.Dataset:
-    """The in-memory trajectory Dataset, with the same layout as the streamed file."""
+    """The in-memory trajectory Dataset, with the same layout as the streamed file.
+
+    Parameters
+    ----------
+    rows : mapping of str to array
+        The filled rows of a :class:`RowBuffer`.
+    names, layers : list of str
+        Labels of the recorded parameters (``param`` coordinate and its ``layer``).
+    initial_state, final_state : array (state_dim,)
+        The full map states at the start and at ``final_step``.
+    final_step : int
+        The step of ``final_state``.
+    diverged : bool
+        Whether the run broke the divergence rule.
+    attrs : mapping
+        Attributes (made netCDF-safe with :func:`netcdf_attrs`).
+
+    Returns
+    -------
+    xarray.Dataset
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.io.storage import RowBuffer, build_dataset
+    >>> buf = RowBuffer(1, 2, np.dtype(np.float64), with_eval=False)
+    >>> buf.add({"step": 0, "state": np.ones(2), "loss": 1.0, "grad_norm": 0.0})
+    >>> ds = build_dataset(buf.rows(), ["x0", "x1"], ["x", "x"], np.ones(2), np.ones(2), 1, False, {})
+    >>> ds["state"].dims, int(ds["final_step"])
+    (('step', 'param'), 1)
+    """
     data = {
         "state": (("step", "param"), rows["state"]),
         "loss": ("step", rows["loss"]),
@@ -176,7 +232,14 @@ def build_dataset(
 
 
 def verdict_variables(verdict: Mapping[str, Any]) -> dict[str, tuple[tuple, np.ndarray]]:
-    """``divergence_reason`` (str) and ``diverged_step`` (int64) as scalar Dataset variables."""
+    """``divergence_reason`` (str) and ``diverged_step`` (int64) as scalar Dataset variables.
+
+    Examples
+    --------
+    >>> from netdyn.io.storage import verdict_variables
+    >>> sorted(verdict_variables({"divergence_reason": "", "diverged_step": -1}))
+    ['diverged_step', 'divergence_reason']
+    """
     return {
         "divergence_reason": ((), np.array(str(verdict["divergence_reason"]))),
         "diverged_step": ((), np.int64(verdict["diverged_step"])),
@@ -205,6 +268,17 @@ class TrajectoryWriter:
     (``complete = 0``, ``interrupted_at``).  Creating a writer removes side files
     left by an earlier run to the same path.  See the module docstring for crash
     safety, interruptions and file locks.
+
+    Examples
+    --------
+    Used by :func:`netdyn.run` with ``path=``; the file it writes:
+
+    >>> import os, tempfile
+    >>> import netdyn as nd
+    >>> path = os.path.join(tempfile.mkdtemp(), "run.nc")
+    >>> with nd.run(nd.LogisticMap(4.0), None, 20, path=path, flush_every=8) as ds:
+    ...     ds.sizes["step"], int(ds.attrs["complete"])
+    (20, 1)
     """
 
     def __init__(
@@ -393,7 +467,15 @@ class TrajectoryWriter:
 
 
 def pending_files(path: str | os.PathLike) -> list[str]:
-    """Side files ``<path>.pending-<first row>.nc`` of a trajectory, by first row."""
+    """Side files ``<path>.pending-<first row>.nc`` of a trajectory, by first row.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from netdyn.io.storage import pending_files
+    >>> pending_files(os.path.join(tempfile.mkdtemp(), "run.nc"))
+    []
+    """
     path = os.fspath(path)
     found = []
     for name in glob.glob(glob.escape(path) + _PENDING + "*.nc"):
@@ -486,6 +568,15 @@ def consolidate(path: str | os.PathLike) -> int:
     Each side file's rows go to their own row positions (attribute ``first_row``),
     so a consolidation killed midway can simply be run again.  Raises ``OSError``
     when the file is still locked and ``ValueError`` for an unreadable side file.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import netdyn as nd
+    >>> path = os.path.join(tempfile.mkdtemp(), "run.nc")
+    >>> nd.run(nd.LogisticMap(4.0), None, 10, path=path).close()
+    >>> nd.consolidate(path)  # no side files: nothing to move
+    0
     """
     path = os.fspath(path)
     sides = pending_files(path)
@@ -532,6 +623,16 @@ def open_trajectory(path: str | os.PathLike) -> xr.Dataset:
     giving how many steps it holds.  Side files ``<path>.pending-<n>.nc`` (rows a run
     could not append to a locked file) are merged in, with a ``RuntimeWarning``; the
     result is then in memory (see :func:`consolidate`).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import netdyn as nd
+    >>> path = os.path.join(tempfile.mkdtemp(), "run.nc")
+    >>> nd.run(nd.LogisticMap(4.0), None, 10, path=path).close()
+    >>> with nd.open_trajectory(path) as ds:
+    ...     ds.sizes["step"]
+    10
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -578,6 +679,18 @@ def save_trajectory(ds: xr.Dataset, path: str | os.PathLike) -> None:
     Attributes are made netCDF-safe with :func:`netcdf_attrs`; reopening with
     :func:`open_trajectory` gives back an identical Dataset.  Raises ``ValueError``
     when ``ds`` lacks the trajectory variables.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import xarray as xr
+    >>> import netdyn as nd
+    >>> ds = nd.run(nd.HenonMap(), None, 10)
+    >>> path = os.path.join(tempfile.mkdtemp(), "henon.nc")
+    >>> nd.save_trajectory(ds, path)
+    >>> with nd.open_trajectory(path) as back:
+    ...     bool(back["state"].equals(ds["state"]))
+    True
     """
     _check_layout(ds, "save_trajectory: the Dataset")
     for side in pending_files(path):  # they belonged to the file being replaced

@@ -6,7 +6,7 @@ projected to a scalar observable and classifies each orbit with
 :func:`netdyn.orbits.stability.orbital_stability`.  :func:`netdyn.plot.orbits.plot_orbit_diagram`
 draws the result.
 
-Parameter batches: when ``make_map`` accepts a 1-D tensor of all the values and
+Parameter batches: when ``map_`` (the family) accepts a 1-D tensor of all the values and
 returns one map whose ``members`` are those values (the classic maps of
 :mod:`netdyn.maps.classic`: ``LogisticMap``, ``HenonMap``, ``QuadraticGD``,
 ``CircleRotation``, ``LorenzRK4``, and factories such as
@@ -28,6 +28,7 @@ import torch
 import xarray as xr
 
 from netdyn._version import __version__
+from netdyn._core.validation import check_int
 from netdyn.maps.base import is_batch_first
 from netdyn.orbits.stability import orbital_stability
 
@@ -35,11 +36,11 @@ __all__ = ["orbit_diagram"]
 
 
 def orbit_diagram(
-    make_map: Callable[[float], Any],
+    map_: Callable[[float], Any],
     values: Sequence[float] | np.ndarray,
     steps: int,
-    tail: int,
     *,
+    tail: int,
     observable: int | Callable[[np.ndarray], np.ndarray] = 0,
     x0: torch.Tensor | np.ndarray | Sequence[float] | None = None,
     seed: int = 0,
@@ -53,8 +54,8 @@ def orbit_diagram(
 
     Parameters
     ----------
-    make_map
-        ``value -> map`` (a :class:`~netdyn.maps.base.DiscreteMap`), e.g.
+    map_
+        the family of maps, ``value -> map`` (a :class:`~netdyn.maps.base.DiscreteMap`), e.g.
         ``LogisticMap`` or ``lambda lr: TrainingMap(..., lr=lr)``.
     values
         the control-parameter values, shape ``(V,)``.
@@ -123,7 +124,23 @@ def orbit_diagram(
     :mod:`netdyn.maps.divergence`; one warning for the whole diagram).  A finite tail
     is judged by :func:`orbital_stability`, which applies the whole divergence rule
     (growth of the state norm relative to the tail's first state).
+
+    Raises
+    ------
+    ValueError
+        When ``values`` is empty or not 1-D, ``tail`` is not in ``[16, steps]`` or the
+        observable is neither a valid state index nor a callable.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> d = nd.orbit_diagram(nd.LogisticMap, [2.8, 3.2], 200, tail=32, name="r")
+    >>> d["label"].values.tolist(), d["period"].values.tolist()
+    (['fixed_point', 'periodic'], [1, 2])
     """
+    make_map = map_  # the family: value -> map
+    steps = check_int(steps, "steps", "orbit_diagram", minimum=1)
+    tail = check_int(tail, "tail", "orbit_diagram", minimum=1)
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 1 or values.size == 0:
         raise ValueError(f"orbit_diagram: expected a non-empty 1-D sequence of values, got shape {values.shape}")
@@ -166,7 +183,7 @@ def orbit_diagram(
             continue
         if finite:
             timed = xr.DataArray(states, dims=("step", "param"), coords={"step": np.arange(steps - tail, steps)})
-            res = orbital_stability(timed, tail=tail, seed=seed, map=map_ if use_map else None, **stability)
+            res = orbital_stability(timed, tail=tail, seed=seed, map_=map_ if use_map else None, **stability)
             labels.append(res.label)
             periods[k] = res.period or 0
             exponents[k] = res.exponent

@@ -62,6 +62,7 @@ import scipy.spatial.distance as ssd
 import scipy.stats
 import xarray as xr
 
+from netdyn._core.validation import check_int
 from netdyn.orbits.graphs import from_graph, n_parameters, split_layers, trajectory_layer_sizes
 
 __all__ = ["trajectory_distances", "graph_distances", "STATE_MEASURES", "GRAPH_MEASURES"]
@@ -85,9 +86,9 @@ _DESCRIPTIONS = {
 
 
 def trajectory_distances(
-    trajectory: xr.Dataset | xr.DataArray | np.ndarray,
-    layer_sizes: Sequence[int] | None = None,
+    x: xr.Dataset | xr.DataArray | np.ndarray,
     *,
+    layer_sizes: Sequence[int] | None = None,
     kendall: bool = True,
     chunk: int = 1024,
 ) -> xr.Dataset:
@@ -95,7 +96,7 @@ def trajectory_distances(
 
     Parameters
     ----------
-    trajectory
+    x
         a trajectory Dataset (its ``state`` over ``(step, param)``), a DataArray of
         that shape, or an array ``(T, P)``; ``T >= 2``.
     layer_sizes
@@ -115,10 +116,23 @@ def trajectory_distances(
         variables :data:`STATE_MEASURES` and, for an MLP, :data:`GRAPH_MEASURES`
         (without ``kendall`` if ``kendall=False``), all float64 over ``step``; attrs
         ``layer_sizes`` when known.  Definitions in the module docstring.
+
+    Raises
+    ------
+    ValueError
+        When there are fewer than 2 steps, ``chunk < 1`` or the layer sizes do not match the state.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> x = np.outer(np.arange(1.0, 6.0), [3.0, 4.0])  # a straight line, |step| = 5
+    >>> d = nd.trajectory_distances(x)
+    >>> d["euclidean"].values[1:].tolist(), float(d["euclidean_to_final"][0])
+    ([5.0, 5.0, 5.0, 5.0], 20.0)
     """
-    states, steps, sizes = _inputs(trajectory, layer_sizes)
-    if chunk < 1:
-        raise ValueError(f"trajectory_distances: expected chunk >= 1, got {chunk}")
+    states, steps, sizes = _inputs(x, layer_sizes)
+    chunk = check_int(chunk, "chunk", "trajectory_distances", minimum=1)
     n_steps = states.shape[0]
     final = np.asarray(states[n_steps - 1], dtype=np.float64)
     names = list(STATE_MEASURES) + ([m for m in GRAPH_MEASURES if kendall or m != "kendall"] if sizes else [])
@@ -136,7 +150,7 @@ def trajectory_distances(
 
 
 def graph_distances(
-    graphs: Iterable[nx.DiGraph], steps: Sequence[int] | None = None, *, kendall: bool = True
+    graphs: Iterable[nx.DiGraph], *, steps: Sequence[int] | None = None, kendall: bool = True
 ) -> xr.Dataset:
     """The measures of :func:`trajectory_distances`, computed from graphs.
 
@@ -161,6 +175,16 @@ def graph_distances(
         strengths ``DiGraph.in_degree/out_degree(weight="weight")`` and
         ``scipy.stats.wasserstein_distance``; rankings ``scipy.stats.spearmanr`` and
         ``kendalltau`` on the edges in sorted ``(u, v)`` order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> rng = np.random.default_rng(0)
+    >>> graphs = [nd.to_graph(rng.normal(size=43), layer_sizes=[4, 5, 3]) for _ in range(3)]
+    >>> d = nd.graph_distances(graphs, kendall=False)
+    >>> d.sizes["step"], "spectral" in d, bool(np.isnan(d["euclidean"][0]))
+    (3, True, True)
     """
     graphs = list(graphs)
     if len(graphs) < 2:
@@ -211,7 +235,7 @@ def _inputs(
         wants_graph = layer_sizes is not None or (
             "layer_sizes" in trajectory.attrs and trajectory.attrs.get("record", "all") == "all"
         )
-        sizes = trajectory_layer_sizes(trajectory, layer_sizes, "trajectory_distances") if wants_graph else None
+        sizes = trajectory_layer_sizes(trajectory, layer_sizes=layer_sizes, caller="trajectory_distances") if wants_graph else None
         trajectory = trajectory["state"]
     else:
         sizes = None if layer_sizes is None else [int(n) for n in layer_sizes]
@@ -248,7 +272,7 @@ def _graph_block(block: np.ndarray, sizes: list[int], out: dict, first: int, ken
     """Graph measures between successive rows of a block whose row 0 is step index ``first``
     (vectorised but for Kendall)."""
     finite = np.isfinite(block).all(axis=1)
-    layers = split_layers(block, sizes)
+    layers = split_layers(block, layer_sizes=sizes)
     spectra = np.full((len(block), sum(min(w.shape[1:]) for w, _ in layers)), np.nan)
     col = 0
     for w, _ in layers:
@@ -258,7 +282,7 @@ def _graph_block(block: np.ndarray, sizes: list[int], out: dict, first: int, ken
     s_in = np.sort(np.concatenate([w.sum(axis=2) for w, _ in layers], axis=1), axis=1)
     s_out = np.sort(np.concatenate([w.sum(axis=1) for w, _ in layers], axis=1), axis=1)
     weights = np.concatenate([w.reshape(len(block), -1) for w, _ in layers], axis=1)
-    ranks = _average_ranks(weights)
+    ranks = scipy.stats.rankdata(weights, axis=1)  # ties share their average rank; a NaN row gives NaN ranks
     ranks -= ranks.mean(axis=1, keepdims=True)
     pairs = slice(first + 1, first + len(block))
     both = finite[1:] & finite[:-1]
@@ -274,25 +298,6 @@ def _graph_block(block: np.ndarray, sizes: list[int], out: dict, first: int, ken
             warnings.simplefilter("ignore")  # constant input gives NaN, reported by the caller
             for i in np.flatnonzero(both) + 1:
                 out["kendall"][first + i] = scipy.stats.kendalltau(weights[i], weights[i - 1]).statistic
-
-
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n along axis 1, ties sharing their average rank (as scipy's rankdata).
-
-    Non-finite rows give ranks that are later discarded."""
-    n = x.shape[1]
-    order = np.argsort(x, axis=1, kind="stable")
-    xs = np.take_along_axis(x, order, axis=1)
-    pos = np.broadcast_to(np.arange(n), x.shape)
-    new = np.ones(x.shape, dtype=bool)
-    new[:, 1:] = xs[:, 1:] != xs[:, :-1]
-    first = np.maximum.accumulate(np.where(new, pos, 0), axis=1)
-    last_mark = np.ones(x.shape, dtype=bool)
-    last_mark[:, :-1] = new[:, 1:]
-    last = np.minimum.accumulate(np.where(last_mark, pos, n - 1)[:, ::-1], axis=1)[:, ::-1]
-    ranks = np.empty(x.shape)
-    np.put_along_axis(ranks, order, (first + last) / 2.0 + 1.0, axis=1)
-    return ranks
 
 
 def _graph_features(graph: nx.DiGraph, sizes: list[int]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:

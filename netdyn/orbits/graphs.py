@@ -58,6 +58,13 @@ def layer_sizes_of(model: nn.Module) -> list[int]:
     Raises ``ValueError`` naming the offending layer for any other parameterised
     layer (Conv2d, BatchNorm, PReLU, ...), a Linear without bias, or consecutive
     Linear layers whose widths do not chain.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from netdyn.orbits.graphs import layer_sizes_of
+    >>> layer_sizes_of(nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)))
+    [4, 5, 3]
     """
     linears: list[nn.Linear] = []
     for name, module in model.named_modules():
@@ -83,12 +90,33 @@ def layer_sizes_of(model: nn.Module) -> list[int]:
 
 
 def n_parameters(layer_sizes: Sequence[int]) -> int:
-    """Number of weights and biases, ``sum_l n_l (n_{l-1} + 1)``."""
+    """Number of weights and biases, ``sum_l n_l (n_{l-1} + 1)``.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        ``[n_0, ..., n_L]``, every width >= 1, at least two layers.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        When ``layer_sizes`` is not a valid list of widths.
+
+    Examples
+    --------
+    >>> from netdyn.orbits.graphs import n_parameters
+    >>> n_parameters([4, 5, 3])  # 5 * (4 + 1) + 3 * (5 + 1)
+    43
+    """
     sizes = _check_sizes(layer_sizes, "n_parameters")
     return sum(n_out * (n_in + 1) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
 
 
-def split_layers(states: np.ndarray, layer_sizes: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+def split_layers(states: np.ndarray, *, layer_sizes: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Views ``[(W_1, b_1), (W_2, b_2), ...]`` into flat states.
 
     Parameters
@@ -102,6 +130,13 @@ def split_layers(states: np.ndarray, layer_sizes: Sequence[int]) -> list[tuple[n
     -------
     list of ``(W_l, b_l)`` with ``W_l`` of shape ``(..., n_l, n_{l-1})`` and ``b_l`` of
     shape ``(..., n_l)`` (leading ``T`` axis when ``states`` is 2-D); no copies.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from netdyn.orbits.graphs import split_layers
+    >>> [(w.shape, b.shape) for w, b in split_layers(np.arange(43.0), layer_sizes=[4, 5, 3])]
+    [((5, 4), (5,)), ((3, 5), (3,))]
     """
     sizes = _check_sizes(layer_sizes, "split_layers")
     states = np.asarray(states)
@@ -123,7 +158,7 @@ def split_layers(states: np.ndarray, layer_sizes: Sequence[int]) -> list[tuple[n
 
 
 def to_graph(
-    model_or_state: nn.Module | np.ndarray | torch.Tensor, layer_sizes: Sequence[int] | None = None
+    model_or_state: nn.Module | np.ndarray | torch.Tensor, *, layer_sizes: Sequence[int] | None = None
 ) -> nx.DiGraph:
     """The weighted directed graph of an MLP (see the module docstring for its layout).
 
@@ -141,11 +176,19 @@ def to_graph(
     networkx.DiGraph
         ``sum_l n_l`` nodes, ``sum_l n_l n_{l-1}`` edges; ``G.graph["layer_sizes"]``
         and ``G.graph["dtype"]`` record how to invert it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> g = nd.to_graph(np.arange(43.0), layer_sizes=[4, 5, 3])
+    >>> g.number_of_nodes(), g.number_of_edges()  # 4 + 5 + 3 nodes, 4 * 5 + 5 * 3 edges
+    (12, 35)
     """
     state, sizes = _state_and_sizes(model_or_state, layer_sizes, "to_graph")
     graph = nx.DiGraph(layer_sizes=list(sizes), dtype=state.dtype.name)
     graph.add_nodes_from(((0, i), {"layer": 0, "index": i, "bias": 0.0}) for i in range(sizes[0]))
-    for layer, (w, b) in enumerate(split_layers(state, sizes), start=1):
+    for layer, (w, b) in enumerate(split_layers(state, layer_sizes=sizes), start=1):
         graph.add_nodes_from(
             ((layer, i), {"layer": layer, "index": i, "bias": v}) for i, v in enumerate(b.tolist())
         )
@@ -170,6 +213,14 @@ def from_graph(graph: nx.DiGraph) -> tuple[np.ndarray, list[int]]:
     (state, layer_sizes)
         ``state`` of shape ``(P,)`` in the dtype recorded in ``graph.graph["dtype"]``
         (float64 if absent) — bitwise equal to the state the graph was built from.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> state, sizes = nd.from_graph(nd.to_graph(np.arange(43.0), layer_sizes=[4, 5, 3]))
+    >>> bool(np.array_equal(state, np.arange(43.0))), sizes
+    (True, [4, 5, 3])
     """
     if "layer_sizes" not in graph.graph:
         raise ValueError("from_graph: expected a graph built by to_graph (graph attribute 'layer_sizes'), got none")
@@ -193,7 +244,7 @@ def from_graph(graph: nx.DiGraph) -> tuple[np.ndarray, list[int]]:
 
 
 def trajectory_layer_sizes(
-    ds: xr.Dataset, layer_sizes: Sequence[int] | None = None, caller: str = "graph_trajectory"
+    ds: xr.Dataset, *, layer_sizes: Sequence[int] | None = None, caller: str = "graph_trajectory"
 ) -> list[int]:
     """Layer sizes of a recorded MLP trajectory, checked against its ``state``.
 
@@ -201,6 +252,32 @@ def trajectory_layer_sizes(
     ``record`` attribute is present and not ``"all"`` holds a subset or a sketch of
     the parameters and is refused, as is one whose ``param`` length is not
     ``n_parameters(layer_sizes)``.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A trajectory Dataset of an MLP with ``state(step, param)``.
+    layer_sizes : sequence of int, optional
+        The widths; default ``ds.attrs["layer_sizes"]``.
+    caller : str
+        The public function's name, for the error message.
+
+    Returns
+    -------
+    list of int
+
+    Raises
+    ------
+    ValueError
+        When no sizes are known, the record is not ``"all"`` or the sizes do not match ``state``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from netdyn.orbits.graphs import trajectory_layer_sizes
+    >>> ds = xr.Dataset({"state": (("step", "param"), np.zeros((3, 43)))}, attrs={"layer_sizes": [4, 5, 3]})
+    >>> trajectory_layer_sizes(ds)
+    [4, 5, 3]
     """
     record = ds.attrs.get("record", "all")
     if record != "all":
@@ -220,7 +297,7 @@ def trajectory_layer_sizes(
     return sizes
 
 
-def graph_trajectory(ds: xr.Dataset, layer_sizes: Sequence[int] | None = None) -> Iterator[nx.DiGraph]:
+def graph_trajectory(ds: xr.Dataset, *, layer_sizes: Sequence[int] | None = None) -> Iterator[nx.DiGraph]:
     """The graph at each recorded step of a trajectory, built lazily.
 
     Parameters
@@ -237,8 +314,17 @@ def graph_trajectory(ds: xr.Dataset, layer_sizes: Sequence[int] | None = None) -
         one graph per step, in step order, each with ``G.graph["step"]``; the state
         is read one row at a time, so a file-backed Dataset is never loaded whole.
         Input errors are raised at the call, not at the first ``next``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> import netdyn as nd
+    >>> ds = xr.Dataset({"state": (("step", "param"), np.ones((3, 43)))}, coords={"step": [0, 1, 2]},
+    ...                 attrs={"layer_sizes": [4, 5, 3]})
+    >>> [g.graph["step"] for g in nd.graph_trajectory(ds)]
+    [0, 1, 2]
     """
-    sizes = trajectory_layer_sizes(ds, layer_sizes, "graph_trajectory")
+    sizes = trajectory_layer_sizes(ds, layer_sizes=layer_sizes, caller="graph_trajectory")
     return _graphs(ds, sizes)
 
 
@@ -246,7 +332,7 @@ def _graphs(ds: xr.Dataset, sizes: list[int]) -> Iterator[nx.DiGraph]:
     state = ds["state"]
     steps = ds["step"].values if "step" in ds.coords else np.arange(state.shape[0])
     for row, step in enumerate(steps):
-        graph = to_graph(np.asarray(state[row].values), sizes)
+        graph = to_graph(np.asarray(state[row].values), layer_sizes=sizes)
         graph.graph["step"] = int(step)
         yield graph
 

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import xarray as xr
 
+from netdyn._core.results import DatasetResult
+from netdyn._core.validation import check_float, check_int
 from netdyn.series.datadriven import rosenstein
 from netdyn.maps.divergence import DivergenceRule, divergence_reason
 from netdyn._core.stats import block_stderr
@@ -39,11 +41,13 @@ _DRIFT = 0.5  # drift above which the tail is still travelling rather than stati
 _SIGMAS = 2.0  # an exponent within this many standard errors of exponent_tol is marginal
 
 
-@dataclass(frozen=True)
-class OrbitalStability:
+@dataclass(frozen=True, eq=False, repr=False)
+class OrbitalStability(DatasetResult):
     """The class of an orbit's tail and the evidence for it.
 
-    Distances are relative to ``scale`` unless said otherwise.
+    Distances are relative to ``scale`` unless said otherwise.  ``to_dataset()`` gives
+    every field as a 0-d variable or attribute (``period`` listed in ``none_fields``
+    when None); ``OrbitalStability.from_dataset`` inverts it, also after ``to_netcdf``.
 
     Attributes
     ----------
@@ -101,6 +105,15 @@ class OrbitalStability:
     sketch_dim
         0 when the full state was classified; else the dimension of the Gaussian
         sketch a state too large for memory was classified through.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> res = nd.orbital_stability(nd.run(nd.LogisticMap(3.2), None, 200))
+    >>> res.label, res.period
+    ('periodic', 2)
+    >>> nd.OrbitalStability.from_dataset(res.to_dataset()).period
+    2
     """
 
     label: str
@@ -140,7 +153,7 @@ class _Orbit:
 
 
 def _orbital_stability(
-    orbit: np.ndarray | torch.Tensor | xr.DataArray | xr.Dataset,
+    x: np.ndarray | torch.Tensor | xr.DataArray | xr.Dataset,
     *,
     tail: int | None = None,
     tol: float | None = None,
@@ -148,7 +161,7 @@ def _orbital_stability(
     converge_ratio: float = 1e-2,
     growth_limit: float | None = None,
     exponent: float | xr.Dataset | None = None,
-    map: Any = None,
+    map_: Any = None,
     exponent_tol: float = 0.01,
     exponent_steps: int | None = None,
     theiler: int = 10,
@@ -162,7 +175,7 @@ def _orbital_stability(
 
     Parameters
     ----------
-    orbit
+    x
         states ``(T, d)`` or a scalar series ``(T,)``: a numpy array or tensor (state
         ``k`` at map time ``k``), a DataArray over ``(step, param)`` (map times from
         its ``step`` coordinate), or a trajectory Dataset (its ``state``, ``loss``,
@@ -193,7 +206,7 @@ def _orbital_stability(
         must be; an estimate that stopped before the window's end gives its
         ``lyapunov``, ``+inf`` when unresolved).  A sweep hands over its
         ``max_lyapunov`` Dataset this way.
-    map
+    map_
         the map that produced the orbit; when ``exponent`` is None the exponent is
         measured by :func:`~netdyn.lyapunov.maximal.max_lyapunov` (tangent when the map has
         ``step_jvp``, twin otherwise; its defaults: ``d0 = 1e-9``, parameter norm)
@@ -241,11 +254,20 @@ def _orbital_stability(
     compare distances with each other and with orders of magnitude, which that
     preserves; nearest neighbours are not preserved, so a quasi-periodic or chaotic
     label decided by the nearest-neighbour exponent of a sketch comes with
-    ``confidence="low"`` (pass ``map=`` for the full-state exponent).  Peak memory is
+    ``confidence="low"`` (pass ``map_=`` for the full-state exponent).  Peak memory is
     then a block plus the ``(T, 256)`` sketch, whatever the file size.
 
-    The tests, in order
-    -------------------
+    Raises
+    ------
+    ValueError
+        When ``tol``, ``max_period``, ``theiler``, ``horizon``, ``exponent_steps`` or
+        ``tail`` is out of range (``16 <= tail <= T``), or the orbit is not a valid
+        state array.
+
+    Notes
+    -----
+    **The tests, in order.**
+
     1. **divergent** — :func:`~netdyn.maps.divergence.divergence_reason` applied to the
        whole recorded orbit: the Dataset's ``loss`` (if present) and the state
        norms (non-finite values, loss blow-up, unbounded growth); or the Dataset's
@@ -258,11 +280,11 @@ def _orbital_stability(
        ``converge_ratio``, gives a **fixed_point** (``p = 1``) or **periodic** orbit.
        With ``scale = max ||x_t||`` the tolerance follows the orbit's magnitude, so
        float noise never hides a cycle and a cycle is never below the noise.
-       An exponent, when supplied or measurable from ``map``, is checked against
+       An exponent, when supplied or measurable from ``map_``, is checked against
        the cycle: above ``exponent_tol`` it is a conflict (an unstable cycle held
        by exact arithmetic, or an exponent of another window).
     3. Otherwise the orbit is bounded and not yet periodic; its maximal exponent
-       ``lam`` is taken as supplied, from ``map``, or from the orbit by Rosenstein's
+       ``lam`` is taken as supplied, from ``map_``, or from the orbit by Rosenstein's
        method.  ``lam <= exponent_tol`` and some ``e_p`` whose maximum over the
        last quarter is at most half its maximum over the first: the orbit is
        *contracting* onto a cycle too slowly for test 2; its period is the first
@@ -277,8 +299,7 @@ def _orbital_stability(
        as above); otherwise **quasi_periodic**.  Chaotic, with a warning and
        ``confidence="low"``, when no exponent can be estimated.
 
-    Why the exponent is measured over the tail window
-    -------------------------------------------------
+    **Why the exponent is measured over the tail window.**
     The class describes the tail; an exponent of another window describes another
     orbit piece.  On the README's sweep (digits, 64-32-10 ReLU MLP, N(0, 1) init,
     full-batch GD, 200 steps) the runs at ``lr >= 2.2`` are chaotic for tens of
@@ -298,20 +319,29 @@ def _orbital_stability(
     ----------
     Danovski, Soriano & Lacasa, Front. Complex Syst. (2024);
     Rosenstein, Collins & De Luca, Physica D 65 (1993) 117.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> nd.orbital_stability(nd.run(nd.LogisticMap(2.5), None, 100)).label  # x* = 0.6
+    'fixed_point'
+    >>> res = nd.orbital_stability(nd.run(nd.LogisticMap(4.0), None, 200), map_=nd.LogisticMap(4.0))
+    >>> res.label, round(res.exponent, 1)  # ln 2 = 0.69
+    ('chaotic', 0.7)
     """
-    info = _parse(orbit)
+    info = _parse(x)
     states = info.states
     n_all = states.shape[0]
     n = n_all // 2 if tail is None else int(tail)
     if tol is None:
         tol = max(1e-6, 100 * float(np.finfo(info.dtype).eps))
-    if not 0 < tol < 1 or max_period < 1 or theiler < 0 or horizon < 1:
-        raise ValueError(
-            "orbital_stability: expected 0 < tol < 1, max_period >= 1, theiler >= 0, horizon >= 1, got "
-            f"tol={tol}, max_period={max_period}, theiler={theiler}, horizon={horizon}"
-        )
-    if exponent_steps is not None and (int(exponent_steps) != exponent_steps or exponent_steps < 1):
-        raise ValueError(f"orbital_stability: expected exponent_steps None or an integer >= 1, got {exponent_steps}")
+    caller = "orbital_stability"
+    tol = check_float(tol, "tol", caller, minimum=0, maximum=1, exclusive=True)
+    max_period = check_int(max_period, "max_period", caller, minimum=1)
+    theiler = check_int(theiler, "theiler", caller, minimum=0)
+    horizon = check_int(horizon, "horizon", caller, minimum=1)
+    if exponent_steps is not None:
+        exponent_steps = check_int(exponent_steps, "exponent_steps", caller, minimum=1)
     why, conflict = _divergence(info, _rule(rule, growth_limit))
     if why:  # decided on the whole orbit, however short (a run stops where it diverges)
         return _divergent(states[n_all - min(max(n, 0), n_all) :], why, conflict, float(tol))
@@ -355,7 +385,7 @@ def _orbital_stability(
             break
 
     lam, stderr, lam_late, source = _exponent(
-        info, n, exponent, map, exponent_steps, seed, x, theiler, horizon, need=cycle is None
+        info, n, exponent, map_, exponent_steps, seed, x, theiler, horizon, need=cycle is None
     )
     base.update(exponent=lam, exponent_source=source, exponent_stderr=stderr)
     marginal = math.isfinite(lam) and math.isfinite(stderr) and abs(lam - exponent_tol) <= _SIGMAS * stderr
@@ -431,15 +461,15 @@ SKETCH_DIM = 256
 
 
 @functools.wraps(_orbital_stability)
-def orbital_stability(orbit: Any, **options: Any) -> OrbitalStability:  # noqa: D103 (the docstring is wrapped)
-    orbit, sketch_dim = _bounded(orbit)
-    result = _orbital_stability(orbit, **options)
+def orbital_stability(x: Any, **options: Any) -> OrbitalStability:  # noqa: D103 (the docstring is wrapped)
+    x, sketch_dim = _bounded(x)
+    result = _orbital_stability(x, **options)
     if not sketch_dim:
         return result
     if result.exponent_source == "orbit" and result.label in ("quasi_periodic", "chaotic"):
         # nearest neighbours are not kept by a projection: a label decided by their exponent is not certain
         why = (f"the exponent {result.exponent:.3g} comes from nearest neighbours in a {sketch_dim}-d sketch of a "
-               "state too large for memory; pass map= for the exponent of the full state")
+               "state too large for memory; pass map_= for the exponent of the full state")
         return dataclasses.replace(result, sketch_dim=sketch_dim, confidence="low",
                                    conflict=f"{result.conflict}; {why}" if result.conflict else why)
     return dataclasses.replace(result, sketch_dim=sketch_dim)

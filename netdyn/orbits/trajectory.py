@@ -1,4 +1,4 @@
-"""Record the orbit of a map: ``run(map, steps) -> xarray.Dataset``.
+"""Record the orbit of a map: ``run(map_, x0, steps) -> xarray.Dataset``.
 
 The recorder iterates ``x_{t+1} = F(x_t, t)`` and stores, every ``record_every``
 steps, the selected parameters of ``x_t`` (see :mod:`netdyn.io.recording`) with the
@@ -23,23 +23,18 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from netdyn._core.devices import SYNC_EVERY, host_block, map_device
+from netdyn._core.validation import check_int
 from netdyn._version import __version__
 from netdyn.maps.divergence import DivergenceCheck, DivergenceRule, parameter_norms, parameter_norms_on_device
 from netdyn.maps.base import describe_map, is_batch_first, param_dim_of
 from netdyn.io.recording import Selection, resolve_record
 from netdyn.io.storage import RowBuffer, TrajectoryWriter, build_dataset, netcdf_attrs, open_trajectory, verdict_variables
 
-__all__ = ["run", "state_matrix", "summarize"]
+__all__ = ["SUMMARY_FIELDS", "run", "state_matrix", "summarize", "summary_dict"]
 
 
-def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"run: expected {name} to be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _initial(map_: Any, x0: Any, seed: int | None) -> Tensor:
-    x = map_.initial_state(seed) if x0 is None else torch.as_tensor(x0, device=map_device(map_))
+def _initial(map_: Any, x0: Any) -> Tensor:
+    x = map_.initial_state() if x0 is None else torch.as_tensor(x0, device=map_device(map_))
     if x.shape != (map_.dim,):
         raise ValueError(f"run: expected x0 of shape ({map_.dim},), got {tuple(x.shape)}")
     if not bool(torch.isfinite(x).all()):
@@ -69,34 +64,33 @@ def _closed_on_interrupt(writer: TrajectoryWriter | None, reached: Callable[[], 
 
 
 def run(
-    map: Any,
+    map_: Any,
+    x0: Tensor | np.ndarray | None,
     steps: int,
-    x0: Tensor | np.ndarray | None = None,
-    seed: int | None = None,
+    *,
     record_every: int = 1,
     record: Any = "all",
     path: str | os.PathLike | None = None,
     eval_every: int | None = None,
     flush_every: int = 100,
-    progress: bool = False,
+    progress: bool | None = None,
     t0: int = 0,
     divergence: DivergenceRule | None = DivergenceRule(),
 ) -> xr.Dataset:
-    """Iterate ``map`` for ``steps`` steps and return the recorded trajectory.
+    """Iterate ``map_`` for ``steps`` steps from ``x0`` and return the recorded trajectory.
 
     Parameters
     ----------
-    map : DiscreteMap
+    map_ : DiscreteMap
         any map of :mod:`netdyn.maps.classic`; ``step_with_metrics`` (when present) supplies
         ``loss`` and ``grad_norm``, ``evaluate`` the test metrics, ``param_labels`` the labels.
+    x0 : tensor or array (dim,) or (n, dim), or None
+        initial state (e.g. ``map_.initial_state(seed)``, or ``ds.final_state.values`` to
+        continue a run); ``None``: the map's own ``map_.initial_state()``.  ``n`` states
+        (or a parameter batch, a map with ``members``, see :mod:`netdyn.maps.base`) run
+        as one ensemble: see "Batches" in the Notes.
     steps : int
         number of map steps, ``t = t0 ... t0 + steps - 1``.
-    x0 : tensor or array (dim,) or (n, dim), optional
-        initial state (e.g. ``ds.final_state.values`` to continue a run); default
-        ``map.initial_state(seed)``.  ``n`` states (or a parameter batch, a map with
-        ``members``, see :mod:`netdyn.maps.classic`) run as one ensemble: see "Batches" below.
-    seed : int, optional
-        passed to ``map.initial_state`` and stored in the ``seed`` attribute.
     record_every : int, default 1
         store ``x_t`` for ``t - t0 = 0, record_every, 2 record_every, ...``.
     record : "all", list of layer names, int k, default "all"
@@ -105,12 +99,12 @@ def run(
     path : str or PathLike, optional
         stream to this netCDF4 file (overwritten) and return it opened lazily.
     eval_every : int, optional
-        call ``map.evaluate(x_t)`` when ``(t - t0) % eval_every == 0``; must be a
+        call ``map_.evaluate(x_t)`` when ``(t - t0) % eval_every == 0``; must be a
         multiple of ``record_every``.  Adds ``test_loss``/``test_accuracy`` (NaN between).
     flush_every : int, default 100
         with ``path``: recorded rows kept in memory between writes to the file.
-    progress : bool, default False
-        show a tqdm progress bar.
+    progress : bool or None, default None
+        show a tqdm progress bar; ``None``: only when writing to a terminal.
     t0 : int, default 0
         index of the first step (the map sees ``t``; mini-batch maps pick batches by it).
     divergence : DivergenceRule or None, default ``DivergenceRule()``
@@ -127,14 +121,23 @@ def run(
         ``divergence_reason`` (str, ``""`` when sound), ``diverged_step`` (-1 when sound),
         ``initial_state``/``final_state`` (``state_index``: the full map state,
         optimiser buffers included) and ``final_step``; attributes from
-        ``map.describe()`` plus ``seed``, ``record``, ``record_every``, ``eval_every``,
+        ``map_.describe()`` plus ``record``, ``record_every``, ``eval_every``,
         ``t0``, ``dtype``, ``created``, ``netdyn_version``, ``complete``.
 
-    The maths
-    ---------
+    Raises
+    ------
+    ValueError
+        When ``steps``, ``record_every``, ``flush_every``, ``t0`` or ``eval_every`` is not a
+        valid int, ``eval_every`` is not a multiple of ``record_every`` or the map cannot
+        evaluate, or ``x0`` has the wrong shape or non-finite entries.
+    FileNotFoundError
+        When the folder of ``path`` does not exist.
+
+    Notes
+    -----
     Row ``t`` holds ``x_t`` and ``L(x_t)``, ``|grad L(x_t)|`` as computed by the step
     ``x_t -> x_{t+1}``.  ``final_state`` is ``x_{t0+steps}`` with ``final_step = t0 + steps``,
-    so ``run(map, n, x0=ds.final_state.values, t0=int(ds.final_step))`` continues the
+    so ``run(map_, ds.final_state.values, n, t0=int(ds.final_step))`` continues the
     orbit exactly.
 
     Divergence: the first state ``x_b`` that breaks the divergence rule — ``L(x_b)``
@@ -157,7 +160,7 @@ def run(
     step), then the exception propagates.  If another process holds the file open,
     rows that cannot be appended go to a side file (see :mod:`netdyn.io.storage`).
 
-    Batches: with ``x0`` of shape ``(n, dim)``, or a parameter batch (``map.members``
+    Batches: with ``x0`` of shape ``(n, dim)``, or a parameter batch (``map_.members``
     not None; ``x0`` None, one state ``(dim,)`` shared by the members, or
     ``(members, dim)``), the members advance together and every variable gains the
     leading dimension ``member``: ``state (member, step, param)``, ``loss``/
@@ -173,34 +176,43 @@ def run(
     come one state at a time (``TrainingMap``, ``PotentialGD``) member by member
     (``"per member"``).  ``evaluate`` is called per member.  A batch is kept in
     memory: ``path`` must be None.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> import numpy as np
+    >>> ds = nd.run(nd.LogisticMap(4.0), np.array([0.3]), 20)
+    >>> ds["state"].shape, bool(ds["diverged"])
+    ((20, 1), False)
+    >>> round(float(ds["state"][1, 0]), 2)  # 4 * 0.3 * 0.7
+    0.84
     """
-    batch = _batch_states(map, x0, seed)
+    batch = _batch_states(map_, x0)
     if batch is not None:
         if path is not None:
             raise ValueError("run: expected path=None for a batch of states (a trajectory file holds one orbit), "
                              f"got path={os.fspath(path)!r}")
-        return _run_batch(map, steps, batch, seed=seed, record_every=record_every, record=record,
+        return _run_batch(map_, steps, batch, record_every=record_every, record=record,
                           eval_every=eval_every, progress=progress, t0=t0, divergence=divergence)
-    steps = _positive_int(steps, "steps", 0)
-    record_every = _positive_int(record_every, "record_every")
-    flush_every = _positive_int(flush_every, "flush_every")
-    t0 = _positive_int(t0, "t0", 0)
+    steps = check_int(steps, "steps", "run", minimum=0)
+    record_every = check_int(record_every, "record_every", "run", minimum=1)
+    flush_every = check_int(flush_every, "flush_every", "run", minimum=1)
+    t0 = check_int(t0, "t0", "run", minimum=0)
     if eval_every is not None:
-        eval_every = _positive_int(eval_every, "eval_every")
+        eval_every = check_int(eval_every, "eval_every", "run", minimum=1)
         if eval_every % record_every:
             raise ValueError(f"run: expected eval_every to be a multiple of record_every={record_every}, got {eval_every}")
-        if not callable(getattr(map, "evaluate", None)):
-            raise ValueError(f"run: eval_every needs {type(map).__name__}.evaluate(x), which it lacks")
-    selection = resolve_record(map, record)
-    x = _initial(map, x0, seed)
-    param_dim = param_dim_of(map)
+        if not callable(getattr(map_, "evaluate", None)):
+            raise ValueError(f"run: eval_every needs {type(map_).__name__}.evaluate(x), which it lacks")
+    selection = resolve_record(map_, record=record)
+    x = _initial(map_, x0)
+    param_dim = param_dim_of(map_)
     dtype = np.dtype(np.float64 if x.dtype == torch.float64 else np.float32)
     with_eval = eval_every is not None
     n_records = -(-steps // record_every)
     attrs = {
-        "map": type(map).__name__,
-        **describe_map(map),
-        "seed": seed,
+        "map": type(map_).__name__,
+        **describe_map(map_),
         "record": selection.record,
         **selection.attrs,
         "record_every": record_every,
@@ -221,9 +233,9 @@ def run(
             path, selection.names, selection.layers, dtype, initial, t0, with_eval, attrs, flush_every
         )
     buffer = RowBuffer(min(flush_every, n_records) if writer else n_records, selection.size, dtype, with_eval)
-    step_with_metrics = getattr(map, "step_with_metric_tensors", None)  # metrics left on the device
+    step_with_metrics = getattr(map_, "step_with_metric_tensors", None)  # metrics left on the device
     if not callable(step_with_metrics):
-        step_with_metrics = getattr(map, "step_with_metrics", None)
+        step_with_metrics = getattr(map_, "step_with_metrics", None)
     has_metrics = callable(step_with_metrics)
     check = DivergenceCheck(divergence) if divergence is not None else None
     loop = _Loop(x, t0, _block_size(x), buffer.capacity)
@@ -253,7 +265,7 @@ def run(
             if p.row is not None:
                 row = {"step": t, "state": rows[k], "loss": loss, "grad_norm": grad_norm}
                 if with_eval:  # a host sync per evaluation, intended
-                    metrics = map.evaluate(p.x) if (t - t0) % eval_every == 0 else {}
+                    metrics = map_.evaluate(p.x) if (t - t0) % eval_every == 0 else {}
                     row["test_loss"] = float(metrics.get("test_loss", nan))
                     row["test_accuracy"] = float(metrics.get("test_accuracy", nan))
                 buffer.add(row)
@@ -276,7 +288,7 @@ def run(
         return buffer.rows(), _numpy(loop.x, dtype), loop.t_x
 
     loop.final_step = t0 + steps
-    with tqdm(total=steps, disable=not progress, desc=f"run {type(map).__name__}") as bar, _closed_on_interrupt(
+    with tqdm(total=steps, disable=None if progress is None else not progress, desc=f"run {type(map_).__name__}") as bar, _closed_on_interrupt(
         writer, reached
     ):
         cursor = x
@@ -285,7 +297,7 @@ def run(
                 if has_metrics:
                     x_next, metrics = step_with_metrics(cursor, t)
                 else:
-                    x_next, metrics = map.step(cursor, t), {}
+                    x_next, metrics = map_.step(cursor, t), {}
             except Exception:
                 replay()  # the steps before: a divergence there stopped the run before this step
                 if loop.stopped:
@@ -323,13 +335,13 @@ def run(
     return ds.assign(verdict_variables(verdict))
 
 
-def _batch_states(map_: Any, x0: Any, seed: int | None) -> Tensor | None:
+def _batch_states(map_: Any, x0: Any) -> Tensor | None:
     """The initial states ``(n, dim)`` of a batched run, or None for a single orbit."""
     members = getattr(map_, "members", None)
     if members is None and (x0 is None or torch.as_tensor(x0).ndim != 2):
         return None
     if x0 is None:
-        xs = map_.initial_state(seed)
+        xs = map_.initial_state()
     else:
         xs = torch.as_tensor(x0)
         if members is not None and xs.shape == (map_.dim,):
@@ -392,7 +404,7 @@ def _projected(selection: Selection, theta: Tensor) -> Tensor:
 
 
 def _run_batch(
-    map_: Any, steps: int, xs: Tensor, *, seed: int | None, record_every: int, record: Any,
+    map_: Any, steps: int, xs: Tensor, *, record_every: int, record: Any,
     eval_every: int | None, progress: bool, t0: int, divergence: DivergenceRule | None,
 ) -> xr.Dataset:
     """:func:`run` of a batch of states ``xs (n, dim)``; see its "Batches" section."""
@@ -400,21 +412,21 @@ def _run_batch(
     batch_first = is_batch_first(map_)
     if callable(getattr(map_, "step_with_metrics", None)) and not batch_first:
         members = [map_.member(i) if getattr(map_, "members", None) is not None else map_ for i in range(n)]
-        runs = [run(m, steps, x0=xs[i], seed=seed, record_every=record_every, record=record, eval_every=eval_every,
+        runs = [run(m, xs[i], steps, record_every=record_every, record=record, eval_every=eval_every,
                     progress=progress, t0=t0, divergence=divergence) for i, m in enumerate(members)]
         ds = xr.concat(runs, dim="member", data_vars="all", coords="minimal", compat="override", join="outer",
                        combine_attrs="override")
         return ds.assign_coords(member=np.arange(n)).assign_attrs(batching="per member")
-    steps = _positive_int(steps, "steps", 0)
-    record_every = _positive_int(record_every, "record_every")
-    t0 = _positive_int(t0, "t0", 0)
+    steps = check_int(steps, "steps", "run", minimum=0)
+    record_every = check_int(record_every, "record_every", "run", minimum=1)
+    t0 = check_int(t0, "t0", "run", minimum=0)
     if eval_every is not None:
-        eval_every = _positive_int(eval_every, "eval_every")
+        eval_every = check_int(eval_every, "eval_every", "run", minimum=1)
         if eval_every % record_every:
             raise ValueError(f"run: expected eval_every to be a multiple of record_every={record_every}, got {eval_every}")
         if not callable(getattr(map_, "evaluate", None)):
             raise ValueError(f"run: eval_every needs {type(map_).__name__}.evaluate(x), which it lacks")
-    selection = resolve_record(map_, record)
+    selection = resolve_record(map_, record=record)
     param_dim = param_dim_of(map_)
     dtype = np.dtype(np.float64 if xs.dtype == torch.float64 else np.float32)
     has_metrics = batch_first and callable(getattr(map_, "step_with_metrics", None))
@@ -491,7 +503,7 @@ def _run_batch(
                       f"{int(diverged_step[first])}: {reasons[first]}); each stopped there, its steps before are kept",
                       RuntimeWarning, stacklevel=3)
     attrs = {
-        "map": type(map_).__name__, **describe_map(map_), "seed": seed, "record": selection.record,
+        "map": type(map_).__name__, **describe_map(map_), "record": selection.record,
         **selection.attrs, "record_every": record_every, "eval_every": eval_every, "t0": t0, "dtype": str(dtype),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "netdyn_version": __version__,
         "complete": 1, "batching": batching or stepper.mode,
@@ -591,7 +603,30 @@ def _divergence(check: DivergenceCheck | None, loss: float, has_metrics: bool, n
 
 
 def state_matrix(ds: xr.Dataset) -> np.ndarray:
-    """The recorded states as a numpy array of shape ``(steps, params)`` (loads ``state``)."""
+    """The recorded states as a numpy array (loads ``state``).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A trajectory Dataset of :func:`run` with ``state(step, param)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(steps, params)``, in the units of the map's state.
+
+    Raises
+    ------
+    ValueError
+        When ``ds`` has no ``state(step, param)``.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> from netdyn.orbits.trajectory import state_matrix
+    >>> state_matrix(nd.run(nd.HenonMap(), None, 20)).shape
+    (20, 2)
+    """
     if "state" not in ds.variables or ds["state"].dims != ("step", "param"):
         raise ValueError("state_matrix: expected a trajectory Dataset with state(step, param), got "
                          f"variables {sorted(map(str, ds.variables))}")
@@ -614,23 +649,55 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def summarize(ds: xr.Dataset) -> dict[str, Any]:
-    """A small dict describing a trajectory (used by ``netdyn info``).
+#: the entries :func:`summarize` may hold, in the order ``netdyn info`` prints them
+SUMMARY_FIELDS = (
+    "path", "file_size_bytes", "steps", "first_step", "last_step", "final_step", "n_params", "state_dim", "map",
+    "optimizer", "lr", "seed", "record", "final_loss", "final_test_accuracy", "diverged", "divergence_reason",
+    "complete",
+)
 
-    Keys: ``path``, ``file_size_bytes`` (None in memory), ``steps`` (recorded rows),
-    ``first_step``, ``last_step``, ``final_step``, ``n_params`` (recorded), ``state_dim``,
-    ``map``, ``optimizer``, ``lr``, ``seed``, ``record``, ``final_loss`` (last finite loss),
-    ``final_test_accuracy`` (last evaluated), ``diverged``, ``divergence_reason`` (the rule's
-    sentence, ``""`` when sound; None for files written before the reason was recorded),
-    ``complete``.  Values are plain
-    Python objects (None where absent).
+
+def summarize(ds: xr.Dataset) -> xr.Dataset:
+    """What a trajectory holds, as a small Dataset of scalars (used by ``netdyn info``).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A trajectory Dataset of :func:`run` (in memory or opened from a file).
+
+    Returns
+    -------
+    xarray.Dataset
+        The entries of :data:`SUMMARY_FIELDS` that are known: numbers and booleans as
+        0-d variables, strings (``path``, ``map``, ``optimizer``, ``record``,
+        ``divergence_reason``) as attributes.  ``steps`` counts recorded rows,
+        ``first_step``/``last_step`` are the first and last recorded steps, ``final_step``
+        the step of ``final_state``, ``n_params`` the recorded parameters, ``state_dim``
+        the full state's dimension, ``final_loss`` the last finite loss,
+        ``final_test_accuracy`` the last evaluated accuracy, ``file_size_bytes`` the
+        size of the file (bytes), ``divergence_reason`` the rule's sentence (``""``
+        when sound).  An entry that is unknown (``path`` of an in-memory Dataset, the
+        reason in files written before it was recorded) is absent.  Saves to netCDF
+        and reopens unchanged.
+
+    Raises
+    ------
+    ValueError
+        When ``ds`` has no ``state`` variable.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> s = nd.summarize(nd.run(nd.LogisticMap(4.0), None, 20))
+    >>> int(s["steps"]), int(s["last_step"]), bool(s["diverged"]), s.attrs["map"]
+    (20, 19, False, 'LogisticMap')
     """
     if "state" not in ds.variables:
         raise ValueError(f"summarize: expected a trajectory Dataset with a state variable, got {sorted(map(str, ds.variables))}")
     source = ds.encoding.get("source")
     steps = ds["step"].values if "step" in ds.variables else np.array([])
     attrs = ds.attrs
-    return {
+    values = {
         "path": source,
         "file_size_bytes": os.path.getsize(source) if source and os.path.isfile(source) else None,
         "steps": int(ds.sizes.get("step", 0)),
@@ -650,3 +717,37 @@ def summarize(ds: xr.Dataset) -> dict[str, Any]:
         "divergence_reason": str(ds["divergence_reason"].values) if "divergence_reason" in ds.variables else None,
         "complete": bool(int(attrs["complete"])) if "complete" in attrs else None,
     }
+    known = {name: value for name, value in values.items() if value is not None}
+    scalars = {name: ((), value) for name, value in known.items() if isinstance(value, (bool, int, float))}
+    words = {name: value for name, value in known.items() if name not in scalars}
+    return xr.Dataset(scalars, attrs=words)
+
+
+def summary_dict(summary: xr.Dataset) -> dict[str, Any]:
+    """A :func:`summarize` Dataset as a plain dict over :data:`SUMMARY_FIELDS` (None where absent).
+
+    Parameters
+    ----------
+    summary : xarray.Dataset
+        The result of :func:`summarize` (also after a netCDF round trip).
+
+    Returns
+    -------
+    dict
+        Python scalars and strings, JSON-serialisable.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> from netdyn.orbits.trajectory import summary_dict
+    >>> d = summary_dict(nd.summarize(nd.run(nd.LogisticMap(4.0), None, 20)))
+    >>> d["steps"], d["path"], d["diverged"]
+    (20, None, False)
+    """
+    out: dict[str, Any] = {}
+    for name in SUMMARY_FIELDS:
+        if name in summary.data_vars:
+            out[name] = summary[name].values.item()
+        else:
+            out[name] = _plain(summary.attrs.get(name))
+    return out

@@ -23,11 +23,38 @@ def _axes(ax: Any) -> tuple[Any, Any]:
     return fig, ax
 
 
-def plot_convergence(result: xr.Dataset, ax: Any = None) -> Any:
+def plot_convergence(result: xr.Dataset, *, ax: Any = None) -> Any:
     """Running estimate ``lambda(t)`` with the final value ± its standard error.
 
     ``result``: from :func:`netdyn.lyapunov.maximal.max_lyapunov` (one line per ``init``) or
     :func:`netdyn.lyapunov.spectrum.lyapunov_spectrum` (one line per ``exponent``).
+
+    Parameters
+    ----------
+    result : xarray.Dataset
+        With ``lyapunov_running`` over ``step`` (1/step) and ``lyapunov``/``lyapunov_stderr``.
+    ax : matplotlib Axes, optional
+        Drawn into; default a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        When ``result`` has no ``lyapunov_running``.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import netdyn as nd
+    >>> from netdyn.plot.lyapunov import plot_convergence
+    >>> m = nd.LogisticMap(4.0)
+    >>> fig = plot_convergence(nd.max_lyapunov(m, m.initial_state(), 50))
+    >>> len(fig.axes)
+    1
     """
     if "lyapunov_running" not in result:
         raise ValueError(f"plot_convergence: expected a Dataset with 'lyapunov_running', got {list(result.data_vars)}")
@@ -49,9 +76,32 @@ def plot_convergence(result: xr.Dataset, ax: Any = None) -> Any:
     return fig
 
 
-def plot_perturbation_growth(result: xr.Dataset, ax: Any = None) -> Any:
+def plot_perturbation_growth(result: xr.Dataset, *, ax: Any = None) -> Any:
     """``ln d(t)`` of every copy, their mean, and the fitted line over the fit window
-    (``result`` from :func:`netdyn.lyapunov.growth.perturbation_growth`, one ``init``)."""
+    (``result`` from :func:`netdyn.lyapunov.growth.perturbation_growth`, one ``init``).
+
+    Parameters
+    ----------
+    result : xarray.Dataset
+        From :func:`netdyn.perturbation_growth` (``ln d`` per copy and step).
+    ax : matplotlib Axes, optional
+        Drawn into; default a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import netdyn as nd
+    >>> from netdyn.plot.lyapunov import plot_perturbation_growth
+    >>> m = nd.LogisticMap(4.0)
+    >>> fig = plot_perturbation_growth(nd.perturbation_growth(m, m.initial_state(), 20))
+    >>> len(fig.axes)
+    1
+    """
     if "init" in result.dims:
         raise ValueError("plot_perturbation_growth: expected one reference, got a Dataset with dim 'init'; "
                          "select one with .isel(init=i)")
@@ -71,11 +121,33 @@ def plot_perturbation_growth(result: xr.Dataset, ax: Any = None) -> Any:
     return fig
 
 
-def plot_sharpness(result: xr.Dataset, ax: Any = None) -> Any:
+def plot_sharpness(result: xr.Dataset, *, ax: Any = None) -> Any:
     """Top Hessian eigenvalue(s) along training with the optimiser's stability line
     (``result`` from :func:`netdyn.sharpness.hessian.sharpness_along` or
     :func:`netdyn.sharpness.hessian.track_sharpness`): ``2 / lr`` for plain GD, the
-    preconditioned threshold (38 / lr for Adam) for ``P^-1 H``."""
+    preconditioned threshold (38 / lr for Adam) for ``P^-1 H``.
+
+    Parameters
+    ----------
+    result : xarray.Dataset
+        From :func:`netdyn.sharpness_along` or :func:`netdyn.track_sharpness`.
+    ax : matplotlib Axes, optional
+        Drawn into; default a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import netdyn as nd
+    >>> from netdyn.plot.lyapunov import plot_sharpness
+    >>> m = nd.QuadraticGD([1.0, 4.0], lr=0.1)
+    >>> orbit = nd.run(m, None, 5)
+    >>> fig = plot_sharpness(nd.sharpness_along(m, orbit, method="exact"))  # doctest: +SKIP
+    """
     fig, ax = _axes(ax)
     preconditioned = bool(result.attrs.get("preconditioned", 0))
     label = "top eigenvalue of P^-1 H" if preconditioned else "top Hessian eigenvalue"

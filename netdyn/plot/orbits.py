@@ -22,7 +22,7 @@ LABEL_COLORS = {
 
 
 def plot_orbit_diagram(
-    diagram: xr.Dataset, ax: Any = None, *, markersize: float = 0.5, color_by_label: bool = True
+    diagram: xr.Dataset, *, ax: Any = None, markersize: float = 0.5, color_by_label: bool = True
 ) -> Any:
     """Scatter the tail of each orbit against the control value.
 
@@ -42,6 +42,16 @@ def plot_orbit_diagram(
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import netdyn as nd
+    >>> from netdyn.plot.orbits import plot_orbit_diagram
+    >>> fig = plot_orbit_diagram(nd.orbit_diagram(nd.LogisticMap, [2.8, 3.2, 3.5], 100, tail=32, use_map=False))
+    >>> len(fig.axes)
+    1
     """
     if "orbit" not in diagram or diagram["orbit"].dims != ("value", "tail_step"):
         raise ValueError("plot_orbit_diagram: expected an orbit_diagram Dataset with orbit(value, tail_step), got "
@@ -64,7 +74,7 @@ def plot_orbit_diagram(
     return fig
 
 
-def plot_distance_curves(distances: xr.Dataset, axes: Any = None, *, logy: bool = True) -> Any:
+def plot_distance_curves(distances: xr.Dataset, *, axes: Any = None, logy: bool = True) -> Any:
     """The distance curves of :func:`netdyn.orbits.distances.trajectory_distances` against step.
 
     Parameters
@@ -82,6 +92,17 @@ def plot_distance_curves(distances: xr.Dataset, axes: Any = None, *, logy: bool 
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> import netdyn as nd
+    >>> from netdyn.plot.orbits import plot_distance_curves
+    >>> fig = plot_distance_curves(nd.trajectory_distances(np.outer(np.arange(1.0, 6.0), [3.0, 4.0])))
+    >>> len(fig.axes) >= 1
+    True
     """
     groups = [
         ("successive states", ["euclidean", "l1", "cosine"], logy),

@@ -1,6 +1,6 @@
 """Learning-rate sweeps: where training turns chaotic, and where it is fastest.
 
-:func:`sweep` trains one MLP of :mod:`netdyn.maps.problems` for every combination of
+:func:`run_sweep` trains one MLP of :mod:`netdyn.maps.problems` for every combination of
 learning rate, seed, activation and optimiser, and measures on each orbit its
 maximal Lyapunov exponent, its orbital class, its final loss and accuracy and the
 time it takes to reach a target test accuracy.  Points run in parallel on a Dask
@@ -13,6 +13,7 @@ trains fastest — the comparison of Jiménez-González, Soriano & Lacasa (2025)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -26,6 +27,7 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
+from netdyn._core.validation import check_choice, check_int
 from netdyn._version import __version__
 from netdyn.lyapunov.maximal import max_lyapunov
 from netdyn.maps.problems import ACTIVATIONS, DATASETS, make_task, training_map
@@ -33,7 +35,7 @@ from netdyn.orbits.stability import orbital_stability
 from netdyn.sweep.store import Claims, grid_key, load_point, point_key, point_path, save_point
 from netdyn.orbits.trajectory import run
 
-__all__ = ["AXES", "run_sweep", "point_specs", "train_point", "edge_of_chaos", "fastest_lr", "local_cluster"]
+__all__ = ["AXES", "PointSettings", "run_sweep", "point_specs", "train_point", "edge_of_chaos", "fastest_lr", "local_cluster"]
 
 AXES = ("lr", "seed", "activation", "optimizer")
 TASK_DEFAULTS: dict[str, Any] = {
@@ -109,9 +111,9 @@ def _values(name: str, values: Any, kind: type) -> list[Any]:
     try:
         out = [kind(v.item() if isinstance(v, np.generic) else v) for v in values]
     except (TypeError, ValueError) as err:
-        raise ValueError(f"sweep: expected {name} as a {kind.__name__} or a sequence of them, got {values!r}") from err
+        raise ValueError(f"run_sweep: expected {name} as a {kind.__name__} or a sequence of them, got {values!r}") from err
     if not out or len(set(out)) != len(out):
-        raise ValueError(f"sweep: expected a non-empty list of distinct {name} values, got {out}")
+        raise ValueError(f"run_sweep: expected a non-empty list of distinct {name} values, got {out}")
     return out
 
 
@@ -121,16 +123,16 @@ def _task_spec(task: str | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(task, str):
         task = {"dataset": task}
     if not isinstance(task, Mapping):
-        raise ValueError(f"sweep: expected task as a dataset name or a dict of make_task options, got {task!r}")
+        raise ValueError(f"run_sweep: expected task as a dataset name or a dict of make_task options, got {task!r}")
     unknown = set(task) - set(TASK_DEFAULTS)
     if unknown:
         raise ValueError(
-            f"sweep: expected task options among {sorted(TASK_DEFAULTS)}, got {sorted(unknown)} "
+            f"run_sweep: expected task options among {sorted(TASK_DEFAULTS)}, got {sorted(unknown)} "
             "(activation and seed are sweep axes)"
         )
     spec = {**TASK_DEFAULTS, **task}
     if spec["dataset"] not in DATASETS:
-        raise ValueError(f"sweep: expected dataset in {list(DATASETS)}, got {spec['dataset']!r}")
+        raise ValueError(f"run_sweep: expected dataset in {list(DATASETS)}, got {spec['dataset']!r}")
     hidden = spec["hidden"]
     spec["hidden"] = [int(hidden)] if isinstance(hidden, (int, np.integer)) else [int(h) for h in hidden]
     spec["init_scale"] = float(spec["init_scale"])
@@ -139,29 +141,140 @@ def _task_spec(task: str | Mapping[str, Any]) -> dict[str, Any]:
     return spec
 
 
+@dataclasses.dataclass(frozen=True)
+class PointSettings:
+    """What every point of a sweep shares: the task and how each point is trained and measured.
+
+    The one definition of these settings: :func:`run_sweep` and :func:`point_specs`
+    take them as keywords (``**settings``) and build this object, ``netdyn sweep``
+    passes its options through it, and :meth:`spec` gives the JSON-serialisable dict
+    that :func:`train_point` runs and :func:`netdyn.sweep.store.point_key` names.
+
+    Parameters
+    ----------
+    task : str or dict, default "digits"
+        a data set name of :mod:`netdyn.maps.problems` or a dict of ``make_task`` options
+        among ``dataset``, ``hidden`` (default [32]), ``init`` ("torch"),
+        ``init_scale`` (1.0), ``dtype`` ("float64"), ``n_train`` (all).
+    steps : int, default 200
+        training steps per point (>= 32: the orbit's class needs a 16-step tail).
+    target_accuracy : float, default 0.9
+        test accuracy in ``(0, 1]`` that defines ``time_to_target``.
+    eval_every : int, default 1
+        steps between test evaluations, ``1 <= eval_every <= steps`` (the resolution
+        of ``time_to_target``).  On the default digits MLP an evaluation costs about a
+        quarter of a step, and a point about three steps per step (orbit + twin pair),
+        so evaluating every step adds < 10 %.
+    batch_size : int, optional
+        mini-batch size (default: full batch).
+    optimizer_kwargs : dict, optional
+        passed to every optimiser (momentum, betas, weight_decay, ...).
+    lyapunov_method : {"twin", "tangent"}, default "twin"
+        twin orbits work for every optimiser; tangents need a functional one.
+    lyapunov_transient : int, default 0
+        first steps of the orbit not counted in the exponent, ``0 <= . <= steps - 10``
+        (0: the whole training run, as in Jiménez-González et al.).
+    d0 : float, optional
+        twin separation; default the dtype rule of :func:`netdyn.max_lyapunov`
+        (``sqrt(eps) * max(|theta_0|, 1)``), so float32 tasks work too.
+
+    Examples
+    --------
+    >>> from netdyn.sweep.grid import PointSettings
+    >>> spec = PointSettings(task="iris", steps=40).spec()
+    >>> spec["task"]["dataset"], spec["steps"], spec["lyapunov"]["method"]
+    ('iris', 40, 'twin')
+    """
+
+    task: str | Mapping[str, Any] = "digits"
+    steps: int = 200
+    target_accuracy: float = 0.9
+    eval_every: int = 1
+    batch_size: int | None = None
+    optimizer_kwargs: Mapping[str, Any] | None = None
+    lyapunov_method: str = "twin"
+    lyapunov_transient: int = 0
+    d0: float | None = None
+
+    def spec(self) -> dict[str, Any]:
+        """The settings checked and in canonical, JSON-serialisable form (the part of a point's spec they give).
+
+        Returns
+        -------
+        dict
+            keys ``task`` (every ``make_task`` option filled in), ``steps``, ``eval_every``,
+            ``target_accuracy``, ``batch_size``, ``optimizer_kwargs``, ``lyapunov``
+            (``method``, ``transient``, ``d0``).
+
+        Raises
+        ------
+        ValueError
+            When a setting is out of its range (see the class docstring).
+
+        Examples
+        --------
+        >>> from netdyn.sweep.grid import PointSettings
+        >>> PointSettings(task="iris", steps=40).spec()["eval_every"]
+        1
+        """
+        caller = "run_sweep"
+        steps = check_int(self.steps, "steps", caller, minimum=32)
+        eval_every = check_int(self.eval_every, "eval_every", caller, minimum=1, maximum=steps)
+        if not 0 < self.target_accuracy <= 1:
+            raise ValueError(f"{caller}: expected 0 < target_accuracy <= 1, got {self.target_accuracy}")
+        method = check_choice(self.lyapunov_method, "lyapunov_method", caller, ("twin", "tangent"))
+        transient = check_int(self.lyapunov_transient, "lyapunov_transient", caller, minimum=0, maximum=steps - 10)
+        return {
+            "task": _task_spec(self.task),
+            "steps": steps,
+            "eval_every": eval_every,
+            "target_accuracy": float(self.target_accuracy),
+            "batch_size": None if self.batch_size is None else int(self.batch_size),
+            "optimizer_kwargs": dict(self.optimizer_kwargs or {}),
+            "lyapunov": {"method": method, "transient": transient, "d0": None if self.d0 is None else float(self.d0)},
+        }
+
+
 def point_specs(
-    task: str | Mapping[str, Any] = "digits",
+    *,
     lr: Any = (0.1,),
     seed: Any = (0,),
     activation: Any = ("tanh",),
     optimizer: Any = ("sgd",),
-    steps: int = 200,
-    target_accuracy: float = 0.9,
-    eval_every: int = 1,
-    batch_size: int | None = None,
-    optimizer_kwargs: Mapping[str, Any] | None = None,
-    lyapunov_method: str = "twin",
-    lyapunov_transient: int = 0,
-    d0: float | None = None,
+    **settings: Any,
 ) -> tuple[dict[str, list[Any]], list[tuple[tuple[int, ...], dict[str, Any]]]]:
     """The grid of a sweep: ``(axes, [(index, spec), ...])``.
 
-    ``axes`` maps each of :data:`AXES` to its values; ``index`` is the position of
-    the point on them and ``spec`` the JSON-serialisable dict that
-    :func:`train_point` runs and :func:`netdyn.sweep.store.point_key` names.
-    Arguments as in :func:`sweep`; every check of the arguments happens here, before
-    anything runs.
+    Parameters
+    ----------
+    lr, seed, activation, optimizer : value or sequence
+        the sweep axes, as in :func:`run_sweep`.
+    **settings
+        the fields of :class:`PointSettings` (``task``, ``steps``, ...).
+
+    Returns
+    -------
+    axes : dict
+        each of :data:`AXES` to its values.
+    points : list of (index, spec)
+        ``index`` is the position of the point on the axes and ``spec`` the
+        JSON-serialisable dict that :func:`train_point` runs and
+        :func:`netdyn.sweep.store.point_key` names.
+
+    Raises
+    ------
+    ValueError
+        When an axis or a setting is invalid: every check of a sweep's arguments
+        happens here, before anything runs.
+
+    Examples
+    --------
+    >>> from netdyn.sweep.grid import point_specs
+    >>> axes, points = point_specs(lr=[0.1, 1.0], seed=[0, 1], task="iris", steps=40)
+    >>> axes["lr"], [index for index, _ in points][:2]
+    ([0.1, 1.0], [(0, 0, 0, 0), (0, 1, 0, 0)])
     """
+    common = PointSettings(**settings).spec()
     axes = {
         "lr": _values("lr", lr, float),
         "seed": _values("seed", seed, int),
@@ -169,29 +282,10 @@ def point_specs(
         "optimizer": _values("optimizer", optimizer, str),
     }
     if not all(v > 0 and math.isfinite(v) for v in axes["lr"]):
-        raise ValueError(f"sweep: expected finite learning rates > 0, got {axes['lr']}")
+        raise ValueError(f"run_sweep: expected finite learning rates > 0, got {axes['lr']}")
     bad = [a for a in axes["activation"] if a not in ACTIVATIONS]
     if bad:
-        raise ValueError(f"sweep: expected activations among {sorted(ACTIVATIONS)}, got {bad}")
-    if int(steps) != steps or steps < 32:
-        raise ValueError(f"sweep: expected an integer steps >= 32 (the orbit's class needs a 16-step tail), got {steps}")
-    if int(eval_every) != eval_every or not 1 <= eval_every <= steps:
-        raise ValueError(f"sweep: expected an integer 1 <= eval_every <= steps, got {eval_every}")
-    if not 0 < target_accuracy <= 1:
-        raise ValueError(f"sweep: expected 0 < target_accuracy <= 1, got {target_accuracy}")
-    if lyapunov_method not in ("twin", "tangent"):
-        raise ValueError(f"sweep: expected lyapunov_method 'twin' or 'tangent', got {lyapunov_method!r}")
-    if int(lyapunov_transient) != lyapunov_transient or not 0 <= lyapunov_transient <= steps - 10:
-        raise ValueError(f"sweep: expected an integer 0 <= lyapunov_transient <= steps - 10, got {lyapunov_transient}")
-    common = {
-        "task": _task_spec(task),
-        "steps": int(steps),
-        "eval_every": int(eval_every),
-        "target_accuracy": float(target_accuracy),
-        "batch_size": None if batch_size is None else int(batch_size),
-        "optimizer_kwargs": dict(optimizer_kwargs or {}),
-        "lyapunov": {"method": lyapunov_method, "transient": int(lyapunov_transient), "d0": None if d0 is None else float(d0)},
-    }
+        raise ValueError(f"run_sweep: expected activations among {sorted(ACTIVATIONS)}, got {bad}")
     points = []
     for index in np.ndindex(*(len(v) for v in axes.values())):
         values = {name: axes[name][i] for name, i in zip(AXES, index)}
@@ -243,8 +337,10 @@ def train_point(spec: Mapping[str, Any]) -> dict[str, Any]:
     estimate it had reached.  A point whose training is sound but whose exponent is
     unresolved is ``status="ok"`` with its real final loss and accuracy.
 
-    The point
-    ---------
+    Notes
+    -----
+    The point:
+
     1. ``make_task`` with the point's activation and ``seed`` (initial weights) and
        ``training_map`` with its learning rate, optimiser and ``seed`` (batches);
     2. ``run`` for ``steps`` steps from the seed's weights, evaluating test accuracy
@@ -263,6 +359,14 @@ def train_point(spec: Mapping[str, Any]) -> dict[str, Any]:
 
     torch runs on one thread (:func:`_one_thread`) so a point gives the same bits in
     a plain loop and on any Dask worker.  Top-level and pure: Dask pickles it by name.
+
+    Examples
+    --------
+    >>> from netdyn.sweep.grid import point_specs, train_point
+    >>> _, [(_, spec)] = point_specs(lr=0.5, task={"dataset": "iris", "hidden": [4], "n_train": 40}, steps=32)
+    >>> result = train_point(spec)
+    >>> result["status"], result["loss"].shape
+    ('ok', (32,))
     """
     start = time.perf_counter()
     with _one_thread(), warnings.catch_warnings(record=True) as caught:
@@ -288,7 +392,7 @@ def _train(spec: Mapping[str, Any]) -> dict[str, Any]:
         **spec["optimizer_kwargs"],
     )
     x0 = tmap.initial_state()
-    orbit = run(tmap, steps, x0=x0, seed=spec["seed"], eval_every=spec["eval_every"])
+    orbit = run(tmap, x0, steps, eval_every=spec["eval_every"])
     lyap = spec["lyapunov"]
     exponent = max_lyapunov(
         tmap, x0, steps - lyap["transient"], method=lyap["method"], transient=lyap["transient"], d0=lyap["d0"]
@@ -332,57 +436,25 @@ def _train(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- running the grid
 def run_sweep(
-    task: str | Mapping[str, Any] = "digits",
+    *,
     lr: Any = (0.1,),
     seed: Any = (0,),
     activation: Any = ("tanh",),
     optimizer: Any = ("sgd",),
-    steps: int = 200,
-    target_accuracy: float = 0.9,
-    eval_every: int = 1,
-    batch_size: int | None = None,
-    optimizer_kwargs: Mapping[str, Any] | None = None,
-    lyapunov_method: str = "twin",
-    lyapunov_transient: int = 0,
-    d0: float | None = None,
     store: str | os.PathLike | None = None,
     client: Any = None,
     scheduler: str | None = None,
     n_workers: int | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
+    **settings: Any,
 ) -> xr.Dataset:
     """Train every combination of ``lr x seed x activation x optimizer`` and measure it.
 
     Parameters
     ----------
-    task : str or dict, default "digits"
-        a data set name of :mod:`netdyn.maps.problems` or a dict of ``make_task`` options
-        among ``dataset``, ``hidden`` (default [32]), ``init`` ("torch"),
-        ``init_scale`` (1.0), ``dtype`` ("float64"), ``n_train`` (all).
     lr, seed, activation, optimizer : value or sequence
         the sweep axes (defaults 0.1, 0, "tanh", "sgd").  ``seed`` seeds the initial
         weights and the mini-batch order.
-    steps : int, default 200
-        training steps per point (>= 32).
-    target_accuracy : float, default 0.9
-        test accuracy that defines ``time_to_target``.
-    eval_every : int, default 1
-        steps between test evaluations (the resolution of ``time_to_target``).  On
-        the default digits MLP an evaluation costs about a quarter of a step, and a
-        point about three steps per step (orbit + twin pair), so evaluating every
-        step adds < 10 %.
-    batch_size : int, optional
-        mini-batch size (default: full batch).
-    optimizer_kwargs : dict, optional
-        passed to every optimiser (momentum, betas, weight_decay, ...).
-    lyapunov_method : {"twin", "tangent"}, default "twin"
-        twin orbits work for every optimiser; tangents need a functional one.
-    lyapunov_transient : int, default 0
-        first steps of the orbit not counted in the exponent (0: the whole training
-        run, as in Jiménez-González et al.).
-    d0 : float, optional
-        twin separation; default the dtype rule of :func:`netdyn.max_lyapunov`
-        (``sqrt(eps) * max(|theta_0|, 1)``), so float32 tasks work too.
     store : path, optional
         folder of the point store: finished points are written there at once and
         points found there are not recomputed.  Failed (``status="error"``) points
@@ -400,10 +472,15 @@ def run_sweep(
         with neither ``client`` nor ``scheduler``: a ``LocalCluster`` with this many
         single-threaded worker processes (default: one per core); 0 runs the plain loop.
         The workers are started with ``spawn``, which re-imports the calling script:
-        a script that calls ``sweep`` must do so under ``if __name__ == "__main__":``
+        a script that calls ``run_sweep`` must do so under ``if __name__ == "__main__":``
         (notebooks and ``python -m`` entry points need nothing).
-    progress : bool, default True
-        a tqdm bar over points.
+    progress : bool or None, default None
+        a tqdm bar over points; ``None``: only when writing to a terminal.
+    **settings
+        what every point shares, the fields of :class:`PointSettings`: ``task``
+        (default "digits"), ``steps`` (200), ``target_accuracy`` (0.9), ``eval_every``
+        (1), ``batch_size``, ``optimizer_kwargs``, ``lyapunov_method`` ("twin"),
+        ``lyapunov_transient`` (0), ``d0``.
 
     Returns
     -------
@@ -421,22 +498,34 @@ def run_sweep(
     does not depend on where or in which order points ran (only ``wall_time``
     does).  On Dask each point is one task; results come back to this process,
     which writes the store, so remote workers need no shared file system.
+
+    Raises
+    ------
+    ValueError
+        When an axis or a setting is invalid (:func:`point_specs`), ``n_workers < 0``
+        or both ``client`` and ``scheduler`` are given — before anything runs.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> ds = nd.run_sweep(lr=[0.05, 0.5], task={"dataset": "iris", "hidden": [4], "n_train": 40}, steps=32,
+    ...                   n_workers=0, progress=False)
+    >>> ds["lyapunov"].dims, int(ds.attrs["points_total"])
+    (('lr', 'seed', 'activation', 'optimizer'), 2)
     """
-    axes, points = point_specs(
-        task, lr, seed, activation, optimizer, steps, target_accuracy, eval_every, batch_size, optimizer_kwargs,
-        lyapunov_method, lyapunov_transient, d0,
-    )
-    if n_workers is not None and (int(n_workers) != n_workers or n_workers < 0):
-        raise ValueError(f"sweep: expected n_workers >= 0, got {n_workers}")
+    axes, points = point_specs(lr=lr, seed=seed, activation=activation, optimizer=optimizer, **settings)
+    steps = points[0][1]["steps"]
+    if n_workers is not None:
+        n_workers = check_int(n_workers, "n_workers", "run_sweep", minimum=0)
     if client is not None and scheduler is not None:
-        raise ValueError("sweep: expected at most one of client and scheduler, got both")
+        raise ValueError("run_sweep: expected at most one of client and scheduler, got both")
     sync = client == "sync" or (client is None and scheduler is None and n_workers == 0)
     backend = "sync" if sync else _backend_name(client, scheduler, n_workers)
     execute = _run_sync if sync else _run_dask
     results: dict[tuple[int, ...], dict[str, Any]] = {}
     n_loaded = n_computed = 0
     claims = Claims(store) if store is not None else contextlib.nullcontext()
-    with claims, tqdm(total=len(points), desc="run_sweep", unit="point", disable=not progress) as bar:
+    with claims, tqdm(total=len(points), desc="run_sweep", unit="point", disable=None if progress is None else not progress) as bar:
         remaining = points
         while remaining:
             todo, waiting, before = [], [], len(results)
@@ -557,6 +646,7 @@ _QUIET_DASK: dict[str, Any] = {
 
 
 def local_cluster(
+    *,
     n_workers: int | None = None, local_directory: str | os.PathLike | None = None, dashboard_address: str | None = None
 ) -> Any:
     """A ``distributed.LocalCluster`` tuned for training points: ``n_workers`` (default:
@@ -573,6 +663,13 @@ def local_cluster(
     46 % slower in a worker than in the calling process (measured: 3.03 s vs 2.08 s
     for four 100-step points).  The cluster is started without that variable (glibc's
     adaptive default), which brings the worker within a few % of the plain loop.
+
+    Examples
+    --------
+    >>> import netdyn as nd
+    >>> from netdyn.sweep.grid import local_cluster
+    >>> with local_cluster(n_workers=2) as cluster:  # doctest: +SKIP
+    ...     ds = nd.run_sweep(lr=[0.1, 1.0], client=cluster.get_client())
     """
     import dask
     from distributed import LocalCluster
@@ -606,7 +703,7 @@ def _client(client: Any, scheduler: str | None, n_workers: int | None) -> Iterat
         with Client(scheduler) as connected:
             yield connected
         return
-    with local_cluster(n_workers) as cluster, Client(cluster) as local:
+    with local_cluster(n_workers=n_workers) as cluster, Client(cluster) as local:
         yield local
 
 
@@ -653,13 +750,13 @@ def _settings_attrs(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- reading the result
-def edge_of_chaos(result: xr.Dataset, threshold: float = 0.01, variable: str = "lyapunov") -> xr.Dataset:
+def edge_of_chaos(result: xr.Dataset, *, threshold: float = 0.01, variable: str = "lyapunov") -> xr.Dataset:
     """The learning rate where the maximal exponent turns positive, per seed.
 
     Parameters
     ----------
     result : Dataset
-        a :func:`sweep` result, or any Dataset whose ``variable`` has dims ``lr`` and
+        a :func:`run_sweep` result, or any Dataset whose ``variable`` has dims ``lr`` and
         ``seed`` (others, e.g. activation and optimizer, are kept).
     threshold : float, default 0.01
         the crossing level (1/step).  Finite-time estimates of a marginal exponent
@@ -676,8 +773,8 @@ def edge_of_chaos(result: xr.Dataset, threshold: float = 0.01, variable: str = "
     ``edge_lr_mean``, ``edge_lr_std`` (population std) and ``n_crossing`` over
     seeds (...).
 
-    The maths
-    ---------
+    Notes
+    -----
     Along increasing ``lr``, points whose training diverged (``diverged`` True, when
     ``result`` has that variable: the orbit left the regime the exponent describes)
     and failed points (NaN exponent) are dropped; an unresolved exponent (+inf, see
@@ -690,6 +787,15 @@ def edge_of_chaos(result: xr.Dataset, threshold: float = 0.01, variable: str = "
     ``lr_i`` (the limit ``lam_{i+1} -> inf``).  The last rather than the first
     crossing, so that noise of a near-zero exponent at small learning rates is not
     taken for the edge.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from netdyn.sweep.grid import edge_of_chaos
+    >>> lr = np.array([0.1, 1.0, 10.0])
+    >>> result = xr.Dataset({"lyapunov": (("lr", "seed"), [[-0.02], [0.0], [0.02]])}, coords={"lr": lr, "seed": [0]})
+    >>> round(float(edge_of_chaos(result, threshold=0.0)["edge_lr_mean"]), 6)
+    1.0
     """
     _check_result(result, "edge_of_chaos", variable, ("lr", "seed"))
     lam = result[variable].astype(float)
@@ -721,14 +827,14 @@ def edge_of_chaos(result: xr.Dataset, threshold: float = 0.01, variable: str = "
     return out
 
 
-def fastest_lr(result: xr.Dataset, variable: str = "time_to_target") -> xr.Dataset:
+def fastest_lr(result: xr.Dataset, *, variable: str = "time_to_target") -> xr.Dataset:
     """The learning rate of the fastest training: minimum over ``lr`` of the median
     over seeds of ``time_to_target``.
 
     Parameters
     ----------
     result : Dataset
-        a :func:`sweep` result (``variable`` with dims ``lr`` and ``seed``).
+        a :func:`run_sweep` result (``variable`` with dims ``lr`` and ``seed``).
     variable : str, default "time_to_target"
 
     Returns
@@ -736,14 +842,23 @@ def fastest_lr(result: xr.Dataset, variable: str = "time_to_target") -> xr.Datas
     Dataset: ``fastest_lr`` and ``fastest_time`` (...), and ``median_time``
     (lr, ...).  NaN where no learning rate reaches the target (all medians inf).
 
-    The maths
-    ---------
+    Notes
+    -----
     ``median_s T(lr, s)`` with ``T = inf`` for seeds that never reach the target
     and for points whose training diverged (``diverged`` True, when ``result`` has
     that variable: a run that blew up is not a trained network, whatever accuracy
     it passed through), so the median is inf when at least half never do; failed
     points (NaN) are left out; ties go to the smallest learning rate.  An
     unresolved exponent does not matter here.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from netdyn.sweep.grid import fastest_lr
+    >>> result = xr.Dataset({"time_to_target": (("lr", "seed"), [[80.0], [20.0], [np.inf]])},
+    ...                     coords={"lr": [0.1, 1.0, 10.0], "seed": [0]})
+    >>> float(fastest_lr(result)["fastest_lr"])
+    1.0
     """
     _check_result(result, "fastest_lr", variable, ("lr", "seed"))
     times = result[variable].astype(float)

@@ -65,6 +65,14 @@ def point_key(spec: Mapping[str, Any]) -> str:
 
     ``spec`` must hold only JSON types (dict, list, str, int, float, bool, None);
     numpy scalars are converted.  Key order does not matter.
+
+    Examples
+    --------
+    >>> from netdyn.sweep.store import point_key
+    >>> point_key({"lr": 0.1, "seed": 0}) == point_key({"seed": 0, "lr": 0.1})  # key order does not matter
+    True
+    >>> len(point_key({"lr": 0.1}))
+    20
     """
     try:
         text = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=_plain, allow_nan=True)
@@ -74,7 +82,14 @@ def point_key(spec: Mapping[str, Any]) -> str:
 
 
 def point_path(root: str | os.PathLike, spec: Mapping[str, Any]) -> str:
-    """File of ``spec``'s point in the store folder ``root``."""
+    """File of ``spec``'s point in the store folder ``root``.
+
+    Examples
+    --------
+    >>> from netdyn.sweep.store import point_key, point_path
+    >>> point_path("store", {"lr": 0.1}).endswith(point_key({"lr": 0.1}) + ".nc")
+    True
+    """
     return os.path.join(os.fspath(root), point_key(spec) + _SUFFIX)
 
 
@@ -83,6 +98,17 @@ def save_point(root: str | os.PathLike, spec: Mapping[str, Any], result: Mapping
 
     ``result`` maps names to scalars (numbers, bools, strings) or 1-D arrays over
     ``step``; ``spec`` is kept as the JSON attribute ``spec``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from netdyn.sweep.store import load_point, save_point
+    >>> root = tempfile.mkdtemp()
+    >>> path = save_point(root, {"lr": 0.1}, {"lyapunov": 0.02, "status": "ok", "loss": np.ones(3)})
+    >>> back = load_point(root, {"lr": 0.1})
+    >>> back["lyapunov"], back["status"], back["loss"].tolist()
+    (0.02, 'ok', [1.0, 1.0, 1.0])
     """
     os.makedirs(root, exist_ok=True)
     path = point_path(root, spec)
@@ -105,7 +131,15 @@ def save_point(root: str | os.PathLike, spec: Mapping[str, Any], result: Mapping
 
 def load_point(root: str | os.PathLike, spec: Mapping[str, Any]) -> dict[str, Any] | None:
     """The stored result of ``spec`` as a dict (scalars as Python values, curves as
-    numpy arrays), or ``None`` when the store has no such point."""
+    numpy arrays), or ``None`` when the store has no such point.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from netdyn.sweep.store import load_point
+    >>> load_point(tempfile.mkdtemp(), {"lr": 0.1}) is None
+    True
+    """
     path = point_path(root, spec)
     if not os.path.exists(path):
         return None
@@ -138,7 +172,17 @@ def _move_aside(path: str, err: BaseException) -> None:
 
 
 def stored_keys(root: str | os.PathLike) -> set[str]:
-    """Keys of the points stored under ``root`` (empty for a missing folder)."""
+    """Keys of the points stored under ``root`` (empty for a missing folder).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from netdyn.sweep.store import point_key, save_point, stored_keys
+    >>> root = tempfile.mkdtemp()
+    >>> _ = save_point(root, {"lr": 0.1}, {"status": "ok"})
+    >>> stored_keys(root) == {point_key({"lr": 0.1})}
+    True
+    """
     if not os.path.isdir(root):
         return set()
     return {name[: -len(_SUFFIX)] for name in os.listdir(root) if name.endswith(_SUFFIX)}
@@ -146,14 +190,31 @@ def stored_keys(root: str | os.PathLike) -> set[str]:
 
 def grid_key(specs: Iterable[Mapping[str, Any]]) -> str:
     """Stable 20-hex-digit name of a whole grid: :func:`point_key` of its point
-    specifications in grid order."""
+    specifications in grid order.
+
+    Examples
+    --------
+    >>> from netdyn.sweep.store import grid_key
+    >>> grid_key([{"lr": 0.1}, {"lr": 1.0}]) != grid_key([{"lr": 1.0}, {"lr": 0.1}])  # the order counts
+    True
+    """
     return point_key({"points": list(specs)})
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[str], Any]) -> str:
     """Call ``write(tmp)`` on a temporary name in the folder of ``path``, then
     ``os.replace`` it onto ``path``: readers and concurrent writers see an old or a
-    new complete file, never a mix.  Returns ``path``."""
+    new complete file, never a mix.  Returns ``path``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from netdyn.sweep.store import write_atomic
+    >>> path = os.path.join(tempfile.mkdtemp(), "note.txt")
+    >>> _ = write_atomic(path, lambda tmp: open(tmp, "w").write("done"))
+    >>> open(path).read()
+    'done'
+    """
     path = os.fspath(path)
     tmp = f"{path}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
     try:
@@ -165,13 +226,21 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], Any]) -> str:
     return path
 
 
-def result_paths(folder: str | os.PathLike, key: str, stem: str = "result", figure: str = "sweep") -> tuple[str, str]:
+def result_paths(folder: str | os.PathLike, key: str, *, stem: str = "result", figure: str = "sweep") -> tuple[str, str]:
     """Where a sweep of grid ``key`` writes its result and figure in ``folder``.
 
     ``<stem>.nc`` and ``<figure>.png`` when the folder has no result yet or its
     ``<stem>.nc`` holds the same grid (attribute ``grid_key``); otherwise the grid's
     own ``<stem>-<key[:8]>.nc`` and ``<figure>-<key[:8]>.png``, so a sweep of other
     settings never overwrites the result of another grid.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from netdyn.sweep.store import result_paths
+    >>> nc, png = result_paths(tempfile.mkdtemp(), "0123abcd")
+    >>> os.path.basename(nc), os.path.basename(png)
+    ('result.nc', 'sweep.png')
     """
     folder = os.fspath(folder)
     main = os.path.join(folder, stem + ".nc")
@@ -200,6 +269,14 @@ class Claims:
     ----------
     root : str or PathLike
         the store folder (created if missing).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from netdyn.sweep.store import Claims
+    >>> with Claims(tempfile.mkdtemp()) as claims:
+    ...     claims.acquire("abc"), claims.acquire("abc")  # held by this process: not twice
+    (True, False)
     """
 
     def __init__(self, root: str | os.PathLike):

@@ -1,37 +1,35 @@
-"""``netdyn orbit run.nc [-o outdir]``: orbital class and distance curves of a saved trajectory.
+"""``netdyn distances run.nc [-o outdir]``: distance curves of a saved trajectory.
 
-Prints the orbital class of the trajectory's tail with its evidence
-(:func:`netdyn.orbits.stability.orbital_stability`) and a summary of its distance curves
-(:func:`netdyn.orbits.distances.trajectory_distances`), then writes
-``<stem>_distances.nc`` and the figure ``<stem>_distances.png`` to the output folder
-(default ``./netdyn-out/orbit-<stem>/``).
+Prints a summary of the trajectory's distance curves
+(:func:`netdyn.orbits.distances.trajectory_distances`: state distances between
+successive steps and to the final state, and for an MLP the graph measures), then
+writes ``<stem>_distances.nc`` and the figure ``<stem>_distances.png`` to the output
+folder (default ``./netdyn-out/distances-<stem>/``).
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from netdyn.orbits.distances import trajectory_distances
-from netdyn.orbits.stability import orbital_stability
 from netdyn.commands._output import add_output_arguments, default_output, manifest, open_input, staged_output
-from netdyn.commands._report import divergence_words, orbit_words
-from netdyn.commands.train import hidden_widths, positive_float, positive_int
+from netdyn.commands._report import divergence_words
+from netdyn.commands.train import hidden_widths
+from netdyn.orbits.distances import trajectory_distances
+
+NAME = "distances"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "orbit",
-        help="orbital class and distance curves of a saved trajectory",
+        NAME,
+        help="distance curves of a saved trajectory (state and, for an MLP, graph measures)",
         description=__doc__.splitlines()[0],
     )
     parser.add_argument("trajectory", type=Path, help="trajectory netCDF file (state over step, param)")
     add_output_arguments(parser, dest="outdir")
-    parser.add_argument("--tail", type=positive_int, default=None, help="states classified (default: the last half)")
-    parser.add_argument("--tol", type=positive_float, default=None, help="relative tolerance for equal states")
     parser.add_argument(
         "--layer-sizes", type=hidden_widths, default=None,
         help="MLP widths, e.g. 4,5,3 (default: the file's layer_sizes attribute, if any)",
@@ -40,37 +38,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def orbit_line(result: object) -> str:
-    """``label`` or ``label (period p)`` of an orbital-stability result."""
-    period = getattr(result, "period", None)
-    return f"{result.label}" + (f" (period {period})" if period else "")
-
-
 def run(args: argparse.Namespace) -> int:
     path = Path(args.trajectory)
     sizes = None if args.layer_sizes is None else list(args.layer_sizes)
-    outdir = args.outdir if args.outdir is not None else default_output("orbit", path.stem)
+    outdir = args.outdir if args.outdir is not None else default_output(NAME, path.stem)
     outputs = [f"{path.stem}_distances.nc", f"{path.stem}_distances.png"]
-    with open_input(path) as ds, staged_output(outdir, outputs, manifest("orbit", args, path), args.force) as stage:
-        result = orbital_stability(ds, tail=args.tail, tol=args.tol)
-        distances = trajectory_distances(ds, sizes, kendall=not args.no_kendall)
+    with open_input(path) as ds, staged_output(outdir, outputs, manifest(NAME, args, path), args.force) as stage:
+        distances = trajectory_distances(ds, layer_sizes=sizes, kendall=not args.no_kendall)
         diverged = divergence_words(ds)
-        print(f"{path.name}: {orbit_line(result)}")
-        print(f"  {result.reason}")
-        for line in orbit_words(result) + ([diverged] if diverged else []):
-            print(f"  note: {line}")
-        for field in dataclasses.fields(result):
-            if field.name not in ("label", "period", "reason"):
-                print(f"  {field.name:16s} {_fmt(getattr(result, field.name))}")
+        print(f"{path.name}:" + (f" note: {diverged}" if diverged else ""))
         print(distance_summary(distances))
         distances.attrs["source"] = str(path)
         distances.to_netcdf(stage / outputs[0])
-        _figure(distances, stage / outputs[1], f"{path.name}: {result.label}")
+        _figure(distances, stage / outputs[1], f"{path.name}: distance curves")
     print(f"wrote {', '.join(outputs)} in {outdir}")
     return 0
 
 
 def distance_summary(distances: xr.Dataset) -> str:
+    """A table of the first, last, min, max and mean finite value of each distance curve."""
     lines = [f"distance curves over {distances.sizes['step']} steps:",
              f"  {'measure':20s} {'first':>11s} {'last':>11s} {'min':>11s} {'max':>11s} {'mean':>11s}"]
     for name, var in distances.data_vars.items():
@@ -95,9 +81,5 @@ def _figure(distances: xr.Dataset, path: Path, title: str) -> None:
     fig = plot_distance_curves(distances)
     fig.suptitle(title, fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
-
-
-def _fmt(value: object) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
