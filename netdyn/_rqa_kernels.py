@@ -21,6 +21,8 @@ Metric codes: 0 supremum, 1 Euclidean, 2 Manhattan.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 
@@ -407,3 +409,324 @@ def line_histograms_banded(
     diag[0] = 0
     vert[0] = 0
     return 2 * int(upper_b.sum()) + (n if theiler == 0 else 0)
+
+
+# ---------------------------------------------------------------- neighbour-grid engine
+#
+# A recurrence matrix of a few per cent is mostly zeros, and the kernels above still compute
+# every one of its N^2 / 2 distances.  The grid engine visits only candidate pairs: the points
+# are bucketed in a uniform grid of cell side h >= (eps / s)(1 + 2^-20) over at most three of
+# their coordinates (the three of largest span), sorted by cell and, within a cell, by time.
+# Any of the three distances below eps bounds every coordinate difference by eps, so the
+# partners of a point lie in the cells at offsets |o_c| <= s around its own; an offset is
+# dropped when the gap between the two cells, ((|o_c| - 1)^+ h)_c, is itself at least eps in
+# the metric (an integer test, exact), and the relative margin 2^-20 absorbs the rounding of
+# the cell indices (at most 2^24 cells per axis).  Candidates are tested with the same
+# arithmetic as ``_distance`` (Euclidean: ``sqrt(s) < eps`` is ``s <= s_max``, the largest
+# double whose rounded square root is below eps, so no square root is taken): the recurrences
+# are those of the exhaustive kernels, bit for bit.
+#
+# Row i's recurrences j > i come cell by cell, not in column order, so the line bookkeeping
+# is order-free: per diagonal k = j - i and per column j the last row seen and the run length
+# (a run continues when the last row is i - 1, else the old run is closed into the
+# histogram); the runs of row i itself (column i below the line of identity, by symmetry)
+# are found by walking from each recurrence whose left neighbour did not recur in row i.
+# Rows are cut into blocks of nearly equal work, handed round-robin to one parallel task per
+# thread.  A block counts the lines that start in it: it seeds its state from the row before
+# it (runs through that row belong to an earlier block) and, after its last row, follows the
+# runs it started, pair by pair, until they end.  Merged, the histograms are the exhaustive
+# kernels', exactly.
+
+
+@numba.njit(cache=True, inline="always")
+def _raw_distance(pts: np.ndarray, i: int, spts: np.ndarray, p: int, metric: int) -> float:
+    """``_distance(pts, i, j)`` for ``spts[p] == pts[j]``, without the Euclidean square root."""
+    d = pts.shape[1]
+    s = 0.0
+    if metric == 0:
+        for c in range(d):
+            v = abs(pts[i, c] - spts[p, c])
+            if v > s:
+                s = v
+    elif metric == 1:
+        for c in range(d):
+            v = pts[i, c] - spts[p, c]
+            s += v * v
+    else:
+        for c in range(d):
+            s += abs(pts[i, c] - spts[p, c])
+    return s
+
+
+@numba.njit(cache=True, inline="always")
+def _recurs(pts: np.ndarray, i: int, j: int, eps: float, s_max: float, metric: int) -> bool:
+    """``_distance(pts, i, j, metric) < eps``, exactly (``s_max`` as in :func:`grid_line_histograms`)."""
+    s = _raw_distance(pts, i, pts, j, metric)
+    return s <= s_max if metric == 1 else s < eps
+
+
+@numba.njit(cache=True, inline="never")
+def _grid_row(
+    pts: np.ndarray, i: int, j_min: int, eps: float, s_max: float, metric: int, spts: np.ndarray, sidx: np.ndarray,
+    cell: np.ndarray, start: np.ndarray, offsets: np.ndarray, hits: np.ndarray,
+) -> int:
+    """The recurrent ``j >= j_min`` of row ``i`` to ``hits`` (cell by cell, ascending within a cell); how many."""
+    m = 0
+    home = cell[i]
+    for o in offsets:
+        c = home + o
+        lo, hi = start[c], start[c + 1]
+        while lo < hi:  # first point of the cell at time >= j_min
+            mid = (lo + hi) >> 1
+            if sidx[mid] < j_min:
+                lo = mid + 1
+            else:
+                hi = mid
+        stop = start[c + 1]
+        if metric == 1:
+            for p in range(lo, stop):
+                rec = _raw_distance(pts, i, spts, p, 1) <= s_max
+                hits[m] = sidx[p]
+                m += rec
+        else:
+            for p in range(lo, stop):
+                rec = _raw_distance(pts, i, spts, p, metric) < eps
+                hits[m] = sidx[p]
+                m += rec
+    return m
+
+
+@numba.njit(cache=True, inline="never")
+def _grid_block(
+    pts: np.ndarray, eps: float, s_max: float, metric: int, theiler: int, a: int, b: int, spts: np.ndarray,
+    sidx: np.ndarray, cell: np.ndarray, start: np.ndarray, offsets: np.ndarray, diag: np.ndarray, vert: np.ndarray,
+    dstate: np.ndarray, cstate: np.ndarray, hits: np.ndarray,
+) -> int:
+    """Add the lines that start in rows ``a <= i < b`` to ``diag`` / ``vert``; return the recurrent pairs ``j > i`` of the rows.
+
+    ``dstate[k]`` = (last row, run) of diagonal ``k``, ``cstate[j]`` the same for
+    column ``j`` above the LOI; a run of -1 is one that began before row ``a``.
+    """
+    n = pts.shape[0]
+    kmin = max(theiler, 1)
+    dstate[:, 0] = -3
+    dstate[:, 1] = 0
+    cstate[:, 0] = -3
+    cstate[:, 1] = 0
+    if a > 0:  # runs through row a - 1 belong to an earlier block
+        m = _grid_row(pts, a - 1, a - 1 + kmin, eps, s_max, metric, spts, sidx, cell, start, offsets, hits)
+        for h in range(m):
+            j = hits[h]
+            dstate[j - a + 1, 0] = a - 1
+            dstate[j - a + 1, 1] = -1
+            cstate[j, 0] = a - 1
+            cstate[j, 1] = -1
+    upper = 0
+    for i in range(a, b):
+        m = _grid_row(pts, i, i + kmin, eps, s_max, metric, spts, sidx, cell, start, offsets, hits)
+        upper += m
+        for h in range(m):
+            j = hits[h]
+            k = j - i
+            r = dstate[k, 1]
+            if dstate[k, 0] == i - 1:
+                if r > 0:
+                    dstate[k, 1] = r + 1
+            else:
+                if r > 0:
+                    diag[r] += 2
+                dstate[k, 1] = 1
+            dstate[k, 0] = i
+            r = cstate[j, 1]
+            if cstate[j, 0] == i - 1:
+                if r > 0:
+                    cstate[j, 1] = r + 1
+            else:
+                if r > 0:
+                    vert[r] += 1
+                cstate[j, 1] = 1
+            cstate[j, 0] = i
+        # column i: its part above the LOI is complete; with theiler 0 its run goes on through R_ii into row i
+        r = cstate[i, 1]
+        joined = cstate[i, 0] == i - 1
+        cstate[i, 0] = -3
+        cstate[i, 1] = 0
+        if theiler == 0:
+            if not joined:
+                if r > 0:
+                    vert[r] += 1
+                r = 0
+            if r >= 0:  # else the run began before row a: an earlier block counts it
+                r += 1
+                e = i + 1
+                while e < n and cstate[e, 0] == i:
+                    r += 1
+                    e += 1
+                vert[r] += 1
+        elif r > 0:
+            vert[r] += 1
+        # the other runs of row i (column i below the LOI): each from a recurrence whose left neighbour does not recur
+        for h in range(m):
+            j = hits[h]
+            if cstate[j - 1, 0] == i or (theiler == 0 and j == i + 1):
+                continue
+            e = j + 1
+            while e < n and cstate[e, 0] == i:
+                e += 1
+            vert[e - j] += 1
+    # lines started here and still open at row b - 1 are followed pair by pair
+    for k in range(kmin, n):
+        r = dstate[k, 1]
+        if r > 0:
+            if dstate[k, 0] == b - 1:
+                i = b
+                while i + k < n and _recurs(pts, i, i + k, eps, s_max, metric):
+                    r += 1
+                    i += 1
+            diag[r] += 2
+    for j in range(b, n):
+        r = cstate[j, 1]
+        if r > 0:
+            if cstate[j, 0] == b - 1:
+                i = b
+                while i <= j - kmin and _recurs(pts, i, j, eps, s_max, metric):
+                    r += 1
+                    i += 1
+                if i > j - kmin and theiler == 0:  # through R_jj into row j
+                    r += 1
+                    e = j + 1
+                    while e < n and _recurs(pts, j, e, eps, s_max, metric):
+                        r += 1
+                        e += 1
+            vert[r] += 1
+    return upper
+
+
+@numba.njit(cache=True, parallel=True)
+def grid_line_histograms(
+    pts: np.ndarray,
+    eps: float,
+    s_max: float,
+    metric: int,
+    theiler: int,
+    spts: np.ndarray,
+    sidx: np.ndarray,
+    cell: np.ndarray,
+    start: np.ndarray,
+    offsets: np.ndarray,
+    blocks: np.ndarray,
+    diag_t: np.ndarray,
+    vert_t: np.ndarray,
+    dstate_t: np.ndarray,
+    cstate_t: np.ndarray,
+    hits_t: np.ndarray,
+    upper_t: np.ndarray,
+) -> None:
+    """:func:`line_histograms` over the candidate pairs of a :class:`Grid`: the same lines, exactly.
+
+    ``pts`` (N, d) are the points, ``spts``/``sidx``/``cell``/``start``/``offsets``
+    the grid (:func:`build_grid`), ``blocks`` (B + 1) the row blocks' bounds.  One
+    parallel task per row of the work arrays ``diag_t``/``vert_t`` (T, N + 1),
+    ``dstate_t``/``cstate_t`` (T, N, 2), ``hits_t`` (T, N); task ``t`` takes blocks
+    ``t, t + T, ...``, adds its lines to ``diag_t[t]``/``vert_t[t]`` (zeroed here;
+    bin 0 unused) and its recurrent pairs ``j > i`` to ``upper_t[t]``.
+    Recurrence: ``_distance < eps``; Euclidean: raw sum of squares ``<= s_max``.
+    """
+    n_tasks = diag_t.shape[0]
+    n_blocks = blocks.size - 1
+    for t in numba.prange(n_tasks):
+        diag_t[t, :] = 0
+        vert_t[t, :] = 0
+        upper = 0
+        for blk in range(t, n_blocks, n_tasks):
+            upper += _grid_block(
+                pts, eps, s_max, metric, theiler, blocks[blk], blocks[blk + 1], spts, sidx, cell, start, offsets,
+                diag_t[t], vert_t[t], dstate_t[t], cstate_t[t], hits_t[t],
+            )
+        upper_t[t] = upper
+
+
+class Grid(NamedTuple):
+    """Points bucketed for :func:`grid_line_histograms` (built by :func:`build_grid`).
+
+    ``spts`` (N, d): the points sorted by cell, by time within a cell; ``sidx`` (N):
+    their times; ``cell`` (N): the cell of point ``i`` (by time); ``start``
+    (cells + 1): where each cell begins in ``spts``; ``offsets``: the neighbour cells
+    to visit; ``candidates``: ordered pairs ``(i, j)``, ``i != j``, they hold;
+    ``row_work`` (N): the candidates of each row's cells.
+    """
+
+    spts: np.ndarray
+    sidx: np.ndarray
+    cell: np.ndarray
+    start: np.ndarray
+    offsets: np.ndarray
+    candidates: int
+    row_work: np.ndarray
+
+
+#: most cells a grid may have (with its padding), per point and in all
+GRID_CELLS_PER_POINT = 4
+GRID_MIN_CELLS = 1 << 16
+
+
+def square_root_bound(eps: float) -> float:
+    """The largest double ``s`` with ``sqrt(s) < eps`` (correctly rounded square root), for ``eps > 0``.
+
+    ``sqrt`` is monotone, so ``sqrt(s) < eps`` iff ``s <= square_root_bound(eps)``.
+    """
+    s = np.float64(eps) * np.float64(eps)
+    while s > 0 and not np.sqrt(s) < eps:
+        s = np.nextafter(s, -np.inf)
+    while np.sqrt(np.nextafter(s, np.inf)) < eps:
+        s = np.nextafter(s, np.inf)
+    return float(s)
+
+
+def build_grid(pts: np.ndarray, eps: float, metric: int, subdivisions: int) -> Grid:
+    """Bucket ``pts`` (N, d) so that every pair at distance ``< eps`` lies in neighbouring cells.
+
+    The cells have side ``h >= (eps / subdivisions)(1 + 2^-20)`` along the (at most
+    three) coordinates of largest span, enlarged until the padded grid has at most
+    ``max(GRID_MIN_CELLS, GRID_CELLS_PER_POINT N)`` cells.
+    """
+    n, d = pts.shape
+    s = int(subdivisions)
+    span = np.ptp(pts, axis=0)
+    axes = np.sort(np.argsort(-span, kind="stable")[: min(d, 3)])
+    low = pts[:, axes].min(axis=0)
+    h = eps / s * (1 + 2.0**-20)
+    cap = max(GRID_MIN_CELLS, GRID_CELLS_PER_POINT * n)
+    while True:
+        cells = float(np.prod(np.floor(span[axes] / h) + 1 + 2 * s))
+        if cells <= cap:
+            break
+        h *= max(1.25, (cells / cap) ** (1 / axes.size))
+    sizes = np.floor(span[axes] / h).astype(np.int64) + 1 + 2 * s
+    q = np.floor((pts[:, axes] - low) / h).astype(np.int64) + s
+    q = np.minimum(q, sizes - 1 - s)  # a coordinate at the top edge may round to the next cell
+    strides = np.ones(axes.size, dtype=np.int64)
+    for c in range(axes.size - 2, -1, -1):
+        strides[c] = strides[c + 1] * sizes[c + 1]
+    cell = q @ strides
+    n_cells = int(np.prod(sizes))
+    order = np.argsort(cell, kind="stable")
+    counts = np.bincount(cell, minlength=n_cells)
+    start = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    grid_o = np.stack(np.meshgrid(*[np.arange(-s, s + 1)] * axes.size, indexing="ij"), axis=-1).reshape(-1, axes.size)
+    gap = np.maximum(np.abs(grid_o) - 1, 0)
+    far = {0: gap.max(axis=1) >= s, 1: (gap**2).sum(axis=1) >= s * s, 2: gap.sum(axis=1) >= s}[metric]
+    offsets = grid_o[~far] @ strides
+    occupied = np.flatnonzero(counts)
+    around = np.zeros(n_cells, dtype=np.int64)
+    for o in offsets:
+        around[occupied] += counts[occupied + o]
+    return Grid(
+        spts=np.ascontiguousarray(pts[order]),
+        sidx=order.astype(np.int64),
+        cell=cell,
+        start=start,
+        offsets=np.ascontiguousarray(offsets.astype(np.int64)),
+        candidates=int(around[occupied] @ counts[occupied]) - n,
+        row_work=around[cell],
+    )

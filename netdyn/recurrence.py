@@ -83,7 +83,7 @@ __all__ = [
 _METRICS = {"supremum": "chebyshev", "euclidean": "euclidean", "manhattan": "cityblock"}
 _BLOCK = 1 << 20
 _MEASURES = ("RR", "DET", "L", "Lmax", "DIV", "ENTR", "LAM", "TT", "Vmax")
-_ENGINES = ("auto", "numba", "numpy")
+_ENGINES = ("auto", "numba", "grid", "numpy")
 _BINS = 8192
 _SELECT = 1 << 18
 
@@ -184,8 +184,8 @@ def _kernels(engine: str, caller: str) -> ModuleType | None:
     try:
         return importlib.import_module(f"{__package__}._rqa_kernels")
     except ImportError as err:
-        if engine == "numba":
-            raise ImportError(f"{caller}: engine='numba' needs numba (pip install numba): {err}") from err
+        if engine in ("numba", "grid"):
+            raise ImportError(f"{caller}: engine={engine!r} needs numba (pip install numba): {err}") from err
         return None
 
 
@@ -599,7 +599,7 @@ def rqa(
         raise ValueError(f"{caller}: expected theiler < N = {pts.shape[0]}, got {theiler}")
     _metric(metric, caller)
     eps = _resolve_threshold(pts, threshold, recurrence_rate, metric, theiler, block_size, caller, engine)
-    return _rqa_points(pts, eps, metric, theiler, l_min, v_min, block_size, kernels)
+    return _rqa_points(pts, eps, metric, theiler, l_min, v_min, block_size, kernels, engine)
 
 
 def _line_histograms_kernels(kernels: ModuleType, pts: np.ndarray, eps: float, metric: str, theiler: int) -> tuple[int, np.ndarray, np.ndarray]:
@@ -647,12 +647,93 @@ def _diagonal_bands(n: int, k_min: int, n_bands: int) -> np.ndarray:
     return np.unique(np.concatenate(([k_min], np.minimum(cuts, n), [n]))).astype(np.int64)
 
 
+_GRID_MIN = 2_000
+"""Fewest points for which ``engine="auto"`` considers the neighbour grid (below, the exhaustive kernel is done in
+milliseconds)."""
+_GRID_SHARE = 0.25
+"""``engine="auto"`` takes the grid when its candidate pairs are at most this share of all pairs: a candidate costs
+more than a pair of the exhaustive kernel (gathered, not streamed; cells located per row)."""
+_GRID_CELL_COST = 16
+"""What one cell visited per row costs, in candidate pairs (a binary search in the cell); picks the subdivision."""
+_GRID_SUBDIVISIONS = (1, 2, 3)
+
+
+def _grid(kernels: ModuleType, pts: np.ndarray, eps: float, metric: str) -> Any:
+    """The cheapest of the grids with cells of ``eps / s``, ``s`` in :data:`_GRID_SUBDIVISIONS`.
+
+    Cost: candidate pairs + :data:`_GRID_CELL_COST` per cell visited per row.
+    """
+    code = kernels.METRIC_CODES[metric]
+    best, best_cost = None, math.inf
+    for s in _GRID_SUBDIVISIONS:
+        grid = kernels.build_grid(pts, eps, code, s)
+        cost = grid.candidates + _GRID_CELL_COST * pts.shape[0] * grid.offsets.size
+        if cost < best_cost:
+            best, best_cost = grid, cost
+    return best
+
+
+def _grid_pays(grid: Any, n: int) -> bool:
+    """The rule of ``engine="auto"``: at least :data:`_GRID_MIN` points and candidates at most :data:`_GRID_SHARE` of
+    the ``N (N - 1)`` ordered pairs."""
+    return n >= _GRID_MIN and grid.candidates <= _GRID_SHARE * n * (n - 1)
+
+
+def _row_blocks(grid: Any, n_blocks: int) -> np.ndarray:
+    """Bounds ``0 = a_0 < ... < a_B = N`` of row blocks of nearly equal work.
+
+    Row ``i``'s work: the candidates of its cells after ``i`` (about ``(N - i) / N`` of them) and the cells themselves.
+    """
+    n = grid.cell.size
+    work = grid.row_work * ((n - np.arange(n)) / n) + _GRID_CELL_COST * grid.offsets.size
+    cum = np.cumsum(work)
+    cuts = np.searchsorted(cum, cum[-1] * np.arange(1, n_blocks) / n_blocks)
+    return np.unique(np.concatenate(([0], np.clip(cuts, 1, n), [n]))).astype(np.int64)
+
+
+_GRID_BLOCKS_PER_TASK = 8
+"""Row blocks per parallel task: more than one, so that a task delayed by another process costs little."""
+
+
+def _line_histograms_grid(
+    kernels: ModuleType, pts: np.ndarray, eps: float, metric: str, theiler: int, grid: Any
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """As :func:`_line_histograms`, over the candidate pairs of ``grid`` (:func:`netdyn._rqa_kernels.grid_line_histograms`).
+
+    One parallel task per numba thread; work arrays allocated here (about ``(40 + 8) N`` bytes per task besides
+    the grid's ``(8 d + 24) N``).
+    """
+    import numba
+
+    n = pts.shape[0]
+    pts = np.ascontiguousarray(pts)
+    tasks = max(1, min(numba.get_num_threads(), n // 64))
+    blocks = _row_blocks(grid, min(_GRID_BLOCKS_PER_TASK * tasks, max(1, n // 64)))
+    code = kernels.METRIC_CODES[metric]
+    s_max = kernels.square_root_bound(eps) if code == 1 else eps
+    state = np.int32 if n < 2**31 - 8 else np.int64
+    diag_t, vert_t = np.empty((tasks, n + 1), np.int64), np.empty((tasks, n + 1), np.int64)
+    upper = np.empty(tasks, np.int64)
+    kernels.grid_line_histograms(
+        pts, eps, s_max, code, theiler, grid.spts, grid.sidx, grid.cell, grid.start, grid.offsets, blocks, diag_t,
+        vert_t, np.empty((tasks, n, 2), state), np.empty((tasks, n, 2), state), np.empty((tasks, n), np.int64), upper,
+    )
+    diag, vert = diag_t.sum(axis=0), vert_t.sum(axis=0)
+    diag[0] = vert[0] = 0
+    return 2 * int(upper.sum()) + (n if theiler == 0 else 0), diag, vert
+
+
 def _rqa_points(
-    pts: np.ndarray, eps: float, metric: str, theiler: int, l_min: int, v_min: int, block_size: int, kernels: ModuleType | None
+    pts: np.ndarray, eps: float, metric: str, theiler: int, l_min: int, v_min: int, block_size: int,
+    kernels: ModuleType | None, engine: str = "auto",
 ) -> RQAResult:
     n = pts.shape[0]
+    wanted = engine == "grid" or (engine == "auto" and n >= _GRID_MIN)
+    grid = _grid(kernels, pts, eps, metric) if kernels is not None and wanted else None
     if kernels is None:
         count, diag, vert = _line_histograms(pts, eps, _METRICS[metric], theiler, block_size)
+    elif grid is not None and (engine == "grid" or _grid_pays(grid, n)):
+        count, diag, vert = _line_histograms_grid(kernels, pts, eps, metric, theiler, grid)
     else:
         count, diag, vert = _line_histograms_kernels(kernels, pts, eps, metric, theiler)
     det, mean_l, lmax, entr = _line_measures(diag, l_min)
@@ -726,7 +807,7 @@ def windowed_rqa(
     starts = np.arange(0, n - window + 1, step)
     values = {m: np.empty(starts.size) for m in _MEASURES}
     for w, s in enumerate(starts):
-        res = _rqa_points(pts[s : s + window], eps, metric, theiler, l_min, v_min, _BLOCK, kernels)
+        res = _rqa_points(pts[s : s + window], eps, metric, theiler, l_min, v_min, _BLOCK, kernels, engine)
         for m in _MEASURES:
             values[m][w] = getattr(res, m)
     centre = starts + (window - 1) // 2
