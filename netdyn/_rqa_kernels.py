@@ -459,6 +459,39 @@ def _raw_distance(pts: np.ndarray, i: int, spts: np.ndarray, p: int, metric: int
 
 
 @numba.njit(cache=True, inline="always")
+def _raw_distance3(x0: float, x1: float, x2: float, pts: np.ndarray, i: int, spts: np.ndarray, p: int, metric: int) -> float:
+    """:func:`_raw_distance` for ``d >= 3``, ``(x0, x1, x2) = pts[i, :3]`` held in registers (same operations, same
+    order: ``0 + a == a`` and ``max(0, a) == a`` for ``a >= 0``)."""
+    if metric == 0:
+        s = abs(x0 - spts[p, 0])
+        v = abs(x1 - spts[p, 1])
+        s = v if v > s else s
+        v = abs(x2 - spts[p, 2])
+        s = v if v > s else s
+        for c in range(3, pts.shape[1]):
+            v = abs(pts[i, c] - spts[p, c])
+            if v > s:
+                s = v
+    elif metric == 1:
+        v = x0 - spts[p, 0]
+        s = v * v
+        v = x1 - spts[p, 1]
+        s += v * v
+        v = x2 - spts[p, 2]
+        s += v * v
+        for c in range(3, pts.shape[1]):
+            v = pts[i, c] - spts[p, c]
+            s += v * v
+    else:
+        s = abs(x0 - spts[p, 0])
+        s += abs(x1 - spts[p, 1])
+        s += abs(x2 - spts[p, 2])
+        for c in range(3, pts.shape[1]):
+            s += abs(pts[i, c] - spts[p, c])
+    return s
+
+
+@numba.njit(cache=True, inline="always")
 def _recurs(pts: np.ndarray, i: int, j: int, eps: float, s_max: float, metric: int) -> bool:
     """``_distance(pts, i, j, metric) < eps``, exactly (``s_max`` as in :func:`grid_line_histograms`)."""
     s = _raw_distance(pts, i, pts, j, metric)
@@ -467,45 +500,52 @@ def _recurs(pts: np.ndarray, i: int, j: int, eps: float, s_max: float, metric: i
 
 @numba.njit(cache=True, inline="never")
 def _grid_row(
-    pts: np.ndarray, i: int, j_min: int, eps: float, s_max: float, metric: int, spts: np.ndarray, sidx: np.ndarray,
-    cell: np.ndarray, start: np.ndarray, offsets: np.ndarray, hits: np.ndarray,
+    pts: np.ndarray, i: int, eps: float, s_max: float, metric: int, spts: np.ndarray, sidx: np.ndarray,
+    home: int, start: np.ndarray, first: np.ndarray, offsets: np.ndarray, hits: np.ndarray,
 ) -> int:
-    """The recurrent ``j >= j_min`` of row ``i`` to ``hits`` (cell by cell, ascending within a cell); how many."""
+    """The recurrent ``j`` of row ``i`` to ``hits`` (cell by cell, ascending within a cell); how many.
+
+    Cell ``c``'s points from ``first[c]`` on are visited (those at times ``>= i + max(theiler, 1)``).
+    Branch-free: every candidate is written, the count advances on a recurrence.
+    """
     m = 0
-    home = cell[i]
-    for o in offsets:
-        c = home + o
-        lo, hi = start[c], start[c + 1]
-        while lo < hi:  # first point of the cell at time >= j_min
-            mid = (lo + hi) >> 1
-            if sidx[mid] < j_min:
-                lo = mid + 1
-            else:
-                hi = mid
-        stop = start[c + 1]
-        if metric == 1:
-            for p in range(lo, stop):
-                rec = _raw_distance(pts, i, spts, p, 1) <= s_max
+    thr = s_max if metric == 1 else eps
+    if pts.shape[1] >= 3:
+        x0, x1, x2 = pts[i, 0], pts[i, 1], pts[i, 2]
+        for o in offsets:
+            c = home + o
+            for p in range(first[c], start[c + 1]):
+                s = _raw_distance3(x0, x1, x2, pts, i, spts, p, metric)
                 hits[m] = sidx[p]
-                m += rec
-        else:
-            for p in range(lo, stop):
-                rec = _raw_distance(pts, i, spts, p, metric) < eps
+                m += (s <= thr) if metric == 1 else (s < thr)
+    else:
+        for o in offsets:
+            c = home + o
+            for p in range(first[c], start[c + 1]):
+                s = _raw_distance(pts, i, spts, p, metric)
                 hits[m] = sidx[p]
-                m += rec
+                m += (s <= thr) if metric == 1 else (s < thr)
     return m
+
+
+@numba.njit(cache=True, inline="always")
+def _advance(cell: np.ndarray, first: np.ndarray, j_from: int, j_to: int) -> None:
+    """Points at times ``j_from <= t < j_to`` leave the visited part of their cells."""
+    for t in range(j_from, min(j_to, cell.size)):
+        first[cell[t]] += 1
 
 
 @numba.njit(cache=True, inline="never")
 def _grid_block(
     pts: np.ndarray, eps: float, s_max: float, metric: int, theiler: int, a: int, b: int, spts: np.ndarray,
     sidx: np.ndarray, cell: np.ndarray, start: np.ndarray, offsets: np.ndarray, diag: np.ndarray, vert: np.ndarray,
-    dstate: np.ndarray, cstate: np.ndarray, hits: np.ndarray,
+    dstate: np.ndarray, cstate: np.ndarray, hits: np.ndarray, first: np.ndarray,
 ) -> int:
     """Add the lines that start in rows ``a <= i < b`` to ``diag`` / ``vert``; return the recurrent pairs ``j > i`` of the rows.
 
     ``dstate[k]`` = (last row, run) of diagonal ``k``, ``cstate[j]`` the same for
     column ``j`` above the LOI; a run of -1 is one that began before row ``a``.
+    ``first[c]`` (cells): where the visited part of cell ``c`` begins.
     """
     n = pts.shape[0]
     kmin = max(theiler, 1)
@@ -513,8 +553,11 @@ def _grid_block(
     dstate[:, 1] = 0
     cstate[:, 0] = -3
     cstate[:, 1] = 0
+    first[:] = start[:-1]
+    j_min = max(a - 1, 0) + kmin
+    _advance(cell, first, 0, j_min)
     if a > 0:  # runs through row a - 1 belong to an earlier block
-        m = _grid_row(pts, a - 1, a - 1 + kmin, eps, s_max, metric, spts, sidx, cell, start, offsets, hits)
+        m = _grid_row(pts, a - 1, eps, s_max, metric, spts, sidx, cell[a - 1], start, first, offsets, hits)
         for h in range(m):
             j = hits[h]
             dstate[j - a + 1, 0] = a - 1
@@ -523,7 +566,9 @@ def _grid_block(
             cstate[j, 1] = -1
     upper = 0
     for i in range(a, b):
-        m = _grid_row(pts, i, i + kmin, eps, s_max, metric, spts, sidx, cell, start, offsets, hits)
+        _advance(cell, first, j_min, i + kmin)
+        j_min = i + kmin
+        m = _grid_row(pts, i, eps, s_max, metric, spts, sidx, cell[i], start, first, offsets, hits)
         upper += m
         for h in range(m):
             j = hits[h]
@@ -620,6 +665,7 @@ def grid_line_histograms(
     dstate_t: np.ndarray,
     cstate_t: np.ndarray,
     hits_t: np.ndarray,
+    first_t: np.ndarray,
     upper_t: np.ndarray,
 ) -> None:
     """:func:`line_histograms` over the candidate pairs of a :class:`Grid`: the same lines, exactly.
@@ -627,7 +673,7 @@ def grid_line_histograms(
     ``pts`` (N, d) are the points, ``spts``/``sidx``/``cell``/``start``/``offsets``
     the grid (:func:`build_grid`), ``blocks`` (B + 1) the row blocks' bounds.  One
     parallel task per row of the work arrays ``diag_t``/``vert_t`` (T, N + 1),
-    ``dstate_t``/``cstate_t`` (T, N, 2), ``hits_t`` (T, N); task ``t`` takes blocks
+    ``dstate_t``/``cstate_t`` (T, N, 2), ``hits_t`` (T, N), ``first_t`` (T, cells); task ``t`` takes blocks
     ``t, t + T, ...``, adds its lines to ``diag_t[t]``/``vert_t[t]`` (zeroed here;
     bin 0 unused) and its recurrent pairs ``j > i`` to ``upper_t[t]``.
     Recurrence: ``_distance < eps``; Euclidean: raw sum of squares ``<= s_max``.
@@ -641,7 +687,7 @@ def grid_line_histograms(
         for blk in range(t, n_blocks, n_tasks):
             upper += _grid_block(
                 pts, eps, s_max, metric, theiler, blocks[blk], blocks[blk + 1], spts, sidx, cell, start, offsets,
-                diag_t[t], vert_t[t], dstate_t[t], cstate_t[t], hits_t[t],
+                diag_t[t], vert_t[t], dstate_t[t], cstate_t[t], hits_t[t], first_t[t],
             )
         upper_t[t] = upper
 

@@ -716,7 +716,8 @@ def _line_histograms_grid(
     upper = np.empty(tasks, np.int64)
     kernels.grid_line_histograms(
         pts, eps, s_max, code, theiler, grid.spts, grid.sidx, grid.cell, grid.start, grid.offsets, blocks, diag_t,
-        vert_t, np.empty((tasks, n, 2), state), np.empty((tasks, n, 2), state), np.empty((tasks, n), np.int64), upper,
+        vert_t, np.empty((tasks, n, 2), state), np.empty((tasks, n, 2), state), np.empty((tasks, n), np.int64),
+        np.empty((tasks, grid.start.size - 1), np.int64), upper,
     )
     diag, vert = diag_t.sum(axis=0), vert_t.sum(axis=0)
     diag[0] = vert[0] = 0
