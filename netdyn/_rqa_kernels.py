@@ -741,13 +741,14 @@ def build_grid(pts: np.ndarray, eps: float, metric: int, subdivisions: int) -> G
     span = np.ptp(pts, axis=0)
     axes = np.sort(np.argsort(-span, kind="stable")[: min(d, 3)])
     low = pts[:, axes].min(axis=0)
-    h = eps / s * (1 + 2.0**-20)
+    h = max(eps / s * (1 + 2.0**-20), np.finfo(np.float64).tiny)
     cap = max(GRID_MIN_CELLS, GRID_CELLS_PER_POINT * n)
     while True:
-        cells = float(np.prod(np.floor(span[axes] / h) + 1 + 2 * s))
+        with np.errstate(over="ignore", divide="ignore"):
+            cells = float(np.prod(np.floor(span[axes] / h) + 1 + 2 * s))
         if cells <= cap:
             break
-        h *= max(1.25, (cells / cap) ** (1 / axes.size))
+        h = max(1.25 * h, float(span[axes].max()) / cap ** (1 / axes.size))
     sizes = np.floor(span[axes] / h).astype(np.int64) + 1 + 2 * s
     q = np.floor((pts[:, axes] - low) / h).astype(np.int64) + s
     q = np.minimum(q, sizes - 1 - s)  # a coordinate at the top edge may round to the next cell
@@ -776,3 +777,96 @@ def build_grid(pts: np.ndarray, eps: float, metric: int, subdivisions: int) -> G
         candidates=int(around[occupied] @ counts[occupied]) - n,
         row_work=around[cell],
     )
+
+
+@numba.njit(cache=True, inline="never")
+def _grid_distance_rows(
+    pts: np.ndarray, metric: int, kmin: int, a: int, b: int, lo: float, hi: float, below_max: float, top_max: float,
+    scale: float, spts: np.ndarray, sidx: np.ndarray, cell: np.ndarray, start: np.ndarray, offsets: np.ndarray,
+    counts: np.ndarray, out: np.ndarray, first: np.ndarray, bounds: np.ndarray,
+) -> tuple[int, int]:
+    """Rows ``a <= i < b`` of :func:`grid_distance_histogram`: (pairs below ``lo``, pairs in ``[lo, hi]``)."""
+    last = counts.size - 1
+    below = 0
+    m = 0
+    first[:] = start[:-1]
+    _advance(cell, first, 0, a + kmin - 1)
+    for i in range(a, b):
+        _advance(cell, first, i + kmin - 1, i + kmin)
+        home = cell[i]
+        for o in offsets:
+            c = home + o
+            for p in range(first[c], start[c + 1]):
+                s = _raw_distance(pts, i, spts, p, metric)
+                below += (s <= below_max) if metric == 1 else (s < lo)
+                if (s > below_max and s <= top_max) if metric == 1 else (s >= lo and s <= hi):
+                    dist = np.sqrt(s) if metric == 1 else s
+                    counts[min(int((dist - lo) * scale), last)] += 1
+                    if m < out.size:
+                        out[m] = dist
+                    m += 1
+                    bounds[0] = min(bounds[0], dist)
+                    bounds[1] = max(bounds[1], dist)
+    return below, m
+
+
+@numba.njit(cache=True, parallel=True)
+def grid_distance_histogram(
+    pts: np.ndarray,
+    metric: int,
+    kmin: int,
+    lo: float,
+    hi: float,
+    below_max: float,
+    top_max: float,
+    scale: float,
+    spts: np.ndarray,
+    sidx: np.ndarray,
+    cell: np.ndarray,
+    start: np.ndarray,
+    offsets: np.ndarray,
+    blocks: np.ndarray,
+    counts_t: np.ndarray,
+    out_t: np.ndarray,
+    found_t: np.ndarray,
+    bounds_t: np.ndarray,
+    first_t: np.ndarray,
+) -> None:
+    """The upper-triangle distances ``d`` (``j - i >= kmin``) of a grid's candidate pairs, around ``[lo, hi]``.
+
+    The grid must hold every pair with ``d <= hi``.  Task ``t`` (one per row of
+    the work arrays) takes the row blocks ``t, t + T, ...`` (``blocks``, B + 1
+    bounds) and writes ``found_t[t] = (pairs with d < lo, pairs with lo <= d <= hi)``;
+    the latter go to ``counts_t[t]`` (bin ``min(int((d - lo) scale), bins - 1)``,
+    zeroed here) and, while there is room, to ``out_t[t]``; their least and
+    greatest to ``bounds_t[t]`` (inf, -inf if none).  Euclidean: the raw
+    sums of squares are compared, ``below_max`` / ``top_max`` the largest with a
+    square root below ``lo`` / at most ``hi``; the binned ``d`` is the square root,
+    as ``_distance``.  ``first_t`` (T, cells) is work space.
+    """
+    n_tasks = counts_t.shape[0]
+    n_blocks = blocks.size - 1
+    for t in numba.prange(n_tasks):
+        counts_t[t, :] = 0
+        bounds_t[t, 0] = np.inf
+        bounds_t[t, 1] = -np.inf
+        below = 0
+        inside = 0
+        for blk in range(t, n_blocks, n_tasks):
+            bl, m = _grid_distance_rows(
+                pts, metric, kmin, blocks[blk], blocks[blk + 1], lo, hi, below_max, top_max, scale, spts, sidx, cell,
+                start, offsets, counts_t[t], out_t[t, min(inside, out_t.shape[1]):], first_t[t], bounds_t[t],
+            )
+            below += bl
+            inside += m
+        found_t[t, 0] = below
+        found_t[t, 1] = inside
+
+
+@numba.njit(cache=True)
+def pair_distances(pts: np.ndarray, i: np.ndarray, j: np.ndarray, metric: int) -> np.ndarray:
+    """``_distance(pts, i[q], j[q])`` for every ``q``."""
+    out = np.empty(i.size)
+    for q in range(i.size):
+        out[q] = _distance(pts, i[q], j[q], metric)
+    return out

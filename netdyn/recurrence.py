@@ -283,6 +283,10 @@ def recurrence_threshold(
     if pairs == 0:
         raise ValueError(f"{caller}: expected theiler < N = {n} (some pairs outside the Theiler window), got {theiler}")
     rank = int(recurrence_rate * (pairs - 1))
+    if kernels is not None and (engine == "grid" or (engine == "auto" and n >= _GRID_MIN)):
+        found = _threshold_grid(kernels, pts, rank, metric, theiler, force=engine == "grid")
+        if found is not None:
+            return found
     if kernels is not None:
         found = _threshold_kernels(kernels, pts, rank, metric, theiler)
         if found is not None:
@@ -349,6 +353,92 @@ def _threshold_kernels(kernels: ModuleType, pts: np.ndarray, rank: int, metric: 
             return float(np.partition(values[:m], rank)[rank])
         if lo == hi:
             return lo
+
+
+_SAMPLE = 1 << 18
+"""Random pairs whose distances bracket the threshold for the grid (:func:`_threshold_grid`)."""
+_SAMPLE_Z = 5.0
+"""Half-width of that bracket, in binomial standard deviations of the sampled rate."""
+_GRID_VALUES = 1 << 20
+"""Most distances the grid's threshold search holds (8 MiB); a larger bracket is narrowed by a histogram first."""
+
+
+def _threshold_grid(kernels: ModuleType, pts: np.ndarray, rank: int, metric: str, theiler: int, force: bool) -> float | None:
+    """:func:`_threshold_kernels` over the candidate pairs of a neighbour grid; None when the grid does not pay
+    (:func:`_grid_pays`, unless ``force``) or the bracket cannot be narrowed (distances too close to bin).
+
+    The distance of upper-triangle rank ``r`` is bracketed by ``[lo, hi]`` from the distances of
+    :data:`_SAMPLE` random pairs (the sampled quantiles ``r / T_u +- z sigma``, :data:`_SAMPLE_Z`, a fixed seed:
+    the bracket only sets the speed, never the result).  A grid holding every pair with ``d <= hi`` then counts
+    the pairs below ``lo`` and collects those in ``[lo, hi]`` (one pass, usually; a bracket holding more than
+    :data:`_GRID_VALUES` is narrowed to the histogram bin of the rank, one more pass; a bracket that misses
+    the rank is moved).  The value is that rank's distance among all pairs, exactly.
+    """
+    n = pts.shape[0]
+    zeros = n if theiler == 0 else 0
+    if rank < zeros:
+        return 0.0
+    rank = (rank - zeros) // 2
+    kmin = max(theiler, 1)
+    code = kernels.METRIC_CODES[metric]
+    upper = (n - kmin) * (n - kmin + 1) // 2
+    pts = np.ascontiguousarray(pts)
+    size = min(_SAMPLE, upper)
+    u = np.sort(np.random.default_rng(0).integers(0, upper, size))
+    # pair number u -> (i, j): offsets k = kmin.. hold n - k pairs each
+    per_k = np.cumsum(np.arange(n - kmin, 0, -1, dtype=np.int64))
+    k_idx = np.searchsorted(per_k, u, "right")
+    i = u - np.concatenate(([0], per_k))[k_idx]
+    sample = np.sort(kernels.pair_distances(pts, i, i + k_idx + kmin, code))
+    q, sigma = rank / upper, math.sqrt(max(rank / upper * (1 - rank / upper), 1.0 / size) / size)
+    r_lo, r_hi = math.floor((q - _SAMPLE_Z * sigma) * size), math.ceil((q + _SAMPLE_Z * sigma) * size)
+    lo = float(sample[r_lo]) if r_lo >= 0 else 0.0
+    diameter = _diameter(pts, _METRICS[metric])
+    hi = float(sample[r_hi]) if r_hi < size else diameter
+    grid, grid_hi = None, -1.0
+    import numba
+
+    tasks = max(1, min(numba.get_num_threads(), n // 64))
+    cap = min(_GRID_VALUES, upper) // tasks + 1
+    counts_t, out_t = np.empty((tasks, _BINS), np.int64), np.empty((tasks, cap))
+    found_t, bounds_t = np.empty((tasks, 2), np.int64), np.empty((tasks, 2))
+    while True:
+        if hi > grid_hi:
+            grid = _grid(kernels, pts, float(np.nextafter(hi, np.inf)), metric)
+            if not force and not _grid_pays(grid, n):
+                return None
+            grid_hi, first_t = hi, np.empty((tasks, grid.start.size - 1), np.int64)
+            blocks = _row_blocks(grid, min(_GRID_BLOCKS_PER_TASK * tasks, max(1, n // 64)))
+        scale = _BINS / (hi - lo) if hi > lo else 0.0
+        if not math.isfinite(scale):
+            return None
+        below_max = kernels.square_root_bound(lo) if code == 1 and lo > 0 else -1.0
+        top_max = kernels.square_root_bound(float(np.nextafter(hi, np.inf))) if code == 1 else hi
+        kernels.grid_distance_histogram(
+            pts, code, kmin, lo, hi, below_max, top_max, scale, grid.spts, grid.sidx, grid.cell, grid.start,
+            grid.offsets, blocks, counts_t, out_t, found_t, bounds_t, first_t,
+        )
+        below, inside = int(found_t[:, 0].sum()), int(found_t[:, 1].sum())
+        r = rank - below
+        if r < 0:  # the rank lies below the bracket
+            lo, hi = 0.0, float(np.nextafter(lo, -np.inf))
+        elif r >= inside:  # above it
+            if hi >= diameter:
+                return None
+            lo, hi = float(np.nextafter(hi, np.inf)), min(2 * hi if hi > 0 else diameter * 2.0**-20, diameter)
+        elif np.all(found_t[:, 1] <= cap):
+            values = np.concatenate([out_t[t, : found_t[t, 1]] for t in range(tasks)])
+            return float(np.partition(values, r)[r])
+        else:  # too many values: keep the bin holding the rank, within the values' range
+            low, high = float(bounds_t[:, 0].min()), float(bounds_t[:, 1].max())
+            if low == high:
+                return low
+            b = int(np.searchsorted(np.cumsum(counts_t.sum(axis=0)), r, "right"))
+            pad = (hi - lo) * 2.0**-40  # rounding of the bin edges: a bracket a little wide is harmless
+            new = max(low, lo + b / scale - pad), min(high, lo + (b + 1) / scale + pad)
+            if new == (lo, hi):
+                return None
+            lo, hi = new
 
 
 DEFAULT_RECURRENCE_RATE = 0.05
