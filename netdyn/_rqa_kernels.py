@@ -498,18 +498,13 @@ def _recurs(pts: np.ndarray, i: int, j: int, eps: float, s_max: float, metric: i
     return s <= s_max if metric == 1 else s < eps
 
 
-@numba.njit(cache=True, inline="never")
-def _grid_row(
-    pts: np.ndarray, i: int, eps: float, s_max: float, metric: int, spts: np.ndarray, sidx: np.ndarray,
-    home: int, start: np.ndarray, first: np.ndarray, offsets: np.ndarray, hits: np.ndarray,
+@numba.njit(cache=True, inline="always")
+def _cells_hits(
+    pts: np.ndarray, i: int, thr: float, metric: int, spts: np.ndarray, sidx: np.ndarray, home: int,
+    start: np.ndarray, first: np.ndarray, offsets: np.ndarray, hits: np.ndarray,
 ) -> int:
-    """The recurrent ``j`` of row ``i`` to ``hits`` (cell by cell, ascending within a cell); how many.
-
-    Cell ``c``'s points from ``first[c]`` on are visited (those at times ``>= i + max(theiler, 1)``).
-    Branch-free: every candidate is written, the count advances on a recurrence.
-    """
+    """:func:`_grid_row` for one metric, given as a literal so that the loops compile without its branches."""
     m = 0
-    thr = s_max if metric == 1 else eps
     if pts.shape[1] >= 3:
         x0, x1, x2 = pts[i, 0], pts[i, 1], pts[i, 2]
         for o in offsets:
@@ -526,6 +521,23 @@ def _grid_row(
                 hits[m] = sidx[p]
                 m += (s <= thr) if metric == 1 else (s < thr)
     return m
+
+
+@numba.njit(cache=True, inline="never")
+def _grid_row(
+    pts: np.ndarray, i: int, eps: float, s_max: float, metric: int, spts: np.ndarray, sidx: np.ndarray,
+    home: int, start: np.ndarray, first: np.ndarray, offsets: np.ndarray, hits: np.ndarray,
+) -> int:
+    """The recurrent ``j`` of row ``i`` to ``hits`` (cell by cell, ascending within a cell); how many.
+
+    Cell ``c``'s points from ``first[c]`` on are visited (those at times ``>= i + max(theiler, 1)``).
+    Branch-free: every candidate is written, the count advances on a recurrence.
+    """
+    if metric == 0:
+        return _cells_hits(pts, i, eps, 0, spts, sidx, home, start, first, offsets, hits)
+    if metric == 1:
+        return _cells_hits(pts, i, s_max, 1, spts, sidx, home, start, first, offsets, hits)
+    return _cells_hits(pts, i, eps, 2, spts, sidx, home, start, first, offsets, hits)
 
 
 @numba.njit(cache=True, inline="always")
@@ -779,11 +791,53 @@ def build_grid(pts: np.ndarray, eps: float, metric: int, subdivisions: int) -> G
     )
 
 
+@numba.njit(cache=True, inline="always")
+def _cells_bracket(
+    pts: np.ndarray, i: int, metric: int, below_max: float, top_max: float, spts: np.ndarray, home: int,
+    start: np.ndarray, first: np.ndarray, offsets: np.ndarray, inside: np.ndarray,
+) -> tuple[int, int]:
+    """:func:`_grid_row_bracket` for one metric, given as a literal."""
+    below = 0
+    k = 0
+    if pts.shape[1] >= 3:
+        x0, x1, x2 = pts[i, 0], pts[i, 1], pts[i, 2]
+        for o in offsets:
+            c = home + o
+            for p in range(first[c], start[c + 1]):
+                s = _raw_distance3(x0, x1, x2, pts, i, spts, p, metric)
+                below += s <= below_max
+                inside[k] = s
+                k += (s > below_max) & (s <= top_max)
+    else:
+        for o in offsets:
+            c = home + o
+            for p in range(first[c], start[c + 1]):
+                s = _raw_distance(pts, i, spts, p, metric)
+                below += s <= below_max
+                inside[k] = s
+                k += (s > below_max) & (s <= top_max)
+    return below, k
+
+
+@numba.njit(cache=True, inline="never")
+def _grid_row_bracket(
+    pts: np.ndarray, i: int, metric: int, below_max: float, top_max: float, spts: np.ndarray, home: int,
+    start: np.ndarray, first: np.ndarray, offsets: np.ndarray, inside: np.ndarray,
+) -> tuple[int, int]:
+    """Row ``i``'s candidates: (how many have a raw distance ``<= below_max``, how many in ``(below_max, top_max]``);
+    the latter's raw distances to ``inside`` (branch-free)."""
+    if metric == 0:
+        return _cells_bracket(pts, i, 0, below_max, top_max, spts, home, start, first, offsets, inside)
+    if metric == 1:
+        return _cells_bracket(pts, i, 1, below_max, top_max, spts, home, start, first, offsets, inside)
+    return _cells_bracket(pts, i, 2, below_max, top_max, spts, home, start, first, offsets, inside)
+
+
 @numba.njit(cache=True, inline="never")
 def _grid_distance_rows(
-    pts: np.ndarray, metric: int, kmin: int, a: int, b: int, lo: float, hi: float, below_max: float, top_max: float,
-    scale: float, spts: np.ndarray, sidx: np.ndarray, cell: np.ndarray, start: np.ndarray, offsets: np.ndarray,
-    counts: np.ndarray, out: np.ndarray, first: np.ndarray, bounds: np.ndarray,
+    pts: np.ndarray, metric: int, kmin: int, a: int, b: int, lo: float, below_max: float, top_max: float,
+    scale: float, spts: np.ndarray, cell: np.ndarray, start: np.ndarray, offsets: np.ndarray,
+    counts: np.ndarray, out: np.ndarray, first: np.ndarray, bounds: np.ndarray, inside: np.ndarray,
 ) -> tuple[int, int]:
     """Rows ``a <= i < b`` of :func:`grid_distance_histogram`: (pairs below ``lo``, pairs in ``[lo, hi]``)."""
     last = counts.size - 1
@@ -793,20 +847,16 @@ def _grid_distance_rows(
     _advance(cell, first, 0, a + kmin - 1)
     for i in range(a, b):
         _advance(cell, first, i + kmin - 1, i + kmin)
-        home = cell[i]
-        for o in offsets:
-            c = home + o
-            for p in range(first[c], start[c + 1]):
-                s = _raw_distance(pts, i, spts, p, metric)
-                below += (s <= below_max) if metric == 1 else (s < lo)
-                if (s > below_max and s <= top_max) if metric == 1 else (s >= lo and s <= hi):
-                    dist = np.sqrt(s) if metric == 1 else s
-                    counts[min(int((dist - lo) * scale), last)] += 1
-                    if m < out.size:
-                        out[m] = dist
-                    m += 1
-                    bounds[0] = min(bounds[0], dist)
-                    bounds[1] = max(bounds[1], dist)
+        bl, k = _grid_row_bracket(pts, i, metric, below_max, top_max, spts, cell[i], start, first, offsets, inside)
+        below += bl
+        for h in range(k):
+            dist = np.sqrt(inside[h]) if metric == 1 else inside[h]
+            counts[min(int((dist - lo) * scale), last)] += 1
+            if m < out.size:
+                out[m] = dist
+            m += 1
+            bounds[0] = min(bounds[0], dist)
+            bounds[1] = max(bounds[1], dist)
     return below, m
 
 
@@ -816,12 +866,10 @@ def grid_distance_histogram(
     metric: int,
     kmin: int,
     lo: float,
-    hi: float,
     below_max: float,
     top_max: float,
     scale: float,
     spts: np.ndarray,
-    sidx: np.ndarray,
     cell: np.ndarray,
     start: np.ndarray,
     offsets: np.ndarray,
@@ -831,6 +879,7 @@ def grid_distance_histogram(
     found_t: np.ndarray,
     bounds_t: np.ndarray,
     first_t: np.ndarray,
+    inside_t: np.ndarray,
 ) -> None:
     """The upper-triangle distances ``d`` (``j - i >= kmin``) of a grid's candidate pairs, around ``[lo, hi]``.
 
@@ -842,7 +891,8 @@ def grid_distance_histogram(
     greatest to ``bounds_t[t]`` (inf, -inf if none).  Euclidean: the raw
     sums of squares are compared, ``below_max`` / ``top_max`` the largest with a
     square root below ``lo`` / at most ``hi``; the binned ``d`` is the square root,
-    as ``_distance``.  ``first_t`` (T, cells) is work space.
+    as ``_distance``; other metrics: ``below_max`` is the double before ``lo``,
+    ``top_max = hi``.  ``first_t`` (T, cells) and ``inside_t`` (T, N) are work space.
     """
     n_tasks = counts_t.shape[0]
     n_blocks = blocks.size - 1
@@ -854,8 +904,8 @@ def grid_distance_histogram(
         inside = 0
         for blk in range(t, n_blocks, n_tasks):
             bl, m = _grid_distance_rows(
-                pts, metric, kmin, blocks[blk], blocks[blk + 1], lo, hi, below_max, top_max, scale, spts, sidx, cell,
-                start, offsets, counts_t[t], out_t[t, min(inside, out_t.shape[1]):], first_t[t], bounds_t[t],
+                pts, metric, kmin, blocks[blk], blocks[blk + 1], lo, below_max, top_max, scale, spts, cell, start,
+                offsets, counts_t[t], out_t[t, min(inside, out_t.shape[1]):], first_t[t], bounds_t[t], inside_t[t],
             )
             below += bl
             inside += m

@@ -401,7 +401,7 @@ def _threshold_grid(kernels: ModuleType, pts: np.ndarray, rank: int, metric: str
     tasks = max(1, min(numba.get_num_threads(), n // 64))
     cap = min(_GRID_VALUES, upper) // tasks + 1
     counts_t, out_t = np.empty((tasks, _BINS), np.int64), np.empty((tasks, cap))
-    found_t, bounds_t = np.empty((tasks, 2), np.int64), np.empty((tasks, 2))
+    found_t, bounds_t, inside_t = np.empty((tasks, 2), np.int64), np.empty((tasks, 2)), np.empty((tasks, n))
     while True:
         if hi > grid_hi:
             grid = _grid(kernels, pts, float(np.nextafter(hi, np.inf)), metric)
@@ -412,11 +412,14 @@ def _threshold_grid(kernels: ModuleType, pts: np.ndarray, rank: int, metric: str
         scale = _BINS / (hi - lo) if hi > lo else 0.0
         if not math.isfinite(scale):
             return None
-        below_max = kernels.square_root_bound(lo) if code == 1 and lo > 0 else -1.0
-        top_max = kernels.square_root_bound(float(np.nextafter(hi, np.inf))) if code == 1 else hi
+        if code == 1:
+            below_max = kernels.square_root_bound(lo) if lo > 0 else -1.0
+            top_max = kernels.square_root_bound(float(np.nextafter(hi, np.inf)))
+        else:
+            below_max, top_max = float(np.nextafter(lo, -np.inf)), hi
         kernels.grid_distance_histogram(
-            pts, code, kmin, lo, hi, below_max, top_max, scale, grid.spts, grid.sidx, grid.cell, grid.start,
-            grid.offsets, blocks, counts_t, out_t, found_t, bounds_t, first_t,
+            pts, code, kmin, lo, below_max, top_max, scale, grid.spts, grid.cell, grid.start,
+            grid.offsets, blocks, counts_t, out_t, found_t, bounds_t, first_t, inside_t,
         )
         below, inside = int(found_t[:, 0].sum()), int(found_t[:, 1].sum())
         r = rank - below
