@@ -741,12 +741,13 @@ def square_root_bound(eps: float) -> float:
     return float(s)
 
 
-def build_grid(pts: np.ndarray, eps: float, metric: int, subdivisions: int) -> Grid:
+def build_grid(pts: np.ndarray, eps: float, metric: int, subdivisions: int, sort: bool = True) -> Grid:
     """Bucket ``pts`` (N, d) so that every pair at distance ``< eps`` lies in neighbouring cells.
 
     The cells have side ``h >= (eps / subdivisions)(1 + 2^-20)`` along the (at most
     three) coordinates of largest span, enlarged until the padded grid has at most
-    ``max(GRID_MIN_CELLS, GRID_CELLS_PER_POINT N)`` cells.
+    ``max(GRID_MIN_CELLS, GRID_CELLS_PER_POINT N)`` cells.  ``sort=False`` leaves
+    ``spts`` / ``sidx`` empty (enough to compare costs; :func:`sort_grid` fills them).
     """
     n, d = pts.shape
     s = int(subdivisions)
@@ -769,7 +770,6 @@ def build_grid(pts: np.ndarray, eps: float, metric: int, subdivisions: int) -> G
         strides[c] = strides[c + 1] * sizes[c + 1]
     cell = q @ strides
     n_cells = int(np.prod(sizes))
-    order = np.argsort(cell, kind="stable")
     counts = np.bincount(cell, minlength=n_cells)
     start = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
     grid_o = np.stack(np.meshgrid(*[np.arange(-s, s + 1)] * axes.size, indexing="ij"), axis=-1).reshape(-1, axes.size)
@@ -780,15 +780,32 @@ def build_grid(pts: np.ndarray, eps: float, metric: int, subdivisions: int) -> G
     around = np.zeros(n_cells, dtype=np.int64)
     for o in offsets:
         around[occupied] += counts[occupied + o]
-    return Grid(
-        spts=np.ascontiguousarray(pts[order]),
-        sidx=order.astype(np.int64),
+    grid = Grid(
+        spts=np.empty((0, d)),
+        sidx=np.empty(0, np.int64),
         cell=cell,
         start=start,
         offsets=np.ascontiguousarray(offsets.astype(np.int64)),
         candidates=int(around[occupied] @ counts[occupied]) - n,
         row_work=around[cell],
     )
+    return sort_grid(grid, pts) if sort else grid
+
+
+def sort_grid(grid: Grid, pts: np.ndarray) -> Grid:
+    """``grid`` with its points sorted by cell, by time within a cell (a counting sort)."""
+    order = _cell_order(grid.cell, grid.start)
+    return grid._replace(spts=np.ascontiguousarray(pts[order]), sidx=order)
+
+
+@numba.njit(cache=True)
+def _cell_order(cell: np.ndarray, start: np.ndarray) -> np.ndarray:
+    nxt = start[:-1].copy()
+    order = np.empty(cell.size, np.int64)
+    for t in range(cell.size):
+        order[nxt[cell[t]]] = t
+        nxt[cell[t]] += 1
+    return order
 
 
 @numba.njit(cache=True, inline="always")

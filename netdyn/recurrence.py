@@ -759,11 +759,11 @@ def _grid(kernels: ModuleType, pts: np.ndarray, eps: float, metric: str) -> Any:
     code = kernels.METRIC_CODES[metric]
     best, best_cost = None, math.inf
     for s in _GRID_SUBDIVISIONS:
-        grid = kernels.build_grid(pts, eps, code, s)
+        grid = kernels.build_grid(pts, eps, code, s, sort=False)
         cost = grid.candidates + _GRID_CELL_COST * pts.shape[0] * grid.offsets.size
         if cost < best_cost:
             best, best_cost = grid, cost
-    return best
+    return kernels.sort_grid(best, pts)
 
 
 def _grid_pays(grid: Any, n: int) -> bool:
