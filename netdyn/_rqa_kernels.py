@@ -711,7 +711,8 @@ class Grid(NamedTuple):
     their times; ``cell`` (N): the cell of point ``i`` (by time); ``start``
     (cells + 1): where each cell begins in ``spts``; ``offsets``: the neighbour cells
     to visit; ``candidates``: ordered pairs ``(i, j)``, ``i != j``, they hold;
-    ``row_work`` (N): the candidates of each row's cells.
+    ``row_work`` (N): the candidates of each row's cells; ``side``: the cells' side
+    ``h``, ``subdivisions``: ``s`` (offsets ``|o_c| <= s``, ``s h >= eps (1 + 2^-20)``).
     """
 
     spts: np.ndarray
@@ -721,6 +722,8 @@ class Grid(NamedTuple):
     offsets: np.ndarray
     candidates: int
     row_work: np.ndarray
+    side: float
+    subdivisions: int
 
 
 #: most cells a grid may have (with its padding), per point and in all
@@ -788,6 +791,8 @@ def build_grid(pts: np.ndarray, eps: float, metric: int, subdivisions: int, sort
         offsets=np.ascontiguousarray(offsets.astype(np.int64)),
         candidates=int(around[occupied] @ counts[occupied]) - n,
         row_work=around[cell],
+        side=float(h),
+        subdivisions=s,
     )
     return sort_grid(grid, pts) if sort else grid
 
