@@ -117,7 +117,7 @@ class TestGridKernel:
             count, _, _ = exhaustive(pts, 0.1, metric, 1)
             for s in (1, 2, 3):
                 g = kernels.build_grid(pts, 0.1, code, s)
-                assert g.side * s >= 0.1 * (1 + 2.0**-20)  # the margin that absorbs rounded cell indices
+                assert g.side * s >= 0.1 * (1 + 2.0**-21)  # the margin (2^-20, rounded) that absorbs rounded cell indices
                 assert count <= g.candidates < 400 * 399
                 np.testing.assert_array_equal(np.sort(g.sidx), np.arange(400))
                 np.testing.assert_array_equal(g.spts, pts[g.sidx])
