@@ -16,11 +16,17 @@ Nothing of size ``N x N`` is ever held: the matrix is produced in blocks of rows
 counted along each block with the open runs carried to the next block, while
 vertical line lengths are counted as horizontal runs of the rows (the matrix is
 symmetric).  After one dense pass per block all counting is ``O(recurrences)``.  Peak memory is ``O(block_size + N)``; time ``O(N^2 d)``.
-With numba (a core dependency) ``engine="auto"`` runs compiled
-kernels instead (:mod:`netdyn._rqa_kernels`): one pass over the upper triangle
-in ``O(N)`` memory, same results (at N = 5000: ~3x faster than the numpy
-path with a given threshold, ~17x at a fixed rate; see
-``benchmarks/datadriven_cost.py``).
+With numba (a core dependency) compiled kernels run instead
+(:mod:`netdyn._rqa_kernels`), in ``O(N)`` memory, with the same results:
+``engine="numba"`` visits every pair of the upper triangle (at N = 5000: ~3x
+faster than the numpy path with a given threshold, ~17x at a fixed rate; see
+``benchmarks/datadriven_cost.py``); ``engine="grid"`` visits only the pairs in
+neighbouring cells of a grid of cell side ``~eps`` (time ``O(candidates)``,
+a few times the recurrences: the RP_Speed_Test workload, N = 474 275, in about
+a minute on 2 cores; see ``benchmarks/rqa_speed_test.py``).  ``engine="auto"``
+takes the grid when it pays (:func:`_grid_pays`: at least 2000 points and
+candidates at most a quarter of all pairs, counted exactly from the cells
+before any distance is computed), the exhaustive kernel otherwise.
 
 RQA measures (Marwan et al. 2007), with ``P(l)`` / ``P_v(v)`` the numbers of
 diagonal / vertical lines of length exactly ``l`` / ``v``:
@@ -269,8 +275,12 @@ def recurrence_threshold(
     passes).  numba: the upper triangle only (each pair once; the LOI's zeros
     and the symmetry are accounted for in the rank), 8192 bins, then one pass
     that collects the bin (at most 2^18 values) or, if it is larger, its exact
-    ``[min, max]`` for the next histogram (usually 2 passes).  Both engines
-    return the same distance, bit for bit.
+    ``[min, max]`` for the next histogram (usually 2 passes).  grid (``"auto"``
+    when it pays): the rank is bracketed by the distances of a fixed-seed sample
+    of pairs, and one pass over the grid's candidate pairs for the bracket's top
+    counts the pairs below the bracket and collects those inside
+    (:func:`_threshold_grid`; one more pass when the bracket holds more than
+    2^20 values).  All engines return the same distance, bit for bit.
     """
     caller = "recurrence_threshold"
     if not 0 <= recurrence_rate <= 1:
@@ -653,9 +663,12 @@ def rqa(
         For a Dataset input (default ``"loss"``).
     block_size : int, default 2^20
         numpy engine: matrix entries per row block (memory ~ 9 bytes each).
-    engine : {"auto", "numba", "numpy"}, default "auto"
-        "numba" (compiled kernels) or the numpy path; "auto" takes numba when
-        it imports.  Both give identical results (same distances, same counts).
+    engine : {"auto", "numba", "grid", "numpy"}, default "auto"
+        "numba": the compiled kernel over all pairs; "grid": the compiled
+        kernel over the pairs of neighbouring grid cells; "numpy": the numpy
+        path.  "auto": the grid when it pays (:func:`_grid_pays`), else
+        "numba", and "numpy" when numba does not import.  All give identical
+        results (same distances, same counts).
 
     Returns
     -------
@@ -678,7 +691,16 @@ def rqa(
     (``_rqa_kernels.line_histograms_banded``), with the same counts to the last
     line and about 60 N bytes per thread.  Compiled on first use and cached on
     disk (``cache=True``); the first call in a fresh environment compiles
-    (seconds), later processes load the cache.  Both engines: time ``O(N^2 d)``.
+    (seconds), later processes load the cache.  numpy and numba: time ``O(N^2 d)``.
+
+    grid engine: the points are bucketed in cells of side ``~eps / s`` over their
+    (at most) three coordinates of largest span; each row visits the cells that
+    can hold a partner, and tests those pairs with the exhaustive kernels'
+    arithmetic.  Lines are counted per diagonal and per column in any order
+    within a row, and the rows are cut into blocks that count the lines starting
+    in them, one parallel task per numba thread
+    (``_rqa_kernels.grid_line_histograms``).  Memory ``O(N)`` (about 50 N bytes
+    per thread plus ``(8 d + 24) N`` for the grid); time ``O(candidates)``.
     """
     caller = "rqa"
     if l_min < 1 or v_min < 1 or theiler < 0:
@@ -793,8 +815,8 @@ def _line_histograms_grid(
 ) -> tuple[int, np.ndarray, np.ndarray]:
     """As :func:`_line_histograms`, over the candidate pairs of ``grid`` (:func:`netdyn._rqa_kernels.grid_line_histograms`).
 
-    One parallel task per numba thread; work arrays allocated here (about ``(40 + 8) N`` bytes per task besides
-    the grid's ``(8 d + 24) N``).
+    One parallel task per numba thread; work arrays allocated here: about ``40 N`` bytes per task, plus 8 per grid
+    cell (at most ``4 N`` cells), besides the grid's ``(8 d + 24) N``.
     """
     import numba
 
