@@ -378,7 +378,7 @@ def _threshold_grid(kernels: ModuleType, pts: np.ndarray, rank: int, metric: str
     (:func:`_grid_pays`, unless ``force``) or the bracket cannot be narrowed (distances too close to bin).
 
     The distance of upper-triangle rank ``r`` is bracketed by ``[lo, hi]`` from the distances of
-    :data:`_SAMPLE` random pairs (the sampled quantiles ``r / T_u +- z sigma``, :data:`_SAMPLE_Z`, a fixed seed:
+    ``min(`` :data:`_SAMPLE` ``, 16 N)`` random pairs (the sampled quantiles ``r / T_u +- z sigma``, :data:`_SAMPLE_Z`, a fixed seed:
     the bracket only sets the speed, never the result).  A grid holding every pair with ``d <= hi`` then counts
     the pairs below ``lo`` and collects those in ``[lo, hi]`` (one pass, usually; a bracket holding more than
     :data:`_GRID_VALUES` is narrowed to the histogram bin of the rank, one more pass; a bracket that misses
@@ -393,8 +393,8 @@ def _threshold_grid(kernels: ModuleType, pts: np.ndarray, rank: int, metric: str
     code = kernels.METRIC_CODES[metric]
     upper = (n - kmin) * (n - kmin + 1) // 2
     pts = np.ascontiguousarray(pts)
-    size = min(_SAMPLE, upper)
-    u = np.sort(np.random.default_rng(0).integers(0, upper, size))
+    size = min(_SAMPLE, 16 * n, upper)  # ~ the cost of a pass over N rows, no more
+    u = np.random.default_rng(0).integers(0, upper, size)
     # pair number u -> (i, j): offsets k = kmin.. hold n - k pairs each
     per_k = np.cumsum(np.arange(n - kmin, 0, -1, dtype=np.int64))
     k_idx = np.searchsorted(per_k, u, "right")
