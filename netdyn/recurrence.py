@@ -373,9 +373,22 @@ _GRID_VALUES = 1 << 20
 """Most distances the grid's threshold search holds (8 MiB); a larger bracket is narrowed by a histogram first."""
 
 
+def _random_pairs(n: int, kmin: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``size`` pairs ``(i, j)``, ``j - i >= kmin``, uniform over those pairs (ordered pairs drawn uniformly, those
+    inside the Theiler band redrawn; fixed seed)."""
+    rng = np.random.default_rng(0)
+    i, j = np.empty(0, np.int64), np.empty(0, np.int64)
+    while i.size < size:
+        a, b = rng.integers(0, n, (2, 2 * size))
+        far = np.abs(a - b) >= kmin
+        i, j = np.concatenate((i, np.minimum(a, b)[far])), np.concatenate((j, np.maximum(a, b)[far]))
+    return i[:size], j[:size]
+
+
 def _threshold_grid(kernels: ModuleType, pts: np.ndarray, rank: int, metric: str, theiler: int, force: bool) -> float | None:
     """:func:`_threshold_kernels` over the candidate pairs of a neighbour grid; None when the grid does not pay
-    (:func:`_grid_pays`, unless ``force``) or the bracket cannot be narrowed (distances too close to bin).
+    (:func:`_grid_pays`, unless ``force``), the Theiler window leaves fewer than half the pairs, or the bracket
+    cannot be narrowed (distances too close to bin).
 
     The distance of upper-triangle rank ``r`` is bracketed by ``[lo, hi]`` from the distances of
     ``min(`` :data:`_SAMPLE` ``, 16 N)`` random pairs (the sampled quantiles ``r / T_u +- z sigma``, :data:`_SAMPLE_Z`, a fixed seed:
@@ -393,13 +406,10 @@ def _threshold_grid(kernels: ModuleType, pts: np.ndarray, rank: int, metric: str
     code = kernels.METRIC_CODES[metric]
     upper = (n - kmin) * (n - kmin + 1) // 2
     pts = np.ascontiguousarray(pts)
+    if 4 * upper < n * n:  # a Theiler window over half the series: random pairs would mostly be redrawn
+        return None
     size = min(_SAMPLE, 16 * n, upper)  # ~ the cost of a pass over N rows, no more
-    u = np.random.default_rng(0).integers(0, upper, size)
-    # pair number u -> (i, j): offsets k = kmin.. hold n - k pairs each
-    per_k = np.cumsum(np.arange(n - kmin, 0, -1, dtype=np.int64))
-    k_idx = np.searchsorted(per_k, u, "right")
-    i = u - np.concatenate(([0], per_k))[k_idx]
-    sample = np.sort(kernels.pair_distances(pts, i, i + k_idx + kmin, code))
+    sample = np.sort(kernels.pair_distances(pts, *_random_pairs(n, kmin, size), code))
     q, sigma = rank / upper, math.sqrt(max(rank / upper * (1 - rank / upper), 1.0 / size) / size)
     r_lo, r_hi = math.floor((q - _SAMPLE_Z * sigma) * size), math.ceil((q + _SAMPLE_Z * sigma) * size)
     lo = float(sample[r_lo]) if r_lo >= 0 else 0.0
