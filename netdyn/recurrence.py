@@ -397,6 +397,8 @@ def _threshold_grid(kernels: ModuleType, pts: np.ndarray, rank: int, metric: str
     :data:`_GRID_VALUES` is narrowed to the histogram bin of the rank, one more pass; a bracket that misses
     the rank is moved).  The value is that rank's distance among all pairs, exactly.
     """
+    import numba
+
     n = pts.shape[0]
     zeros = n if theiler == 0 else 0
     if rank < zeros:
@@ -416,8 +418,6 @@ def _threshold_grid(kernels: ModuleType, pts: np.ndarray, rank: int, metric: str
     diameter = _diameter(pts, _METRICS[metric])
     hi = float(sample[r_hi]) if r_hi < size else diameter
     grid, grid_hi = None, -1.0
-    import numba
-
     tasks = max(1, min(numba.get_num_threads(), n // 64))
     cap = min(_GRID_VALUES, upper) // tasks + 1
     counts_t, out_t = np.empty((tasks, _BINS), np.int64), np.empty((tasks, cap))
@@ -779,7 +779,7 @@ _GRID_SHARE = 0.25
 """``engine="auto"`` takes the grid when its candidate pairs are at most this share of all pairs: a candidate costs
 more than a pair of the exhaustive kernel (gathered, not streamed; cells located per row)."""
 _GRID_CELL_COST = 16
-"""What one cell visited per row costs, in candidate pairs (a binary search in the cell); picks the subdivision."""
+"""What one cell visited per row costs, in candidate pairs (loop set-up, the cell's bounds); picks the subdivision."""
 _GRID_SUBDIVISIONS = (1, 2, 3)
 
 
