@@ -22,8 +22,9 @@ With numba (a core dependency) compiled kernels run instead
 faster than the numpy path with a given threshold, ~17x at a fixed rate; see
 ``benchmarks/datadriven_cost.py``); ``engine="grid"`` visits only the pairs in
 neighbouring cells of a grid of cell side ``~eps`` (time ``O(candidates)``,
-a few times the recurrences: the RP_Speed_Test workload, N = 474 275, in about
-a minute on 2 cores; see ``benchmarks/rqa_speed_test.py``).  ``engine="auto"``
+a few times the recurrences: the RP_Speed_Test workload, N = 474 275, in
+45-56 s on a shared 2-core machine, 49 s of CPU, 71 MiB; see
+``benchmarks/rqa_speed_test.py``).  ``engine="auto"``
 takes the grid when it pays (:func:`_grid_pays`: at least 2000 points and
 candidates at most a quarter of all pairs, counted exactly from the cells
 before any distance is computed), the exhaustive kernel otherwise.
