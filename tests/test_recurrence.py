@@ -276,7 +276,7 @@ class TestRQA:
 
     def test_bad_engine_and_theiler(self):
         x = logistic(100)
-        with pytest.raises(ValueError, match=r"rqa: expected engine to be one of 'auto', 'numba', 'numpy', got 'cuda'"):
+        with pytest.raises(ValueError, match=r"rqa: expected engine to be one of 'auto', 'numba', 'grid', 'numpy', got 'cuda'"):
             rqa(x, threshold=0.1, engine="cuda")
         # theiler = N leaves no pair; the length check (a line of l_min = 2 outside the window) says so first
         with pytest.raises(ValueError, match=r"rqa: expected a series \(after embedding\) of at least 102 points"):

@@ -21,6 +21,8 @@ Metric codes: 0 supremum, 1 Euclidean, 2 Manhattan.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 
@@ -407,3 +409,536 @@ def line_histograms_banded(
     diag[0] = 0
     vert[0] = 0
     return 2 * int(upper_b.sum()) + (n if theiler == 0 else 0)
+
+
+# ---------------------------------------------------------------- neighbour-grid engine
+#
+# A recurrence matrix of a few per cent is mostly zeros, and the kernels above still compute
+# every one of its N^2 / 2 distances.  The grid engine visits only candidate pairs: the points
+# are bucketed in a uniform grid of cell side h >= (eps / s)(1 + 2^-20) over at most three of
+# their coordinates (the three of largest span), sorted by cell and, within a cell, by time.
+# Any of the three distances below eps bounds every coordinate difference by eps, so the
+# partners of a point lie in the cells at offsets |o_c| <= s around its own; an offset is
+# dropped when the gap between the two cells, ((|o_c| - 1)^+ h)_c, is itself at least eps in
+# the metric (an integer test, exact), and the relative margin 2^-20 absorbs the rounding of
+# the cell indices (at most 2^24 cells per axis).  Candidates are tested with the same
+# arithmetic as ``_distance`` (Euclidean: ``sqrt(s) < eps`` is ``s <= s_max``, the largest
+# double whose rounded square root is below eps, so no square root is taken): the recurrences
+# are those of the exhaustive kernels, bit for bit.
+#
+# Row i's recurrences j > i come cell by cell, not in column order, so the line bookkeeping
+# is order-free: per diagonal k = j - i and per column j the last row seen and the run length
+# (a run continues when the last row is i - 1, else the old run is closed into the
+# histogram); the runs of row i itself (column i below the line of identity, by symmetry)
+# are found by walking from each recurrence whose left neighbour did not recur in row i.
+# Rows are cut into blocks of nearly equal work, handed round-robin to one parallel task per
+# thread.  A block counts the lines that start in it: it seeds its state from the row before
+# it (runs through that row belong to an earlier block) and, after its last row, follows the
+# runs it started, pair by pair, until they end.  Merged, the histograms are the exhaustive
+# kernels', exactly.
+
+
+@numba.njit(cache=True, inline="always")
+def _raw_distance(pts: np.ndarray, i: int, spts: np.ndarray, p: int, metric: int) -> float:
+    """``_distance(pts, i, j)`` for ``spts[p] == pts[j]``, without the Euclidean square root."""
+    d = pts.shape[1]
+    s = 0.0
+    if metric == 0:
+        for c in range(d):
+            v = abs(pts[i, c] - spts[p, c])
+            if v > s:
+                s = v
+    elif metric == 1:
+        for c in range(d):
+            v = pts[i, c] - spts[p, c]
+            s += v * v
+    else:
+        for c in range(d):
+            s += abs(pts[i, c] - spts[p, c])
+    return s
+
+
+@numba.njit(cache=True, inline="always")
+def _raw_distance3(x0: float, x1: float, x2: float, pts: np.ndarray, i: int, spts: np.ndarray, p: int, metric: int) -> float:
+    """:func:`_raw_distance` for ``d >= 3``, ``(x0, x1, x2) = pts[i, :3]`` held in registers (same operations, same
+    order: ``0 + a == a`` and ``max(0, a) == a`` for ``a >= 0``)."""
+    if metric == 0:
+        s = abs(x0 - spts[p, 0])
+        v = abs(x1 - spts[p, 1])
+        s = v if v > s else s
+        v = abs(x2 - spts[p, 2])
+        s = v if v > s else s
+        for c in range(3, pts.shape[1]):
+            v = abs(pts[i, c] - spts[p, c])
+            if v > s:
+                s = v
+    elif metric == 1:
+        v = x0 - spts[p, 0]
+        s = v * v
+        v = x1 - spts[p, 1]
+        s += v * v
+        v = x2 - spts[p, 2]
+        s += v * v
+        for c in range(3, pts.shape[1]):
+            v = pts[i, c] - spts[p, c]
+            s += v * v
+    else:
+        s = abs(x0 - spts[p, 0])
+        s += abs(x1 - spts[p, 1])
+        s += abs(x2 - spts[p, 2])
+        for c in range(3, pts.shape[1]):
+            s += abs(pts[i, c] - spts[p, c])
+    return s
+
+
+@numba.njit(cache=True, inline="always")
+def _recurs(pts: np.ndarray, i: int, j: int, eps: float, s_max: float, metric: int) -> bool:
+    """``_distance(pts, i, j, metric) < eps``, exactly (``s_max`` as in :func:`grid_line_histograms`)."""
+    s = _raw_distance(pts, i, pts, j, metric)
+    return s <= s_max if metric == 1 else s < eps
+
+
+@numba.njit(cache=True, inline="always")
+def _cells_hits(
+    pts: np.ndarray, i: int, thr: float, metric: int, spts: np.ndarray, sidx: np.ndarray, home: int,
+    start: np.ndarray, first: np.ndarray, offsets: np.ndarray, hits: np.ndarray,
+) -> int:
+    """:func:`_grid_row` for one metric, given as a literal so that the loops compile without its branches."""
+    m = 0
+    if pts.shape[1] >= 3:
+        x0, x1, x2 = pts[i, 0], pts[i, 1], pts[i, 2]
+        for o in offsets:
+            c = home + o
+            for p in range(first[c], start[c + 1]):
+                s = _raw_distance3(x0, x1, x2, pts, i, spts, p, metric)
+                hits[m] = sidx[p]
+                m += (s <= thr) if metric == 1 else (s < thr)
+    else:
+        for o in offsets:
+            c = home + o
+            for p in range(first[c], start[c + 1]):
+                s = _raw_distance(pts, i, spts, p, metric)
+                hits[m] = sidx[p]
+                m += (s <= thr) if metric == 1 else (s < thr)
+    return m
+
+
+@numba.njit(cache=True, inline="never")
+def _grid_row(
+    pts: np.ndarray, i: int, eps: float, s_max: float, metric: int, spts: np.ndarray, sidx: np.ndarray,
+    home: int, start: np.ndarray, first: np.ndarray, offsets: np.ndarray, hits: np.ndarray,
+) -> int:
+    """The recurrent ``j`` of row ``i`` to ``hits`` (cell by cell, ascending within a cell); how many.
+
+    Cell ``c``'s points from ``first[c]`` on are visited (those at times ``>= i + max(theiler, 1)``).
+    Branch-free: every candidate is written, the count advances on a recurrence.
+    """
+    if metric == 0:
+        return _cells_hits(pts, i, eps, 0, spts, sidx, home, start, first, offsets, hits)
+    if metric == 1:
+        return _cells_hits(pts, i, s_max, 1, spts, sidx, home, start, first, offsets, hits)
+    return _cells_hits(pts, i, eps, 2, spts, sidx, home, start, first, offsets, hits)
+
+
+@numba.njit(cache=True, inline="always")
+def _advance(cell: np.ndarray, first: np.ndarray, j_from: int, j_to: int) -> None:
+    """Points at times ``j_from <= t < j_to`` leave the visited part of their cells."""
+    for t in range(j_from, min(j_to, cell.size)):
+        first[cell[t]] += 1
+
+
+@numba.njit(cache=True, inline="never")
+def _grid_block(
+    pts: np.ndarray, eps: float, s_max: float, metric: int, theiler: int, a: int, b: int, spts: np.ndarray,
+    sidx: np.ndarray, cell: np.ndarray, start: np.ndarray, offsets: np.ndarray, diag: np.ndarray, vert: np.ndarray,
+    dstate: np.ndarray, cstate: np.ndarray, hits: np.ndarray, first: np.ndarray,
+) -> int:
+    """Add the lines that start in rows ``a <= i < b`` to ``diag`` / ``vert``; return the recurrent pairs ``j > i`` of the rows.
+
+    ``dstate[k]`` = (last row, run) of diagonal ``k``, ``cstate[j]`` the same for
+    column ``j`` above the LOI; a run of -1 is one that began before row ``a``.
+    ``first[c]`` (cells): where the visited part of cell ``c`` begins.
+    """
+    n = pts.shape[0]
+    kmin = max(theiler, 1)
+    dstate[:, 0] = -3
+    dstate[:, 1] = 0
+    cstate[:, 0] = -3
+    cstate[:, 1] = 0
+    first[:] = start[:-1]
+    j_min = max(a - 1, 0) + kmin
+    _advance(cell, first, 0, j_min)
+    if a > 0:  # runs through row a - 1 belong to an earlier block
+        m = _grid_row(pts, a - 1, eps, s_max, metric, spts, sidx, cell[a - 1], start, first, offsets, hits)
+        for h in range(m):
+            j = hits[h]
+            dstate[j - a + 1, 0] = a - 1
+            dstate[j - a + 1, 1] = -1
+            cstate[j, 0] = a - 1
+            cstate[j, 1] = -1
+    upper = 0
+    for i in range(a, b):
+        _advance(cell, first, j_min, i + kmin)
+        j_min = i + kmin
+        m = _grid_row(pts, i, eps, s_max, metric, spts, sidx, cell[i], start, first, offsets, hits)
+        upper += m
+        for h in range(m):
+            j = hits[h]
+            k = j - i
+            r = dstate[k, 1]
+            if dstate[k, 0] == i - 1:
+                if r > 0:
+                    dstate[k, 1] = r + 1
+            else:
+                if r > 0:
+                    diag[r] += 2
+                dstate[k, 1] = 1
+            dstate[k, 0] = i
+            r = cstate[j, 1]
+            if cstate[j, 0] == i - 1:
+                if r > 0:
+                    cstate[j, 1] = r + 1
+            else:
+                if r > 0:
+                    vert[r] += 1
+                cstate[j, 1] = 1
+            cstate[j, 0] = i
+        # column i: its part above the LOI is complete; with theiler 0 its run goes on through R_ii into row i
+        r = cstate[i, 1]
+        joined = cstate[i, 0] == i - 1
+        cstate[i, 0] = -3
+        cstate[i, 1] = 0
+        if theiler == 0:
+            if not joined:
+                if r > 0:
+                    vert[r] += 1
+                r = 0
+            if r >= 0:  # else the run began before row a: an earlier block counts it
+                r += 1
+                e = i + 1
+                while e < n and cstate[e, 0] == i:
+                    r += 1
+                    e += 1
+                vert[r] += 1
+        elif r > 0:
+            vert[r] += 1
+        # the other runs of row i (column i below the LOI): each from a recurrence whose left neighbour does not recur
+        for h in range(m):
+            j = hits[h]
+            if cstate[j - 1, 0] == i or (theiler == 0 and j == i + 1):
+                continue
+            e = j + 1
+            while e < n and cstate[e, 0] == i:
+                e += 1
+            vert[e - j] += 1
+    # lines started here and still open at row b - 1 are followed pair by pair
+    for k in range(kmin, n):
+        r = dstate[k, 1]
+        if r > 0:
+            if dstate[k, 0] == b - 1:
+                i = b
+                while i + k < n and _recurs(pts, i, i + k, eps, s_max, metric):
+                    r += 1
+                    i += 1
+            diag[r] += 2
+    for j in range(b, n):
+        r = cstate[j, 1]
+        if r > 0:
+            if cstate[j, 0] == b - 1:
+                i = b
+                while i <= j - kmin and _recurs(pts, i, j, eps, s_max, metric):
+                    r += 1
+                    i += 1
+                if i > j - kmin and theiler == 0:  # through R_jj into row j
+                    r += 1
+                    e = j + 1
+                    while e < n and _recurs(pts, j, e, eps, s_max, metric):
+                        r += 1
+                        e += 1
+            vert[r] += 1
+    return upper
+
+
+@numba.njit(cache=True, parallel=True)
+def grid_line_histograms(
+    pts: np.ndarray,
+    eps: float,
+    s_max: float,
+    metric: int,
+    theiler: int,
+    spts: np.ndarray,
+    sidx: np.ndarray,
+    cell: np.ndarray,
+    start: np.ndarray,
+    offsets: np.ndarray,
+    blocks: np.ndarray,
+    diag_t: np.ndarray,
+    vert_t: np.ndarray,
+    dstate_t: np.ndarray,
+    cstate_t: np.ndarray,
+    hits_t: np.ndarray,
+    first_t: np.ndarray,
+    upper_t: np.ndarray,
+) -> None:
+    """:func:`line_histograms` over the candidate pairs of a :class:`Grid`: the same lines, exactly.
+
+    ``pts`` (N, d) are the points, ``spts``/``sidx``/``cell``/``start``/``offsets``
+    the grid (:func:`build_grid`), ``blocks`` (B + 1) the row blocks' bounds.  One
+    parallel task per row of the work arrays ``diag_t``/``vert_t`` (T, N + 1),
+    ``dstate_t``/``cstate_t`` (T, N, 2), ``hits_t`` (T, N), ``first_t`` (T, cells); task ``t`` takes blocks
+    ``t, t + T, ...``, adds its lines to ``diag_t[t]``/``vert_t[t]`` (zeroed here;
+    bin 0 unused) and its recurrent pairs ``j > i`` to ``upper_t[t]``.
+    Recurrence: ``_distance < eps``; Euclidean: raw sum of squares ``<= s_max``.
+    """
+    n_tasks = diag_t.shape[0]
+    n_blocks = blocks.size - 1
+    for t in numba.prange(n_tasks):
+        diag_t[t, :] = 0
+        vert_t[t, :] = 0
+        upper = 0
+        for blk in range(t, n_blocks, n_tasks):
+            upper += _grid_block(
+                pts, eps, s_max, metric, theiler, blocks[blk], blocks[blk + 1], spts, sidx, cell, start, offsets,
+                diag_t[t], vert_t[t], dstate_t[t], cstate_t[t], hits_t[t], first_t[t],
+            )
+        upper_t[t] = upper
+
+
+class Grid(NamedTuple):
+    """Points bucketed for :func:`grid_line_histograms` (built by :func:`build_grid`).
+
+    ``spts`` (N, d): the points sorted by cell, by time within a cell; ``sidx`` (N):
+    their times; ``cell`` (N): the cell of point ``i`` (by time); ``start``
+    (cells + 1): where each cell begins in ``spts``; ``offsets``: the neighbour cells
+    to visit; ``candidates``: ordered pairs ``(i, j)``, ``i != j``, they hold;
+    ``row_work`` (N): the candidates of each row's cells; ``side``: the cells' side
+    ``h``, ``subdivisions``: ``s`` (offsets ``|o_c| <= s``, ``s h >= eps (1 + 2^-20)``).
+    """
+
+    spts: np.ndarray
+    sidx: np.ndarray
+    cell: np.ndarray
+    start: np.ndarray
+    offsets: np.ndarray
+    candidates: int
+    row_work: np.ndarray
+    side: float
+    subdivisions: int
+
+
+#: most cells a grid may have (with its padding), per point and in all
+GRID_CELLS_PER_POINT = 4
+GRID_MIN_CELLS = 1 << 16
+
+
+def square_root_bound(eps: float) -> float:
+    """The largest double ``s`` with ``sqrt(s) < eps`` (correctly rounded square root), for ``eps > 0``.
+
+    ``sqrt`` is monotone, so ``sqrt(s) < eps`` iff ``s <= square_root_bound(eps)``.
+    """
+    s = np.float64(eps) * np.float64(eps)
+    while s > 0 and not np.sqrt(s) < eps:
+        s = np.nextafter(s, -np.inf)
+    while np.sqrt(np.nextafter(s, np.inf)) < eps:
+        s = np.nextafter(s, np.inf)
+    return float(s)
+
+
+def build_grid(pts: np.ndarray, eps: float, metric: int, subdivisions: int, sort: bool = True) -> Grid:
+    """Bucket ``pts`` (N, d) so that every pair at distance ``< eps`` lies in neighbouring cells.
+
+    The cells have side ``h >= (eps / subdivisions)(1 + 2^-20)`` along the (at most
+    three) coordinates of largest span, enlarged until the padded grid has at most
+    ``max(GRID_MIN_CELLS, GRID_CELLS_PER_POINT N)`` cells.  ``sort=False`` leaves
+    ``spts`` / ``sidx`` empty (enough to compare costs; :func:`sort_grid` fills them).
+    """
+    n, d = pts.shape
+    s = int(subdivisions)
+    span = np.ptp(pts, axis=0)
+    axes = np.sort(np.argsort(-span, kind="stable")[: min(d, 3)])
+    low = pts[:, axes].min(axis=0)
+    h = max(eps / s * (1 + 2.0**-20), np.finfo(np.float64).tiny)
+    cap = max(GRID_MIN_CELLS, GRID_CELLS_PER_POINT * n)
+    while True:
+        with np.errstate(over="ignore", divide="ignore"):
+            cells = float(np.prod(np.floor(span[axes] / h) + 1 + 2 * s))
+        if cells <= cap:
+            break
+        h = max(1.25 * h, float(span[axes].max()) / cap ** (1 / axes.size))
+    sizes = np.floor(span[axes] / h).astype(np.int64) + 1 + 2 * s
+    q = np.floor((pts[:, axes] - low) / h).astype(np.int64) + s
+    q = np.minimum(q, sizes - 1 - s)  # a coordinate at the top edge may round to the next cell
+    strides = np.ones(axes.size, dtype=np.int64)
+    for c in range(axes.size - 2, -1, -1):
+        strides[c] = strides[c + 1] * sizes[c + 1]
+    cell = q @ strides
+    n_cells = int(np.prod(sizes))
+    counts = np.bincount(cell, minlength=n_cells)
+    start = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    grid_o = np.stack(np.meshgrid(*[np.arange(-s, s + 1)] * axes.size, indexing="ij"), axis=-1).reshape(-1, axes.size)
+    gap = np.maximum(np.abs(grid_o) - 1, 0)
+    far = {0: gap.max(axis=1) >= s, 1: (gap**2).sum(axis=1) >= s * s, 2: gap.sum(axis=1) >= s}[metric]
+    offsets = grid_o[~far] @ strides
+    occupied = np.flatnonzero(counts)
+    around = np.zeros(n_cells, dtype=np.int64)
+    for o in offsets:
+        around[occupied] += counts[occupied + o]
+    grid = Grid(
+        spts=np.empty((0, d)),
+        sidx=np.empty(0, np.int64),
+        cell=cell,
+        start=start,
+        offsets=np.ascontiguousarray(offsets.astype(np.int64)),
+        candidates=int(around[occupied] @ counts[occupied]) - n,
+        row_work=around[cell],
+        side=float(h),
+        subdivisions=s,
+    )
+    return sort_grid(grid, pts) if sort else grid
+
+
+def sort_grid(grid: Grid, pts: np.ndarray) -> Grid:
+    """``grid`` with its points sorted by cell, by time within a cell (a counting sort)."""
+    order = _cell_order(grid.cell, grid.start)
+    return grid._replace(spts=np.ascontiguousarray(pts[order]), sidx=order)
+
+
+@numba.njit(cache=True)
+def _cell_order(cell: np.ndarray, start: np.ndarray) -> np.ndarray:
+    nxt = start[:-1].copy()
+    order = np.empty(cell.size, np.int64)
+    for t in range(cell.size):
+        order[nxt[cell[t]]] = t
+        nxt[cell[t]] += 1
+    return order
+
+
+@numba.njit(cache=True, inline="always")
+def _cells_bracket(
+    pts: np.ndarray, i: int, metric: int, below_max: float, top_max: float, spts: np.ndarray, home: int,
+    start: np.ndarray, first: np.ndarray, offsets: np.ndarray, inside: np.ndarray,
+) -> tuple[int, int]:
+    """:func:`_grid_row_bracket` for one metric, given as a literal."""
+    below = 0
+    k = 0
+    if pts.shape[1] >= 3:
+        x0, x1, x2 = pts[i, 0], pts[i, 1], pts[i, 2]
+        for o in offsets:
+            c = home + o
+            for p in range(first[c], start[c + 1]):
+                s = _raw_distance3(x0, x1, x2, pts, i, spts, p, metric)
+                below += s <= below_max
+                inside[k] = s
+                k += (s > below_max) & (s <= top_max)
+    else:
+        for o in offsets:
+            c = home + o
+            for p in range(first[c], start[c + 1]):
+                s = _raw_distance(pts, i, spts, p, metric)
+                below += s <= below_max
+                inside[k] = s
+                k += (s > below_max) & (s <= top_max)
+    return below, k
+
+
+@numba.njit(cache=True, inline="never")
+def _grid_row_bracket(
+    pts: np.ndarray, i: int, metric: int, below_max: float, top_max: float, spts: np.ndarray, home: int,
+    start: np.ndarray, first: np.ndarray, offsets: np.ndarray, inside: np.ndarray,
+) -> tuple[int, int]:
+    """Row ``i``'s candidates: (how many have a raw distance ``<= below_max``, how many in ``(below_max, top_max]``);
+    the latter's raw distances to ``inside`` (branch-free)."""
+    if metric == 0:
+        return _cells_bracket(pts, i, 0, below_max, top_max, spts, home, start, first, offsets, inside)
+    if metric == 1:
+        return _cells_bracket(pts, i, 1, below_max, top_max, spts, home, start, first, offsets, inside)
+    return _cells_bracket(pts, i, 2, below_max, top_max, spts, home, start, first, offsets, inside)
+
+
+@numba.njit(cache=True, inline="never")
+def _grid_distance_rows(
+    pts: np.ndarray, metric: int, kmin: int, a: int, b: int, lo: float, below_max: float, top_max: float,
+    scale: float, spts: np.ndarray, cell: np.ndarray, start: np.ndarray, offsets: np.ndarray,
+    counts: np.ndarray, out: np.ndarray, first: np.ndarray, bounds: np.ndarray, inside: np.ndarray,
+) -> tuple[int, int]:
+    """Rows ``a <= i < b`` of :func:`grid_distance_histogram`: (pairs below ``lo``, pairs in ``[lo, hi]``)."""
+    last = counts.size - 1
+    below = 0
+    m = 0
+    first[:] = start[:-1]
+    _advance(cell, first, 0, a + kmin - 1)
+    for i in range(a, b):
+        _advance(cell, first, i + kmin - 1, i + kmin)
+        bl, k = _grid_row_bracket(pts, i, metric, below_max, top_max, spts, cell[i], start, first, offsets, inside)
+        below += bl
+        for h in range(k):
+            dist = np.sqrt(inside[h]) if metric == 1 else inside[h]
+            counts[min(int((dist - lo) * scale), last)] += 1
+            if m < out.size:
+                out[m] = dist
+            m += 1
+            bounds[0] = min(bounds[0], dist)
+            bounds[1] = max(bounds[1], dist)
+    return below, m
+
+
+@numba.njit(cache=True, parallel=True)
+def grid_distance_histogram(
+    pts: np.ndarray,
+    metric: int,
+    kmin: int,
+    lo: float,
+    below_max: float,
+    top_max: float,
+    scale: float,
+    spts: np.ndarray,
+    cell: np.ndarray,
+    start: np.ndarray,
+    offsets: np.ndarray,
+    blocks: np.ndarray,
+    counts_t: np.ndarray,
+    out_t: np.ndarray,
+    found_t: np.ndarray,
+    bounds_t: np.ndarray,
+    first_t: np.ndarray,
+    inside_t: np.ndarray,
+) -> None:
+    """The upper-triangle distances ``d`` (``j - i >= kmin``) of a grid's candidate pairs, around ``[lo, hi]``.
+
+    The grid must hold every pair with ``d <= hi``.  Task ``t`` (one per row of
+    the work arrays) takes the row blocks ``t, t + T, ...`` (``blocks``, B + 1
+    bounds) and writes ``found_t[t] = (pairs with d < lo, pairs with lo <= d <= hi)``;
+    the latter go to ``counts_t[t]`` (bin ``min(int((d - lo) scale), bins - 1)``,
+    zeroed here) and, while there is room, to ``out_t[t]``; their least and
+    greatest to ``bounds_t[t]`` (inf, -inf if none).  Euclidean: the raw
+    sums of squares are compared, ``below_max`` / ``top_max`` the largest with a
+    square root below ``lo`` / at most ``hi``; the binned ``d`` is the square root,
+    as ``_distance``; other metrics: ``below_max`` is the double before ``lo``,
+    ``top_max = hi``.  ``first_t`` (T, cells) and ``inside_t`` (T, N) are work space.
+    """
+    n_tasks = counts_t.shape[0]
+    n_blocks = blocks.size - 1
+    for t in numba.prange(n_tasks):
+        counts_t[t, :] = 0
+        bounds_t[t, 0] = np.inf
+        bounds_t[t, 1] = -np.inf
+        below = 0
+        inside = 0
+        for blk in range(t, n_blocks, n_tasks):
+            bl, m = _grid_distance_rows(
+                pts, metric, kmin, blocks[blk], blocks[blk + 1], lo, below_max, top_max, scale, spts, cell, start,
+                offsets, counts_t[t], out_t[t, min(inside, out_t.shape[1]):], first_t[t], bounds_t[t], inside_t[t],
+            )
+            below += bl
+            inside += m
+        found_t[t, 0] = below
+        found_t[t, 1] = inside
+
+
+@numba.njit(cache=True)
+def pair_distances(pts: np.ndarray, i: np.ndarray, j: np.ndarray, metric: int) -> np.ndarray:
+    """``_distance(pts, i[q], j[q])`` for every ``q``."""
+    out = np.empty(i.size)
+    for q in range(i.size):
+        out[q] = _distance(pts, i[q], j[q], metric)
+    return out

@@ -16,11 +16,18 @@ Nothing of size ``N x N`` is ever held: the matrix is produced in blocks of rows
 counted along each block with the open runs carried to the next block, while
 vertical line lengths are counted as horizontal runs of the rows (the matrix is
 symmetric).  After one dense pass per block all counting is ``O(recurrences)``.  Peak memory is ``O(block_size + N)``; time ``O(N^2 d)``.
-With numba (a core dependency) ``engine="auto"`` runs compiled
-kernels instead (:mod:`netdyn.series._rqa_kernels`): one pass over the upper triangle
-in ``O(N)`` memory, same results (at N = 5000: ~3x faster than the numpy
-path with a given threshold, ~17x at a fixed rate; see
-``benchmarks/datadriven_cost.py``).
+With numba (a core dependency) compiled kernels run instead
+(:mod:`netdyn.series._rqa_kernels`), in ``O(N)`` memory, with the same results:
+``engine="numba"`` visits every pair of the upper triangle (at N = 5000: ~3x
+faster than the numpy path with a given threshold, ~17x at a fixed rate; see
+``benchmarks/datadriven_cost.py``); ``engine="grid"`` visits only the pairs in
+neighbouring cells of a grid of cell side ``~eps`` (time ``O(candidates)``,
+a few times the recurrences: the RP_Speed_Test workload, N = 474 275, in
+45-56 s on a shared 2-core machine, 49 s of CPU, 71 MiB; see
+``benchmarks/rqa_speed_test.py``).  ``engine="auto"``
+takes the grid when it pays (:func:`_grid_pays`: at least 2000 points and
+candidates at most a quarter of all pairs, counted exactly from the cells
+before any distance is computed), the exhaustive kernel otherwise.
 
 RQA measures (Marwan et al. 2007), with ``P(l)`` / ``P_v(v)`` the numbers of
 diagonal / vertical lines of length exactly ``l`` / ``v``:
@@ -95,7 +102,7 @@ __all__ = [
 _METRICS = {"supremum": "chebyshev", "euclidean": "euclidean", "manhattan": "cityblock"}
 _BLOCK = 1 << 20
 _MEASURES = ("RR", "DET", "L", "Lmax", "DIV", "ENTR", "LAM", "TT", "Vmax")
-_ENGINES = ("auto", "numba", "numpy")
+_ENGINES = ("auto", "numba", "grid", "numpy")
 _BINS = 8192
 _SELECT = 1 << 18
 
@@ -403,8 +410,8 @@ def _kernels(engine: str, caller: str) -> ModuleType | None:
     try:
         return importlib.import_module("netdyn.series._rqa_kernels")
     except ImportError as err:
-        if engine == "numba":
-            raise ImportError(f"{caller}: engine='numba' needs numba (pip install numba): {err}") from err
+        if engine in ("numba", "grid"):
+            raise ImportError(f"{caller}: engine={engine!r} needs numba (pip install numba): {err}") from err
         return None
 
 
@@ -516,8 +523,12 @@ def recurrence_threshold(
     passes).  numba: the upper triangle only (each pair once; the LOI's zeros
     and the symmetry are accounted for in the rank), 8192 bins, then one pass
     that collects the bin (at most 2^18 values) or, if it is larger, its exact
-    ``[min, max]`` for the next histogram (usually 2 passes).  Both engines
-    return the same distance, bit for bit.
+    ``[min, max]`` for the next histogram (usually 2 passes).  grid (``"auto"``
+    when it pays): the rank is bracketed by the distances of a fixed-seed sample
+    of pairs, and one pass over the grid's candidate pairs for the bracket's top
+    counts the pairs below the bracket and collects those inside
+    (:func:`_threshold_grid`; one more pass when the bracket holds more than
+    2^20 values).  All engines return the same distance, bit for bit.
 
     Examples
     --------
@@ -537,6 +548,10 @@ def recurrence_threshold(
     if pairs == 0:
         raise ValueError(f"{caller}: expected theiler < N = {n} (some pairs outside the Theiler window), got {theiler}")
     rank = int(recurrence_rate * (pairs - 1))
+    if kernels is not None and (engine == "grid" or (engine == "auto" and n >= _GRID_MIN)):
+        found = _threshold_grid(kernels, pts, rank, metric, theiler, force=engine == "grid")
+        if found is not None:
+            return found
     if kernels is not None:
         found = _threshold_kernels(kernels, pts, rank, metric, theiler)
         if found is not None:
@@ -603,6 +618,105 @@ def _threshold_kernels(kernels: ModuleType, pts: np.ndarray, rank: int, metric: 
             return float(np.partition(values[:m], rank)[rank])
         if lo == hi:
             return lo
+
+
+_SAMPLE = 1 << 18
+"""Random pairs whose distances bracket the threshold for the grid (:func:`_threshold_grid`)."""
+_SAMPLE_Z = 5.0
+"""Half-width of that bracket, in binomial standard deviations of the sampled rate."""
+_GRID_VALUES = 1 << 20
+"""Most distances the grid's threshold search holds (8 MiB); a larger bracket is narrowed by a histogram first."""
+
+
+def _random_pairs(n: int, kmin: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``size`` pairs ``(i, j)``, ``j - i >= kmin``, uniform over those pairs (ordered pairs drawn uniformly, those
+    inside the Theiler band redrawn; fixed seed)."""
+    rng = np.random.default_rng(0)
+    i, j = np.empty(0, np.int64), np.empty(0, np.int64)
+    while i.size < size:
+        a, b = rng.integers(0, n, (2, 2 * size))
+        far = np.abs(a - b) >= kmin
+        i, j = np.concatenate((i, np.minimum(a, b)[far])), np.concatenate((j, np.maximum(a, b)[far]))
+    return i[:size], j[:size]
+
+
+def _threshold_grid(kernels: ModuleType, pts: np.ndarray, rank: int, metric: str, theiler: int, force: bool) -> float | None:
+    """:func:`_threshold_kernels` over the candidate pairs of a neighbour grid; None when the grid does not pay
+    (:func:`_grid_pays`, unless ``force``), the Theiler window leaves fewer than half the pairs, or the bracket
+    cannot be narrowed (distances too close to bin).
+
+    The distance of upper-triangle rank ``r`` is bracketed by ``[lo, hi]`` from the distances of
+    ``min(`` :data:`_SAMPLE` ``, 16 N)`` random pairs (the sampled quantiles ``r / T_u +- z sigma``, :data:`_SAMPLE_Z`, a fixed seed:
+    the bracket only sets the speed, never the result).  A grid holding every pair with ``d <= hi`` then counts
+    the pairs below ``lo`` and collects those in ``[lo, hi]`` (one pass, usually; a bracket holding more than
+    :data:`_GRID_VALUES` is narrowed to the histogram bin of the rank, one more pass; a bracket that misses
+    the rank is moved).  The value is that rank's distance among all pairs, exactly.
+    """
+    import numba
+
+    n = pts.shape[0]
+    zeros = n if theiler == 0 else 0
+    if rank < zeros:
+        return 0.0
+    rank = (rank - zeros) // 2
+    kmin = max(theiler, 1)
+    code = kernels.METRIC_CODES[metric]
+    upper = (n - kmin) * (n - kmin + 1) // 2
+    pts = np.ascontiguousarray(pts)
+    if 4 * upper < n * n:  # a Theiler window over half the series: random pairs would mostly be redrawn
+        return None
+    size = min(_SAMPLE, 16 * n, upper)  # ~ the cost of a pass over N rows, no more
+    sample = np.sort(kernels.pair_distances(pts, *_random_pairs(n, kmin, size), code))
+    q, sigma = rank / upper, math.sqrt(max(rank / upper * (1 - rank / upper), 1.0 / size) / size)
+    r_lo, r_hi = math.floor((q - _SAMPLE_Z * sigma) * size), math.ceil((q + _SAMPLE_Z * sigma) * size)
+    lo = float(sample[r_lo]) if r_lo >= 0 else 0.0
+    diameter = _diameter(pts, _METRICS[metric])
+    hi = float(sample[r_hi]) if r_hi < size else diameter
+    grid, grid_hi = None, -1.0
+    tasks = max(1, min(numba.get_num_threads(), n // 64))
+    cap = min(_GRID_VALUES, upper) // tasks + 1
+    counts_t, out_t = np.empty((tasks, _BINS), np.int64), np.empty((tasks, cap))
+    found_t, bounds_t, inside_t = np.empty((tasks, 2), np.int64), np.empty((tasks, 2)), np.empty((tasks, n))
+    while True:
+        if hi > grid_hi:
+            grid = _grid(kernels, pts, float(np.nextafter(hi, np.inf)), metric)
+            if not force and not _grid_pays(grid, n):
+                return None
+            grid_hi, first_t = hi, np.empty((tasks, grid.start.size - 1), np.int64)
+            blocks = _row_blocks(grid, min(_GRID_BLOCKS_PER_TASK * tasks, max(1, n // 64)))
+        scale = _BINS / (hi - lo) if hi > lo else 0.0
+        if not math.isfinite(scale):
+            return None
+        if code == 1:
+            below_max = kernels.square_root_bound(lo) if lo > 0 else -1.0
+            top_max = kernels.square_root_bound(float(np.nextafter(hi, np.inf)))
+        else:
+            below_max, top_max = float(np.nextafter(lo, -np.inf)), hi
+        kernels.grid_distance_histogram(
+            pts, code, kmin, lo, below_max, top_max, scale, grid.spts, grid.cell, grid.start,
+            grid.offsets, blocks, counts_t, out_t, found_t, bounds_t, first_t, inside_t,
+        )
+        below, inside = int(found_t[:, 0].sum()), int(found_t[:, 1].sum())
+        r = rank - below
+        if r < 0:  # the rank lies below the bracket
+            lo, hi = 0.0, float(np.nextafter(lo, -np.inf))
+        elif r >= inside:  # above it
+            if hi >= diameter:
+                return None
+            lo, hi = float(np.nextafter(hi, np.inf)), min(2 * hi if hi > 0 else diameter * 2.0**-20, diameter)
+        elif np.all(found_t[:, 1] <= cap):
+            values = np.concatenate([out_t[t, : found_t[t, 1]] for t in range(tasks)])
+            return float(np.partition(values, r)[r])
+        else:  # too many values: keep the bin holding the rank, within the values' range
+            low, high = float(bounds_t[:, 0].min()), float(bounds_t[:, 1].max())
+            if low == high:
+                return low
+            b = int(np.searchsorted(np.cumsum(counts_t.sum(axis=0)), r, "right"))
+            pad = (hi - lo) * 2.0**-40  # rounding of the bin edges: a bracket a little wide is harmless
+            new = max(low, lo + b / scale - pad), min(high, lo + (b + 1) / scale + pad)
+            if new == (lo, hi):
+                return None
+            lo, hi = new
 
 
 def _resolve_threshold(
@@ -874,9 +988,12 @@ def rqa(
         Shortest diagonal / vertical line counted by DET, L, ENTR / LAM, TT (steps).
     block_size : int, default 2^20
         numpy engine: matrix entries per row block (memory ~ 9 bytes each).
-    engine : {"auto", "numba", "numpy"}, default "auto"
-        "numba" (compiled kernels) or the numpy path; "auto" takes numba when
-        it imports.  Both give identical results (same distances, same counts).
+    engine : {"auto", "numba", "grid", "numpy"}, default "auto"
+        "numba": the compiled kernel over all pairs; "grid": the compiled
+        kernel over the pairs of neighbouring grid cells; "numpy": the numpy
+        path.  "auto": the grid when it pays (:func:`_grid_pays`), else
+        "numba", and "numpy" when numba does not import.  All give identical
+        results (same distances, same counts).
 
     Returns
     -------
@@ -907,7 +1024,16 @@ def rqa(
     (``_rqa_kernels.line_histograms_banded``), with the same counts to the last
     line and about 60 N bytes per thread.  Compiled on first use and cached on
     disk (``cache=True``); the first call in a fresh environment compiles
-    (seconds), later processes load the cache.  Both engines: time ``O(N^2 d)``.
+    (seconds), later processes load the cache.  numpy and numba: time ``O(N^2 d)``.
+
+    grid engine: the points are bucketed in cells of side ``~eps / s`` over their
+    (at most) three coordinates of largest span; each row visits the cells that
+    can hold a partner, and tests those pairs with the exhaustive kernels'
+    arithmetic.  Lines are counted per diagonal and per column in any order
+    within a row, and the rows are cut into blocks that count the lines starting
+    in them, one parallel task per numba thread
+    (``_rqa_kernels.grid_line_histograms``).  Memory ``O(N)`` (about 50 N bytes
+    per thread plus ``(8 d + 24) N`` for the grid); time ``O(candidates)``.
 
     References
     ----------
@@ -938,7 +1064,7 @@ def rqa(
     if pairs_outside(pts.shape[0], theiler=spec.theiler) == 0:
         raise ValueError(f"{caller}: expected theiler < N = {pts.shape[0]}, got {spec.theiler}")
     eps = _resolve_threshold(pts, spec, block_size, caller, engine)
-    return _rqa_points(pts, eps, spec.metric, spec.theiler, l_min, v_min, block_size, kernels)
+    return _rqa_points(pts, eps, spec.metric, spec.theiler, l_min, v_min, block_size, kernels, engine)
 
 def _line_histograms_kernels(kernels: ModuleType, pts: np.ndarray, eps: float, metric: str, theiler: int) -> tuple[int, np.ndarray, np.ndarray]:
     """As :func:`_line_histograms`, by the numba kernels; all work arrays allocated here (visible to tracemalloc).
@@ -985,12 +1111,94 @@ def _diagonal_bands(n: int, k_min: int, n_bands: int) -> np.ndarray:
     return np.unique(np.concatenate(([k_min], np.minimum(cuts, n), [n]))).astype(np.int64)
 
 
+_GRID_MIN = 2_000
+"""Fewest points for which ``engine="auto"`` considers the neighbour grid (below, the exhaustive kernel is done in
+milliseconds)."""
+_GRID_SHARE = 0.25
+"""``engine="auto"`` takes the grid when its candidate pairs are at most this share of all pairs: a candidate costs
+more than a pair of the exhaustive kernel (gathered, not streamed; cells located per row)."""
+_GRID_CELL_COST = 16
+"""What one cell visited per row costs, in candidate pairs (loop set-up, the cell's bounds); picks the subdivision."""
+_GRID_SUBDIVISIONS = (1, 2, 3)
+
+
+def _grid(kernels: ModuleType, pts: np.ndarray, eps: float, metric: str) -> Any:
+    """The cheapest of the grids with cells of ``eps / s``, ``s`` in :data:`_GRID_SUBDIVISIONS`.
+
+    Cost: candidate pairs + :data:`_GRID_CELL_COST` per cell visited per row.
+    """
+    code = kernels.METRIC_CODES[metric]
+    best, best_cost = None, math.inf
+    for s in _GRID_SUBDIVISIONS:
+        grid = kernels.build_grid(pts, eps, code, s, sort=False)
+        cost = grid.candidates + _GRID_CELL_COST * pts.shape[0] * grid.offsets.size
+        if cost < best_cost:
+            best, best_cost = grid, cost
+    return kernels.sort_grid(best, pts)
+
+
+def _grid_pays(grid: Any, n: int) -> bool:
+    """The rule of ``engine="auto"``: at least :data:`_GRID_MIN` points and candidates at most :data:`_GRID_SHARE` of
+    the ``N (N - 1)`` ordered pairs."""
+    return n >= _GRID_MIN and grid.candidates <= _GRID_SHARE * n * (n - 1)
+
+
+def _row_blocks(grid: Any, n_blocks: int) -> np.ndarray:
+    """Bounds ``0 = a_0 < ... < a_B = N`` of row blocks of nearly equal work.
+
+    Row ``i``'s work: the candidates of its cells after ``i`` (about ``(N - i) / N`` of them) and the cells themselves.
+    """
+    n = grid.cell.size
+    work = grid.row_work * ((n - np.arange(n)) / n) + _GRID_CELL_COST * grid.offsets.size
+    cum = np.cumsum(work)
+    cuts = np.searchsorted(cum, cum[-1] * np.arange(1, n_blocks) / n_blocks)
+    return np.unique(np.concatenate(([0], np.clip(cuts, 1, n), [n]))).astype(np.int64)
+
+
+_GRID_BLOCKS_PER_TASK = 8
+"""Row blocks per parallel task: more than one, so that a task delayed by another process costs little."""
+
+
+def _line_histograms_grid(
+    kernels: ModuleType, pts: np.ndarray, eps: float, metric: str, theiler: int, grid: Any
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """As :func:`_line_histograms`, over the candidate pairs of ``grid`` (:func:`netdyn._rqa_kernels.grid_line_histograms`).
+
+    One parallel task per numba thread; work arrays allocated here: about ``40 N`` bytes per task, plus 8 per grid
+    cell (at most ``4 N`` cells), besides the grid's ``(8 d + 24) N``.
+    """
+    import numba
+
+    n = pts.shape[0]
+    pts = np.ascontiguousarray(pts)
+    tasks = max(1, min(numba.get_num_threads(), n // 64))
+    blocks = _row_blocks(grid, min(_GRID_BLOCKS_PER_TASK * tasks, max(1, n // 64)))
+    code = kernels.METRIC_CODES[metric]
+    s_max = kernels.square_root_bound(eps) if code == 1 else eps
+    state = np.int32 if n < 2**31 - 8 else np.int64
+    diag_t, vert_t = np.empty((tasks, n + 1), np.int64), np.empty((tasks, n + 1), np.int64)
+    upper = np.empty(tasks, np.int64)
+    kernels.grid_line_histograms(
+        pts, eps, s_max, code, theiler, grid.spts, grid.sidx, grid.cell, grid.start, grid.offsets, blocks, diag_t,
+        vert_t, np.empty((tasks, n, 2), state), np.empty((tasks, n, 2), state), np.empty((tasks, n), np.int64),
+        np.empty((tasks, grid.start.size - 1), np.int64), upper,
+    )
+    diag, vert = diag_t.sum(axis=0), vert_t.sum(axis=0)
+    diag[0] = vert[0] = 0
+    return 2 * int(upper.sum()) + (n if theiler == 0 else 0), diag, vert
+
+
 def _rqa_points(
-    pts: np.ndarray, eps: float, metric: str, theiler: int, l_min: int, v_min: int, block_size: int, kernels: ModuleType | None
+    pts: np.ndarray, eps: float, metric: str, theiler: int, l_min: int, v_min: int, block_size: int,
+    kernels: ModuleType | None, engine: str = "auto",
 ) -> RQAResult:
     n = pts.shape[0]
+    wanted = engine == "grid" or (engine == "auto" and n >= _GRID_MIN)
+    grid = _grid(kernels, pts, eps, metric) if kernels is not None and wanted else None
     if kernels is None:
         count, diag, vert = _line_histograms(pts, eps, _METRICS[metric], theiler, block_size)
+    elif grid is not None and (engine == "grid" or _grid_pays(grid, n)):
+        count, diag, vert = _line_histograms_grid(kernels, pts, eps, metric, theiler, grid)
     else:
         count, diag, vert = _line_histograms_kernels(kernels, pts, eps, metric, theiler)
     det, mean_l, lmax, entr = line_measures(diag, l_min=l_min)
@@ -1089,7 +1297,7 @@ def windowed_rqa(
     eps = _resolve_threshold(pts, spec, _BLOCK, caller, engine)
     starts = np.arange(0, n - window + 1, step)
     results = [
-        _rqa_points(pts[s : s + window], eps, spec.metric, spec.theiler, l_min, v_min, _BLOCK, kernels)
+        _rqa_points(pts[s : s + window], eps, spec.metric, spec.theiler, l_min, v_min, _BLOCK, kernels, engine)
         for s in tqdm(starts, desc=caller, unit="window", disable=None if progress is None else not progress)
     ]
     centre = starts + (window - 1) // 2
