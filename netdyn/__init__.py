@@ -16,6 +16,7 @@ from netdyn.orbits.distances import graph_distances, trajectory_distances
 from netdyn.orbits.graphs import from_graph, graph_trajectory, to_graph
 from netdyn.lyapunov.local import windowed_lyapunov
 from netdyn.maps.base import DiscreteMap, MapBase, has_jacobian
+from netdyn.maps.vmap_training import VmapTrainingMap
 from netdyn.maps.classic import (
     CircleRotation,
     HenonMap,
@@ -33,7 +34,7 @@ from netdyn.series.recurrence import RQAResult, recurrence_matrix, rqa, windowed
 from netdyn.series.recurrence_network import network_measures, recurrence_network
 from netdyn.series.significance import chaos_test, rank_p_value, significance
 from netdyn.series.surrogates import ft_surrogates, iaaft_surrogates, shuffle_surrogates, surrogates
-from netdyn.sharpness.hessian import sharpness_at, sharpness_along, track_sharpness
+from netdyn.sharpness.hessian import Sharpness, sharpness_at, sharpness_along, track_sharpness
 from netdyn.sharpness.threshold import stability_threshold, step_preconditioner
 from netdyn.orbits.stability import OrbitalStability, orbital_stability
 from netdyn.sweep.grid import edge_of_chaos, fastest_lr, run_sweep
@@ -48,9 +49,9 @@ __all__ = [
     "__version__",
     "CircleRotation", "DiscreteMap", "HenonMap", "LinearMap", "LogisticMap", "LorenzRK4", "MapBase",
     "PotentialGD", "QuadraticGD", "has_jacobian",
-    "TrainingMap", "make_task", "training_map", "map_from_attrs",
+    "TrainingMap", "VmapTrainingMap", "make_task", "training_map", "map_from_attrs",
     "max_lyapunov", "windowed_lyapunov", "Schedule", "perturbation_growth", "lyapunov_spectrum", "ftle", "clv", "lyapunov_sum_from_jacobian",
-    "sharpness_at", "sharpness_along", "track_sharpness", "stability_threshold", "step_preconditioner",
+    "Sharpness", "sharpness_at", "sharpness_along", "track_sharpness", "stability_threshold", "step_preconditioner",
     "LyapunovMonitor",
     "early_features", "feature_matrix", "compare_predictors",
     "DivergenceRule", "divergence_reason",

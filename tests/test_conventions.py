@@ -53,6 +53,27 @@ NOT_A_RESULT = {
     "from_graph": "converts a networkx graph back to weights",
     "graph_trajectory": "yields networkx graphs lazily, one per step",
     "recurrence_network": "returns the networkx graph itself; network_measures is its Dataset front door",
+    # the quantity itself, a single number or array, is the answer (wrapping it would add nothing)
+    "stability_threshold": "one number: the optimiser's edge-of-stability threshold at step t",
+    "step_preconditioner": "one vector: the optimiser's preconditioner, to multiply a Hessian by",
+    "observable_series": "the series itself, the input of every series diagnostic",
+    "recurrence_matrix": "the matrix itself (rqa is its Dataset front door)",
+    "chaos01_k": "one number: K of the 0-1 test (chaos01 is its Dataset front door)",
+    "ft_surrogates": "the surrogate series themselves (surrogates is the Dataset front door)",
+    "shuffle_surrogates": "the surrogate series themselves (surrogates is the Dataset front door)",
+    "iaaft_surrogates": "the surrogate series and their iteration counts (surrogates is the Dataset front door)",
+    "rank_p_value": "one number: the p-value",
+    "cross_recurrence_matrix": "the matrix and the threshold that made it (crqa is its Dataset front door)",
+    "joint_recurrence_matrix": "the matrix and the thresholds that made it (jrqa is its Dataset front door)",
+    "feature_matrix": "a design matrix and its column names, the (X, names) scikit-learn takes",
+    "divergence_reason": "the divergence rule's verdict: its sentence and the step (used by every verdict)",
+}
+
+#: functions whose second (and third) parameter is data too, beyond the general rule below
+SECOND_DATA = {
+    "save_trajectory": ["ds", "path"],  # the Dataset and the file it goes to, as Dataset.to_netcdf(path)
+    "rank_p_value": ["value", "null"],  # a statistic and its null sample, as scipy.stats.percentileofscore
+    "orbit_diagram": ["map_", "values", "steps"],  # the family, its control values and the orbit length
 }
 
 
@@ -68,6 +89,8 @@ def data_parameters(name: str, params: list[inspect.Parameter]) -> list[str]:
     names = [p.name for p in params]
     if not names:
         return []
+    if name in SECOND_DATA:
+        return SECOND_DATA[name]
     if names[0] in MAP_NAMES:
         allowed = ["map_"]
         for follower in (("x0", "x"), ("steps",)):

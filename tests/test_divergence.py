@@ -11,27 +11,27 @@ class TestDivergenceReason:
     def test_bounded_series_is_sound(self):
         loss = 2.3 * np.exp(-np.linspace(0, 5, 200))
         norm = 10 + np.sin(np.arange(200))
-        assert divergence_reason(loss, norm) == ("", -1)
+        assert divergence_reason(loss, norm=norm) == ("", -1)
 
     def test_cross_entropy_blow_up_is_divergence_although_finite(self):
         loss = np.array([2.3, 40.0, 900.0, 2.0e5, 1.9e5])
-        reason, index = divergence_reason(loss, np.full(5, 10.0))
+        reason, index = divergence_reason(loss, norm=np.full(5, 10.0))
         assert reason.startswith("loss blow-up") and index == 3
 
     def test_non_finite_loss_or_state(self):
-        assert divergence_reason(np.array([1.0, 2.0, np.nan]), None)[0].startswith("non-finite")
-        assert divergence_reason(np.array([1.0, np.inf]), None) [1] == 1
-        assert divergence_reason(None, np.array([1.0, np.inf]))[0].startswith("non-finite")
+        assert divergence_reason(np.array([1.0, 2.0, np.nan]), norm=None)[0].startswith("non-finite")
+        assert divergence_reason(np.array([1.0, np.inf]), norm=None) [1] == 1
+        assert divergence_reason(None, norm=np.array([1.0, np.inf]))[0].startswith("non-finite")
 
     def test_unbounded_parameter_growth(self):
         norm = 10.0 * 1.5 ** np.arange(30)
-        reason, index = divergence_reason(None, norm)
+        reason, index = divergence_reason(None, norm=norm)
         assert reason.startswith("unbounded growth")
         assert index == int(np.ceil(np.log(1e3) / np.log(1.5)))  # first norm above 1e3 x 10
 
     def test_floors_keep_small_starts_sound(self):
         # logistic map from 1e-4 settling at 0.6: grew 6000x from x0, never diverged
-        assert divergence_reason(np.full(3, np.nan), np.array([1e-4, 0.3, 0.6])) == ("", -1)
+        assert divergence_reason(np.full(3, np.nan), norm=np.array([1e-4, 0.3, 0.6])) == ("", -1)
 
     def test_map_without_loss_checks_the_norm_only(self):
         check = DivergenceCheck()
@@ -48,7 +48,7 @@ class TestDivergenceReason:
 
     def test_custom_rule(self):
         rule = DivergenceRule(loss_factor=10.0)
-        assert divergence_reason(np.array([1.0, 11.0]), None, rule=rule)[1] == 1
+        assert divergence_reason(np.array([1.0, 11.0]), norm=None, rule=rule)[1] == 1
 
     @pytest.mark.parametrize("kwargs", [{"loss_factor": 1.0}, {"norm_factor": math.inf}, {"loss_floor": 0.0}])
     def test_bad_rule(self, kwargs):

@@ -90,7 +90,7 @@ class TestAnalyticCases:
         for t in range(60):
             x = m.step(x, t)
             norms.append(float(x.norm()))
-        reason, index = divergence_reason(None, np.array(norms))
+        reason, index = divergence_reason(None, norm=np.array(norms))
         assert reason.startswith("unbounded growth") and int(ds["diverged_step"]) == index
         assert 8 <= index <= 14 and np.isfinite(norms).all()
         assert str(ds["divergence_reason"].values) == reason

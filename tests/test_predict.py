@@ -103,7 +103,7 @@ def synthetic(n=80, seed=0):
 class TestFeatureMatrix:
     def test_columns_and_labels(self):
         ds, _ = synthetic(n=5)
-        matrix, labels = feature_matrix(ds, ["signal", "noise"])
+        matrix, labels = feature_matrix(ds, names=["signal", "noise"])
         assert matrix.shape == (5, 4)
         assert labels == ["signal", "noise[step=10]", "noise[step=20]", "noise[step=30]"]
         assert np.array_equal(matrix[:, 2], ds.noise.sel(step=20).values)
@@ -111,7 +111,7 @@ class TestFeatureMatrix:
     def test_unknown_variable(self):
         ds, _ = synthetic(n=5)
         with pytest.raises(ValueError, match="feature_matrix: expected variables of the Dataset"):
-            feature_matrix(ds, ["nope"])
+            feature_matrix(ds, names=["nope"])
 
 
 class TestComparePredictors:
@@ -119,7 +119,7 @@ class TestComparePredictors:
 
     def test_regression_finds_the_signal(self):
         ds, y = synthetic()
-        out = compare_predictors(ds, y, self.sets, n_repeats=20)
+        out = compare_predictors(ds, target=y, feature_sets=self.sets, n_repeats=20)
         assert out.score.dims == ("feature_set", "fold") and out.sizes["fold"] == 100
         assert float(out.score_mean.sel(feature_set="signal")) > 0.99
         assert float(out.score_mean.sel(feature_set="noise")) < 0.2
@@ -133,7 +133,7 @@ class TestComparePredictors:
     def test_classification_against_chance(self):
         ds, y = synthetic()
         labels = (y > np.median(y)).astype(int)
-        out = compare_predictors(ds, labels, self.sets, kind="classification", n_repeats=20)
+        out = compare_predictors(ds, target=labels, feature_sets=self.sets, kind="classification", n_repeats=20)
         assert out.attrs["chance"] == 0.5
         assert float(out.score_mean.sel(feature_set="signal")) > 0.9
         # noise: measured 0.419.  The 100 folds reuse the same 80 samples, so the mean's error is that of one
@@ -148,15 +148,15 @@ class TestComparePredictors:
         ds["noise"][3, 1] = np.nan
         y[7] = np.inf
         with pytest.warns(RuntimeWarning, match="dropped 2 of 80"):
-            out = compare_predictors(ds, y, self.sets, n_repeats=2)
+            out = compare_predictors(ds, target=y, feature_sets=self.sets, n_repeats=2)
         assert out.attrs["n_used"] == 78
         assert out.prediction.sel(init=[3, 7]).isnull().all()
         assert out.prediction.sel(init=[0, 1]).notnull().all()
 
     def test_reproducible(self):
         ds, y = synthetic()
-        a = compare_predictors(ds, y, self.sets, n_repeats=3, seed=4)
-        b = compare_predictors(ds, y, self.sets, n_repeats=3, seed=4)
+        a = compare_predictors(ds, target=y, feature_sets=self.sets, n_repeats=3, seed=4)
+        b = compare_predictors(ds, target=y, feature_sets=self.sets, n_repeats=3, seed=4)
         xr.testing.assert_identical(a, b)
 
     @pytest.mark.parametrize(
@@ -171,9 +171,9 @@ class TestComparePredictors:
     def test_bad_arguments(self, kwargs, match):
         ds, y = synthetic()
         with pytest.raises(ValueError, match="compare_predictors: " + match):
-            compare_predictors(ds, y, self.sets, **kwargs)
+            compare_predictors(ds, target=y, feature_sets=self.sets, **kwargs)
 
     def test_target_length(self):
         ds, y = synthetic()
         with pytest.raises(ValueError, match=r"compare_predictors: expected target of shape \(80,\)"):
-            compare_predictors(ds, y[:-1], self.sets)
+            compare_predictors(ds, target=y[:-1], feature_sets=self.sets)

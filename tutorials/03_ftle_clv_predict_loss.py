@@ -183,7 +183,7 @@ sets = {
 good = (final_log_loss < np.median(final_log_loss)).astype(int)
 scores = {}
 for kind, target in (("regression", final_log_loss), ("classification", good)):
-    scores[kind] = compare_predictors(features, target, sets, kind=kind, baseline="early loss",
+    scores[kind] = compare_predictors(features, target=target, feature_sets=sets, kind=kind, baseline="early loss",
                                       n_splits=N_SPLITS, n_repeats=N_REPEATS, seed=0)
 summary = pd.DataFrame({
     "R2 mean": scores["regression"]["score_mean"], "R2 std": scores["regression"]["score_std"],

@@ -677,8 +677,24 @@ def save_trajectory(ds: xr.Dataset, path: str | os.PathLike) -> None:
     """Write an in-memory trajectory to ``path`` (netCDF4, unlimited ``step``).
 
     Attributes are made netCDF-safe with :func:`netcdf_attrs`; reopening with
-    :func:`open_trajectory` gives back an identical Dataset.  Raises ``ValueError``
-    when ``ds`` lacks the trajectory variables.
+    :func:`open_trajectory` gives back an identical Dataset.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A trajectory Dataset of :func:`netdyn.run` (``state(step, param)`` and the rest of
+        the layout in :mod:`netdyn.io.storage`).
+    path : str or os.PathLike
+        The file to write (replaced, with any side files it had).
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    ValueError
+        When ``ds`` lacks the trajectory variables.
 
     Examples
     --------

@@ -208,7 +208,7 @@ def early_features(
     )
 
 
-def feature_matrix(features: xr.Dataset, names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+def feature_matrix(features: xr.Dataset, *, names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     """The named variables of ``features`` as a design matrix ``(n_init, n_columns)``.
 
     Parameters
@@ -232,7 +232,7 @@ def feature_matrix(features: xr.Dataset, names: Sequence[str]) -> tuple[np.ndarr
     >>> from netdyn.lyapunov.predict import feature_matrix
     >>> ds = xr.Dataset({"a": ("init", [1.0, 2.0]), "b": (("init", "step"), np.ones((2, 2)))},
     ...                 coords={"step": [10, 20]})
-    >>> matrix, labels = feature_matrix(ds, ["a", "b"])
+    >>> matrix, labels = feature_matrix(ds, names=["a", "b"])
     >>> matrix.shape, labels
     ((2, 3), ['a', 'b[step=10]', 'b[step=20]'])
     """
@@ -274,9 +274,9 @@ def _model(kind: str, seed: int) -> Any:
 
 def compare_predictors(
     features: xr.Dataset,
+    *,
     target: xr.DataArray | np.ndarray | Sequence[float],
     feature_sets: Mapping[str, Sequence[str]],
-    *,
     kind: str = "regression",
     baseline: str | None = None,
     n_splits: int = 5,
@@ -296,8 +296,9 @@ def compare_predictors(
     kind : {"regression", "classification"}, default "regression".
     baseline : str or None, default None (= the first set) — the set every other is
         compared with, fold by fold.
-    n_splits : int, default 5; n_repeats : int, default 20 — repeated (stratified for
-        classification) K-fold cross-validation.
+    n_splits : int, default 5 — folds of the (stratified for classification) K-fold
+        cross-validation.
+    n_repeats : int, default 20 — repetitions of the K-fold split.
     seed : int, default 0 — seed of the fold assignment.
 
     Returns
@@ -350,7 +351,7 @@ def compare_predictors(
     >>> signal, noise = rng.normal(size=40), rng.normal(size=40)
     >>> ds = xr.Dataset({"signal": ("init", signal), "noise": ("init", noise)})
     >>> y = 2.0 * signal + 0.1 * rng.normal(size=40)
-    >>> out = nd.compare_predictors(ds, y, {"noise": ["noise"], "signal": ["signal"]}, n_repeats=2)
+    >>> out = nd.compare_predictors(ds, target=y, feature_sets={"noise": ["noise"], "signal": ["signal"]}, n_repeats=2)
     >>> round(float(out["score_mean"].sel(feature_set="signal")), 2)  # R² ~ 1 - 0.01 / 4
     0.99
     """
@@ -370,7 +371,7 @@ def compare_predictors(
         raise ValueError(f"{caller}: expected target of shape ({n},) (one per init), got {y.shape}")
     matrices, labels = {}, {}
     for name in names:
-        matrices[name], labels[name] = feature_matrix(features, feature_sets[name])
+        matrices[name], labels[name] = feature_matrix(features, names=feature_sets[name])
     keep = np.isfinite(y) & np.all([np.isfinite(m).all(axis=1) for m in matrices.values()], axis=0)
     if (~keep).any():
         warnings.warn(f"{caller}: dropped {int((~keep).sum())} of {n} initial conditions with a non-finite "

@@ -313,11 +313,13 @@ def ftle(
 
     Parameters
     ----------
-    map_ : map with ``step_jvp``; x0 : ``(dim,)`` or a batch ``(n, dim)``.
+    map_ : map with ``step_jvp``.
+    x0 : Tensor ``(dim,)`` or a batch ``(n, dim)``.
     steps : int — counted steps, a multiple of ``window``.
     window : int — steps per window.
     k : int or None, default None — number of exponents (None: ``dim``).
-    transient : int, default 0; seed : int, default 0 (initial basis).
+    transient : int, default 0 — steps run before the first window.
+    seed : int, default 0 — seed of the random initial basis.
     t0 : int, default 0 — map time of ``x0``; the ``step`` coordinate counts from it.
     progress : bool or None, default None — a tqdm bar over the steps (None: only
         on a terminal).
@@ -394,8 +396,9 @@ def clv(
 
     Parameters
     ----------
-    map_ : map with ``step_jvp``; x0 : ``(dim,)`` or a batch ``(n, dim)`` (the result
-        gains the leading dimension ``init``).
+    map_ : map with ``step_jvp``.
+    x0 : Tensor ``(dim,)`` or a batch ``(n, dim)`` (the result gains the leading
+        dimension ``init``).
     steps : int — steps run after the forward transient.
     k : int or None, default None — number of leading vectors (None: ``dim``).
     transient : int, default 100 — forward transient (QR basis converges to the
@@ -524,14 +527,18 @@ def _clv_dataset(
 
 
 def lyapunov_sum_from_jacobian(
-    map_: Any, x0: Tensor, steps: int, *, transient: int = 0, n_blocks: int = 10
+    map_: Any, x0: Tensor, steps: int, *, transient: int = 0, n_blocks: int = 10, progress: bool | None = None
 ) -> xr.Dataset:
     """Sum of all Lyapunov exponents as the orbit mean of ``ln|det J(x_t)|``.
 
     Parameters
     ----------
-    map_ : map with ``step_jvp``; x0 : ``(dim,)``; steps : int; transient : int,
-    default 0; n_blocks : int, default 10 (standard error).
+    map_ : map with ``step_jvp``.
+    x0 : Tensor ``(dim,)`` — one start state.
+    steps : int — counted steps.
+    transient : int, default 0 — steps run before counting.
+    n_blocks : int, default 10 — blocks of the standard error (:func:`netdyn._core.stats.block_stderr`).
+    progress : bool or None, default None — a tqdm bar over the steps (None: only on a terminal).
 
     Returns
     -------
@@ -570,24 +577,26 @@ def lyapunov_sum_from_jacobian(
     logdet = np.full(steps, np.nan)
     at = -1
     pending: list[tuple[int, Tensor]] = []  # (t, [finite, ln|det J|]) on the device, read back once per block
-    for t in range(transient + steps):
-        x_next, jt = map_.step_jvp(x, eye, t)  # rows J e_i: J transposed
-        finite = torch.isfinite(x_next).all() & torch.isfinite(jt).all()
-        value = torch.linalg.slogdet(torch.where(finite, jt, 0.0).to(torch.float64))[1]  # no NaN into the LU
-        pending.append((t, torch.stack((finite.to(torch.float64), value))))
-        x = x_next
-        if len(pending) == SYNC_EVERY or t == transient + steps - 1:
-            block = host_block([v for _, v in pending])
-            for (t_j, _), (ok, log_abs_det) in zip(pending, block):
-                if not ok:
-                    at = t_j + 1
+    with progress_bar(transient + steps, progress=progress, desc=caller) as bar:
+        for t in range(transient + steps):
+            bar.update(1)
+            x_next, jt = map_.step_jvp(x, eye, t)  # rows J e_i: J transposed
+            finite = torch.isfinite(x_next).all() & torch.isfinite(jt).all()
+            value = torch.linalg.slogdet(torch.where(finite, jt, 0.0).to(torch.float64))[1]  # no NaN into the LU
+            pending.append((t, torch.stack((finite.to(torch.float64), value))))
+            x = x_next
+            if len(pending) == SYNC_EVERY or t == transient + steps - 1:
+                block = host_block([v for _, v in pending])
+                for (t_j, _), (ok, log_abs_det) in zip(pending, block):
+                    if not ok:
+                        at = t_j + 1
+                        break
+                    if t_j >= transient:
+                        logdet[t_j - transient] = log_abs_det
+                pending.clear()
+                if at >= 0:
+                    _warn_lost(caller, np.array([at]))
                     break
-                if t_j >= transient:
-                    logdet[t_j - transient] = log_abs_det
-            pending.clear()
-            if at >= 0:
-                _warn_lost(caller, np.array([at]))
-                break
     valid = logdet[np.isfinite(logdet) | np.isneginf(logdet)]
     return xr.Dataset(
         {

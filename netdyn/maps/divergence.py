@@ -134,8 +134,8 @@ class DivergenceCheck:
 
 def divergence_reason(
     loss: np.ndarray | None = None,
-    norm: np.ndarray | None = None,
     *,
+    norm: np.ndarray | None = None,
     rule: DivergenceRule | None = None,
 ) -> tuple[str, int]:
     """Apply the divergence rule to recorded series.

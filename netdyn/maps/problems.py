@@ -177,15 +177,23 @@ def make_task(
 
     Parameters
     ----------
-    dataset: ``"digits"`` (64 inputs, 10 classes) or ``"iris"`` (4 inputs, 3 classes).
-    hidden: widths of the hidden layers (default one layer of 32).
-    activation: a key of :data:`ACTIVATIONS`.
-    dtype: parameter and data dtype (default float64, as exponent estimates need).
-    init: ``"torch"`` (U(±scale/sqrt(fan_in))), ``"normal"`` (N(0, scale²), biases 0) or
+    dataset :
+        ``"digits"`` (64 inputs, 10 classes) or ``"iris"`` (4 inputs, 3 classes).
+    hidden :
+        widths of the hidden layers (default one layer of 32).
+    activation :
+        a key of :data:`ACTIVATIONS`.
+    dtype :
+        parameter and data dtype (default float64, as exponent estimates need).
+    init :
+        ``"torch"`` (U(±scale/sqrt(fan_in))), ``"normal"`` (N(0, scale²), biases 0) or
         ``"lecun"`` (N(0, scale²/fan_in), biases 0).
-    init_scale: multiplies the initial weights.
-    seed: seed of the initial parameters held by ``task.model``.
-    n_train: keep only the first ``n_train`` training samples (for fast tests).
+    init_scale :
+        multiplies the initial weights.
+    seed :
+        seed of the initial parameters held by ``task.model``.
+    n_train :
+        keep only the first ``n_train`` training samples (for fast tests).
 
     Returns
     -------

@@ -79,45 +79,45 @@ class TrainingMap:
 
     Parameters
     ----------
-    model:
+    model :
         any ``nn.Module``; it is copied, never modified.  Its current trainable
         parameters (``requires_grad=True``) are the default initial state; frozen ones
         (``requires_grad=False``) stay at their values, constants of the map.
-    loss_fn:
+    loss_fn :
         ``loss_fn(model_output, targets) -> scalar`` (e.g. ``nn.CrossEntropyLoss()``).
-    data:
+    data :
         ``(inputs, targets)`` tensors of the training set; first dimension = samples.
         Floating inputs and targets must have the parameters' dtype.
-    optimizer:
+    optimizer :
         ``"sgd"`` (default), ``"adam"``, ``"adamw"``, ``"rmsprop"``, a ``torch.optim``
         class, or a factory ``params -> Optimizer``.  torch's SGD/Adam/AdamW/RMSprop
         become functional (exact tangents) unless ``functional=False``.
-    lr:
+    lr :
         learning rate (required); with a named ``schedule`` its peak rate.
-    batch_size:
+    batch_size :
         ``None`` for full batch, else the mini-batch size.
-    seed:
+    seed :
         seed of the batch schedule and of the forward's random numbers (dropout), and
         the default seed of :meth:`initial_state`.
-    test_data:
+    test_data :
         optional ``(inputs, targets)`` for :meth:`evaluate`.
-    init:
+    init :
         optional ``init(model, generator)`` that re-draws parameters in place; used by
         ``initial_state(seed)`` (default: each module's ``reset_parameters`` under a
         forked, seeded RNG).
-    functional:
+    functional :
         force the generic black-box path with ``False``.
-    name, info:
+    name, info :
         task name and extra scalar attributes (activation, layer sizes, ...) that
         :meth:`describe` reports.
-    schedule:
+    schedule :
         learning-rate schedule (:mod:`netdyn.maps.schedules`): ``None`` (constant ``lr``), a
         function ``t -> multiplier`` (``lr(t) = lr * f(t)``, as ``LambdaLR``), a factory
         ``optimizer -> torch.optim.lr_scheduler.LRScheduler`` (replayed exactly), a name
         or a dict ``{"name": "cosine", "warmup": 100, "total": 1000}`` (``lr`` = peak), or a
         :class:`~netdyn.maps.schedules.Schedule`.  Only named schedules are recorded well
         enough by :meth:`describe` to be rebuilt.
-    **optimizer_kwargs:
+    **optimizer_kwargs :
         hyper-parameters passed to the optimiser (momentum, betas, weight_decay, ...).
 
     Notes

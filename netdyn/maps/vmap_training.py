@@ -54,9 +54,28 @@ class VmapTrainingMap:
     ``loss``/``grad_norm`` as floats for one state and ``(n,)`` tensors for a batch;
     ``step_jvp`` is the wrapped map's exact tangent (member by member for a batch).
 
-    Raises ``ValueError`` when the optimiser is not functional, or when the
-    vectorised step fails or differs from the wrapped map's on a probe of two
-    states (e.g. BatchNorm layers, whose statistics are updated in place).
+    Raises
+    ------
+    ValueError
+        When the optimiser is not functional, or when the vectorised step fails or
+        differs from the wrapped map's on a probe of two states (e.g. BatchNorm
+        layers, whose statistics are updated in place).
+
+    Notes
+    -----
+    It pays for small models (an iris MLP: a twin ensemble of 32 seeds 8-10x faster
+    than 32 runs) and not for larger ones (a digits MLP: no gain), so
+    :class:`~netdyn.maps.training.TrainingMap` keeps its loop and this wrapper is
+    opt-in (``benchmarks/ensemble_cost.py``).
+
+    Examples
+    --------
+    >>> import torch, netdyn as nd
+    >>> tmap = nd.training_map(nd.make_task("iris", hidden=(4,), n_train=30), lr=0.1)
+    >>> fast = nd.VmapTrainingMap(tmap)
+    >>> xs = torch.stack([tmap.initial_state(s) for s in range(3)])
+    >>> bool(torch.allclose(fast.step(xs, 0)[1], tmap.step(xs[1], 0), rtol=1e-12, atol=1e-14))
+    True
     """
 
     batch_first = True
@@ -73,18 +92,23 @@ class VmapTrainingMap:
 
     # ------------------------------------------------------------------ the wrapped map's members
     def initial_state(self, seed: int | None = None) -> Tensor:
+        """The wrapped map's :meth:`TrainingMap.initial_state`."""
         return self.map.initial_state(seed)
 
     def loss(self, theta: Tensor, t: int) -> Tensor:
+        """The wrapped map's :meth:`TrainingMap.loss` at ``theta`` on the data of step ``t``."""
         return self.map.loss(theta, t)
 
     def evaluate(self, x: Tensor) -> dict[str, float]:
+        """The wrapped map's held-out metrics at ``x``."""
         return self.map.evaluate(x)
 
     def param_labels(self) -> tuple[list[str], list[str]]:
+        """The wrapped map's parameter names and layers."""
         return self.map.param_labels()
 
     def describe(self) -> dict[str, Any]:
+        """The wrapped map's hyper-parameters plus ``batching: vmap``."""
         return {**self.map.describe(), "batching": "vmap"}
 
     # ------------------------------------------------------------------ the step

@@ -28,6 +28,7 @@ import torch
 import xarray as xr
 
 from netdyn._version import __version__
+from netdyn._core.progress import progress_bar
 from netdyn._core.validation import check_int
 from netdyn.maps.base import is_batch_first
 from netdyn.orbits.stability import orbital_stability
@@ -48,6 +49,7 @@ def orbit_diagram(
     use_map: bool = True,
     classify: bool = True,
     vectorize: bool | None = None,
+    progress: bool | None = None,
     **stability: Any,
 ) -> xr.Dataset:
     """Tails and orbital classes of a family of maps over a control parameter.
@@ -87,10 +89,12 @@ def orbit_diagram(
         variables ``label``, ``period``, ``exponent``, ``confidence``, ``conflict``.
     vectorize
         default ``None``: advance all values as one parameter batch when
-        ``make_map(torch.tensor(values))`` returns one (see the module docstring),
+        ``map_(torch.tensor(values))`` returns one (see the module docstring),
         else one map per value; ``True``: require the batch (``ValueError``
         otherwise); ``False``: one map per value.  Both give the same tails to the
         last bit (the members compute exactly the per-value operations).
+    progress : bool or None, default None
+        a tqdm bar over the values (None: only on a terminal).
     **stability
         further keyword arguments of :func:`orbital_stability` (``tol``,
         ``exponent_steps``, ...); its ``tail`` is the whole kept tail.
@@ -163,36 +167,38 @@ def orbit_diagram(
     diverged = []
     if batch is not None and not callable(observable):
         orbits[:] = all_states[:, :, observable]  # rows after a divergence are NaN already
-    for k, value in enumerate(values):
-        if batch is None or classify or callable(observable):
-            map_ = next(maps)
-        if batch is None:
-            map_name = map_name or type(map_).__name__
-            _check_observable(observable, map_.dim)
-            states, finite = _tail(map_, steps, tail, x0, seed)
-        else:
-            states, finite = all_states[k], bool(all_finite[k])
-        if not finite:
-            diverged.append(float(value))
-        if batch is None or callable(observable):
-            kept = states[np.isfinite(states).all(axis=1)]
-            if kept.shape[0]:
-                proj = kept[:, observable] if not callable(observable) else np.asarray(observable(kept), dtype=np.float64)
-                orbits[k, : kept.shape[0]] = proj
-        if not classify:
-            continue
-        if finite:
-            timed = xr.DataArray(states, dims=("step", "param"), coords={"step": np.arange(steps - tail, steps)})
-            res = orbital_stability(timed, tail=tail, seed=seed, map_=map_ if use_map else None, **stability)
-            labels.append(res.label)
-            periods[k] = res.period or 0
-            exponents[k] = res.exponent
-            confidence.append(res.confidence)
-            conflicts.append(res.conflict)
-        else:
-            labels.append("divergent")
-            confidence.append("high")
-            conflicts.append("")
+    with progress_bar(values.size, progress=progress, desc="orbit_diagram", unit="value") as bar:
+        for k, value in enumerate(values):
+            bar.update(1)
+            if batch is None or classify or callable(observable):
+                member = next(maps)
+            if batch is None:
+                map_name = map_name or type(member).__name__
+                _check_observable(observable, member.dim)
+                states, finite = _tail(member, steps, tail, x0, seed)
+            else:
+                states, finite = all_states[k], bool(all_finite[k])
+            if not finite:
+                diverged.append(float(value))
+            if batch is None or callable(observable):
+                kept = states[np.isfinite(states).all(axis=1)]
+                if kept.shape[0]:
+                    proj = kept[:, observable] if not callable(observable) else np.asarray(observable(kept), dtype=np.float64)
+                    orbits[k, : kept.shape[0]] = proj
+            if not classify:
+                continue
+            if finite:
+                timed = xr.DataArray(states, dims=("step", "param"), coords={"step": np.arange(steps - tail, steps)})
+                res = orbital_stability(timed, tail=tail, seed=seed, map_=member if use_map else None, **stability)
+                labels.append(res.label)
+                periods[k] = res.period or 0
+                exponents[k] = res.exponent
+                confidence.append(res.confidence)
+                conflicts.append(res.conflict)
+            else:
+                labels.append("divergent")
+                confidence.append("high")
+                conflicts.append("")
     if diverged:
         warnings.warn(f"orbit_diagram: orbits diverged at {name} = {diverged}", stacklevel=2)
     variables = {"orbit": (("value", "tail_step"), orbits)}

@@ -542,7 +542,7 @@ def _divergence(info: _Orbit, rule: DivergenceRule) -> tuple[str, str]:
     with np.errstate(invalid="ignore", over="ignore"):
         norm = np.linalg.norm(info.states, axis=1)
     norm = np.where(np.isfinite(info.states).all(axis=1), norm, np.inf)
-    found, index = divergence_reason(info.loss, norm, rule=rule)
+    found, index = divergence_reason(info.loss, norm=norm, rule=rule)
     if found:
         found = f"{found} (recorded state {index}, step {int(info.steps[index])})"
     if info.flagged:

@@ -365,7 +365,7 @@ def _power(hvp: Callable, p: int, k: int, iters: int, tol: float, gen: torch.Gen
 
 def sharpness_along(
     map_: Any,
-    trajectory_states: xr.Dataset | xr.DataArray | Tensor | np.ndarray,
+    x: xr.Dataset | xr.DataArray | Tensor | np.ndarray,
     *,
     k: int = 1,
     method: str = "lanczos",
@@ -378,11 +378,12 @@ def sharpness_along(
     Parameters
     ----------
     map_ : map with ``loss(theta, t)`` (and ``lr`` for the stability line).
-    trajectory_states : a trajectory Dataset (its ``state (step, param)``), a
+    x : a trajectory Dataset (its ``state (step, param)``), a
         DataArray ``(step, param)`` or an array ``(n, param_dim or dim)``; the
         recorded parameters must be *all* ``param_dim`` of them (not a subset or
         sketch).  The ``step`` coordinate (else ``0 .. n-1``) is passed as ``t``.
-    k : int, default 1; method : {"lanczos", "power"}.
+    k : int, default 1 — eigenvalues per state.
+    method : {"lanczos", "power"}, default "lanczos".
     every : int, default 1 — use every ``every``-th recorded state.
     warm_start : bool, default True — start each Lanczos run from the previous top
         eigenvector (sharpness moves slowly along training, so this saves products).
@@ -423,17 +424,17 @@ def sharpness_along(
     [1.6, 1.6, 1.6]
     """
     caller = "sharpness_along"
-    if isinstance(trajectory_states, xr.Dataset):
-        if "state" not in trajectory_states:
+    if isinstance(x, xr.Dataset):
+        if "state" not in x:
             raise ValueError(f"{caller}: expected a trajectory Dataset with a 'state' variable, got "
-                             f"{list(trajectory_states.data_vars)}")
-        trajectory_states = trajectory_states["state"]
-    if isinstance(trajectory_states, xr.DataArray):
-        steps = (trajectory_states["step"].values if "step" in trajectory_states.coords
-                 else np.arange(trajectory_states.shape[0]))
-        states = torch.as_tensor(trajectory_states.values)
+                             f"{list(x.data_vars)}")
+        x = x["state"]
+    if isinstance(x, xr.DataArray):
+        steps = (x["step"].values if "step" in x.coords
+                 else np.arange(x.shape[0]))
+        states = torch.as_tensor(x.values)
     else:
-        states = torch.as_tensor(trajectory_states)
+        states = torch.as_tensor(x)
         steps = np.arange(states.shape[0])
     if states.ndim != 2 or states.shape[1] not in (param_dim_of(map_), map_.dim):
         raise ValueError(f"{caller}: expected states of shape (n, {param_dim_of(map_)}) or (n, {map_.dim}) "
