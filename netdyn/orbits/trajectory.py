@@ -187,13 +187,6 @@ def run(
     >>> round(float(ds["state"][1, 0]), 2)  # 4 * 0.3 * 0.7
     0.84
     """
-    batch = _batch_states(map_, x0)
-    if batch is not None:
-        if path is not None:
-            raise ValueError("run: expected path=None for a batch of states (a trajectory file holds one orbit), "
-                             f"got path={os.fspath(path)!r}")
-        return _run_batch(map_, steps, batch, record_every=record_every, record=record,
-                          eval_every=eval_every, progress=progress, t0=t0, divergence=divergence)
     steps = check_int(steps, "steps", "run", minimum=0)
     record_every = check_int(record_every, "record_every", "run", minimum=1)
     flush_every = check_int(flush_every, "flush_every", "run", minimum=1)
@@ -204,6 +197,13 @@ def run(
             raise ValueError(f"run: expected eval_every to be a multiple of record_every={record_every}, got {eval_every}")
         if not callable(getattr(map_, "evaluate", None)):
             raise ValueError(f"run: eval_every needs {type(map_).__name__}.evaluate(x), which it lacks")
+    batch = _batch_states(map_, x0)
+    if batch is not None:
+        if path is not None:
+            raise ValueError("run: expected path=None for a batch of states (a trajectory file holds one orbit), "
+                             f"got path={os.fspath(path)!r}")
+        return _run_batch(map_, steps, batch, record_every=record_every, record=record,
+                          eval_every=eval_every, progress=progress, t0=t0, divergence=divergence)
     selection = resolve_record(map_, record=record)
     x = _initial(map_, x0)
     param_dim = param_dim_of(map_)
@@ -407,7 +407,8 @@ def _run_batch(
     map_: Any, steps: int, xs: Tensor, *, record_every: int, record: Any,
     eval_every: int | None, progress: bool, t0: int, divergence: DivergenceRule | None,
 ) -> xr.Dataset:
-    """:func:`run` of a batch of states ``xs (n, dim)``; see its "Batches" section."""
+    """:func:`run` of a batch of states ``xs (n, dim)``; see its "Batches" section (the
+    counts arrive checked by :func:`run`)."""
     n = xs.shape[0]
     batch_first = is_batch_first(map_)
     if callable(getattr(map_, "step_with_metrics", None)) and not batch_first:
@@ -417,15 +418,6 @@ def _run_batch(
         ds = xr.concat(runs, dim="member", data_vars="all", coords="minimal", compat="override", join="outer",
                        combine_attrs="override")
         return ds.assign_coords(member=np.arange(n)).assign_attrs(batching="per member")
-    steps = check_int(steps, "steps", "run", minimum=0)
-    record_every = check_int(record_every, "record_every", "run", minimum=1)
-    t0 = check_int(t0, "t0", "run", minimum=0)
-    if eval_every is not None:
-        eval_every = check_int(eval_every, "eval_every", "run", minimum=1)
-        if eval_every % record_every:
-            raise ValueError(f"run: expected eval_every to be a multiple of record_every={record_every}, got {eval_every}")
-        if not callable(getattr(map_, "evaluate", None)):
-            raise ValueError(f"run: eval_every needs {type(map_).__name__}.evaluate(x), which it lacks")
     selection = resolve_record(map_, record=record)
     param_dim = param_dim_of(map_)
     dtype = np.dtype(np.float64 if xs.dtype == torch.float64 else np.float32)
