@@ -316,6 +316,7 @@ def test_exponent_loops_read_back_once_per_block(monkeypatch, path):
     # the compiled QR of small float64 batches is a CPU-only path (numba reads the tensor's
     # memory in place: no device, no sync); the device path is the generic one, counted here
     monkeypatch.setattr("netdyn.lyapunov.small_qr.SMALL", 0)
+    monkeypatch.setattr("netdyn.lyapunov.spectrum.host_reads_are_free", lambda device: False)  # the device path
     per_block = reads_per_block(monkeypatch, runs[path])  # a read per step would give >= BLOCK
     assert per_block <= 8, f"{path}: {per_block} host reads per block of {BLOCK} steps (.cpu().numpy() counts 2)"
 

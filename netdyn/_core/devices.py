@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["SYNC_EVERY", "host_block", "map_device"]
+__all__ = ["SYNC_EVERY", "host_block", "host_reads_are_free", "map_device"]
 
 SYNC_EVERY = 64
 """Steps between the host copies of a step loop (see the module docstring)."""
@@ -42,3 +42,16 @@ def map_device(map_: object) -> torch.device | None:
     A start state given as an array (``ds.final_state.values``) is moved there."""
     device = getattr(map_, "device", None)
     return device if isinstance(device, torch.device) else None
+
+
+def host_reads_are_free(device: torch.device) -> bool:
+    """Whether reading a value back from ``device`` costs no sync (the CPU), so a step loop
+    may branch on it every step; elsewhere loops read once per block of :data:`SYNC_EVERY`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> host_reads_are_free(torch.device("cpu"))
+    True
+    """
+    return device.type == "cpu"

@@ -27,7 +27,7 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from netdyn._core.devices import SYNC_EVERY, host_block
+from netdyn._core.devices import SYNC_EVERY, host_block, host_reads_are_free
 from netdyn._core.progress import progress_bar
 from netdyn._core.stats import block_stderr
 from netdyn._core.validation import check_int
@@ -100,21 +100,34 @@ def qr_tangent_steps(
     xs, batched = as_states(map_, x0, caller)
     steps = check_int(steps, "steps", caller, minimum=1)
     k = map_.dim if k is None else check_int(k, "k", caller, minimum=1, maximum=map_.dim)
+    for t, x_next, q_next, r, _ in _qr_steps(map_, xs, steps, k, seed, t0, vectorize, check_every):
+        yield (t, x_next, q_next, r) if batched else (t, x_next[0], q_next[0], r[0])
+
+
+def _qr_steps(
+    map_: Any, xs: Tensor, steps: int, k: int, seed: int, t0: int, vectorize: bool | None, check_every: int
+) -> Iterator[tuple[int, Tensor, Tensor, Tensor, Tensor]]:
+    """The loop of :func:`qr_tangent_steps` on checked states ``xs (n, dim)``; also yields
+    ``dead (n,)``: whether a member's state or ``R`` has been non-finite at any step so far
+    (its later steps repeat its last sound state and basis)."""
     gen = torch.Generator().manual_seed(int(seed))
     basis = torch.linalg.qr(torch.randn(map_.dim, k, generator=gen, dtype=torch.float64))[0]
     q = basis.to(device=xs.device, dtype=xs.dtype).expand(xs.shape[0], map_.dim, k)  # CPU draw, moved once
     # a batch_first map steps the whole batch itself (one call, no vmap); others go through BatchStepper
     step_jvp = map_.step_jvp if is_batch_first(map_) and vectorize is not False else BatchStepper(map_, vectorize).step_jvp
     dead = torch.zeros(xs.shape[0], dtype=torch.bool, device=xs.device)
+    reads_free = host_reads_are_free(xs.device)
     for t in range(steps):
         x_next, w = step_jvp(xs, q.transpose(1, 2), t0 + t)
         q_next, r = positive_qr(w.transpose(1, 2))
-        yield (t, x_next, q_next, r) if batched else (t, x_next[0], q_next[0], r[0])
         dead = dead | ~(torch.isfinite(x_next).all(dim=1) & torch.isfinite(r).flatten(1).all(dim=1))
+        yield t, x_next, q_next, r, dead
         if (t + 1) % check_every == 0 and bool(dead.all()):  # a host sync every check_every steps
             return
-        xs, q = torch.where(dead[:, None], xs, x_next), torch.where(dead[:, None, None], q, q_next)
-
+        if reads_free and not bool(dead.any()):  # skip the masking while every member is sound
+            xs, q = x_next, q_next
+        else:
+            xs, q = torch.where(dead[:, None], xs, x_next), torch.where(dead[:, None, None], q, q_next)
 
 def _check(
     map_: Any, x0: Tensor, steps: int, k: int | None, transient: int, caller: str
@@ -156,12 +169,10 @@ def _log_diagonals(
         pending.clear()
 
     with progress_bar(transient + steps, progress=progress, desc=caller) as bar:
-        for t, x_next, _, r in qr_tangent_steps(map_, xs, transient + steps, k=k, seed=seed, t0=t0,
-                                                check_every=SYNC_EVERY):
+        for t, x_next, _, r, dead in _qr_steps(map_, xs, transient + steps, k, seed, t0, None, SYNC_EVERY):
             bar.update(1)
-            bad = ~(torch.isfinite(x_next).all(dim=1) & torch.isfinite(r).flatten(1).all(dim=1))
             norm = parameter_norms_on_device(x_next, p)
-            pending.append((t, bad, norm, torch.log(torch.diagonal(r, dim1=1, dim2=2)).to(torch.float64)))
+            pending.append((t, dead, norm, torch.log(torch.diagonal(r, dim1=1, dim2=2)).to(torch.float64)))
             if len(pending) == SYNC_EVERY:
                 replay()
     replay()
@@ -472,11 +483,9 @@ def clv(
     logs = torch.zeros((n, k), dtype=torch.float64, device=xs.device)  # kept on the device: no sync per step
     lost = torch.full((n,), -1, dtype=torch.int64, device=xs.device)
     with progress_bar(transient + steps, progress=progress, desc=caller) as bar:
-        for t, x_next, q, r in qr_tangent_steps(map_, xs, transient + steps, k=k, seed=seed, t0=t0,
-                                                check_every=SYNC_EVERY):
+        for t, x_next, q, r, dead in _qr_steps(map_, xs, transient + steps, k, seed, t0, None, SYNC_EVERY):
             bar.update(1)
-            bad = ~(torch.isfinite(x_next).all(dim=1) & torch.isfinite(r).flatten(1).all(dim=1))
-            lost = torch.where(bad & (lost < 0), t + 1, lost)
+            lost = torch.where(dead & (lost < 0), t + 1, lost)
             logs += torch.log(torch.diagonal(r, dim1=1, dim2=2)).to(torch.float64)
             s = t + 1 - transient  # Q_{t+1} is the basis at the counted step s
             if start <= s < stop:
