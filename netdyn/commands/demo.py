@@ -39,7 +39,7 @@ QUICK = dict(
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "demo", help="edge of chaos vs fastest training on the digits MLP (a few minutes)",
+        "demo", help="edge of chaos vs fastest training on the digits MLP (about a minute on 2 CPUs)",
         description="Sweep the learning rate of a tanh MLP on the bundled digits: maximal Lyapunov exponent, "
         "orbital class and time to 90%% test accuracy; print the edge of chaos and the fastest learning rate; "
         "write result.nc and sweep.png (default folder: ./netdyn-out/demo-digits/).",
