@@ -30,29 +30,23 @@ METRIC_CODES = {"supremum": 0, "euclidean": 1, "manhattan": 2}
 
 
 @numba.njit(cache=True, inline="always")
-def _raw_distance(pts: np.ndarray, i: int, spts: np.ndarray, p: int, metric: int) -> float:
-    """``_distance(pts, i, j)`` for ``spts[p] == pts[j]``, without the Euclidean square root."""
+def _distance(pts: np.ndarray, i: int, j: int, metric: int) -> float:
     d = pts.shape[1]
     s = 0.0
     if metric == 0:
         for c in range(d):
-            v = abs(pts[i, c] - spts[p, c])
+            v = abs(pts[i, c] - pts[j, c])
             if v > s:
                 s = v
     elif metric == 1:
         for c in range(d):
-            v = pts[i, c] - spts[p, c]
+            v = pts[i, c] - pts[j, c]
             s += v * v
+        s = np.sqrt(s)
     else:
         for c in range(d):
-            s += abs(pts[i, c] - spts[p, c])
+            s += abs(pts[i, c] - pts[j, c])
     return s
-
-
-@numba.njit(cache=True, inline="always")
-def _distance(pts: np.ndarray, i: int, j: int, metric: int) -> float:
-    s = _raw_distance(pts, i, pts, j, metric)
-    return np.sqrt(s) if metric == 1 else s
 
 
 @numba.njit(cache=True, inline="never")
@@ -442,6 +436,26 @@ def line_histograms_banded(
 # it (runs through that row belong to an earlier block) and, after its last row, follows the
 # runs it started, pair by pair, until they end.  Merged, the histograms are the exhaustive
 # kernels', exactly.
+
+
+@numba.njit(cache=True, inline="always")
+def _raw_distance(pts: np.ndarray, i: int, spts: np.ndarray, p: int, metric: int) -> float:
+    """``_distance(pts, i, j)`` for ``spts[p] == pts[j]``, without the Euclidean square root."""
+    d = pts.shape[1]
+    s = 0.0
+    if metric == 0:
+        for c in range(d):
+            v = abs(pts[i, c] - spts[p, c])
+            if v > s:
+                s = v
+    elif metric == 1:
+        for c in range(d):
+            v = pts[i, c] - spts[p, c]
+            s += v * v
+    else:
+        for c in range(d):
+            s += abs(pts[i, c] - spts[p, c])
+    return s
 
 
 @numba.njit(cache=True, inline="always")
