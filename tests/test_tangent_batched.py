@@ -45,6 +45,23 @@ class TestBatchedSpectrum:
             assert float(result["lyapunov"][i, 0]) == pytest.approx(math.log(2), abs=0.005)
         assert np.isnan(result["local_rate"][1, -1, 0])
 
+    def test_the_block_bookkeeping_gives_the_step_by_step_values(self):
+        # a member lost at step 11 sends its blocks down the step-by-step path, a quiet batch takes
+        # the one-copy path; the transient (70) ends inside the second block of 64 steps
+        henon = HenonMap(a=torch.tensor([1.4, 2.5, 1.4], dtype=torch.float64))
+        x0 = henon_starts(3)
+        with pytest.warns(RuntimeWarning):
+            mixed = lyapunov_spectrum(henon, x0, 300, transient=70)
+        assert mixed["unresolved"].values.tolist() == [False, True, False]
+        sound = lyapunov_spectrum(HenonMap(a=torch.tensor([1.4, 1.4], dtype=torch.float64)), x0[[0, 2]], 300, transient=70)
+        for name in ("lyapunov", "lyapunov_stderr", "lyapunov_running", "local_rate"):
+            np.testing.assert_array_equal(mixed[name].values[[0, 2]], sound[name].values)
+        # the running means are the sequential sums of the local rates, bit for bit, across blocks
+        rates = mixed["local_rate"].values[[0, 2]]
+        np.testing.assert_array_equal(sound["lyapunov_running"].values, np.cumsum(rates, axis=1) / np.arange(1, 301)[:, None])
+        lost_at = int(mixed["unresolved_step"][1]) - 70  # NaN from the counted step where it was lost
+        assert np.isnan(mixed["local_rate"].values[1]).all() and lost_at <= 0
+
     def test_qr_factors_have_batch_shapes(self):
         steps = list(qr_tangent_steps(HenonMap(), henon_starts(3), 2, k=2))
         t, x, q, r = steps[-1]

@@ -120,7 +120,9 @@ def _qr_steps(
     for t in range(steps):
         x_next, w = step_jvp(xs, q.transpose(1, 2), t0 + t)
         q_next, r = positive_qr(w.transpose(1, 2))
-        dead = dead | ~(torch.isfinite(x_next).all(dim=1) & torch.isfinite(r).flatten(1).all(dim=1))
+        # one sum is finite exactly when all its terms are (or a finite sum overflowed: then the exact test)
+        if not (reads_free and bool(torch.isfinite(x_next.sum() + r.sum()))):
+            dead = dead | ~(torch.isfinite(x_next).all(dim=1) & torch.isfinite(r).flatten(1).all(dim=1))
         yield t, x_next, q_next, r, dead
         if (t + 1) % check_every == 0 and bool(dead.all()):  # a host sync every check_every steps
             return
@@ -143,14 +145,18 @@ def _check(
 
 def _log_diagonals(
     map_: Any, xs: Tensor, steps: int, k: int, transient: int, seed: int, t0: int, caller: str,
-    progress: bool | None,
-) -> tuple[np.ndarray, np.ndarray, EnsembleDivergence]:
-    """``ln diag R`` for the counted steps ``(n, steps, k)``, each member's step where its
-    numbers were lost ``(n,)`` (-1 if never; NaN rates from there on), and the orbits'
+    progress: bool | None, *, running_sums: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, EnsembleDivergence]:
+    """``ln diag R`` for the counted steps, time-major ``(steps, n, k)``; with ``running_sums``
+    their cumulative sums over the steps (the same sequential sums as ``np.cumsum`` along
+    axis 0, taken block by block while the block is in cache), else None; each member's step
+    where its numbers were lost ``(n,)`` (-1 if never; NaN rates from there on), and the orbits'
     divergence verdict (the rule of :mod:`netdyn.maps.divergence` on the parameter norm,
     which flags a member without stopping it, as in :func:`netdyn.max_lyapunov`)."""
     n, p = xs.shape[0], param_dim_of(map_)
-    logs = np.full((steps, n, k), np.nan)  # time-major: each step writes one contiguous block
+    logs = np.empty((steps, n, k))  # time-major: each step writes one contiguous block
+    sums = np.empty_like(logs) if running_sums else None
+    counted = [0]  # rows of logs written (all of them unless every orbit was lost early)
     lost = np.full(n, -1, dtype=np.int64)
     verdict = EnsembleDivergence(n, DivergenceRule())
     verdict.update(parameter_norms(xs, p), t0)
@@ -160,23 +166,39 @@ def _log_diagonals(
         if not pending:
             return
         bads, norms, diagonals = (host_block([row[i] for row in pending]) for i in (1, 2, 3))
-        for j, (t, *_) in enumerate(pending):
-            verdict.update(norms[j], t0 + t + 1, lost < 0)
-            lost[bads[j] & (lost < 0)] = t + 1
-            if t >= transient:
-                logs[t - transient] = diagonals[j]
-                logs[t - transient, lost >= 0] = np.nan
+        with np.errstate(divide="ignore", invalid="ignore"):  # ln 0 = -inf and ln NaN: the member is lost there
+            rates = np.log(diagonals)
+        first, last = pending[0][0], pending[-1][0]
+        start, counted[0] = counted[0], max(last + 1 - transient, 0)
+        if first >= transient and verdict.settles(norms) and not bads.any() and not (lost >= 0).any():
+            logs[first - transient : last - transient + 1] = rates  # a quiet block: one copy, same values
+        else:
+            for j, (t, *_) in enumerate(pending):
+                verdict.update(norms[j], t0 + t + 1, lost < 0)
+                lost[bads[j] & (lost < 0)] = t + 1
+                if t >= transient:
+                    logs[t - transient] = rates[j]
+                    logs[t - transient, lost >= 0] = np.nan
+        if sums is not None and counted[0] > start:
+            block = sums[start : counted[0]]
+            block[:] = logs[start : counted[0]]
+            if start:
+                block[0] += sums[start - 1]
+            np.cumsum(block, axis=0, out=block)
         pending.clear()
 
     with progress_bar(transient + steps, progress=progress, desc=caller) as bar:
         for t, x_next, _, r, dead in _qr_steps(map_, xs, transient + steps, k, seed, t0, None, SYNC_EVERY):
             bar.update(1)
             norm = parameter_norms_on_device(x_next, p)
-            pending.append((t, dead, norm, torch.log(torch.diagonal(r, dim1=1, dim2=2)).to(torch.float64)))
+            pending.append((t, dead, norm, torch.diagonal(r, dim1=1, dim2=2).to(torch.float64)))
             if len(pending) == SYNC_EVERY:
                 replay()
     replay()
-    return logs.transpose(1, 0, 2), lost, verdict
+    logs[counted[0]:] = np.nan  # the steps not run: every orbit was lost before them
+    if sums is not None:
+        sums[counted[0]:] = np.nan
+    return logs, sums, lost, verdict
 
 
 def _warn_lost(caller: str, lost: np.ndarray) -> None:
@@ -282,12 +304,18 @@ def lyapunov_spectrum(
     xs, batched, steps, k, transient = _check(map_, x0, steps, k, transient, caller)
     n_blocks = check_int(n_blocks, "n_blocks", caller, minimum=1)
     t0 = check_int(t0, "t0", caller, minimum=0)
-    logs, lost, verdict = _log_diagonals(map_, xs, steps, k, transient, seed, t0, caller, progress)
+    logs, running, lost, verdict = _log_diagonals(
+        map_, xs, steps, k, transient, seed, t0, caller, progress, running_sums=True
+    )
     _warn_lost(caller, lost)
     verdict.warn(caller)
-    n_valid = np.isfinite(logs).all(axis=2).sum(axis=1)  # (n,): NaN rows only after a divergence
-    running = np.cumsum(logs, axis=1) / np.arange(1, steps + 1)[None, :, None]
-    if (n_valid == steps).all():  # the usual case, in one call for the whole ensemble
+    # running means in place (the Dataset holds (init, step, exponent) views of the time-major
+    # arrays); a sum is finite exactly when every rate before it is
+    every_rate_finite = bool(np.isfinite(running[-1]).all())
+    n_valid = np.full(xs.shape[0], steps) if every_rate_finite else np.isfinite(logs).all(axis=2).sum(axis=0)
+    running = np.divide(running, np.arange(1, steps + 1)[:, None, None], out=running).transpose(1, 0, 2)
+    logs = logs.transpose(1, 0, 2)
+    if every_rate_finite:  # the usual case, in one call for the whole ensemble
         final, stderr = running[:, -1], block_stderr(logs.transpose(0, 2, 1), n_blocks)
     else:
         final = np.stack([running[i, m - 1] if m else np.full(k, np.nan) for i, m in enumerate(n_valid)])
@@ -378,10 +406,10 @@ def ftle(
     window = check_int(window, "window", caller, minimum=1)
     if steps % window:
         raise ValueError(f"ftle: expected an integer window >= 1 dividing steps={steps}, got {window}")
-    logs, lost, verdict = _log_diagonals(map_, xs, steps, k, transient, seed, t0, caller, progress)
+    logs, _, lost, verdict = _log_diagonals(map_, xs, steps, k, transient, seed, t0, caller, progress)
     _warn_lost(caller, lost)
     verdict.warn(caller)
-    values = logs.reshape(xs.shape[0], steps // window, window, k).mean(axis=2)
+    values = logs.reshape(steps // window, window, xs.shape[0], k).mean(axis=1).transpose(1, 0, 2)
     ds = xr.Dataset(
         {"ftle": (("init", "step", "exponent"), values), **_verdict_variables(lost, verdict, t0)},
         coords={"step": t0 + transient + window * np.arange(1, steps // window + 1, dtype=np.int64),

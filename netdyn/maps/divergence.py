@@ -284,6 +284,28 @@ class EnsembleDivergence:
                 )
             self.diverged[i], self.diverged_step[i], self.reason[i] = True, step, reason
 
+    def settles(self, norms: np.ndarray) -> bool:
+        """Whether :meth:`update` with each row of ``norms (steps, n)`` in turn (every member
+        alive) would change nothing: every member not yet diverged has a reference norm and
+        finite norms within the rule.  Lets a step loop skip a quiet block in one test.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from netdyn.maps.divergence import DivergenceRule, EnsembleDivergence
+        >>> verdict = EnsembleDivergence(2, DivergenceRule())
+        >>> verdict.update(np.array([1.0, 1.0]), 0)
+        >>> verdict.settles(np.array([[2.0, 3.0], [1.0, 1.5]])), verdict.settles(np.array([[2.0, 5e3]]))
+        (True, False)
+        """
+        norms = np.asarray(norms, dtype=np.float64)[:, ~self.diverged]
+        if not np.isfinite(norms).all():
+            return False
+        if self.rule is None:
+            return True
+        ref = self.norm_ref[~self.diverged]
+        return not np.isnan(ref).any() and bool((norms <= self.rule.norm_factor * ref).all())
+
     def warn(self, caller: str) -> None:
         """One RuntimeWarning naming the first divergence, if any."""
         if self.diverged.any():
