@@ -349,6 +349,7 @@ class LyapunovMonitor:
         self._modules = list(zip(model.modules(), self._shadow_model.modules()))
         self._flat: Tensor | None = None
         self._views: list[Tensor] = []
+        self._theta: Tensor | None = None  # the parameters' part of _flat
         self._measured: Tensor | None = None
         self._shadow_opt = _shadow_optimizer(optimizer, self._params, self._shadow_params)
         self._shadow_opt_params = [p for g in self._shadow_opt.param_groups for p in g["params"]]
@@ -367,7 +368,7 @@ class LyapunovMonitor:
         self._unresolved, self._unresolved_step = False, -1
         self._divergence = DivergenceCheck()
         self._diverged, self._diverged_step, self._divergence_reason = False, -1, ""
-        self._check_divergence(0, float(self._parameter_norm_tensor()))
+        self._check_divergence(0, _parameter_norm(self._params))
         self._prev = self._arm_random()
         if not math.isclose(float(self._prev), self.d0, rel_tol=resolution_tolerance(self.dtype)):
             raise ValueError(
@@ -441,7 +442,7 @@ class LyapunovMonitor:
             return counted_new
         following = c + 1 if self.every == 1 else (c + 1) % period
         if self.every > 1 and following == 0:
-            self._prev, self._pending_prev = self._arm_carried(), None
+            self._prev = self._arm_carried()
         if following < (c + 2 if self.every == 1 else self.window):
             # replayed if no forward of the model is seen: the state now, which is the user's
             # state _advance restored (nothing since draws random numbers)
@@ -569,22 +570,25 @@ class LyapunovMonitor:
                     sha.append(self._shadow_opt.state[s][key])
         return ref, sha
 
-    def _separation(self, pairs: tuple[list[Tensor], list[Tensor]] | None = None, extra: Tensor | None = None) -> Tensor:
-        """``|y - x|`` over the measured entries: the norm of one flat vector, as in
-        ``max_lyapunov``, a 0-dim tensor on the parameters' device (not read back).
-        Leaves all of ``y - x`` in ``self._flat`` / ``self._views``.  Call under ``torch.no_grad()``."""
+    def _separation(
+        self, pairs: tuple[list[Tensor], list[Tensor]] | None = None, extra: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``(|y - x|, |theta|)``: the distance over the measured entries (the norm of one flat
+        vector, as in ``max_lyapunov``) and the norm of the user's parameters (the divergence
+        rule's, float64), 0-dim tensors on the parameters' device (not read back).  Leaves
+        ``x - y`` in ``self._flat`` / ``self._views``.  Call under ``torch.no_grad()``."""
         ref, sha = pairs or self._pairs()
         if self._flat is None or len(self._views) != len(ref):
             sizes = [r.numel() for r in ref]
             self._flat = torch.empty(sum(sizes), dtype=ref[0].dtype, device=ref[0].device)
             self._views = [v.view_as(r) for v, r in zip(self._flat.split(sizes), ref)]
-            self._measured = self._flat[: sum(sizes[: len(self._params)]) if self.params_only else None]
-            # every tensor of the state has the flat buffer's dtype: x + v may be formed there
-            self._uniform = all(t.dtype == self._flat.dtype for t in (*ref, *sha))
-        torch._foreach_copy_(self._views, sha)
-        torch._foreach_sub_(self._views, ref)
+            self._theta = self._flat[: sum(sizes[: len(self._params)])]
+            self._measured = self._theta if self.params_only else self._flat
+        torch._foreach_copy_(self._views, ref)  # x, then x - y: the same pass gives |theta|
+        theta = torch.linalg.vector_norm(self._theta, dtype=torch.float64)
+        torch._foreach_sub_(self._views, sha)
         measured = self._measured if extra is None else torch.cat((self._measured, extra))
-        return torch.linalg.vector_norm(measured, dtype=self._norm_dtype)
+        return torch.linalg.vector_norm(measured, dtype=self._norm_dtype), theta
 
     def _arm_random(self) -> Tensor:
         """Shadow = reference + ``d0 u``, ``u`` drawn as ``max_lyapunov`` draws it; returns
@@ -605,7 +609,7 @@ class LyapunovMonitor:
         with torch.no_grad():
             for r, s, chunk in zip(ref, sha, chunks):
                 s.copy_(r + self.d0 * chunk.to(r.device).view_as(r))
-            return self._separation(extra=self.d0 * chunks[-1].to(ref[0].device) if missing else None)
+            return self._separation(extra=self.d0 * chunks[-1].to(ref[0].device) if missing else None)[0]
 
     def _arm_carried(self) -> Tensor:
         """Shadow = current reference + the separation stored by :meth:`_to_separation`."""
@@ -616,7 +620,7 @@ class LyapunovMonitor:
         with torch.no_grad():
             for r, s, d in zip(ref, sha, separation):
                 s.copy_(r + d)
-            return self._separation()
+            return self._separation()[0]
 
     def _to_separation(self) -> None:
         ref, sha = self._pairs()
@@ -718,11 +722,6 @@ class LyapunovMonitor:
             "sharpness_step": (("sharpness_step",), steps.astype(np.int64)),
         }
 
-    def _parameter_norm_tensor(self) -> Tensor:
-        """``||theta||`` of the user's parameters (float64, on their device; not read back)."""
-        with torch.no_grad():
-            return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(self._params)).double())
-
     def _check_divergence(self, step: int, norm: float) -> None:
         """Flag (once) the user's run when its parameters (norm ``norm``) break the divergence rule."""
         if self._diverged:
@@ -733,63 +732,69 @@ class LyapunovMonitor:
             warnings.warn(f"LyapunovMonitor: the training run diverged at step {step} ({reason})", RuntimeWarning,
                           stacklevel=4)
 
-    def _parameter_norm(self) -> Tensor:
-        """The divergence rule's norm of the user's parameters, float64 0-d tensor (call under no_grad)."""
-        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(self._params)).double())
-
     def _measure(self, step: int, counted: bool) -> bool:
-        """Measure and renormalise on the device; the host reads the numbers back once per
-        :data:`netdyn._core.devices.SYNC_EVERY` measurements (or when a result is read) and
-        replays the checks in order in :meth:`_flush`.  Until then a call after a stop
-        (non-finite or collapsed separation) still returns ``counted``; its numbers are dropped."""
+        """Measure and renormalise.  With ``sync_every=1`` (the CPU default: reads cost no
+        wait) the checks and the rescale factor are taken on the host at once; otherwise all
+        stays on the device, the host reads the numbers back once per ``sync_every``
+        measurements (or when a result is read) and :meth:`_flush` replays the checks in
+        order.  Until then a call after a stop (non-finite or collapsed separation) still
+        returns ``counted``; its numbers are dropped."""
         pairs = self._pairs()
-        norm = self._parameter_norm_tensor()
         with torch.no_grad():
-            g = self._separation(pairs)
-            self._pending.append((step, counted, torch.stack((g.double(), self._prev.double(), norm))))
-            # y <- x + (y - x) * d0 / g, as max_lyapunov; the next denominator is measured
-            factor = torch.where(g > 0, self.d0 / g.double(), self.d0)
-            self._flat.mul_(factor.to(self._flat.dtype))
+            g, norm = self._separation(pairs)
+            # y <- x + (y - x) d0 / g, as max_lyapunov (the flat buffer holds x - y); the next denominator is measured
+            if self.sync_every == 1:
+                g_host = float(g)
+                self._check(step, counted, g_host, float(self._prev), float(norm))
+                factor: float | Tensor = -(self.d0 / g_host) if g_host > 0 else -self.d0
+            else:
+                self._pending.append((step, counted, torch.stack((g.double(), self._prev.double(), norm))))
+                factor = torch.where(g > 0, -self.d0 / g.double(), -self.d0).to(self._flat.dtype)
+            self._flat.mul_(factor)
             torch._foreach_copy_(pairs[1], pairs[0])
             torch._foreach_add_(pairs[1], self._views)
-            self._prev = self._separation(pairs)
+            self._prev = self._separation(pairs)[0]
         if len(self._pending) >= self.sync_every:
             self._flush()
         return counted
 
     def _flush(self) -> None:
         """Read the pending measurements back (one device-to-host copy) and apply, in order,
-        the divergence rule, the stops and the logs, as if each had been read at its step."""
+        the checks of :meth:`_check`, as if each had been read at its step."""
         if not self._pending:
             return
         pending, self._pending = self._pending, []
         values = host_block([v for _, _, v in pending])
         for (step, counted, _), (g, prev, norm) in zip(pending, values):
-            if self._stopped:
-                return
-            self._check_divergence(step, float(norm))
-            if not math.isfinite(g):
-                self._stop(step, unresolved=True)
+            self._check(step, counted, float(g), float(prev), float(norm))
+
+    def _check(self, step: int, counted: bool, g: float, prev: float, norm: float) -> None:
+        """The divergence rule on the user's parameter norm ``norm``, the stops (non-finite or
+        collapsed separation ``g``) and the log of ``g / prev`` of a counted interval."""
+        if self._stopped:
+            return
+        self._check_divergence(step, norm)
+        if not math.isfinite(g):
+            self._stop(step, unresolved=True)
+            warnings.warn(
+                f"LyapunovMonitor: the training state or its twin became non-finite at step {step}; "
+                "the exponent is unresolved (reported as +inf) and monitoring stopped",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            return
+        if counted:
+            log = math.log(g / prev) if g > 0 else -math.inf
+            self._logs.append(log)
+            self._steps.append(step)
+            self._sum += log
+            if g == 0:
+                self._stop(step, unresolved=False)
                 warnings.warn(
-                    f"LyapunovMonitor: the training state or its twin became non-finite at step {step}; "
-                    "the exponent is unresolved (reported as +inf) and monitoring stopped",
+                    f"LyapunovMonitor: the separation collapsed to 0 at step {step}; exponent -inf, monitoring stopped",
                     RuntimeWarning,
-                    stacklevel=3,
+                    stacklevel=4,
                 )
-                return
-            if counted:
-                log = float(np.log(np.float64(g) / prev)) if g > 0 else -math.inf
-                self._logs.append(log)
-                self._steps.append(step)
-                self._sum += log
-                if g == 0:
-                    self._stop(step, unresolved=False)
-                    warnings.warn(
-                        f"LyapunovMonitor: the separation collapsed to 0 at step {step}; exponent -inf, monitoring stopped",
-                        RuntimeWarning,
-                        stacklevel=3,
-                    )
-                    return
 
     def _stop(self, step: int, unresolved: bool) -> None:
         self._stopped, self._unresolved = True, unresolved

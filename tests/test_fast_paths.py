@@ -275,21 +275,14 @@ def test_batch_stepper_out_equals_the_plain_call(vectorize):
 
 
 class _GenericMonitor:
-    """Builds a LyapunovMonitor that takes the general paths: an optimiser class that overrides
-    ``zero_grad`` (so the shadow calls it) and the rescale through the shadow's own tensors
-    (as for a state of mixed dtypes)."""
+    """Builds a LyapunovMonitor that takes the general path: an optimiser class that overrides
+    ``zero_grad`` (so the shadow calls it)."""
 
     @staticmethod
     def build(model, optimizer, loss_fn, **kwargs):
         from netdyn.monitor import LyapunovMonitor
 
-        class Generic(LyapunovMonitor):
-            def _separation_tensor(self, pairs=None, extra=None):
-                out = super()._separation_tensor(pairs, extra)
-                self._uniform = False
-                return out
-
-        monitor = Generic(model, optimizer, loss_fn, **kwargs)
+        monitor = LyapunovMonitor(model, optimizer, loss_fn, **kwargs)
         base = type(monitor._shadow_opt)
         monitor._shadow_opt.__class__ = type("ZeroGradOverridden", (base,), {
             "zero_grad": lambda self, set_to_none=True: base.zero_grad(self, set_to_none)})
