@@ -136,6 +136,7 @@ import xarray as xr
 from torch import Tensor, nn
 
 from netdyn._core.devices import SYNC_EVERY, host_block
+from netdyn._core.twin_rescale import TwinRescale
 from netdyn._core.perturbation import default_d0, resolution_tolerance
 from netdyn.io.loop_recorder import LoopRecorder
 from netdyn.maps.divergence import DivergenceCheck
@@ -350,6 +351,7 @@ class LyapunovMonitor:
         self._flat: Tensor | None = None
         self._views: list[Tensor] = []
         self._theta: Tensor | None = None  # the parameters' part of _flat
+        self._rescale = TwinRescale(len(self._params), len(self._params) if self.params_only else None, self.d0)
         self._measured: Tensor | None = None
         self._shadow_opt = _shadow_optimizer(optimizer, self._params, self._shadow_params)
         self._shadow_opt_params = [p for g in self._shadow_opt.param_groups for p in g["params"]]
@@ -740,6 +742,12 @@ class LyapunovMonitor:
         order.  Until then a call after a stop (non-finite or collapsed separation) still
         returns ``counted``; its numbers are dropped."""
         pairs = self._pairs()
+        compiled = self._rescale(*pairs) if self.sync_every == 1 else None
+        if compiled is not None:  # the CPU's usual case: one compiled pass, the same quantities
+            g_host, after, norm_host = compiled
+            self._check(step, counted, g_host, float(self._prev), norm_host)
+            self._prev = after
+            return counted
         with torch.no_grad():
             g, norm = self._separation(pairs)
             # y <- x + (y - x) d0 / g, as max_lyapunov (the flat buffer holds x - y); the next denominator is measured
