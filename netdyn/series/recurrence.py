@@ -69,7 +69,7 @@ import math
 import warnings
 from types import ModuleType
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, NamedTuple, TypeVar
 
 import numpy as np
 import xarray as xr
@@ -632,12 +632,108 @@ def _random_pairs(n: int, kmin: int, size: int) -> tuple[np.ndarray, np.ndarray]
     """``size`` pairs ``(i, j)``, ``j - i >= kmin``, uniform over those pairs (ordered pairs drawn uniformly, those
     inside the Theiler band redrawn; fixed seed)."""
     rng = np.random.default_rng(0)
-    i, j = np.empty(0, np.int64), np.empty(0, np.int64)
+    dtype = np.int32 if n < 2**31 else np.int64  # int32 draws cost a fifth of int64 ones
+    i, j = np.empty(0, dtype), np.empty(0, dtype)
     while i.size < size:
-        a, b = rng.integers(0, n, (2, 2 * size))
+        a, b = rng.integers(0, n, (2, size + size // 8 + 64), dtype=dtype)
         far = np.abs(a - b) >= kmin
         i, j = np.concatenate((i, np.minimum(a, b)[far])), np.concatenate((j, np.maximum(a, b)[far]))
     return i[:size], j[:size]
+
+
+def _sampled_bracket(kernels: ModuleType, pts: np.ndarray, rank: int, kmin: int, metric: str, upper: int) -> tuple[float, float]:
+    """``[lo, hi]`` around the distance of upper-triangle rank ``rank`` (of ``upper`` pairs ``j - i >= kmin``): the
+    sampled quantiles ``rank / upper +- z sigma`` (:data:`_SAMPLE_Z`) of ``min(`` :data:`_SAMPLE` ``, 16 N)`` random
+    pairs (fixed seed); ``hi`` is the diameter bound past the sample.  The bracket sets only the speed of a search,
+    never its result: it may miss the rank."""
+    n = pts.shape[0]
+    size = min(_SAMPLE, 16 * n, upper)  # ~ the cost of a pass over N rows, no more
+    sample = kernels.pair_distances(pts, *_random_pairs(n, kmin, size), kernels.METRIC_CODES[metric])
+    q, sigma = rank / upper, math.sqrt(max(rank / upper * (1 - rank / upper), 1.0 / size) / size)
+    r_lo, r_hi = math.floor((q - _SAMPLE_Z * sigma) * size), math.ceil((q + _SAMPLE_Z * sigma) * size)
+    picks = [r for r in (r_lo, r_hi) if 0 <= r < size]
+    sample = np.partition(sample, picks) if picks else sample
+    lo = float(sample[r_lo]) if r_lo >= 0 else 0.0
+    hi = float(sample[r_hi]) if r_hi < size else _diameter(pts, _METRICS[metric])
+    return lo, hi
+
+
+class _BracketCount(NamedTuple):
+    """One pass over a grid's candidate pairs around ``[lo, hi]`` (:func:`_count_bracket`).
+
+    ``below`` / ``inside``: upper-triangle pairs with ``d < lo`` / ``lo <= d <= hi``; ``values``: the latter's
+    distances, or None when they did not fit the buffer; ``counts``: their histogram (:data:`_BINS` bins of
+    width ``1 / scale`` from ``lo``); ``low`` / ``high``: their least and greatest.
+    """
+
+    below: int
+    inside: int
+    values: np.ndarray | None
+    counts: np.ndarray
+    scale: float
+    low: float
+    high: float
+
+
+def _count_bracket(
+    kernels: ModuleType, pts: np.ndarray, grid: Any, blocks: np.ndarray, tasks: int, metric: str, kmin: int,
+    lo: float, hi: float, cap: int,
+) -> _BracketCount | None:
+    """Count the pairs ``j - i >= kmin`` below ``lo`` and collect (up to ``cap`` per task) those in ``[lo, hi]``, in
+    one pass of ``tasks`` parallel tasks over ``grid``'s row ``blocks``
+    (:func:`netdyn.series._rqa_kernels.grid_distance_histogram`; the grid must hold every pair with ``d <= hi``);
+    None when ``[lo, hi]`` is too narrow to bin."""
+    scale = _BINS / (hi - lo) if hi > lo else 0.0
+    if not math.isfinite(scale):
+        return None
+    code = kernels.METRIC_CODES[metric]
+    if code == 1:
+        below_max = kernels.square_root_bound(lo) if lo > 0 else -1.0
+        top_max = kernels.square_root_bound(float(np.nextafter(hi, np.inf)))
+    else:
+        below_max, top_max = float(np.nextafter(lo, -np.inf)), hi
+    counts_t, out_t = np.empty((tasks, _BINS), np.int64), np.empty((tasks, cap))
+    found_t, bounds_t = np.empty((tasks, 2), np.int64), np.empty((tasks, 2))
+    kernels.grid_distance_histogram(
+        pts, code, kmin, lo, below_max, top_max, scale, grid.spts, grid.cell, grid.start, grid.offsets, blocks,
+        counts_t, out_t, found_t, bounds_t, np.empty((tasks, grid.start.size - 1), np.int64),
+        np.empty((tasks, pts.shape[0])),
+    )
+    fits = bool(np.all(found_t[:, 1] <= cap))
+    values = np.concatenate([out_t[t, : found_t[t, 1]] for t in range(tasks)]) if fits else None
+    return _BracketCount(int(found_t[:, 0].sum()), int(found_t[:, 1].sum()), values, counts_t.sum(axis=0), scale,
+                         float(bounds_t[:, 0].min()), float(bounds_t[:, 1].max()))
+
+
+def _rank_bin(found: _BracketCount, lo: float, hi: float, r: int) -> tuple[float, float, int]:
+    """The histogram bin of ``found``'s value of rank ``r``, as ``[b_lo, b_hi]`` within the values' range (a little
+    wide, for the rounding of the bin edges), and how many values that bin and its two neighbours hold."""
+    b = int(np.searchsorted(np.cumsum(found.counts), r, "right"))
+    pad = (hi - lo) * 2.0**-40
+    b_lo = max(found.low, lo + b / found.scale - pad)
+    b_hi = min(found.high, lo + (b + 1) / found.scale + pad)
+    return b_lo, b_hi, int(found.counts[max(b - 1, 0) : b + 2].sum())
+
+
+def _grid_tasks(n: int) -> int:
+    """Parallel tasks of the grid kernels: one per numba thread, at most one per 64 rows."""
+    import numba
+
+    return max(1, min(numba.get_num_threads(), n // 64))
+
+
+def _upper_rank(n: int, rank: int, theiler: int) -> tuple[int, int, int] | None:
+    """The full-matrix rank ``rank`` as a rank among the ``upper`` pairs ``j - i >= kmin``: ``(rank, upper, kmin)``;
+    None when it falls on the LOI's zeros (``theiler == 0``).
+
+    The ``T`` values are the LOI's N zeros (``theiler == 0`` only), which sort first, then every upper-triangle
+    distance twice, so full rank ``r`` is the upper-triangle rank ``(r - zeros) // 2``.
+    """
+    zeros = n if theiler == 0 else 0
+    if rank < zeros:
+        return None
+    kmin = max(theiler, 1)
+    return (rank - zeros) // 2, (n - kmin) * (n - kmin + 1) // 2, kmin
 
 
 def _threshold_grid(kernels: ModuleType, pts: np.ndarray, rank: int, metric: str, theiler: int, force: bool) -> float | None:
@@ -645,78 +741,117 @@ def _threshold_grid(kernels: ModuleType, pts: np.ndarray, rank: int, metric: str
     (:func:`_grid_pays`, unless ``force``), the Theiler window leaves fewer than half the pairs, or the bracket
     cannot be narrowed (distances too close to bin).
 
-    The distance of upper-triangle rank ``r`` is bracketed by ``[lo, hi]`` from the distances of
-    ``min(`` :data:`_SAMPLE` ``, 16 N)`` random pairs (the sampled quantiles ``r / T_u +- z sigma``, :data:`_SAMPLE_Z`, a fixed seed:
-    the bracket only sets the speed, never the result).  A grid holding every pair with ``d <= hi`` then counts
-    the pairs below ``lo`` and collects those in ``[lo, hi]`` (one pass, usually; a bracket holding more than
-    :data:`_GRID_VALUES` is narrowed to the histogram bin of the rank, one more pass; a bracket that misses
-    the rank is moved).  The value is that rank's distance among all pairs, exactly.
+    The distance of upper-triangle rank ``r`` is bracketed by ``[lo, hi]`` (:func:`_sampled_bracket`).  A grid
+    holding every pair with ``d <= hi`` then counts the pairs below ``lo`` and collects those in ``[lo, hi]``
+    (:func:`_count_bracket`; one pass, usually; a bracket holding more than :data:`_GRID_VALUES` is narrowed to
+    the histogram bin of the rank, one more pass; a bracket that misses the rank is moved).  The value is that
+    rank's distance among all pairs, exactly.
     """
-    import numba
-
     n = pts.shape[0]
-    zeros = n if theiler == 0 else 0
-    if rank < zeros:
+    upper_rank = _upper_rank(n, rank, theiler)
+    if upper_rank is None:
         return 0.0
-    rank = (rank - zeros) // 2
-    kmin = max(theiler, 1)
-    code = kernels.METRIC_CODES[metric]
-    upper = (n - kmin) * (n - kmin + 1) // 2
+    rank, upper, kmin = upper_rank
     pts = np.ascontiguousarray(pts)
     if 4 * upper < n * n:  # a Theiler window over half the series: random pairs would mostly be redrawn
         return None
-    size = min(_SAMPLE, 16 * n, upper)  # ~ the cost of a pass over N rows, no more
-    sample = np.sort(kernels.pair_distances(pts, *_random_pairs(n, kmin, size), code))
-    q, sigma = rank / upper, math.sqrt(max(rank / upper * (1 - rank / upper), 1.0 / size) / size)
-    r_lo, r_hi = math.floor((q - _SAMPLE_Z * sigma) * size), math.ceil((q + _SAMPLE_Z * sigma) * size)
-    lo = float(sample[r_lo]) if r_lo >= 0 else 0.0
+    lo, hi = _sampled_bracket(kernels, pts, rank, kmin, metric, upper)
     diameter = _diameter(pts, _METRICS[metric])
-    hi = float(sample[r_hi]) if r_hi < size else diameter
     grid, grid_hi = None, -1.0
-    tasks = max(1, min(numba.get_num_threads(), n // 64))
+    tasks = _grid_tasks(n)
     cap = min(_GRID_VALUES, upper) // tasks + 1
-    counts_t, out_t = np.empty((tasks, _BINS), np.int64), np.empty((tasks, cap))
-    found_t, bounds_t, inside_t = np.empty((tasks, 2), np.int64), np.empty((tasks, 2)), np.empty((tasks, n))
     while True:
         if hi > grid_hi:
             grid = _grid(kernels, pts, float(np.nextafter(hi, np.inf)), metric)
             if not force and not _grid_pays(grid, n):
                 return None
-            grid_hi, first_t = hi, np.empty((tasks, grid.start.size - 1), np.int64)
+            grid_hi = hi
             blocks = _row_blocks(grid, min(_GRID_BLOCKS_PER_TASK * tasks, max(1, n // 64)))
-        scale = _BINS / (hi - lo) if hi > lo else 0.0
-        if not math.isfinite(scale):
+        found = _count_bracket(kernels, pts, grid, blocks, tasks, metric, kmin, lo, hi, cap)
+        if found is None:
             return None
-        if code == 1:
-            below_max = kernels.square_root_bound(lo) if lo > 0 else -1.0
-            top_max = kernels.square_root_bound(float(np.nextafter(hi, np.inf)))
-        else:
-            below_max, top_max = float(np.nextafter(lo, -np.inf)), hi
-        kernels.grid_distance_histogram(
-            pts, code, kmin, lo, below_max, top_max, scale, grid.spts, grid.cell, grid.start,
-            grid.offsets, blocks, counts_t, out_t, found_t, bounds_t, first_t, inside_t,
-        )
-        below, inside = int(found_t[:, 0].sum()), int(found_t[:, 1].sum())
-        r = rank - below
+        r = rank - found.below
         if r < 0:  # the rank lies below the bracket
             lo, hi = 0.0, float(np.nextafter(lo, -np.inf))
-        elif r >= inside:  # above it
+        elif r >= found.inside:  # above it
             if hi >= diameter:
                 return None
             lo, hi = float(np.nextafter(hi, np.inf)), min(2 * hi if hi > 0 else diameter * 2.0**-20, diameter)
-        elif np.all(found_t[:, 1] <= cap):
-            values = np.concatenate([out_t[t, : found_t[t, 1]] for t in range(tasks)])
-            return float(np.partition(values, r)[r])
+        elif found.values is not None:
+            return float(np.partition(found.values, r)[r])
         else:  # too many values: keep the bin holding the rank, within the values' range
-            low, high = float(bounds_t[:, 0].min()), float(bounds_t[:, 1].max())
-            if low == high:
-                return low
-            b = int(np.searchsorted(np.cumsum(counts_t.sum(axis=0)), r, "right"))
-            pad = (hi - lo) * 2.0**-40  # rounding of the bin edges: a bracket a little wide is harmless
-            new = max(low, lo + b / scale - pad), min(high, lo + (b + 1) / scale + pad)
-            if new == (lo, hi):
+            if found.low == found.high:
+                return found.low
+            b_lo, b_hi, _ = _rank_bin(found, lo, hi, r)
+            if (b_lo, b_hi) == (lo, hi):
                 return None
-            lo, hi = new
+            lo, hi = b_lo, b_hi
+
+
+_NEAR_VALUES = 1 << 18
+"""Most pairs the fixed-rate grid RQA holds between a histogram bin's edges (:func:`_rqa_rate_grid`; 6 MiB per task)."""
+
+
+def _rqa_rate_grid(
+    kernels: ModuleType, pts: np.ndarray, rate: float, metric: str, theiler: int, l_min: int, v_min: int, force: bool
+) -> RQAResult | None:
+    """:func:`rqa` at the threshold of ``recurrence_rate = rate`` (:func:`recurrence_threshold`) on the grid, with
+    one counting pass, the same result exactly; None where the search cannot take this road (the caller then finds
+    the threshold by :func:`recurrence_threshold` first).
+
+    The bracket ``[lo, hi]`` of the rank (:func:`_sampled_bracket`) is counted once (:func:`_count_bracket`) on a
+    grid for ``hi``, which then serves the RQA pass too (every threshold ``<= hi``).  When the bracket's
+    distances fit the buffer, the rank's distance ``eps`` is selected among them and the RQA pass runs at ``eps``.
+    Otherwise (long series: the bracket holds ~ N^2 / sqrt(sample) pairs) the pass's histogram gives the bin
+    ``[b_lo, b_hi]`` of the rank, holding few pairs; the RQA pass runs at ``b_lo`` and collects the pairs of the
+    bin (:func:`netdyn.series._rqa_kernels.grid_line_histograms_near`), among which ``eps`` is selected; the pairs
+    with ``b_lo <= d < eps`` are then added to the matrix, each of their lines walked and counted
+    (:func:`netdyn.series._rqa_kernels.add_recurrences`).  None when: the rank falls on exact coincidences
+    (``eps = 0``), the grid does not pay (unless ``force``), the Theiler window leaves fewer than half the pairs,
+    the sampled bracket misses the rank, or the bin holds more than :data:`_NEAR_VALUES` pairs.
+    """
+    n = pts.shape[0]
+    upper_rank = _upper_rank(n, int(rate * (pairs_outside(n, theiler=theiler) - 1)), theiler)
+    if upper_rank is None:
+        return None
+    rank, upper, kmin = upper_rank
+    if 4 * upper < n * n:
+        return None
+    pts = np.ascontiguousarray(pts)
+    lo, hi = _sampled_bracket(kernels, pts, rank, kmin, metric, upper)
+    grid = _grid(kernels, pts, float(np.nextafter(hi, np.inf)), metric)
+    if not force and not _grid_pays(grid, n):
+        return None
+    tasks = _grid_tasks(n)
+    blocks = _row_blocks(grid, min(_GRID_BLOCKS_PER_TASK * tasks, max(1, n // 64)))
+    found = _count_bracket(kernels, pts, grid, blocks, tasks, metric, kmin, lo, hi, min(_GRID_VALUES, upper) // tasks + 1)
+    if found is None or not 0 <= rank - found.below < found.inside:
+        return None
+    r = rank - found.below
+    if found.values is not None or found.low == found.high:
+        eps = float(np.partition(found.values, r)[r]) if found.values is not None else found.low
+        if eps <= 0:
+            return None
+        count, diag, vert = _line_histograms_grid(kernels, pts, eps, metric, theiler, grid)
+        return _rqa_result(n, count, diag, vert, eps, metric, theiler, l_min, v_min)
+    b_lo, b_hi, near_cap = _rank_bin(found, lo, hi, r)
+    if b_lo <= 0 or near_cap > _NEAR_VALUES:
+        return None
+    count, diag, vert, near = _line_histograms_grid_near(kernels, pts, b_lo, b_hi, metric, theiler, grid, near_cap + 1)
+    r -= (count - (n if theiler == 0 else 0)) // 2 - found.below  # the rank among the pairs in [b_lo, b_hi]
+    if near is None or not 0 <= r < near.shape[0]:
+        return None
+    code = kernels.METRIC_CODES[metric]
+    dist = np.sqrt(near[:, 2]) if code == 1 else near[:, 2]
+    eps = float(np.partition(dist, r)[r])
+    new = near[dist < eps, :2].astype(np.int64)
+    i, j = new[:, 0], new[:, 1]
+    by_diag = np.stack((j - i, i), axis=1)[np.lexsort((i, j - i))]
+    col, row = np.concatenate((j, i)), np.concatenate((i, j))
+    by_col = np.stack((col, row), axis=1)[np.lexsort((row, col))]
+    s_lo, s_eps = (kernels.square_root_bound(b_lo), kernels.square_root_bound(eps)) if code == 1 else (b_lo, eps)
+    kernels.add_recurrences(pts, b_lo, s_lo, eps, s_eps, code, theiler, by_diag, by_col, diag, vert)
+    return _rqa_result(n, count + 2 * new.shape[0], diag, vert, eps, metric, theiler, l_min, v_min)
 
 
 def _resolve_threshold(
@@ -1063,6 +1198,10 @@ def rqa(
         raise ValueError(f"{caller}: expected a non-constant series, got a constant one")
     if pairs_outside(pts.shape[0], theiler=spec.theiler) == 0:
         raise ValueError(f"{caller}: expected theiler < N = {pts.shape[0]}, got {spec.theiler}")
+    if spec.threshold is None and kernels is not None and (engine == "grid" or (engine == "auto" and pts.shape[0] >= _GRID_MIN)):
+        found = _rqa_rate_grid(kernels, pts, spec.recurrence_rate, spec.metric, spec.theiler, l_min, v_min, engine == "grid")
+        if found is not None:
+            return found
     eps = _resolve_threshold(pts, spec, block_size, caller, engine)
     return _rqa_points(pts, eps, spec.metric, spec.theiler, l_min, v_min, block_size, kernels, engine)
 
@@ -1188,6 +1327,36 @@ def _line_histograms_grid(
     return 2 * int(upper.sum()) + (n if theiler == 0 else 0), diag, vert
 
 
+def _line_histograms_grid_near(
+    kernels: ModuleType, pts: np.ndarray, eps: float, top: float, metric: str, theiler: int, grid: Any, cap: int
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`_line_histograms_grid` at ``eps``, and the pairs ``j - i >= max(theiler, 1)`` with ``eps <= d <= top``
+    as rows ``(i, j, raw distance)`` (Euclidean: the sum of squares), or None when a task found more than ``cap``
+    (:func:`netdyn.series._rqa_kernels.grid_line_histograms_near`; ``grid`` must hold every pair with ``d <= top``).
+
+    Memory: :func:`_line_histograms_grid`'s, plus ``16 N + 24 cap`` bytes per task.
+    """
+    n = pts.shape[0]
+    tasks = _grid_tasks(n)
+    blocks = _row_blocks(grid, min(_GRID_BLOCKS_PER_TASK * tasks, max(1, n // 64)))
+    code = kernels.METRIC_CODES[metric]
+    s_max = kernels.square_root_bound(eps) if code == 1 else eps
+    s_top = kernels.square_root_bound(float(np.nextafter(top, np.inf))) if code == 1 else top
+    state = np.int32 if n < 2**31 - 8 else np.int64
+    diag_t, vert_t = np.empty((tasks, n + 1), np.int64), np.empty((tasks, n + 1), np.int64)
+    upper, near_t, n_near = np.empty(tasks, np.int64), np.empty((tasks, cap, 3)), np.empty(tasks, np.int64)
+    kernels.grid_line_histograms_near(
+        pts, eps, s_max, s_top, code, theiler, grid.spts, grid.sidx, grid.cell, grid.start, grid.offsets, blocks,
+        diag_t, vert_t, np.empty((tasks, n, 2), state), np.empty((tasks, n, 2), state), np.empty((tasks, n), np.int64),
+        np.empty((tasks, grid.start.size - 1), np.int64), upper, np.empty((tasks, n), np.int64), np.empty((tasks, n)),
+        near_t, n_near,
+    )
+    diag, vert = diag_t.sum(axis=0), vert_t.sum(axis=0)
+    diag[0] = vert[0] = 0
+    near = np.concatenate([near_t[t, : n_near[t]] for t in range(tasks)]) if np.all(n_near <= cap) else None
+    return 2 * int(upper.sum()) + (n if theiler == 0 else 0), diag, vert, near
+
+
 def _rqa_points(
     pts: np.ndarray, eps: float, metric: str, theiler: int, l_min: int, v_min: int, block_size: int,
     kernels: ModuleType | None, engine: str = "auto",
@@ -1201,6 +1370,13 @@ def _rqa_points(
         count, diag, vert = _line_histograms_grid(kernels, pts, eps, metric, theiler, grid)
     else:
         count, diag, vert = _line_histograms_kernels(kernels, pts, eps, metric, theiler)
+    return _rqa_result(n, count, diag, vert, eps, metric, theiler, l_min, v_min)
+
+
+def _rqa_result(
+    n: int, count: int, diag: np.ndarray, vert: np.ndarray, eps: float, metric: str, theiler: int, l_min: int, v_min: int
+) -> RQAResult:
+    """The :class:`RQAResult` of ``count`` recurrent pairs and the line histograms of ``n`` points."""
     det, mean_l, lmax, entr = line_measures(diag, l_min=l_min)
     lam, tt, vmax, _ = line_measures(vert, l_min=v_min)
     return RQAResult(
