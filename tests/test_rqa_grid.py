@@ -199,12 +199,15 @@ class TestFixedRateGridRQA:
 
     @pytest.mark.parametrize("metric", METRICS)
     @pytest.mark.parametrize("theiler", [0, 1, 4])
-    def test_adding_a_bins_pairs_gives_the_exact_threshold_rqa(self, monkeypatch, metric, theiler):
+    @pytest.mark.parametrize("bins, words", [(64, 8), (256, 1)])
+    def test_adding_a_bins_pairs_gives_the_exact_threshold_rqa(self, monkeypatch, metric, theiler, bins, words):
         # a 16-value buffer forces the added pairs on every series; 64 bins keep the rank's bin a few dozen pairs
-        # wide, so that lines gain several pairs at once; the periodic series ties many pairs at the threshold
+        # wide, so that lines gain several pairs at once; 256 bins on a 64-bit row filter share bits (rows that
+        # hold another bin's pairs collect nothing more); the periodic series ties many pairs at the threshold
         monkeypatch.setattr(recurrence, "_GRID_MIN", 100)
         monkeypatch.setattr(recurrence, "_GRID_VALUES", 16)
-        monkeypatch.setattr(recurrence, "_BINS", 64)
+        monkeypatch.setattr(recurrence, "_BINS", bins)
+        monkeypatch.setattr(recurrence, "_MASK_WORDS", words)
         added = []
         original = kernels.add_recurrences
         monkeypatch.setattr(kernels, "add_recurrences", lambda *a: added.append(a[7].shape[0]) or original(*a))
@@ -215,21 +218,21 @@ class TestFixedRateGridRQA:
             for rate in rates:
                 got = rqa(x, recurrence_rate=rate, metric=metric, theiler=theiler, emb_dim=dim)
                 assert got.to_dataset().identical(self.reference(x, rate, metric, theiler, dim).to_dataset())
-        assert len(added) >= 4 and max(added) >= 5  # the path ran, with bins of several pairs
+        assert len(added) >= 4 and max(added) >= 3  # the path ran, with bins of several pairs
 
     def test_exact_bracket_and_fallbacks(self, monkeypatch):
         # default buffer (the bracket fits: one count, the RQA pass at the selected threshold on the same grid);
-        # a zero-width sampled bracket (z = 0) misses the rank, and a 1-pair cap on a bin: both leave it to the
+        # a zero-width sampled bracket (z = 0) misses the rank, and a 0-pair cap on a bin: both leave it to the
         # threshold search, with the same result; exact coincidences at the rank (period 2) too, with the warning
         monkeypatch.setattr(recurrence, "_GRID_MIN", 100)
         taken = []
         original = recurrence._rqa_rate_grid
         monkeypatch.setattr(recurrence, "_rqa_rate_grid", lambda *a: taken.append(original(*a)) or taken[-1])
         x = rossler_x(800, dt=0.25, transient=200)
-        for z, near, road in ((5.0, 1 << 18, True), (0.0, 1 << 18, False), (5.0, 1, False)):
+        for z, near, road in ((5.0, 1 << 18, True), (0.0, 1 << 18, False), (5.0, 0, False)):
             monkeypatch.setattr(recurrence, "_SAMPLE_Z", z)
             monkeypatch.setattr(recurrence, "_NEAR_VALUES", near)
-            monkeypatch.setattr(recurrence, "_GRID_VALUES", 1 << 20 if near > 1 else 16)
+            monkeypatch.setattr(recurrence, "_GRID_VALUES", 1 << 20 if near else 16)
             for theiler in (0, 2):
                 got = rqa(x, recurrence_rate=0.04, metric="euclidean", theiler=theiler, emb_dim=3, lag=2, engine="grid")
                 assert (taken[-1] is not None) == road

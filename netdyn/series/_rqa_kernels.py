@@ -611,7 +611,7 @@ def _grid_block(
     pts: np.ndarray, eps: float, s_max: float, metric: int, theiler: int, a: int, b: int, spts: np.ndarray,
     sidx: np.ndarray, cell: np.ndarray, start: np.ndarray, offsets: np.ndarray, diag: np.ndarray, vert: np.ndarray,
     dstate: np.ndarray, cstate: np.ndarray, hits: np.ndarray, first: np.ndarray, top: float,
-    near_j: np.ndarray, near_s: np.ndarray, near: np.ndarray, n_near: int,
+    near_j: np.ndarray, near_s: np.ndarray, near: np.ndarray, n_near: int, rows: np.ndarray,
 ) -> tuple[int, int]:
     """Add the lines that start in rows ``a <= i < b`` to ``diag`` / ``vert``; return the recurrent pairs ``j > i`` of
     the rows, and ``n_near`` plus how many near pairs they hold.
@@ -620,7 +620,7 @@ def _grid_block(
     column ``j`` above the LOI; a run of -1 is one that began before row ``a``.
     ``first[c]`` (cells): where the visited part of cell ``c`` begins.  With ``top >= 0`` the
     near pairs of the rows (:func:`grid_line_histograms_near`) go to ``near`` from row ``n_near`` on
-    while it has room; ``near_j`` / ``near_s`` (N) are work space.
+    while it has room, from the rows ``i`` with ``rows[i]`` (bool, N); ``near_j`` / ``near_s`` (N) are work space.
     """
     n = pts.shape[0]
     kmin = max(theiler, 1)
@@ -643,7 +643,7 @@ def _grid_block(
     for i in range(a, b):
         _advance(cell, first, j_min, i + kmin)
         j_min = i + kmin
-        if top >= 0:
+        if top >= 0 and rows[i]:
             m, q = _grid_row_collect(
                 pts, i, eps, s_max, top, metric, spts, sidx, cell[i], start, first, offsets, hits, near_j, near_s
             )
@@ -774,7 +774,7 @@ def grid_line_histograms(
             upper += _grid_block(
                 pts, eps, s_max, metric, theiler, blocks[blk], blocks[blk + 1], spts, sidx, cell, start, offsets,
                 diag_t[t], vert_t[t], dstate_t[t], cstate_t[t], hits_t[t], first_t[t], -1.0, hits_t[t],
-                np.empty(0), np.empty((0, 3)), 0,
+                np.empty(0), np.empty((0, 3)), 0, np.empty(0, np.bool_),
             )[0]
         upper_t[t] = upper
 
@@ -804,9 +804,11 @@ def grid_line_histograms_near(
     near_s_t: np.ndarray,
     near_t: np.ndarray,
     n_near_t: np.ndarray,
+    rows: np.ndarray,
 ) -> None:
-    """:func:`grid_line_histograms`, also collecting the near pairs: ``j - i >= max(theiler, 1)``, not recurrent, raw
-    distance ``<= top`` (Euclidean: the sum of squares; the grid must hold every such pair).
+    """:func:`grid_line_histograms`, also collecting the near pairs of the rows ``i`` with ``rows[i]`` (bool, N):
+    ``j - i >= max(theiler, 1)``, not recurrent, raw distance ``<= top`` (Euclidean: the sum of squares; the grid
+    must hold every such pair).
 
     Task ``t`` writes its near pairs as rows ``(i, j, raw distance)`` of ``near_t[t]`` (C, 3) while it has room and
     their number to ``n_near_t[t]`` (more than C: some were left out); ``near_j_t`` (T, N) and ``near_s_t`` (T, N)
@@ -823,7 +825,7 @@ def grid_line_histograms_near(
             u, n_near = _grid_block(
                 pts, eps, s_max, metric, theiler, blocks[blk], blocks[blk + 1], spts, sidx, cell, start, offsets,
                 diag_t[t], vert_t[t], dstate_t[t], cstate_t[t], hits_t[t], first_t[t], top, near_j_t[t],
-                near_s_t[t], near_t[t], n_near,
+                near_s_t[t], near_t[t], n_near, rows,
             )
             upper += u
         upper_t[t] = upper
@@ -1052,10 +1054,11 @@ def _grid_row_bracket(
 def _grid_distance_rows(
     pts: np.ndarray, metric: int, kmin: int, a: int, b: int, lo: float, below_max: float, top_max: float,
     scale: float, spts: np.ndarray, cell: np.ndarray, start: np.ndarray, offsets: np.ndarray,
-    counts: np.ndarray, out: np.ndarray, first: np.ndarray, bounds: np.ndarray, inside: np.ndarray,
+    counts: np.ndarray, out: np.ndarray, first: np.ndarray, bounds: np.ndarray, inside: np.ndarray, masks: np.ndarray,
 ) -> tuple[int, int]:
     """Rows ``a <= i < b`` of :func:`grid_distance_histogram`: (pairs below ``lo``, pairs in ``[lo, hi]``)."""
     last = counts.size - 1
+    words = masks.shape[1]
     below = 0
     m = 0
     first[:] = start[:-1]
@@ -1064,9 +1067,14 @@ def _grid_distance_rows(
         _advance(cell, first, i + kmin - 1, i + kmin)
         bl, k = _grid_row_bracket(pts, i, metric, below_max, top_max, spts, cell[i], start, first, offsets, inside)
         below += bl
+        if words > 0:
+            masks[i, :] = 0
         for h in range(k):
             dist = np.sqrt(inside[h]) if metric == 1 else inside[h]
-            counts[min(int((dist - lo) * scale), last)] += 1
+            bin_ = min(int((dist - lo) * scale), last)
+            counts[bin_] += 1
+            if words > 0:
+                masks[i, (bin_ >> 6) % words] |= np.uint64(1) << np.uint64(bin_ & 63)
             if m < out.size:
                 out[m] = dist
             m += 1
@@ -1095,6 +1103,7 @@ def grid_distance_histogram(
     bounds_t: np.ndarray,
     first_t: np.ndarray,
     inside_t: np.ndarray,
+    masks: np.ndarray,
 ) -> None:
     """The upper-triangle distances ``d`` (``j - i >= kmin``) of a grid's candidate pairs, around ``[lo, hi]``.
 
@@ -1107,7 +1116,9 @@ def grid_distance_histogram(
     sums of squares are compared, ``below_max`` / ``top_max`` the largest with a
     square root below ``lo`` / at most ``hi``; the binned ``d`` is the square root,
     as ``_distance``; other metrics: ``below_max`` is the double before ``lo``,
-    ``top_max = hi``.  ``first_t`` (T, cells) and ``inside_t`` (T, N) are work space.
+    ``top_max = hi``.  ``first_t`` (T, cells) and ``inside_t`` (T, N) are work space.  ``masks`` (N, W)
+    uint64, W a power of 2 (or 0: none): bit ``b % 64`` of word ``(b // 64) % W`` of row ``i`` is set when
+    row ``i`` has a pair in bin ``b`` (a filter of the rows holding a bin's pairs).
     """
     n_tasks = counts_t.shape[0]
     n_blocks = blocks.size - 1
@@ -1121,6 +1132,7 @@ def grid_distance_histogram(
             bl, m = _grid_distance_rows(
                 pts, metric, kmin, blocks[blk], blocks[blk + 1], lo, below_max, top_max, scale, spts, cell, start,
                 offsets, counts_t[t], out_t[t, min(inside, out_t.shape[1]):], first_t[t], bounds_t[t], inside_t[t],
+                masks,
             )
             below += bl
             inside += m

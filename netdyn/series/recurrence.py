@@ -663,7 +663,8 @@ class _BracketCount(NamedTuple):
 
     ``below`` / ``inside``: upper-triangle pairs with ``d < lo`` / ``lo <= d <= hi``; ``values``: the latter's
     distances, or None when they did not fit the buffer; ``counts``: their histogram (:data:`_BINS` bins of
-    width ``1 / scale`` from ``lo``); ``low`` / ``high``: their least and greatest.
+    width ``1 / scale`` from ``lo``); ``low`` / ``high``: their least and greatest; ``masks`` (N, W): the rows
+    holding each bin's pairs, hashed (``grid_distance_histogram``).
     """
 
     below: int
@@ -673,16 +674,18 @@ class _BracketCount(NamedTuple):
     scale: float
     low: float
     high: float
+    masks: np.ndarray
 
 
 def _count_bracket(
     kernels: ModuleType, pts: np.ndarray, grid: Any, blocks: np.ndarray, tasks: int, metric: str, kmin: int,
-    lo: float, hi: float, cap: int,
+    lo: float, hi: float, cap: int, mask_words: int = 0,
 ) -> _BracketCount | None:
     """Count the pairs ``j - i >= kmin`` below ``lo`` and collect (up to ``cap`` per task) those in ``[lo, hi]``, in
     one pass of ``tasks`` parallel tasks over ``grid``'s row ``blocks``
     (:func:`netdyn.series._rqa_kernels.grid_distance_histogram`; the grid must hold every pair with ``d <= hi``);
-    None when ``[lo, hi]`` is too narrow to bin."""
+    None when ``[lo, hi]`` is too narrow to bin.  ``mask_words`` (0 or a power of 2): words per row of the rows'
+    bin filter (``_BracketCount.masks``)."""
     scale = _BINS / (hi - lo) if hi > lo else 0.0
     if not math.isfinite(scale):
         return None
@@ -694,15 +697,26 @@ def _count_bracket(
         below_max, top_max = float(np.nextafter(lo, -np.inf)), hi
     counts_t, out_t = np.empty((tasks, _BINS), np.int64), np.empty((tasks, cap))
     found_t, bounds_t = np.empty((tasks, 2), np.int64), np.empty((tasks, 2))
+    masks = np.empty((pts.shape[0], mask_words), np.uint64)
     kernels.grid_distance_histogram(
         pts, code, kmin, lo, below_max, top_max, scale, grid.spts, grid.cell, grid.start, grid.offsets, blocks,
         counts_t, out_t, found_t, bounds_t, np.empty((tasks, grid.start.size - 1), np.int64),
-        np.empty((tasks, pts.shape[0])),
+        np.empty((tasks, pts.shape[0])), masks,
     )
     fits = bool(np.all(found_t[:, 1] <= cap))
     values = np.concatenate([out_t[t, : found_t[t, 1]] for t in range(tasks)]) if fits else None
     return _BracketCount(int(found_t[:, 0].sum()), int(found_t[:, 1].sum()), values, counts_t.sum(axis=0), scale,
-                         float(bounds_t[:, 0].min()), float(bounds_t[:, 1].max()))
+                         float(bounds_t[:, 0].min()), float(bounds_t[:, 1].max()), masks)
+
+
+def _select(found: _BracketCount, lo: float, r: int) -> float:
+    """The value of rank ``r`` among ``found.values``: partitioned within its histogram bin only (the bins are the
+    kernel's, ``min(int((d - lo) scale), bins - 1)``, recomputed with the same arithmetic)."""
+    cum = np.cumsum(found.counts)
+    b = int(np.searchsorted(cum, r, "right"))
+    r -= int(cum[b - 1]) if b > 0 else 0
+    bins = np.minimum(((found.values - lo) * found.scale).astype(np.int64), found.counts.size - 1)
+    return float(np.partition(found.values[bins == b], r)[r])
 
 
 def _rank_bin(found: _BracketCount, lo: float, hi: float, r: int) -> tuple[float, float, int]:
@@ -778,7 +792,7 @@ def _threshold_grid(kernels: ModuleType, pts: np.ndarray, rank: int, metric: str
                 return None
             lo, hi = float(np.nextafter(hi, np.inf)), min(2 * hi if hi > 0 else diameter * 2.0**-20, diameter)
         elif found.values is not None:
-            return float(np.partition(found.values, r)[r])
+            return _select(found, lo, r)
         else:  # too many values: keep the bin holding the rank, within the values' range
             if found.low == found.high:
                 return found.low
@@ -788,6 +802,25 @@ def _threshold_grid(kernels: ModuleType, pts: np.ndarray, rank: int, metric: str
             lo, hi = b_lo, b_hi
 
 
+def _bin_start(lo: float, hi: float, scale: float, b: int) -> float:
+    """The least distance in ``[lo, hi]`` that ``grid_distance_histogram`` bins at ``b`` or above
+    (``int((d - lo) scale) >= b``, monotone in ``d``; ``b >= 1`` found by bisection over the doubles' bit patterns,
+    which order the non-negative doubles); ``lo`` for ``b = 0``."""
+    if b <= 0:
+        return lo
+    low, high = int(np.float64(lo).view(np.int64)), int(np.float64(hi).view(np.int64))  # f(lo) < b <= f(hi)
+    while high - low > 1:
+        mid = (low + high) // 2
+        if int((float(np.int64(mid).view(np.float64)) - lo) * scale) >= b:
+            high = mid
+        else:
+            low = mid
+    return float(np.int64(high).view(np.float64))
+
+
+_MASK_WORDS = 8
+"""Words per row of the rows' bin filter of the fixed-rate grid RQA (64 bytes per point): a row collects the pairs
+of the rank's bin only when its bit is set (~1 / 512 of a row's bracket pairs share it)."""
 _NEAR_VALUES = 1 << 18
 """Most pairs the fixed-rate grid RQA holds between a histogram bin's edges (:func:`_rqa_rate_grid`; 6 MiB per task)."""
 
@@ -824,23 +857,32 @@ def _rqa_rate_grid(
         return None
     tasks = _grid_tasks(n)
     blocks = _row_blocks(grid, min(_GRID_BLOCKS_PER_TASK * tasks, max(1, n // 64)))
-    found = _count_bracket(kernels, pts, grid, blocks, tasks, metric, kmin, lo, hi, min(_GRID_VALUES, upper) // tasks + 1)
+    found = _count_bracket(kernels, pts, grid, blocks, tasks, metric, kmin, lo, hi, min(_GRID_VALUES, upper) // tasks + 1,
+                           _MASK_WORDS)
     if found is None or not 0 <= rank - found.below < found.inside:
         return None
     r = rank - found.below
     if found.values is not None or found.low == found.high:
-        eps = float(np.partition(found.values, r)[r]) if found.values is not None else found.low
+        eps = _select(found, lo, r) if found.values is not None else found.low
         if eps <= 0:
             return None
         count, diag, vert = _line_histograms_grid(kernels, pts, eps, metric, theiler, grid)
         return _rqa_result(n, count, diag, vert, eps, metric, theiler, l_min, v_min)
-    b_lo, b_hi, near_cap = _rank_bin(found, lo, hi, r)
-    if b_lo <= 0 or near_cap > _NEAR_VALUES:
+    cum = np.cumsum(found.counts)
+    b = int(np.searchsorted(cum, r, "right"))
+    below_bin = found.below + (int(cum[b - 1]) if b > 0 else 0)
+    in_bin = int(found.counts[b])
+    b_lo = _bin_start(lo, hi, found.scale, b)
+    b_hi = float(np.nextafter(_bin_start(lo, hi, found.scale, b + 1), -np.inf)) if b + 1 < found.counts.size else hi
+    if b_lo <= 0 or in_bin > _NEAR_VALUES:
         return None
-    count, diag, vert, near = _line_histograms_grid_near(kernels, pts, b_lo, b_hi, metric, theiler, grid, near_cap + 1)
-    r -= (count - (n if theiler == 0 else 0)) // 2 - found.below  # the rank among the pairs in [b_lo, b_hi]
-    if near is None or not 0 <= r < near.shape[0]:
+    words = found.masks.shape[1]
+    rows = (found.masks[:, (b >> 6) % words] >> np.uint64(b & 63)) & np.uint64(1) == 1
+    count, diag, vert, near = _line_histograms_grid_near(kernels, pts, b_lo, b_hi, metric, theiler, grid, in_bin + 1, rows)
+    # exactly the bin's pairs, below them the pairs of the bins before: else (never seen) leave it to the search
+    if near is None or near.shape[0] != in_bin or (count - (n if theiler == 0 else 0)) // 2 != below_bin:
         return None
+    r = rank - below_bin
     code = kernels.METRIC_CODES[metric]
     dist = np.sqrt(near[:, 2]) if code == 1 else near[:, 2]
     eps = float(np.partition(dist, r)[r])
@@ -1328,10 +1370,12 @@ def _line_histograms_grid(
 
 
 def _line_histograms_grid_near(
-    kernels: ModuleType, pts: np.ndarray, eps: float, top: float, metric: str, theiler: int, grid: Any, cap: int
+    kernels: ModuleType, pts: np.ndarray, eps: float, top: float, metric: str, theiler: int, grid: Any, cap: int,
+    rows: np.ndarray,
 ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray | None]:
     """:func:`_line_histograms_grid` at ``eps``, and the pairs ``j - i >= max(theiler, 1)`` with ``eps <= d <= top``
-    as rows ``(i, j, raw distance)`` (Euclidean: the sum of squares), or None when a task found more than ``cap``
+    of the rows ``i`` with ``rows[i]`` (bool, N) as rows ``(i, j, raw distance)`` (Euclidean: the sum of squares),
+    or None when a task found more than ``cap``
     (:func:`netdyn.series._rqa_kernels.grid_line_histograms_near`; ``grid`` must hold every pair with ``d <= top``).
 
     Memory: :func:`_line_histograms_grid`'s, plus ``16 N + 24 cap`` bytes per task.
@@ -1349,7 +1393,7 @@ def _line_histograms_grid_near(
         pts, eps, s_max, s_top, code, theiler, grid.spts, grid.sidx, grid.cell, grid.start, grid.offsets, blocks,
         diag_t, vert_t, np.empty((tasks, n, 2), state), np.empty((tasks, n, 2), state), np.empty((tasks, n), np.int64),
         np.empty((tasks, grid.start.size - 1), np.int64), upper, np.empty((tasks, n), np.int64), np.empty((tasks, n)),
-        near_t, n_near,
+        near_t, n_near, np.ascontiguousarray(rows, dtype=np.bool_),
     )
     diag, vert = diag_t.sum(axis=0), vert_t.sum(axis=0)
     diag[0] = vert[0] = 0
