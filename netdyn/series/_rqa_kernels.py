@@ -611,7 +611,7 @@ def _grid_block(
     pts: np.ndarray, eps: float, s_max: float, metric: int, theiler: int, a: int, b: int, spts: np.ndarray,
     sidx: np.ndarray, cell: np.ndarray, start: np.ndarray, offsets: np.ndarray, diag: np.ndarray, vert: np.ndarray,
     dstate: np.ndarray, cstate: np.ndarray, hits: np.ndarray, first: np.ndarray, top: float,
-    near_j: np.ndarray, near_s: np.ndarray, near: np.ndarray, n_near: int, rows: np.ndarray,
+    near_j: np.ndarray, near_s: np.ndarray, near: np.ndarray, n_near: int, rows: np.ndarray, collect: bool,
 ) -> tuple[int, int]:
     """Add the lines that start in rows ``a <= i < b`` to ``diag`` / ``vert``; return the recurrent pairs ``j > i`` of
     the rows, and ``n_near`` plus how many near pairs they hold.
@@ -622,6 +622,7 @@ def _grid_block(
     near pairs of the rows (:func:`grid_line_histograms_near`) go to ``near`` from row ``n_near`` on
     while it has room, from the rows ``i`` with ``rows[i]`` (bool, N); ``near_j`` / ``near_s`` (N) are work space.
     """
+    numba.literally(collect)  # two compiled versions: the plain one keeps the loop of grid_line_histograms
     n = pts.shape[0]
     kmin = max(theiler, 1)
     dstate[:, 0] = -3
@@ -643,7 +644,7 @@ def _grid_block(
     for i in range(a, b):
         _advance(cell, first, j_min, i + kmin)
         j_min = i + kmin
-        if top >= 0 and rows[i]:
+        if collect and rows[i]:
             m, q = _grid_row_collect(
                 pts, i, eps, s_max, top, metric, spts, sidx, cell[i], start, first, offsets, hits, near_j, near_s
             )
@@ -774,7 +775,7 @@ def grid_line_histograms(
             upper += _grid_block(
                 pts, eps, s_max, metric, theiler, blocks[blk], blocks[blk + 1], spts, sidx, cell, start, offsets,
                 diag_t[t], vert_t[t], dstate_t[t], cstate_t[t], hits_t[t], first_t[t], -1.0, hits_t[t],
-                np.empty(0), np.empty((0, 3)), 0, np.empty(0, np.bool_),
+                np.empty(0), np.empty((0, 3)), 0, np.empty(0, np.bool_), False,
             )[0]
         upper_t[t] = upper
 
@@ -825,7 +826,7 @@ def grid_line_histograms_near(
             u, n_near = _grid_block(
                 pts, eps, s_max, metric, theiler, blocks[blk], blocks[blk + 1], spts, sidx, cell, start, offsets,
                 diag_t[t], vert_t[t], dstate_t[t], cstate_t[t], hits_t[t], first_t[t], top, near_j_t[t],
-                near_s_t[t], near_t[t], n_near, rows,
+                near_s_t[t], near_t[t], n_near, rows, True,
             )
             upper += u
         upper_t[t] = upper
