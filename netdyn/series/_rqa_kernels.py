@@ -1010,14 +1010,59 @@ def _cell_order(cell: np.ndarray, start: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, inline="always")
+def _raw_distance3_soa(x0: float, x1: float, x2: float, soa: np.ndarray, p: int, metric: int) -> float:
+    """:func:`_raw_distance3` of three coordinates, the points given by coordinate (``soa`` (3, N)): the same
+    operations in the same order."""
+    if metric == 0:
+        s = abs(x0 - soa[0, p])
+        v = abs(x1 - soa[1, p])
+        s = v if v > s else s
+        v = abs(x2 - soa[2, p])
+        return v if v > s else s
+    if metric == 1:
+        v = x0 - soa[0, p]
+        s = v * v
+        v = x1 - soa[1, p]
+        s += v * v
+        v = x2 - soa[2, p]
+        return s + v * v
+    s = abs(x0 - soa[0, p])
+    s += abs(x1 - soa[1, p])
+    return s + abs(x2 - soa[2, p])
+
+
+@numba.njit(cache=True, inline="always")
 def _cells_bracket(
     pts: np.ndarray, i: int, metric: int, below_max: float, top_max: float, spts: np.ndarray, home: int,
-    start: np.ndarray, first: np.ndarray, offsets: np.ndarray, inside: np.ndarray,
+    start: np.ndarray, first: np.ndarray, offsets: np.ndarray, inside: np.ndarray, soa: np.ndarray, buf: np.ndarray,
 ) -> tuple[int, int]:
-    """:func:`_grid_row_bracket` for one metric, given as a literal."""
+    """:func:`_grid_row_bracket` for one metric, given as a literal.
+
+    Three coordinates with ``soa`` (the sorted points by coordinate, (3, N)): a cell's distances go to ``buf``
+    first, in a loop of no stores but that one (vectorised), and are scanned for the bracket only when the cell
+    holds some (a quarter less time than the one-loop form).
+    """
     below = 0
     k = 0
-    if pts.shape[1] >= 3:
+    if pts.shape[1] == 3 and soa.shape[1] == spts.shape[0]:
+        x0, x1, x2 = pts[i, 0], pts[i, 1], pts[i, 2]
+        for o in offsets:
+            c = home + o
+            a, e = first[c], start[c + 1]
+            cb = 0
+            cn = 0
+            for p in range(a, e):
+                s = _raw_distance3_soa(x0, x1, x2, soa, p, metric)
+                buf[p - a] = s
+                cb += s <= below_max
+                cn += s <= top_max
+            below += cb
+            if cn > cb:
+                for p in range(e - a):
+                    s = buf[p]
+                    inside[k] = s
+                    k += (s > below_max) & (s <= top_max)
+    elif pts.shape[1] >= 3:
         x0, x1, x2 = pts[i, 0], pts[i, 1], pts[i, 2]
         for o in offsets:
             c = home + o
@@ -1040,15 +1085,15 @@ def _cells_bracket(
 @numba.njit(cache=True, inline="never")
 def _grid_row_bracket(
     pts: np.ndarray, i: int, metric: int, below_max: float, top_max: float, spts: np.ndarray, home: int,
-    start: np.ndarray, first: np.ndarray, offsets: np.ndarray, inside: np.ndarray,
+    start: np.ndarray, first: np.ndarray, offsets: np.ndarray, inside: np.ndarray, soa: np.ndarray, buf: np.ndarray,
 ) -> tuple[int, int]:
     """Row ``i``'s candidates: (how many have a raw distance ``<= below_max``, how many in ``(below_max, top_max]``);
     the latter's raw distances to ``inside`` (branch-free)."""
     if metric == 0:
-        return _cells_bracket(pts, i, 0, below_max, top_max, spts, home, start, first, offsets, inside)
+        return _cells_bracket(pts, i, 0, below_max, top_max, spts, home, start, first, offsets, inside, soa, buf)
     if metric == 1:
-        return _cells_bracket(pts, i, 1, below_max, top_max, spts, home, start, first, offsets, inside)
-    return _cells_bracket(pts, i, 2, below_max, top_max, spts, home, start, first, offsets, inside)
+        return _cells_bracket(pts, i, 1, below_max, top_max, spts, home, start, first, offsets, inside, soa, buf)
+    return _cells_bracket(pts, i, 2, below_max, top_max, spts, home, start, first, offsets, inside, soa, buf)
 
 
 @numba.njit(cache=True, inline="never")
@@ -1056,6 +1101,7 @@ def _grid_distance_rows(
     pts: np.ndarray, metric: int, kmin: int, a: int, b: int, lo: float, below_max: float, top_max: float,
     scale: float, spts: np.ndarray, cell: np.ndarray, start: np.ndarray, offsets: np.ndarray,
     counts: np.ndarray, out: np.ndarray, first: np.ndarray, bounds: np.ndarray, inside: np.ndarray, masks: np.ndarray,
+    soa: np.ndarray, buf: np.ndarray,
 ) -> tuple[int, int]:
     """Rows ``a <= i < b`` of :func:`grid_distance_histogram`: (pairs below ``lo``, pairs in ``[lo, hi]``)."""
     last = counts.size - 1
@@ -1066,7 +1112,9 @@ def _grid_distance_rows(
     _advance(cell, first, 0, a + kmin - 1)
     for i in range(a, b):
         _advance(cell, first, i + kmin - 1, i + kmin)
-        bl, k = _grid_row_bracket(pts, i, metric, below_max, top_max, spts, cell[i], start, first, offsets, inside)
+        bl, k = _grid_row_bracket(
+            pts, i, metric, below_max, top_max, spts, cell[i], start, first, offsets, inside, soa, buf
+        )
         below += bl
         if words > 0:
             masks[i, :] = 0
@@ -1105,6 +1153,8 @@ def grid_distance_histogram(
     first_t: np.ndarray,
     inside_t: np.ndarray,
     masks: np.ndarray,
+    soa: np.ndarray,
+    buf_t: np.ndarray,
 ) -> None:
     """The upper-triangle distances ``d`` (``j - i >= kmin``) of a grid's candidate pairs, around ``[lo, hi]``.
 
@@ -1119,7 +1169,8 @@ def grid_distance_histogram(
     as ``_distance``; other metrics: ``below_max`` is the double before ``lo``,
     ``top_max = hi``.  ``first_t`` (T, cells) and ``inside_t`` (T, N) are work space.  ``masks`` (N, W)
     uint64, W a power of 2 (or 0: none): bit ``b % 64`` of word ``(b // 64) % W`` of row ``i`` is set when
-    row ``i`` has a pair in bin ``b`` (a filter of the rows holding a bin's pairs).
+    row ``i`` has a pair in bin ``b`` (a filter of the rows holding a bin's pairs).  ``soa``: ``spts`` by
+    coordinate, (3, N) for three coordinates (else (3, 0)), with ``buf_t`` (T, N) work space.
     """
     n_tasks = counts_t.shape[0]
     n_blocks = blocks.size - 1
@@ -1133,7 +1184,7 @@ def grid_distance_histogram(
             bl, m = _grid_distance_rows(
                 pts, metric, kmin, blocks[blk], blocks[blk + 1], lo, below_max, top_max, scale, spts, cell, start,
                 offsets, counts_t[t], out_t[t, min(inside, out_t.shape[1]):], first_t[t], bounds_t[t], inside_t[t],
-                masks,
+                masks, soa, buf_t[t],
             )
             below += bl
             inside += m

@@ -702,6 +702,7 @@ def _count_bracket(
         pts, code, kmin, lo, below_max, top_max, scale, grid.spts, grid.cell, grid.start, grid.offsets, blocks,
         counts_t, out_t, found_t, bounds_t, np.empty((tasks, grid.start.size - 1), np.int64),
         np.empty((tasks, pts.shape[0])), masks,
+        np.ascontiguousarray(grid.spts.T) if pts.shape[1] == 3 else np.empty((3, 0)), np.empty((tasks, pts.shape[0])),
     )
     fits = bool(np.all(found_t[:, 1] <= cap))
     values = np.concatenate([out_t[t, : found_t[t, 1]] for t in range(tasks)]) if fits else None
