@@ -244,3 +244,18 @@ class TestFixedRateGridRQA:
         assert taken[-1] is None
         with pytest.warns(RuntimeWarning, match="coincide exactly"):
             assert got.to_dataset().identical(rqa(x, recurrence_rate=0.3, engine="numpy").to_dataset())
+
+    def test_bin_start_is_the_kernels_bin_edge(self):
+        # the least double the counting kernel puts in bin b or above (int((d - lo) scale) >= b), and the double
+        # before it below b: the bin's pairs are then exactly those in [start(b), start(b + 1))
+        rng = np.random.default_rng(3)
+        for _ in range(200):
+            lo = float(rng.uniform(0, 2))
+            hi = lo + float(10.0 ** rng.uniform(-12, 1))
+            bins = int(rng.choice([4, 64, 8192]))
+            scale = bins / (hi - lo)
+            b = int(rng.integers(1, bins))
+            start = recurrence._bin_start(lo, hi, scale, b)
+            assert lo < start <= hi
+            assert int((start - lo) * scale) >= b > int((float(np.nextafter(start, -np.inf)) - lo) * scale)
+        assert recurrence._bin_start(0.5, 1.0, 8.0, 0) == 0.5

@@ -1213,6 +1213,15 @@ def rqa(
     (``_rqa_kernels.grid_line_histograms``).  Memory ``O(N)`` (about 50 N bytes
     per thread plus ``(8 d + 24) N`` for the grid); time ``O(candidates)``.
 
+    Fixed recurrence rate on the grid: one pass counts the pairs around a sampled
+    bracket of the threshold, then the RQA pass runs on the same grid, at the
+    exact threshold when the bracket's distances fit a buffer, else at the lower
+    edge of the threshold's histogram bin, collecting that bin's few pairs and
+    adding those below the exact threshold afterwards (each of their lines
+    walked): the matrix and measures of the exact threshold, for about 1.4-1.6x
+    the time of the RQA at that threshold (``benchmarks/rqa_speed_test.py``) and
+    about 100 N bytes more.
+
     References
     ----------
     N. Marwan, M. C. Romano, M. Thiel, J. Kurths, Phys. Rep. 438, 237 (2007).
