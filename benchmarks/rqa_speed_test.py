@@ -25,8 +25,13 @@ N = 200 000.  Target (issue 14): N = 474 275 exact in <= 90 s on 2 CPUs.
 Measured (2-CPU machine shared with other jobs, run under ``nice``): N = 474 275 in
 56.0 s on 2 threads (48.7 s CPU) and 73.9 s on 1, tracemalloc peak 71 MiB; RR 0.0341875,
 DET 0.999112, L 19.4454, ENTR 3.64727, LAM 0.996748, TT 6.58607 (the exhaustive
-kernel: ~272 s).  Fixed rate / fixed threshold: 1.25-1.7x at N = 20 000 (one pass
-of the threshold search), 1.9-2.2x at N = 70 963 and 1.67x at N = 474 275 (two).
+kernel: ~272 s).  Fixed rate / fixed threshold (one counting pass of the threshold
+bracket, then the RQA pass on the same grid; load average 1.6-2.7 on the 2 CPUs, ratios
+of alternated calls in one run): N = 20 000 1.48-1.61x on 2 threads, 1.56-1.59x on 1
+(before: 1.77-2.15x and 1.78-1.82x); N = 70 963 1.39-1.56x on 2, 1.53-1.56x on 1 (before,
+two counting passes: 1.99-2.09x and 2.00-2.03x); N = 474 275 (``--rate-all``) 1.26x on 2
+threads (33.5 s vs 26.6 s) and 1.45x on 1 (59.5 s vs 41.2 s) (before: 1.67x).  tracemalloc
+peak at a fixed rate, N = 70 963: 22 MiB (the search's 8 MiB buffer; 24 MiB before).
 """
 from __future__ import annotations
 
