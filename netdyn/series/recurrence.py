@@ -720,14 +720,12 @@ def _select(found: _BracketCount, lo: float, r: int) -> float:
     return float(np.partition(found.values[bins == b], r)[r])
 
 
-def _rank_bin(found: _BracketCount, lo: float, hi: float, r: int) -> tuple[float, float, int]:
+def _rank_bin(found: _BracketCount, lo: float, hi: float, r: int) -> tuple[float, float]:
     """The histogram bin of ``found``'s value of rank ``r``, as ``[b_lo, b_hi]`` within the values' range (a little
-    wide, for the rounding of the bin edges), and how many values that bin and its two neighbours hold."""
+    wide, for the rounding of the bin edges)."""
     b = int(np.searchsorted(np.cumsum(found.counts), r, "right"))
     pad = (hi - lo) * 2.0**-40
-    b_lo = max(found.low, lo + b / found.scale - pad)
-    b_hi = min(found.high, lo + (b + 1) / found.scale + pad)
-    return b_lo, b_hi, int(found.counts[max(b - 1, 0) : b + 2].sum())
+    return max(found.low, lo + b / found.scale - pad), min(found.high, lo + (b + 1) / found.scale + pad)
 
 
 def _grid_tasks(n: int) -> int:
@@ -797,7 +795,7 @@ def _threshold_grid(kernels: ModuleType, pts: np.ndarray, rank: int, metric: str
         else:  # too many values: keep the bin holding the rank, within the values' range
             if found.low == found.high:
                 return found.low
-            b_lo, b_hi, _ = _rank_bin(found, lo, hi, r)
+            b_lo, b_hi = _rank_bin(found, lo, hi, r)
             if (b_lo, b_hi) == (lo, hi):
                 return None
             lo, hi = b_lo, b_hi
@@ -1350,6 +1348,26 @@ _GRID_BLOCKS_PER_TASK = 8
 """Row blocks per parallel task: more than one, so that a task delayed by another process costs little."""
 
 
+def _grid_work(n: int, grid: Any) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Row blocks of ``grid`` for the grid line kernels, and their work arrays ``diag_t``, ``vert_t``, ``dstate_t``,
+    ``cstate_t``, ``hits_t``, ``first_t``, ``upper_t`` (one row per parallel task: :func:`_grid_tasks`)."""
+    tasks = _grid_tasks(n)
+    blocks = _row_blocks(grid, min(_GRID_BLOCKS_PER_TASK * tasks, max(1, n // 64)))
+    state = np.int32 if n < 2**31 - 8 else np.int64
+    return blocks, [
+        np.empty((tasks, n + 1), np.int64), np.empty((tasks, n + 1), np.int64), np.empty((tasks, n, 2), state),
+        np.empty((tasks, n, 2), state), np.empty((tasks, n), np.int64), np.empty((tasks, grid.start.size - 1), np.int64),
+        np.empty(tasks, np.int64),
+    ]
+
+
+def _grid_merged(n: int, theiler: int, work: list[np.ndarray]) -> tuple[int, np.ndarray, np.ndarray]:
+    """(recurrent pairs, diagonal histogram, vertical histogram) from the tasks' rows of :func:`_grid_work`'s arrays."""
+    diag, vert = work[0].sum(axis=0), work[1].sum(axis=0)
+    diag[0] = vert[0] = 0
+    return 2 * int(work[6].sum()) + (n if theiler == 0 else 0), diag, vert
+
+
 def _line_histograms_grid(
     kernels: ModuleType, pts: np.ndarray, eps: float, metric: str, theiler: int, grid: Any
 ) -> tuple[int, np.ndarray, np.ndarray]:
@@ -1358,25 +1376,15 @@ def _line_histograms_grid(
     One parallel task per numba thread; work arrays allocated here: about ``40 N`` bytes per task, plus 8 per grid
     cell (at most ``4 N`` cells), besides the grid's ``(8 d + 24) N``.
     """
-    import numba
-
     n = pts.shape[0]
     pts = np.ascontiguousarray(pts)
-    tasks = max(1, min(numba.get_num_threads(), n // 64))
-    blocks = _row_blocks(grid, min(_GRID_BLOCKS_PER_TASK * tasks, max(1, n // 64)))
     code = kernels.METRIC_CODES[metric]
     s_max = kernels.square_root_bound(eps) if code == 1 else eps
-    state = np.int32 if n < 2**31 - 8 else np.int64
-    diag_t, vert_t = np.empty((tasks, n + 1), np.int64), np.empty((tasks, n + 1), np.int64)
-    upper = np.empty(tasks, np.int64)
+    blocks, work = _grid_work(n, grid)
     kernels.grid_line_histograms(
-        pts, eps, s_max, code, theiler, grid.spts, grid.sidx, grid.cell, grid.start, grid.offsets, blocks, diag_t,
-        vert_t, np.empty((tasks, n, 2), state), np.empty((tasks, n, 2), state), np.empty((tasks, n), np.int64),
-        np.empty((tasks, grid.start.size - 1), np.int64), upper,
+        pts, eps, s_max, code, theiler, grid.spts, grid.sidx, grid.cell, grid.start, grid.offsets, blocks, *work,
     )
-    diag, vert = diag_t.sum(axis=0), vert_t.sum(axis=0)
-    diag[0] = vert[0] = 0
-    return 2 * int(upper.sum()) + (n if theiler == 0 else 0), diag, vert
+    return _grid_merged(n, theiler, work)
 
 
 def _line_histograms_grid_near(
@@ -1391,24 +1399,19 @@ def _line_histograms_grid_near(
     Memory: :func:`_line_histograms_grid`'s, plus ``16 N + 24 cap`` bytes per task.
     """
     n = pts.shape[0]
-    tasks = _grid_tasks(n)
-    blocks = _row_blocks(grid, min(_GRID_BLOCKS_PER_TASK * tasks, max(1, n // 64)))
     code = kernels.METRIC_CODES[metric]
     s_max = kernels.square_root_bound(eps) if code == 1 else eps
     s_top = kernels.square_root_bound(float(np.nextafter(top, np.inf))) if code == 1 else top
-    state = np.int32 if n < 2**31 - 8 else np.int64
-    diag_t, vert_t = np.empty((tasks, n + 1), np.int64), np.empty((tasks, n + 1), np.int64)
-    upper, near_t, n_near = np.empty(tasks, np.int64), np.empty((tasks, cap, 3)), np.empty(tasks, np.int64)
+    blocks, work = _grid_work(n, grid)
+    tasks = work[6].size
+    near_t, n_near = np.empty((tasks, cap, 3)), np.empty(tasks, np.int64)
     kernels.grid_line_histograms_near(
         pts, eps, s_max, s_top, code, theiler, grid.spts, grid.sidx, grid.cell, grid.start, grid.offsets, blocks,
-        diag_t, vert_t, np.empty((tasks, n, 2), state), np.empty((tasks, n, 2), state), np.empty((tasks, n), np.int64),
-        np.empty((tasks, grid.start.size - 1), np.int64), upper, np.empty((tasks, n), np.int64), np.empty((tasks, n)),
-        near_t, n_near, np.ascontiguousarray(rows, dtype=np.bool_),
+        *work, np.empty((tasks, n), np.int64), np.empty((tasks, n)), near_t, n_near,
+        np.ascontiguousarray(rows, dtype=np.bool_),
     )
-    diag, vert = diag_t.sum(axis=0), vert_t.sum(axis=0)
-    diag[0] = vert[0] = 0
     near = np.concatenate([near_t[t, : n_near[t]] for t in range(tasks)]) if np.all(n_near <= cap) else None
-    return 2 * int(upper.sum()) + (n if theiler == 0 else 0), diag, vert, near
+    return (*_grid_merged(n, theiler, work), near)
 
 
 def _rqa_points(
