@@ -436,6 +436,12 @@ def line_histograms_banded(
 # it (runs through that row belong to an earlier block) and, after its last row, follows the
 # runs it started, pair by pair, until they end.  Merged, the histograms are the exhaustive
 # kernels', exactly.
+#
+# At a fixed recurrence rate the threshold is the distance of a given rank: one counting pass
+# over a sampled bracket (grid_distance_histogram) gives its histogram bin, then the RQA pass
+# runs at the bin's lower edge and also collects the bin's pairs on the rows that hold some
+# (grid_line_histograms_near); the pairs below the exact threshold are added afterwards by
+# walking each of their lines (add_recurrences).
 
 
 @numba.njit(cache=True, inline="always")
