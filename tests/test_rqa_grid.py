@@ -185,3 +185,77 @@ class TestGridThreshold:
         got, ref = rqa(x, **kw), rqa(x, engine="numpy", **kw)
         assert got.to_dataset().identical(ref.to_dataset())
         assert 0.039 < got.RR <= 0.04
+
+
+class TestFixedRateGridRQA:
+    """``rqa(recurrence_rate=...)`` on the grid counts the bracket once and, when the bracket's distances do not
+    fit the buffer, runs the RQA pass at the lower edge of the rank's histogram bin and adds that bin's pairs below
+    the exact threshold afterwards (``_rqa_rate_grid``); the result must be the RQA at the exact rank threshold."""
+
+    @staticmethod
+    def reference(x, rate, metric, theiler, dim):
+        eps = recurrence_threshold(x, recurrence_rate=rate, metric=metric, theiler=theiler, emb_dim=dim, engine="numpy")
+        return rqa(x, threshold=eps, metric=metric, theiler=theiler, emb_dim=dim, engine="numba")
+
+    @pytest.mark.parametrize("metric", METRICS)
+    @pytest.mark.parametrize("theiler", [0, 1, 4])
+    @pytest.mark.parametrize("bins, words", [(64, 8), (256, 1)])
+    def test_adding_a_bins_pairs_gives_the_exact_threshold_rqa(self, monkeypatch, metric, theiler, bins, words):
+        # a 16-value buffer forces the added pairs on every series; 64 bins keep the rank's bin a few dozen pairs
+        # wide, so that lines gain several pairs at once; 256 bins on a 64-bit row filter share bits (rows that
+        # hold another bin's pairs collect nothing more); the periodic series ties many pairs at the threshold
+        monkeypatch.setattr(recurrence, "_GRID_MIN", 100)
+        monkeypatch.setattr(recurrence, "_GRID_VALUES", 16)
+        monkeypatch.setattr(recurrence, "_BINS", bins)
+        monkeypatch.setattr(recurrence, "_MASK_WORDS", words)
+        added = []
+        original = kernels.add_recurrences
+        monkeypatch.setattr(kernels, "add_recurrences", lambda *a: added.append(a[7].shape[0]) or original(*a))
+        rng = np.random.default_rng(7)
+        for x, dim, rates in ((rossler_x(700, dt=0.25, transient=200), 3, (0.01, 0.05, 0.2)),
+                              (logistic(600, r=3.9), 2, (0.01, 0.05, 0.2)), (rng.random(400), 1, (0.01, 0.05, 0.2)),
+                              (series("periodic", 500, rng), 2, (0.2, 0.5))):  # exact ties (1/7 of pairs: zero)
+            for rate in rates:
+                got = rqa(x, recurrence_rate=rate, metric=metric, theiler=theiler, emb_dim=dim)
+                assert got.to_dataset().identical(self.reference(x, rate, metric, theiler, dim).to_dataset())
+        assert len(added) >= 4 and max(added) >= 3  # the path ran, with bins of several pairs
+
+    def test_exact_bracket_and_fallbacks(self, monkeypatch):
+        # default buffer (the bracket fits: one count, the RQA pass at the selected threshold on the same grid);
+        # a zero-width sampled bracket (z = 0) misses the rank, and a 0-pair cap on a bin: both leave it to the
+        # threshold search, with the same result; exact coincidences at the rank (period 2) too, with the warning
+        monkeypatch.setattr(recurrence, "_GRID_MIN", 100)
+        taken = []
+        original = recurrence._rqa_rate_grid
+        monkeypatch.setattr(recurrence, "_rqa_rate_grid", lambda *a: taken.append(original(*a)) or taken[-1])
+        x = rossler_x(800, dt=0.25, transient=200)
+        for z, near, road in ((5.0, 1 << 18, True), (0.0, 1 << 18, False), (5.0, 0, False)):
+            monkeypatch.setattr(recurrence, "_SAMPLE_Z", z)
+            monkeypatch.setattr(recurrence, "_NEAR_VALUES", near)
+            monkeypatch.setattr(recurrence, "_GRID_VALUES", 1 << 20 if near else 16)
+            for theiler in (0, 2):
+                got = rqa(x, recurrence_rate=0.04, metric="euclidean", theiler=theiler, emb_dim=3, lag=2, engine="grid")
+                assert (taken[-1] is not None) == road
+                ref = rqa(x, recurrence_rate=0.04, metric="euclidean", theiler=theiler, emb_dim=3, lag=2, engine="numpy")
+                assert got.to_dataset().identical(ref.to_dataset())
+        x = series("period2", 400, None)
+        with pytest.warns(RuntimeWarning, match="coincide exactly"):
+            got = rqa(x, recurrence_rate=0.3, engine="grid")
+        assert taken[-1] is None
+        with pytest.warns(RuntimeWarning, match="coincide exactly"):
+            assert got.to_dataset().identical(rqa(x, recurrence_rate=0.3, engine="numpy").to_dataset())
+
+    def test_bin_start_is_the_kernels_bin_edge(self):
+        # the least double the counting kernel puts in bin b or above (int((d - lo) scale) >= b), and the double
+        # before it below b: the bin's pairs are then exactly those in [start(b), start(b + 1))
+        rng = np.random.default_rng(3)
+        for _ in range(200):
+            lo = float(rng.uniform(0, 2))
+            hi = lo + float(10.0 ** rng.uniform(-12, 1))
+            bins = int(rng.choice([4, 64, 8192]))
+            scale = bins / (hi - lo)
+            b = int(rng.integers(1, bins))
+            start = recurrence._bin_start(lo, hi, scale, b)
+            assert lo < start <= hi
+            assert int((start - lo) * scale) >= b > int((float(np.nextafter(start, -np.inf)) - lo) * scale)
+        assert recurrence._bin_start(0.5, 1.0, 8.0, 0) == 0.5

@@ -436,6 +436,12 @@ def line_histograms_banded(
 # it (runs through that row belong to an earlier block) and, after its last row, follows the
 # runs it started, pair by pair, until they end.  Merged, the histograms are the exhaustive
 # kernels', exactly.
+#
+# At a fixed recurrence rate the threshold is the distance of a given rank: one counting pass
+# over a sampled bracket (grid_distance_histogram) gives its histogram bin, then the RQA pass
+# runs at the bin's lower edge and also collects the bin's pairs on the rows that hold some
+# (grid_line_histograms_near); the pairs below the exact threshold are added afterwards by
+# walking each of their lines (add_recurrences).
 
 
 @numba.njit(cache=True, inline="always")
@@ -541,6 +547,65 @@ def _grid_row(
 
 
 @numba.njit(cache=True, inline="always")
+def _cells_hits_collect(
+    pts: np.ndarray, i: int, thr: float, top: float, metric: int, spts: np.ndarray, sidx: np.ndarray, home: int,
+    start: np.ndarray, first: np.ndarray, offsets: np.ndarray, hits: np.ndarray, near_j: np.ndarray, near_s: np.ndarray,
+) -> tuple[int, int]:
+    """:func:`_cells_hits`, also writing the candidates that do not recur but have a raw distance ``<= top`` to
+    ``near_j`` / ``near_s`` (their times and raw distances).
+
+    The candidates up to ``top`` go to ``hits`` first, a non-recurrent one marked by bit 62 (one store per
+    candidate, as :func:`_cells_hits`); the marked ones (rare) are then moved out.
+    """
+    m = 0
+    mark = np.int64(1) << 62
+    if pts.shape[1] >= 3:
+        x0, x1, x2 = pts[i, 0], pts[i, 1], pts[i, 2]
+        for o in offsets:
+            c = home + o
+            for p in range(first[c], start[c + 1]):
+                s = _raw_distance3(x0, x1, x2, pts, i, spts, p, metric)
+                rec = (s <= thr) if metric == 1 else (s < thr)
+                hits[m] = sidx[p] | (mark * (1 - rec))
+                m += s <= top
+    else:
+        for o in offsets:
+            c = home + o
+            for p in range(first[c], start[c + 1]):
+                s = _raw_distance(pts, i, spts, p, metric)
+                rec = (s <= thr) if metric == 1 else (s < thr)
+                hits[m] = sidx[p] | (mark * (1 - rec))
+                m += s <= top
+    k = 0
+    q = 0
+    for h in range(m):
+        j = hits[h]
+        hits[k] = j
+        k += j < mark
+        if j >= mark:
+            j -= mark
+            near_j[q] = j
+            near_s[q] = _raw_distance(pts, i, pts, j, metric)
+            q += 1
+    return k, q
+
+
+@numba.njit(cache=True, inline="never")
+def _grid_row_collect(
+    pts: np.ndarray, i: int, eps: float, s_max: float, top: float, metric: int, spts: np.ndarray, sidx: np.ndarray,
+    home: int, start: np.ndarray, first: np.ndarray, offsets: np.ndarray, hits: np.ndarray, near_j: np.ndarray,
+    near_s: np.ndarray,
+) -> tuple[int, int]:
+    """:func:`_grid_row`, and the non-recurrent candidates of raw distance ``<= top`` to ``near_j`` / ``near_s``:
+    (recurrent, near)."""
+    if metric == 0:
+        return _cells_hits_collect(pts, i, eps, top, 0, spts, sidx, home, start, first, offsets, hits, near_j, near_s)
+    if metric == 1:
+        return _cells_hits_collect(pts, i, s_max, top, 1, spts, sidx, home, start, first, offsets, hits, near_j, near_s)
+    return _cells_hits_collect(pts, i, eps, top, 2, spts, sidx, home, start, first, offsets, hits, near_j, near_s)
+
+
+@numba.njit(cache=True, inline="always")
 def _advance(cell: np.ndarray, first: np.ndarray, j_from: int, j_to: int) -> None:
     """Points at times ``j_from <= t < j_to`` leave the visited part of their cells."""
     for t in range(j_from, min(j_to, cell.size)):
@@ -551,14 +616,19 @@ def _advance(cell: np.ndarray, first: np.ndarray, j_from: int, j_to: int) -> Non
 def _grid_block(
     pts: np.ndarray, eps: float, s_max: float, metric: int, theiler: int, a: int, b: int, spts: np.ndarray,
     sidx: np.ndarray, cell: np.ndarray, start: np.ndarray, offsets: np.ndarray, diag: np.ndarray, vert: np.ndarray,
-    dstate: np.ndarray, cstate: np.ndarray, hits: np.ndarray, first: np.ndarray,
-) -> int:
-    """Add the lines that start in rows ``a <= i < b`` to ``diag`` / ``vert``; return the recurrent pairs ``j > i`` of the rows.
+    dstate: np.ndarray, cstate: np.ndarray, hits: np.ndarray, first: np.ndarray, top: float,
+    near_j: np.ndarray, near_s: np.ndarray, near: np.ndarray, n_near: int, rows: np.ndarray, collect: bool,
+) -> tuple[int, int]:
+    """Add the lines that start in rows ``a <= i < b`` to ``diag`` / ``vert``; return the recurrent pairs ``j > i`` of
+    the rows, and ``n_near`` plus how many near pairs they hold.
 
     ``dstate[k]`` = (last row, run) of diagonal ``k``, ``cstate[j]`` the same for
     column ``j`` above the LOI; a run of -1 is one that began before row ``a``.
-    ``first[c]`` (cells): where the visited part of cell ``c`` begins.
+    ``first[c]`` (cells): where the visited part of cell ``c`` begins.  With ``top >= 0`` the
+    near pairs of the rows (:func:`grid_line_histograms_near`) go to ``near`` from row ``n_near`` on
+    while it has room, from the rows ``i`` with ``rows[i]`` (bool, N); ``near_j`` / ``near_s`` (N) are work space.
     """
+    numba.literally(collect)  # two compiled versions: the plain one keeps the loop of grid_line_histograms
     n = pts.shape[0]
     kmin = max(theiler, 1)
     dstate[:, 0] = -3
@@ -580,7 +650,18 @@ def _grid_block(
     for i in range(a, b):
         _advance(cell, first, j_min, i + kmin)
         j_min = i + kmin
-        m = _grid_row(pts, i, eps, s_max, metric, spts, sidx, cell[i], start, first, offsets, hits)
+        if collect and rows[i]:
+            m, q = _grid_row_collect(
+                pts, i, eps, s_max, top, metric, spts, sidx, cell[i], start, first, offsets, hits, near_j, near_s
+            )
+            for h in range(q):
+                if n_near < near.shape[0]:
+                    near[n_near, 0] = i
+                    near[n_near, 1] = near_j[h]
+                    near[n_near, 2] = near_s[h]
+                n_near += 1
+        else:
+            m = _grid_row(pts, i, eps, s_max, metric, spts, sidx, cell[i], start, first, offsets, hits)
         upper += m
         for h in range(m):
             j = hits[h]
@@ -656,7 +737,7 @@ def _grid_block(
                         r += 1
                         e += 1
             vert[r] += 1
-    return upper
+    return upper, n_near
 
 
 @numba.njit(cache=True, parallel=True)
@@ -699,9 +780,130 @@ def grid_line_histograms(
         for blk in range(t, n_blocks, n_tasks):
             upper += _grid_block(
                 pts, eps, s_max, metric, theiler, blocks[blk], blocks[blk + 1], spts, sidx, cell, start, offsets,
-                diag_t[t], vert_t[t], dstate_t[t], cstate_t[t], hits_t[t], first_t[t],
-            )
+                diag_t[t], vert_t[t], dstate_t[t], cstate_t[t], hits_t[t], first_t[t], -1.0, hits_t[t],
+                np.empty(0), np.empty((0, 3)), 0, np.empty(0, np.bool_), False,
+            )[0]
         upper_t[t] = upper
+
+
+@numba.njit(cache=True, parallel=True)
+def grid_line_histograms_near(
+    pts: np.ndarray,
+    eps: float,
+    s_max: float,
+    top: float,
+    metric: int,
+    theiler: int,
+    spts: np.ndarray,
+    sidx: np.ndarray,
+    cell: np.ndarray,
+    start: np.ndarray,
+    offsets: np.ndarray,
+    blocks: np.ndarray,
+    diag_t: np.ndarray,
+    vert_t: np.ndarray,
+    dstate_t: np.ndarray,
+    cstate_t: np.ndarray,
+    hits_t: np.ndarray,
+    first_t: np.ndarray,
+    upper_t: np.ndarray,
+    near_j_t: np.ndarray,
+    near_s_t: np.ndarray,
+    near_t: np.ndarray,
+    n_near_t: np.ndarray,
+    rows: np.ndarray,
+) -> None:
+    """:func:`grid_line_histograms`, also collecting the near pairs of the rows ``i`` with ``rows[i]`` (bool, N):
+    ``j - i >= max(theiler, 1)``, not recurrent, raw distance ``<= top`` (Euclidean: the sum of squares; the grid
+    must hold every such pair).
+
+    Task ``t`` writes its near pairs as rows ``(i, j, raw distance)`` of ``near_t[t]`` (C, 3) while it has room and
+    their number to ``n_near_t[t]`` (more than C: some were left out); ``near_j_t`` (T, N) and ``near_s_t`` (T, N)
+    are work space.
+    """
+    n_tasks = diag_t.shape[0]
+    n_blocks = blocks.size - 1
+    for t in numba.prange(n_tasks):
+        diag_t[t, :] = 0
+        vert_t[t, :] = 0
+        upper = 0
+        n_near = 0
+        for blk in range(t, n_blocks, n_tasks):
+            u, n_near = _grid_block(
+                pts, eps, s_max, metric, theiler, blocks[blk], blocks[blk + 1], spts, sidx, cell, start, offsets,
+                diag_t[t], vert_t[t], dstate_t[t], cstate_t[t], hits_t[t], first_t[t], top, near_j_t[t],
+                near_s_t[t], near_t[t], n_near, rows, True,
+            )
+            upper += u
+        upper_t[t] = upper
+        n_near_t[t] = n_near
+
+
+@numba.njit(cache=True, inline="always")
+def _entry(pts: np.ndarray, r: int, c: int, eps: float, s_max: float, metric: int, theiler: int) -> bool:
+    """``R_rc`` of the whole matrix at threshold ``eps``: 0 inside the Theiler band, the LOI recurs when ``theiler == 0``."""
+    if abs(r - c) < theiler:
+        return False
+    if r == c:
+        return True
+    return _recurs(pts, min(r, c), max(r, c), eps, s_max, metric)
+
+
+@numba.njit(cache=True)
+def add_recurrences(
+    pts: np.ndarray, eps_lo: float, s_lo: float, eps: float, s_eps: float, metric: int, theiler: int,
+    diag_pairs: np.ndarray, col_pairs: np.ndarray, diag: np.ndarray, vert: np.ndarray,
+) -> None:
+    """Turn the line histograms of the matrix at ``eps_lo`` into those at ``eps > eps_lo`` (both: ``_recurs`` with
+    ``s_lo`` / ``s_eps`` as ``s_max``).
+
+    The pairs recurrent at ``eps`` but not at ``eps_lo`` (``j - i >= max(theiler, 1)``) come as ``diag_pairs``
+    (P, 2) = ``(k = j - i, i)`` sorted, and as ``col_pairs`` (2P, 2) = ``(column, row)`` of both of their entries,
+    sorted.  Every line of the new matrix through such an entry is walked (``O(length)`` distances) and counted,
+    and the old lines it joins are taken out: a line of the old matrix that holds no such entry is a line of the
+    new one.  Diagonal lines count twice (both triangles), as in :func:`line_histograms`.
+    """
+    n = pts.shape[0]
+    k_prev, covered = -1, -1
+    for q in range(diag_pairs.shape[0]):
+        k, i = diag_pairs[q, 0], diag_pairs[q, 1]
+        if k == k_prev and i <= covered:
+            continue
+        a = i
+        while a > 0 and _recurs(pts, a - 1, a - 1 + k, eps, s_eps, metric):
+            a -= 1
+        e = i
+        while e + 1 + k < n and _recurs(pts, e + 1, e + 1 + k, eps, s_eps, metric):
+            e += 1
+        diag[e - a + 1] += 2
+        run = 0
+        for t in range(a, e + 2):
+            if t <= e and _recurs(pts, t, t + k, eps_lo, s_lo, metric):
+                run += 1
+            elif run > 0:
+                diag[run] -= 2
+                run = 0
+        k_prev, covered = k, e
+    c_prev, covered = -1, -1
+    for q in range(col_pairs.shape[0]):
+        c, r = col_pairs[q, 0], col_pairs[q, 1]
+        if c == c_prev and r <= covered:
+            continue
+        a = r
+        while a > 0 and _entry(pts, a - 1, c, eps, s_eps, metric, theiler):
+            a -= 1
+        e = r
+        while e + 1 < n and _entry(pts, e + 1, c, eps, s_eps, metric, theiler):
+            e += 1
+        vert[e - a + 1] += 1
+        run = 0
+        for t in range(a, e + 2):
+            if t <= e and _entry(pts, t, c, eps_lo, s_lo, metric, theiler):
+                run += 1
+            elif run > 0:
+                vert[run] -= 1
+                run = 0
+        c_prev, covered = c, e
 
 
 class Grid(NamedTuple):
@@ -814,14 +1016,59 @@ def _cell_order(cell: np.ndarray, start: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, inline="always")
+def _raw_distance3_soa(x0: float, x1: float, x2: float, soa: np.ndarray, p: int, metric: int) -> float:
+    """:func:`_raw_distance3` of three coordinates, the points given by coordinate (``soa`` (3, N)): the same
+    operations in the same order."""
+    if metric == 0:
+        s = abs(x0 - soa[0, p])
+        v = abs(x1 - soa[1, p])
+        s = v if v > s else s
+        v = abs(x2 - soa[2, p])
+        return v if v > s else s
+    if metric == 1:
+        v = x0 - soa[0, p]
+        s = v * v
+        v = x1 - soa[1, p]
+        s += v * v
+        v = x2 - soa[2, p]
+        return s + v * v
+    s = abs(x0 - soa[0, p])
+    s += abs(x1 - soa[1, p])
+    return s + abs(x2 - soa[2, p])
+
+
+@numba.njit(cache=True, inline="always")
 def _cells_bracket(
     pts: np.ndarray, i: int, metric: int, below_max: float, top_max: float, spts: np.ndarray, home: int,
-    start: np.ndarray, first: np.ndarray, offsets: np.ndarray, inside: np.ndarray,
+    start: np.ndarray, first: np.ndarray, offsets: np.ndarray, inside: np.ndarray, soa: np.ndarray, buf: np.ndarray,
 ) -> tuple[int, int]:
-    """:func:`_grid_row_bracket` for one metric, given as a literal."""
+    """:func:`_grid_row_bracket` for one metric, given as a literal.
+
+    Three coordinates with ``soa`` (the sorted points by coordinate, (3, N)): a cell's distances go to ``buf``
+    first, in a loop of no stores but that one (vectorised), and are scanned for the bracket only when the cell
+    holds some (a quarter less time than the one-loop form).
+    """
     below = 0
     k = 0
-    if pts.shape[1] >= 3:
+    if pts.shape[1] == 3 and soa.shape[1] == spts.shape[0]:
+        x0, x1, x2 = pts[i, 0], pts[i, 1], pts[i, 2]
+        for o in offsets:
+            c = home + o
+            a, e = first[c], start[c + 1]
+            cb = 0
+            cn = 0
+            for p in range(a, e):
+                s = _raw_distance3_soa(x0, x1, x2, soa, p, metric)
+                buf[p - a] = s
+                cb += s <= below_max
+                cn += s <= top_max
+            below += cb
+            if cn > cb:
+                for p in range(e - a):
+                    s = buf[p]
+                    inside[k] = s
+                    k += (s > below_max) & (s <= top_max)
+    elif pts.shape[1] >= 3:
         x0, x1, x2 = pts[i, 0], pts[i, 1], pts[i, 2]
         for o in offsets:
             c = home + o
@@ -844,36 +1091,45 @@ def _cells_bracket(
 @numba.njit(cache=True, inline="never")
 def _grid_row_bracket(
     pts: np.ndarray, i: int, metric: int, below_max: float, top_max: float, spts: np.ndarray, home: int,
-    start: np.ndarray, first: np.ndarray, offsets: np.ndarray, inside: np.ndarray,
+    start: np.ndarray, first: np.ndarray, offsets: np.ndarray, inside: np.ndarray, soa: np.ndarray, buf: np.ndarray,
 ) -> tuple[int, int]:
     """Row ``i``'s candidates: (how many have a raw distance ``<= below_max``, how many in ``(below_max, top_max]``);
     the latter's raw distances to ``inside`` (branch-free)."""
     if metric == 0:
-        return _cells_bracket(pts, i, 0, below_max, top_max, spts, home, start, first, offsets, inside)
+        return _cells_bracket(pts, i, 0, below_max, top_max, spts, home, start, first, offsets, inside, soa, buf)
     if metric == 1:
-        return _cells_bracket(pts, i, 1, below_max, top_max, spts, home, start, first, offsets, inside)
-    return _cells_bracket(pts, i, 2, below_max, top_max, spts, home, start, first, offsets, inside)
+        return _cells_bracket(pts, i, 1, below_max, top_max, spts, home, start, first, offsets, inside, soa, buf)
+    return _cells_bracket(pts, i, 2, below_max, top_max, spts, home, start, first, offsets, inside, soa, buf)
 
 
 @numba.njit(cache=True, inline="never")
 def _grid_distance_rows(
     pts: np.ndarray, metric: int, kmin: int, a: int, b: int, lo: float, below_max: float, top_max: float,
     scale: float, spts: np.ndarray, cell: np.ndarray, start: np.ndarray, offsets: np.ndarray,
-    counts: np.ndarray, out: np.ndarray, first: np.ndarray, bounds: np.ndarray, inside: np.ndarray,
+    counts: np.ndarray, out: np.ndarray, first: np.ndarray, bounds: np.ndarray, inside: np.ndarray, masks: np.ndarray,
+    soa: np.ndarray, buf: np.ndarray,
 ) -> tuple[int, int]:
     """Rows ``a <= i < b`` of :func:`grid_distance_histogram`: (pairs below ``lo``, pairs in ``[lo, hi]``)."""
     last = counts.size - 1
+    words = masks.shape[1]
     below = 0
     m = 0
     first[:] = start[:-1]
     _advance(cell, first, 0, a + kmin - 1)
     for i in range(a, b):
         _advance(cell, first, i + kmin - 1, i + kmin)
-        bl, k = _grid_row_bracket(pts, i, metric, below_max, top_max, spts, cell[i], start, first, offsets, inside)
+        bl, k = _grid_row_bracket(
+            pts, i, metric, below_max, top_max, spts, cell[i], start, first, offsets, inside, soa, buf
+        )
         below += bl
+        if words > 0:
+            masks[i, :] = 0
         for h in range(k):
             dist = np.sqrt(inside[h]) if metric == 1 else inside[h]
-            counts[min(int((dist - lo) * scale), last)] += 1
+            bin_ = min(int((dist - lo) * scale), last)
+            counts[bin_] += 1
+            if words > 0:
+                masks[i, (bin_ >> 6) % words] |= np.uint64(1) << np.uint64(bin_ & 63)
             if m < out.size:
                 out[m] = dist
             m += 1
@@ -902,6 +1158,9 @@ def grid_distance_histogram(
     bounds_t: np.ndarray,
     first_t: np.ndarray,
     inside_t: np.ndarray,
+    masks: np.ndarray,
+    soa: np.ndarray,
+    buf_t: np.ndarray,
 ) -> None:
     """The upper-triangle distances ``d`` (``j - i >= kmin``) of a grid's candidate pairs, around ``[lo, hi]``.
 
@@ -914,7 +1173,10 @@ def grid_distance_histogram(
     sums of squares are compared, ``below_max`` / ``top_max`` the largest with a
     square root below ``lo`` / at most ``hi``; the binned ``d`` is the square root,
     as ``_distance``; other metrics: ``below_max`` is the double before ``lo``,
-    ``top_max = hi``.  ``first_t`` (T, cells) and ``inside_t`` (T, N) are work space.
+    ``top_max = hi``.  ``first_t`` (T, cells) and ``inside_t`` (T, N) are work space.  ``masks`` (N, W)
+    uint64, W a power of 2 (or 0: none): bit ``b % 64`` of word ``(b // 64) % W`` of row ``i`` is set when
+    row ``i`` has a pair in bin ``b`` (a filter of the rows holding a bin's pairs).  ``soa``: ``spts`` by
+    coordinate, (3, N) for three coordinates (else (3, 0)), with ``buf_t`` (T, N) work space.
     """
     n_tasks = counts_t.shape[0]
     n_blocks = blocks.size - 1
@@ -928,6 +1190,7 @@ def grid_distance_histogram(
             bl, m = _grid_distance_rows(
                 pts, metric, kmin, blocks[blk], blocks[blk + 1], lo, below_max, top_max, scale, spts, cell, start,
                 offsets, counts_t[t], out_t[t, min(inside, out_t.shape[1]):], first_t[t], bounds_t[t], inside_t[t],
+                masks, soa, buf_t[t],
             )
             below += bl
             inside += m

@@ -69,7 +69,7 @@ import math
 import warnings
 from types import ModuleType
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, NamedTuple, TypeVar
 
 import numpy as np
 import xarray as xr
@@ -632,12 +632,121 @@ def _random_pairs(n: int, kmin: int, size: int) -> tuple[np.ndarray, np.ndarray]
     """``size`` pairs ``(i, j)``, ``j - i >= kmin``, uniform over those pairs (ordered pairs drawn uniformly, those
     inside the Theiler band redrawn; fixed seed)."""
     rng = np.random.default_rng(0)
-    i, j = np.empty(0, np.int64), np.empty(0, np.int64)
+    dtype = np.int32 if n < 2**31 else np.int64  # int32 draws cost a fifth of int64 ones
+    i, j = np.empty(0, dtype), np.empty(0, dtype)
     while i.size < size:
-        a, b = rng.integers(0, n, (2, 2 * size))
+        a, b = rng.integers(0, n, (2, size + size // 8 + 64), dtype=dtype)
         far = np.abs(a - b) >= kmin
         i, j = np.concatenate((i, np.minimum(a, b)[far])), np.concatenate((j, np.maximum(a, b)[far]))
     return i[:size], j[:size]
+
+
+def _sampled_bracket(kernels: ModuleType, pts: np.ndarray, rank: int, kmin: int, metric: str, upper: int) -> tuple[float, float]:
+    """``[lo, hi]`` around the distance of upper-triangle rank ``rank`` (of ``upper`` pairs ``j - i >= kmin``): the
+    sampled quantiles ``rank / upper +- z sigma`` (:data:`_SAMPLE_Z`) of ``min(`` :data:`_SAMPLE` ``, 16 N)`` random
+    pairs (fixed seed); ``hi`` is the diameter bound past the sample.  The bracket sets only the speed of a search,
+    never its result: it may miss the rank."""
+    n = pts.shape[0]
+    size = min(_SAMPLE, 16 * n, upper)  # ~ the cost of a pass over N rows, no more
+    sample = kernels.pair_distances(pts, *_random_pairs(n, kmin, size), kernels.METRIC_CODES[metric])
+    q, sigma = rank / upper, math.sqrt(max(rank / upper * (1 - rank / upper), 1.0 / size) / size)
+    r_lo, r_hi = math.floor((q - _SAMPLE_Z * sigma) * size), math.ceil((q + _SAMPLE_Z * sigma) * size)
+    picks = [r for r in (r_lo, r_hi) if 0 <= r < size]
+    sample = np.partition(sample, picks) if picks else sample
+    lo = float(sample[r_lo]) if r_lo >= 0 else 0.0
+    hi = float(sample[r_hi]) if r_hi < size else _diameter(pts, _METRICS[metric])
+    return lo, hi
+
+
+class _BracketCount(NamedTuple):
+    """One pass over a grid's candidate pairs around ``[lo, hi]`` (:func:`_count_bracket`).
+
+    ``below`` / ``inside``: upper-triangle pairs with ``d < lo`` / ``lo <= d <= hi``; ``values``: the latter's
+    distances, or None when they did not fit the buffer; ``counts``: their histogram (:data:`_BINS` bins of
+    width ``1 / scale`` from ``lo``); ``low`` / ``high``: their least and greatest; ``masks`` (N, W): the rows
+    holding each bin's pairs, hashed (``grid_distance_histogram``).
+    """
+
+    below: int
+    inside: int
+    values: np.ndarray | None
+    counts: np.ndarray
+    scale: float
+    low: float
+    high: float
+    masks: np.ndarray
+
+
+def _count_bracket(
+    kernels: ModuleType, pts: np.ndarray, grid: Any, blocks: np.ndarray, tasks: int, metric: str, kmin: int,
+    lo: float, hi: float, cap: int, mask_words: int = 0,
+) -> _BracketCount | None:
+    """Count the pairs ``j - i >= kmin`` below ``lo`` and collect (up to ``cap`` per task) those in ``[lo, hi]``, in
+    one pass of ``tasks`` parallel tasks over ``grid``'s row ``blocks``
+    (:func:`netdyn.series._rqa_kernels.grid_distance_histogram`; the grid must hold every pair with ``d <= hi``);
+    None when ``[lo, hi]`` is too narrow to bin.  ``mask_words`` (0 or a power of 2): words per row of the rows'
+    bin filter (``_BracketCount.masks``)."""
+    scale = _BINS / (hi - lo) if hi > lo else 0.0
+    if not math.isfinite(scale):
+        return None
+    code = kernels.METRIC_CODES[metric]
+    if code == 1:
+        below_max = kernels.square_root_bound(lo) if lo > 0 else -1.0
+        top_max = kernels.square_root_bound(float(np.nextafter(hi, np.inf)))
+    else:
+        below_max, top_max = float(np.nextafter(lo, -np.inf)), hi
+    counts_t, out_t = np.empty((tasks, _BINS), np.int64), np.empty((tasks, cap))
+    found_t, bounds_t = np.empty((tasks, 2), np.int64), np.empty((tasks, 2))
+    masks = np.empty((pts.shape[0], mask_words), np.uint64)
+    kernels.grid_distance_histogram(
+        pts, code, kmin, lo, below_max, top_max, scale, grid.spts, grid.cell, grid.start, grid.offsets, blocks,
+        counts_t, out_t, found_t, bounds_t, np.empty((tasks, grid.start.size - 1), np.int64),
+        np.empty((tasks, pts.shape[0])), masks,
+        np.ascontiguousarray(grid.spts.T) if pts.shape[1] == 3 else np.empty((3, 0)), np.empty((tasks, pts.shape[0])),
+    )
+    fits = bool(np.all(found_t[:, 1] <= cap))
+    values = np.concatenate([out_t[t, : found_t[t, 1]] for t in range(tasks)]) if fits else None
+    return _BracketCount(int(found_t[:, 0].sum()), int(found_t[:, 1].sum()), values, counts_t.sum(axis=0), scale,
+                         float(bounds_t[:, 0].min()), float(bounds_t[:, 1].max()), masks)
+
+
+def _select(found: _BracketCount, lo: float, r: int) -> float:
+    """The value of rank ``r`` among ``found.values``: partitioned within its histogram bin only (the bins are the
+    kernel's, ``min(int((d - lo) scale), bins - 1)``, recomputed with the same arithmetic)."""
+    cum = np.cumsum(found.counts)
+    b = int(np.searchsorted(cum, r, "right"))
+    r -= int(cum[b - 1]) if b > 0 else 0
+    bins = np.minimum(((found.values - lo) * found.scale).astype(np.int64), found.counts.size - 1)
+    return float(np.partition(found.values[bins == b], r)[r])
+
+
+def _rank_bin(found: _BracketCount, lo: float, hi: float, r: int) -> tuple[float, float]:
+    """The histogram bin of ``found``'s value of rank ``r``, as ``[b_lo, b_hi]`` within the values' range (a little
+    wide, for the rounding of the bin edges)."""
+    b = int(np.searchsorted(np.cumsum(found.counts), r, "right"))
+    pad = (hi - lo) * 2.0**-40
+    return max(found.low, lo + b / found.scale - pad), min(found.high, lo + (b + 1) / found.scale + pad)
+
+
+def _grid_tasks(n: int) -> int:
+    """Parallel tasks of the grid kernels: one per numba thread, at most one per 64 rows."""
+    import numba
+
+    return max(1, min(numba.get_num_threads(), n // 64))
+
+
+def _upper_rank(n: int, rank: int, theiler: int) -> tuple[int, int, int] | None:
+    """The full-matrix rank ``rank`` as a rank among the ``upper`` pairs ``j - i >= kmin``: ``(rank, upper, kmin)``;
+    None when it falls on the LOI's zeros (``theiler == 0``).
+
+    The ``T`` values are the LOI's N zeros (``theiler == 0`` only), which sort first, then every upper-triangle
+    distance twice, so full rank ``r`` is the upper-triangle rank ``(r - zeros) // 2``.
+    """
+    zeros = n if theiler == 0 else 0
+    if rank < zeros:
+        return None
+    kmin = max(theiler, 1)
+    return (rank - zeros) // 2, (n - kmin) * (n - kmin + 1) // 2, kmin
 
 
 def _threshold_grid(kernels: ModuleType, pts: np.ndarray, rank: int, metric: str, theiler: int, force: bool) -> float | None:
@@ -645,78 +754,145 @@ def _threshold_grid(kernels: ModuleType, pts: np.ndarray, rank: int, metric: str
     (:func:`_grid_pays`, unless ``force``), the Theiler window leaves fewer than half the pairs, or the bracket
     cannot be narrowed (distances too close to bin).
 
-    The distance of upper-triangle rank ``r`` is bracketed by ``[lo, hi]`` from the distances of
-    ``min(`` :data:`_SAMPLE` ``, 16 N)`` random pairs (the sampled quantiles ``r / T_u +- z sigma``, :data:`_SAMPLE_Z`, a fixed seed:
-    the bracket only sets the speed, never the result).  A grid holding every pair with ``d <= hi`` then counts
-    the pairs below ``lo`` and collects those in ``[lo, hi]`` (one pass, usually; a bracket holding more than
-    :data:`_GRID_VALUES` is narrowed to the histogram bin of the rank, one more pass; a bracket that misses
-    the rank is moved).  The value is that rank's distance among all pairs, exactly.
+    The distance of upper-triangle rank ``r`` is bracketed by ``[lo, hi]`` (:func:`_sampled_bracket`).  A grid
+    holding every pair with ``d <= hi`` then counts the pairs below ``lo`` and collects those in ``[lo, hi]``
+    (:func:`_count_bracket`; one pass, usually; a bracket holding more than :data:`_GRID_VALUES` is narrowed to
+    the histogram bin of the rank, one more pass; a bracket that misses the rank is moved).  The value is that
+    rank's distance among all pairs, exactly.
     """
-    import numba
-
     n = pts.shape[0]
-    zeros = n if theiler == 0 else 0
-    if rank < zeros:
+    upper_rank = _upper_rank(n, rank, theiler)
+    if upper_rank is None:
         return 0.0
-    rank = (rank - zeros) // 2
-    kmin = max(theiler, 1)
-    code = kernels.METRIC_CODES[metric]
-    upper = (n - kmin) * (n - kmin + 1) // 2
+    rank, upper, kmin = upper_rank
     pts = np.ascontiguousarray(pts)
     if 4 * upper < n * n:  # a Theiler window over half the series: random pairs would mostly be redrawn
         return None
-    size = min(_SAMPLE, 16 * n, upper)  # ~ the cost of a pass over N rows, no more
-    sample = np.sort(kernels.pair_distances(pts, *_random_pairs(n, kmin, size), code))
-    q, sigma = rank / upper, math.sqrt(max(rank / upper * (1 - rank / upper), 1.0 / size) / size)
-    r_lo, r_hi = math.floor((q - _SAMPLE_Z * sigma) * size), math.ceil((q + _SAMPLE_Z * sigma) * size)
-    lo = float(sample[r_lo]) if r_lo >= 0 else 0.0
+    lo, hi = _sampled_bracket(kernels, pts, rank, kmin, metric, upper)
     diameter = _diameter(pts, _METRICS[metric])
-    hi = float(sample[r_hi]) if r_hi < size else diameter
     grid, grid_hi = None, -1.0
-    tasks = max(1, min(numba.get_num_threads(), n // 64))
+    tasks = _grid_tasks(n)
     cap = min(_GRID_VALUES, upper) // tasks + 1
-    counts_t, out_t = np.empty((tasks, _BINS), np.int64), np.empty((tasks, cap))
-    found_t, bounds_t, inside_t = np.empty((tasks, 2), np.int64), np.empty((tasks, 2)), np.empty((tasks, n))
     while True:
         if hi > grid_hi:
             grid = _grid(kernels, pts, float(np.nextafter(hi, np.inf)), metric)
             if not force and not _grid_pays(grid, n):
                 return None
-            grid_hi, first_t = hi, np.empty((tasks, grid.start.size - 1), np.int64)
+            grid_hi = hi
             blocks = _row_blocks(grid, min(_GRID_BLOCKS_PER_TASK * tasks, max(1, n // 64)))
-        scale = _BINS / (hi - lo) if hi > lo else 0.0
-        if not math.isfinite(scale):
+        found = _count_bracket(kernels, pts, grid, blocks, tasks, metric, kmin, lo, hi, cap)
+        if found is None:
             return None
-        if code == 1:
-            below_max = kernels.square_root_bound(lo) if lo > 0 else -1.0
-            top_max = kernels.square_root_bound(float(np.nextafter(hi, np.inf)))
-        else:
-            below_max, top_max = float(np.nextafter(lo, -np.inf)), hi
-        kernels.grid_distance_histogram(
-            pts, code, kmin, lo, below_max, top_max, scale, grid.spts, grid.cell, grid.start,
-            grid.offsets, blocks, counts_t, out_t, found_t, bounds_t, first_t, inside_t,
-        )
-        below, inside = int(found_t[:, 0].sum()), int(found_t[:, 1].sum())
-        r = rank - below
+        r = rank - found.below
         if r < 0:  # the rank lies below the bracket
             lo, hi = 0.0, float(np.nextafter(lo, -np.inf))
-        elif r >= inside:  # above it
+        elif r >= found.inside:  # above it
             if hi >= diameter:
                 return None
             lo, hi = float(np.nextafter(hi, np.inf)), min(2 * hi if hi > 0 else diameter * 2.0**-20, diameter)
-        elif np.all(found_t[:, 1] <= cap):
-            values = np.concatenate([out_t[t, : found_t[t, 1]] for t in range(tasks)])
-            return float(np.partition(values, r)[r])
+        elif found.values is not None:
+            return _select(found, lo, r)
         else:  # too many values: keep the bin holding the rank, within the values' range
-            low, high = float(bounds_t[:, 0].min()), float(bounds_t[:, 1].max())
-            if low == high:
-                return low
-            b = int(np.searchsorted(np.cumsum(counts_t.sum(axis=0)), r, "right"))
-            pad = (hi - lo) * 2.0**-40  # rounding of the bin edges: a bracket a little wide is harmless
-            new = max(low, lo + b / scale - pad), min(high, lo + (b + 1) / scale + pad)
-            if new == (lo, hi):
+            if found.low == found.high:
+                return found.low
+            b_lo, b_hi = _rank_bin(found, lo, hi, r)
+            if (b_lo, b_hi) == (lo, hi):
                 return None
-            lo, hi = new
+            lo, hi = b_lo, b_hi
+
+
+def _bin_start(lo: float, hi: float, scale: float, b: int) -> float:
+    """The least distance in ``[lo, hi]`` that ``grid_distance_histogram`` bins at ``b`` or above
+    (``int((d - lo) scale) >= b``, monotone in ``d``; ``b >= 1`` found by bisection over the doubles' bit patterns,
+    which order the non-negative doubles); ``lo`` for ``b = 0``."""
+    if b <= 0:
+        return lo
+    low, high = int(np.float64(lo).view(np.int64)), int(np.float64(hi).view(np.int64))  # f(lo) < b <= f(hi)
+    while high - low > 1:
+        mid = (low + high) // 2
+        if int((float(np.int64(mid).view(np.float64)) - lo) * scale) >= b:
+            high = mid
+        else:
+            low = mid
+    return float(np.int64(high).view(np.float64))
+
+
+_MASK_WORDS = 8
+"""Words per row of the rows' bin filter of the fixed-rate grid RQA (64 bytes per point): a row collects the pairs
+of the rank's bin only when its bit is set (~1 / 512 of a row's bracket pairs share it)."""
+_NEAR_VALUES = 1 << 18
+"""Most pairs the fixed-rate grid RQA holds between a histogram bin's edges (:func:`_rqa_rate_grid`; 6 MiB per task)."""
+
+
+def _rqa_rate_grid(
+    kernels: ModuleType, pts: np.ndarray, rate: float, metric: str, theiler: int, l_min: int, v_min: int, force: bool
+) -> RQAResult | None:
+    """:func:`rqa` at the threshold of ``recurrence_rate = rate`` (:func:`recurrence_threshold`) on the grid, with
+    one counting pass, the same result exactly; None where the search cannot take this road (the caller then finds
+    the threshold by :func:`recurrence_threshold` first).
+
+    The bracket ``[lo, hi]`` of the rank (:func:`_sampled_bracket`) is counted once (:func:`_count_bracket`) on a
+    grid for ``hi``, which then serves the RQA pass too (every threshold ``<= hi``).  When the bracket's
+    distances fit the buffer, the rank's distance ``eps`` is selected among them and the RQA pass runs at ``eps``.
+    Otherwise (long series: the bracket holds ~ N^2 / sqrt(sample) pairs) the pass's histogram gives the bin
+    ``[b_lo, b_hi]`` of the rank, holding few pairs; the RQA pass runs at ``b_lo`` and collects the pairs of the
+    bin (:func:`netdyn.series._rqa_kernels.grid_line_histograms_near`), among which ``eps`` is selected; the pairs
+    with ``b_lo <= d < eps`` are then added to the matrix, each of their lines walked and counted
+    (:func:`netdyn.series._rqa_kernels.add_recurrences`).  None when: the rank falls on exact coincidences
+    (``eps = 0``), the grid does not pay (unless ``force``), the Theiler window leaves fewer than half the pairs,
+    the sampled bracket misses the rank, or the bin holds more than :data:`_NEAR_VALUES` pairs.
+    """
+    n = pts.shape[0]
+    upper_rank = _upper_rank(n, int(rate * (pairs_outside(n, theiler=theiler) - 1)), theiler)
+    if upper_rank is None:
+        return None
+    rank, upper, kmin = upper_rank
+    if 4 * upper < n * n:
+        return None
+    pts = np.ascontiguousarray(pts)
+    lo, hi = _sampled_bracket(kernels, pts, rank, kmin, metric, upper)
+    grid = _grid(kernels, pts, float(np.nextafter(hi, np.inf)), metric)
+    if not force and not _grid_pays(grid, n):
+        return None
+    tasks = _grid_tasks(n)
+    blocks = _row_blocks(grid, min(_GRID_BLOCKS_PER_TASK * tasks, max(1, n // 64)))
+    found = _count_bracket(kernels, pts, grid, blocks, tasks, metric, kmin, lo, hi, min(_GRID_VALUES, upper) // tasks + 1,
+                           _MASK_WORDS)
+    if found is None or not 0 <= rank - found.below < found.inside:
+        return None
+    r = rank - found.below
+    if found.values is not None or found.low == found.high:
+        eps = _select(found, lo, r) if found.values is not None else found.low
+        if eps <= 0:
+            return None
+        count, diag, vert = _line_histograms_grid(kernels, pts, eps, metric, theiler, grid)
+        return _rqa_result(n, count, diag, vert, eps, metric, theiler, l_min, v_min)
+    cum = np.cumsum(found.counts)
+    b = int(np.searchsorted(cum, r, "right"))
+    below_bin = found.below + (int(cum[b - 1]) if b > 0 else 0)
+    in_bin = int(found.counts[b])
+    b_lo = _bin_start(lo, hi, found.scale, b)
+    b_hi = float(np.nextafter(_bin_start(lo, hi, found.scale, b + 1), -np.inf)) if b + 1 < found.counts.size else hi
+    if b_lo <= 0 or in_bin > _NEAR_VALUES:
+        return None
+    words = found.masks.shape[1]
+    rows = (found.masks[:, (b >> 6) % words] >> np.uint64(b & 63)) & np.uint64(1) == 1
+    count, diag, vert, near = _line_histograms_grid_near(kernels, pts, b_lo, b_hi, metric, theiler, grid, in_bin + 1, rows)
+    # exactly the bin's pairs, below them the pairs of the bins before: else (never seen) leave it to the search
+    if near is None or near.shape[0] != in_bin or (count - (n if theiler == 0 else 0)) // 2 != below_bin:
+        return None
+    r = rank - below_bin
+    code = kernels.METRIC_CODES[metric]
+    dist = np.sqrt(near[:, 2]) if code == 1 else near[:, 2]
+    eps = float(np.partition(dist, r)[r])
+    new = near[dist < eps, :2].astype(np.int64)
+    i, j = new[:, 0], new[:, 1]
+    by_diag = np.stack((j - i, i), axis=1)[np.lexsort((i, j - i))]
+    col, row = np.concatenate((j, i)), np.concatenate((i, j))
+    by_col = np.stack((col, row), axis=1)[np.lexsort((row, col))]
+    s_lo, s_eps = (kernels.square_root_bound(b_lo), kernels.square_root_bound(eps)) if code == 1 else (b_lo, eps)
+    kernels.add_recurrences(pts, b_lo, s_lo, eps, s_eps, code, theiler, by_diag, by_col, diag, vert)
+    return _rqa_result(n, count + 2 * new.shape[0], diag, vert, eps, metric, theiler, l_min, v_min)
 
 
 def _resolve_threshold(
@@ -1035,6 +1211,15 @@ def rqa(
     (``_rqa_kernels.grid_line_histograms``).  Memory ``O(N)`` (about 50 N bytes
     per thread plus ``(8 d + 24) N`` for the grid); time ``O(candidates)``.
 
+    Fixed recurrence rate on the grid: one pass counts the pairs around a sampled
+    bracket of the threshold, then the RQA pass runs on the same grid, at the
+    exact threshold when the bracket's distances fit a buffer, else at the lower
+    edge of the threshold's histogram bin, collecting that bin's few pairs and
+    adding those below the exact threshold afterwards (each of their lines
+    walked): the matrix and measures of the exact threshold, for about 1.4-1.6x
+    the time of the RQA at that threshold (``benchmarks/rqa_speed_test.py``) and
+    about 100 N bytes more.
+
     References
     ----------
     N. Marwan, M. C. Romano, M. Thiel, J. Kurths, Phys. Rep. 438, 237 (2007).
@@ -1063,6 +1248,10 @@ def rqa(
         raise ValueError(f"{caller}: expected a non-constant series, got a constant one")
     if pairs_outside(pts.shape[0], theiler=spec.theiler) == 0:
         raise ValueError(f"{caller}: expected theiler < N = {pts.shape[0]}, got {spec.theiler}")
+    if spec.threshold is None and kernels is not None and (engine == "grid" or (engine == "auto" and pts.shape[0] >= _GRID_MIN)):
+        found = _rqa_rate_grid(kernels, pts, spec.recurrence_rate, spec.metric, spec.theiler, l_min, v_min, engine == "grid")
+        if found is not None:
+            return found
     eps = _resolve_threshold(pts, spec, block_size, caller, engine)
     return _rqa_points(pts, eps, spec.metric, spec.theiler, l_min, v_min, block_size, kernels, engine)
 
@@ -1159,6 +1348,26 @@ _GRID_BLOCKS_PER_TASK = 8
 """Row blocks per parallel task: more than one, so that a task delayed by another process costs little."""
 
 
+def _grid_work(n: int, grid: Any) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Row blocks of ``grid`` for the grid line kernels, and their work arrays ``diag_t``, ``vert_t``, ``dstate_t``,
+    ``cstate_t``, ``hits_t``, ``first_t``, ``upper_t`` (one row per parallel task: :func:`_grid_tasks`)."""
+    tasks = _grid_tasks(n)
+    blocks = _row_blocks(grid, min(_GRID_BLOCKS_PER_TASK * tasks, max(1, n // 64)))
+    state = np.int32 if n < 2**31 - 8 else np.int64
+    return blocks, [
+        np.empty((tasks, n + 1), np.int64), np.empty((tasks, n + 1), np.int64), np.empty((tasks, n, 2), state),
+        np.empty((tasks, n, 2), state), np.empty((tasks, n), np.int64), np.empty((tasks, grid.start.size - 1), np.int64),
+        np.empty(tasks, np.int64),
+    ]
+
+
+def _grid_merged(n: int, theiler: int, work: list[np.ndarray]) -> tuple[int, np.ndarray, np.ndarray]:
+    """(recurrent pairs, diagonal histogram, vertical histogram) from the tasks' rows of :func:`_grid_work`'s arrays."""
+    diag, vert = work[0].sum(axis=0), work[1].sum(axis=0)
+    diag[0] = vert[0] = 0
+    return 2 * int(work[6].sum()) + (n if theiler == 0 else 0), diag, vert
+
+
 def _line_histograms_grid(
     kernels: ModuleType, pts: np.ndarray, eps: float, metric: str, theiler: int, grid: Any
 ) -> tuple[int, np.ndarray, np.ndarray]:
@@ -1167,25 +1376,42 @@ def _line_histograms_grid(
     One parallel task per numba thread; work arrays allocated here: about ``40 N`` bytes per task, plus 8 per grid
     cell (at most ``4 N`` cells), besides the grid's ``(8 d + 24) N``.
     """
-    import numba
-
     n = pts.shape[0]
     pts = np.ascontiguousarray(pts)
-    tasks = max(1, min(numba.get_num_threads(), n // 64))
-    blocks = _row_blocks(grid, min(_GRID_BLOCKS_PER_TASK * tasks, max(1, n // 64)))
     code = kernels.METRIC_CODES[metric]
     s_max = kernels.square_root_bound(eps) if code == 1 else eps
-    state = np.int32 if n < 2**31 - 8 else np.int64
-    diag_t, vert_t = np.empty((tasks, n + 1), np.int64), np.empty((tasks, n + 1), np.int64)
-    upper = np.empty(tasks, np.int64)
+    blocks, work = _grid_work(n, grid)
     kernels.grid_line_histograms(
-        pts, eps, s_max, code, theiler, grid.spts, grid.sidx, grid.cell, grid.start, grid.offsets, blocks, diag_t,
-        vert_t, np.empty((tasks, n, 2), state), np.empty((tasks, n, 2), state), np.empty((tasks, n), np.int64),
-        np.empty((tasks, grid.start.size - 1), np.int64), upper,
+        pts, eps, s_max, code, theiler, grid.spts, grid.sidx, grid.cell, grid.start, grid.offsets, blocks, *work,
     )
-    diag, vert = diag_t.sum(axis=0), vert_t.sum(axis=0)
-    diag[0] = vert[0] = 0
-    return 2 * int(upper.sum()) + (n if theiler == 0 else 0), diag, vert
+    return _grid_merged(n, theiler, work)
+
+
+def _line_histograms_grid_near(
+    kernels: ModuleType, pts: np.ndarray, eps: float, top: float, metric: str, theiler: int, grid: Any, cap: int,
+    rows: np.ndarray,
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`_line_histograms_grid` at ``eps``, and the pairs ``j - i >= max(theiler, 1)`` with ``eps <= d <= top``
+    of the rows ``i`` with ``rows[i]`` (bool, N) as rows ``(i, j, raw distance)`` (Euclidean: the sum of squares),
+    or None when a task found more than ``cap``
+    (:func:`netdyn.series._rqa_kernels.grid_line_histograms_near`; ``grid`` must hold every pair with ``d <= top``).
+
+    Memory: :func:`_line_histograms_grid`'s, plus ``16 N + 24 cap`` bytes per task.
+    """
+    n = pts.shape[0]
+    code = kernels.METRIC_CODES[metric]
+    s_max = kernels.square_root_bound(eps) if code == 1 else eps
+    s_top = kernels.square_root_bound(float(np.nextafter(top, np.inf))) if code == 1 else top
+    blocks, work = _grid_work(n, grid)
+    tasks = work[6].size
+    near_t, n_near = np.empty((tasks, cap, 3)), np.empty(tasks, np.int64)
+    kernels.grid_line_histograms_near(
+        pts, eps, s_max, s_top, code, theiler, grid.spts, grid.sidx, grid.cell, grid.start, grid.offsets, blocks,
+        *work, np.empty((tasks, n), np.int64), np.empty((tasks, n)), near_t, n_near,
+        np.ascontiguousarray(rows, dtype=np.bool_),
+    )
+    near = np.concatenate([near_t[t, : n_near[t]] for t in range(tasks)]) if np.all(n_near <= cap) else None
+    return (*_grid_merged(n, theiler, work), near)
 
 
 def _rqa_points(
@@ -1201,6 +1427,13 @@ def _rqa_points(
         count, diag, vert = _line_histograms_grid(kernels, pts, eps, metric, theiler, grid)
     else:
         count, diag, vert = _line_histograms_kernels(kernels, pts, eps, metric, theiler)
+    return _rqa_result(n, count, diag, vert, eps, metric, theiler, l_min, v_min)
+
+
+def _rqa_result(
+    n: int, count: int, diag: np.ndarray, vert: np.ndarray, eps: float, metric: str, theiler: int, l_min: int, v_min: int
+) -> RQAResult:
+    """The :class:`RQAResult` of ``count`` recurrent pairs and the line histograms of ``n`` points."""
     det, mean_l, lmax, entr = line_measures(diag, l_min=l_min)
     lam, tt, vmax, _ = line_measures(vert, l_min=v_min)
     return RQAResult(
