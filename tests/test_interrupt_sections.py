@@ -215,3 +215,35 @@ def test_an_interrupt_while_the_file_is_created_marks_it_interrupted(tmp_path, m
     with open_trajectory(path) as disk:
         assert disk.sizes["step"] == 0 and disk.attrs["interrupted_at"] == 4 == int(disk["final_step"])
         np.testing.assert_array_equal(disk["final_state"], quadratic().initial_state(3).numpy())
+
+
+def test_an_interrupt_while_the_progress_bar_redraws_leaves_its_lock_free(tmp_path, monkeypatch):
+    """tqdm's refresh takes its lock and draws without try/finally: an interrupt raised while it
+    draws leaked the lock (a tqdm whose close() joins its monitor thread then deadlocks on it)."""
+    import netdyn.orbits.trajectory as trajectory
+
+    drawn = []
+
+    class Bar(trajectory.tqdm):
+        def display(self, *args, **kwargs):
+            drawn.append(1)
+            if len(drawn) == 2:  # the first redraw after the one of the constructor
+                signal.raise_signal(signal.SIGINT)
+            return super().display(*args, **kwargs)
+
+    monkeypatch.setattr(trajectory, "tqdm", Bar)
+    with pytest.raises(KeyboardInterrupt):
+        run(quadratic(), quadratic().initial_state(3), 10**7, path=tmp_path / "bar.nc", flush_every=1000,
+            progress=True)
+    assert len(drawn) >= 2
+    thread_lock, free = type(Bar.get_lock()).th_lock, []
+
+    def other_thread():  # what tqdm's monitor thread does every 10 s
+        if thread_lock.acquire(timeout=2):
+            thread_lock.release()
+            free.append(True)
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join()
+    assert free == [True]

@@ -335,7 +335,8 @@ def _run_orbit(
                     break
                 raise
             loop.add(t, cursor, x_next, metrics, (t - t0) % record_every == 0, selection, param_dim, has_metrics)
-            bar.update(1)
+            with critical_section():  # tqdm's refresh takes its lock without try/finally: an interrupt there
+                bar.update(1)  # leaks it (a tqdm whose close() joins its monitor thread then deadlocks)
             if loop.block_done():
                 replay()
                 if loop.stopped:
