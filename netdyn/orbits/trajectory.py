@@ -169,6 +169,11 @@ def run(
     last completed step, ``complete = 0`` and the attribute ``interrupted_at`` (that
     step), then the exception propagates.  If another process holds the file open,
     rows that cannot be appended go to a side file (see :mod:`netdyn.io.storage`).
+    While it streams, SIGINT or SIGTERM arriving during a write to the file (or while a
+    step's row and state are stored) takes effect when that write ends, milliseconds
+    later: the file is never left half written and the signal is never lost (netCDF4's
+    compiled code can swallow an exception raised inside it; see
+    :mod:`netdyn._core.signals`).  Outside those moments the signal acts at once.
 
     Batches: with ``x0`` of shape ``(n, dim)``, or a parameter batch (``map_.members``
     not None; ``x0`` None, one state ``(dim,)`` shared by the members, or
