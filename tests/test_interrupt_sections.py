@@ -2,12 +2,13 @@
 
 The bug these guard against: ``netdyn train`` sometimes ignored Ctrl-C / SIGTERM and ran on
 (the CLI signal tests timed out after 120 s on a loaded machine).  A ``KeyboardInterrupt``
-raised while netCDF4 (1.7.5) opens the trajectory file to append a block can be swallowed by
-its compiled code (``Dataset.__init__`` -> ``_get_vars``): the constructor returns normally,
-the interrupt is gone and the run goes on for its million steps.  Seen by delivering SIGINT at
-random moments inside ``netCDF4.Dataset(path, "a")`` (a few per thousand opens) and, in
-``netdyn train``, as a run still training 25 s after a Ctrl-C whose handler fired inside
-``TrajectoryWriter._write`` -> ``netCDF4.Dataset`` -> ``_get_vars``.
+raised while netCDF4 (1.7.5) opens the trajectory file to append a block, or writes a
+variable of it, can be swallowed by its compiled code: the call returns normally, the
+interrupt is gone and the run goes on for its million steps.  Seen in ``netdyn train`` run
+in-process with SIGINT at random moments: runs still training 8-25 s after a Ctrl-C whose
+handler had fired inside ``TrajectoryWriter._write`` -> ``netCDF4.Dataset(path, "a")``
+(``_get_vars``) or -> ``nc[name][...] = rows``; and with ``netCDF4.Dataset(path, "a")``
+alone, which returned an open file although the handler had raised inside it.
 
 Now SIGINT/SIGTERM that arrive during a file write (or while a step's row and state are being
 committed) wait for the end of that critical section and are acted on there.  The tests below

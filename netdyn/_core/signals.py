@@ -10,8 +10,9 @@ line tells them apart by type (exit status 130 for SIGINT, 143 for SIGTERM).
 Critical sections
 -----------------
 An exception must not be raised inside some code: a netCDF/HDF5 call (netCDF4's compiled
-code can swallow a ``KeyboardInterrupt`` raised while it opens a file, so the interrupt is
-lost and the run goes on; one landing mid-write leaves a half-written block), or the
+code can swallow a ``KeyboardInterrupt`` raised while it opens a file or writes a variable,
+so the interrupt is lost and the run goes on; one landing mid-write leaves a half-written
+block), or the
 few statements that add a row and advance the state together.  Inside
 :func:`holding_signals` (a streaming :func:`netdyn.run`), SIGINT and SIGTERM that arrive
 during a :class:`critical_section` wait until the outermost section ends, and then do

@@ -340,8 +340,9 @@ class TrajectoryWriter:
         ``diverged`` and the attributes to set at the end.  False when the file is locked.
 
         A critical section (:mod:`netdyn._core.signals`): netCDF4 can swallow a
-        ``KeyboardInterrupt`` raised while it opens the file, and one raised mid-write
-        would leave the block half written, so a signal waits until the file is closed."""
+        ``KeyboardInterrupt`` raised while it opens the file or writes a variable, and one
+        raised mid-write would leave the block half written, so a signal waits until the
+        file is closed."""
         with critical_section():
             return self._write_now(final_state, final_step, flags)
 
