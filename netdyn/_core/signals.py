@@ -6,6 +6,19 @@ scheduler ending a job) kills the process without unwinding.  Inside
 subclass of ``KeyboardInterrupt``: code that already flushes and re-raises on
 ``KeyboardInterrupt`` (``netdyn.run(..., path=)``) handles both, and the command
 line tells them apart by type (exit status 130 for SIGINT, 143 for SIGTERM).
+
+Critical sections
+-----------------
+An exception must not be raised inside some code: a netCDF/HDF5 call (netCDF4's compiled
+code can swallow a ``KeyboardInterrupt`` raised while it opens a file or writes a variable,
+so the interrupt is lost and the run goes on; one landing mid-write leaves a half-written
+block), or the
+few statements that add a row and advance the state together.  Inside
+:func:`holding_signals` (a streaming :func:`netdyn.run`), SIGINT and SIGTERM that arrive
+during a :class:`critical_section` wait until the outermost section ends, and then do
+exactly what their previous handler would have done (raise ``KeyboardInterrupt`` or
+:class:`Terminated`, call the user's handler, or end the process for a default
+SIGTERM).  Outside a section they act at once, as before.
 """
 from __future__ import annotations
 
@@ -14,8 +27,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
-__all__ = ["Terminated", "terminate_as_exception", "exit_status"]
+__all__ = ["Terminated", "terminate_as_exception", "exit_status", "holding_signals", "critical_section"]
+
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Terminated(KeyboardInterrupt):
@@ -50,3 +66,115 @@ def exit_status(interrupt: KeyboardInterrupt) -> int:
     ``KeyboardInterrupt``.
     """
     return 128 + (signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT)
+
+
+class _Holder:
+    """The state shared by :func:`holding_signals` and :class:`critical_section`: the
+    handlers replaced (``previous``), how many ``holding_signals`` are open (``users``),
+    the section depth and the first signal that arrived inside a section (``pending``)."""
+
+    def __init__(self) -> None:
+        self.previous: dict[int, Any] = {}
+        self.users = 0
+        self.depth = 0
+        self.pending: int | None = None
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        """The handler installed by :func:`holding_signals`."""
+        if self.depth:
+            if self.pending is None:
+                self.pending = signum
+            return
+        self.pending = None  # acting now: an earlier held signal is this same interruption
+        self.act(signum, frame)
+
+    def act(self, signum: int, frame: FrameType | None) -> None:
+        """Do what the handler replaced for ``signum`` does."""
+        previous = self.previous.get(signum, signal.SIG_DFL)
+        if callable(previous):
+            previous(signum, frame)  # SIGINT: signal.default_int_handler raises KeyboardInterrupt
+        elif previous == signal.SIG_DFL:
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)  # e.g. a default SIGTERM ends the process, now
+        # SIG_IGN: nothing
+
+
+_HOLDER = _Holder()
+
+
+@contextmanager
+def holding_signals() -> Iterator[None]:
+    """While inside, SIGINT and SIGTERM that arrive in a :class:`critical_section` wait for its end.
+
+    Installs a handler for both signals that acts as the handler it replaced, except
+    inside a critical section, where it remembers the (first) signal and lets the
+    section finish.  Nests; the replaced handlers are restored when the outermost
+    block exits (unless someone replaced ours since; a copy of ours that is restored
+    later still acts as the handler it replaced).  Outside the main thread (where
+    Python cannot install signal handlers, and runs none) this does nothing.  A signal
+    whose handler was not set from Python (``signal.getsignal`` gives None) is left alone.
+
+    Examples
+    --------
+    >>> import signal
+    >>> from netdyn._core.signals import critical_section, holding_signals
+    >>> caught = []
+    >>> with holding_signals():
+    ...     try:
+    ...         with critical_section():
+    ...             signal.raise_signal(signal.SIGINT)  # Ctrl-C in the middle of a write
+    ...             caught.append("the section finished")
+    ...     except KeyboardInterrupt:
+    ...         caught.append("then KeyboardInterrupt")
+    >>> caught
+    ['the section finished', 'then KeyboardInterrupt']
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    holder = _HOLDER
+    if not holder.users:
+        holder.pending = None
+        for signum in HELD_SIGNALS:
+            current = signal.getsignal(signum)
+            if current is not None and current != holder.handle:
+                holder.previous[signum] = current
+                signal.signal(signum, holder.handle)
+    holder.users += 1
+    try:
+        yield
+    finally:
+        holder.users -= 1
+        if not holder.users:
+            # the replaced handlers stay remembered: ours, left in place by a signal acted on
+            # during this loop or restored later by someone who saved it, acts as the one it replaced
+            for signum, previous in list(holder.previous.items()):
+                if signal.getsignal(signum) == holder.handle:
+                    signal.signal(signum, previous)
+
+
+class critical_section:
+    """Code that no exception may cut: SIGINT/SIGTERM wait until the outermost section ends.
+
+    Takes effect inside :func:`holding_signals` (elsewhere it only counts its depth).
+    At the end of the outermost section a signal that arrived during it is acted on
+    (e.g. ``KeyboardInterrupt`` is raised from the ``with`` statement), after the
+    section's own exception, if any, which it then replaces.  Only the main thread
+    counts (Python runs signal handlers there only).  Cheap: no system call.
+    """
+
+    __slots__ = ("counted",)
+
+    def __enter__(self) -> None:
+        self.counted = threading.current_thread() is threading.main_thread()
+        if self.counted:
+            _HOLDER.depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.counted:
+            return
+        holder = _HOLDER
+        holder.depth -= 1
+        if not holder.depth and holder.pending is not None:
+            signum, holder.pending = holder.pending, None
+            holder.act(signum, None)

@@ -56,6 +56,8 @@ import netCDF4
 import numpy as np
 import xarray as xr
 
+from netdyn._core.signals import critical_section
+
 __all__ = [
     "REQUIRED_VARIABLES",
     "RowBuffer",
@@ -301,7 +303,7 @@ class TrajectoryWriter:
         self._spilled = 0  # rows in them
         n = len(names)
         rows = max(1, min(int(chunk_rows), _CHUNK_BYTES // max(1, n * np.dtype(state_dtype).itemsize)))
-        with netCDF4.Dataset(self.path, "w", format="NETCDF4") as nc:
+        with critical_section(), netCDF4.Dataset(self.path, "w", format="NETCDF4") as nc:
             nc.createDimension("step", None)
             nc.createDimension("param", n)
             nc.createDimension("state_index", len(initial_state))
@@ -335,7 +337,16 @@ class TrajectoryWriter:
 
     def _write(self, final_state: np.ndarray, final_step: int, flags: Mapping[str, Any] | None) -> bool:
         """Append the pending blocks and the state reached; ``flags``: the variable
-        ``diverged`` and the attributes to set at the end.  False when the file is locked."""
+        ``diverged`` and the attributes to set at the end.  False when the file is locked.
+
+        A critical section (:mod:`netdyn._core.signals`): netCDF4 can swallow a
+        ``KeyboardInterrupt`` raised while it opens the file or writes a variable, and one
+        raised mid-write would leave the block half written, so a signal waits until the
+        file is closed."""
+        with critical_section():
+            return self._write_now(final_state, final_step, flags)
+
+    def _write_now(self, final_state: np.ndarray, final_step: int, flags: Mapping[str, Any] | None) -> bool:
         try:
             nc = netCDF4.Dataset(self.path, "a")
         except OSError:
@@ -457,12 +468,13 @@ class TrajectoryWriter:
                         attrs=netcdf_attrs({**attrs, "netdyn_pending": 1, "first_row": first_row}))
         side = f"{self.path}{_PENDING}{first_row}.nc"
         tmp = f"{side}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
-        try:
-            ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4")
-            os.replace(tmp, side)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        with critical_section():  # a signal waits for the side file to be complete (see _write)
+            try:
+                ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4")
+                os.replace(tmp, side)
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
         return side
 
 

@@ -23,6 +23,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from netdyn._core.devices import SYNC_EVERY, host_block, map_device
+from netdyn._core.signals import critical_section, holding_signals
 from netdyn._core.validation import check_int
 from netdyn._version import __version__
 from netdyn.maps.divergence import DivergenceCheck, DivergenceRule, parameter_norms, parameter_norms_on_device
@@ -47,19 +48,28 @@ def _numpy(x: Tensor, dtype: np.dtype) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _closed_on_interrupt(writer: TrajectoryWriter | None, reached: Callable[[], tuple]) -> Iterator[None]:
-    """Around the loop of :func:`run`: on any exception — ``KeyboardInterrupt`` from
-    SIGINT (or SIGTERM turned into one), an error of the map — write every computed
-    row and the state reached to the streamed file, mark it interrupted, re-raise.
+def _closed_on_interrupt(open_writer: Callable[[], TrajectoryWriter | None],
+                         reached: Callable[[], tuple]) -> Iterator[TrajectoryWriter | None]:
+    """Around the loop of :func:`run`: opens the streamed file (``open_writer()``, None
+    without a file) and, on any exception — ``KeyboardInterrupt`` from SIGINT (or SIGTERM
+    turned into one), an error of the map — writes every computed row and the state
+    reached to it, marks it interrupted and re-raises.
 
     ``reached()`` gives ``(rows, state, step)``: the buffered rows, the last state and its step.
+    The file is created and closed in critical sections (:mod:`netdyn._core.signals`): a
+    signal that arrives while it is created is acted on once ``writer`` exists, so that
+    file too is closed as interrupted, and a second Ctrl-C waits until the rows are written.
     """
+    writer = None
     try:
-        yield
+        with critical_section():
+            writer = open_writer()
+        yield writer
     except BaseException:
         if writer is not None:
-            rows, state, step = reached()
-            writer.close(rows, state, step, interrupted_at=step)
+            with critical_section():
+                rows, state, step = reached()
+                writer.close(rows, state, step, interrupted_at=step)
         raise
 
 
@@ -159,6 +169,11 @@ def run(
     last completed step, ``complete = 0`` and the attribute ``interrupted_at`` (that
     step), then the exception propagates.  If another process holds the file open,
     rows that cannot be appended go to a side file (see :mod:`netdyn.io.storage`).
+    While it streams, SIGINT or SIGTERM arriving during a write to the file (or while a
+    step's row and state are stored) takes effect when that write ends, milliseconds
+    later: the file is never left half written and the signal is never lost (netCDF4's
+    compiled code can swallow an exception raised inside it; see
+    :mod:`netdyn._core.signals`).  Outside those moments the signal acts at once.
 
     Batches: with ``x0`` of shape ``(n, dim)``, or a parameter batch (``map_.members``
     not None; ``x0`` None, one state ``(dim,)`` shared by the members, or
@@ -204,6 +219,21 @@ def run(
                              f"got path={os.fspath(path)!r}")
         return _run_batch(map_, steps, batch, record_every=record_every, record=record,
                           eval_every=eval_every, progress=progress, t0=t0, divergence=divergence)
+    if path is not None:
+        parent = os.path.dirname(os.path.abspath(os.fspath(path)))
+        if not os.path.isdir(parent):
+            raise FileNotFoundError(f"run: the directory of path={os.fspath(path)!r} does not exist")
+    with holding_signals() if path is not None else contextlib.nullcontext():  # see _closed_on_interrupt
+        return _run_orbit(map_, x0, steps, record_every=record_every, record=record, path=path,
+                          eval_every=eval_every, flush_every=flush_every, progress=progress, t0=t0,
+                          divergence=divergence)
+
+
+def _run_orbit(
+    map_: Any, x0: Any, steps: int, *, record_every: int, record: Any, path: str | os.PathLike | None,
+    eval_every: int | None, flush_every: int, progress: bool | None, t0: int, divergence: DivergenceRule | None,
+) -> xr.Dataset:
+    """:func:`run` of one orbit (the counts arrive checked, the folder of ``path`` exists)."""
     selection = resolve_record(map_, record=record)
     x = _initial(map_, x0)
     param_dim = param_dim_of(map_)
@@ -224,15 +254,15 @@ def run(
         "complete": 0,
     }
     initial = _numpy(x, dtype)
-    writer = None
-    if path is not None:
-        parent = os.path.dirname(os.path.abspath(os.fspath(path)))
-        if not os.path.isdir(parent):
-            raise FileNotFoundError(f"run: the directory of path={os.fspath(path)!r} does not exist")
-        writer = TrajectoryWriter(
-            path, selection.names, selection.layers, dtype, initial, t0, with_eval, attrs, flush_every
-        )
-    buffer = RowBuffer(min(flush_every, n_records) if writer else n_records, selection.size, dtype, with_eval)
+
+    def open_writer() -> TrajectoryWriter | None:
+        if path is None:
+            return None
+        return TrajectoryWriter(path, selection.names, selection.layers, dtype, initial, t0, with_eval, attrs,
+                                flush_every)
+
+    buffer = RowBuffer(min(flush_every, n_records) if path is not None else n_records, selection.size, dtype,
+                       with_eval)
     step_with_metrics = getattr(map_, "step_with_metric_tensors", None)  # metrics left on the device
     if not callable(step_with_metrics):
         step_with_metrics = getattr(map_, "step_with_metrics", None)
@@ -262,25 +292,30 @@ def run(
                 loop.final_step = max(t - 1, t0)
                 loop.stop()
                 return
+            row = None
             if p.row is not None:
                 row = {"step": t, "state": rows[k], "loss": loss, "grad_norm": grad_norm}
                 if with_eval:  # a host sync per evaluation, intended
                     metrics = map_.evaluate(p.x) if (t - t0) % eval_every == 0 else {}
                     row["test_loss"] = float(metrics.get("test_loss", nan))
                     row["test_accuracy"] = float(metrics.get("test_accuracy", nan))
-                buffer.add(row)
-                k += 1
-                if writer and buffer.full:  # a host copy of the state per write, intended
-                    last, last_step = (p.x_next, t + 1) if finite_next else (p.x, t)
-                    writer.append(buffer.rows(), _numpy(last, dtype), last_step)
-                    buffer.clear()
-            loop.pending.popleft()
-            values = values[1:]
-            if not finite_next:
-                loop.reason, loop.diverged_step, loop.final_step = "non-finite: the state has NaN/inf entries", t + 1, t
-                loop.stop()
-                return
-            loop.previous, loop.x, loop.t_x = p.x, p.x_next, t + 1  # one statement: an interrupt sees all or none
+            # the row, its write and the step's state change together: a signal waits for the end of
+            # the section, so the replay in reached() neither adds this row again nor skips a step
+            with critical_section():
+                if row is not None:
+                    buffer.add(row)
+                    k += 1
+                    if writer and buffer.full:  # a host copy of the state per write, intended
+                        last, last_step = (p.x_next, t + 1) if finite_next else (p.x, t)
+                        writer.append(buffer.rows(), _numpy(last, dtype), last_step)
+                        buffer.clear()
+                loop.pending.popleft()
+                values = values[1:]
+                if not finite_next:
+                    loop.reason, loop.diverged_step, loop.final_step = "non-finite: the state has NaN/inf entries", t + 1, t
+                    loop.stop()
+                    return
+                loop.previous, loop.x, loop.t_x = p.x, p.x_next, t + 1
 
     def reached() -> tuple:
         with contextlib.suppress(Exception):
@@ -288,9 +323,10 @@ def run(
         return buffer.rows(), _numpy(loop.x, dtype), loop.t_x
 
     loop.final_step = t0 + steps
-    with tqdm(total=steps, disable=None if progress is None else not progress, desc=f"run {type(map_).__name__}") as bar, _closed_on_interrupt(
-        writer, reached
-    ):
+    writer = None
+    with _closed_on_interrupt(open_writer, reached) as writer, tqdm(
+        total=steps, disable=None if progress is None else not progress, desc=f"run {type(map_).__name__}"
+    ) as bar:
         cursor = x
         for t in range(t0, t0 + steps):
             try:
@@ -304,7 +340,8 @@ def run(
                     break
                 raise
             loop.add(t, cursor, x_next, metrics, (t - t0) % record_every == 0, selection, param_dim, has_metrics)
-            bar.update(1)
+            with critical_section():  # tqdm's refresh takes its lock without try/finally: an interrupt there
+                bar.update(1)  # leaks it (a tqdm whose close() joins its monitor thread then deadlocks)
             if loop.block_done():
                 replay()
                 if loop.stopped:
@@ -322,7 +359,7 @@ def run(
             f"run: diverged at step {diverged_step} ({reason}); the run stopped, steps before {diverged_step} "
             "are kept",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,  # the caller of run
         )
     diverged = bool(reason)
     final = _numpy(x, dtype)
