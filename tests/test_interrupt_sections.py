@@ -248,3 +248,39 @@ def test_an_interrupt_while_the_progress_bar_redraws_leaves_its_lock_free(tmp_pa
     thread.start()
     thread.join()
     assert free == [True]
+
+
+# ------------------------------------------------------------------ a user's loop: LoopRecorder
+def test_a_recorded_user_loop_gets_the_interrupt_netcdf_would_swallow(tmp_path, monkeypatch):
+    """The recorder's file writes are the same critical sections (one mechanism for run and the
+    user's loop): SIGINT while its second block opens the file, swallowed by netCDF4, still
+    reaches the user's loop as KeyboardInterrupt at that record() call, after the buffered rows
+    are on disk; then the handlers are the user's again."""
+    from netdyn.io.loop_recorder import LoopRecorder
+
+    real, opened = netCDF4.Dataset, []
+
+    def swallowing_dataset(path, mode="r", *args, **kwargs):
+        if mode == "a":
+            opened.append(path)
+            if len(opened) == 2:
+                try:
+                    signal.raise_signal(signal.SIGINT)
+                except KeyboardInterrupt:
+                    pass  # what netCDF4's compiled open did
+        return real(path, mode, *args, **kwargs)
+
+    model = torch.nn.Linear(3, 1).double()
+    recorder = LoopRecorder(model, tmp_path / "loop.nc", sketch=None, flush_every=4)
+    monkeypatch.setattr(storage, "netCDF4", types.SimpleNamespace(Dataset=swallowing_dataset))
+    recorded = 0
+    with pytest.raises(KeyboardInterrupt):
+        for _ in range(100):
+            recorder.record(1.0)
+            recorded += 1
+    monkeypatch.undo()
+    assert recorded == 7  # the 8th row filled the second block; its record() raised after the write
+    recorder.close()
+    with open_trajectory(tmp_path / "loop.nc") as disk:
+        assert disk.sizes["step"] == 8 and disk.attrs["complete"] == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

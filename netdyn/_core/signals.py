@@ -14,7 +14,9 @@ code can swallow a ``KeyboardInterrupt`` raised while it opens a file or writes 
 so the interrupt is lost and the run goes on; one landing mid-write leaves a half-written
 block), or the
 few statements that add a row and advance the state together.  Inside
-:func:`holding_signals` (a streaming :func:`netdyn.run`), SIGINT and SIGTERM that arrive
+:func:`holding_signals` (a streaming :func:`netdyn.run`) or between :func:`hold_signals`
+and :func:`release_signals` (an open :class:`netdyn.io.loop_recorder.LoopRecorder`, whose
+clean-up appends its buffered rows before the signal acts), SIGINT and SIGTERM that arrive
 during a :class:`critical_section` wait until the outermost section ends, and then do
 exactly what their previous handler would have done (raise ``KeyboardInterrupt`` or
 :class:`Terminated`, call the user's handler, or end the process for a default
@@ -24,12 +26,15 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-__all__ = ["Terminated", "terminate_as_exception", "exit_status", "holding_signals", "critical_section"]
+__all__ = [
+    "Terminated", "terminate_as_exception", "exit_status", "hold_signals", "release_signals", "holding_signals",
+    "critical_section",
+]
 
 HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -69,18 +74,20 @@ def exit_status(interrupt: KeyboardInterrupt) -> int:
 
 
 class _Holder:
-    """The state shared by :func:`holding_signals` and :class:`critical_section`: the
-    handlers replaced (``previous``), how many ``holding_signals`` are open (``users``),
-    the section depth and the first signal that arrived inside a section (``pending``)."""
+    """The state shared by :func:`hold_signals` and :class:`critical_section`: the handlers
+    replaced (``previous``), how many holds are open (``users``), the section depth, the
+    first signal that arrived inside a section (``pending``) and the clean-ups to run
+    before a signal is acted on (``cleanups``, in registration order)."""
 
     def __init__(self) -> None:
         self.previous: dict[int, Any] = {}
         self.users = 0
         self.depth = 0
         self.pending: int | None = None
+        self.cleanups: dict[Callable[[bool], None], None] = {}
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
-        """The handler installed by :func:`holding_signals`."""
+        """The handler installed by :func:`hold_signals`."""
         if self.depth:
             if self.pending is None:
                 self.pending = signum
@@ -89,17 +96,75 @@ class _Holder:
         self.act(signum, frame)
 
     def act(self, signum: int, frame: FrameType | None) -> None:
-        """Do what the handler replaced for ``signum`` does."""
+        """Run the clean-ups, then do what the handler replaced for ``signum`` does."""
         previous = self.previous.get(signum, signal.SIG_DFL)
-        if callable(previous):
-            previous(signum, frame)  # SIGINT: signal.default_int_handler raises KeyboardInterrupt
-        elif previous == signal.SIG_DFL:
-            signal.signal(signum, signal.SIG_DFL)
-            signal.raise_signal(signum)  # e.g. a default SIGTERM ends the process, now
-        # SIG_IGN: nothing
+        try:
+            for cleanup in list(self.cleanups):
+                cleanup(previous == signal.SIG_DFL)  # True: the process ends without unwinding
+        finally:  # a failed clean-up (a write) must not swallow the signal
+            if callable(previous):
+                previous(signum, frame)  # SIGINT: signal.default_int_handler raises KeyboardInterrupt
+            elif previous == signal.SIG_DFL:
+                signal.signal(signum, signal.SIG_DFL)
+                signal.raise_signal(signum)  # e.g. a default SIGTERM ends the process, now
+            # SIG_IGN: nothing
 
 
 _HOLDER = _Holder()
+
+
+def hold_signals(cleanup: Callable[[bool], None] | None = None) -> None:
+    """Start holding SIGINT and SIGTERM during :class:`critical_section` s (see
+    :func:`holding_signals`); each call is ended by one :func:`release_signals`.
+
+    ``cleanup(terminating)``, if given, runs before a signal is acted on (e.g. append
+    buffered rows; ``terminating``: the process is about to end without unwinding, so
+    close files now) until ``release_signals(cleanup)``.  Registered from any thread;
+    the handlers are installed from the main thread only (Python runs them there).
+
+    Examples
+    --------
+    >>> import signal
+    >>> from netdyn._core.signals import hold_signals, release_signals
+    >>> flushed = []
+    >>> hold_signals(flushed.append)
+    >>> try:
+    ...     signal.raise_signal(signal.SIGINT)
+    ... except KeyboardInterrupt:
+    ...     flushed.append("KeyboardInterrupt")
+    >>> release_signals(flushed.append)
+    >>> flushed  # the clean-up ran first (False: SIGINT unwinds), then the usual interrupt
+    [False, 'KeyboardInterrupt']
+    """
+    holder = _HOLDER
+    if cleanup is not None:
+        holder.cleanups[cleanup] = None
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if not holder.users:
+        holder.pending = None
+        for signum in HELD_SIGNALS:
+            current = signal.getsignal(signum)
+            if current is not None and current != holder.handle:
+                holder.previous[signum] = current
+                signal.signal(signum, holder.handle)
+    holder.users += 1
+
+
+def release_signals(cleanup: Callable[[bool], None] | None = None) -> None:
+    """End one :func:`hold_signals` (with the same ``cleanup``); the last one restores the
+    replaced handlers (unless someone replaced ours since; a copy of ours restored later
+    still acts as the handler it replaced)."""
+    holder = _HOLDER
+    if cleanup is not None:
+        holder.cleanups.pop(cleanup, None)
+    if threading.current_thread() is not threading.main_thread() or not holder.users:
+        return
+    holder.users -= 1
+    if not holder.users:
+        for signum, previous in list(holder.previous.items()):
+            if signal.getsignal(signum) == holder.handle:
+                signal.signal(signum, previous)
 
 
 @contextmanager
@@ -108,11 +173,10 @@ def holding_signals() -> Iterator[None]:
 
     Installs a handler for both signals that acts as the handler it replaced, except
     inside a critical section, where it remembers the (first) signal and lets the
-    section finish.  Nests; the replaced handlers are restored when the outermost
-    block exits (unless someone replaced ours since; a copy of ours that is restored
-    later still acts as the handler it replaced).  Outside the main thread (where
-    Python cannot install signal handlers, and runs none) this does nothing.  A signal
-    whose handler was not set from Python (``signal.getsignal`` gives None) is left alone.
+    section finish.  Nests (with :func:`hold_signals` too); the replaced handlers are
+    restored when the outermost hold ends.  Outside the main thread (where Python cannot
+    install signal handlers, and runs none) this does nothing.  A signal whose handler
+    was not set from Python (``signal.getsignal`` gives None) is left alone.
 
     Examples
     --------
@@ -129,28 +193,11 @@ def holding_signals() -> Iterator[None]:
     >>> caught
     ['the section finished', 'then KeyboardInterrupt']
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    holder = _HOLDER
-    if not holder.users:
-        holder.pending = None
-        for signum in HELD_SIGNALS:
-            current = signal.getsignal(signum)
-            if current is not None and current != holder.handle:
-                holder.previous[signum] = current
-                signal.signal(signum, holder.handle)
-    holder.users += 1
+    hold_signals()
     try:
         yield
     finally:
-        holder.users -= 1
-        if not holder.users:
-            # the replaced handlers stay remembered: ours, left in place by a signal acted on
-            # during this loop or restored later by someone who saved it, acts as the one it replaced
-            for signum, previous in list(holder.previous.items()):
-                if signal.getsignal(signum) == holder.handle:
-                    signal.signal(signum, previous)
+        release_signals()
 
 
 class critical_section:

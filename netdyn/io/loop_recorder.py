@@ -39,10 +39,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
-import signal
-import threading
 import weakref
-from types import FrameType
 from typing import Any, Mapping
 
 import numpy as np
@@ -50,6 +47,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parameters_to_vector
 
+from netdyn._core.signals import critical_section, hold_signals, release_signals
 from netdyn._core.validation import check_int
 from netdyn._version import __version__
 from netdyn.io.recording import SketchProjection
@@ -137,7 +135,7 @@ class LoopRecorder:
         }
         writer = TrajectoryWriter(path, names, layers, theta.dtype, theta, 0, False, all_attrs, flush_every, self.extra)
         self._stream = _Stream(writer, RowBuffer(flush_every, len(names), theta.dtype, False, self.extra), theta)
-        _GUARD.add(self._stream)
+        hold_signals(self._stream.on_signal)
         self._finalizer = weakref.finalize(self, self._stream.close)
 
     @property
@@ -194,9 +192,9 @@ class LoopRecorder:
 class _Stream:
     """The writer and row buffer of one recording: everything :meth:`close` needs,
     without a reference to its :class:`LoopRecorder` (so that a finaliser and the
-    signal handler can close it).  Every change of its rows happens inside
-    ``with _GUARD:``, so a signal never sees a half-added row or a half-written
-    block."""
+    signal handler can close it).  Every change of its rows happens inside a
+    :class:`~netdyn._core.signals.critical_section`, so a signal never sees a
+    half-added row or a half-written block."""
 
     def __init__(self, writer: TrajectoryWriter, buffer: RowBuffer, theta: np.ndarray):
         self.writer, self.buffer, self.last_finite = writer, buffer, theta
@@ -205,7 +203,7 @@ class _Stream:
     def add(self, row: Mapping[str, Any], theta: np.ndarray | None) -> None:
         """Add ``row`` as step ``self.step``; ``theta`` is the state reached, ``None``
         if it (or the loss) is not finite, which closes the file with ``diverged = 1``."""
-        with _GUARD:
+        with critical_section():
             self.buffer.add({"step": self.step, **row})
             self.step += 1
             if theta is None:
@@ -215,86 +213,28 @@ class _Stream:
             if self.buffer.full:
                 self.flush()
 
+    def on_signal(self, terminating: bool) -> None:
+        """Before SIGINT/SIGTERM is acted on: append the buffered rows, or close the
+        file when the process is about to end without unwinding (``terminating``)."""
+        if terminating:
+            self.close()
+        else:
+            self.flush()
+
     def flush(self) -> None:
-        with _GUARD:
+        with critical_section():
             if self.closed or not self.buffer.n:
                 return
             self.writer.append(self.buffer.rows(), self.last_finite, self.step)
             self.buffer.clear()
 
     def close(self, diverged: bool = False) -> None:
-        with _GUARD:
+        with critical_section():
             if self.closed:
                 return
             self.writer.finish(self.buffer.rows(), self.last_finite, self.step, diverged)
             self.buffer.clear()
             self.closed = True
-            _GUARD.discard(self)
+            release_signals(self.on_signal)
 
 
-class _SignalGuard:
-    """SIGINT/SIGTERM handling while recordings are open (see the module docstring).
-
-    Installed when a recording opens in the main thread, restored to the previous
-    handlers when the last one closes (unless someone replaced ours since).  The
-    previous handlers stay remembered, so a stale copy of :meth:`handle` that
-    another library restores later still acts exactly as the handler it replaced.
-    A signal whose handler was not set from Python (``getsignal`` gives None) is
-    left alone.  A signal during a critical section (a row being added or written)
-    is re-raised when the section ends.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.streams: set[_Stream] = set()
-        self.previous: dict[int, Any] = {}
-        self.depth = 0
-        self.pending: int | None = None
-
-    def add(self, stream: _Stream) -> None:
-        self.streams.add(stream)
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                current = signal.getsignal(signum)
-                if current is not None and current != self.handle:
-                    self.previous[signum] = current
-                    signal.signal(signum, self.handle)
-
-    def discard(self, stream: _Stream) -> None:
-        self.streams.discard(stream)
-        if not self.streams and threading.current_thread() is threading.main_thread():
-            for signum, previous in self.previous.items():
-                if signal.getsignal(signum) == self.handle:
-                    signal.signal(signum, previous)
-
-    def __enter__(self) -> None:
-        """A critical section: a signal waits until the section ends."""
-        self.depth += 1
-
-    def __exit__(self, *exc: Any) -> None:
-        self.depth -= 1
-        if not self.depth and self.pending is not None:
-            signum, self.pending = self.pending, None
-            signal.raise_signal(signum)  # handled now (in the main thread), outside the section
-
-    def handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.depth:
-            self.pending = signum
-            return
-        previous = self.previous.get(signum, signal.SIG_DFL)
-        try:
-            for stream in list(self.streams):
-                if previous == signal.SIG_DFL:  # terminates: no atexit, no finaliser, close now
-                    stream.close()
-                else:
-                    stream.flush()
-        finally:  # a failed write must not swallow the signal
-            if callable(previous):
-                previous(signum, frame)  # SIGINT: signal.default_int_handler raises KeyboardInterrupt
-            elif previous == signal.SIG_DFL:
-                signal.signal(signum, signal.SIG_DFL)
-                signal.raise_signal(signum)
-
-
-_GUARD = _SignalGuard()
