@@ -217,6 +217,30 @@ class TestSweep:
         fresh = run_sweep(task="iris", n_workers=0, **kwargs)
         xr.testing.assert_identical(comparable(resumed), comparable(fresh))
 
+    def test_a_ctrl_c_netcdf_would_swallow_still_stops_the_sweep(self, tmp_path, monkeypatch):
+        # netCDF4 can swallow a KeyboardInterrupt raised inside it (tests/test_interrupt_sections.py): a
+        # Ctrl-C while the second point's file is written must still stop the sweep, after that file is whole
+        real, writes = xr.Dataset.to_netcdf, []
+
+        def swallowing_to_netcdf(ds, *args, **kwargs):
+            writes.append(args)
+            if len(writes) == 2:
+                try:
+                    signal.raise_signal(signal.SIGINT)
+                except KeyboardInterrupt:
+                    pass  # what netCDF4's compiled code did with it
+            return real(ds, *args, **kwargs)
+
+        monkeypatch.setattr(xr.Dataset, "to_netcdf", swallowing_to_netcdf)
+        store = tmp_path / "points"
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(task="iris", store=store, n_workers=0, **GRID)
+        monkeypatch.undo()
+        assert len(writes) == 2 and len(stored_keys(store)) == 2  # stopped right after the second point
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        resumed = run_sweep(task="iris", store=store, n_workers=0, **GRID)
+        assert resumed.attrs["points_loaded"] == 2 and resumed.attrs["points_computed"] == 2
+
     def test_result_writes_to_netcdf(self, tmp_path):
         ds = run_sweep(task="iris", n_workers=0, **GRID)
         ds.to_netcdf(tmp_path / "r.nc")

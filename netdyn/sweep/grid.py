@@ -27,6 +27,7 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
+from netdyn._core.signals import holding_signals
 from netdyn._core.validation import check_choice, check_int
 from netdyn._version import __version__
 from netdyn.lyapunov.maximal import max_lyapunov
@@ -525,7 +526,8 @@ def run_sweep(
     results: dict[tuple[int, ...], dict[str, Any]] = {}
     n_loaded = n_computed = 0
     claims = Claims(store) if store is not None else contextlib.nullcontext()
-    with claims, tqdm(total=len(points), desc="run_sweep", unit="point", disable=None if progress is None else not progress) as bar:
+    bar = tqdm(total=len(points), desc="run_sweep", unit="point", disable=None if progress is None else not progress)
+    with holding_signals(), claims, bar:  # a signal during a point's file write waits for the file (write_atomic)
         remaining = points
         while remaining:
             todo, waiting, before = [], [], len(results)

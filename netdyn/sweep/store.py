@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import xarray as xr
 
+from netdyn._core.signals import critical_section
 from netdyn._version import __version__
 
 __all__ = [
@@ -217,12 +218,15 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], Any]) -> str:
     """
     path = os.fspath(path)
     tmp = f"{path}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    # netCDF4 can swallow a KeyboardInterrupt raised inside it: under holding_signals (run_sweep)
+    # a Ctrl-C or SIGTERM during the write waits for the file to be in place, then acts
+    with critical_section():
+        try:
+            write(tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
     return path
 
 
