@@ -262,6 +262,32 @@ class TestUserLoopUntouched:
 
         assert_same_training(loop(False), loop(True))
 
+    @pytest.mark.parametrize("cls,lr", [(torch.optim.SGD, 0.1), (torch.optim.Adam, 1e-3)])
+    def test_the_shadow_fires_no_optimizer_step_hooks(self, digits, cls, lr):
+        # hooks registered for real steps (global or on the user's optimiser: loggers, step counters)
+        # see the user's 12 steps only; the shadow's steps run the same update without the hook wrapper
+        from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+        seen = []
+        handles = [register_optimizer_step_pre_hook(lambda opt, args, kwargs: seen.append(("pre", opt))),
+                   register_optimizer_step_post_hook(lambda opt, args, kwargs: seen.append(("post", opt)))]
+        try:
+            model = dropout_mlp(p=0.0)
+            optimizer = cls(model.parameters(), lr=lr)
+            monitor = LyapunovMonitor(model, optimizer, digits.loss_fn)
+            inputs, targets = digits.train
+            for t in range(12):
+                batch = (inputs[32 * t : 32 * t + 32], targets[32 * t : 32 * t + 32])
+                optimizer.zero_grad()
+                digits.loss_fn(model(batch[0]), batch[1]).backward()
+                optimizer.step()
+                monitor.step(batch)
+        finally:
+            for handle in handles:
+                handle.remove()
+        assert len(seen) == 24 and all(opt is optimizer for _, opt in seen)
+        assert len(monitor.history) == 12 and math.isfinite(monitor.exponent)
+
     @pytest.mark.parametrize("loop", LOOPS)
     def test_dropout_loops_identical(self, digits, loop):
         # The forward pre-hooks only read the RNG state: the user's run is bit-identical.
