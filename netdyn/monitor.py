@@ -256,9 +256,9 @@ class LyapunovMonitor:
     for ``every = 1``.  Cost: one extra forward/backward and optimiser step per
     twin step, plus the measure-and-rescale (on the CPU one compiled pass,
     :mod:`netdyn._core.twin_rescale`) and the RNG capture.  Measured on a digits
-    MLP with batches of 64 (``benchmarks/monitor_cost.py``): ``every=1`` 2.35-2.55x
-    the bare SGD loop where a plain second step of a copy costs 1.92-1.98x;
-    ``every=10`` 1.09-1.16x.
+    MLP with batches of 64 (``benchmarks/monitor_cost.py``): ``every=1`` 2.20-2.30x
+    the bare SGD loop (Adam 2.21x) where a plain second step of a copy costs
+    1.98-2.04x; ``every=10`` 1.14-1.17x.
 
     References
     ----------
