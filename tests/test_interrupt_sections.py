@@ -51,6 +51,25 @@ def same_rows(disk, ref) -> None:
         assert disk[name].values.tobytes() == ref[name].values[:n].tobytes(), name
 
 
+def swallowing_dataset(signum: int, at_append: int = 2):
+    """A ``netCDF4.Dataset`` whose ``at_append``-th open for appending receives ``signum``
+    and swallows the ``KeyboardInterrupt`` the handler raises there, as netCDF4's compiled
+    open did."""
+    real, opened = netCDF4.Dataset, []
+
+    def dataset(path, mode="r", *args, **kwargs):
+        if mode == "a":
+            opened.append(path)
+            if len(opened) == at_append:
+                try:
+                    signal.raise_signal(signum)  # Ctrl-C / kill while the file is being opened ...
+                except KeyboardInterrupt:
+                    pass  # ... and netCDF4's compiled open swallowed what the handler raised
+        return real(path, mode, *args, **kwargs)
+
+    return dataset
+
+
 # ------------------------------------------------------------------ the sections themselves
 @pytest.mark.parametrize("signum,error", SIGNALS, ids=["SIGINT", "SIGTERM"])
 def test_a_signal_inside_nested_sections_waits_for_the_outermost_end(signum, error):
@@ -147,19 +166,7 @@ def test_a_section_in_another_thread_does_not_hold_the_main_threads_signals():
 def test_an_interrupt_netcdf_would_swallow_still_stops_the_run(tmp_path, monkeypatch, signum, error):
     """The signal arrives while the second block's append opens the file, and netCDF4 catches
     the exception raised there: before the fix the run went on to its last step."""
-    real, opened = netCDF4.Dataset, []
-
-    def swallowing_dataset(path, mode="r", *args, **kwargs):
-        if mode == "a":
-            opened.append(path)
-            if len(opened) == 2:
-                try:
-                    signal.raise_signal(signum)  # Ctrl-C / kill while the file is being opened ...
-                except KeyboardInterrupt:
-                    pass  # ... and netCDF4's compiled open swallowed what the handler raised
-        return real(path, mode, *args, **kwargs)
-
-    monkeypatch.setattr(storage, "netCDF4", types.SimpleNamespace(Dataset=swallowing_dataset))
+    monkeypatch.setattr(storage, "netCDF4", types.SimpleNamespace(Dataset=swallowing_dataset(signum)))
     path = tmp_path / "swallowed.nc"
     with terminate_as_exception(), pytest.raises(error):
         run(quadratic(), quadratic().initial_state(6), 400, path=path, flush_every=5)
@@ -258,21 +265,9 @@ def test_a_recorded_user_loop_gets_the_interrupt_netcdf_would_swallow(tmp_path, 
     are on disk; then the handlers are the user's again."""
     from netdyn.io.loop_recorder import LoopRecorder
 
-    real, opened = netCDF4.Dataset, []
-
-    def swallowing_dataset(path, mode="r", *args, **kwargs):
-        if mode == "a":
-            opened.append(path)
-            if len(opened) == 2:
-                try:
-                    signal.raise_signal(signal.SIGINT)
-                except KeyboardInterrupt:
-                    pass  # what netCDF4's compiled open did
-        return real(path, mode, *args, **kwargs)
-
     model = torch.nn.Linear(3, 1).double()
     recorder = LoopRecorder(model, tmp_path / "loop.nc", sketch=None, flush_every=4)
-    monkeypatch.setattr(storage, "netCDF4", types.SimpleNamespace(Dataset=swallowing_dataset))
+    monkeypatch.setattr(storage, "netCDF4", types.SimpleNamespace(Dataset=swallowing_dataset(signal.SIGINT)))
     recorded = 0
     with pytest.raises(KeyboardInterrupt):
         for _ in range(100):

@@ -247,12 +247,7 @@ class TestUserLoopUntouched:
             model = dropout_mlp(p=0.2)
             optimizer = cls(model.parameters(), lr=lr)
             monitor = LyapunovMonitor(model, optimizer, digits.loss_fn) if with_monitor else None
-            inputs, targets = digits.train
-            for t in range(20):
-                batch = (inputs[32 * t : 32 * t + 32], targets[32 * t : 32 * t + 32])
-                optimizer.zero_grad()
-                digits.loss_fn(model(batch[0]), batch[1]).backward()
-                optimizer.step()
+            for batch in user_steps(digits, model, optimizer, 20):
                 if monitor is not None:
                     before = ([p.grad.clone() for p in model.parameters()], torch.get_rng_state())
                     monitor.step(batch)
@@ -275,12 +270,7 @@ class TestUserLoopUntouched:
             model = dropout_mlp(p=0.0)
             optimizer = cls(model.parameters(), lr=lr)
             monitor = LyapunovMonitor(model, optimizer, digits.loss_fn)
-            inputs, targets = digits.train
-            for t in range(12):
-                batch = (inputs[32 * t : 32 * t + 32], targets[32 * t : 32 * t + 32])
-                optimizer.zero_grad()
-                digits.loss_fn(model(batch[0]), batch[1]).backward()
-                optimizer.step()
+            for batch in user_steps(digits, model, optimizer, 12):
                 monitor.step(batch)
         finally:
             for handle in handles:
@@ -298,6 +288,18 @@ class TestUserLoopUntouched:
         (plain, plain_losses), (monitored, monitored_losses) = run(None), run({"loss_fn": digits.loss_fn})
         assert_same_training(plain, monitored)
         assert plain_losses == monitored_losses
+
+
+def user_steps(task, model, optimizer, steps):
+    """The user's plain loop on consecutive batches of 32 of ``task``: yields each batch
+    after its ``optimizer.step()`` (where the monitor's call goes)."""
+    inputs, targets = task.train
+    for t in range(steps):
+        batch = (inputs[32 * t : 32 * t + 32], targets[32 * t : 32 * t + 32])
+        optimizer.zero_grad()
+        task.loss_fn(model(batch[0]), batch[1]).backward()
+        optimizer.step()
+        yield batch
 
 
 def assert_same_training(run_a, run_b):

@@ -245,6 +245,8 @@ class EnsembleDivergence:
     >>> from netdyn.maps.divergence import DivergenceRule, EnsembleDivergence
     >>> verdict = EnsembleDivergence(2, DivergenceRule())
     >>> verdict.update(np.array([1.0, 1.0]), 0)
+    >>> verdict.settles(np.array([[2.0, 3.0], [1.0, 1.5]])), verdict.settles(np.array([[2.0, 5e3]]))
+    (True, False)
     >>> verdict.update(np.array([2.0, 5e3]), 1)
     >>> verdict.diverged.tolist(), verdict.diverged_step.tolist()
     ([False, True], [-1, 1])
@@ -287,17 +289,8 @@ class EnsembleDivergence:
     def settles(self, norms: np.ndarray) -> bool:
         """Whether :meth:`update` with each row of ``norms (steps, n)`` in turn (every member
         alive) would change nothing: every member not yet diverged has a reference norm and
-        finite norms within the rule.  Lets a step loop skip a quiet block in one test.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from netdyn.maps.divergence import DivergenceRule, EnsembleDivergence
-        >>> verdict = EnsembleDivergence(2, DivergenceRule())
-        >>> verdict.update(np.array([1.0, 1.0]), 0)
-        >>> verdict.settles(np.array([[2.0, 3.0], [1.0, 1.5]])), verdict.settles(np.array([[2.0, 5e3]]))
-        (True, False)
-        """
+        finite norms within the rule.  Lets a step loop skip a quiet block in one test
+        (example in the class docstring)."""
         norms = np.asarray(norms, dtype=np.float64)[:, ~self.diverged]
         if not np.isfinite(norms).all():
             return False
