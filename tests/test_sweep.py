@@ -241,6 +241,24 @@ class TestSweep:
         resumed = run_sweep(task="iris", store=store, n_workers=0, **GRID)
         assert resumed.attrs["points_loaded"] == 2 and resumed.attrs["points_computed"] == 2
 
+    def test_a_script_without_a_main_guard_is_told_why_its_workers_did_not_start(self, tmp_path):
+        # spawned Dask workers re-import the running script: at its top level the sweep starts again in each
+        # worker, and Dask only said "Nanny failed to start" (tutorial 04 at full size hit it)
+        call = "run_sweep(task='iris', lr=[0.5, 1.0], seed=[0], steps=40, n_workers=2, progress=False)"
+        script = tmp_path / "sweep_script.py"
+        script.write_text(f"from netdyn.sweep.grid import run_sweep\n{call}\n")
+        env = {**os.environ, "PYTHONPATH": ROOT}
+        done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 1
+        assert "re-import the running script 'sweep_script.py'" in done.stderr.splitlines()[-1]
+        assert 'if __name__ == "__main__":' in done.stderr.splitlines()[-1]
+        script.write_text(f"from netdyn.sweep.grid import run_sweep\nif __name__ == '__main__':\n    "
+                          f"print({call}.attrs['points_computed'])\n")  # the advice works
+        done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0 and done.stdout.strip() == "2", done.stderr[-2000:]
+
     def test_result_writes_to_netcdf(self, tmp_path):
         ds = run_sweep(task="iris", n_workers=0, **GRID)
         ds.to_netcdf(tmp_path / "r.nc")

@@ -36,6 +36,7 @@ import time
 import warnings
 from pathlib import Path
 
+import dask
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -68,8 +69,12 @@ t_start = time.perf_counter()
 # maximal exponent by twin orbits ($d_0 = 10^{-9}$, renormalised every step) over the whole run, the final
 # training loss and the first step reaching 90 % test accuracy.  A diverged run has exponent and final loss
 # $+\infty$.
+#
+# The workers are forked rather than spawned (as in tutorial 02): a spawned worker re-imports the main module, which
+# starts the sweep again when this file runs as a plain script (a notebook has no `if __name__ == "__main__":` guard).
 
 # %%
+dask.config.set({"distributed.worker.multiprocessing-method": "fork"})
 t0 = time.perf_counter()
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", RuntimeWarning)

@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import math
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -684,7 +685,8 @@ def local_cluster(
     import dask
     from distributed import LocalCluster
 
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None, **_QUIET_DASK}):
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None, **_QUIET_DASK}), \
+            _explained_start_failure():
         return LocalCluster(
             n_workers=n_workers or os.cpu_count() or 1,
             threads_per_worker=1,
@@ -699,6 +701,28 @@ def local_cluster(
             silence_logs=logging.ERROR,
             env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
         )
+
+
+@contextlib.contextmanager
+def _explained_start_failure() -> Iterator[None]:
+    """Dask's "Nanny failed to start" in words when its cause is the usual one: workers
+    started by spawn/forkserver re-import the script that is running (``__main__`` with a
+    file) and, without a ``__name__ == "__main__"`` guard, start a cluster of their own."""
+    try:
+        yield
+    except RuntimeError as error:
+        import dask
+
+        script = getattr(sys.modules.get("__main__"), "__file__", None)
+        method = dask.config.get("distributed.worker.multiprocessing-method", "spawn")
+        if script is None or method == "fork" or "failed to start" not in str(error):
+            raise
+        raise RuntimeError(
+            f"local_cluster: the Dask worker processes did not start. Workers started by {method!r} re-import the "
+            f"running script {os.path.basename(script)!r}; called at its top level, the sweep starts again in each "
+            "worker. Put the call under `if __name__ == \"__main__\":`, pass n_workers=0 (one process), or set "
+            "dask.config.set({'distributed.worker.multiprocessing-method': 'fork'}) first"
+        ) from error
 
 
 @contextlib.contextmanager
