@@ -229,7 +229,8 @@ def run_and_report(args: argparse.Namespace, output: str | os.PathLike, command:
     concurrent identical sweeps never meet in one file and no other grid's result is
     overwritten."""
     from netdyn.plot.sweep import plot_sweep
-    from netdyn.sweep.store import result_paths, write_atomic
+    from netdyn.io.storage import write_atomic
+    from netdyn.sweep.store import result_paths
 
     given = [float(v) for v in options["lr"]]
     options["lr"] = validate_grid(options, args.target)

@@ -50,7 +50,7 @@ import os
 import time
 import uuid
 import warnings
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import netCDF4
 import numpy as np
@@ -69,6 +69,7 @@ __all__ = [
     "pending_files",
     "save_trajectory",
     "verdict_variables",
+    "write_atomic",
 ]
 
 REQUIRED_VARIABLES = ("state", "loss", "grad_norm", "diverged")
@@ -467,15 +468,35 @@ class TrajectoryWriter:
         ds = xr.Dataset(data, coords={"step": ("step", rows["step"])},
                         attrs=netcdf_attrs({**attrs, "netdyn_pending": 1, "first_row": first_row}))
         side = f"{self.path}{_PENDING}{first_row}.nc"
-        tmp = f"{side}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
-        with critical_section():  # a signal waits for the side file to be complete (see _write)
-            try:
-                ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4")
-                os.replace(tmp, side)
-            finally:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
-        return side
+        return write_atomic(side, lambda tmp: ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4"))
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[str], Any]) -> str:
+    """Call ``write(tmp)`` on a temporary name in the folder of ``path``, then
+    ``os.replace`` it onto ``path``: readers and concurrent writers see an old or a
+    new complete file, never a mix.  Returns ``path``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from netdyn.io.storage import write_atomic
+    >>> path = os.path.join(tempfile.mkdtemp(), "note.txt")
+    >>> _ = write_atomic(path, lambda tmp: open(tmp, "w").write("done"))
+    >>> open(path).read()
+    'done'
+    """
+    path = os.fspath(path)
+    tmp = f"{path}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
+    # netCDF4 can swallow a KeyboardInterrupt raised inside it: under holding_signals (run, run_sweep)
+    # a Ctrl-C or SIGTERM during the write waits for the file to be in place, then acts
+    with critical_section():
+        try:
+            write(tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    return path
 
 
 def pending_files(path: str | os.PathLike) -> list[str]:

@@ -23,7 +23,7 @@ others wait for the point file instead of computing it again.  A claim is stale 
 and taken over — when its owner is a process of this host that no longer exists,
 or when its file was not refreshed for ``CLAIM_STALE_S`` seconds (owners refresh
 theirs every ``CLAIM_REFRESH_S`` seconds).  Results and figures of a sweep are
-written with :func:`write_atomic`, so concurrent writers never meet in one file.
+written with :func:`netdyn.io.storage.write_atomic`, so concurrent writers never meet in one file.
 """
 from __future__ import annotations
 
@@ -33,15 +33,14 @@ import os
 import socket
 import threading
 import time
-import uuid
 import warnings
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import xarray as xr
 
-from netdyn._core.signals import critical_section
 from netdyn._version import __version__
+from netdyn.io.storage import write_atomic
 
 __all__ = [
     "Claims",
@@ -52,7 +51,6 @@ __all__ = [
     "result_paths",
     "save_point",
     "stored_keys",
-    "write_atomic",
 ]
 
 _SUFFIX = ".nc"
@@ -200,34 +198,6 @@ def grid_key(specs: Iterable[Mapping[str, Any]]) -> str:
     True
     """
     return point_key({"points": list(specs)})
-
-
-def write_atomic(path: str | os.PathLike, write: Callable[[str], Any]) -> str:
-    """Call ``write(tmp)`` on a temporary name in the folder of ``path``, then
-    ``os.replace`` it onto ``path``: readers and concurrent writers see an old or a
-    new complete file, never a mix.  Returns ``path``.
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> from netdyn.sweep.store import write_atomic
-    >>> path = os.path.join(tempfile.mkdtemp(), "note.txt")
-    >>> _ = write_atomic(path, lambda tmp: open(tmp, "w").write("done"))
-    >>> open(path).read()
-    'done'
-    """
-    path = os.fspath(path)
-    tmp = f"{path}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
-    # netCDF4 can swallow a KeyboardInterrupt raised inside it: under holding_signals (run_sweep)
-    # a Ctrl-C or SIGTERM during the write waits for the file to be in place, then acts
-    with critical_section():
-        try:
-            write(tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    return path
 
 
 def result_paths(folder: str | os.PathLike, key: str, *, stem: str = "result", figure: str = "sweep") -> tuple[str, str]:
