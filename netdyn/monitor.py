@@ -739,12 +739,12 @@ class LyapunovMonitor:
                           stacklevel=4)
 
     def _measure(self, step: int, counted: bool) -> bool:
-        """Measure and renormalise.  With ``sync_every=1`` (the CPU default: reads cost no
-        wait) the checks and the rescale factor are taken on the host at once; otherwise all
-        stays on the device, the host reads the numbers back once per ``sync_every``
-        measurements (or when a result is read) and :meth:`_flush` replays the checks in
-        order.  Until then a call after a stop (non-finite or collapsed separation) still
-        returns ``counted``; its numbers are dropped."""
+        """Measure and renormalise.  CPU float32/float64 states with ``sync_every=1`` (the CPU
+        default) take one compiled pass and are checked at once; otherwise all stays on the
+        device, the host reads the numbers back once per ``sync_every`` measurements (or
+        when a result is read) and :meth:`_flush` replays the checks in order.  Until then a
+        call after a stop (non-finite or collapsed separation) still returns ``counted``; its
+        numbers are dropped."""
         pairs = self._pairs()
         compiled = self._rescale(*pairs) if self.sync_every == 1 else None
         if compiled is not None:  # the CPU's usual case: one compiled pass, the same quantities
@@ -754,15 +754,9 @@ class LyapunovMonitor:
             return counted
         with torch.no_grad():
             g, norm = self._separation(pairs)
+            self._pending.append((step, counted, torch.stack((g.double(), torch.as_tensor(self._prev).double(), norm))))
             # y <- x + (y - x) d0 / g, as max_lyapunov (the flat buffer holds x - y); the next denominator is measured
-            if self.sync_every == 1:
-                g_host = float(g)
-                self._check(step, counted, g_host, float(self._prev), float(norm))
-                factor: float | Tensor = -(self.d0 / g_host) if g_host > 0 else -self.d0
-            else:
-                self._pending.append((step, counted, torch.stack((g.double(), self._prev.double(), norm))))
-                factor = torch.where(g > 0, -self.d0 / g.double(), -self.d0).to(self._flat.dtype)
-            self._flat.mul_(factor)
+            self._flat.mul_(torch.where(g > 0, -self.d0 / g.double(), -self.d0).to(self._flat.dtype))
             torch._foreach_copy_(pairs[1], pairs[0])
             torch._foreach_add_(pairs[1], self._views)
             self._prev = self._separation(pairs)[0]
