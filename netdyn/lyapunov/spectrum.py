@@ -156,20 +156,21 @@ def _log_diagonals(
     n, p = xs.shape[0], param_dim_of(map_)
     logs = np.empty((steps, n, k))  # time-major: each step writes one contiguous block
     sums = np.empty_like(logs) if running_sums else None
-    counted = [0]  # rows of logs written (all of them unless every orbit was lost early)
+    counted = 0  # rows of logs written (all of them unless every orbit was lost early)
     lost = np.full(n, -1, dtype=np.int64)
     verdict = EnsembleDivergence(n, DivergenceRule())
     verdict.update(parameter_norms(xs, p), t0)
     pending: list[tuple[int, Tensor, Tensor, Tensor]] = []  # per step, on the device; to the host once per block
 
     def replay() -> None:
+        nonlocal counted
         if not pending:
             return
         bads, norms, diagonals = (host_block([row[i] for row in pending]) for i in (1, 2, 3))
         with np.errstate(divide="ignore", invalid="ignore"):  # ln 0 = -inf and ln NaN: the member is lost there
             rates = np.log(diagonals)
         first, last = pending[0][0], pending[-1][0]
-        start, counted[0] = counted[0], max(last + 1 - transient, 0)
+        start, counted = counted, max(last + 1 - transient, 0)
         if first >= transient and verdict.settles(norms) and not bads.any() and not (lost >= 0).any():
             logs[first - transient : last - transient + 1] = rates  # a quiet block: one copy, same values
         else:
@@ -179,9 +180,9 @@ def _log_diagonals(
                 if t >= transient:
                     logs[t - transient] = rates[j]
                     logs[t - transient, lost >= 0] = np.nan
-        if sums is not None and counted[0] > start:
-            block = sums[start : counted[0]]
-            block[:] = logs[start : counted[0]]
+        if sums is not None and counted > start:
+            block = sums[start:counted]
+            block[:] = logs[start:counted]
             if start:
                 block[0] += sums[start - 1]
             np.cumsum(block, axis=0, out=block)
@@ -195,9 +196,9 @@ def _log_diagonals(
             if len(pending) == SYNC_EVERY:
                 replay()
     replay()
-    logs[counted[0]:] = np.nan  # the steps not run: every orbit was lost before them
+    logs[counted:] = np.nan  # the steps not run: every orbit was lost before them
     if sums is not None:
-        sums[counted[0]:] = np.nan
+        sums[counted:] = np.nan
     return logs, sums, lost, verdict
 
 
