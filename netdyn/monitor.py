@@ -98,6 +98,18 @@ is replayed.  Randomness drawn inside the user's step *before* the model's forwa
 (noise added to the inputs in ``training_step``) is not replayed: the shadow
 computes ``loss_fn(model(inputs), targets)`` (or ``batch_loss``) only.
 
+A model that draws no random numbers needs none of this, and most do not (no
+dropout, or dropout in eval mode): its pass gives the same result under any RNG
+state.  The first twin step replays as above and compares the RNG state after the
+shadow's pass with the state it replayed.  If the pass drew nothing, later twin
+steps run the shadow directly on the user's stream, with no hook, and compare the
+state before and after each pass: a pass that draws nothing leaves the stream as
+it was.  A pass that does draw (dropout switched on later, a model whose draws
+depend on the data) has drawn from the wrong state: the monitor restores the
+user's state, warns, does not count that step's interval, pulls the twin back to
+``d0`` along the separation it has there, and replays the user's forward state
+(the hook) from then on.  ``result().attrs["rng_replay"]`` says which mode ran.
+
 Twin distance
 -------------
 ``d0`` defaults to ``sqrt(eps) * max(|theta_0|, 1)`` (:func:`netdyn._core.perturbation.default_d0`):
@@ -123,6 +135,7 @@ optimiser whose ``step`` needs a closure (L-BFGS) is not supported.
 from __future__ import annotations
 
 import copy
+import ctypes
 import functools
 import inspect
 import math
@@ -147,6 +160,13 @@ from netdyn._core.validation import check_float, check_int
 __all__ = ["LyapunovMonitor"]
 
 BatchLoss = Callable[[nn.Module, Any], Tensor]
+RngState = tuple[Tensor, ...]  # the global CPU generator's state, then one per CUDA device of the monitor
+
+_RNG_REPLAY = {
+    None: "not known yet (no twin step taken)",
+    False: "none needed: the model's pass draws no random numbers",
+    True: "the RNG state at the start of the user's forward",
+}
 
 
 class LyapunovMonitor:
@@ -375,6 +395,7 @@ class LyapunovMonitor:
         self._divergence = DivergenceCheck()
         self._diverged, self._diverged_step, self._divergence_reason = False, -1, ""
         self._check_divergence(0, _parameter_norm(self._params))
+        self._norm_limit = self._divergence.norm_limit  # below it the rule has nothing to say (_check)
         self._prev = self._arm_random()
         if not math.isclose(float(self._prev), self.d0, rel_tol=resolution_tolerance(self.dtype)):
             raise ValueError(
@@ -382,6 +403,11 @@ class LyapunovMonitor:
                 f"(measured {float(self._prev):.3g}; leave d0 at its default, use a larger d0 or float64 parameters)"
             )
         self._rng = _capture_rng(self._devices)
+        # whether the twin's pass draws random numbers (module docstring, "Randomness"): None until
+        # the first twin step has compared the states, then False (run on the user's stream) or True
+        # (replay the user's forward state); _redrawn: a pass ran directly and drew, from the wrong state
+        self._draws: bool | None = None
+        self._redrawn, self._skip_count = False, False
         self.closed = False
         self._capture = _ForwardRngCapture(self, model)
         self._capture.arm()
@@ -440,8 +466,12 @@ class LyapunovMonitor:
         if i < (c + 1 if self.every == 1 else self.window):
             user_rng = self._advance(batch)
             counted = i - self.transient + 1
-            if counted <= 0 or counted % self.renorm_every == 0:
-                counted_new = self._measure(c + 1, counted > 0)
+            measured = counted <= 0 or counted % self.renorm_every == 0
+            if self._redrawn:
+                self._realign_after_redraw(c + 1, measured)
+            elif measured:
+                counted_new = self._measure(c + 1, counted > 0 and not self._skip_count)
+                self._skip_count = False
             if self.every > 1 and i == self.window - 1 and not self._stopped:
                 self._to_separation()
         if self._stopped:
@@ -449,12 +479,28 @@ class LyapunovMonitor:
         following = c + 1 if self.every == 1 else (c + 1) % period
         if self.every > 1 and following == 0:
             self._prev = self._arm_carried()
-        if following < (c + 2 if self.every == 1 else self.window):
+        if self._draws is not False and following < (c + 2 if self.every == 1 else self.window):
             # replayed if no forward of the model is seen: the state now, which is the user's
             # state _advance restored (nothing since draws random numbers)
             self._rng = user_rng if user_rng is not None else _capture_rng(self._devices)
             self._capture.arm()
         return counted_new
+
+    def _realign_after_redraw(self, step: int, at_renorm: bool) -> None:
+        """The shadow's pass drew random numbers from the user's stream instead of the user's
+        forward state (module docstring, "Randomness"): pull the twin back to ``d0`` along its
+        separation now, and count no interval before the next renormalisation."""
+        self._redrawn = False
+        self._measure(step, False)
+        self._skip_count = not at_renorm
+        warnings.warn(
+            f"LyapunovMonitor: the model drew random numbers at step {step} and drew none on the steps before "
+            "(dropout switched on?); the twin ran that step with other random numbers than the user's, so that "
+            "interval is not counted and the twin was pulled back to d0 there; from now on it replays the RNG "
+            "state of the user's forward",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
     def snapshot_hyperparameters(self) -> None:
         """Freeze the optimiser's current ``param_groups`` hyper-parameters for the next
@@ -522,7 +568,9 @@ class LyapunovMonitor:
         ``method="twin"``, ``source="LyapunovMonitor"``, ``optimizer``, ``d0``,
         ``d0_source`` (``"given"`` or the default's formula), ``dtype`` (of the
         parameters), ``renorm_every``, ``transient``, ``every``, ``window``,
-        ``perturbation_seed``, ``params_only``, ``steps`` (calls so far), ``units``.
+        ``perturbation_seed``, ``params_only``, ``rng_replay`` (whether the twin replays the
+        RNG state of the user's forward: module docstring, "Randomness"), ``steps`` (calls so
+        far), ``units``.
         """
         self._flush()
         logs = np.asarray(self._logs, dtype=np.float64)
@@ -557,6 +605,7 @@ class LyapunovMonitor:
                 "window": self.window,
                 "perturbation_seed": self.seed,
                 "params_only": int(self.params_only),
+                "rng_replay": _RNG_REPLAY[self._draws],
                 "steps": self._calls,
                 "units": "per step",
             },
@@ -568,12 +617,13 @@ class LyapunovMonitor:
     def _pairs(self) -> tuple[list[Tensor], list[Tensor]]:
         """``(reference, shadow)`` tensors of the state: parameters, then buffers."""
         ref, sha = list(self._params), list(self._shadow_params)
+        state, shadow_state = self.optimizer.state, self._shadow_opt.state
         for key in _buffer_keys(self.optimizer, self._params):
             for p, s in zip(self._params, self._shadow_params):
-                value = self.optimizer.state[p].get(key) if p in self.optimizer.state else None
+                value = state[p].get(key) if p in state else None
                 if _is_buffer(key, value):
                     ref.append(value)
-                    sha.append(self._shadow_opt.state[s][key])
+                    sha.append(shadow_state[s][key])
         return ref, sha
 
     def _separation(
@@ -645,8 +695,10 @@ class LyapunovMonitor:
                 else:
                     self._shadow_opt.state.pop(s, None)
 
-    def _advance(self, batch: Any) -> tuple[Tensor, list[Tensor]]:
-        """One step of the shadow on ``batch``; returns the user's RNG state (restored after)."""
+    def _advance(self, batch: Any) -> RngState | None:
+        """One step of the shadow on ``batch`` under the RNG state of the user's forward; returns
+        the user's RNG state (restored after), or None when the pass ran on the user's stream
+        and drew nothing (:meth:`_advance_directly`)."""
         hyper = self._hyper or self.optimizer.param_groups
         self._hyper = None
         for group, values in zip(self._shadow_opt.param_groups, hyper):
@@ -656,24 +708,50 @@ class LyapunovMonitor:
         for user, shadow in self._modules:
             if shadow.training is not user.training:  # (nn.Module.__setattr__ costs microseconds)
                 shadow.training = user.training
+        if self._draws is False:
+            return self._advance_directly(batch)
         user_rng = _capture_rng(self._devices)
         _restore_rng(self._rng, self._devices)
         try:
-            if type(self._shadow_opt).zero_grad is torch.optim.Optimizer.zero_grad:
-                # what zero_grad(set_to_none=True) does, without its profiler annotation
-                for p in self._shadow_opt_params:
-                    if p.grad is not None:
-                        p.grad = None
-            else:
-                self._shadow_opt.zero_grad(set_to_none=True)
-            with torch.enable_grad():
-                self._batch_loss(self._shadow_model, batch).backward()
-            if self.max_grad_norm is not None:
-                nn.utils.clip_grad_norm_(self._shadow_params, self.max_grad_norm)
-            self._shadow_step()
+            self._shadow_pass(batch)
+            if self._draws is None:
+                self._draws = not _same_rng(self._rng, _capture_rng(self._devices))
+                if not self._draws:
+                    self._capture.disarm()
         finally:
             _restore_rng(user_rng, self._devices)
         return user_rng
+
+    def _advance_directly(self, batch: Any) -> RngState | None:
+        """The shadow's pass on the user's RNG stream, for a model found to draw no random
+        numbers: None when it drew none (the stream is as it was); otherwise the user's state,
+        restored, with ``_redrawn`` set and replays from now on."""
+        before = _capture_rng(self._devices)
+        try:
+            self._shadow_pass(batch)
+        except BaseException:
+            _restore_rng(before, self._devices)
+            raise
+        if _same_rng(before, _capture_rng(self._devices)):
+            return None
+        _restore_rng(before, self._devices)
+        self._draws, self._redrawn = True, True
+        return before
+
+    def _shadow_pass(self, batch: Any) -> None:
+        """zero_grad, forward, backward, clipping and the optimiser's step of the shadow."""
+        if type(self._shadow_opt).zero_grad is torch.optim.Optimizer.zero_grad:
+            # what zero_grad(set_to_none=True) does, without its profiler annotation
+            for p in self._shadow_opt_params:
+                if p.grad is not None:
+                    p.grad = None
+        else:
+            self._shadow_opt.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            self._batch_loss(self._shadow_model, batch).backward()
+        if self.max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(self._shadow_params, self.max_grad_norm)
+        self._shadow_step()
 
     def _measure_sharpness(self, batch: Any) -> None:
         """Top eigenvalue of (P^-1) H of the loss on ``batch`` at the user's current parameters,
@@ -693,7 +771,7 @@ class LyapunovMonitor:
             p.requires_grad_(True)
         scale, threshold = _preconditioner(self.optimizer, self._params)
         user_rng = _capture_rng(self._devices)
-        _restore_rng(self._rng, self._devices)
+        _restore_rng(user_rng if self._draws is False else self._rng, self._devices)
         try:
             with torch.enable_grad():
                 grads = torch.autograd.grad(self._batch_loss(self._probe, batch), self._probe_params, create_graph=True)
@@ -732,7 +810,7 @@ class LyapunovMonitor:
         """Flag (once) the user's run when its parameters (norm ``norm``) break the divergence rule."""
         if self._diverged:
             return
-        reason = self._divergence.check(math.nan, norm)
+        reason = self._divergence.check_norm(norm)
         if reason:
             self._diverged, self._diverged_step, self._divergence_reason = True, step, reason
             warnings.warn(f"LyapunovMonitor: the training run diverged at step {step} ({reason})", RuntimeWarning,
@@ -779,7 +857,8 @@ class LyapunovMonitor:
         collapsed separation ``g``) and the log of ``g / prev`` of a counted interval."""
         if self._stopped:
             return
-        self._check_divergence(step, norm)
+        if not norm <= self._norm_limit:  # NaN, inf or beyond the limit: the rule says why
+            self._check_divergence(step, norm)
         if not math.isfinite(g):
             self._stop(step, unresolved=True)
             warnings.warn(
@@ -926,9 +1005,11 @@ def _is_buffer(key: str, value: Any) -> bool:
 
 def _buffer_keys(optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) -> list[str]:
     keys: list[str] = []
+    state = optimizer.state
     for p in params:
-        if p in optimizer.state:
-            keys.extend(k for k, v in optimizer.state[p].items() if _is_buffer(k, v) and k not in keys)
+        entries = state.get(p)  # (not state[p]: the defaultdict would add an entry)
+        if entries:
+            keys.extend(k for k, v in entries.items() if k not in keys and _is_buffer(k, v))
     return keys
 
 
@@ -998,11 +1079,30 @@ class _Threshold:
         self.functional_optimizer = functional
 
 
-def _capture_rng(devices: list[int]) -> tuple[Tensor, list[Tensor]]:
-    return torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in devices]
+def _capture_rng(devices: list[int]) -> RngState:
+    cpu = torch.default_generator.get_state()
+    return (cpu, *(torch.cuda.get_rng_state(d) for d in devices)) if devices else (cpu,)
 
 
-def _restore_rng(state: tuple[Tensor, list[Tensor]], devices: list[int]) -> None:
-    torch.set_rng_state(state[0])
-    for d, s in zip(devices, state[1]):
-        torch.cuda.set_rng_state(s, d)
+def _same_rng(a: RngState, b: RngState) -> bool:
+    """Whether two captured RNG states are equal, byte for byte: ``memcmp`` on their memory (the
+    states are contiguous CPU byte tensors, also for CUDA generators), a tenth of ``torch.equal``'s
+    time, with no allocation and no tensor read back.  One generator's states have one size."""
+    if len(a) == 1:
+        return _memcmp(a[0].data_ptr(), b[0].data_ptr(), a[0].numel()) == 0
+    return all(_memcmp(x.data_ptr(), y.data_ptr(), x.numel()) == 0 for x, y in zip(a, b))
+
+
+def _c_memcmp() -> Callable[[int, int, int], int]:
+    memcmp = ctypes.CDLL(None).memcmp
+    memcmp.restype, memcmp.argtypes = ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    return memcmp
+
+
+_memcmp = _c_memcmp()
+
+
+def _restore_rng(state: RngState, devices: list[int]) -> None:
+    torch.default_generator.set_state(state[0])
+    for d, device_state in zip(devices, state[1:]):
+        torch.cuda.set_rng_state(device_state, d)

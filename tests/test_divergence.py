@@ -46,6 +46,13 @@ class TestDivergenceReason:
         assert check.check_norm(5001.0).startswith("unbounded growth")
         assert check.check_norm(math.inf).startswith("non-finite")
 
+    def test_norm_limit_is_the_rules_boundary(self):
+        check = DivergenceCheck()
+        assert math.isnan(check.norm_limit)  # no reference yet
+        assert check.check_norm(2.0) == "" and check.norm_limit == 2000.0
+        assert check.check_norm(check.norm_limit) == ""
+        assert check.check_norm(math.nextafter(check.norm_limit, math.inf)).startswith("unbounded growth")
+
     def test_custom_rule(self):
         rule = DivergenceRule(loss_factor=10.0)
         assert divergence_reason(np.array([1.0, 11.0]), norm=None, rule=rule)[1] == 1

@@ -386,6 +386,94 @@ class TestDropout:
         assert abs(monitor.exponent) < 0.1  # and it is a sensitivity, not mask noise (~10)
 
 
+class TestModelsThatDrawNothing:
+    """A model whose pass draws no random numbers runs its twin on the user's stream, with no hook;
+    a pass that starts drawing is caught at its step (module docstring, "Randomness")."""
+
+    def test_same_rates_as_the_replay_and_no_hook(self, digits):
+        # Dropout p = 0 draws nothing: after the first (replayed) step the twin runs directly,
+        # with no forward hook, and every local rate is the replaying monitor's, bit for bit.
+        hooks = torch.nn.modules.module._global_forward_pre_hooks
+        before = len(hooks)
+
+        def run(replay: bool):
+            torch.manual_seed(123)
+            model = dropout_mlp(p=0.0)
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+            monitor = LyapunovMonitor(model, optimizer, digits.loss_fn)
+            if replay:
+                monitor._draws = True
+            for batch in user_steps(digits, model, optimizer, 12):
+                monitor.step(batch)
+                torch.randint(0, 10, (3,))  # the loop draws between steps
+                assert len(hooks) == before + (1 if replay else 0)
+            monitor.close()
+            return monitor.result()
+
+        direct, replayed = run(False), run(True)
+        assert direct.attrs["rng_replay"].startswith("none needed")
+        assert replayed.attrs["rng_replay"].startswith("the RNG state")
+        np.testing.assert_array_equal(direct.local_rate, replayed.local_rate)
+        assert direct.sizes["step"] == 12 and len(hooks) == before
+
+    def test_user_stream_untouched(self, digits):
+        def loop(with_monitor: bool):
+            torch.manual_seed(123)
+            model = dropout_mlp(p=0.0)
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+            monitor = LyapunovMonitor(model, optimizer, digits.loss_fn) if with_monitor else None
+            for batch in user_steps(digits, model, optimizer, 10):
+                if monitor is not None:
+                    monitor.step(batch)
+                torch.rand(2)
+            return model, optimizer, torch.get_rng_state()
+
+        assert_same_training(loop(False), loop(True))
+
+    @pytest.mark.parametrize("switch,renorm_every,counted", [
+        (5, 1, [1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12]),
+        (5, 2, [2, 4, 8, 10, 12]),  # realigned at 5, mid-interval: the interval ending at 6 is not counted
+        (6, 2, [2, 4, 8, 10, 12]),  # realigned at 6, a renormalisation step
+    ])
+    def test_dropout_switched_on(self, digits, switch, renorm_every, counted):
+        # The model is in eval mode (dropout draws nothing) for the first steps, then in train
+        # mode.  The twin ran the first train step on the user's stream, which the loop's
+        # torch.randint had moved on: other masks.  That interval is not counted, the twin is
+        # realigned, and from the next step on the shadow sees the user's masks (its loss equals
+        # the user's to |grad L| d0, as in TestDropout).  The user's run is untouched.
+        def run(monitored: bool):
+            torch.manual_seed(123)
+            model = dropout_mlp(p=0.5).eval()
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+            batch_loss, shadow_losses = loss_recorder(digits.loss_fn)
+            monitor = LyapunovMonitor(model, optimizer, batch_loss=batch_loss, renorm_every=renorm_every) if monitored else None
+            inputs, targets = digits.train
+            user_losses = []
+            for t in range(1, 13):
+                if t == switch:
+                    model.train()
+                idx = torch.randint(0, inputs.shape[0], (32,))
+                optimizer.zero_grad()
+                loss = digits.loss_fn(model(inputs[idx]), targets[idx])
+                loss.backward()
+                optimizer.step()
+                user_losses.append(loss.item())
+                if monitor is not None:
+                    monitor.step((inputs[idx], targets[idx]))
+            return (model, optimizer, torch.get_rng_state()), monitor, user_losses, shadow_losses
+
+        plain, *_ = run(False)
+        with pytest.warns(RuntimeWarning, match=f"the model drew random numbers at step {switch} and drew none"):
+            monitored, monitor, user_losses, shadow_losses = run(True)
+        assert_same_training(plain, monitored)
+        assert [s for s, _ in monitor.history] == counted
+        assert monitor.result().attrs["rng_replay"].startswith("the RNG state")
+        np.testing.assert_allclose(shadow_losses[:switch - 1], user_losses[:switch - 1], rtol=0, atol=1e-6)
+        assert abs(shadow_losses[switch - 1] - user_losses[switch - 1]) > 1e-4  # other masks at the switch
+        np.testing.assert_allclose(shadow_losses[switch:], user_losses[switch:], rtol=0, atol=1e-6)
+        assert abs(monitor.exponent) < 1  # a sensitivity, not mask noise (~10 a step)
+
+
 class TestForwardHook:
     def test_no_hook_left_behind(self, digits):
         # The capture is a global forward pre-hook while it waits for the user's next

@@ -117,6 +117,12 @@ class DivergenceCheck:
             )
         return self.check_norm(norm)
 
+    @property
+    def norm_limit(self) -> float:
+        """The largest norm that passes the rule (units of the state): finite norms at or
+        below it give ``""`` from :meth:`check_norm`; NaN until the reference is set."""
+        return self.rule.norm_factor * self.norm_ref
+
     def check_norm(self, norm: float) -> str:
         """The norm part of the rule alone, for a state whose loss is not known (e.g.
         the last state of a run); ``""`` if sound."""
