@@ -84,9 +84,8 @@ follows, it registers a global forward pre-hook
 (``torch.nn.modules.module.register_module_forward_pre_hook``) that waits for the
 first call, with gradients enabled, of the model or any of its submodules (a
 LightningModule's ``training_step`` may call ``self.net(x)``), reads
-``torch.get_rng_state()`` there and removes itself.  It only reads the state; it
-costs a few microseconds per twin step, nothing on the steps the twin skips, and
-leaves no hook on the model.  The shadow's forward replays exactly that state, so
+``torch.get_rng_state()`` there and removes itself.  It only reads the state,
+costs nothing on the steps the twin skips, and leaves no hook on the model.  The shadow's forward replays exactly that state, so
 whatever the loop draws between steps (a shuffling ``DataLoader``,
 ``torch.randint`` batch indices, augmentation on the global RNG) the shadow draws
 the user's masks.  The shadow pass saves the user's RNG state and
@@ -275,10 +274,11 @@ class LyapunovMonitor:
     identical to ``max_lyapunov(method="twin")`` on the equivalent ``TrainingMap``
     for ``every = 1``.  Cost: one extra forward/backward and optimiser step per
     twin step, plus the measure-and-rescale (on the CPU one compiled pass,
-    :mod:`netdyn._core.twin_rescale`) and the RNG capture.  Measured on a digits
-    MLP with batches of 64 (``benchmarks/monitor_cost.py``): ``every=1`` 2.20-2.30x
-    the bare SGD loop (Adam 2.21x) where a plain second step of a copy costs
-    1.98-2.04x; ``every=10`` 1.14-1.17x.
+    :mod:`netdyn._core.twin_rescale`) and the RNG bookkeeping (two state reads a step for
+    a model that draws nothing; the forward hook and a replay for one that draws).
+    Measured on a digits MLP with batches of 64 (``benchmarks/monitor_cost.py``, ratios
+    taken round by round): ``every=1`` 2.13-2.18x the bare SGD loop (Adam 2.22x) where a
+    plain second step of a copy costs 1.99-2.03x; ``every=10`` 1.15x.
 
     References
     ----------
