@@ -34,9 +34,9 @@ def on_grid(pts, eps, metric, theiler, subdivisions, blocks, tasks):
     s_max = kernels.square_root_bound(eps) if code == 1 else eps
     diag_t, vert_t, upper = np.empty((tasks, n + 1), np.int64), np.empty((tasks, n + 1), np.int64), np.empty(tasks, np.int64)
     kernels.grid_line_histograms(
-        pts, eps, s_max, code, theiler, g.spts, g.sidx, g.cell, g.start, g.offsets, blocks, diag_t, vert_t,
+        pts, eps, s_max, -1.0, code, theiler, g.spts, g.sidx, g.cell, g.start, g.offsets, blocks, diag_t, vert_t,
         np.empty((tasks, n, 2), np.int32), np.empty((tasks, n, 2), np.int32), np.empty((tasks, n), np.int64),
-        np.empty((tasks, g.start.size - 1), np.int64), upper,
+        np.empty((tasks, g.start.size - 1), np.int64), upper, *kernels.without_near_pairs(tasks),
     )
     diag, vert = diag_t.sum(axis=0), vert_t.sum(axis=0)
     diag[0] = vert[0] = 0

@@ -440,7 +440,7 @@ def line_histograms_banded(
 # At a fixed recurrence rate the threshold is the distance of a given rank: one counting pass
 # over a sampled bracket (grid_distance_histogram) gives its histogram bin, then the RQA pass
 # runs at the bin's lower edge and also collects the bin's pairs on the rows that hold some
-# (grid_line_histograms_near); the pairs below the exact threshold are added afterwards by
+# (grid_line_histograms with collect); the pairs below the exact threshold are added afterwards by
 # walking each of their lines (add_recurrences).
 
 
@@ -625,10 +625,10 @@ def _grid_block(
     ``dstate[k]`` = (last row, run) of diagonal ``k``, ``cstate[j]`` the same for
     column ``j`` above the LOI; a run of -1 is one that began before row ``a``.
     ``first[c]`` (cells): where the visited part of cell ``c`` begins.  With ``top >= 0`` the
-    near pairs of the rows (:func:`grid_line_histograms_near`) go to ``near`` from row ``n_near`` on
+    near pairs of the rows (:func:`grid_line_histograms` with ``collect``) go to ``near`` from row ``n_near`` on
     while it has room, from the rows ``i`` with ``rows[i]`` (bool, N); ``near_j`` / ``near_s`` (N) are work space.
     """
-    numba.literally(collect)  # two compiled versions: the plain one keeps the loop of grid_line_histograms
+    numba.literally(collect)  # two compiled versions: without collect, the plain loop over the rows
     n = pts.shape[0]
     kmin = max(theiler, 1)
     dstate[:, 0] = -3
@@ -745,52 +745,6 @@ def grid_line_histograms(
     pts: np.ndarray,
     eps: float,
     s_max: float,
-    metric: int,
-    theiler: int,
-    spts: np.ndarray,
-    sidx: np.ndarray,
-    cell: np.ndarray,
-    start: np.ndarray,
-    offsets: np.ndarray,
-    blocks: np.ndarray,
-    diag_t: np.ndarray,
-    vert_t: np.ndarray,
-    dstate_t: np.ndarray,
-    cstate_t: np.ndarray,
-    hits_t: np.ndarray,
-    first_t: np.ndarray,
-    upper_t: np.ndarray,
-) -> None:
-    """:func:`line_histograms` over the candidate pairs of a :class:`Grid`: the same lines, exactly.
-
-    ``pts`` (N, d) are the points, ``spts``/``sidx``/``cell``/``start``/``offsets``
-    the grid (:func:`build_grid`), ``blocks`` (B + 1) the row blocks' bounds.  One
-    parallel task per row of the work arrays ``diag_t``/``vert_t`` (T, N + 1),
-    ``dstate_t``/``cstate_t`` (T, N, 2), ``hits_t`` (T, N), ``first_t`` (T, cells); task ``t`` takes blocks
-    ``t, t + T, ...``, adds its lines to ``diag_t[t]``/``vert_t[t]`` (zeroed here;
-    bin 0 unused) and its recurrent pairs ``j > i`` to ``upper_t[t]``.
-    Recurrence: ``_distance < eps``; Euclidean: raw sum of squares ``<= s_max``.
-    """
-    n_tasks = diag_t.shape[0]
-    n_blocks = blocks.size - 1
-    for t in numba.prange(n_tasks):
-        diag_t[t, :] = 0
-        vert_t[t, :] = 0
-        upper = 0
-        for blk in range(t, n_blocks, n_tasks):
-            upper += _grid_block(
-                pts, eps, s_max, metric, theiler, blocks[blk], blocks[blk + 1], spts, sidx, cell, start, offsets,
-                diag_t[t], vert_t[t], dstate_t[t], cstate_t[t], hits_t[t], first_t[t], -1.0, hits_t[t],
-                np.empty(0), np.empty((0, 3)), 0, np.empty(0, np.bool_), False,
-            )[0]
-        upper_t[t] = upper
-
-
-@numba.njit(cache=True, parallel=True)
-def grid_line_histograms_near(
-    pts: np.ndarray,
-    eps: float,
-    s_max: float,
     top: float,
     metric: int,
     theiler: int,
@@ -812,14 +766,25 @@ def grid_line_histograms_near(
     near_t: np.ndarray,
     n_near_t: np.ndarray,
     rows: np.ndarray,
+    collect: bool,
 ) -> None:
-    """:func:`grid_line_histograms`, also collecting the near pairs of the rows ``i`` with ``rows[i]`` (bool, N):
-    ``j - i >= max(theiler, 1)``, not recurrent, raw distance ``<= top`` (Euclidean: the sum of squares; the grid
-    must hold every such pair).
+    """:func:`line_histograms` over the candidate pairs of a :class:`Grid`: the same lines, exactly; with
+    ``collect`` also the near pairs of the rows ``i`` with ``rows[i]`` (bool, N).
 
-    Task ``t`` writes its near pairs as rows ``(i, j, raw distance)`` of ``near_t[t]`` (C, 3) while it has room and
-    their number to ``n_near_t[t]`` (more than C: some were left out); ``near_j_t`` (T, N) and ``near_s_t`` (T, N)
-    are work space.
+    ``pts`` (N, d) are the points, ``spts``/``sidx``/``cell``/``start``/``offsets``
+    the grid (:func:`build_grid`), ``blocks`` (B + 1) the row blocks' bounds.  One
+    parallel task per row of the work arrays ``diag_t``/``vert_t`` (T, N + 1),
+    ``dstate_t``/``cstate_t`` (T, N, 2), ``hits_t`` (T, N), ``first_t`` (T, cells); task ``t`` takes blocks
+    ``t, t + T, ...``, adds its lines to ``diag_t[t]``/``vert_t[t]`` (zeroed here;
+    bin 0 unused) and its recurrent pairs ``j > i`` to ``upper_t[t]``.
+    Recurrence: ``_distance < eps``; Euclidean: raw sum of squares ``<= s_max``.
+
+    Near pairs (``collect``; each value runs its own compiled block kernel, and without it the rows' loop is the
+    plain one):
+    ``j - i >= max(theiler, 1)``, not recurrent, raw distance ``<= top`` (Euclidean: the sum of squares; the grid
+    must hold every such pair).  Task ``t`` writes them as rows ``(i, j, raw distance)`` of ``near_t[t]`` (C, 3)
+    while it has room and their number to ``n_near_t[t]`` (more than C: some were left out); ``near_j_t`` (T, N,
+    int64) and ``near_s_t`` (T, N) are work space.  Without ``collect`` these may be empty (T, 0) arrays.
     """
     n_tasks = diag_t.shape[0]
     n_blocks = blocks.size - 1
@@ -829,14 +794,29 @@ def grid_line_histograms_near(
         upper = 0
         n_near = 0
         for blk in range(t, n_blocks, n_tasks):
-            u, n_near = _grid_block(
-                pts, eps, s_max, metric, theiler, blocks[blk], blocks[blk + 1], spts, sidx, cell, start, offsets,
-                diag_t[t], vert_t[t], dstate_t[t], cstate_t[t], hits_t[t], first_t[t], top, near_j_t[t],
-                near_s_t[t], near_t[t], n_near, rows, True,
-            )
+            a, b = blocks[blk], blocks[blk + 1]
+            if collect:  # constant arguments: _grid_block is compiled once for each
+                u, n_near = _grid_block(
+                    pts, eps, s_max, metric, theiler, a, b, spts, sidx, cell, start, offsets, diag_t[t], vert_t[t],
+                    dstate_t[t], cstate_t[t], hits_t[t], first_t[t], top, near_j_t[t], near_s_t[t], near_t[t],
+                    n_near, rows, True,
+                )
+            else:
+                u, n_near = _grid_block(
+                    pts, eps, s_max, metric, theiler, a, b, spts, sidx, cell, start, offsets, diag_t[t], vert_t[t],
+                    dstate_t[t], cstate_t[t], hits_t[t], first_t[t], top, near_j_t[t], near_s_t[t], near_t[t],
+                    n_near, rows, False,
+                )
             upper += u
         upper_t[t] = upper
         n_near_t[t] = n_near
+
+
+def without_near_pairs(tasks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+    """The last arguments of :func:`grid_line_histograms` for ``tasks`` tasks that collect no near pairs:
+    empty work space and ``collect=False``."""
+    return (np.empty((tasks, 0), np.int64), np.empty((tasks, 0)), np.empty((tasks, 0, 3)), np.empty(tasks, np.int64),
+            np.empty(0, np.bool_), False)
 
 
 @numba.njit(cache=True, inline="always")

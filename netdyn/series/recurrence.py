@@ -836,7 +836,7 @@ def _rqa_rate_grid(
     distances fit the buffer, the rank's distance ``eps`` is selected among them and the RQA pass runs at ``eps``.
     Otherwise (long series: the bracket holds ~ N^2 / sqrt(sample) pairs) the pass's histogram gives the bin
     ``[b_lo, b_hi]`` of the rank, holding few pairs; the RQA pass runs at ``b_lo`` and collects the pairs of the
-    bin (:func:`netdyn.series._rqa_kernels.grid_line_histograms_near`), among which ``eps`` is selected; the pairs
+    bin (:func:`netdyn.series._rqa_kernels.grid_line_histograms` with ``collect``), among which ``eps`` is selected; the pairs
     with ``b_lo <= d < eps`` are then added to the matrix, each of their lines walked and counted
     (:func:`netdyn.series._rqa_kernels.add_recurrences`).  None when: the rank falls on exact coincidences
     (``eps = 0``), the grid does not pay (unless ``force``), the Theiler window leaves fewer than half the pairs,
@@ -1382,7 +1382,8 @@ def _line_histograms_grid(
     s_max = kernels.square_root_bound(eps) if code == 1 else eps
     blocks, work = _grid_work(n, grid)
     kernels.grid_line_histograms(
-        pts, eps, s_max, code, theiler, grid.spts, grid.sidx, grid.cell, grid.start, grid.offsets, blocks, *work,
+        pts, eps, s_max, -1.0, code, theiler, grid.spts, grid.sidx, grid.cell, grid.start, grid.offsets, blocks,
+        *work, *kernels.without_near_pairs(work[6].size),
     )
     return _grid_merged(n, theiler, work)
 
@@ -1394,7 +1395,8 @@ def _line_histograms_grid_near(
     """:func:`_line_histograms_grid` at ``eps``, and the pairs ``j - i >= max(theiler, 1)`` with ``eps <= d <= top``
     of the rows ``i`` with ``rows[i]`` (bool, N) as rows ``(i, j, raw distance)`` (Euclidean: the sum of squares),
     or None when a task found more than ``cap``
-    (:func:`netdyn.series._rqa_kernels.grid_line_histograms_near`; ``grid`` must hold every pair with ``d <= top``).
+    (:func:`netdyn.series._rqa_kernels.grid_line_histograms` with ``collect``; ``grid`` must hold every pair with
+    ``d <= top``).
 
     Memory: :func:`_line_histograms_grid`'s, plus ``16 N + 24 cap`` bytes per task.
     """
@@ -1405,10 +1407,10 @@ def _line_histograms_grid_near(
     blocks, work = _grid_work(n, grid)
     tasks = work[6].size
     near_t, n_near = np.empty((tasks, cap, 3)), np.empty(tasks, np.int64)
-    kernels.grid_line_histograms_near(
+    kernels.grid_line_histograms(
         pts, eps, s_max, s_top, code, theiler, grid.spts, grid.sidx, grid.cell, grid.start, grid.offsets, blocks,
         *work, np.empty((tasks, n), np.int64), np.empty((tasks, n)), near_t, n_near,
-        np.ascontiguousarray(rows, dtype=np.bool_),
+        np.ascontiguousarray(rows, dtype=np.bool_), True,
     )
     near = np.concatenate([near_t[t, : n_near[t]] for t in range(tasks)]) if np.all(n_near <= cap) else None
     return (*_grid_merged(n, theiler, work), near)
