@@ -615,9 +615,12 @@ class LyapunovMonitor:
 
     # ------------------------------------------------------------------ internals
     def _pairs(self) -> tuple[list[Tensor], list[Tensor]]:
-        """``(reference, shadow)`` tensors of the state: parameters, then buffers."""
+        """``(reference, shadow)`` tensors of the state: parameters, then buffers (lists not to be modified)."""
+        state = self.optimizer.state
+        if not any(state.values()):  # no optimiser state (plain SGD): the parameters, the same lists each step
+            return self._params, self._shadow_params
         ref, sha = list(self._params), list(self._shadow_params)
-        state, shadow_state = self.optimizer.state, self._shadow_opt.state
+        shadow_state = self._shadow_opt.state
         for key in _buffer_keys(self.optimizer, self._params):
             for p, s in zip(self._params, self._shadow_params):
                 value = state[p].get(key) if p in state else None
@@ -702,9 +705,9 @@ class LyapunovMonitor:
         hyper = self._hyper or self.optimizer.param_groups
         self._hyper = None
         for group, values in zip(self._shadow_opt.param_groups, hyper):
-            for key, value in values.items():
-                if key != "params":
-                    group[key] = value
+            params = group["params"]
+            group.update(values)  # every hyper-parameter; the shadow keeps its own parameters
+            group["params"] = params
         for user, shadow in self._modules:
             if shadow.training is not user.training:  # (nn.Module.__setattr__ costs microseconds)
                 shadow.training = user.training
