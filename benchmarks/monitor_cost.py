@@ -1,7 +1,7 @@
 """Cost of LyapunovMonitor inside a plain training loop, as ratios to the bare loop.
 
 Run by hand: ``python benchmarks/monitor_cost.py [--batch-size 64] [--optimizer sgd]``.
-Digits MLP 64-32-10, tanh, float64, mini-batches of the training set, one thread
+Digits MLP 64-32-10 (``--hidden`` sets the 32), tanh, float64, mini-batches of the training set, one thread
 (``OMP_NUM_THREADS=1`` and ``torch.set_num_threads(1)``, set here before torch is imported).
 Each variant trains its own copy from the same initial weights.  The variants run
 in turns of ``--chunk`` steps (a multiple of 100, so ``every=10`` covers whole segment
@@ -85,11 +85,12 @@ def main() -> None:
     parser.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     parser.add_argument("--chunk", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--hidden", type=int, default=32, help="hidden width of the MLP (the targets are for 32)")
     args = parser.parse_args()
     if args.chunk % 100:
         parser.error("--chunk must be a multiple of 100")
     torch.set_num_threads(1)
-    task = make_task("digits", hidden=(32,), activation="tanh")
+    task = make_task("digits", hidden=(args.hidden,), activation="tanh")
     inputs, targets = task.train
     n_batches = inputs.shape[0] // args.batch_size
     batches = [(inputs[i * args.batch_size : (i + 1) * args.batch_size],
@@ -110,7 +111,7 @@ def main() -> None:
         bare.append(seconds["bare loop"])
         for label in variants:
             ratios[label].append(seconds[label] / seconds["bare loop"])
-    print(f"digits MLP 64-32-10 float64, {args.optimizer}, batch {args.batch_size}, {args.rounds} rounds of "
+    print(f"digits MLP 64-{args.hidden}-10 float64, {args.optimizer}, batch {args.batch_size}, {args.rounds} rounds of "
           f"{args.chunk} steps per variant (CPU time), torch threads {torch.get_num_threads()}, "
           f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; bare step {statistics.median(bare) * 1e6:.1f} us "
           f"(median; range {min(bare) * 1e6:.0f}-{max(bare) * 1e6:.0f})")
