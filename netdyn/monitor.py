@@ -277,8 +277,10 @@ class LyapunovMonitor:
     :mod:`netdyn._core.twin_rescale`) and the RNG bookkeeping (two state reads a step for
     a model that draws nothing; the forward hook and a replay for one that draws).
     Measured on a digits MLP with batches of 64 (``benchmarks/monitor_cost.py``, ratios
-    taken round by round): ``every=1`` 2.13-2.18x the bare SGD loop (Adam 2.22x) where a
-    plain second step of a copy costs 1.99-2.03x; ``every=10`` 1.15x.
+    taken round by round): ``every=1`` 2.13-2.20x the bare SGD loop (Adam 2.22-2.30x) where
+    a plain second step of a copy costs 1.99-2.05x; ``every=10`` 1.14-1.16x.  The
+    bookkeeping is a fixed cost per step (about 40 us there): at width 512 instead of 32,
+    2.13x against a floor of 2.06x.
 
     References
     ----------
