@@ -431,6 +431,29 @@ class TestSweepCommand:
         assert (tmp_path / "sweep.png").stat().st_size > 0
         assert len(stored_keys(tmp_path / "points")) == 4
 
+    def test_table_shows_the_window_of_each_verdict(self):
+        # A run that was chaotic early and settled: its whole-run exponent is above the edge's
+        # level, its second half's is not, and the class (of the second half) is a fixed point.
+        # The row must show both exponents, and the legend which window each column is.
+        dims = ("lr", "seed", "activation", "optimizer")
+        coords = {"lr": [2.8], "seed": [0, 1], "activation": ["tanh"], "optimizer": ["sgd"]}
+        ds = xr.Dataset(
+            {
+                "lyapunov": (dims, [[[[0.0516]], [[0.0522]]]]),
+                "lyapunov_tail": (dims, [[[[0.0015]], [[0.0007]]]]),
+                "orbit_class": (dims, [[[["fixed_point"]], [["fixed_point"]]]]),
+                "time_to_target": (dims, [[[[44.0]], [[44.0]]]]),
+                "final_test_accuracy": (dims, [[[[0.95]], [[0.948]]]]),
+                "status": (dims, [[[["ok"]], [["ok"]]]]),
+            },
+            coords=coords,
+        )
+        header, row, *legend = sweep_command.format_table(ds).splitlines()
+        assert "lambda_max (run)" in header and "(2nd half)" in header and "class (2nd half)" in header
+        assert "+0.0519 +- 0.0003" in row and "+0.0011" in row and "fixed_point" in row
+        assert legend[0].startswith("lambda_max (run): the exponent over the whole run")
+        assert "chaos that has ended counts as transient" in legend[1]
+
 
 def test_local_cluster_workers_keep_glibcs_adaptive_malloc_trim():
     """Dask's MALLOC_TRIM_THRESHOLD_=65536 made training points 46 % slower in workers."""

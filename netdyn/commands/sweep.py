@@ -293,10 +293,11 @@ def interrupted(args: argparse.Namespace) -> str:
 
 
 def format_table(result: xr.Dataset) -> str:
-    """One row per (activation, optimizer, lr): exponent mean +- std over seeds, most
-    common class, median time to target, mean final accuracy, failures."""
-    lines = [f"{'act':<6} {'opt':<7} {'lr':>9} {'lambda_max':>19} {'class':<15} {'t_target':>8} "
-             f"{'acc':>6} {'fail':>4}"]
+    """One row per (activation, optimizer, lr): the exponent over the whole run (mean +- std over
+    seeds) and over its second half (mean), the most common class of the second half, median time
+    to target, mean final accuracy, failures; a legend line says which window each column is."""
+    lines = [f"{'act':<6} {'opt':<7} {'lr':>9} {'lambda_max (run)':>19} {'(2nd half)':>10} {'class (2nd half)':<16} "
+             f"{'t_target':>8} {'acc':>6} {'fail':>4}"]
     for act in result["activation"].values:
         for opt in result["optimizer"].values:
             for lr in result["lr"].values:
@@ -306,6 +307,8 @@ def format_table(result: xr.Dataset) -> str:
                 lam_text = f"{finite.mean():+.4f} +- {finite.std():.4f}" if finite.size else "      --"
                 if finite.size < lam.size:
                     lam_text += f" ({lam.size - finite.size} inf)" if np.isinf(lam).any() else ""
+                tail = one["lyapunov_tail"].values
+                tail_text = f"{np.nanmean(tail):+.4f}" if np.isfinite(tail).any() else "--"
                 classes, counts = np.unique(one["orbit_class"].values, return_counts=True)
                 label = str(classes[np.argmax(counts)]) or "--"
                 times = one["time_to_target"].values
@@ -313,8 +316,10 @@ def format_table(result: xr.Dataset) -> str:
                 acc = one["final_test_accuracy"].values
                 acc_text = f"{np.nanmean(acc):.3f}" if np.isfinite(acc).any() else "--"
                 fails = int((one["status"] != "ok").sum())
-                lines.append(f"{act:<6} {opt:<7} {lr:>9.4g} {lam_text:>19} {label:<15} {median:>8.4g} "
-                             f"{acc_text:>6} {fails:>4}")
+                lines.append(f"{act:<6} {opt:<7} {lr:>9.4g} {lam_text:>19} {tail_text:>10} {label:<16} "
+                             f"{median:>8.4g} {acc_text:>6} {fails:>4}")
+    lines += ["lambda_max (run): the exponent over the whole run, per step, mean +- std over seeds;",
+              "(2nd half), class: the run's second half, where chaos that has ended counts as transient"]
     return "\n".join(lines)
 
 
