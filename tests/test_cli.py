@@ -114,3 +114,30 @@ def test_command_names_say_what_they_compute():
     assert names == set(COMMANDS)
     assert {"orbital-stability", "distances", "demo", "train", "analyze", "lyapunov", "sweep", "info"} == names
     assert "orbit" not in names
+
+
+def test_every_option_says_what_it_does():
+    """`netdyn COMMAND --help` documents every option (several had a bare name and no default)."""
+    import argparse
+
+    from netdyn.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    silent = {name: [a.dest for a in sub._actions if not a.help and not isinstance(a, argparse._HelpAction)]
+              for name, sub in commands.items()}
+    assert all(not options for options in silent.values()), silent
+
+
+def test_float32_twin_works_with_the_default_d0(tmp_path, capsys):
+    """The CLI used a fixed d0 = 1e-9, below float32's resolution: `--dtype float32 --method twin`
+    failed with its own defaults.  The default is now the library's, sqrt(eps) |theta_0| for the dtype."""
+    from netdyn.cli import main
+
+    status = main(["lyapunov", "--task", "iris", "--hidden", "4", "--dtype", "float32", "--method", "twin",
+                   "--steps", "20", "--plot", "", "-o", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert status == 0 and "lambda_max = " in out
+    import xarray as xr
+
+    with xr.open_dataset(tmp_path / "out" / "lyapunov.nc") as ds:
+        assert 1e-6 < float(ds.attrs["d0"]) < 1e-1  # 3.5e-4 |theta_0| in float32

@@ -32,9 +32,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_task_arguments(parser)
     parser.add_argument("--steps", type=positive_int, default=300, help="counted steps (default: 300)")
     parser.add_argument("--transient", type=nonnegative_int, default=0, help="uncounted steps first (default: 0)")
-    parser.add_argument("--method", choices=("tangent", "twin"), default="tangent")
-    parser.add_argument("--renorm-every", type=positive_int, default=1)
-    parser.add_argument("--d0", type=positive_float, default=1e-9, help="twin distance (default: 1e-9)")
+    parser.add_argument("--method", choices=("tangent", "twin"), default="tangent",
+                        help="tangent: the exact tangent map (Jacobian-vector products); twin: Benettin's "
+                        "perturbed copy, for any optimiser (default: tangent)")
+    parser.add_argument("--renorm-every", type=positive_int, default=1,
+                        help="steps between renormalisations of the separation (default: 1)")
+    parser.add_argument("--d0", type=positive_float, default=None,
+                        help="twin distance, in the units of the parameters (default: sqrt(eps) x |theta_0| "
+                        "for the state's dtype, e.g. 1.5e-8 |theta_0| in float64 and 3.5e-4 |theta_0| in float32)")
     parser.add_argument("--plot", default="convergence.png",
                         help="figure: a file name is written inside the output folder, a path with a folder "
                         "where it says; '' for none (default: %(default)s)")

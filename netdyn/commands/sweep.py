@@ -126,9 +126,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="comma-separated: " + ", ".join(sorted(FUNCTIONAL_OPTIMIZERS)) + " (default: sgd)")
     parser.add_argument("--optimizer-kwargs", type=_json_object, default={}, help='JSON, e.g. \'{"momentum": 0.9}\'')
     parser.add_argument("--steps", type=positive_int, default=200, help="training steps per point, >= 32 (default: 200)")
-    parser.add_argument("--eval-every", type=positive_int, default=1)
-    parser.add_argument("--lyapunov-method", choices=("twin", "tangent"), default="twin")
-    parser.add_argument("--lyapunov-transient", type=nonnegative_int, default=0)
+    parser.add_argument("--eval-every", type=positive_int, default=1,
+                        help="steps between test evaluations, for the time to target (default: 1)")
+    parser.add_argument("--lyapunov-method", choices=("twin", "tangent"), default="twin",
+                        help="how each point's exponent is measured (default: twin)")
+    parser.add_argument("--lyapunov-transient", type=nonnegative_int, default=0,
+                        help="uncounted steps before the exponent is averaged (default: 0)")
     add_sweep_arguments(parser)
     parser.set_defaults(func=main, on_interrupt=interrupted)
 

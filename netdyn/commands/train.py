@@ -57,15 +57,17 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", choices=DATASETS, default="digits", help="bundled data set (default: digits)")
     parser.add_argument("--hidden", type=hidden_widths, default=(32,), help="hidden widths, comma-separated (default: 32)")
     parser.add_argument("--init", choices=sorted(INITS), default="torch", help="weight initialisation (default: torch)")
-    parser.add_argument("--init-scale", type=positive_float, default=1.0)
-    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    parser.add_argument("--init-scale", type=positive_float, default=1.0,
+                        help="multiplies the initial weights (default: 1)")
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                        help="floating-point type of the model and data (default: float64)")
     parser.add_argument("--batch-size", type=positive_int, default=None, help="mini-batch size (default: full batch)")
 
 
 def add_task_arguments(parser: argparse.ArgumentParser) -> None:
     """Options that define a task and its training map (shared by several commands)."""
     add_model_arguments(parser)
-    parser.add_argument("--activation", choices=sorted(ACTIVATIONS), default="tanh")
+    parser.add_argument("--activation", choices=sorted(ACTIVATIONS), default="tanh", help="(default: tanh)")
     parser.add_argument("--optimizer", choices=sorted(FUNCTIONAL_OPTIMIZERS), default="sgd", help="(default: sgd)")
     parser.add_argument("--momentum", type=nonnegative_float, default=0.0, help="SGD/RMSprop momentum (default: 0)")
     parser.add_argument("--lr", type=positive_float, default=0.5, help="learning rate (default: 0.5)")
@@ -111,7 +113,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    "Ctrl-C keeps every computed step in the file.")
     add_task_arguments(parser)
     parser.add_argument("--steps", type=positive_int, default=2000, help="optimiser steps (default: 2000)")
-    parser.add_argument("--record-every", type=positive_int, default=1)
+    parser.add_argument("--record-every", type=positive_int, default=1,
+                        help="record one step in this many (default: 1, every step)")
     parser.add_argument("--record", default="all", help="all | layer names comma-separated | sketch size k")
     parser.add_argument("--eval-every", type=positive_int, default=50, help="test evaluation period (default: 50)")
     add_output_arguments(parser, what="file")
