@@ -50,6 +50,10 @@ def assert_consistent(res: OrbitalStability, twin: float, run_diverged: bool) ->
     found = disagreements(res, twin, run_diverged)
     if found:
         assert res.confidence == "low" and res.conflict, f"silent contradiction {found}: {res}"
+    elif res.label == "quasi_periodic" and res.conflict:
+        # no two verdicts contradict each other, but the tail's own evidence for quasi-periodic motion is
+        # weak: it still travels, or mini-batch noise drives it; said, with low confidence
+        assert res.confidence == "low" and ("still travels" in res.conflict or "mini-batches" in res.conflict), res
     else:
         assert res.conflict == "", res
 

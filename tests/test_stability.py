@@ -100,6 +100,31 @@ class TestOrbitalStability:
         res = orbital_stability(orbit(m, 2000), map_=m)
         assert res.label == "quasi_periodic" and abs(res.exponent) < 1e-9
 
+    def test_irrational_rotation_is_confidently_quasi_periodic(self):
+        res = orbital_stability(orbit(CircleRotation(), 2000))
+        assert (res.confidence, res.conflict) == ("high", "") and res.drift < 0.5
+
+    def test_a_travelling_tail_is_not_confidently_quasi_periodic(self):
+        # The rotation carried along a line, a little faster as it goes: bounded, aperiodic, exponent 0,
+        # and steps that do not shrink; it has not settled, and quasi-periodic motion keeps returning.
+        t = np.arange(2000)
+        x = np.c_[orbit(CircleRotation(), 2000), 1e-3 * t * (1 + t / 2000)]
+        res = orbital_stability(x, exponent=0.0)
+        assert res.label == "quasi_periodic" and res.confidence == "low"
+        assert res.conflict.startswith("the tail still travels (drift ") and "mini-batches" not in res.conflict
+
+    def test_mini_batch_noise_is_not_evidence_of_quasi_periodic_motion(self):
+        # A training map that draws another batch each step (attrs batch_size < n_train) is driven by
+        # noise: a bounded, aperiodic, non-chaotic tail is what the noise gives.  The same orbit from a
+        # full-batch map (batch_size -1) keeps its high confidence.
+        states = orbit(CircleRotation(), 2000)
+        ds = xr.Dataset({"state": (("step", "dim"), states)}, coords={"step": np.arange(2000)})
+        mini = orbital_stability(ds.assign_attrs(batch_size=16, n_train=112), exponent=0.0)
+        full = orbital_stability(ds.assign_attrs(batch_size=-1, n_train=112), exponent=0.0)
+        assert (mini.label, mini.confidence) == ("quasi_periodic", "low")
+        assert "the map draws mini-batches of 16 of 112 samples" in mini.conflict
+        assert (full.label, full.confidence, full.conflict) == ("quasi_periodic", "high", "")
+
     def test_rational_rotation_is_periodic(self):
         res = orbital_stability(orbit(CircleRotation(omega=3 / 7), 500))
         assert (res.label, res.period) == ("periodic", 7)

@@ -150,6 +150,7 @@ class _Orbit:
     flag_reason: str  # the Dataset's recorded divergence reason, "" if none
     final_step: int | None
     initial: np.ndarray | None  # full map state at steps[0] (a trajectory Dataset's initial_state)
+    driven: str = ""  # what makes the map differ from step to step (mini-batches), "" if nothing known
 
 
 def _orbital_stability(
@@ -296,8 +297,12 @@ def _orbital_stability(
        than half its extent, where a stationary orbit's agree up to sampling noise)
        with shrinking steps — e.g. gradient descent still descending a valley.
        ``lam > exponent_tol``: **chaotic** (a conflict when some ``e_p`` contracts
-       as above); otherwise **quasi_periodic**.  Chaotic, with a warning and
-       ``confidence="low"``, when no exponent can be estimated.
+       as above); otherwise **quasi_periodic**, with ``confidence="low"`` and a
+       conflict when the evidence for quasi-periodic motion is weak: the tail still
+       travels (``drift > 0.5``; quasi-periodic motion keeps returning), or the map
+       draws mini-batches (a Dataset's attrs ``batch_size`` below ``n_train``, or a
+       training ``map_`` with a ``batch_size``: noise drives it).  Chaotic, with a
+       warning and ``confidence="low"``, when no exponent can be estimated.
 
     **Why the exponent is measured over the tail window.**
     The class describes the tail; an exponent of another window describes another
@@ -330,6 +335,8 @@ def _orbital_stability(
     ('chaotic', 0.7)
     """
     info = _parse(x)
+    if map_ is not None and not info.driven and hasattr(map_, "inputs"):  # a training map
+        info = dataclasses.replace(info, driven=_mini_batches(getattr(map_, "batch_size", None), len(map_.inputs)))
     states = info.states
     n_all = states.shape[0]
     n = n_all // 2 if tail is None else int(tail)
@@ -449,10 +456,24 @@ def _orbital_stability(
             conflict = f"the exponent could not be resolved (+inf, {source}) while the recorded orbit stays bounded"
     else:
         label, why = "quasi_periodic", f"bounded, aperiodic, exponent {lam:.3g} <= {exponent_tol:g} ({source})"
+        conflict = _not_quasi_periodic(drift, info.driven)
     return OrbitalStability(
         label=label, period=None, reason=why, best_period=best_p, return_distance=best_e, converged=False,
         confidence="low" if conflict else low, conflict=conflict, **common, **base,
     )
+
+
+def _not_quasi_periodic(drift: float, driven: str) -> str:
+    """Why a bounded, aperiodic, non-chaotic tail may not be quasi-periodic motion ("" when nothing
+    says so): quasi-periodic motion is that of an autonomous map, and it keeps returning."""
+    reasons = []
+    if drift > _DRIFT:
+        reasons.append(f"the tail still travels (drift {drift:.3g} > {_DRIFT:g}) without shrinking steps: it has "
+                       "not settled, while quasi-periodic motion keeps returning")
+    if driven:
+        reasons.append(f"the map draws {driven} (another batch each step): bounded aperiodic motion with a small "
+                       "exponent is what that noise gives, not evidence of quasi-periodic motion")
+    return "; ".join(reasons)
 
 
 STATE_BUDGET = 256 * 2**20
@@ -558,7 +579,9 @@ def _divergence(info: _Orbit, rule: DivergenceRule) -> tuple[str, str]:
 def _parse(orbit: Any) -> _Orbit:
     """Split the orbit argument into float64 states, map times, loss, flag and initial state."""
     flagged, has_flag, flag_reason, final_step, loss, initial, steps = False, False, "", None, None, None, None
+    driven = ""
     if isinstance(orbit, xr.Dataset):
+        driven = _mini_batches(orbit.attrs.get("batch_size"), orbit.attrs.get("n_train"))
         if "state" not in orbit:
             raise ValueError("orbital_stability: expected a Dataset with a 'state' variable, got none")
         has_flag = "diverged" in orbit
@@ -586,7 +609,17 @@ def _parse(orbit: Any) -> _Orbit:
         )
     dtype = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)
     steps = np.arange(arr.shape[0], dtype=np.int64) if steps is None else steps
-    return _Orbit(arr.astype(np.float64), dtype, steps, loss, flagged, has_flag, flag_reason, final_step, initial)
+    return _Orbit(arr.astype(np.float64), dtype, steps, loss, flagged, has_flag, flag_reason, final_step, initial,
+                  driven)
+
+
+def _mini_batches(batch_size: Any, n_train: Any) -> str:
+    """``"mini-batches of k of n samples"`` when a training map draws another batch each step (its
+    ``batch_size`` below its ``n_train``), else ``""`` (full batch, or not a training map)."""
+    if batch_size is None or n_train is None:
+        return ""
+    k, n = int(batch_size), int(n_train)
+    return f"mini-batches of {k} of {n} samples" if 0 < k < n else ""
 
 
 def _recurrence_rate(x: np.ndarray, theiler: int, n_ref: int, radius: float) -> float:
