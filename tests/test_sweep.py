@@ -445,14 +445,19 @@ class TestSweepCommand:
                 "time_to_target": (dims, [[[[44.0]], [[44.0]]]]),
                 "final_test_accuracy": (dims, [[[[0.95]], [[0.948]]]]),
                 "status": (dims, [[[["ok"]], [["ok"]]]]),
+                "orbit_confidence": (dims, [[[["high"]], [["high"]]]]),
             },
             coords=coords,
         )
         header, row, *legend = sweep_command.format_table(ds).splitlines()
         assert "lambda_max (run)" in header and "(2nd half)" in header and "class (2nd half)" in header
-        assert "+0.0519 +- 0.0003" in row and "+0.0011" in row and "fixed_point" in row
+        assert "+0.0519 +- 0.0003" in row and "+0.0011" in row and "fixed_point " in row
         assert legend[0].startswith("lambda_max (run): the exponent over the whole run")
         assert "chaos that has ended counts as transient" in legend[1]
+        # a seed that gave the class with low confidence marks it
+        ds["orbit_confidence"][0, 1, 0, 0] = "low"
+        row = sweep_command.format_table(ds).splitlines()[1]
+        assert "fixed_point? " in row and legend[2].startswith("?: low confidence for some seed")
 
 
 def test_local_cluster_workers_keep_glibcs_adaptive_malloc_trim():

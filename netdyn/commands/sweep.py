@@ -297,8 +297,9 @@ def interrupted(args: argparse.Namespace) -> str:
 
 def format_table(result: xr.Dataset) -> str:
     """One row per (activation, optimizer, lr): the exponent over the whole run (mean +- std over
-    seeds) and over its second half (mean), the most common class of the second half, median time
-    to target, mean final accuracy, failures; a legend line says which window each column is."""
+    seeds) and over its second half (mean), the most common class of the second half (``?`` when a
+    seed gave it with low confidence), median time to target, mean final accuracy, failures; legend
+    lines say which window each column is."""
     lines = [f"{'act':<6} {'opt':<7} {'lr':>9} {'lambda_max (run)':>19} {'(2nd half)':>10} {'class (2nd half)':<16} "
              f"{'t_target':>8} {'acc':>6} {'fail':>4}"]
     for act in result["activation"].values:
@@ -314,6 +315,9 @@ def format_table(result: xr.Dataset) -> str:
                 tail_text = f"{np.nanmean(tail):+.4f}" if np.isfinite(tail).any() else "--"
                 classes, counts = np.unique(one["orbit_class"].values, return_counts=True)
                 label = str(classes[np.argmax(counts)]) or "--"
+                if "orbit_confidence" in one and (one["orbit_confidence"].values[one["orbit_class"].values == label]
+                                                  == "low").any():
+                    label += "?"
                 times = one["time_to_target"].values
                 median = np.median(times[~np.isnan(times)]) if (~np.isnan(times)).any() else np.nan
                 acc = one["final_test_accuracy"].values
@@ -322,7 +326,9 @@ def format_table(result: xr.Dataset) -> str:
                 lines.append(f"{act:<6} {opt:<7} {lr:>9.4g} {lam_text:>19} {tail_text:>10} {label:<16} "
                              f"{median:>8.4g} {acc_text:>6} {fails:>4}")
     lines += ["lambda_max (run): the exponent over the whole run, per step, mean +- std over seeds;",
-              "(2nd half), class: the run's second half, where chaos that has ended counts as transient"]
+              "(2nd half), class: the run's second half, where chaos that has ended counts as transient;",
+              "?: low confidence for some seed: its tests conflict (orbit_conflict in result.nc says how) or",
+              "   its deciding exponent lies within two standard errors of the chaos threshold"]
     return "\n".join(lines)
 
 
