@@ -410,7 +410,9 @@ print(f"total wall time: {time.perf_counter() - T_START:.0f} s")
 #   including on the tail (+0.0002 … +0.0014 per step): marginal stability, not chaos.  The over-parametrised
 #   network (67 weights for 112 separable samples) has flat directions along which a perturbation neither
 #   grows nor shrinks, and early in training negative curvature amplifies perturbations a little.  Two slowly
-#   converging orbits ($\eta$ = 0.62, 0.89, loss still falling at step 1500) are labelled quasi-periodic.
+#   converging orbits ($\eta$ = 0.62, 0.89, loss still falling at step 1500) are labelled quasi-periodic, with
+#   `confidence="low"`: `orbital_stability` says their tails still travel (drift 1.3), which quasi-periodic
+#   motion does not.
 # * *The boundaries are not sharp.*  Chaotic and regular learning rates interleave above 14.7, and a longer
 #   run could move learning rates between classes.  (Every class is now decided by the exponent over the same
 #   second half it examines, so no non-chaotic class sits on a tail exponent above 0.01.)  The finite-time exponent depends on the window (the
