@@ -504,12 +504,17 @@ def _recurs(pts: np.ndarray, i: int, j: int, eps: float, s_max: float, metric: i
     return s <= s_max if metric == 1 else s < eps
 
 
+_NEAR_MARK = np.int64(1) << 62  # marks a candidate that is near (raw distance <= top) but does not recur
+
+
 @numba.njit(cache=True, inline="always")
 def _cells_hits(
-    pts: np.ndarray, i: int, thr: float, metric: int, spts: np.ndarray, sidx: np.ndarray, home: int,
-    start: np.ndarray, first: np.ndarray, offsets: np.ndarray, hits: np.ndarray,
+    pts: np.ndarray, i: int, thr: float, top: float, metric: int, collect: bool, spts: np.ndarray, sidx: np.ndarray,
+    home: int, start: np.ndarray, first: np.ndarray, offsets: np.ndarray, hits: np.ndarray,
 ) -> int:
-    """:func:`_grid_row` for one metric, given as a literal so that the loops compile without its branches."""
+    """:func:`_grid_row` for one metric, given as a literal (as is ``collect``) so that the loops compile without
+    their branches.  Branch-free: every candidate is written, the count advances on a recurrence; with
+    ``collect`` on a raw distance ``<= top`` instead, a non-recurrent candidate marked by :data:`_NEAR_MARK`."""
     m = 0
     if pts.shape[1] >= 3:
         x0, x1, x2 = pts[i, 0], pts[i, 1], pts[i, 2]
@@ -517,15 +522,25 @@ def _cells_hits(
             c = home + o
             for p in range(first[c], start[c + 1]):
                 s = _raw_distance3(x0, x1, x2, pts, i, spts, p, metric)
-                hits[m] = sidx[p]
-                m += (s <= thr) if metric == 1 else (s < thr)
+                rec = (s <= thr) if metric == 1 else (s < thr)
+                if collect:
+                    hits[m] = sidx[p] | (_NEAR_MARK * (1 - rec))
+                    m += s <= top
+                else:
+                    hits[m] = sidx[p]
+                    m += rec
     else:
         for o in offsets:
             c = home + o
             for p in range(first[c], start[c + 1]):
                 s = _raw_distance(pts, i, spts, p, metric)
-                hits[m] = sidx[p]
-                m += (s <= thr) if metric == 1 else (s < thr)
+                rec = (s <= thr) if metric == 1 else (s < thr)
+                if collect:
+                    hits[m] = sidx[p] | (_NEAR_MARK * (1 - rec))
+                    m += s <= top
+                else:
+                    hits[m] = sidx[p]
+                    m += rec
     return m
 
 
@@ -537,57 +552,12 @@ def _grid_row(
     """The recurrent ``j`` of row ``i`` to ``hits`` (cell by cell, ascending within a cell); how many.
 
     Cell ``c``'s points from ``first[c]`` on are visited (those at times ``>= i + max(theiler, 1)``).
-    Branch-free: every candidate is written, the count advances on a recurrence.
     """
     if metric == 0:
-        return _cells_hits(pts, i, eps, 0, spts, sidx, home, start, first, offsets, hits)
+        return _cells_hits(pts, i, eps, -1.0, 0, False, spts, sidx, home, start, first, offsets, hits)
     if metric == 1:
-        return _cells_hits(pts, i, s_max, 1, spts, sidx, home, start, first, offsets, hits)
-    return _cells_hits(pts, i, eps, 2, spts, sidx, home, start, first, offsets, hits)
-
-
-@numba.njit(cache=True, inline="always")
-def _cells_hits_collect(
-    pts: np.ndarray, i: int, thr: float, top: float, metric: int, spts: np.ndarray, sidx: np.ndarray, home: int,
-    start: np.ndarray, first: np.ndarray, offsets: np.ndarray, hits: np.ndarray, near_j: np.ndarray, near_s: np.ndarray,
-) -> tuple[int, int]:
-    """:func:`_cells_hits`, also writing the candidates that do not recur but have a raw distance ``<= top`` to
-    ``near_j`` / ``near_s`` (their times and raw distances).
-
-    The candidates up to ``top`` go to ``hits`` first, a non-recurrent one marked by bit 62 (one store per
-    candidate, as :func:`_cells_hits`); the marked ones (rare) are then moved out.
-    """
-    m = 0
-    mark = np.int64(1) << 62
-    if pts.shape[1] >= 3:
-        x0, x1, x2 = pts[i, 0], pts[i, 1], pts[i, 2]
-        for o in offsets:
-            c = home + o
-            for p in range(first[c], start[c + 1]):
-                s = _raw_distance3(x0, x1, x2, pts, i, spts, p, metric)
-                rec = (s <= thr) if metric == 1 else (s < thr)
-                hits[m] = sidx[p] | (mark * (1 - rec))
-                m += s <= top
-    else:
-        for o in offsets:
-            c = home + o
-            for p in range(first[c], start[c + 1]):
-                s = _raw_distance(pts, i, spts, p, metric)
-                rec = (s <= thr) if metric == 1 else (s < thr)
-                hits[m] = sidx[p] | (mark * (1 - rec))
-                m += s <= top
-    k = 0
-    q = 0
-    for h in range(m):
-        j = hits[h]
-        hits[k] = j
-        k += j < mark
-        if j >= mark:
-            j -= mark
-            near_j[q] = j
-            near_s[q] = _raw_distance(pts, i, pts, j, metric)
-            q += 1
-    return k, q
+        return _cells_hits(pts, i, s_max, -1.0, 1, False, spts, sidx, home, start, first, offsets, hits)
+    return _cells_hits(pts, i, eps, -1.0, 2, False, spts, sidx, home, start, first, offsets, hits)
 
 
 @numba.njit(cache=True, inline="never")
@@ -596,13 +566,28 @@ def _grid_row_collect(
     home: int, start: np.ndarray, first: np.ndarray, offsets: np.ndarray, hits: np.ndarray, near_j: np.ndarray,
     near_s: np.ndarray,
 ) -> tuple[int, int]:
-    """:func:`_grid_row`, and the non-recurrent candidates of raw distance ``<= top`` to ``near_j`` / ``near_s``:
-    (recurrent, near)."""
+    """:func:`_grid_row`, and the non-recurrent candidates of raw distance ``<= top`` to ``near_j`` / ``near_s``
+    (their times and raw distances): (recurrent, near).  The candidates up to ``top`` go to ``hits`` first, the
+    non-recurrent ones marked (one store per candidate, as :func:`_grid_row`); the marked ones (rare) are then
+    moved out."""
     if metric == 0:
-        return _cells_hits_collect(pts, i, eps, top, 0, spts, sidx, home, start, first, offsets, hits, near_j, near_s)
-    if metric == 1:
-        return _cells_hits_collect(pts, i, s_max, top, 1, spts, sidx, home, start, first, offsets, hits, near_j, near_s)
-    return _cells_hits_collect(pts, i, eps, top, 2, spts, sidx, home, start, first, offsets, hits, near_j, near_s)
+        m = _cells_hits(pts, i, eps, top, 0, True, spts, sidx, home, start, first, offsets, hits)
+    elif metric == 1:
+        m = _cells_hits(pts, i, s_max, top, 1, True, spts, sidx, home, start, first, offsets, hits)
+    else:
+        m = _cells_hits(pts, i, eps, top, 2, True, spts, sidx, home, start, first, offsets, hits)
+    k = 0
+    q = 0
+    for h in range(m):
+        j = hits[h]
+        hits[k] = j
+        k += j < _NEAR_MARK
+        if j >= _NEAR_MARK:
+            j -= _NEAR_MARK
+            near_j[q] = j
+            near_s[q] = _raw_distance(pts, i, pts, j, metric)
+            q += 1
+    return k, q
 
 
 @numba.njit(cache=True, inline="always")
