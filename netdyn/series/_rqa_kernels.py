@@ -508,6 +508,17 @@ _NEAR_MARK = np.int64(1) << 62  # marks a candidate that is near (raw distance <
 
 
 @numba.njit(cache=True, inline="always")
+def _store(hits: np.ndarray, m: int, j: int, s: float, thr: float, top: float, metric: int, collect: bool) -> int:
+    """Write candidate ``j`` at raw distance ``s`` to ``hits[m]``; the next ``m`` (see :func:`_cells_hits`)."""
+    rec = (s <= thr) if metric == 1 else (s < thr)
+    if collect:
+        hits[m] = j | (_NEAR_MARK * (1 - rec))
+        return m + (s <= top)
+    hits[m] = j
+    return m + rec
+
+
+@numba.njit(cache=True, inline="always")
 def _cells_hits(
     pts: np.ndarray, i: int, thr: float, top: float, metric: int, collect: bool, spts: np.ndarray, sidx: np.ndarray,
     home: int, start: np.ndarray, first: np.ndarray, offsets: np.ndarray, hits: np.ndarray,
@@ -521,26 +532,13 @@ def _cells_hits(
         for o in offsets:
             c = home + o
             for p in range(first[c], start[c + 1]):
-                s = _raw_distance3(x0, x1, x2, pts, i, spts, p, metric)
-                rec = (s <= thr) if metric == 1 else (s < thr)
-                if collect:
-                    hits[m] = sidx[p] | (_NEAR_MARK * (1 - rec))
-                    m += s <= top
-                else:
-                    hits[m] = sidx[p]
-                    m += rec
+                m = _store(hits, m, sidx[p], _raw_distance3(x0, x1, x2, pts, i, spts, p, metric), thr, top, metric,
+                           collect)
     else:
         for o in offsets:
             c = home + o
             for p in range(first[c], start[c + 1]):
-                s = _raw_distance(pts, i, spts, p, metric)
-                rec = (s <= thr) if metric == 1 else (s < thr)
-                if collect:
-                    hits[m] = sidx[p] | (_NEAR_MARK * (1 - rec))
-                    m += s <= top
-                else:
-                    hits[m] = sidx[p]
-                    m += rec
+                m = _store(hits, m, sidx[p], _raw_distance(pts, i, spts, p, metric), thr, top, metric, collect)
     return m
 
 
