@@ -85,8 +85,8 @@ follows, it registers a global forward pre-hook
 first call, with gradients enabled, of the model or any of its submodules (a
 LightningModule's ``training_step`` may call ``self.net(x)``), reads
 ``torch.get_rng_state()`` there and removes itself.  It only reads the state,
-costs nothing on the steps the twin skips, and leaves no hook on the model.  The shadow's forward replays exactly that state, so
-whatever the loop draws between steps (a shuffling ``DataLoader``,
+costs nothing on the steps the twin skips, and leaves no hook on the model.  The
+shadow's forward replays exactly that state, so whatever the loop draws between steps (a shuffling ``DataLoader``,
 ``torch.randint`` batch indices, augmentation on the global RNG) the shadow draws
 the user's masks.  The shadow pass saves the user's RNG state and
 restores it afterwards, so the user's stream is untouched.  Forward passes under
@@ -776,7 +776,8 @@ class LyapunovMonitor:
             p.requires_grad_(True)
         scale, threshold = _preconditioner(self.optimizer, self._params)
         user_rng = _capture_rng(self._devices)
-        _restore_rng(user_rng if self._draws is False else self._rng, self._devices)
+        if self._draws is not False:  # (a model that draws nothing runs on the user's stream)
+            _restore_rng(self._rng, self._devices)
         try:
             with torch.enable_grad():
                 grads = torch.autograd.grad(self._batch_loss(self._probe, batch), self._probe_params, create_graph=True)
@@ -1091,7 +1092,7 @@ def _capture_rng(devices: list[int]) -> RngState:
 
 def _same_rng(a: RngState, b: RngState) -> bool:
     """Whether two captured RNG states are equal, byte for byte: ``memcmp`` on their memory (the
-    states are contiguous CPU byte tensors, also for CUDA generators), a tenth of ``torch.equal``'s
+    states are contiguous CPU byte tensors, also for CUDA generators), a sixth of ``torch.equal``'s
     time, with no allocation and no tensor read back.  One generator's states have one size."""
     if len(a) == 1:
         return _memcmp(a[0].data_ptr(), b[0].data_ptr(), a[0].numel()) == 0
@@ -1099,7 +1100,12 @@ def _same_rng(a: RngState, b: RngState) -> bool:
 
 
 def _c_memcmp() -> Callable[[int, int, int], int]:
-    memcmp = ctypes.CDLL(None).memcmp
+    """The C library's ``memcmp(a, b, n)`` on addresses; where the process's C library cannot be
+    opened by ``CDLL(None)`` (Windows), a comparison of the bytes that is 0 when they are equal."""
+    try:
+        memcmp = ctypes.CDLL(None).memcmp
+    except (OSError, TypeError, AttributeError):
+        return lambda a, b, n: int(ctypes.string_at(a, n) != ctypes.string_at(b, n))
     memcmp.restype, memcmp.argtypes = ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
     return memcmp
 

@@ -474,6 +474,24 @@ class TestModelsThatDrawNothing:
         assert abs(monitor.exponent) < 1  # a sensitivity, not mask noise (~10 a step)
 
 
+def test_rng_comparison_without_a_loadable_c_library(monkeypatch):
+    # Where CDLL(None) cannot open the C library (Windows), the byte comparison stands in for memcmp.
+    import ctypes
+
+    from netdyn import monitor
+
+    def refuse(name, *args, **kwargs):
+        raise TypeError("no C library by name None")
+
+    monkeypatch.setattr(ctypes, "CDLL", refuse)
+    compare = monitor._c_memcmp()
+    a, b = torch.get_rng_state(), torch.get_rng_state()
+    assert compare(a.data_ptr(), b.data_ptr(), a.numel()) == 0
+    torch.rand(1)
+    c = torch.get_rng_state()
+    assert compare(a.data_ptr(), c.data_ptr(), a.numel()) != 0
+
+
 class TestForwardHook:
     def test_no_hook_left_behind(self, digits):
         # The capture is a global forward pre-hook while it waits for the user's next
